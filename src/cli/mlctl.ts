@@ -1,0 +1,161 @@
+import type { Client } from '@temporalio/client';
+import { Command, CommanderError, Option } from 'commander';
+import { z } from 'zod';
+import { LifecycleClient, NotFoundError, RefusedError } from '../client/lifecycle-client';
+import { loadSpecFile, SpecError } from '../client/spec-file';
+import { connectClient } from '../config/temporal';
+import { Identity } from '../shared/spec';
+import { formatStatus, formatList } from './format';
+
+/** mlctl exit codes (DESIGN.md §4). */
+export const Exit = { Ok: 0, Failure: 1, Invalid: 2, NotFound: 3, Refused: 4 } as const;
+
+class InputError extends Error {}
+
+interface GlobalOptions {
+  json?: boolean;
+  verbose?: boolean;
+}
+
+let client: Client | undefined;
+
+async function lifecycles(): Promise<LifecycleClient> {
+  client = await connectClient();
+  return new LifecycleClient(client);
+}
+
+function identity(value: string, flag: string): string {
+  const parsed = Identity.safeParse(value);
+  if (!parsed.success)
+    throw new InputError(`${flag}: "${value}" is not a valid identity (${parsed.error.issues[0]?.message})`);
+  return parsed.data;
+}
+
+function print(opts: GlobalOptions, json: unknown, text: string): void {
+  process.stdout.write(opts.json ? `${JSON.stringify(json, null, 2)}\n` : `${text}\n`);
+}
+
+export function buildProgram(): Command {
+  const program = new Command('mlctl')
+    .description('Drive ML model lifecycles on Temporal: run, watch, approve, pause, resume, abort.')
+    .option('--json', 'machine-readable output')
+    .option('--verbose', 'stack traces on errors')
+    .showHelpAfterError()
+    .exitOverride();
+  const globals = (): GlobalOptions => program.opts<GlobalOptions>();
+  const withJson = (cmd: Command) => cmd.option('--json', 'machine-readable output');
+  const merged = (cmd: Command): GlobalOptions => ({ ...globals(), ...cmd.opts<GlobalOptions>() });
+
+  withJson(program.command('run <spec>'))
+    .description('validate a lifecycle spec and start its lifecycle; prints the lifecycle id')
+    .option('--dry-run', 'validate only')
+    .option('--model-version <version>', "override the spec's version (e.g. a build number)")
+    .action(async (file: string, o: { modelVersion?: string }, cmd: Command) => {
+      const spec = loadSpecFile(file, { version: o.modelVersion });
+      const opts = merged(cmd);
+      if ((cmd.opts() as { dryRun?: boolean }).dryRun) {
+        print(opts, { valid: true, spec }, `${file}: valid (${spec.model} ${spec.version})`);
+        return;
+      }
+      const started = await (await lifecycles()).start(spec);
+      print(opts, { id: started.id, runId: started.runId, model: spec.model, version: spec.version }, started.id);
+    });
+
+  withJson(program.command('status <id>'))
+    .description('stage, traffic, approvals and decisions of a lifecycle')
+    .action(async (id: string, _o: unknown, cmd: Command) => {
+      const status = await (await lifecycles()).status(id);
+      print(merged(cmd), status, formatStatus(status));
+    });
+
+  withJson(program.command('list'))
+    .description('lifecycles, newest first')
+    .option('--model <model>', 'only this model')
+    .option('--stage <stage>', 'only lifecycles in this stage')
+    .addOption(new Option('--limit <n>', 'at most this many').default('50').argParser((v) => Number.parseInt(v, 10)))
+    .action(async (o: { model?: string; stage?: string; limit: number }, cmd: Command) => {
+      const rows = await (await lifecycles()).list(o);
+      print(merged(cmd), rows, formatList(rows));
+    });
+
+  for (const decision of ['approve', 'reject'] as const) {
+    withJson(program.command(`${decision} <id>`))
+      .description(`${decision} the gate a lifecycle is waiting on`)
+      .requiredOption('--as <user>', 'your identity (must be an approver, not the submitter)')
+      .option('--gate <gate>', 'the gate to decide (default: the pending one)')
+      .option('--reason <text>', 'recorded with the decision', '')
+      .action(async (id: string, o: { as: string; gate?: string; reason: string }, cmd: Command) => {
+        const by = identity(o.as, '--as');
+        const client = await lifecycles();
+        const input = { by, gate: o.gate, reason: o.reason };
+        const ack = decision === 'approve' ? await client.approve(id, input) : await client.reject(id, input);
+        print(merged(cmd), { id, ...ack, by }, `${id}: gate "${ack.gate}" ${ack.decision} by ${by}`);
+      });
+  }
+
+  for (const action of ['pause', 'resume', 'abort'] as const) {
+    withJson(program.command(`${action} <id>`))
+      .description(
+        action === 'abort'
+          ? 'stop a lifecycle: before deployment it ends rejected, after it rolls back'
+          : `${action} a rollout at its next stage boundary`,
+      )
+      .requiredOption('--as <user>', 'your identity, recorded with the action')
+      .option('--reason <text>', 'recorded with the action', '')
+      .action(async (id: string, o: { as: string; reason: string }, cmd: Command) => {
+        const by = identity(o.as, '--as');
+        const client = await lifecycles();
+        await client[action](id, { by, reason: o.reason });
+        print(merged(cmd), { id, action, by }, `${id}: ${action} sent`);
+      });
+  }
+  return program;
+}
+
+function fail(code: number, message: string, opts: GlobalOptions, err?: unknown): number {
+  if (opts.json) process.stderr.write(`${JSON.stringify({ error: message, exitCode: code })}\n`);
+  else process.stderr.write(`mlctl: ${message}\n`);
+  if (opts.verbose && err instanceof Error && err.stack) process.stderr.write(`${err.stack}\n`);
+  return code;
+}
+
+/** Runs mlctl with `argv` (without node and script) and returns the exit code. */
+export async function runMlctl(argv: string[]): Promise<number> {
+  const program = buildProgram();
+  const opts: GlobalOptions = { json: argv.includes('--json'), verbose: argv.includes('--verbose') };
+  try {
+    await program.parseAsync(argv, { from: 'user' });
+    return Exit.Ok;
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      if (err.exitCode === 0) return Exit.Ok;
+      return Exit.Invalid; // commander already printed the problem and the usage
+    }
+    if (err instanceof SpecError) {
+      if (opts.json)
+        process.stderr.write(
+          `${JSON.stringify({ error: 'invalid spec', file: err.file, problems: err.problems, exitCode: 2 })}\n`,
+        );
+      else process.stderr.write(`mlctl: ${err.message}\n`);
+      return Exit.Invalid;
+    }
+    if (err instanceof InputError) return fail(Exit.Invalid, err.message, opts, err);
+    if (err instanceof z.ZodError) return fail(Exit.Invalid, z.prettifyError(err), opts, err);
+    if (err instanceof NotFoundError) return fail(Exit.NotFound, err.message, opts, err);
+    if (err instanceof RefusedError) return fail(Exit.Refused, err.message, opts, err);
+    const message = err instanceof Error ? err.message : String(err);
+    return fail(Exit.Failure, message, opts, err);
+  } finally {
+    await client?.connection.close().catch(() => undefined);
+  }
+}
+
+if (require.main === module) {
+  runMlctl(process.argv.slice(2)).then(
+    (code) => process.exit(code),
+    (err: unknown) => {
+      process.stderr.write(`mlctl: ${String(err)}\n`);
+      process.exit(1);
+    },
+  );
+}

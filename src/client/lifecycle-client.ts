@@ -1,0 +1,152 @@
+import {
+  WorkflowExecutionAlreadyStartedError,
+  WorkflowNotFoundError,
+  WorkflowUpdateFailedError,
+  type Client,
+  type WorkflowExecutionInfo,
+} from '@temporalio/client';
+import { TypedSearchAttributes } from '@temporalio/common';
+import {
+  abortSignal,
+  approveGateUpdate,
+  pauseSignal,
+  rejectGateUpdate,
+  resumeSignal,
+  statusQuery,
+  type ApprovalAck,
+} from '../shared/messages';
+import { MlModel, MlStage, MlVersion } from '../shared/search-attributes';
+import { LifecycleSpec, lifecycleWorkflowId } from '../shared/spec';
+import type { GateDecisionInput, LifecycleStatus, OperatorAction } from '../shared/status';
+import { LIFECYCLE_TASK_QUEUE } from '../shared/task-queues';
+
+/** Why a request was refused (exit code 4 in mlctl): not an approver, self-approval, nothing pending, duplicate... */
+export class RefusedError extends Error {}
+/** No such lifecycle (exit code 3 in mlctl). */
+export class NotFoundError extends Error {}
+
+export interface LifecycleSummary {
+  id: string;
+  model: string | null;
+  version: string | null;
+  stage: string | null;
+  status: string;
+  startTime: string;
+  closeTime: string | null;
+}
+
+/** The typed client API pipelines and mlctl use to drive lifecycles. */
+export class LifecycleClient {
+  constructor(private readonly client: Client) {}
+
+  /** Validates and starts a lifecycle; one lifecycle per model version (a second start is refused). */
+  async start(rawSpec: unknown): Promise<{ id: string; runId: string }> {
+    const spec = LifecycleSpec.parse(rawSpec);
+    const id = lifecycleWorkflowId(spec.model, spec.version);
+    try {
+      const handle = await this.client.workflow.start('modelLifecycleWorkflow', {
+        workflowId: id,
+        taskQueue: LIFECYCLE_TASK_QUEUE,
+        args: [{ spec }],
+        // A version whose lifecycle failed may be retried; a running or finished one may not be started again.
+        workflowIdReusePolicy: 'ALLOW_DUPLICATE_FAILED_ONLY',
+        typedSearchAttributes: new TypedSearchAttributes([
+          { key: MlModel, value: spec.model },
+          { key: MlVersion, value: spec.version },
+          { key: MlStage, value: 'provisioning' },
+        ]),
+        staticSummary: `${spec.model} ${spec.version} by ${spec.submittedBy}`,
+        staticDetails: spec.description,
+      });
+      return { id, runId: handle.firstExecutionRunId };
+    } catch (err) {
+      if (err instanceof WorkflowExecutionAlreadyStartedError) {
+        throw new RefusedError(
+          `lifecycle ${id} already exists: model ${spec.model} version ${spec.version} was started before`,
+        );
+      }
+      throw err;
+    }
+  }
+
+  async status(id: string): Promise<LifecycleStatus> {
+    return this.call(id, () => this.client.workflow.getHandle(id).query(statusQuery));
+  }
+
+  async approve(id: string, decision: GateDecisionInput): Promise<ApprovalAck> {
+    return this.call(id, () =>
+      this.client.workflow.getHandle(id).executeUpdate(approveGateUpdate, { args: [decision] }),
+    );
+  }
+
+  async reject(id: string, decision: GateDecisionInput): Promise<ApprovalAck> {
+    return this.call(id, () =>
+      this.client.workflow.getHandle(id).executeUpdate(rejectGateUpdate, { args: [decision] }),
+    );
+  }
+
+  async pause(id: string, action: OperatorAction): Promise<void> {
+    await this.signal(id, () => this.client.workflow.getHandle(id).signal(pauseSignal, action));
+  }
+
+  async resume(id: string, action: OperatorAction): Promise<void> {
+    await this.signal(id, () => this.client.workflow.getHandle(id).signal(resumeSignal, action));
+  }
+
+  async abort(id: string, action: OperatorAction): Promise<void> {
+    await this.signal(id, () => this.client.workflow.getHandle(id).signal(abortSignal, action));
+  }
+
+  /** Lifecycles newest first, optionally of one model or in one stage (search attributes). */
+  async list(filter: { model?: string; stage?: string; limit?: number } = {}): Promise<LifecycleSummary[]> {
+    const clauses = [`WorkflowType = 'modelLifecycleWorkflow'`];
+    if (filter.model) clauses.push(`MlModel = '${filter.model.replace(/'/g, '')}'`);
+    if (filter.stage) clauses.push(`MlStage = '${filter.stage.replace(/'/g, '')}'`);
+    const out: LifecycleSummary[] = [];
+    for await (const wf of this.client.workflow.list({ query: clauses.join(' AND ') })) {
+      out.push(summarize(wf));
+      if (out.length >= (filter.limit ?? 100)) break;
+    }
+    return out;
+  }
+
+  /** Waits for a lifecycle to end and returns its final status. */
+  async waitForEnd(id: string): Promise<LifecycleStatus> {
+    await this.call(id, () => this.client.workflow.getHandle(id).result());
+    return this.status(id);
+  }
+
+  private async signal(id: string, send: () => Promise<void>): Promise<void> {
+    const description = await this.call(id, () => this.client.workflow.getHandle(id).describe());
+    if (description.status.name !== 'RUNNING') {
+      throw new RefusedError(`lifecycle ${id} is ${description.status.name.toLowerCase()}, not running`);
+    }
+    await this.call(id, send);
+  }
+
+  private async call<T>(id: string, fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (err) {
+      if (err instanceof WorkflowNotFoundError) throw new NotFoundError(`no lifecycle with id ${id}`);
+      if (err instanceof WorkflowUpdateFailedError) {
+        const cause = err.cause instanceof Error ? err.cause.message : err.message;
+        throw new RefusedError(cause);
+      }
+      throw err;
+    }
+  }
+}
+
+function summarize(wf: WorkflowExecutionInfo): LifecycleSummary {
+  const sa = wf.typedSearchAttributes;
+  return {
+    id: wf.workflowId,
+    model: sa.get(MlModel) ?? null,
+    version: sa.get(MlVersion) ?? null,
+    stage: sa.get(MlStage) ?? null,
+    status: wf.status.name,
+    startTime: wf.startTime.toISOString(),
+    closeTime: wf.closeTime?.toISOString() ?? null,
+  };
+}

@@ -1,0 +1,213 @@
+import { LATENCY_BUCKETS_MS, PREDICTION_BINS, type VersionTelemetry } from '../shared/telemetry';
+import type { AnalysisSpec } from '../shared/spec';
+import type { Decision } from '../shared/status';
+
+/** Counters of one version over a window: the difference of two cumulative snapshots. */
+export interface WindowTelemetry {
+  requests: number;
+  errors: number;
+  invalidRequests: number;
+  latencyBucketCounts: number[];
+  predictionBinCounts: number[];
+  successes: number;
+}
+
+const EMPTY_LATENCY = () => new Array<number>(LATENCY_BUCKETS_MS.length + 1).fill(0);
+const EMPTY_BINS = () => new Array<number>(PREDICTION_BINS).fill(0);
+
+/** `after - before`, where `before` may be missing (version deployed after the window started). */
+export function windowOf(after: VersionTelemetry | undefined, before: VersionTelemetry | undefined): WindowTelemetry {
+  const sub = (a: readonly number[] | undefined, b: readonly number[] | undefined, empty: number[]) =>
+    empty.map((_, i) => Math.max(0, (a?.[i] ?? 0) - (b?.[i] ?? 0)));
+  const latencyBucketCounts = sub(after?.latencyBucketCounts, before?.latencyBucketCounts, EMPTY_LATENCY());
+  return {
+    requests: Math.max(0, (after?.requests ?? 0) - (before?.requests ?? 0)),
+    errors: Math.max(0, (after?.errors ?? 0) - (before?.errors ?? 0)),
+    invalidRequests: Math.max(0, (after?.invalidRequests ?? 0) - (before?.invalidRequests ?? 0)),
+    latencyBucketCounts,
+    predictionBinCounts: sub(after?.predictionBinCounts, before?.predictionBinCounts, EMPTY_BINS()),
+    successes: latencyBucketCounts.reduce((a, b) => a + b, 0),
+  };
+}
+
+/**
+ * The q-quantile of a bucketed latency histogram, interpolated linearly inside the bucket that holds it (the
+ * Prometheus `histogram_quantile` rule). The overflow bucket reports its lower bound. Null when empty.
+ */
+export function quantileFromBuckets(counts: readonly number[], q: number): number | null {
+  const total = counts.reduce((a, b) => a + b, 0);
+  if (total === 0) return null;
+  const rank = q * total;
+  let cumulative = 0;
+  for (let i = 0; i < counts.length; i++) {
+    const c = counts[i] ?? 0;
+    if (cumulative + c >= rank && c > 0) {
+      const lower = i === 0 ? 0 : LATENCY_BUCKETS_MS[i - 1]!;
+      const upper = LATENCY_BUCKETS_MS[i];
+      if (upper === undefined) return lower;
+      return lower + ((upper - lower) * (rank - cumulative)) / c;
+    }
+    cumulative += c;
+  }
+  return LATENCY_BUCKETS_MS[LATENCY_BUCKETS_MS.length - 1]!;
+}
+
+/**
+ * Population stability index of `actual` against `expected` over the same bins. Empty bins get a proportion of
+ * `epsilon` (1e-4) so the logarithm stays finite; a common rule of thumb reads < 0.1 stable, 0.1–0.25 moderate, > 0.25
+ * a major shift.
+ */
+export function populationStabilityIndex(
+  expected: readonly number[],
+  actual: readonly number[],
+  epsilon = 1e-4,
+): number {
+  const e = expected.reduce((a, b) => a + b, 0);
+  const a = actual.reduce((x, y) => x + y, 0);
+  if (e === 0 || a === 0) return 0;
+  let psi = 0;
+  for (let i = 0; i < expected.length; i++) {
+    const pe = Math.max((expected[i] ?? 0) / e, epsilon);
+    const pa = Math.max((actual[i] ?? 0) / a, epsilon);
+    psi += (pa - pe) * Math.log(pa / pe);
+  }
+  return psi;
+}
+
+/**
+ * Two-sample Kolmogorov–Smirnov test on binned data: D is the largest gap between the two empirical CDFs at the bin
+ * edges, and the p-value comes from the asymptotic Kolmogorov distribution with the effective sample size
+ * n·m/(n+m) and Stephens' small-sample correction. Binning can only lower D, so the test is conservative.
+ */
+export function binnedKolmogorovSmirnov(a: readonly number[], b: readonly number[]): { d: number; pValue: number } {
+  const n = a.reduce((x, y) => x + y, 0);
+  const m = b.reduce((x, y) => x + y, 0);
+  if (n === 0 || m === 0) return { d: 0, pValue: 1 };
+  let ca = 0;
+  let cb = 0;
+  let d = 0;
+  for (let i = 0; i < Math.max(a.length, b.length); i++) {
+    ca += a[i] ?? 0;
+    cb += b[i] ?? 0;
+    d = Math.max(d, Math.abs(ca / n - cb / m));
+  }
+  const ne = Math.sqrt((n * m) / (n + m));
+  const lambda = (ne + 0.12 + 0.11 / ne) * d;
+  return { d, pValue: kolmogorovSurvival(lambda) };
+}
+
+/** P(K > λ) for the Kolmogorov distribution: 2 Σ (-1)^(k-1) e^(-2k²λ²). */
+function kolmogorovSurvival(lambda: number): number {
+  if (lambda < 0.2) return 1;
+  let sum = 0;
+  for (let k = 1; k <= 100; k++) {
+    const term = Math.exp(-2 * k * k * lambda * lambda);
+    sum += k % 2 === 1 ? term : -term;
+    if (term < 1e-12) break;
+  }
+  return Math.min(1, Math.max(0, 2 * sum));
+}
+
+export interface StageAnalysisInput {
+  stage: string;
+  at: string;
+  candidate: WindowTelemetry;
+  /** Null on a first deployment: there is no stable version, and the relative checks are skipped. */
+  stable: WindowTelemetry | null;
+  rules: AnalysisSpec;
+}
+
+export interface StageAnalysis {
+  outcome: 'pass' | 'fail' | 'inconclusive';
+  decisions: Decision[];
+}
+
+const round = (x: number, digits = 4) => Math.round(x * 10 ** digits) / 10 ** digits;
+
+/**
+ * Judges one stage from the candidate's (and stable's) window. Every check records its value, threshold, rule and
+ * sample size. A check without enough samples is inconclusive; any failed check fails the stage.
+ */
+export function evaluateStage(input: StageAnalysisInput): StageAnalysis {
+  const { candidate, stable, rules, stage, at } = input;
+  const decisions: Decision[] = [];
+  const minSamples = rules.minSamples;
+  const push = (d: Omit<Decision, 'stage' | 'at'>) => decisions.push({ stage, at, ...d });
+
+  // Outage: the candidate was routed traffic but answered none of it.
+  const outage = candidate.requests > 0 && candidate.successes === 0;
+  push({
+    check: 'outage',
+    value: candidate.successes,
+    threshold: 1,
+    outcome: candidate.requests === 0 ? 'inconclusive' : outage ? 'fail' : 'pass',
+    rule: 'successful predictions >= 1 when routed traffic',
+    sampleSize: candidate.requests,
+  });
+
+  const enough = candidate.requests >= minSamples;
+  const errorRate = candidate.requests > 0 ? candidate.errors / candidate.requests : 0;
+  push({
+    check: 'errorRate',
+    value: round(errorRate),
+    threshold: rules.errorRate.max,
+    outcome: !enough ? 'inconclusive' : errorRate > rules.errorRate.max ? 'fail' : 'pass',
+    rule: `errors / requests <= ${rules.errorRate.max}`,
+    sampleSize: candidate.requests,
+  });
+
+  const enoughSuccesses = candidate.successes >= minSamples;
+  const p99 = quantileFromBuckets(candidate.latencyBucketCounts, 0.99);
+  push({
+    check: 'latencyP99Ms',
+    value: p99 === null ? null : round(p99, 2),
+    threshold: rules.latencyP99Ms.max,
+    outcome: !enoughSuccesses || p99 === null ? 'inconclusive' : p99 > rules.latencyP99Ms.max ? 'fail' : 'pass',
+    rule: `p99 latency <= ${rules.latencyP99Ms.max} ms`,
+    sampleSize: candidate.successes,
+  });
+
+  if (stable !== null) {
+    const stableEnough = stable.successes >= minSamples;
+    const ratioLimit = rules.latencyP99Ms.maxRatioToStable;
+    if (ratioLimit !== undefined) {
+      const stableP99 = quantileFromBuckets(stable.latencyBucketCounts, 0.99);
+      // A floor of 1 ms keeps sub-millisecond noise on a fast stable version from reading as a large ratio.
+      const ratio = p99 === null || stableP99 === null ? null : p99 / Math.max(stableP99, 1);
+      push({
+        check: 'latencyP99RatioToStable',
+        value: ratio === null ? null : round(ratio, 3),
+        threshold: ratioLimit,
+        outcome:
+          !enoughSuccesses || !stableEnough || ratio === null ? 'inconclusive' : ratio > ratioLimit ? 'fail' : 'pass',
+        rule: `candidate p99 / max(stable p99, 1 ms) <= ${ratioLimit}`,
+        sampleSize: Math.min(candidate.successes, stable.successes),
+        detail: stableP99 === null ? undefined : `stable p99 ${round(stableP99, 2)} ms`,
+      });
+    }
+    // PSI measures how far the distributions moved; the KS p-value says whether a small sample can tell. Both must
+    // agree before a rollout is stopped, so sampling noise in a 5% canary does not read as drift.
+    const { maxPsi, alpha } = rules.predictionDrift;
+    const psi = populationStabilityIndex(stable.predictionBinCounts, candidate.predictionBinCounts);
+    const ks = binnedKolmogorovSmirnov(stable.predictionBinCounts, candidate.predictionBinCounts);
+    const drifted = psi > maxPsi && ks.pValue < alpha;
+    push({
+      check: 'predictionDrift',
+      value: round(psi),
+      threshold: maxPsi,
+      outcome: !enoughSuccesses || !stableEnough ? 'inconclusive' : drifted ? 'fail' : 'pass',
+      rule: `PSI(candidate vs stable predictions) <= ${maxPsi}, unless KS p-value >= ${alpha}`,
+      sampleSize: Math.min(candidate.successes, stable.successes),
+      detail:
+        `KS D=${round(ks.d)} p=${ks.pValue.toPrecision(3)}; positive-probability bins ` +
+        `candidate [${candidate.predictionBinCounts.join(',')}] stable [${stable.predictionBinCounts.join(',')}]`,
+    });
+  }
+
+  const outcome = decisions.some((d) => d.outcome === 'fail')
+    ? 'fail'
+    : decisions.some((d) => d.outcome === 'inconclusive')
+      ? 'inconclusive'
+      : 'pass';
+  return { outcome, decisions };
+}

@@ -1,0 +1,498 @@
+import { randomUUID } from 'node:crypto';
+import path from 'node:path';
+import { performance } from 'node:perf_hooks';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply } from 'fastify';
+import pino, { type Logger } from 'pino';
+import { z } from 'zod';
+import {
+  DeployRequest,
+  ModelName,
+  PredictRequest,
+  SetWeightsRequest,
+  VersionName,
+  type AdminOp,
+  type AdminResult,
+  type ModelRouting,
+  type PredictResponse,
+} from '../shared/gateway-api';
+import type { ModelTelemetry } from '../shared/telemetry';
+import { ArtifactError, InvalidInputError, ModelHost } from './model-host';
+import { buildRoutingTable, InvalidWeightsError, route, type RoutingTable } from './router';
+import {
+  RoutingStore,
+  type DeployedVersionRecord,
+  type JournalEntry,
+  type ModelRecord,
+  type RoutingState,
+} from './routing-store';
+import { TelemetryRegistry, type VersionCounters } from './telemetry';
+
+/** Options of {@link createGateway}. */
+export interface GatewayOptions {
+  /** Folder of the routing state file; created if missing. */
+  dataDir: string;
+  logger?: Logger;
+  /** How many admin ops the idempotency journal keeps (default 10,000). */
+  journalLimit?: number;
+}
+
+/** An error with the HTTP status it maps to; its message is the `error` of the reply body. */
+export class HttpError extends Error {
+  constructor(
+    readonly statusCode: number,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'HttpError';
+  }
+}
+
+/** Query of DELETE /admin/models/:model/versions/:version. */
+const UndeployQuery = z.object({ opId: z.string().min(1) });
+const OpsQuery = z.object({ model: z.string().optional() });
+const ModelParams = z.object({ model: ModelName });
+const VersionParams = z.object({ model: ModelName, version: VersionName });
+
+/** Label of the positive class; its probability is index 1 of the model's probabilities output. */
+const POSITIVE_LABEL = 1;
+
+interface LiveVersion {
+  readonly record: DeployedVersionRecord;
+  /** Undefined when the artifact could not be loaded on restore; predictions routed here fail (counted as errors). */
+  host: ModelHost | undefined;
+  loadError: string | undefined;
+  readonly counters: VersionCounters;
+}
+
+interface LiveModel {
+  readonly versions: Map<string, LiveVersion>;
+  /** Replaced as a whole on every weight change: a prediction sees the old or the new table, never a mix. */
+  table: RoutingTable | undefined;
+}
+
+function parse<T>(schema: z.ZodType<T>, value: unknown, what: string): T {
+  const parsed = schema.safeParse(value);
+  if (!parsed.success) throw new HttpError(400, `invalid ${what}:\n${z.prettifyError(parsed.error)}`);
+  return parsed.data;
+}
+
+/** Deploy order (oldest first) of a model's versions. */
+function deployOrder(record: ModelRecord): string[] {
+  return [...record.versions].sort((a, b) => a.seq - b.seq).map((v) => v.version);
+}
+
+/**
+ * The gateway's state and operations, independent of HTTP. Admin mutations run one at a time (a promise chain), each
+ * persisted before it takes effect in memory and before it is acknowledged.
+ */
+class GatewayCore {
+  readonly telemetry = new TelemetryRegistry();
+  private state!: RoutingState;
+  private readonly models = new Map<string, LiveModel>();
+  private readonly journal = new Map<string, JournalEntry>();
+  private adminChain: Promise<unknown> = Promise.resolve();
+  private closed = false;
+
+  constructor(
+    private readonly store: RoutingStore,
+    private readonly log: Logger,
+  ) {}
+
+  /** Restores routing from the data dir and reloads every deployed version's model. */
+  async restore(): Promise<void> {
+    this.state = await this.store.load();
+    for (const entry of this.state.ops) this.journal.set(entry.opId, entry);
+    const pending: [string, LiveVersion][] = [];
+    for (const [model, record] of Object.entries(this.state.models)) {
+      // Tables first: a state whose weights do not fit its versions fails the start before any model is loaded.
+      const table =
+        Object.keys(record.weights).length > 0 ? buildRoutingTable(record.weights, deployOrder(record)) : undefined;
+      const live: LiveModel = { versions: new Map(), table };
+      this.models.set(model, live);
+      for (const versionRecord of record.versions) {
+        const version: LiveVersion = {
+          record: versionRecord,
+          host: undefined,
+          loadError: undefined,
+          counters: this.telemetry.counters(model, versionRecord.version),
+        };
+        live.versions.set(versionRecord.version, version);
+        pending.push([model, version]);
+      }
+    }
+    await Promise.all(
+      pending.map(async ([model, version]) => {
+        try {
+          version.host = await ModelHost.load(version.record.artifactDir);
+        } catch (err) {
+          // Keep routing as it was: the version's traffic fails visibly (errors) instead of moving silently.
+          version.loadError = (err as Error).message;
+          this.log.error({ model, version: version.record.version, err }, 'cannot reload deployed model version');
+        }
+      }),
+    );
+    this.log.info({ models: this.models.size, ops: this.journal.size }, 'gateway routing restored');
+  }
+
+  async predict(model: string, body: unknown): Promise<PredictResponse> {
+    const live = this.models.get(model);
+    const table = live?.table;
+    if (!live || !table) throw new HttpError(404, `model '${model}' has no routing (no version has traffic)`);
+
+    const parsed = PredictRequest.safeParse(body);
+    if (!parsed.success) {
+      // Count the refusal against the version the user is routed to, when the request says who the user is.
+      const userId = (body as { userId?: unknown } | null)?.userId;
+      if (typeof userId === 'string' && userId.length > 0) {
+        live.versions.get(route(table, userId))?.counters.recordInvalid();
+      }
+      throw new HttpError(400, `invalid request:\n${z.prettifyError(parsed.error)}`);
+    }
+    const request = parsed.data;
+    const versionName = route(table, request.userId);
+    const version = live.versions.get(versionName);
+    if (!version) throw new Error(`routing table of '${model}' names undeployed version '${versionName}'`);
+    const host = version.host;
+    if (!host) {
+      version.counters.recordError();
+      throw new HttpError(500, `version '${versionName}' of model '${model}' is not loaded: ${version.loadError}`);
+    }
+    let feeds;
+    try {
+      feeds = host.prepare(request.features);
+    } catch (err) {
+      if (err instanceof InvalidInputError) {
+        version.counters.recordInvalid();
+        throw new HttpError(400, `invalid input: ${err.message}`);
+      }
+      version.counters.recordError();
+      throw err;
+    }
+    const started = performance.now();
+    let prediction;
+    try {
+      prediction = await host.run(feeds);
+    } catch (err) {
+      version.counters.recordError();
+      this.log.error({ model, version: versionName, err }, 'inference failed');
+      throw new HttpError(
+        500,
+        `inference failed on version '${versionName}' of model '${model}': ${(err as Error).message}`,
+      );
+    }
+    const latencyMs = performance.now() - started;
+    version.counters.recordSuccess(latencyMs, prediction.label === POSITIVE_LABEL, prediction.probability);
+    return {
+      requestId: request.requestId ?? randomUUID(),
+      model,
+      version: versionName,
+      label: prediction.label,
+      probability: prediction.probability,
+      latencyMs,
+    };
+  }
+
+  deploy(model: string, versionName: string, request: DeployRequest): Promise<AdminResult> {
+    return this.serial(async () => {
+      const op: AdminOp = { opId: request.opId, kind: 'deploy', model, version: versionName, at: '' };
+      const replay = this.replay(op);
+      if (replay) return replay;
+
+      const artifactDir = path.resolve(request.artifactDir);
+      const live = this.models.get(model);
+      const existing = live?.versions.get(versionName);
+      if (existing) {
+        if (existing.record.artifactDir !== artifactDir) {
+          throw new HttpError(
+            409,
+            `version '${versionName}' of model '${model}' is already deployed from ${existing.record.artifactDir}; ` +
+              'undeploy it first or deploy under a new version name',
+          );
+        }
+        if (existing.host) return this.recordNoop(op);
+        // Its artifact failed to load on restore: a deploy of the same folder retries the load.
+        const host = await this.loadArtifact(artifactDir);
+        try {
+          await this.commit(op, this.state.models);
+        } catch (err) {
+          await host.release().catch(() => undefined);
+          throw err;
+        }
+        existing.host = host;
+        existing.loadError = undefined;
+        this.log.info({ model, version: versionName, artifactDir, opId: op.opId }, 'model version reloaded');
+        return { opId: op.opId, applied: true };
+      }
+
+      const host = await this.loadArtifact(artifactDir);
+      const record: DeployedVersionRecord = {
+        version: versionName,
+        artifactDir,
+        deployedAt: new Date().toISOString(),
+        seq: this.state.nextSeq,
+      };
+      const previous = this.state.models[model] ?? { versions: [], weights: {} };
+      try {
+        await this.commit(
+          op,
+          { ...this.state.models, [model]: { versions: [...previous.versions, record], weights: previous.weights } },
+          this.state.nextSeq + 1,
+        );
+      } catch (err) {
+        await host.release().catch(() => undefined);
+        throw err;
+      }
+      let target = live;
+      if (!target) {
+        target = { versions: new Map(), table: undefined };
+        this.models.set(model, target);
+      }
+      this.telemetry.drop(model, versionName);
+      target.versions.set(versionName, {
+        record,
+        host,
+        loadError: undefined,
+        counters: this.telemetry.counters(model, versionName),
+      });
+      this.log.info({ model, version: versionName, artifactDir, opId: op.opId }, 'model version deployed');
+      return { opId: op.opId, applied: true };
+    });
+  }
+
+  undeploy(model: string, versionName: string, opId: string): Promise<AdminResult> {
+    return this.serial(async () => {
+      const op: AdminOp = { opId, kind: 'undeploy', model, version: versionName, at: '' };
+      const replay = this.replay(op);
+      if (replay) return replay;
+
+      const live = this.models.get(model);
+      const version = live?.versions.get(versionName);
+      const record = this.state.models[model];
+      if (!live || !version || !record) return this.recordNoop(op);
+      const weight = record.weights[versionName] ?? 0;
+      if (weight > 0) {
+        throw new HttpError(
+          409,
+          `version '${versionName}' of model '${model}' has weight ${weight}; move its traffic away before undeploying it`,
+        );
+      }
+      const versions = record.versions.filter((v) => v.version !== versionName);
+      const weights = Object.fromEntries(Object.entries(record.weights).filter(([name]) => name !== versionName));
+      const models = { ...this.state.models };
+      if (versions.length === 0 && Object.keys(weights).length === 0) delete models[model];
+      else models[model] = { versions, weights };
+      await this.commit(op, models);
+
+      // The removed weight was zero, so the rebuilt table routes every user exactly as before.
+      const next = models[model];
+      if (live.table && next && Object.keys(next.weights).length > 0)
+        live.table = buildRoutingTable(next.weights, deployOrder(next));
+      live.versions.delete(versionName);
+      if (!next) this.models.delete(model);
+      this.telemetry.drop(model, versionName);
+      this.log.info({ model, version: versionName, opId }, 'model version undeployed');
+      // Waits for predictions already routed to this version, then frees the session.
+      await version.host?.release();
+      return { opId, applied: true };
+    });
+  }
+
+  setWeights(model: string, request: SetWeightsRequest): Promise<AdminResult> {
+    return this.serial(async () => {
+      const op: AdminOp = { opId: request.opId, kind: 'set-weights', model, weights: request.weights, at: '' };
+      const replay = this.replay(op);
+      if (replay) return replay;
+
+      const live = this.models.get(model);
+      const record = this.state.models[model];
+      if (!live || !record) {
+        throw new HttpError(404, `model '${model}' has no deployed version; deploy versions before setting weights`);
+      }
+      // An empty table takes the model out of service (a first deployment rolled back has no stable to return to).
+      let table: RoutingTable | undefined;
+      try {
+        table =
+          Object.keys(request.weights).length === 0
+            ? undefined
+            : buildRoutingTable(request.weights, deployOrder(record));
+      } catch (err) {
+        if (err instanceof InvalidWeightsError) throw new HttpError(400, err.message);
+        throw err;
+      }
+      await this.commit(op, {
+        ...this.state.models,
+        [model]: { versions: record.versions, weights: table?.weights ?? {} },
+      });
+      live.table = table;
+      this.log.info({ model, weights: request.weights, opId: op.opId }, 'model weights set');
+      return { opId: op.opId, applied: true };
+    });
+  }
+
+  routing(model: string): ModelRouting {
+    const record = this.state.models[model];
+    if (!record) throw new HttpError(404, `model '${model}' is not deployed`);
+    return toRouting(model, record);
+  }
+
+  listRouting(): ModelRouting[] {
+    return Object.keys(this.state.models)
+      .sort()
+      .map((model) => toRouting(model, this.state.models[model] as ModelRecord));
+  }
+
+  modelTelemetry(model: string): ModelTelemetry {
+    if (!this.models.has(model)) throw new HttpError(404, `model '${model}' is not deployed`);
+    return this.telemetry.snapshot(model);
+  }
+
+  ops(model: string | undefined): JournalEntry[] {
+    return model === undefined ? this.state.ops : this.state.ops.filter((op) => op.model === model);
+  }
+
+  /** Waits for the admin op in progress, then releases every model session. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.adminChain;
+    const hosts = [...this.models.values()].flatMap((m) => [...m.versions.values()].map((v) => v.host));
+    this.models.clear();
+    await Promise.all(hosts.map((host) => host?.release().catch(() => undefined)));
+  }
+
+  private serial<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.closed) return Promise.reject(new HttpError(503, 'the gateway is closing'));
+    const run = this.adminChain.then(fn);
+    this.adminChain = run.catch(() => undefined);
+    return run;
+  }
+
+  /** The reply to an opId seen before (applied: false), 409 if it was used for a different op; undefined if new. */
+  private replay(op: AdminOp): AdminResult | undefined {
+    const seen = this.journal.get(op.opId);
+    if (!seen) return undefined;
+    if (seen.kind !== op.kind || seen.model !== op.model || seen.version !== op.version) {
+      const target = seen.version ? `${seen.model}@${seen.version}` : seen.model;
+      throw new HttpError(409, `opId '${op.opId}' was already used for ${seen.kind} of ${target}`);
+    }
+    return { opId: op.opId, applied: false };
+  }
+
+  /** Journals an op that changed nothing, so that its opId stays consumed. */
+  private async recordNoop(op: AdminOp): Promise<AdminResult> {
+    await this.commit(op, this.state.models, this.state.nextSeq, false);
+    return { opId: op.opId, applied: false };
+  }
+
+  /** Persists the next state with `op` journaled, then makes it current. Throws (state unchanged) if the save fails. */
+  private async commit(
+    op: AdminOp,
+    models: RoutingState['models'],
+    nextSeq = this.state.nextSeq,
+    applied = true,
+  ): Promise<void> {
+    const entry: JournalEntry = { ...op, at: new Date().toISOString(), applied };
+    const next: RoutingState = {
+      format: 1,
+      nextSeq,
+      models,
+      ops: this.store.appendOp(this.state.ops, entry),
+    };
+    await this.store.save(next);
+    const dropped = this.state.ops.length + 1 - next.ops.length;
+    for (let i = 0; i < dropped; i++) this.journal.delete((this.state.ops[i] as JournalEntry).opId);
+    this.journal.set(entry.opId, entry);
+    this.state = next;
+  }
+
+  private async loadArtifact(artifactDir: string): Promise<ModelHost> {
+    try {
+      return await ModelHost.load(artifactDir);
+    } catch (err) {
+      if (err instanceof ArtifactError) throw new HttpError(400, err.message);
+      throw err;
+    }
+  }
+}
+
+function toRouting(model: string, record: ModelRecord): ModelRouting {
+  return {
+    model,
+    // Routing order: newest deploy first, the order in which versions own buckets.
+    versions: [...record.versions]
+      .sort((a, b) => b.seq - a.seq)
+      .map(({ version, artifactDir, deployedAt }) => ({ version, artifactDir, deployedAt })),
+    weights: record.weights,
+  };
+}
+
+function sendError(reply: FastifyReply, statusCode: number, message: string): FastifyReply {
+  return reply.code(statusCode).send({ error: message });
+}
+
+/**
+ * Creates the serving gateway: restores routing from `dataDir`, reloads every deployed model version, and returns a
+ * fastify instance that is not listening yet. `close()` on it also releases every model session.
+ * Telemetry is in memory only and starts from zero on every start.
+ */
+export async function createGateway(options: GatewayOptions): Promise<FastifyInstance> {
+  const logger = options.logger ?? pino({ level: 'silent' });
+  const core = new GatewayCore(new RoutingStore(options.dataDir, options.journalLimit), logger);
+  await core.restore();
+
+  const baseLogger: FastifyBaseLogger = logger;
+  const app = Fastify({
+    loggerInstance: baseLogger,
+    // Per-request log lines would cost more than a prediction; admin ops and failures are logged explicitly.
+    logController: new LogController({ disableRequestLogging: true }),
+  });
+
+  app.setErrorHandler((err: unknown, request, reply) => {
+    // HttpErrors are expected outcomes, logged (if at all) where they are raised.
+    if (err instanceof HttpError) return sendError(reply, err.statusCode, err.message);
+    const statusCode = (err as { statusCode?: unknown }).statusCode;
+    if (typeof statusCode === 'number' && statusCode >= 400 && statusCode < 500) {
+      // Fastify's own client errors: malformed JSON, wrong content type, body too large.
+      return sendError(reply, statusCode, (err as Error).message);
+    }
+    request.log.error({ err, url: request.url }, 'unexpected error');
+    return sendError(reply, 500, `internal error: ${(err as Error).message}`);
+  });
+  app.setNotFoundHandler((request, reply) => sendError(reply, 404, `no route ${request.method} ${request.url}`));
+  app.addHook('onClose', () => core.close());
+
+  app.post<{ Params: { model: string } }>('/v1/models/:model/predict', async (request) =>
+    core.predict(request.params.model, request.body),
+  );
+
+  app.put('/admin/models/:model/versions/:version', async (request) => {
+    const { model, version } = parse(VersionParams, request.params, 'path');
+    return core.deploy(model, version, parse(DeployRequest, request.body, 'deploy request'));
+  });
+
+  app.delete('/admin/models/:model/versions/:version', async (request) => {
+    const { model, version } = parse(VersionParams, request.params, 'path');
+    return core.undeploy(model, version, parse(UndeployQuery, request.query, 'query').opId);
+  });
+
+  app.put('/admin/models/:model/weights', async (request) => {
+    const { model } = parse(ModelParams, request.params, 'path');
+    const body = parse(SetWeightsRequest, request.body, 'weights request');
+    // Names that cannot be versions are reported with the other weight problems.
+    const badNames = Object.keys(body.weights).filter((name) => !VersionName.safeParse(name).success);
+    if (badNames.length > 0) {
+      throw new HttpError(400, `invalid weights: ${badNames.map((n) => `'${n}' is not a version name`).join('; ')}`);
+    }
+    return core.setWeights(model, body);
+  });
+
+  app.get('/admin/models', async () => core.listRouting());
+  app.get('/admin/models/:model', async (request) => core.routing(parse(ModelParams, request.params, 'path').model));
+  app.get('/admin/models/:model/telemetry', async (request) =>
+    core.modelTelemetry(parse(ModelParams, request.params, 'path').model),
+  );
+  app.get('/admin/ops', async (request) => core.ops(parse(OpsQuery, request.query, 'query').model));
+  app.get('/healthz', async () => ({ ok: true }));
+
+  return app;
+}

@@ -1,0 +1,111 @@
+import { LATENCY_BUCKETS_MS, PREDICTION_BINS, type ModelTelemetry, type VersionTelemetry } from '../shared/telemetry';
+
+/**
+ * Cumulative counters of one deployed model version, cheap to update on the prediction hot path (plain numbers and
+ * Float64Arrays, which count exactly up to 2^53). Lives in memory only.
+ */
+export class VersionCounters {
+  requests = 0;
+  errors = 0;
+  invalidRequests = 0;
+  latencySumMs = 0;
+  positiveCount = 0;
+  /** Epoch milliseconds of the last success; 0 when there was none. */
+  lastSuccessAtMs = 0;
+  readonly latencyBucketCounts = new Float64Array(LATENCY_BUCKETS_MS.length + 1);
+  readonly predictionBinCounts = new Float64Array(PREDICTION_BINS);
+
+  constructor(readonly version: string) {}
+
+  /** A successful prediction: its latency, predicted label and positive-class probability. */
+  recordSuccess(latencyMs: number, positive: boolean, probability: number, nowMs: number = Date.now()): void {
+    this.requests++;
+    this.latencySumMs += latencyMs;
+    const bucket = latencyBucketIndex(latencyMs);
+    this.latencyBucketCounts[bucket] = (this.latencyBucketCounts[bucket] as number) + 1;
+    const bin = predictionBinIndex(probability);
+    this.predictionBinCounts[bin] = (this.predictionBinCounts[bin] as number) + 1;
+    if (positive) this.positiveCount++;
+    this.lastSuccessAtMs = nowMs;
+  }
+
+  /** A prediction that failed on the server side (inference error, model not loaded). */
+  recordError(): void {
+    this.requests++;
+    this.errors++;
+  }
+
+  /** A request refused as invalid input; not counted in `requests`. */
+  recordInvalid(): void {
+    this.invalidRequests++;
+  }
+
+  snapshot(): VersionTelemetry {
+    return {
+      version: this.version,
+      requests: this.requests,
+      errors: this.errors,
+      invalidRequests: this.invalidRequests,
+      latencyBucketCounts: Array.from(this.latencyBucketCounts),
+      latencySumMs: this.latencySumMs,
+      predictionBinCounts: Array.from(this.predictionBinCounts),
+      positiveCount: this.positiveCount,
+      ...(this.lastSuccessAtMs > 0 ? { lastSuccessAt: new Date(this.lastSuccessAtMs).toISOString() } : {}),
+    };
+  }
+}
+
+/**
+ * Index of the latency bucket of `latencyMs`: the first bucket whose upper bound (inclusive, like Prometheus `le`)
+ * is at least `latencyMs`, or the overflow bucket `LATENCY_BUCKETS_MS.length`.
+ */
+export function latencyBucketIndex(latencyMs: number): number {
+  let i = 0;
+  while (i < LATENCY_BUCKETS_MS.length && latencyMs > LATENCY_BUCKETS_MS[i]!) i++;
+  return i;
+}
+
+/** Index of the bin of a probability: `PREDICTION_BINS` equal-width bins over [0, 1], 1 itself in the last bin. */
+export function predictionBinIndex(probability: number): number {
+  if (!(probability > 0)) return 0; // also NaN
+  const bin = Math.floor(probability * PREDICTION_BINS);
+  return bin >= PREDICTION_BINS ? PREDICTION_BINS - 1 : bin;
+}
+
+/**
+ * Per model, per version telemetry of the gateway. In memory only: restarting the gateway resets every counter, and
+ * a version's counters are dropped when it is undeployed (a redeploy starts from zero). Readers compute rates from
+ * differences between snapshots and must treat a decrease as a reset.
+ */
+export class TelemetryRegistry {
+  private readonly models = new Map<string, Map<string, VersionCounters>>();
+
+  /** The counters of a version, created at zero on first use; keep the returned object for the hot path. */
+  counters(model: string, version: string): VersionCounters {
+    let versions = this.models.get(model);
+    if (!versions) {
+      versions = new Map();
+      this.models.set(model, versions);
+    }
+    let counters = versions.get(version);
+    if (!counters) {
+      counters = new VersionCounters(version);
+      versions.set(version, counters);
+    }
+    return counters;
+  }
+
+  /** Forgets a version's counters (on undeploy). */
+  drop(model: string, version: string): void {
+    const versions = this.models.get(model);
+    if (!versions) return;
+    versions.delete(version);
+    if (versions.size === 0) this.models.delete(model);
+  }
+
+  snapshot(model: string, now: Date = new Date()): ModelTelemetry {
+    const versions: Record<string, VersionTelemetry> = {};
+    for (const [version, counters] of this.models.get(model) ?? []) versions[version] = counters.snapshot();
+    return { model, at: now.toISOString(), versions };
+  }
+}

@@ -1,0 +1,14 @@
+/** `ApplicationFailure.type` values raised by workflows and activities; tests and clients match on these. */
+export const ErrorType = {
+  InvalidSpec: 'InvalidSpec',
+  TrainingFailed: 'TrainingFailed',
+  TrainingBadInput: 'TrainingBadInput',
+  ArtifactInvalid: 'ArtifactInvalid',
+  ValidationFailed: 'ValidationFailed',
+  QuotaRefused: 'QuotaRefused',
+  GatewayRefused: 'GatewayRefused',
+  GatewayUnavailable: 'GatewayUnavailable',
+  ApprovalRefused: 'ApprovalRefused',
+  NotFound: 'NotFound',
+} as const;
+export type ErrorType = (typeof ErrorType)[keyof typeof ErrorType];

@@ -1,0 +1,111 @@
+import { z } from 'zod';
+import { Identity } from './spec';
+
+/** Stages of a model lifecycle (DESIGN.md §4). */
+export const Stage = {
+  Provisioning: 'provisioning',
+  Training: 'training',
+  Validating: 'validating',
+  AwaitingApproval: 'awaiting-approval',
+  Canary: 'canary',
+  Ramping: 'ramping',
+  Promoted: 'promoted',
+  RollingBack: 'rolling-back',
+  RolledBack: 'rolled-back',
+  Rejected: 'rejected',
+  Failed: 'failed',
+} as const;
+export type Stage = (typeof Stage)[keyof typeof Stage];
+
+export const TERMINAL_STAGES: readonly Stage[] = [Stage.Promoted, Stage.RolledBack, Stage.Rejected, Stage.Failed];
+
+/** One decision a check took, with the evidence it took it on. */
+export interface Decision {
+  /** Stage the check ran in: `validating`, `canary`, `ramping:25`, ... */
+  stage: string;
+  check: string;
+  value: number | null;
+  threshold: number | null;
+  outcome: 'pass' | 'fail' | 'inconclusive';
+  at: string;
+  /** Human-readable rule, e.g. `errorRate <= 0.01`. */
+  rule?: string;
+  sampleSize?: number;
+  detail?: string;
+}
+
+/** One recorded gate decision. */
+export interface ApprovalRecord {
+  gate: string;
+  stage: string;
+  by: string;
+  decision: 'approved' | 'rejected';
+  reason: string;
+  at: string;
+}
+
+/** A gate waiting for a human. */
+export interface PendingGate {
+  gate: string;
+  approvers: string[];
+  openedAt: string;
+  deadline: string;
+}
+
+export interface LifecycleEvent {
+  at: string;
+  stage: Stage;
+  message: string;
+}
+
+/** What `statusQuery` returns and `mlctl status --json` prints. */
+export interface LifecycleStatus {
+  id: string;
+  model: string;
+  version: string;
+  submittedBy: string;
+  stage: Stage;
+  paused: boolean;
+  /** Candidate's share of live traffic, in percent. */
+  trafficPercent: number;
+  /** Production version the candidate is compared against and rolls back to, if any. */
+  stableVersion: string | null;
+  hardware: { training: string; serving: string; rationale: string } | null;
+  artifactDir: string | null;
+  metrics: Record<string, number> | null;
+  pendingGate: PendingGate | null;
+  approvals: ApprovalRecord[];
+  decisions: Decision[];
+  events: LifecycleEvent[];
+  error: { type: string; message: string } | null;
+  startedAt: string;
+  updatedAt: string;
+}
+
+/** Argument of the approve and reject updates. */
+export const GateDecisionInput = z
+  .object({
+    /** Which gate; optional when exactly one is pending. */
+    gate: z.string().min(1).optional(),
+    by: Identity,
+    reason: z.string().max(2000).default(''),
+  })
+  .strict();
+export type GateDecisionInput = z.input<typeof GateDecisionInput>;
+
+/** Argument of the pause, resume and abort signals. */
+export const OperatorAction = z
+  .object({
+    by: Identity,
+    reason: z.string().max(2000).default(''),
+  })
+  .strict();
+export type OperatorAction = z.input<typeof OperatorAction>;
+
+/** The value a lifecycle workflow returns. */
+export interface LifecycleResult {
+  stage: Stage;
+  version: string;
+  trafficPercent: number;
+  error: { type: string; message: string } | null;
+}

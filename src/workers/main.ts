@@ -1,0 +1,41 @@
+import { Client, Connection } from '@temporalio/client';
+import { NativeConnection, Runtime } from '@temporalio/worker';
+import { createActivities } from '../activities';
+import { loadConfig } from '../config/env';
+import { temporalSettings } from '../config/temporal';
+import { createLogger, PinoTemporalLogger } from './logger';
+import { createWorkers } from './workers';
+
+/** Worker process: connects with the environment's Temporal settings and runs every worker until SIGINT/SIGTERM. */
+async function main(): Promise<void> {
+  const config = loadConfig();
+  const logger = createLogger(config.logLevel, 'worker');
+  Runtime.install({ logger: new PinoTemporalLogger(logger) });
+  const settings = temporalSettings();
+  const { namespace } = settings;
+  const connection = await NativeConnection.connect(settings.native);
+  const client = new Client({ connection: await Connection.connect(settings.connection), namespace });
+  const activities = createActivities({
+    client,
+    gatewayUrl: config.gatewayUrl,
+    artifactsDir: config.artifactsDir,
+    python: config.python,
+    root: config.root,
+    quotaPools: config.quotaPools,
+  });
+  const trainingClasses = (process.env.TRAINING_CLASSES ?? 'cpu').split(',').filter(Boolean);
+  const workers = await createWorkers({ connection, namespace, activities, trainingClasses });
+  logger.info({ address: settings.connection.address, namespace, trainingClasses }, 'worker running');
+  try {
+    await Promise.all(workers.map((w) => w.run()));
+  } finally {
+    await client.connection.close();
+    await connection.close();
+  }
+  logger.info('worker stopped');
+}
+
+main().catch((err: unknown) => {
+  console.error(`worker: ${err instanceof Error ? err.message : String(err)}`);
+  process.exit(1);
+});

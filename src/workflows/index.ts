@@ -1,0 +1,4 @@
+// The only workflowsPath: every workflow the workers run.
+export { modelLifecycleWorkflow } from './model-lifecycle';
+export { modelRegistryWorkflow } from './model-registry';
+export { quotaPoolWorkflow } from './quota-pool';

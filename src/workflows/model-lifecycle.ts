@@ -1,0 +1,499 @@
+import {
+  ApplicationFailure,
+  CancellationScope,
+  allHandlersFinished,
+  condition,
+  isCancellation,
+  log,
+  proxyActivities,
+  setCurrentDetails,
+  setHandler,
+  upsertSearchAttributes,
+  workflowInfo,
+} from '@temporalio/workflow';
+import type { Activities } from '../activities';
+import { buildRampPlan, stageWeights, type RampStage } from '../domain/ramp-plan';
+import { evaluateOffline } from '../domain/validation';
+import type { Alert } from '../shared/alerts';
+import { ErrorType } from '../shared/errors';
+import {
+  abortSignal,
+  approveGateUpdate,
+  pauseSignal,
+  rejectGateUpdate,
+  resumeSignal,
+  statusQuery,
+} from '../shared/messages';
+import type { PromotionRecord } from '../shared/registry';
+import { MlModel, MlStage, MlVersion } from '../shared/search-attributes';
+import { LifecycleSpec, describeIssues } from '../shared/spec';
+import { OperatorAction, Stage, type LifecycleResult } from '../shared/status';
+import { LifecycleState } from './lifecycle-state';
+
+export interface LifecycleInput {
+  /** The spec as validated at the edge; validated again here, since anyone may start the workflow. */
+  spec: unknown;
+}
+
+// Control-plane activities: short calls to the gateway, registry and quota pools. Retried with backoff for up to a
+// few minutes so a restarting gateway or server does not fail a rollout; refusals are non-retryable failures.
+const control = proxyActivities<Activities>({
+  startToCloseTimeout: '1 minute',
+  retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '20 seconds', maximumAttempts: 15 },
+});
+
+// Stage analysis waits for the minimum sample; it heartbeats while it waits, so a dead worker is noticed quickly.
+const analysis = proxyActivities<Activities>({
+  startToCloseTimeout: '30 minutes',
+  heartbeatTimeout: '10 seconds',
+  retry: { maximumAttempts: 5 },
+});
+
+class RolloutStop extends Error {
+  constructor(
+    readonly kind: 'failed-check' | 'aborted' | 'rejected' | 'deploy-failed',
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/**
+ * One model version from training to production: provision → train → validate → approve → canary → ramp → promote,
+ * or roll back with the evidence kept.
+ */
+export async function modelLifecycleWorkflow(input: LifecycleInput): Promise<LifecycleResult> {
+  const parsed = LifecycleSpec.safeParse(input.spec);
+  if (!parsed.success) {
+    throw ApplicationFailure.create({
+      type: ErrorType.InvalidSpec,
+      message: `invalid lifecycle spec: ${describeIssues(parsed.error).join('; ')}`,
+      nonRetryable: true,
+    });
+  }
+  const spec = parsed.data;
+  const info = workflowInfo();
+  const lc = new LifecycleState(spec, info.workflowId, new Date().toISOString(), (stage) => {
+    upsertSearchAttributes([{ key: MlStage, value: stage }]);
+  });
+  upsertSearchAttributes([
+    { key: MlModel, value: spec.model },
+    { key: MlVersion, value: spec.version },
+    { key: MlStage, value: lc.stage },
+  ]);
+
+  setHandler(statusQuery, () => lc.status());
+  setHandler(approveGateUpdate, (d) => lc.decideGate(d, 'approved'), {
+    validator: (d) => lc.validateGate(d, 'approved'),
+  });
+  setHandler(rejectGateUpdate, (d) => lc.decideGate(d, 'rejected'), {
+    validator: (d) => lc.validateGate(d, 'rejected'),
+  });
+  // Signals cannot answer the sender, so a malformed one is logged and dropped rather than failing the workflow.
+  const operator = (name: string, apply: (a: OperatorAction) => void) => (raw: OperatorAction) => {
+    const a = OperatorAction.safeParse(raw);
+    if (a.success) apply(a.data);
+    else log.warn('ignored malformed operator signal', { signal: name, problems: describeIssues(a.error) });
+  };
+  setHandler(
+    pauseSignal,
+    operator('pause', (a) => lc.pause(a)),
+  );
+  setHandler(
+    resumeSignal,
+    operator('resume', (a) => lc.resume(a)),
+  );
+  setHandler(
+    abortSignal,
+    operator('abort', (a) => lc.requestAbort(a)),
+  );
+
+  const alert = async (a: Omit<Alert, 'model' | 'version' | 'lifecycleId' | 'dedupKey'>) => {
+    try {
+      await control.sendAlert({
+        ...a,
+        model: spec.model,
+        version: spec.version,
+        lifecycleId: lc.id,
+        dedupKey: `${lc.id}:${a.kind}`,
+      });
+    } catch (err) {
+      log.error('alert delivery failed', { kind: a.kind, error: String(err) });
+    }
+  };
+  const details = (text: string) => setCurrentDetails(`**${spec.model} ${spec.version}** — ${text}`);
+
+  /** True once the candidate is on the gateway (so a stop must undo the deployment). */
+  let deployed = false;
+  try {
+    await runLifecycle();
+  } catch (err) {
+    if (isCancellation(err)) {
+      // Cancelled from outside (UI or API): undo whatever is held, then let the cancellation stand.
+      lc.requestAbort({ by: 'system', reason: 'workflow cancelled' });
+      await CancellationScope.nonCancellable(async () => {
+        await releaseLease(`${lc.id}:train`).catch(() => undefined);
+        if (deployed) await rollback('workflow cancelled');
+        else await releaseLease(servingLease(spec.version)).catch(() => undefined);
+      });
+    }
+    throw err;
+  }
+  details(`${lc.stage}${lc.error ? `: ${lc.error.message}` : ''}`);
+  await condition(allHandlersFinished);
+  return lc.result();
+
+  // ---------------------------------------------------------------------------------------------------------------
+
+  async function runLifecycle(): Promise<void> {
+    // Provision: hardware choice, then the training lease.
+    lc.enter(Stage.Provisioning);
+    details('choosing hardware and reserving quota');
+    const hw = await control.selectHardware(spec.hardware);
+    lc.hardware = { training: hw.training.name, serving: hw.serving.name, rationale: hw.rationale };
+    lc.event(hw.rationale);
+    const trainLease = `${lc.id}:train`;
+    const reserved = await control.reserveQuota({
+      pool: spec.quota.pool,
+      leaseId: trainLease,
+      holder: lc.id,
+      kind: 'training',
+      resources: { cpu: spec.training.resources.cpu, memoryGiB: spec.training.resources.memoryGiB },
+    });
+    if (!reserved.granted) {
+      lc.fail(ErrorType.QuotaRefused, reserved.message);
+      await alert({
+        kind: 'quota-refused',
+        severity: 'warning',
+        summary: reserved.message,
+        details: { shortfalls: reserved.shortfalls },
+      });
+      lc.enter(Stage.Failed, reserved.message);
+      return;
+    }
+    if (await stoppedBeforeDeploy()) {
+      await releaseLease(trainLease);
+      return;
+    }
+
+    // Train on a worker of the chosen hardware class; the lease is released however training ends.
+    lc.enter(Stage.Training, `training on ${hw.training.name} (${hw.training.taskQueue})`);
+    details(`training on ${hw.training.name}`);
+    const train = proxyActivities<Activities>({
+      taskQueue: hw.training.taskQueue,
+      startToCloseTimeout: spec.training.timeout,
+      heartbeatTimeout: '30 seconds',
+      retry: { maximumAttempts: spec.training.maxAttempts, initialInterval: '2 seconds' },
+    });
+    let trained: Awaited<ReturnType<Activities['trainModel']>> | undefined;
+    let trainingError: ReturnType<typeof failureOf> | undefined;
+    try {
+      trained = await train.trainModel({
+        lifecycleId: lc.id,
+        model: spec.model,
+        version: spec.version,
+        program: spec.training.program,
+        dataDir: spec.training.dataDir,
+        params: spec.training.params,
+      });
+    } catch (err) {
+      if (isCancellation(err)) throw err;
+      trainingError = failureOf(err);
+    } finally {
+      await CancellationScope.nonCancellable(() => releaseLease(trainLease));
+    }
+    if (!trained) {
+      const message = `training failed: ${trainingError?.message}`;
+      lc.fail(ErrorType.TrainingFailed, message);
+      await alert({
+        kind: 'training-failed',
+        severity: 'warning',
+        summary: `${spec.model} ${spec.version}: ${message}`,
+        details: trainingError?.details,
+      });
+      lc.enter(Stage.Failed, message);
+      return;
+    }
+    lc.artifactDir = trained.artifactDir;
+    lc.event(
+      `trained in ${Math.round(trained.durationMs)} ms${trained.reused ? ' (artifact of an earlier attempt reused)' : ''}`,
+    );
+    if (await stoppedBeforeDeploy()) return;
+
+    // Validate the artifact on the held-out test set, against thresholds and the production version.
+    lc.enter(Stage.Validating);
+    details('validating against thresholds and production');
+    const production = await control.getProductionVersion({ model: spec.model });
+    lc.stableVersion = production?.version ?? null;
+    const evaluated = await control.evaluateModel({ artifactDir: trained.artifactDir, dataDir: spec.training.dataDir });
+    lc.metrics = evaluated.metrics;
+    lc.event(`artifact answers ${evaluated.smokeRows} raw test rows with valid probabilities in the serving runtime`);
+    const offline = evaluateOffline(
+      spec.validation,
+      evaluated.metrics,
+      production?.metrics ?? null,
+      new Date().toISOString(),
+    );
+    lc.addDecisions(offline);
+    const failedChecks = offline.filter((d) => d.outcome === 'fail');
+    if (failedChecks.length > 0) {
+      const message = `validation failed: ${failedChecks.map((d) => `${d.check}=${d.value} (${d.rule})`).join('; ')}`;
+      lc.fail(ErrorType.ValidationFailed, message);
+      await alert({ kind: 'validation-failed', severity: 'info', summary: message });
+      lc.enter(Stage.Failed, message);
+      return;
+    }
+    if (await stoppedBeforeDeploy()) return;
+
+    // The deployment gate: a named approver other than the submitter, before any traffic moves.
+    if (!(await gate('deploy'))) return;
+
+    const plan = buildRampPlan(spec.rollout, production !== null);
+    await deploy(production);
+    if (!deployed) return;
+    for (const stage of plan) {
+      const outcome = await runStage(stage, production?.version ?? null);
+      if (outcome !== null) {
+        await CancellationScope.nonCancellable(() => rollback(outcome.message));
+        return;
+      }
+    }
+    await promote(production, trained.artifactDir, evaluated.metrics);
+  }
+
+  /** Before anything is deployed, an abort ends the lifecycle `rejected`. */
+  async function stoppedBeforeDeploy(): Promise<boolean> {
+    if (!lc.abort) return false;
+    lc.fail('Aborted', `aborted by ${lc.abort.by}${lc.abort.reason ? `: ${lc.abort.reason}` : ''}`);
+    lc.enter(Stage.Rejected, lc.error!.message);
+    return true;
+  }
+
+  /** Waits for a gate decision; false when rejected, timed out or aborted. */
+  async function gate(name: string): Promise<boolean> {
+    lc.openGate(name, spec.approval.timeout);
+    lc.enter(Stage.AwaitingApproval, `awaiting approval of gate "${name}"`);
+    details(`awaiting approval "${name}" from ${spec.approval.approvers.join(', ')}`);
+    const decided = await condition(() => lc.gateOutcome !== null || lc.abort !== null, spec.approval.timeout);
+    const outcome = lc.gateOutcome;
+    lc.closeGate();
+    if (outcome === 'approved') return true;
+    if (!decided) {
+      lc.recordGateTimeout(name);
+      lc.fail('ApprovalTimeout', `gate "${name}" was not decided within ${spec.approval.timeout} ms`);
+      await alert({
+        kind: 'approval-timeout',
+        severity: 'warning',
+        summary: `gate "${name}" of ${spec.model} ${spec.version} expired unapproved`,
+      });
+    } else if (outcome === 'rejected') {
+      const last = lc.approvals.at(-1);
+      lc.fail('Rejected', `gate "${name}" rejected by ${last?.by}${last?.reason ? `: ${last.reason}` : ''}`);
+    } else {
+      lc.fail('Aborted', `aborted by ${lc.abort?.by}${lc.abort?.reason ? `: ${lc.abort.reason}` : ''}`);
+    }
+    // Once traffic has moved the caller rolls back; before that, the lifecycle simply ends rejected.
+    if (!deployed) lc.enter(Stage.Rejected, lc.error!.message);
+    return false;
+  }
+
+  async function deploy(production: PromotionRecord | null): Promise<void> {
+    const leased = await control.reserveQuota({
+      pool: spec.quota.pool,
+      leaseId: servingLease(spec.version),
+      holder: `${spec.model}/${spec.version}`,
+      kind: 'serving',
+      resources: { cpu: spec.quota.serving.cpu, memoryGiB: spec.quota.serving.memoryGiB },
+    });
+    if (!leased.granted) {
+      lc.fail(ErrorType.QuotaRefused, leased.message);
+      await alert({
+        kind: 'quota-refused',
+        severity: 'warning',
+        summary: leased.message,
+        details: { shortfalls: leased.shortfalls },
+      });
+      lc.enter(Stage.Failed, leased.message);
+      return;
+    }
+    try {
+      if (production) {
+        // Make sure the stable version is loaded (a gateway rebuilt from scratch has lost it).
+        await control.deployVersion({
+          model: spec.model,
+          version: production.version,
+          artifactDir: production.artifactDir,
+          opId: `${lc.id}:deploy-stable`,
+        });
+      }
+      deployed = true;
+      await control.deployVersion({
+        model: spec.model,
+        version: spec.version,
+        artifactDir: lc.artifactDir!,
+        opId: `${lc.id}:deploy`,
+      });
+      lc.event(`deployed ${spec.version} to the gateway at 0% traffic`);
+    } catch (err) {
+      if (isCancellation(err)) throw err;
+      const cause = failureOf(err);
+      lc.fail(ErrorType.GatewayRefused, `deployment failed: ${cause.message}`);
+      await CancellationScope.nonCancellable(() => rollback(lc.error!.message));
+      deployed = false;
+    }
+  }
+
+  /** Runs one traffic stage; null when it passed, otherwise why the rollout stops. */
+  async function runStage(stage: RampStage, stable: string | null): Promise<RolloutStop | null> {
+    if (stage.gate && !(await gate(stage.gate)))
+      return new RolloutStop('rejected', lc.error?.message ?? 'gate not approved');
+    await waitWhilePaused();
+    if (lc.abort) return abortStop();
+    const weights = stageWeights(spec.version, stable, stage.percent);
+    const before = await control.readTelemetry({ model: spec.model });
+    await control.setTrafficWeights({ model: spec.model, weights, opId: `${lc.id}:weights:${stage.index}` });
+    lc.setTraffic(stage.percent);
+    lc.enter(
+      stage.kind === 'canary' ? Stage.Canary : Stage.Ramping,
+      `${stage.label}: ${stage.percent}% of traffic to ${spec.version}, baking ${stage.bakeMs} ms`,
+    );
+    details(`${stage.label} at ${stage.percent}%, baking`);
+    // The bake is a durable timer, interrupted early only by an abort.
+    await condition(() => lc.abort !== null, stage.bakeMs);
+    if (lc.abort) return abortStop();
+    // At 100% the stable version takes no traffic: only the candidate's own checks apply.
+    const comparedTo = stage.percent < 100 ? stable : null;
+    for (;;) {
+      const result = await analysis.analyzeStage({
+        model: spec.model,
+        candidate: spec.version,
+        stable: comparedTo,
+        before,
+        rules: spec.rollout.analysis,
+        stage: stage.label,
+      });
+      lc.addDecisions(result.decisions);
+      if (result.outcome === 'pass') {
+        lc.event(`${stage.label} passed its checks`);
+        return null;
+      }
+      if (result.outcome === 'fail') {
+        const failed = result.decisions.filter((d) => d.outcome === 'fail');
+        return new RolloutStop(
+          'failed-check',
+          `${stage.label} failed: ${failed.map((d) => `${d.check}=${d.value} (${d.rule})`).join('; ')}`,
+        );
+      }
+      // Too few samples to judge: hold the rollout and ask a human; resume re-analyses, abort rolls back.
+      lc.paused = true;
+      lc.event(`${stage.label} inconclusive: too few samples; paused until resumed or aborted`);
+      await alert({
+        kind: 'rollout-inconclusive',
+        severity: 'warning',
+        summary: `${spec.model} ${spec.version} ${stage.label} is inconclusive and paused`,
+      });
+      await waitWhilePaused();
+      if (lc.abort) return abortStop();
+    }
+  }
+
+  function abortStop(): RolloutStop {
+    return new RolloutStop('aborted', `aborted by ${lc.abort?.by}${lc.abort?.reason ? `: ${lc.abort.reason}` : ''}`);
+  }
+
+  async function waitWhilePaused(): Promise<void> {
+    if (!lc.paused) return;
+    details('paused');
+    await condition(() => !lc.paused || lc.abort !== null);
+  }
+
+  async function promote(
+    production: PromotionRecord | null,
+    artifactDir: string,
+    metrics: Record<string, number>,
+  ): Promise<void> {
+    const approver = [...lc.approvals].reverse().find((a) => a.decision === 'approved')?.by ?? spec.submittedBy;
+    await control.recordPromotion({
+      model: spec.model,
+      version: spec.version,
+      artifactDir,
+      metrics,
+      lifecycleId: lc.id,
+      by: approver,
+      at: new Date().toISOString(),
+    });
+    if (production) {
+      await control.setTrafficWeights({
+        model: spec.model,
+        weights: { [spec.version]: 100 },
+        opId: `${lc.id}:weights:final`,
+      });
+      await control.undeployVersion({
+        model: spec.model,
+        version: production.version,
+        opId: `${lc.id}:undeploy-stable`,
+      });
+      await releaseLease(servingLease(production.version));
+    }
+    lc.setTraffic(100);
+    lc.enter(Stage.Promoted, `${spec.version} is the production version of ${spec.model}`);
+  }
+
+  /** Traffic back to the stable version, candidate undeployed, its lease released; each step on its own. */
+  async function rollback(reason: string): Promise<void> {
+    lc.enter(Stage.RollingBack, `rolling back: ${reason}`);
+    details(`rolling back: ${reason}`);
+    const stable = lc.stableVersion;
+    const steps: [string, () => Promise<unknown>][] = [
+      [
+        'weights',
+        () =>
+          control.setTrafficWeights({
+            model: spec.model,
+            weights: stable ? { [stable]: 100 } : {},
+            opId: `${lc.id}:rollback-weights`,
+          }),
+      ],
+      [
+        'undeploy',
+        () => control.undeployVersion({ model: spec.model, version: spec.version, opId: `${lc.id}:rollback-undeploy` }),
+      ],
+      ['quota', () => releaseLease(servingLease(spec.version))],
+    ];
+    for (const [name, step] of steps) {
+      try {
+        await step();
+        if (name === 'weights') lc.setTraffic(0);
+      } catch (err) {
+        lc.event(`rollback step "${name}" failed: ${failureOf(err).message}`);
+      }
+    }
+    if (!lc.error) lc.fail('RolledBack', reason);
+    await alert({
+      kind: 'rollback',
+      severity: 'critical',
+      summary: `${spec.model} ${spec.version} rolled back: ${reason}`,
+      details: { decisions: lc.decisions.filter((d) => d.outcome !== 'pass') },
+    });
+    lc.enter(Stage.RolledBack, `rolled back: ${reason}`);
+  }
+
+  async function releaseLease(leaseId: string): Promise<void> {
+    await control.releaseQuota({ pool: spec.quota.pool, leaseId });
+  }
+
+  function servingLease(version: string): string {
+    return `serve:${spec.model}:${version}`;
+  }
+}
+
+/** The innermost failure's message and details (activity failures wrap an ApplicationFailure). */
+function failureOf(err: unknown): { message: string; details?: Record<string, unknown> } {
+  let e: unknown = err;
+  while (e instanceof Error && 'cause' in e && e.cause instanceof Error) e = e.cause;
+  if (e instanceof ApplicationFailure) {
+    const d = e.details?.[0];
+    return { message: e.message, details: d && typeof d === 'object' ? (d as Record<string, unknown>) : undefined };
+  }
+  return { message: e instanceof Error ? e.message : String(e) };
+}

@@ -1,0 +1,42 @@
+import { allHandlersFinished, condition, continueAsNew, setHandler, workflowInfo } from '@temporalio/workflow';
+import { recordPromotionUpdate, registryStateQuery } from '../shared/messages';
+import type { PromotionRecord, RegistryState } from '../shared/registry';
+
+export interface ModelRegistryInput {
+  model: string;
+  state?: RegistryState;
+}
+
+const HISTORY_LIMIT = 500;
+
+/**
+ * One entity workflow per model: which version serves production, which served before it, and the history of
+ * promotions (who, when, from which lifecycle). Promotions are idempotent by lifecycle id.
+ */
+export async function modelRegistryWorkflow(input: ModelRegistryInput): Promise<void> {
+  const state: RegistryState = input.state ?? { model: input.model, production: null, previous: null, history: [] };
+
+  setHandler(
+    recordPromotionUpdate,
+    (record: PromotionRecord) => {
+      const done = state.history.find((h) => h.lifecycleId === record.lifecycleId);
+      if (done) return done;
+      if (state.production) state.previous = state.production;
+      state.production = record;
+      state.history.push(record);
+      if (state.history.length > HISTORY_LIMIT) state.history.splice(0, state.history.length - HISTORY_LIMIT);
+      return record;
+    },
+    {
+      validator: (record: PromotionRecord) => {
+        if (record.model !== state.model)
+          throw new Error(`registry of "${state.model}" cannot record "${record.model}"`);
+      },
+    },
+  );
+  setHandler(registryStateQuery, () => state);
+
+  await condition(() => workflowInfo().continueAsNewSuggested);
+  await condition(allHandlersFinished);
+  await continueAsNew<typeof modelRegistryWorkflow>({ model: state.model, state });
+}

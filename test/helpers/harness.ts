@@ -1,0 +1,203 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Client, Connection } from '@temporalio/client';
+import { NativeConnection, Runtime, type Worker } from '@temporalio/worker';
+import type { FastifyInstance } from 'fastify';
+import { inject } from 'vitest';
+import { createActivities, type Activities } from '../../src/activities';
+import { LifecycleClient } from '../../src/client/lifecycle-client';
+import { loadSpecFile } from '../../src/client/spec-file';
+import { projectRoot } from '../../src/config/paths';
+import { trainerPython } from '../../src/config/toolchain';
+import { LoadGenerator } from '../../src/dev/load-generator';
+import { createGateway } from '../../src/serving/server';
+import { poolStateQuery } from '../../src/shared/messages';
+import { quotaPoolWorkflowId, type QuotaPoolState } from '../../src/shared/quota';
+import type { LifecycleSpec } from '../../src/shared/spec';
+import type { Alert } from '../../src/shared/alerts';
+import type { LifecycleStatus } from '../../src/shared/status';
+import { createWorkers } from '../../src/workers/workers';
+
+export const ROOT = projectRoot();
+export const EXAMPLE = join(ROOT, 'examples', 'churn');
+
+let runtimeInstalled = false;
+const noop = () => undefined;
+
+/** One Runtime per process, quiet: test output is the assertions, not the SDK's chatter. */
+export function installQuietRuntime(): void {
+  if (runtimeInstalled) return;
+  Runtime.install({ logger: { log: noop, trace: noop, debug: noop, info: noop, warn: noop, error: noop } });
+  runtimeInstalled = true;
+}
+
+/** A unique suffix for models, task queues and pools of one test. */
+export function uniqueName(prefix: string): string {
+  return `${prefix}-${Date.now().toString(36)}${Math.floor(Math.random() * 1e6).toString(36)}`;
+}
+
+export interface Gateway {
+  app: FastifyInstance;
+  url: string;
+  dataDir: string;
+  close(): Promise<void>;
+}
+
+export async function startGateway(dataDir = mkdtempSync(join(tmpdir(), 'mll-gw-'))): Promise<Gateway> {
+  const app = await createGateway({ dataDir });
+  const url = await app.listen({ port: 0, host: '127.0.0.1' });
+  return { app, url, dataDir, close: () => app.close() };
+}
+
+export interface Stack {
+  client: Client;
+  lifecycles: LifecycleClient;
+  gateway: Gateway;
+  artifactsDir: string;
+  alerts: Alert[];
+  address: string;
+  /** Starts the in-process workers (idempotent). */
+  startWorkers(): Promise<void>;
+  stopWorkers(): Promise<void>;
+  close(): Promise<void>;
+}
+
+/**
+ * The real stack for a test file: the shared dev server, an in-process gateway on its own port and data dir, and
+ * in-process workers running the real activities (real trainer process, real HTTP).
+ */
+export async function startStack(
+  options: { workers?: boolean; pool?: { name: string; capacity: Record<string, number> } } = {},
+): Promise<Stack> {
+  installQuietRuntime();
+  const address = inject('temporalAddress');
+  const client = new Client({ connection: await Connection.connect({ address }) });
+  const gateway = await startGateway();
+  const artifactsDir = mkdtempSync(join(tmpdir(), 'mll-art-'));
+  const alerts: Alert[] = [];
+  const activities: Activities = createActivities({
+    client,
+    gatewayUrl: gateway.url,
+    artifactsDir,
+    python: trainerPython(),
+    root: ROOT,
+    quotaPools: { pools: [options.pool ?? { name: 'default', capacity: { cpu: 64, memoryGiB: 256 } }] },
+    alertSink: (a) => void alerts.push(a),
+    analysisPollIntervalMs: 250,
+  });
+  let workers: Worker[] = [];
+  let running: Promise<unknown> | null = null;
+  let nativeConnection: NativeConnection | null = null;
+  const stack: Stack = {
+    client,
+    lifecycles: new LifecycleClient(client),
+    gateway,
+    artifactsDir,
+    alerts,
+    address,
+    async startWorkers() {
+      if (running) return;
+      nativeConnection = await NativeConnection.connect({ address });
+      workers = await createWorkers({
+        connection: nativeConnection,
+        activities,
+        workflowBundle: { codePath: inject('workflowBundlePath') },
+      });
+      running = Promise.all(workers.map((w) => w.run()));
+    },
+    async stopWorkers() {
+      if (!running) return;
+      for (const w of workers) w.shutdown();
+      await running;
+      running = null;
+      await nativeConnection?.close();
+    },
+    async close() {
+      await stack.stopWorkers();
+      await gateway.close();
+      await client.connection.close();
+      rmSync(artifactsDir, { recursive: true, force: true });
+    },
+  };
+  if (options.workers !== false) await stack.startWorkers();
+  return stack;
+}
+
+/**
+ * The example's spec for a test: a unique model name, short bakes and a small minimum sample so a test finishes in
+ * seconds.
+ */
+export function testSpec(
+  model: string,
+  version: string,
+  variant: 'good' | 'bad' = 'good',
+  patch: (s: LifecycleSpec) => void = noop,
+): LifecycleSpec {
+  const spec = loadSpecFile(join(EXAMPLE, 'specs', `${variant}.yaml`), { version });
+  const out: LifecycleSpec = structuredClone({ ...spec, model });
+  out.rollout.canary.bake = 1500;
+  out.rollout.steps = [
+    { percent: 50, bake: 1000, approval: false },
+    { percent: 100, bake: 500, approval: false },
+  ];
+  out.rollout.analysis.minSamples = 60;
+  out.rollout.analysis.maxWaitForSamples = 30_000;
+  patch(out);
+  return out;
+}
+
+/** Live traffic for a model on a gateway (rows of the example's test set). */
+export function liveTraffic(gatewayUrl: string, model: string, ratePerSecond = 100): LoadGenerator {
+  const load = new LoadGenerator({
+    gatewayUrl,
+    model,
+    rowsCsv: join(EXAMPLE, 'data', 'test.csv'),
+    labelColumn: 'churned',
+    dropColumns: ['customer_id'],
+    ratePerSecond,
+  });
+  load.start();
+  return load;
+}
+
+/** Polls a lifecycle's status until `done` holds (real progress, not a fixed sleep). */
+export async function waitForStatus(
+  lifecycles: LifecycleClient,
+  id: string,
+  done: (s: LifecycleStatus) => boolean,
+  timeoutMs = 90_000,
+): Promise<LifecycleStatus> {
+  const deadline = Date.now() + timeoutMs;
+  let last: LifecycleStatus | undefined;
+  while (Date.now() < deadline) {
+    try {
+      last = await lifecycles.status(id);
+      if (done(last)) return last;
+    } catch {
+      // not started or worker not yet answering queries
+    }
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  throw new Error(
+    `timed out waiting on ${id}; last status: ${JSON.stringify(last && { stage: last.stage, events: last.events.slice(-5) })}`,
+  );
+}
+
+/** Approves every gate of a lifecycle as it opens, until the lifecycle ends. */
+export async function approveAll(lifecycles: LifecycleClient, id: string, by = 'alice'): Promise<LifecycleStatus> {
+  for (;;) {
+    const s = await waitForStatus(
+      lifecycles,
+      id,
+      (x) => x.pendingGate !== null || ['promoted', 'rolled-back', 'rejected', 'failed'].includes(x.stage),
+      180_000,
+    );
+    if (s.pendingGate === null) return s;
+    await lifecycles.approve(id, { by, gate: s.pendingGate.gate, reason: 'test approver' });
+  }
+}
+
+export async function poolState(client: Client, pool = 'default'): Promise<QuotaPoolState> {
+  return client.workflow.getHandle(quotaPoolWorkflowId(pool)).query(poolStateQuery);
+}

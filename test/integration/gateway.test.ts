@@ -1,0 +1,481 @@
+import { execFile } from 'node:child_process';
+import { cp, mkdtemp, readFile, rename, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import type { FastifyInstance } from 'fastify';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createGateway } from '../../src/serving/server';
+import { AdminOp, ModelRouting, PredictResponse } from '../../src/shared/gateway-api';
+import { LATENCY_BUCKETS_MS, ModelTelemetry, PREDICTION_BINS } from '../../src/shared/telemetry';
+
+const ROOT = path.resolve(__dirname, '../..');
+const PYTHON = path.join(ROOT, '.tools/venv/bin/python');
+const TRAIN = path.join(ROOT, 'examples/churn/train.py');
+const DATA = path.join(ROOT, 'examples/churn/data');
+const NUMERIC = new Set(['age', 'tenure_months', 'monthly_charges', 'support_calls']);
+const FEATURES = ['age', 'tenure_months', 'monthly_charges', 'support_calls', 'plan', 'region'];
+
+type Features = Record<string, number | string | null>;
+interface Reply<T = unknown> {
+  status: number;
+  body: T;
+}
+
+let workDir: string;
+let modelA: string;
+let modelB: string;
+let rows: Features[];
+
+async function train(out: string, params: object): Promise<void> {
+  await promisify(execFile)(PYTHON, [TRAIN, '--data-dir', DATA, '--out', out, '--params', JSON.stringify(params)], {
+    cwd: ROOT,
+  });
+}
+
+async function loadRows(): Promise<Features[]> {
+  const [header, ...lines] = (await readFile(path.join(DATA, 'test.csv'), 'utf8')).trim().split('\n');
+  const columns = (header ?? '').split(',');
+  return lines.map((line) => {
+    const cells = line.split(',');
+    const features: Features = {};
+    for (const name of FEATURES) {
+      const cell = cells[columns.indexOf(name)] ?? '';
+      features[name] = NUMERIC.has(name) ? Number(cell) : cell;
+    }
+    return features;
+  });
+}
+
+class Client {
+  constructor(readonly base: string) {}
+
+  async call<T = unknown>(method: string, url: string, body?: unknown): Promise<Reply<T>> {
+    const response = await fetch(this.base + url, {
+      method,
+      headers: body === undefined ? {} : { 'content-type': 'application/json' },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    return { status: response.status, body: (await response.json()) as T };
+  }
+
+  predict(userId: string, features: Features, model = 'churn'): Promise<Reply<PredictResponse & { error?: string }>> {
+    return this.call('POST', `/v1/models/${model}/predict`, { userId, features });
+  }
+
+  deploy(version: string, opId: string, artifactDir: string, model = 'churn'): Promise<Reply> {
+    return this.call('PUT', `/admin/models/${model}/versions/${version}`, { opId, artifactDir });
+  }
+
+  undeploy(version: string, opId: string, model = 'churn'): Promise<Reply> {
+    return this.call('DELETE', `/admin/models/${model}/versions/${version}?opId=${encodeURIComponent(opId)}`);
+  }
+
+  setWeights(weights: Record<string, number>, opId: string, model = 'churn'): Promise<Reply> {
+    return this.call('PUT', `/admin/models/${model}/weights`, { opId, weights });
+  }
+
+  async telemetry(model = 'churn'): Promise<ModelTelemetry> {
+    const reply = await this.call('GET', `/admin/models/${model}/telemetry`);
+    expect(reply.status).toBe(200);
+    return ModelTelemetry.parse(reply.body);
+  }
+
+  async routing(model = 'churn'): Promise<ModelRouting> {
+    const reply = await this.call('GET', `/admin/models/${model}`);
+    expect(reply.status).toBe(200);
+    return ModelRouting.parse(reply.body);
+  }
+}
+
+async function start(dataDir: string, journalLimit?: number): Promise<{ app: FastifyInstance; client: Client }> {
+  const app = await createGateway({ dataDir, journalLimit });
+  const address = await app.listen({ port: 0, host: '127.0.0.1' });
+  return { app, client: new Client(address) };
+}
+
+function row(i: number): Features {
+  return rows[i % rows.length] as Features;
+}
+
+/** Runs `task` over `items` with at most `concurrency` in flight. */
+async function pool<T, R>(items: readonly T[], concurrency: number, task: (item: T) => Promise<R>): Promise<R[]> {
+  const results: R[] = new Array(items.length);
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      while (next < items.length) {
+        const i = next++;
+        results[i] = await task(items[i] as T);
+      }
+    }),
+  );
+  return results;
+}
+
+beforeAll(async () => {
+  workDir = await mkdtemp(path.join(tmpdir(), 'gateway-test-'));
+  modelA = path.join(workDir, 'model-a');
+  modelB = path.join(workDir, 'model-b');
+  [rows] = await Promise.all([
+    loadRows(),
+    train(modelA, { nEstimators: 30 }),
+    train(modelB, { nEstimators: 30, algorithm: 'logistic_regression' }),
+  ]);
+});
+
+afterAll(async () => {
+  if (workDir) await rm(workDir, { recursive: true, force: true });
+});
+
+describe('serving gateway over HTTP', () => {
+  let dataDir: string;
+  let app: FastifyInstance;
+  let client: Client;
+  const USERS = Array.from({ length: 2000 }, (_, i) => `user-${i}`);
+  const assignment = new Map<string, string>();
+
+  beforeAll(async () => {
+    dataDir = path.join(workDir, 'gateway-main');
+    ({ app, client } = await start(dataDir));
+  });
+
+  afterAll(async () => {
+    await app?.close();
+  });
+
+  it('answers health checks and 404s for models without routing', async () => {
+    expect(await client.call('GET', '/healthz')).toEqual({ status: 200, body: { ok: true } });
+    const unknown = await client.predict('u1', row(0), 'nope');
+    expect(unknown.status).toBe(404);
+    expect(unknown.body.error).toMatch(/'nope' has no routing/);
+    expect((await client.call('GET', '/admin/models/nope')).status).toBe(404);
+    expect((await client.call('GET', '/no/such/route')).body).toEqual({ error: 'no route GET /no/such/route' });
+  });
+
+  it('deploys two versions of a real model; a model without weights still gets no traffic', async () => {
+    expect(await client.deploy('v1', 'deploy-v1', modelA)).toEqual({
+      status: 200,
+      body: { opId: 'deploy-v1', applied: true },
+    });
+    expect(await client.deploy('v2', 'deploy-v2', modelB)).toEqual({
+      status: 200,
+      body: { opId: 'deploy-v2', applied: true },
+    });
+    expect((await client.predict('u1', row(0))).status).toBe(404);
+
+    const routing = await client.routing();
+    expect(routing.versions.map((v) => [v.version, v.artifactDir])).toEqual([
+      ['v2', modelB],
+      ['v1', modelA],
+    ]);
+    expect(routing.weights).toEqual({});
+    const list = await client.call<ModelRouting[]>('GET', '/admin/models');
+    expect(list.body.map((m) => m.model)).toEqual(['churn']);
+  });
+
+  it('refuses artifacts that are missing or invalid with a clear 400', async () => {
+    const missing = await client.deploy('v9', 'deploy-missing', path.join(workDir, 'nowhere'));
+    expect(missing.status).toBe(400);
+    expect(missing.body).toEqual({ error: `artifact folder ${path.join(workDir, 'nowhere')} does not exist` });
+    const noModel = await client.deploy('v9', 'deploy-no-model', workDir);
+    expect(noModel.status).toBe(400);
+    expect((noModel.body as { error: string }).error).toMatch(/model\.json/);
+    const badName = await client.deploy('-bad', 'deploy-bad-name', modelA);
+    expect(badName.status).toBe(400);
+    expect((badName.body as { error: string }).error).toMatch(/version/);
+    // A refused op is not journaled: the same opId can be used once the problem is fixed.
+    const ops = await client.call<AdminOp[]>('GET', '/admin/ops');
+    expect(ops.body.map((op) => op.opId)).toEqual(['deploy-v1', 'deploy-v2']);
+  });
+
+  it('honours the weights over many users and keeps each user on its version', async () => {
+    expect((await client.setWeights({ v1: 80, v2: 20 }, 'weights-80-20')).body).toEqual({
+      opId: 'weights-80-20',
+      applied: true,
+    });
+    const replies = await pool(USERS, 8, (user) => client.predict(user, row(Number(user.slice(5)))));
+    for (const reply of replies) {
+      expect(reply.status).toBe(200);
+      PredictResponse.parse(reply.body);
+    }
+    replies.forEach((reply, i) => assignment.set(USERS[i] as string, reply.body.version));
+    const onV2 = replies.filter((r) => r.body.version === 'v2').length / USERS.length;
+    expect(Math.abs(onV2 - 0.2)).toBeLessThan(0.04);
+
+    const again = await pool(USERS.slice(0, 500), 8, (user) => client.predict(user, row(7)));
+    again.forEach((reply, i) => expect(reply.body.version).toBe(assignment.get(USERS[i] as string)));
+
+    const telemetry = await client.telemetry();
+    for (const version of ['v1', 'v2']) {
+      const counters = telemetry.versions[version];
+      const served = [...replies, ...again].filter((r) => r.body.version === version);
+      expect(counters?.requests).toBe(served.length);
+      expect(counters?.errors).toBe(0);
+      expect(counters?.invalidRequests).toBe(0);
+      expect(counters?.positiveCount).toBe(served.filter((r) => r.body.label === 1).length);
+      expect(counters?.latencyBucketCounts).toHaveLength(LATENCY_BUCKETS_MS.length + 1);
+      expect(counters?.latencyBucketCounts.reduce((a, b) => a + b, 0)).toBe(served.length);
+      expect(counters?.predictionBinCounts).toHaveLength(PREDICTION_BINS);
+      expect(counters?.predictionBinCounts.reduce((a, b) => a + b, 0)).toBe(served.length);
+      expect(counters?.latencySumMs).toBeCloseTo(
+        served.reduce((sum, r) => sum + r.body.latencyMs, 0),
+        6,
+      );
+      expect(counters?.lastSuccessAt).toBeDefined();
+    }
+  });
+
+  it('echoes the requestId and returns a probability consistent with the label', async () => {
+    const reply = await client.call<PredictResponse>('POST', '/v1/models/churn/predict', {
+      userId: 'user-1',
+      requestId: 'req-123',
+      features: row(3),
+    });
+    expect(reply.status).toBe(200);
+    expect(reply.body.requestId).toBe('req-123');
+    expect(reply.body.probability).toBeGreaterThanOrEqual(0);
+    expect(reply.body.probability).toBeLessThanOrEqual(1);
+    expect(reply.body.label).toBe(reply.body.probability > 0.5 ? 1 : 0);
+  });
+
+  it('refuses invalid input with a 400 naming the field, counted against the routed version', async () => {
+    const user = 'user-3';
+    const version = assignment.get(user) as string;
+    const before = (await client.telemetry()).versions[version];
+    const { age: _age, ...withoutAge } = row(0);
+    const cases: [Features, RegExp][] = [
+      [withoutAge, /feature 'age' is missing/],
+      [{ ...row(0), tenure_months: 'twelve' }, /feature 'tenure_months' must be a number, got string/],
+      [{ ...row(0), plan: 3 }, /feature 'plan' must be a string, got number/],
+      [{ ...row(0), monthly_charges: null }, /feature 'monthly_charges' must be a number, got null/],
+      [{ ...row(0), shoe_size: 42 }, /feature 'shoe_size' is not an input of the model/],
+    ];
+    for (const [features, message] of cases) {
+      const reply = await client.predict(user, features);
+      expect(reply.status).toBe(400);
+      expect(Object.keys(reply.body)).toEqual(['error']);
+      expect(reply.body.error).toMatch(message);
+    }
+    const wrongJsonType = await client.call<{ error: string }>('POST', '/v1/models/churn/predict', {
+      userId: user,
+      features: { ...row(0), age: true },
+    });
+    expect(wrongJsonType.status).toBe(400);
+    expect(wrongJsonType.body.error).toMatch(/features\.age/);
+    const noUser = await client.call<{ error: string }>('POST', '/v1/models/churn/predict', { features: row(0) });
+    expect(noUser.status).toBe(400);
+    expect(noUser.body.error).toMatch(/userId/);
+    const notJson = await fetch(`${client.base}/v1/models/churn/predict`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: '{"userId":',
+    });
+    expect(notJson.status).toBe(400);
+    expect(Object.keys((await notJson.json()) as object)).toEqual(['error']);
+
+    const after = (await client.telemetry()).versions[version];
+    expect(after?.invalidRequests).toBe((before?.invalidRequests ?? 0) + cases.length + 1);
+    expect(after?.requests).toBe(before?.requests);
+  });
+
+  it('replays every admin op idempotently and journals each opId once', async () => {
+    const routingBefore = await client.routing();
+    expect((await client.deploy('v1', 'deploy-v1', modelA)).body).toEqual({ opId: 'deploy-v1', applied: false });
+    expect((await client.setWeights({ v1: 80, v2: 20 }, 'weights-80-20')).body).toEqual({
+      opId: 'weights-80-20',
+      applied: false,
+    });
+    // A replay does nothing even when the state moved on since.
+    expect((await client.setWeights({ v1: 100, v2: 0 }, 'weights-100-0')).body).toEqual({
+      opId: 'weights-100-0',
+      applied: true,
+    });
+    expect((await client.setWeights({ v1: 80, v2: 20 }, 'weights-80-20')).body).toEqual({
+      opId: 'weights-80-20',
+      applied: false,
+    });
+    expect((await client.routing()).weights).toEqual({ v1: 100, v2: 0 });
+
+    // Deploying what is already deployed from the same folder is a no-op; from another folder a conflict.
+    expect((await client.deploy('v1', 'deploy-v1-again', modelA)).body).toEqual({
+      opId: 'deploy-v1-again',
+      applied: false,
+    });
+    const conflict = await client.deploy('v1', 'deploy-v1-elsewhere', modelB);
+    expect(conflict.status).toBe(409);
+    expect((conflict.body as { error: string }).error).toMatch(/already deployed from/);
+    // An opId reused for a different op is a caller bug, reported as a conflict.
+    expect((await client.deploy('v2', 'weights-100-0', modelB)).status).toBe(409);
+
+    expect((await client.undeploy('v7', 'undeploy-unknown')).body).toEqual({
+      opId: 'undeploy-unknown',
+      applied: false,
+    });
+    expect((await client.undeploy('v7', 'undeploy-unknown')).body).toEqual({
+      opId: 'undeploy-unknown',
+      applied: false,
+    });
+
+    const ops = (await client.call<AdminOp[]>('GET', '/admin/ops?model=churn')).body.map((op) => AdminOp.parse(op));
+    const ids = ops.map((op) => op.opId);
+    expect(new Set(ids).size).toBe(ids.length);
+    expect(ids).toEqual([
+      'deploy-v1',
+      'deploy-v2',
+      'weights-80-20',
+      'weights-100-0',
+      'deploy-v1-again',
+      'undeploy-unknown',
+    ]);
+    expect(ops.find((op) => op.opId === 'weights-100-0')).toMatchObject({
+      kind: 'set-weights',
+      weights: { v1: 100, v2: 0 },
+    });
+    expect((await client.call<AdminOp[]>('GET', '/admin/ops?model=other')).body).toEqual([]);
+    expect((await client.routing()).versions).toEqual(routingBefore.versions);
+  });
+
+  it('refuses to undeploy a version that has weight, and undeploys it idempotently once it has none', async () => {
+    expect((await client.setWeights({ v1: 50, v2: 50 }, 'weights-50-50')).body).toMatchObject({ applied: true });
+    const refused = await client.undeploy('v2', 'undeploy-v2');
+    expect(refused.status).toBe(409);
+    expect((refused.body as { error: string }).error).toMatch(/has weight 50/);
+
+    expect((await client.setWeights({ v1: 100, v2: 0 }, 'weights-back-to-v1')).body).toMatchObject({ applied: true });
+    expect((await client.undeploy('v2', 'undeploy-v2')).body).toEqual({ opId: 'undeploy-v2', applied: true });
+    expect((await client.undeploy('v2', 'undeploy-v2')).body).toEqual({ opId: 'undeploy-v2', applied: false });
+    const routing = await client.routing();
+    expect(routing.versions.map((v) => v.version)).toEqual(['v1']);
+    expect(routing.weights).toEqual({ v1: 100 });
+    expect(Object.keys((await client.telemetry()).versions)).toEqual(['v1']);
+    for (const user of USERS.slice(0, 50)) expect((await client.predict(user, row(1))).body.version).toBe('v1');
+
+    // Weights naming an undeployed version, or not summing to 100, are refused and change nothing.
+    const undeployed = await client.setWeights({ v1: 50, v2: 50 }, 'weights-bad-1');
+    expect(undeployed.status).toBe(400);
+    expect((undeployed.body as { error: string }).error).toMatch(/version 'v2' is not deployed/);
+    const badSum = await client.setWeights({ v1: 90 }, 'weights-bad-2');
+    expect(badSum.status).toBe(400);
+    expect((badSum.body as { error: string }).error).toMatch(/sum to 100/);
+    expect((await client.routing()).weights).toEqual({ v1: 100 });
+
+    // Back to the two-version canary for the restart test.
+    expect((await client.deploy('v2', 'redeploy-v2', modelB)).body).toMatchObject({ applied: true });
+    expect((await client.setWeights({ v1: 80, v2: 20 }, 'weights-80-20-again')).body).toMatchObject({ applied: true });
+  });
+
+  it('restores routing after a restart on the same data dir, and predictions keep working', async () => {
+    const routingBefore = await client.routing();
+    const opsBefore = (await client.call('GET', '/admin/ops')).body;
+    const sample = USERS.slice(0, 300);
+    const before = await pool(sample, 16, (user) => client.predict(user, row(2)));
+    await app.close();
+
+    ({ app, client } = await start(dataDir));
+    expect(await client.routing()).toEqual(routingBefore);
+    expect((await client.call('GET', '/admin/ops')).body).toEqual(opsBefore);
+    const telemetry = await client.telemetry();
+    expect(Object.keys(telemetry.versions).sort()).toEqual(['v1', 'v2']);
+    expect(telemetry.versions.v1?.requests).toBe(0);
+
+    const after = await pool(sample, 16, (user) => client.predict(user, row(2)));
+    after.forEach((reply, i) => {
+      expect(reply.status).toBe(200);
+      expect(reply.body.version).toBe(before[i]?.body.version);
+      expect(reply.body.probability).toBe(before[i]?.body.probability);
+    });
+    // Idempotency survives the restart too.
+    expect((await client.setWeights({ v1: 80, v2: 20 }, 'weights-80-20-again')).body).toMatchObject({ applied: false });
+  });
+
+  it('serves with zero failed requests while the weights move', async () => {
+    let swapping = true;
+    let sent = 0;
+    const failures: Reply[] = [];
+    const worker = async (w: number): Promise<void> => {
+      for (let i = 0; swapping; i++) {
+        const reply = await client.predict(`user-${w}-${i % 500}`, row(i));
+        sent++;
+        if (reply.status !== 200) failures.push(reply);
+      }
+    };
+    const workers = Array.from({ length: 16 }, (_, w) => worker(w));
+    const stages = [0, 5, 25, 50, 100, 50, 25, 5];
+    for (let i = 0; i < 60; i++) {
+      const candidate = stages[i % stages.length] as number;
+      const reply = await client.setWeights({ v1: 100 - candidate, v2: candidate }, `swap-${i}`);
+      expect(reply.status).toBe(200);
+      // Let some predictions run under each table.
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
+    swapping = false;
+    await Promise.all(workers);
+    expect(failures).toEqual([]);
+    expect(sent).toBeGreaterThan(500);
+  });
+
+  it('serves 2000 sequential predictions over loopback (rough throughput)', async () => {
+    expect((await client.setWeights({ v1: 50, v2: 50 }, 'weights-bench')).status).toBe(200);
+    for (let i = 0; i < 200; i++) await client.predict(`warm-${i}`, row(i)); // JIT and connection warm-up
+    const latencies: number[] = [];
+    const started = performance.now();
+    for (let i = 0; i < 2000; i++) {
+      const t0 = performance.now();
+      const reply = await client.predict(`bench-${i}`, row(i));
+      latencies.push(performance.now() - t0);
+      expect(reply.status).toBe(200);
+    }
+    const seconds = (performance.now() - started) / 1000;
+    latencies.sort((a, b) => a - b);
+    const p = (q: number): number =>
+      latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))] as number;
+    console.log(
+      `gateway predict, sequential over loopback: ${Math.round(2000 / seconds)} req/s, ` +
+        `p50 ${p(0.5).toFixed(2)} ms, p99 ${p(0.99).toFixed(2)} ms, max ${p(1).toFixed(2)} ms`,
+    );
+  });
+});
+
+describe('serving gateway recovery and journal', () => {
+  it('fails predictions visibly when a deployed artifact vanished before a restart, and a redeploy repairs it', async () => {
+    const dataDir = path.join(workDir, 'gateway-vanish');
+    const dir = path.join(workDir, 'model-copy');
+    await cp(modelA, dir, { recursive: true });
+    let { app, client } = await start(dataDir);
+    try {
+      await client.deploy('v1', 'd1', modelB);
+      await client.deploy('v2', 'd2', dir);
+      await client.setWeights({ v1: 0, v2: 100 }, 'w1');
+      expect((await client.predict('u1', row(0))).status).toBe(200);
+      await app.close();
+
+      await rename(dir, `${dir}-gone`);
+      ({ app, client } = await start(dataDir));
+      const failed = await client.predict('u1', row(0));
+      expect(failed.status).toBe(500);
+      expect(failed.body.error).toMatch(/version 'v2' of model 'churn' is not loaded/);
+      expect((await client.telemetry()).versions.v2).toMatchObject({ requests: 1, errors: 1 });
+
+      await rename(`${dir}-gone`, dir);
+      expect((await client.deploy('v2', 'd2-repair', dir)).body).toEqual({ opId: 'd2-repair', applied: true });
+      expect((await client.predict('u1', row(0))).status).toBe(200);
+    } finally {
+      await app.close();
+    }
+  });
+
+  it('keeps the newest ops in a capped journal, idempotent for every op still in it', async () => {
+    const { app, client } = await start(path.join(workDir, 'gateway-journal'), 5);
+    try {
+      await client.deploy('v1', 'op-0', modelA);
+      for (let i = 1; i <= 6; i++) await client.setWeights({ v1: 100 }, `op-${i}`);
+      const ids = (await client.call<AdminOp[]>('GET', '/admin/ops')).body.map((op) => op.opId);
+      expect(ids).toEqual(['op-2', 'op-3', 'op-4', 'op-5', 'op-6']);
+      for (const id of ids)
+        expect((await client.setWeights({ v1: 100 }, id)).body).toEqual({ opId: id, applied: false });
+    } finally {
+      await app.close();
+    }
+  });
+});

@@ -1,0 +1,132 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ErrorType } from '../../src/shared/errors';
+import { lifecycleWorkflowId } from '../../src/shared/spec';
+import type { LoadGenerator } from '../../src/dev/load-generator';
+import {
+  approveAll,
+  liveTraffic,
+  poolState,
+  startStack,
+  testSpec,
+  uniqueName,
+  waitForStatus,
+  type Stack,
+} from '../helpers/harness';
+
+/** Lifecycles end to end on a real dev server, with the real trainer, gateway and live HTTP traffic. */
+describe('model lifecycle on a real Temporal dev server', () => {
+  let stack: Stack;
+  let load: LoadGenerator;
+  const model = uniqueName('churn');
+
+  beforeAll(async () => {
+    stack = await startStack();
+    load = liveTraffic(stack.gateway.url, model);
+  });
+  afterAll(async () => {
+    await load?.stop();
+    await stack?.close();
+  });
+
+  const routing = async () =>
+    (await fetch(`${stack.gateway.url}/admin/models/${model}`)).json() as Promise<{
+      weights: Record<string, number>;
+      versions: { version: string }[];
+    }>;
+  const leasesOf = async (id: string) =>
+    (await poolState(stack.client)).leases.filter((l) => l.holder === id || l.leaseId.startsWith(id));
+
+  it('deploys a first version to all traffic when the model has no production version', async () => {
+    const { id } = await stack.lifecycles.start(testSpec(model, 'v1'));
+    const end = await approveAll(stack.lifecycles, id);
+    expect(end.stage).toBe('promoted');
+    expect(end.trafficPercent).toBe(100);
+    expect((await routing()).weights).toEqual({ v1: 100 });
+  });
+
+  it('promotes a good candidate to 100% through canary and ramp stages', async () => {
+    const { id } = await stack.lifecycles.start(testSpec(model, 'v2'));
+    const end = await approveAll(stack.lifecycles, id);
+    expect(end.stage, JSON.stringify(end.decisions.filter((d) => d.outcome !== 'pass'))).toBe('promoted');
+    expect(end.trafficPercent).toBe(100);
+    expect(end.stableVersion).toBe('v1');
+    expect(end.approvals).toEqual([expect.objectContaining({ gate: 'deploy', by: 'alice', decision: 'approved' })]);
+    const stages = new Set(end.decisions.map((d) => d.stage));
+    expect([...stages]).toEqual(['validating', 'canary', 'ramping:50', 'ramping:100']);
+    expect(end.decisions.filter((d) => d.stage !== 'validating').every((d) => d.outcome === 'pass')).toBe(true);
+    const r = await routing();
+    expect(r.weights).toEqual({ v2: 100 });
+    expect(r.versions.map((v) => v.version)).toEqual(['v2']);
+    expect(await leasesOf(id)).toEqual([]);
+  });
+
+  it('rolls back a bad candidate caught by prediction drift in the canary, keeping the evidence', async () => {
+    const { id } = await stack.lifecycles.start(testSpec(model, 'v3', 'bad'));
+    const end = await approveAll(stack.lifecycles, id);
+    expect(end.stage, JSON.stringify(end.decisions.filter((d) => d.check === 'predictionDrift'))).toBe('rolled-back');
+    expect(end.trafficPercent).toBe(0);
+    const breached = end.decisions.filter((d) => d.outcome === 'fail');
+    expect(breached.map((d) => [d.stage, d.check])).toEqual([['canary', 'predictionDrift']]);
+    expect(breached[0]!.value).toBeGreaterThan(breached[0]!.threshold!);
+    expect(breached[0]!.sampleSize).toBeGreaterThanOrEqual(60);
+    const r = await routing();
+    expect(r.weights).toEqual({ v2: 100 });
+    expect(r.versions.map((v) => v.version)).toEqual(['v2']);
+    expect(await leasesOf(id)).toEqual([]);
+    expect(await leasesOf(`serve:${model}:v3`)).toEqual([]);
+    expect(stack.alerts.some((a) => a.kind === 'rollback' && a.lifecycleId === id)).toBe(true);
+  });
+
+  it('ends rejected with nothing deployed and quota released when an approver rejects', async () => {
+    const { id } = await stack.lifecycles.start(testSpec(model, 'v4'));
+    const waiting = await waitForStatus(stack.lifecycles, id, (s) => s.pendingGate !== null);
+    expect(waiting.stage).toBe('awaiting-approval');
+    await stack.lifecycles.reject(id, { by: 'bob', reason: 'not this week' });
+    const end = await waitForStatus(stack.lifecycles, id, (s) => s.stage === 'rejected');
+    expect(end.approvals).toEqual([
+      expect.objectContaining({ gate: 'deploy', by: 'bob', decision: 'rejected', reason: 'not this week' }),
+    ]);
+    expect(end.trafficPercent).toBe(0);
+    expect((await routing()).versions.map((v) => v.version)).not.toContain('v4');
+    expect(await leasesOf(id)).toEqual([]);
+  });
+
+  it('ends rejected when nobody approves before the approval timeout', async () => {
+    const { id } = await stack.lifecycles.start(testSpec(model, 'v5', 'good', (s) => (s.approval.timeout = 2000)));
+    const end = await waitForStatus(stack.lifecycles, id, (s) => s.stage === 'rejected');
+    expect(end.error?.type).toBe('ApprovalTimeout');
+    expect(end.approvals).toEqual([
+      expect.objectContaining({ gate: 'deploy', by: 'system', decision: 'rejected', reason: 'approval timed out' }),
+    ]);
+    expect((await routing()).versions.map((v) => v.version)).not.toContain('v5');
+    expect(await leasesOf(id)).toEqual([]);
+    expect(stack.alerts.some((a) => a.kind === 'approval-timeout' && a.lifecycleId === id)).toBe(true);
+  });
+
+  it('refuses approvals from someone not in the approver list and from the submitter', async () => {
+    const { id } = await stack.lifecycles.start(testSpec(model, 'v6'));
+    await waitForStatus(stack.lifecycles, id, (s) => s.pendingGate !== null);
+    await expect(stack.lifecycles.approve(id, { by: 'mallory' })).rejects.toThrow(/not an approver/);
+    await expect(stack.lifecycles.approve(id, { by: 'ci@pipelines' })).rejects.toThrow(/submitted this lifecycle/);
+    const s = await stack.lifecycles.status(id);
+    expect(s.approvals).toEqual([]);
+    expect(s.stage).toBe('awaiting-approval');
+    await stack.lifecycles.abort(id, { by: 'bob', reason: 'test over' });
+    const end = await waitForStatus(stack.lifecycles, id, (x) => x.stage === 'rejected');
+    expect(end.error?.type).toBe('Aborted');
+  });
+
+  it('fails non-retryably when the trainer rejects its parameters, releasing the training lease', async () => {
+    const { id } = await stack.lifecycles.start(
+      testSpec(model, 'v7', 'good', (s) => (s.training.params = { algorithm: 'quantum_forest' })),
+    );
+    const end = await waitForStatus(stack.lifecycles, id, (s) => s.stage === 'failed');
+    expect(end.error?.type).toBe(ErrorType.TrainingFailed);
+    expect(end.error?.message).toMatch(/exited with code 2/);
+    expect(await leasesOf(id)).toEqual([]);
+    expect(stack.alerts.find((a) => a.kind === 'training-failed' && a.lifecycleId === id)?.details).toMatchObject({
+      exitCode: 2,
+    });
+    expect(id).toBe(lifecycleWorkflowId(model, 'v7'));
+  });
+});

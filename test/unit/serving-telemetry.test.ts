@@ -1,0 +1,83 @@
+import { describe, expect, it } from 'vitest';
+import { TelemetryRegistry, latencyBucketIndex, predictionBinIndex } from '../../src/serving/telemetry';
+import { LATENCY_BUCKETS_MS, ModelTelemetry, PREDICTION_BINS } from '../../src/shared/telemetry';
+
+describe('serving telemetry', () => {
+  it('places latencies in the first bucket whose upper bound is at least the latency', () => {
+    expect(latencyBucketIndex(0)).toBe(0);
+    expect(latencyBucketIndex(0.3)).toBe(0);
+    expect(latencyBucketIndex(1)).toBe(0);
+    expect(latencyBucketIndex(1.0001)).toBe(1);
+    expect(latencyBucketIndex(4.9)).toBe(2);
+    expect(latencyBucketIndex(5000)).toBe(LATENCY_BUCKETS_MS.length - 1);
+    expect(latencyBucketIndex(5000.1)).toBe(LATENCY_BUCKETS_MS.length);
+    expect(latencyBucketIndex(1e9)).toBe(LATENCY_BUCKETS_MS.length);
+  });
+
+  it('bins probabilities in equal-width bins over [0, 1], with 1 in the last bin', () => {
+    expect(predictionBinIndex(0)).toBe(0);
+    expect(predictionBinIndex(0.0999)).toBe(0);
+    expect(predictionBinIndex(0.1)).toBe(1);
+    expect(predictionBinIndex(0.55)).toBe(5);
+    expect(predictionBinIndex(0.999)).toBe(PREDICTION_BINS - 1);
+    expect(predictionBinIndex(1)).toBe(PREDICTION_BINS - 1);
+    expect(predictionBinIndex(-0.1)).toBe(0);
+    expect(predictionBinIndex(Number.NaN)).toBe(0);
+  });
+
+  it('counts successes, errors and invalid requests per version and snapshots in the shared schema', () => {
+    const registry = new TelemetryRegistry();
+    const v1 = registry.counters('churn', 'v1');
+    const v2 = registry.counters('churn', 'v2');
+    expect(registry.counters('churn', 'v1')).toBe(v1);
+
+    const at = Date.parse('2030-01-02T03:04:05.000Z');
+    v1.recordSuccess(0.4, true, 0.93, at);
+    v1.recordSuccess(3, false, 0.12, at - 1000);
+    v1.recordError();
+    v1.recordInvalid();
+    v2.recordInvalid();
+
+    const snapshot = ModelTelemetry.parse(registry.snapshot('churn', new Date(at)));
+    expect(snapshot.model).toBe('churn');
+    expect(snapshot.at).toBe('2030-01-02T03:04:05.000Z');
+    const one = snapshot.versions.v1;
+    expect(one).toMatchObject({
+      version: 'v1',
+      requests: 3,
+      errors: 1,
+      invalidRequests: 1,
+      latencySumMs: 3.4,
+      positiveCount: 1,
+      lastSuccessAt: '2030-01-02T03:04:04.000Z',
+    });
+    expect(one?.latencyBucketCounts).toHaveLength(LATENCY_BUCKETS_MS.length + 1);
+    expect(one?.latencyBucketCounts.slice(0, 3)).toEqual([1, 0, 1]);
+    expect(one?.latencyBucketCounts.reduce((a, b) => a + b, 0)).toBe(2);
+    const bins = new Array<number>(PREDICTION_BINS).fill(0);
+    bins[predictionBinIndex(0.12)]! += 1;
+    bins[predictionBinIndex(0.93)]! += 1;
+    expect(one?.predictionBinCounts).toEqual(bins);
+
+    expect(snapshot.versions.v2).toEqual({
+      version: 'v2',
+      requests: 0,
+      errors: 0,
+      invalidRequests: 1,
+      latencyBucketCounts: new Array(LATENCY_BUCKETS_MS.length + 1).fill(0),
+      latencySumMs: 0,
+      predictionBinCounts: new Array(PREDICTION_BINS).fill(0),
+      positiveCount: 0,
+    });
+  });
+
+  it('drops the counters of an undeployed version, and a redeploy starts from zero', () => {
+    const registry = new TelemetryRegistry();
+    registry.counters('churn', 'v1').recordError();
+    registry.counters('churn', 'v2').recordError();
+    registry.drop('churn', 'v1');
+    expect(Object.keys(registry.snapshot('churn').versions)).toEqual(['v2']);
+    expect(registry.counters('churn', 'v1').requests).toBe(0);
+    expect(registry.snapshot('other').versions).toEqual({});
+  });
+});
