@@ -128,7 +128,15 @@ export class LifecycleClient {
     try {
       return await fn();
     } catch (err) {
-      if (err instanceof WorkflowNotFoundError) throw new NotFoundError(`no lifecycle with id ${id}`);
+      if (err instanceof WorkflowNotFoundError) {
+        // Updates to a closed workflow also report "not found": tell an ended lifecycle from a missing one.
+        const ended = await this.client.workflow
+          .getHandle(id)
+          .describe()
+          .catch(() => null);
+        if (ended) throw new RefusedError(`lifecycle ${id} is ${ended.status.name.toLowerCase()}, not running`);
+        throw new NotFoundError(`no lifecycle with id ${id}`);
+      }
       if (err instanceof WorkflowUpdateFailedError) {
         const cause = err.cause instanceof Error ? err.cause.message : err.message;
         throw new RefusedError(cause);

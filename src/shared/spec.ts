@@ -112,27 +112,35 @@ export const RolloutSpec = z
     analysis: AnalysisSpec.default(AnalysisSpec.parse({})),
   })
   .strict()
-  .superRefine((rollout, ctx) => {
-    let previous = rollout.canary.percent;
-    rollout.steps.forEach((step, i) => {
-      if (step.percent <= previous) {
+  // `when: () => true` runs these cross-field checks even when another field failed (a bad duration, say), so one
+  // run reports every problem; the checks read the raw values defensively for that reason.
+  .superRefine(
+    (rollout, ctx) => {
+      const num = (v: unknown) => (typeof v === 'number' ? v : undefined);
+      const steps: unknown[] = Array.isArray(rollout?.steps) ? rollout.steps : [];
+      let previous = num(rollout?.canary?.percent);
+      steps.forEach((step, i) => {
+        const percent = num((step as { percent?: unknown } | undefined)?.percent);
+        if (percent !== undefined && previous !== undefined && percent <= previous) {
+          ctx.addIssue({
+            code: 'custom',
+            path: ['steps', i, 'percent'],
+            message: `must be greater than the previous stage's ${previous}%`,
+          });
+        }
+        previous = percent ?? previous;
+      });
+      const last = num((steps.at(-1) as { percent?: unknown } | undefined)?.percent);
+      if (last !== undefined && last !== 100) {
         ctx.addIssue({
           code: 'custom',
-          path: ['steps', i, 'percent'],
-          message: `must be greater than the previous stage's ${previous}%`,
+          path: ['steps', steps.length - 1, 'percent'],
+          message: 'the last step must be 100',
         });
       }
-      previous = step.percent;
-    });
-    const last = rollout.steps.at(-1);
-    if (last && last.percent !== 100) {
-      ctx.addIssue({
-        code: 'custom',
-        path: ['steps', rollout.steps.length - 1, 'percent'],
-        message: 'the last step must be 100',
-      });
-    }
-  });
+    },
+    { when: () => true },
+  );
 export type RolloutSpec = z.infer<typeof RolloutSpec>;
 
 export const QuotaSpec = z
@@ -165,15 +173,19 @@ export const LifecycleSpec = z
     quota: QuotaSpec.default(QuotaSpec.parse({})),
   })
   .strict()
-  .superRefine((spec, ctx) => {
-    if (spec.approval.approvers.includes(spec.submittedBy)) {
-      ctx.addIssue({
-        code: 'custom',
-        path: ['approval', 'approvers'],
-        message: `the submitter "${spec.submittedBy}" cannot be an approver of its own lifecycle`,
-      });
-    }
-  });
+  .superRefine(
+    (spec, ctx) => {
+      const approvers: unknown = spec?.approval?.approvers;
+      if (Array.isArray(approvers) && typeof spec?.submittedBy === 'string' && approvers.includes(spec.submittedBy)) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['approval', 'approvers'],
+          message: `the submitter "${spec.submittedBy}" cannot be an approver of its own lifecycle`,
+        });
+      }
+    },
+    { when: () => true },
+  );
 export type LifecycleSpec = z.infer<typeof LifecycleSpec>;
 
 /** The workflow id of a model version's lifecycle: one lifecycle per model version. */

@@ -1,3 +1,6 @@
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { historyToJSON } from '@temporalio/common/lib/proto-utils';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ErrorType } from '../../src/shared/errors';
 import { lifecycleWorkflowId } from '../../src/shared/spec';
@@ -6,6 +9,7 @@ import {
   approveAll,
   liveTraffic,
   poolState,
+  ROOT,
   startStack,
   testSpec,
   uniqueName,
@@ -28,6 +32,12 @@ describe('model lifecycle on a real Temporal dev server', () => {
     await stack?.close();
   });
 
+  /** `RECORD_HISTORIES=1 npx vitest run test/integration/lifecycle.test.ts` refreshes the replay fixtures. */
+  const record = async (id: string, name: string) => {
+    if (process.env.RECORD_HISTORIES !== '1') return;
+    const history = await stack.client.workflow.getHandle(id).fetchHistory();
+    writeFileSync(join(ROOT, 'test', 'fixtures', 'histories', `${name}.json`), historyToJSON(history));
+  };
   const routing = async () =>
     (await fetch(`${stack.gateway.url}/admin/models/${model}`)).json() as Promise<{
       weights: Record<string, number>;
@@ -58,6 +68,7 @@ describe('model lifecycle on a real Temporal dev server', () => {
     expect(r.weights).toEqual({ v2: 100 });
     expect(r.versions.map((v) => v.version)).toEqual(['v2']);
     expect(await leasesOf(id)).toEqual([]);
+    await record(id, 'lifecycle-promoted');
   });
 
   it('rolls back a bad candidate caught by prediction drift in the canary, keeping the evidence', async () => {
@@ -75,6 +86,7 @@ describe('model lifecycle on a real Temporal dev server', () => {
     expect(await leasesOf(id)).toEqual([]);
     expect(await leasesOf(`serve:${model}:v3`)).toEqual([]);
     expect(stack.alerts.some((a) => a.kind === 'rollback' && a.lifecycleId === id)).toBe(true);
+    await record(id, 'lifecycle-rolled-back');
   });
 
   it('ends rejected with nothing deployed and quota released when an approver rejects', async () => {

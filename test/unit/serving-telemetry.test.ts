@@ -16,9 +16,10 @@ describe('serving telemetry', () => {
 
   it('bins probabilities in equal-width bins over [0, 1], with 1 in the last bin', () => {
     expect(predictionBinIndex(0)).toBe(0);
-    expect(predictionBinIndex(0.0999)).toBe(0);
-    expect(predictionBinIndex(0.1)).toBe(1);
-    expect(predictionBinIndex(0.55)).toBe(5);
+    const width = 1 / PREDICTION_BINS;
+    expect(predictionBinIndex(width * 0.999)).toBe(0);
+    expect(predictionBinIndex(width)).toBe(1);
+    expect(predictionBinIndex(width * 5.5)).toBe(5);
     expect(predictionBinIndex(0.999)).toBe(PREDICTION_BINS - 1);
     expect(predictionBinIndex(1)).toBe(PREDICTION_BINS - 1);
     expect(predictionBinIndex(-0.1)).toBe(0);

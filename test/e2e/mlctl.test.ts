@@ -1,0 +1,144 @@
+import { spawn } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { stringify } from 'yaml';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ROOT, startStack, testSpec, uniqueName, waitForStatus, type Stack } from '../helpers/harness';
+
+interface Run {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs the built mlctl as a user does, against the test's Temporal server. */
+function mlctl(address: string, ...args: string[]): Promise<Run> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [join(ROOT, 'bin', 'mlctl.js'), ...args], {
+      env: { ...process.env, TEMPORAL_ADDRESS: address, TEMPORAL_NAMESPACE: 'default' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
+  });
+}
+
+describe('mlctl against a real dev server', () => {
+  let stack: Stack;
+  const model = uniqueName('cli');
+  const dir = mkdtempSync(join(tmpdir(), 'mll-cli-'));
+
+  beforeAll(async () => {
+    stack = await startStack();
+  });
+  afterAll(async () => {
+    await stack?.close();
+  });
+
+  it('exits 2 naming every bad field of an invalid spec, and starts nothing', async () => {
+    const file = join(dir, 'invalid.yaml');
+    writeFileSync(
+      file,
+      [
+        'apiVersion: ml-lifecycle/v1',
+        'kind: Lifecycle',
+        `model: ${model.toUpperCase()}`,
+        'version: v1',
+        'submittedBy: ci',
+        'training: { program: train.py, dataDir: data, timeout: 10 minutes }',
+        'approval: { approvers: [] }',
+        'rollout:',
+        '  canary: { percent: 150, bake: 1m }',
+        '  steps: [{ percent: 50, bake: 1m }]',
+        'colour: blue',
+      ].join('\n'),
+    );
+    const run = await mlctl(stack.address, 'run', file);
+    expect(run.code).toBe(2);
+    for (const path of [
+      'model',
+      'training.timeout',
+      'approval.approvers',
+      'rollout.canary.percent',
+      'rollout.steps.0.percent',
+      'colour',
+    ]) {
+      expect(run.stderr).toContain(`${path}`);
+    }
+    expect(run.stderr).not.toMatch(/\n\s+at /); // no stack trace without --verbose
+    expect(await stack.lifecycles.list({ model })).toEqual([]);
+    expect(await stack.lifecycles.list({ model: model.toUpperCase() })).toEqual([]);
+  });
+
+  it('exits 2 with the problems as JSON under --json', async () => {
+    const file = join(dir, 'broken.yaml');
+    writeFileSync(file, 'apiVersion: ml-lifecycle/v1\nkind: Lifecycle\nmodel: [unclosed\n');
+    const run = await mlctl(stack.address, 'run', file, '--json');
+    expect(run.code).toBe(2);
+    const body = JSON.parse(run.stderr) as { problems: string[] };
+    expect(body.problems[0]).toMatch(/line \d+/);
+  });
+
+  it('runs a spec, reports its status, and refuses approvals that the policy forbids', async () => {
+    const file = join(dir, 'good.yaml');
+    const spec = testSpec(model, 'v1');
+    writeFileSync(file, stringify(spec));
+    const run = await mlctl(stack.address, 'run', file, '--json');
+    expect(run.code, run.stderr).toBe(0);
+    const { id } = JSON.parse(run.stdout) as { id: string };
+    expect(id).toBe(`lifecycle-${model}-v1`);
+
+    await waitForStatus(stack.lifecycles, id, (s) => s.pendingGate !== null);
+    const status = await mlctl(stack.address, 'status', id, '--json');
+    expect(status.code).toBe(0);
+    const body = JSON.parse(status.stdout) as Record<string, unknown>;
+    for (const field of ['id', 'model', 'version', 'stage', 'trafficPercent', 'approvals', 'decisions'])
+      expect(body).toHaveProperty(field);
+    expect(body).toMatchObject({
+      id,
+      model,
+      version: 'v1',
+      stage: 'awaiting-approval',
+      trafficPercent: 0,
+      approvals: [],
+    });
+    expect((body.decisions as { stage: string }[]).every((d) => d.stage === 'validating')).toBe(true);
+
+    const stranger = await mlctl(stack.address, 'approve', id, '--as', 'mallory');
+    expect(stranger.code).toBe(4);
+    expect(stranger.stderr).toMatch(/mallory.*not an approver/);
+    const self = await mlctl(stack.address, 'approve', id, '--as', 'ci@pipelines');
+    expect(self.code).toBe(4);
+    expect(self.stderr).toMatch(/submitted this lifecycle/);
+    const missing = await mlctl(stack.address, 'approve', `lifecycle-${model}-nope`, '--as', 'alice');
+    expect(missing.code).toBe(3);
+    const badIdentity = await mlctl(stack.address, 'approve', id, '--as', 'has space');
+    expect(badIdentity.code).toBe(2);
+
+    const second = await mlctl(stack.address, 'run', file);
+    expect(second.code).toBe(4);
+    expect(second.stderr).toMatch(/already exists/);
+
+    const text = await mlctl(stack.address, 'status', id);
+    expect(text.stdout).toMatch(/stage:\s+awaiting-approval/);
+    const list = await mlctl(stack.address, 'list', '--model', model, '--json');
+    expect((JSON.parse(list.stdout) as { id: string }[]).map((r) => r.id)).toEqual([id]);
+
+    const ok = await mlctl(stack.address, 'reject', id, '--as', 'bob', '--reason', 'not now', '--json');
+    expect(ok.code, ok.stderr).toBe(0);
+    expect(JSON.parse(ok.stdout)).toMatchObject({ id, gate: 'deploy', decision: 'rejected', by: 'bob' });
+    const end = await waitForStatus(stack.lifecycles, id, (s) => s.stage === 'rejected');
+    expect(end.approvals).toEqual([expect.objectContaining({ by: 'bob', decision: 'rejected', reason: 'not now' })]);
+
+    const late = await mlctl(stack.address, 'approve', id, '--as', 'alice');
+    expect(late.code).toBe(4);
+    const pause = await mlctl(stack.address, 'pause', id, '--as', 'alice');
+    expect(pause.code).toBe(4);
+    expect(pause.stderr).toMatch(/completed, not running/);
+  });
+});

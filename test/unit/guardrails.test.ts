@@ -1,0 +1,447 @@
+import { describe, expect, it } from 'vitest';
+import {
+  binnedKolmogorovSmirnov,
+  evaluateStage,
+  populationStabilityIndex,
+  quantileFromBuckets,
+  windowOf,
+  type StageAnalysisInput,
+  type WindowTelemetry,
+} from '../../src/domain/guardrails';
+import { AnalysisSpec } from '../../src/shared/spec';
+import { LATENCY_BUCKETS_MS, PREDICTION_BINS, type VersionTelemetry } from '../../src/shared/telemetry';
+
+const LATENCY_LEN = LATENCY_BUCKETS_MS.length + 1;
+
+/** Counts over `length` bins, from sparse `{ bin: count }` entries. */
+function bins(length: number, entries: Record<number, number>): number[] {
+  const out = new Array<number>(length).fill(0);
+  for (const [i, c] of Object.entries(entries)) out[Number(i)] = c;
+  return out;
+}
+
+/** `shape` rescaled to integer counts summing exactly to `total` (the remainder goes to the largest bin). */
+function scaleTo(shape: readonly number[], total: number): number[] {
+  const sum = shape.reduce((a, b) => a + b, 0);
+  const out = shape.map((w) => Math.floor((w * total) / sum));
+  const rest = total - out.reduce((a, b) => a + b, 0);
+  out[shape.indexOf(Math.max(...shape))]! += rest;
+  return out;
+}
+
+// Latency shapes over the 13 buckets (bounds 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000 ms, overflow):
+// 70% in one bucket, 29% in the next, 1% in the one after, so p99 is exactly the upper bound of the second.
+const FAST = bins(LATENCY_LEN, { 2: 70, 3: 29, 4: 1 }); // p99 = 10 ms
+const MEDIUM = bins(LATENCY_LEN, { 5: 70, 6: 29, 7: 1 }); // p99 = 100 ms
+const SLOWISH = bins(LATENCY_LEN, { 7: 70, 8: 29, 9: 1 }); // p99 = 500 ms
+const SLOW = bins(LATENCY_LEN, { 8: 70, 9: 29, 10: 1 }); // p99 = 1000 ms
+
+// Positive-class probabilities over 20 bins: a churn model that mostly predicts low probabilities, and the same
+// distribution moved eight bins (0.4) to the right, as a unit bug in a feature pipeline would.
+const PREDICTIONS = [2, 5, 9, 13, 15, 14, 12, 9, 7, 5, 4, 2, 1, 1, 1, 0, 0, 0, 0, 0];
+const SHIFTED = [0, 0, 0, 0, 0, 0, 0, 0, 2, 5, 9, 13, 15, 14, 12, 9, 7, 5, 4, 5];
+
+function makeWindow(opts: {
+  requests: number;
+  errors?: number;
+  latency?: readonly number[];
+  predictions?: readonly number[];
+}): WindowTelemetry {
+  const errors = opts.errors ?? 0;
+  const successes = opts.requests - errors;
+  const latencyBucketCounts =
+    successes === 0 ? new Array<number>(LATENCY_LEN).fill(0) : scaleTo(opts.latency ?? FAST, successes);
+  const predictionBinCounts =
+    successes === 0 ? new Array<number>(PREDICTION_BINS).fill(0) : scaleTo(opts.predictions ?? PREDICTIONS, successes);
+  return { requests: opts.requests, errors, invalidRequests: 0, latencyBucketCounts, predictionBinCounts, successes };
+}
+
+const RULES = AnalysisSpec.parse({}); // minSamples 100, errorRate 1%, p99 500 ms and 3x stable, PSI 0.25 at alpha 0.01
+const STABLE = makeWindow({ requests: 2000 });
+
+function evaluate(candidate: WindowTelemetry, stable: WindowTelemetry | null = STABLE, rules = RULES) {
+  const input: StageAnalysisInput = { stage: 'canary', at: '2025-01-01T00:00:00.000Z', candidate, stable, rules };
+  const result = evaluateStage(input);
+  const byCheck = Object.fromEntries(result.decisions.map((d) => [d.check, d]));
+  const failed = result.decisions.filter((d) => d.outcome === 'fail').map((d) => d.check);
+  return { ...result, byCheck, failed };
+}
+
+function telemetry(overrides: Partial<VersionTelemetry>): VersionTelemetry {
+  return {
+    version: 'v2',
+    requests: 0,
+    errors: 0,
+    invalidRequests: 0,
+    latencyBucketCounts: new Array<number>(LATENCY_LEN).fill(0),
+    latencySumMs: 0,
+    predictionBinCounts: new Array<number>(PREDICTION_BINS).fill(0),
+    positiveCount: 0,
+    ...overrides,
+  };
+}
+
+describe('test fixtures', () => {
+  it('build windows whose counters agree with each other', () => {
+    const w = makeWindow({ requests: 500, errors: 7, latency: MEDIUM, predictions: SHIFTED });
+    expect(w.latencyBucketCounts).toHaveLength(LATENCY_LEN);
+    expect(w.predictionBinCounts).toHaveLength(PREDICTION_BINS);
+    expect(w.latencyBucketCounts.reduce((a, b) => a + b, 0)).toBe(493);
+    expect(w.predictionBinCounts.reduce((a, b) => a + b, 0)).toBe(493);
+    expect(w.successes).toBe(493);
+  });
+});
+
+describe('windowOf', () => {
+  it('subtracts the earlier cumulative snapshot from the later one, bucket by bucket', () => {
+    const before = telemetry({
+      requests: 100,
+      errors: 1,
+      invalidRequests: 2,
+      latencyBucketCounts: bins(LATENCY_LEN, { 2: 60, 3: 39 }),
+      predictionBinCounts: bins(PREDICTION_BINS, { 3: 50, 4: 49 }),
+    });
+    const after = telemetry({
+      requests: 350,
+      errors: 4,
+      invalidRequests: 5,
+      latencyBucketCounts: bins(LATENCY_LEN, { 2: 200, 3: 140, 12: 6 }),
+      predictionBinCounts: bins(PREDICTION_BINS, { 3: 150, 4: 180, 19: 16 }),
+    });
+    expect(windowOf(after, before)).toEqual({
+      requests: 250,
+      errors: 3,
+      invalidRequests: 3,
+      latencyBucketCounts: bins(LATENCY_LEN, { 2: 140, 3: 101, 12: 6 }),
+      predictionBinCounts: bins(PREDICTION_BINS, { 3: 100, 4: 131, 19: 16 }),
+      successes: 247,
+    });
+  });
+
+  it('takes the whole cumulative snapshot when the version has no earlier one', () => {
+    const after = telemetry({
+      requests: 40,
+      errors: 2,
+      latencyBucketCounts: bins(LATENCY_LEN, { 4: 38 }),
+      predictionBinCounts: bins(PREDICTION_BINS, { 10: 38 }),
+    });
+    expect(windowOf(after, undefined)).toEqual({
+      requests: 40,
+      errors: 2,
+      invalidRequests: 0,
+      latencyBucketCounts: bins(LATENCY_LEN, { 4: 38 }),
+      predictionBinCounts: bins(PREDICTION_BINS, { 10: 38 }),
+      successes: 38,
+    });
+  });
+
+  it('is an empty window, with full-length arrays, when the version has no snapshot at all', () => {
+    expect(windowOf(undefined, undefined)).toEqual(makeWindow({ requests: 0 }));
+  });
+
+  it('never reports negative counts when the counters went backwards (gateway restarted)', () => {
+    const before = telemetry({ requests: 500, errors: 5, latencyBucketCounts: bins(LATENCY_LEN, { 2: 495 }) });
+    const after = telemetry({ requests: 20, errors: 0, latencyBucketCounts: bins(LATENCY_LEN, { 2: 20 }) });
+    const w = windowOf(after, before);
+    expect(w.requests).toBe(0);
+    expect(w.errors).toBe(0);
+    expect(w.successes).toBe(0);
+    expect(Math.min(...w.latencyBucketCounts)).toBe(0);
+  });
+});
+
+describe('quantileFromBuckets', () => {
+  it('interpolates linearly inside the bucket that holds the quantile', () => {
+    // 10 observations in (5, 10] ms: the median is at rank 5 of 10, halfway through the bucket.
+    expect(quantileFromBuckets(bins(LATENCY_LEN, { 3: 10 }), 0.5)).toBe(7.5);
+    // 50 in (0, 1], 50 in (1, 2]: the 75th percentile is halfway through the second bucket.
+    expect(quantileFromBuckets(bins(LATENCY_LEN, { 0: 50, 1: 50 }), 0.75)).toBe(1.5);
+    expect(quantileFromBuckets(bins(LATENCY_LEN, { 0: 50, 1: 50 }), 0.5)).toBe(1);
+    expect(quantileFromBuckets(scaleTo(FAST, 2000), 0.99)).toBeCloseTo(10, 9);
+    expect(quantileFromBuckets(scaleTo(FAST, 2000), 0.5)).toBeCloseTo(2 + (3 * 1000) / 1400, 9);
+  });
+
+  it('skips empty buckets before the quantile', () => {
+    expect(quantileFromBuckets(bins(LATENCY_LEN, { 9: 4 }), 0.25)).toBe(625); // (500, 1000], rank 1 of 4
+  });
+
+  it('is null for an empty histogram', () => {
+    expect(quantileFromBuckets(new Array<number>(LATENCY_LEN).fill(0), 0.99)).toBeNull();
+    expect(quantileFromBuckets([], 0.5)).toBeNull();
+  });
+
+  it('reports the lower bound of the overflow bucket, which has no upper bound', () => {
+    expect(quantileFromBuckets(bins(LATENCY_LEN, { 12: 7 }), 0.99)).toBe(5000);
+    expect(quantileFromBuckets(bins(LATENCY_LEN, { 11: 98, 12: 2 }), 0.99)).toBe(5000);
+    expect(quantileFromBuckets(bins(LATENCY_LEN, { 11: 98, 12: 2 }), 0.5)).toBeCloseTo(2000 + (3000 * 50) / 98, 9);
+  });
+});
+
+describe('populationStabilityIndex', () => {
+  it('is 0 for identical distributions, whatever the sample sizes', () => {
+    expect(populationStabilityIndex(PREDICTIONS, PREDICTIONS)).toBe(0);
+    expect(populationStabilityIndex(scaleTo(PREDICTIONS, 2000), scaleTo(PREDICTIONS, 500))).toBeCloseTo(0, 12);
+  });
+
+  it('grows as the distribution moves further away', () => {
+    const shiftBy = (k: number) => PREDICTIONS.map((_, i) => PREDICTIONS[i - k] ?? 0);
+    const psis = [1, 2, 4, 8].map((k) => populationStabilityIndex(PREDICTIONS, shiftBy(k)));
+    for (let i = 1; i < psis.length; i++) expect(psis[i]).toBeGreaterThan(psis[i - 1]!);
+    expect(psis[0]).toBeGreaterThan(0.1);
+    expect(psis[3]).toBeGreaterThan(0.25);
+  });
+
+  it('matches the textbook sum of (actual - expected) * ln(actual / expected)', () => {
+    const expected = [30, 50, 20];
+    const actual = [20, 50, 30];
+    const want = (0.2 - 0.3) * Math.log(0.2 / 0.3) + 0 + (0.3 - 0.2) * Math.log(0.3 / 0.2);
+    expect(populationStabilityIndex(expected, actual)).toBeCloseTo(want, 12);
+  });
+
+  it('gives empty bins a proportion of epsilon so the index stays finite', () => {
+    const want = (0.5 - 1) * Math.log(0.5 / 1) + (0.5 - 1e-4) * Math.log(0.5 / 1e-4);
+    expect(populationStabilityIndex([100, 0], [50, 50])).toBeCloseTo(want, 12);
+    const wantCustom = (0.5 - 1) * Math.log(0.5) + (0.5 - 0.01) * Math.log(0.5 / 0.01);
+    expect(populationStabilityIndex([100, 0], [50, 50], 0.01)).toBeCloseTo(wantCustom, 12);
+  });
+
+  it('is 0 when either side has no observations', () => {
+    expect(populationStabilityIndex(PREDICTIONS, new Array<number>(PREDICTION_BINS).fill(0))).toBe(0);
+    expect(populationStabilityIndex(new Array<number>(PREDICTION_BINS).fill(0), PREDICTIONS)).toBe(0);
+  });
+});
+
+describe('binnedKolmogorovSmirnov', () => {
+  /** 200 observations against 200 with `k` of them moved one bin right: D = k / 200, effective n = 100. */
+  const moved = (k: number) => ({
+    a: bins(PREDICTION_BINS, { 9: 200 }),
+    b: bins(PREDICTION_BINS, { 9: 200 - k, 10: k }),
+  });
+
+  it('gives D = 0 and p = 1 for identical distributions', () => {
+    expect(binnedKolmogorovSmirnov(PREDICTIONS, PREDICTIONS)).toEqual({ d: 0, pValue: 1 });
+    const scaled = binnedKolmogorovSmirnov(scaleTo(PREDICTIONS, 2000), scaleTo(PREDICTIONS, 500));
+    expect(scaled.d).toBeCloseTo(0, 12);
+    expect(scaled.pValue).toBe(1);
+  });
+
+  it('gives p = 1 when one side is empty', () => {
+    expect(binnedKolmogorovSmirnov(PREDICTIONS, new Array<number>(PREDICTION_BINS).fill(0))).toEqual({
+      d: 0,
+      pValue: 1,
+    });
+  });
+
+  // Reference p-values: scipy.special.kolmogorov(λ) with λ = (√ne + 0.12 + 0.11/√ne)·D (Stephens), ne = n·m/(n+m).
+  // For λ ≈ 0.5, 1.0, 1.36, 2.0 (scipy: 0.96394524, 0.26999967, 0.04948588, 0.00067093) the nearest integer k gives:
+  it.each([
+    { k: 10, lambda: 0.50655, scipy: 0.9596004459 },
+    { k: 20, lambda: 1.0131, scipy: 0.2562211851 },
+    { k: 27, lambda: 1.367685, scipy: 0.0474541785 },
+    { k: 39, lambda: 1.975545, scipy: 0.0008149295 },
+  ])('matches scipy kolmogorov($lambda) when $k of 200 observations move one bin', ({ k, scipy }) => {
+    const { a, b } = moved(k);
+    const ks = binnedKolmogorovSmirnov(a, b);
+    expect(ks.d).toBeCloseTo(k / 200, 12);
+    expect(ks.pValue).toBeCloseTo(scipy, 7);
+  });
+
+  it('uses the effective sample size n·m/(n+m) for unequal samples', () => {
+    // 300 vs 100 with 20% of the smaller sample one bin right: D = 0.2, ne = 75, λ = 1.758591 → scipy 0.0041190263.
+    const ks = binnedKolmogorovSmirnov(bins(PREDICTION_BINS, { 9: 300 }), bins(PREDICTION_BINS, { 9: 80, 10: 20 }));
+    expect(ks.d).toBeCloseTo(0.2, 12);
+    expect(ks.pValue).toBeCloseTo(0.0041190263, 8);
+  });
+
+  it('takes D at the bin edge where the cumulative distributions differ most', () => {
+    // D cross-checked with scipy.stats.ks_2samp over the bin indices (0.145); p from scipy kolmogorov(2.0691375).
+    const a = [0, 0, 5, 20, 60, 120, 180, 200, 170, 110, 70, 35, 20, 8, 2, 0, 0, 0, 0, 0];
+    const b = [0, 0, 0, 2, 8, 20, 35, 45, 48, 40, 25, 15, 7, 3, 2, 0, 0, 0, 0, 0];
+    const ks = binnedKolmogorovSmirnov(a, b);
+    expect(ks.d).toBeCloseTo(0.145, 12);
+    expect(ks.pValue).toBeCloseTo(0.0003822205, 9);
+  });
+
+  it('is symmetric in its two samples', () => {
+    const x = scaleTo(PREDICTIONS, 700);
+    const y = scaleTo(SHIFTED, 90);
+    expect(binnedKolmogorovSmirnov(x, y)).toEqual(binnedKolmogorovSmirnov(y, x));
+  });
+
+  it('reads a tiny gap as no evidence at all (p = 1)', () => {
+    // D = 1/200 with ne = 100: λ ≈ 0.05, deep in the region where the survival function is 1.
+    const { a, b } = moved(1);
+    expect(binnedKolmogorovSmirnov(a, b).pValue).toBe(1);
+  });
+});
+
+describe('evaluateStage', () => {
+  it('passes a healthy canary on every check, recording the stage, time and sample size', () => {
+    const result = evaluate(makeWindow({ requests: 500 }));
+    expect(result.outcome).toBe('pass');
+    expect(result.decisions.map((d) => [d.check, d.outcome])).toEqual([
+      ['outage', 'pass'],
+      ['errorRate', 'pass'],
+      ['latencyP99Ms', 'pass'],
+      ['latencyP99RatioToStable', 'pass'],
+      ['predictionDrift', 'pass'],
+    ]);
+    for (const d of result.decisions) {
+      expect(d.stage).toBe('canary');
+      expect(d.at).toBe('2025-01-01T00:00:00.000Z');
+      expect(d.rule).toEqual(expect.any(String));
+    }
+    expect(result.byCheck.latencyP99Ms).toMatchObject({ value: 10, threshold: 500, sampleSize: 500 });
+    expect(result.byCheck.latencyP99RatioToStable).toMatchObject({
+      value: 1,
+      threshold: 3,
+      detail: 'stable p99 10 ms',
+    });
+    expect(result.byCheck.predictionDrift).toMatchObject({ threshold: 0.25, sampleSize: 500 });
+    expect(result.byCheck.predictionDrift!.value).toBeLessThan(0.01);
+  });
+
+  it('fails the stage on the error rate when the candidate errs more than allowed', () => {
+    const result = evaluate(makeWindow({ requests: 500, errors: 6 }));
+    expect(result.outcome).toBe('fail');
+    expect(result.failed).toEqual(['errorRate']);
+    expect(result.byCheck.errorRate).toMatchObject({ value: 0.012, threshold: 0.01, sampleSize: 500 });
+  });
+
+  it('passes an error rate exactly at the limit', () => {
+    const result = evaluate(makeWindow({ requests: 500, errors: 5 }));
+    expect(result.byCheck.errorRate).toMatchObject({ value: 0.01, outcome: 'pass' });
+    expect(result.outcome).toBe('pass');
+  });
+
+  it('fails the stage on absolute p99 latency even when the ratio to a slow stable version is fine', () => {
+    const stable = makeWindow({ requests: 2000, latency: SLOWISH });
+    const result = evaluate(makeWindow({ requests: 500, latency: SLOW }), stable);
+    expect(result.outcome).toBe('fail');
+    expect(result.failed).toEqual(['latencyP99Ms']);
+    expect(result.byCheck.latencyP99Ms).toMatchObject({ value: 1000, threshold: 500 });
+    expect(result.byCheck.latencyP99RatioToStable).toMatchObject({ value: 2, outcome: 'pass' });
+  });
+
+  it('fails the stage on the latency ratio when the candidate is much slower than stable but under the limit', () => {
+    const result = evaluate(makeWindow({ requests: 500, latency: MEDIUM }));
+    expect(result.outcome).toBe('fail');
+    expect(result.failed).toEqual(['latencyP99RatioToStable']);
+    expect(result.byCheck.latencyP99Ms).toMatchObject({ value: 100, outcome: 'pass' });
+    expect(result.byCheck.latencyP99RatioToStable).toMatchObject({ value: 10, threshold: 3, outcome: 'fail' });
+  });
+
+  it('floors the stable p99 at 1 ms so sub-millisecond noise does not read as a large ratio', () => {
+    const rules = AnalysisSpec.parse({ latencyP99Ms: { max: 500, maxRatioToStable: 2 } });
+    const stable = makeWindow({ requests: 2000, latency: bins(LATENCY_LEN, { 0: 1 }) }); // p99 = 0.99 ms
+    const result = evaluate(makeWindow({ requests: 500, latency: bins(LATENCY_LEN, { 1: 1 }) }), stable, rules); // 1.99
+    // 1.99 / max(0.99, 1) = 1.99 <= 2, where 1.99 / 0.99 would have been 2.01.
+    expect(result.byCheck.latencyP99RatioToStable).toMatchObject({ value: 1.99, outcome: 'pass' });
+  });
+
+  it('skips the ratio check when the rules set no ratio limit', () => {
+    const rules = AnalysisSpec.parse({ latencyP99Ms: { max: 500 } });
+    const result = evaluate(makeWindow({ requests: 500, latency: MEDIUM }), STABLE, rules);
+    expect(result.outcome).toBe('pass');
+    expect(result.byCheck.latencyP99RatioToStable).toBeUndefined();
+  });
+
+  it('fails the stage on prediction drift when the candidate predictions shift far and significantly', () => {
+    const result = evaluate(makeWindow({ requests: 500, predictions: SHIFTED }));
+    expect(result.outcome).toBe('fail');
+    expect(result.failed).toEqual(['predictionDrift']);
+    const drift = result.byCheck.predictionDrift!;
+    expect(drift.value).toBeGreaterThan(0.25);
+    expect(drift.detail).toMatch(/^KS D=0\.\d+ p=/);
+    expect(drift.detail).toContain(`candidate [${scaleTo(SHIFTED, 500).join(',')}]`);
+  });
+
+  it('does not fail on a large PSI that a tiny sample cannot tell from noise, but does once the sample is large', () => {
+    const rules = AnalysisSpec.parse({ minSamples: 5 });
+    // Eight predictions, spread a little to the right of stable's: empty bins push PSI high, yet KS is not significant.
+    const tinyPredictions = bins(PREDICTION_BINS, { 3: 1, 4: 1, 5: 1, 6: 1, 7: 1, 8: 1, 10: 1, 12: 1 });
+    const tiny: WindowTelemetry = {
+      requests: 8,
+      errors: 0,
+      invalidRequests: 0,
+      latencyBucketCounts: bins(LATENCY_LEN, { 2: 6, 3: 2 }),
+      predictionBinCounts: tinyPredictions,
+      successes: 8,
+    };
+    // The premises: a PSI well above the limit, and a KS p-value above alpha.
+    expect(populationStabilityIndex(STABLE.predictionBinCounts, tinyPredictions)).toBeGreaterThan(0.25);
+    expect(binnedKolmogorovSmirnov(STABLE.predictionBinCounts, tinyPredictions).pValue).toBeGreaterThan(0.01);
+
+    const small = evaluate(tiny, STABLE, rules);
+    expect(small.byCheck.predictionDrift).toMatchObject({ outcome: 'pass', sampleSize: 8 });
+    expect(small.byCheck.predictionDrift!.value).toBeGreaterThan(0.25);
+    expect(small.outcome).toBe('pass');
+
+    // The same distribution, 100 times the sample: now significant, and the stage fails.
+    const large = evaluate(makeWindow({ requests: 800, predictions: tinyPredictions }), STABLE, rules);
+    expect(large.failed).toEqual(['predictionDrift']);
+  });
+
+  it('fails the stage as an outage when the candidate answered none of the traffic routed to it', () => {
+    const result = evaluate(makeWindow({ requests: 200, errors: 200 }));
+    expect(result.outcome).toBe('fail');
+    expect(result.byCheck.outage).toMatchObject({ outcome: 'fail', value: 0, threshold: 1, sampleSize: 200 });
+    expect(result.failed).toEqual(['outage', 'errorRate']);
+    // With no successful predictions, nothing can be said about latency or predictions.
+    expect(result.byCheck.latencyP99Ms).toMatchObject({ outcome: 'inconclusive', value: null });
+    expect(result.byCheck.latencyP99RatioToStable).toMatchObject({ outcome: 'inconclusive', value: null });
+    expect(result.byCheck.predictionDrift).toMatchObject({ outcome: 'inconclusive' });
+  });
+
+  it('detects an outage even below the minimum sample', () => {
+    const result = evaluate(makeWindow({ requests: 3, errors: 3 }));
+    expect(result.outcome).toBe('fail');
+    expect(result.failed).toEqual(['outage']);
+    expect(result.byCheck.errorRate!.outcome).toBe('inconclusive');
+  });
+
+  it('is inconclusive when the candidate served too few requests to judge', () => {
+    const result = evaluate(makeWindow({ requests: 50, errors: 5, latency: SLOW, predictions: SHIFTED }));
+    expect(result.outcome).toBe('inconclusive');
+    expect(result.decisions.map((d) => [d.check, d.outcome])).toEqual([
+      ['outage', 'pass'],
+      ['errorRate', 'inconclusive'],
+      ['latencyP99Ms', 'inconclusive'],
+      ['latencyP99RatioToStable', 'inconclusive'],
+      ['predictionDrift', 'inconclusive'],
+    ]);
+  });
+
+  it('is inconclusive when the candidate got no traffic at all', () => {
+    const result = evaluate(makeWindow({ requests: 0 }));
+    expect(result.outcome).toBe('inconclusive');
+    expect(result.byCheck.outage!.outcome).toBe('inconclusive');
+  });
+
+  it('is inconclusive on the relative checks when the stable version served too few requests', () => {
+    const result = evaluate(makeWindow({ requests: 500 }), makeWindow({ requests: 40 }));
+    expect(result.outcome).toBe('inconclusive');
+    expect(result.byCheck.latencyP99RatioToStable!.outcome).toBe('inconclusive');
+    expect(result.byCheck.predictionDrift!.outcome).toBe('inconclusive');
+    expect(result.byCheck.errorRate!.outcome).toBe('pass');
+  });
+
+  it('skips the checks relative to stable on a first deployment', () => {
+    // Latency ratio and predictions would both fail against the usual stable version.
+    const result = evaluate(makeWindow({ requests: 500, latency: MEDIUM, predictions: SHIFTED }), null);
+    expect(result.outcome).toBe('pass');
+    expect(result.decisions.map((d) => d.check)).toEqual(['outage', 'errorRate', 'latencyP99Ms']);
+  });
+
+  it('still applies the absolute checks on a first deployment', () => {
+    const result = evaluate(makeWindow({ requests: 500, errors: 20, latency: SLOW }), null);
+    expect(result.outcome).toBe('fail');
+    expect(result.failed).toEqual(['errorRate', 'latencyP99Ms']);
+  });
+
+  it('names every breached check when several fail at once', () => {
+    const result = evaluate(makeWindow({ requests: 1000, errors: 50, latency: SLOW, predictions: SHIFTED }));
+    expect(result.outcome).toBe('fail');
+    expect(result.failed).toEqual(['errorRate', 'latencyP99Ms', 'latencyP99RatioToStable', 'predictionDrift']);
+  });
+});
