@@ -85,7 +85,11 @@ function ensureBinary(tool, { pathName }) {
   }
   console.log(`setup: installing ${tool.pkg} into ${target}`);
   rmSync(target, { recursive: true, force: true });
-  run(python, ['-m', 'pip', 'install', '--quiet', '--disable-pip-version-check', '--target', target, tool.pkg], `pip install ${tool.pkg}`);
+  run(
+    python,
+    ['-m', 'pip', 'install', '--quiet', '--disable-pip-version-check', '--target', target, tool.pkg],
+    `pip install ${tool.pkg}`,
+  );
   if (!isExecutable(bin)) fail(`${tool.pkg} installed but ${bin} is missing`);
 }
 
@@ -107,7 +111,11 @@ function ensureVenv() {
     run(python, ['-m', 'venv', venv], 'python -m venv');
   }
   console.log('setup: installing the example trainer requirements');
-  run(py, ['-m', 'pip', 'install', '--quiet', '--disable-pip-version-check', '-r', requirements], 'pip install -r requirements.txt');
+  run(
+    py,
+    ['-m', 'pip', 'install', '--quiet', '--disable-pip-version-check', '-r', requirements],
+    'pip install -r requirements.txt',
+  );
   writeFileSync(stamp, want);
 }
 

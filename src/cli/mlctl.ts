@@ -4,6 +4,7 @@ import { z } from 'zod';
 import { LifecycleClient, NotFoundError, RefusedError } from '../client/lifecycle-client';
 import { loadSpecFile, SpecError } from '../client/spec-file';
 import { connectClient } from '../config/temporal';
+import { registerSearchAttributes } from '../dev/register-search-attributes';
 import { Identity } from '../shared/spec';
 import { formatStatus, formatList } from './format';
 
@@ -59,6 +60,20 @@ export function buildProgram(): Command {
       }
       const started = await (await lifecycles()).start(spec);
       print(opts, { id: started.id, runId: started.runId, model: spec.model, version: spec.version }, started.id);
+    });
+
+  withJson(program.command('init'))
+    .description("register the project's search attributes on the configured namespace (once per cluster)")
+    .action(async (_o: unknown, cmd: Command) => {
+      client = await connectClient();
+      const added = await registerSearchAttributes(client.connection, client.options.namespace);
+      print(
+        merged(cmd),
+        { namespace: client.options.namespace, added },
+        added.length
+          ? `registered ${added.join(', ')} on ${client.options.namespace}`
+          : `search attributes already registered on ${client.options.namespace}`,
+      );
     });
 
   withJson(program.command('status <id>'))

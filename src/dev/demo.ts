@@ -152,9 +152,12 @@ async function main(): Promise<void> {
   say(`\n== a bad candidate (skewed feature pipeline): the canary must catch it ==`);
   ran.push(await runOne(lifecycles, { ...bad, version: `v${next++}` }, uiUrl));
 
-  say(
-    `\nlive traffic so far: ${load.stats.ok} ok, ${load.stats.failed} failed, by version ${JSON.stringify(load.stats.byVersion)}`,
-  );
+  const { ok, failed, byVersion, failedBy } = load.stats;
+  const answered = Object.entries(byVersion)
+    .map(([v, n]) => `${v}: ${n}`)
+    .join(', ');
+  say(`\nlive traffic so far: ${ok} answered (${answered}), ${failed} failed`);
+  if (failedBy['404']) say(`  ${failedBy['404']} of the failures are 404s from before ${MODEL} had a serving version`);
   say(`
 Where to look
   Temporal UI:   ${uiUrl}/namespaces/default/workflows?query=${encodeURIComponent(`MlModel="${MODEL}"`)}

@@ -20,6 +20,8 @@ export interface LoadStats {
   ok: number;
   failed: number;
   byVersion: Record<string, number>;
+  /** Failed requests by HTTP status (`error` when no response came back). */
+  failedBy: Record<string, number>;
   lastError: string | null;
 }
 
@@ -28,7 +30,7 @@ export interface LoadStats {
  * features drawn from a real data set. Stops by itself when `stop()` is called.
  */
 export class LoadGenerator {
-  readonly stats: LoadStats = { sent: 0, ok: 0, failed: 0, byVersion: {}, lastError: null };
+  readonly stats: LoadStats = { sent: 0, ok: 0, failed: 0, byVersion: {}, failedBy: {}, lastError: null };
   private timer: NodeJS.Timeout | null = null;
   private inFlight = new Set<Promise<void>>();
   private readonly rows: Record<string, number | string>[];
@@ -71,6 +73,12 @@ export class LoadGenerator {
     await this.agent.close();
   }
 
+  private fail(kind: string, message: string): void {
+    this.stats.failed++;
+    this.stats.failedBy[kind] = (this.stats.failedBy[kind] ?? 0) + 1;
+    this.stats.lastError = message;
+  }
+
   private fire(): void {
     const i = this.next++;
     const row = this.rows[i % this.rows.length]!;
@@ -88,14 +96,10 @@ export class LoadGenerator {
           this.stats.ok++;
           this.stats.byVersion[body.version] = (this.stats.byVersion[body.version] ?? 0) + 1;
         } else {
-          this.stats.failed++;
-          this.stats.lastError = `${res.statusCode}: ${body.error ?? ''}`;
+          this.fail(String(res.statusCode), `${res.statusCode}: ${body.error ?? ''}`);
         }
       })
-      .catch((err: unknown) => {
-        this.stats.failed++;
-        this.stats.lastError = String(err);
-      })
+      .catch((err: unknown) => this.fail('error', String(err)))
       .finally(() => this.inFlight.delete(p));
     this.inFlight.add(p);
   }

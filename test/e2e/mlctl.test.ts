@@ -75,6 +75,12 @@ describe('mlctl against a real dev server', () => {
     expect(await stack.lifecycles.list({ model: model.toUpperCase() })).toEqual([]);
   });
 
+  it('finds the search attributes already registered on the dev server', async () => {
+    const run = await mlctl(stack.address, 'init', '--json');
+    expect(run.code, run.stderr).toBe(0);
+    expect(JSON.parse(run.stdout)).toEqual({ namespace: 'default', added: [] });
+  });
+
   it('exits 2 with the problems as JSON under --json', async () => {
     const file = join(dir, 'broken.yaml');
     writeFileSync(file, 'apiVersion: ml-lifecycle/v1\nkind: Lifecycle\nmodel: [unclosed\n');
