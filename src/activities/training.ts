@@ -30,6 +30,8 @@ export interface TrainModelResult {
   durationMs: number;
   /** True when a completed artifact of an earlier attempt was found and returned instead of training again. */
   reused: boolean;
+  /** The activity attempt that produced the result (> 1 after a crashed or killed trainer was retried). */
+  attempt: number;
   logTail: string[];
 }
 
@@ -61,7 +63,7 @@ export function createTrainingActivities(deps: TrainingDeps) {
       const existing = await readMetrics(artifactDir);
       if (existing) {
         log.info('training artifact already complete; reusing it', { artifactDir });
-        return { artifactDir, metrics: existing, durationMs: 0, reused: true, logTail: [] };
+        return { artifactDir, metrics: existing, durationMs: 0, reused: true, logTail: [], attempt: ctx.info.attempt };
       }
       const attemptDir = `${artifactDir}.attempt-${ctx.info.attempt}.tmp`;
       await rm(attemptDir, { recursive: true, force: true });
@@ -139,7 +141,7 @@ export function createTrainingActivities(deps: TrainingDeps) {
       await rm(artifactDir, { recursive: true, force: true });
       await rename(attemptDir, artifactDir);
       log.info('training finished', { artifactDir, durationMs: Math.round(durationMs) });
-      return { artifactDir, metrics, durationMs, reused: false, logTail: tail };
+      return { artifactDir, metrics, durationMs, reused: false, logTail: tail, attempt: ctx.info.attempt };
     },
   };
 }

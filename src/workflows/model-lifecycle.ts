@@ -153,24 +153,8 @@ export async function modelLifecycleWorkflow(input: LifecycleInput): Promise<Lif
     lc.hardware = { training: hw.training.name, serving: hw.serving.name, rationale: hw.rationale };
     lc.event(hw.rationale);
     const trainLease = `${lc.id}:train`;
-    const reserved = await control.reserveQuota({
-      pool: spec.quota.pool,
-      leaseId: trainLease,
-      holder: lc.id,
-      kind: 'training',
-      resources: { cpu: spec.training.resources.cpu, memoryGiB: spec.training.resources.memoryGiB },
-    });
-    if (!reserved.granted) {
-      lc.fail(ErrorType.QuotaRefused, reserved.message);
-      await alert({
-        kind: 'quota-refused',
-        severity: 'warning',
-        summary: reserved.message,
-        details: { shortfalls: reserved.shortfalls },
-      });
-      lc.enter(Stage.Failed, reserved.message);
-      return;
-    }
+    const resources = { cpu: spec.training.resources.cpu, memoryGiB: spec.training.resources.memoryGiB };
+    if (!(await reserveOrFail(trainLease, lc.id, 'training', resources))) return;
     if (await stoppedBeforeDeploy()) {
       await releaseLease(trainLease);
       return;
@@ -216,7 +200,7 @@ export async function modelLifecycleWorkflow(input: LifecycleInput): Promise<Lif
     }
     lc.artifactDir = trained.artifactDir;
     lc.event(
-      `trained in ${Math.round(trained.durationMs)} ms${trained.reused ? ' (artifact of an earlier attempt reused)' : ''}`,
+      `trained in ${Math.round(trained.durationMs)} ms${trained.reused ? ' (artifact of an earlier attempt reused)' : trained.attempt > 1 ? ` (attempt ${trained.attempt})` : ''}`,
     );
     if (await stoppedBeforeDeploy()) return;
 
@@ -298,24 +282,9 @@ export async function modelLifecycleWorkflow(input: LifecycleInput): Promise<Lif
   }
 
   async function deploy(production: PromotionRecord | null): Promise<void> {
-    const leased = await control.reserveQuota({
-      pool: spec.quota.pool,
-      leaseId: servingLease(spec.version),
-      holder: `${spec.model}/${spec.version}`,
-      kind: 'serving',
-      resources: { cpu: spec.quota.serving.cpu, memoryGiB: spec.quota.serving.memoryGiB },
-    });
-    if (!leased.granted) {
-      lc.fail(ErrorType.QuotaRefused, leased.message);
-      await alert({
-        kind: 'quota-refused',
-        severity: 'warning',
-        summary: leased.message,
-        details: { shortfalls: leased.shortfalls },
-      });
-      lc.enter(Stage.Failed, leased.message);
+    const resources = { cpu: spec.quota.serving.cpu, memoryGiB: spec.quota.serving.memoryGiB };
+    if (!(await reserveOrFail(servingLease(spec.version), `${spec.model}/${spec.version}`, 'serving', resources)))
       return;
-    }
     try {
       if (production) {
         // Make sure the stable version is loaded (a gateway rebuilt from scratch has lost it).
@@ -476,6 +445,26 @@ export async function modelLifecycleWorkflow(input: LifecycleInput): Promise<Lif
       details: { decisions: lc.decisions.filter((d) => d.outcome !== 'pass') },
     });
     lc.enter(Stage.RolledBack, `rolled back: ${reason}`);
+  }
+
+  /** Reserves quota; when the pool refuses, the lifecycle fails naming what is short, and alerts. */
+  async function reserveOrFail(
+    leaseId: string,
+    holder: string,
+    kind: 'training' | 'serving',
+    resources: Record<string, number>,
+  ): Promise<boolean> {
+    const reserved = await control.reserveQuota({ pool: spec.quota.pool, leaseId, holder, kind, resources });
+    if (reserved.granted) return true;
+    lc.fail(ErrorType.QuotaRefused, reserved.message);
+    await alert({
+      kind: 'quota-refused',
+      severity: 'warning',
+      summary: reserved.message,
+      details: { shortfalls: reserved.shortfalls },
+    });
+    lc.enter(Stage.Failed, reserved.message);
+    return false;
   }
 
   async function releaseLease(leaseId: string): Promise<void> {

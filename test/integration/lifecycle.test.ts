@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { historyToJSON } from '@temporalio/common/lib/proto-utils';
@@ -140,5 +141,75 @@ describe('model lifecycle on a real Temporal dev server', () => {
       exitCode: 2,
     });
     expect(id).toBe(lifecycleWorkflowId(model, 'v7'));
+  });
+
+  it('fails naming what is short when the quota pool refuses the training reservation', async () => {
+    const { id } = await stack.lifecycles.start(
+      testSpec(model, 'v8', 'good', (s) => (s.training.resources = { cpu: 1000, memoryGiB: 2 })),
+    );
+    const end = await waitForStatus(stack.lifecycles, id, (s) => s.stage === 'failed');
+    expect(end.error?.type).toBe(ErrorType.QuotaRefused);
+    expect(end.error?.message).toMatch(/cpu needs 1000, [\d.]+ of \d+ available/);
+    expect(end.events.some((e) => e.stage === 'training')).toBe(false);
+    expect(await leasesOf(id)).toEqual([]);
+    const refused = stack.alerts.find((a) => a.kind === 'quota-refused' && a.lifecycleId === id);
+    expect(refused?.details).toMatchObject({
+      shortfalls: [expect.objectContaining({ resource: 'cpu', requested: 1000 })],
+    });
+  });
+
+  it('holds a paused rollout at the next stage boundary, and an abort then rolls it back', async () => {
+    const { id } = await stack.lifecycles.start(
+      testSpec(model, 'v9', 'good', (s) => {
+        s.rollout.canary.bake = 4000;
+      }),
+    );
+    await waitForStatus(stack.lifecycles, id, (s) => s.pendingGate !== null);
+    await stack.lifecycles.approve(id, { by: 'alice' });
+    await waitForStatus(stack.lifecycles, id, (s) => s.stage === 'canary');
+    await stack.lifecycles.pause(id, { by: 'olivia', reason: 'holding for the release freeze' });
+    // The canary bakes, passes its checks, and then the rollout waits instead of ramping.
+    const held = await waitForStatus(stack.lifecycles, id, (s) =>
+      s.events.some((e) => e.message === 'canary passed its checks'),
+    );
+    expect(held.paused).toBe(true);
+    await new Promise((r) => setTimeout(r, 2000));
+    const still = await stack.lifecycles.status(id);
+    expect(still.stage).toBe('canary');
+    expect(still.trafficPercent).toBe(10);
+    await stack.lifecycles.abort(id, { by: 'olivia', reason: 'freeze extended' });
+    const end = await waitForStatus(stack.lifecycles, id, (s) => s.stage === 'rolled-back');
+    expect(end.trafficPercent).toBe(0);
+    expect(end.error).toMatchObject({ message: 'aborted by olivia: freeze extended' });
+    expect(end.events.map((e) => e.message)).toEqual(
+      expect.arrayContaining([
+        'paused by olivia: holding for the release freeze',
+        'abort requested by olivia: freeze extended',
+      ]),
+    );
+    expect((await routing()).versions.map((v) => v.version)).not.toContain('v9');
+    expect(await leasesOf(`serve:${model}:v9`)).toEqual([]);
+  });
+
+  it('retries a trainer process that was killed mid-run, and trains to completion', async () => {
+    const { id } = await stack.lifecycles.start(testSpec(model, 'v10'));
+    await waitForStatus(stack.lifecycles, id, (s) => s.stage === 'training');
+    // The trainer is a real process; find it by its output folder (named after the lifecycle) and kill it.
+    let pid: number | undefined;
+    const deadline = Date.now() + 30_000;
+    while (pid === undefined && Date.now() < deadline) {
+      const found = spawnSync('pgrep', ['-f', `train.py.*${id}`], { encoding: 'utf8' })
+        .stdout.trim()
+        .split('\n')[0];
+      if (found) pid = Number(found);
+      else await new Promise((r) => setTimeout(r, 50));
+    }
+    expect(pid).toBeDefined();
+    process.kill(pid!, 'SIGKILL');
+    const waiting = await waitForStatus(stack.lifecycles, id, (s) => s.pendingGate !== null || s.stage === 'failed');
+    expect(waiting.stage).toBe('awaiting-approval');
+    expect(waiting.events.find((e) => e.message.startsWith('trained in'))?.message).toMatch(/\(attempt 2\)/);
+    await stack.lifecycles.reject(id, { by: 'bob', reason: 'only testing the retry' });
+    await waitForStatus(stack.lifecycles, id, (s) => s.stage === 'rejected');
   });
 });
