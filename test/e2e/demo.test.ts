@@ -62,7 +62,11 @@ describe('the demo (main job)', () => {
 
     // Ctrl-C during a second start: every child stops, and the persisted production version is found again.
     const second = await startDemo(dataDir);
-    await until('the second start to find production', () => /production: churn v2 \(from a previous run\)/.test(second.output()), 90_000);
+    await until(
+      'the second start to find production',
+      () => /production: churn v2 \(from a previous run\)/.test(second.output()),
+      90_000,
+    );
     await until('a lifecycle to start', () => /started lifecycle-churn-v4/.test(second.output()), 30_000);
     second.child.kill('SIGINT');
     expect(await second.exited, second.output()).toBe(0);
