@@ -87,7 +87,17 @@ function ensureBinary(tool, { pathName }) {
   rmSync(target, { recursive: true, force: true });
   run(
     python,
-    ['-m', 'pip', 'install', '--quiet', '--disable-pip-version-check', '--target', target, tool.pkg],
+    [
+      '-m',
+      'pip',
+      'install',
+      '--quiet',
+      '--disable-pip-version-check',
+      '--root-user-action=ignore',
+      '--target',
+      target,
+      tool.pkg,
+    ],
     `pip install ${tool.pkg}`,
   );
   if (!isExecutable(bin)) fail(`${tool.pkg} installed but ${bin} is missing`);

@@ -39,11 +39,13 @@ describe('model lifecycle on a real Temporal dev server', () => {
     const history = await stack.client.workflow.getHandle(id).fetchHistory();
     writeFileSync(join(ROOT, 'test', 'fixtures', 'histories', `${name}.json`), historyToJSON(history));
   };
-  const routing = async () =>
-    (await fetch(`${stack.gateway.url}/admin/models/${model}`)).json() as Promise<{
-      weights: Record<string, number>;
-      versions: { version: string }[];
-    }>;
+  /** The gateway's routing for the model; a model with no version deployed (404) routes nothing. */
+  const routing = async (): Promise<{ weights: Record<string, number>; versions: { version: string }[] }> => {
+    const res = await fetch(`${stack.gateway.url}/admin/models/${model}`);
+    if (res.status === 404) return { weights: {}, versions: [] };
+    expect(res.status).toBe(200);
+    return (await res.json()) as { weights: Record<string, number>; versions: { version: string }[] };
+  };
   const leasesOf = async (id: string) =>
     (await poolState(stack.client)).leases.filter((l) => l.holder === id || l.leaseId.startsWith(id));
 
@@ -211,5 +213,23 @@ describe('model lifecycle on a real Temporal dev server', () => {
     expect(waiting.events.find((e) => e.message.startsWith('trained in'))?.message).toMatch(/\(attempt 2\)/);
     await stack.lifecycles.reject(id, { by: 'bob', reason: 'only testing the retry' });
     await waitForStatus(stack.lifecycles, id, (s) => s.stage === 'rejected');
+  });
+
+  it('rolls back and releases everything when the workflow is cancelled from outside during the canary', async () => {
+    const { id } = await stack.lifecycles.start(
+      testSpec(model, 'v11', 'good', (s) => (s.rollout.canary.bake = 60_000)),
+    );
+    await waitForStatus(stack.lifecycles, id, (s) => s.pendingGate !== null);
+    await stack.lifecycles.approve(id, { by: 'alice' });
+    await waitForStatus(stack.lifecycles, id, (s) => s.stage === 'canary');
+    const handle = stack.client.workflow.getHandle(id);
+    await handle.cancel();
+    await expect(handle.result()).rejects.toThrow(/cancel/i);
+    const end = await stack.lifecycles.status(id);
+    expect(end.stage).toBe('rolled-back');
+    expect(end.trafficPercent).toBe(0);
+    expect((await routing()).versions.map((v) => v.version)).not.toContain('v11');
+    expect(await leasesOf(`serve:${model}:v11`)).toEqual([]);
+    expect(await leasesOf(id)).toEqual([]);
   });
 });
