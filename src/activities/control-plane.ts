@@ -1,32 +1,29 @@
-import { ApplicationFailure, log } from '@temporalio/activity';
+import { ApplicationFailure, Context, log } from '@temporalio/activity';
 import { WithStartWorkflowOperation, WorkflowNotFoundError, type Client } from '@temporalio/client';
 import { chooseHardware, type HardwareClass } from '../domain/hardware';
 import type { Alert } from '../shared/alerts';
 import { ErrorType } from '../shared/errors';
-import {
-  poolStateQuery,
-  recordPromotionUpdate,
-  registryStateQuery,
-  releaseQuotaUpdate,
-  reserveQuotaUpdate,
-} from '../shared/messages';
-import {
-  quotaPoolWorkflowId,
-  type QuotaPoolsFile,
-  type QuotaPoolState,
-  type ReserveQuotaInput,
-  type ReserveQuotaResult,
+import { QuotaClient, UnknownPoolError } from '../client/quota-client';
+import { recordPromotionUpdate, registryStateQuery } from '../shared/messages';
+import type {
+  QuotaPoolsFile,
+  QuotaPoolState,
+  ReleaseQuotaInput,
+  RenewQuotaInput,
+  ReserveQuotaInput,
+  ReserveQuotaResult,
 } from '../shared/quota';
 import { registryWorkflowId, type PromotionRecord } from '../shared/registry';
 import type { HardwareSpec } from '../shared/spec';
 import { LIFECYCLE_TASK_QUEUE } from '../shared/task-queues';
 // Starting entity workflows by name keeps workflow code out of the activity bundle.
-const QUOTA_POOL_WORKFLOW = 'quotaPoolWorkflow';
 const MODEL_REGISTRY_WORKFLOW = 'modelRegistryWorkflow';
 
 export interface ControlPlaneDeps {
   client: Client;
   quotaPools: QuotaPoolsFile;
+  /** The process's quota client (one per process, so its batching and in-flight bound cover every caller). */
+  quota?: QuotaClient;
   /** Where alerts go besides the log (a later sink list); called once per delivery. */
   alertSink?: (alert: Alert) => Promise<void> | void;
 }
@@ -42,16 +39,16 @@ const summary = (c: HardwareClass): ClassSummary => ({
 /** Activities that talk to the control plane's entity workflows (quota pools, model registry), hardware and alerts. */
 export function createControlPlaneActivities(deps: ControlPlaneDeps) {
   const { client } = deps;
-  const poolConfig = (pool: string) => {
-    const config = deps.quotaPools.pools.find((p) => p.name === pool);
-    if (!config) {
-      throw ApplicationFailure.create({
-        type: ErrorType.QuotaRefused,
-        message: `unknown quota pool "${pool}" (configured: ${deps.quotaPools.pools.map((p) => p.name).join(', ')})`,
-        nonRetryable: true,
-      });
+  const quota = deps.quota ?? new QuotaClient(client, deps.quotaPools);
+  /** An unknown pool is a spec problem: fail at once, without retries. */
+  const known = async <T>(call: () => Promise<T>): Promise<T> => {
+    try {
+      return await call();
+    } catch (err) {
+      if (err instanceof UnknownPoolError)
+        throw ApplicationFailure.create({ type: ErrorType.QuotaRefused, message: err.message, nonRetryable: true });
+      throw err;
     }
-    return config;
   };
 
   return {
@@ -73,39 +70,26 @@ export function createControlPlaneActivities(deps: ControlPlaneDeps) {
     /** Reserve on the pool's entity workflow, starting it if this is the pool's first use. Idempotent by lease id. */
     async reserveQuota(input: ReserveQuotaInput & { pool: string }): Promise<ReserveQuotaResult> {
       const { pool, ...request } = input;
-      const config = poolConfig(pool);
-      return client.workflow.executeUpdateWithStart(reserveQuotaUpdate, {
-        args: [request],
-        // The update id makes a retried activity's reservation the same update, applied once.
-        updateId: `reserve:${request.leaseId}`,
-        startWorkflowOperation: new WithStartWorkflowOperation(QUOTA_POOL_WORKFLOW, {
-          workflowId: quotaPoolWorkflowId(pool),
-          taskQueue: LIFECYCLE_TASK_QUEUE,
-          args: [{ config }],
-          workflowIdConflictPolicy: 'USE_EXISTING',
-        }),
-      });
+      // While it waits in the pool's queue the activity heartbeats its place, so a dead worker is noticed.
+      return known(() => quota.reserve(pool, request, { onQueued: (place) => Context.current().heartbeat(place) }));
     },
 
-    async releaseQuota(input: { pool: string; leaseId: string }): Promise<{ released: boolean }> {
-      try {
-        const lease = await client.workflow
-          .getHandle(quotaPoolWorkflowId(input.pool))
-          .executeUpdate(releaseQuotaUpdate, { args: [{ leaseId: input.leaseId }] });
-        return { released: lease !== null };
-      } catch (err) {
-        if (err instanceof WorkflowNotFoundError) return { released: false };
-        throw err;
-      }
+    /** Extends a lease; `renewed: false` when the pool no longer holds it (it expired and its quota went back). */
+    async renewQuota(
+      input: RenewQuotaInput & { pool: string },
+    ): Promise<{ renewed: boolean; expiresAt: string | null }> {
+      const { pool, ...request } = input;
+      const lease = await known(() => quota.renew(pool, request));
+      return { renewed: lease !== null, expiresAt: lease?.expiresAt ?? null };
+    },
+
+    async releaseQuota(input: ReleaseQuotaInput & { pool: string }): Promise<{ released: boolean }> {
+      const { pool, ...request } = input;
+      return { released: (await known(() => quota.release(pool, request))) !== null };
     },
 
     async readPoolState(input: { pool: string }): Promise<QuotaPoolState | null> {
-      try {
-        return await client.workflow.getHandle(quotaPoolWorkflowId(input.pool)).query(poolStateQuery);
-      } catch (err) {
-        if (err instanceof WorkflowNotFoundError) return null;
-        throw err;
-      }
+      return known(() => quota.state(input.pool));
     },
 
     async getProductionVersion(input: { model: string }): Promise<PromotionRecord | null> {
@@ -135,7 +119,7 @@ export function createControlPlaneActivities(deps: ControlPlaneDeps) {
     /** The alert path: always the log, then the configured sink. */
     async sendAlert(alert: Alert): Promise<void> {
       const level = alert.severity === 'critical' ? 'error' : alert.severity === 'warning' ? 'warn' : 'info';
-      log[level](`ALERT ${alert.kind}: ${alert.summary}`, { alert });
+      log[level](`${alert.resolved ? 'RESOLVED' : 'ALERT'} ${alert.kind}: ${alert.summary}`, { alert });
       await deps.alertSink?.(alert);
     },
   };

@@ -1,6 +1,7 @@
 import type { Client } from '@temporalio/client';
 import type { Alert } from '../shared/alerts';
 import type { QuotaPoolsFile } from '../shared/quota';
+import { QuotaClient } from '../client/quota-client';
 import { createControlPlaneActivities } from './control-plane';
 import { createEvaluationActivities } from './evaluation';
 import { createGatewayActivities } from './gateway';
@@ -19,11 +20,17 @@ export interface ActivityDeps {
 
 /** Every activity of the project, built once per worker from its dependencies. */
 export function createActivities(deps: ActivityDeps) {
+  const quota = new QuotaClient(deps.client, deps.quotaPools);
   return {
-    ...createControlPlaneActivities(deps),
+    ...createControlPlaneActivities({ ...deps, quota }),
     ...createEvaluationActivities({ root: deps.root }),
     ...createGatewayActivities({ gatewayUrl: deps.gatewayUrl, pollIntervalMs: deps.analysisPollIntervalMs }),
-    ...createTrainingActivities({ artifactsDir: deps.artifactsDir, python: deps.python, root: deps.root }),
+    ...createTrainingActivities({
+      artifactsDir: deps.artifactsDir,
+      python: deps.python,
+      root: deps.root,
+      renewLease: async ({ pool, leaseId, ttlMs }) => (await quota.renew(pool, { leaseId, ttlMs })) !== null,
+    }),
   };
 }
 

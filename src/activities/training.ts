@@ -5,6 +5,7 @@ import { isAbsolute, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { ApplicationFailure, Context, log } from '@temporalio/activity';
 import { ErrorType } from '../shared/errors';
+import { countCsvRows, watchProcess, type ProcessUsage } from './process-usage';
 
 export interface TrainingDeps {
   /** Root of the artifact store: <artifactsDir>/<model>/<version>/<lifecycle>/ */
@@ -13,6 +14,15 @@ export interface TrainingDeps {
   python: string;
   /** Relative program and data paths are resolved against it. */
   root: string;
+  /** Renews a quota lease; false when the pool no longer holds it. */
+  renewLease?: (lease: TrainingLease) => Promise<boolean>;
+}
+
+/** The quota lease training runs under; renewed while the trainer is alive. */
+export interface TrainingLease {
+  pool: string;
+  leaseId: string;
+  ttlMs: number;
 }
 
 export interface TrainModelInput {
@@ -22,6 +32,7 @@ export interface TrainModelInput {
   program: string;
   dataDir: string;
   params: Record<string, unknown>;
+  lease?: TrainingLease;
 }
 
 export interface TrainModelResult {
@@ -33,6 +44,10 @@ export interface TrainModelResult {
   /** The activity attempt that produced the result (> 1 after a crashed or killed trainer was retried). */
   attempt: number;
   logTail: string[];
+  /** Measured peak memory and CPU of the trainer process (absent when reused or not measurable here). */
+  usage: ProcessUsage & { durationMs?: number };
+  /** Rows of the training set. */
+  datasetRows?: number;
 }
 
 const LOG_TAIL_LINES = 40;
@@ -61,9 +76,19 @@ export function createTrainingActivities(deps: TrainingDeps) {
       const safeId = input.lifecycleId.replace(/[^A-Za-z0-9._-]/g, '_');
       const artifactDir = join(deps.artifactsDir, input.model, input.version, safeId);
       const existing = await readMetrics(artifactDir);
+      const datasetRows = await countCsvRows(join(resolve(input.dataDir), 'train.csv'));
       if (existing) {
         log.info('training artifact already complete; reusing it', { artifactDir });
-        return { artifactDir, metrics: existing, durationMs: 0, reused: true, logTail: [], attempt: ctx.info.attempt };
+        return {
+          artifactDir,
+          metrics: existing,
+          durationMs: 0,
+          reused: true,
+          logTail: [],
+          attempt: ctx.info.attempt,
+          usage: {},
+          datasetRows,
+        };
       }
       const attemptDir = `${artifactDir}.attempt-${ctx.info.attempt}.tmp`;
       await rm(attemptDir, { recursive: true, force: true });
@@ -105,14 +130,33 @@ export function createTrainingActivities(deps: TrainingDeps) {
       });
       createInterface({ input: child.stderr }).on('line', keep);
       const beat = setInterval(() => ctx.heartbeat(progress), HEARTBEAT_EVERY_MS);
+      const usage = child.pid ? watchProcess(child.pid) : null;
+      // The lease lives while the trainer does: renew it well within its TTL; a lost lease is logged, not fatal.
+      const lease = input.lease;
+      const renew =
+        lease && deps.renewLease
+          ? setInterval(
+              () => {
+                deps.renewLease!(lease).then(
+                  (held) => {
+                    if (!held) log.warn('quota lease no longer held by the pool (expired)', { leaseId: lease.leaseId });
+                  },
+                  (err: unknown) => log.warn('quota lease renewal failed', { error: String(err) }),
+                );
+              },
+              Math.max(Math.min(lease.ttlMs / 3, 60_000), 100),
+            )
+          : null;
       const exit = await new Promise<{ code: number | null; signal: NodeJS.Signals | null; error?: Error }>((done) => {
         child.on('error', (error) => done({ code: null, signal: null, error }));
         child.on('close', (code, signal) => done({ code, signal }));
       }).finally(() => {
         clearInterval(beat);
+        if (renew) clearInterval(renew);
         ctx.cancellationSignal.removeEventListener('abort', onCancel);
       });
       const durationMs = performance.now() - started;
+      const measured = { ...usage?.stop(durationMs), durationMs };
 
       if (exit.error || exit.code !== 0) {
         await rm(attemptDir, { recursive: true, force: true });
@@ -141,7 +185,16 @@ export function createTrainingActivities(deps: TrainingDeps) {
       await rm(artifactDir, { recursive: true, force: true });
       await rename(attemptDir, artifactDir);
       log.info('training finished', { artifactDir, durationMs: Math.round(durationMs) });
-      return { artifactDir, metrics, durationMs, reused: false, logTail: tail, attempt: ctx.info.attempt };
+      return {
+        artifactDir,
+        metrics,
+        durationMs,
+        reused: false,
+        logTail: tail,
+        attempt: ctx.info.attempt,
+        usage: measured,
+        datasetRows,
+      };
     },
   };
 }

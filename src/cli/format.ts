@@ -1,7 +1,7 @@
 import type { LifecycleSummary } from '../client/lifecycle-client';
 import type { LifecycleStatus } from '../shared/status';
 
-function table(headers: string[], rows: string[][]): string {
+export function table(headers: string[], rows: string[][]): string {
   const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
   const line = (cells: string[]) =>
     cells

@@ -2,16 +2,21 @@ import type { Client } from '@temporalio/client';
 import { Command, CommanderError, Option } from 'commander';
 import { z } from 'zod';
 import { LifecycleClient, NotFoundError, RefusedError } from '../client/lifecycle-client';
-import { loadSpecFile, SpecError } from '../client/spec-file';
+import { UnknownPoolError } from '../client/quota-client';
+import { loadSpecFile } from '../client/spec-file';
+import { InvalidFileError } from '../config/yaml-file';
 import { connectClient } from '../config/temporal';
 import { registerSearchAttributes } from '../dev/register-search-attributes';
 import { Identity } from '../shared/spec';
 import { formatStatus, formatList } from './format';
+import { addQuotaCommands } from './quota';
 
 /** mlctl exit codes (DESIGN.md §4). */
-export const Exit = { Ok: 0, Failure: 1, Invalid: 2, NotFound: 3, Refused: 4 } as const;
+export const Exit = { Ok: 0, Failure: 1, Invalid: 2, NotFound: 3, Refused: 4, ProblemsFound: 5 } as const;
 
 class InputError extends Error {}
+/** A check ran and found a problem (exit 5): the pool falls short, the data drifted. */
+let problemsFound = false;
 
 interface GlobalOptions {
   json?: boolean;
@@ -43,6 +48,7 @@ export function buildProgram(): Command {
     .option('--verbose', 'stack traces on errors')
     .showHelpAfterError()
     .exitOverride();
+  program.configureHelp({ showGlobalOptions: true });
   const globals = (): GlobalOptions => program.opts<GlobalOptions>();
   const withJson = (cmd: Command) => cmd.option('--json', 'machine-readable output');
   const merged = (cmd: Command): GlobalOptions => ({ ...globals(), ...cmd.opts<GlobalOptions>() });
@@ -124,6 +130,19 @@ export function buildProgram(): Command {
         print(merged(cmd), { id, action, by }, `${id}: ${action} sent`);
       });
   }
+  addQuotaCommands(program, {
+    connect: async () => (client = await connectClient()),
+    print: (cmd, json, text) => print(merged(cmd), json, text),
+    invalid: (message) => {
+      throw new InputError(message);
+    },
+    refused: (message) => {
+      throw new RefusedError(message);
+    },
+    problemsFound: () => {
+      problemsFound = true;
+    },
+  });
   return program;
 }
 
@@ -138,25 +157,27 @@ function fail(code: number, message: string, opts: GlobalOptions, err?: unknown)
 export async function runMlctl(argv: string[]): Promise<number> {
   const program = buildProgram();
   const opts: GlobalOptions = { json: argv.includes('--json'), verbose: argv.includes('--verbose') };
+  problemsFound = false;
   try {
     await program.parseAsync(argv, { from: 'user' });
-    return Exit.Ok;
+    return problemsFound ? Exit.ProblemsFound : Exit.Ok;
   } catch (err) {
     if (err instanceof CommanderError) {
       if (err.exitCode === 0) return Exit.Ok;
       return Exit.Invalid; // commander already printed the problem and the usage
     }
-    if (err instanceof SpecError) {
+    if (err instanceof InvalidFileError) {
       if (opts.json)
         process.stderr.write(
-          `${JSON.stringify({ error: 'invalid spec', file: err.file, problems: err.problems, exitCode: 2 })}\n`,
+          `${JSON.stringify({ error: `invalid ${err.what}`, file: err.file, problems: err.problems, exitCode: 2 })}\n`,
         );
       else process.stderr.write(`mlctl: ${err.message}\n`);
       return Exit.Invalid;
     }
     if (err instanceof InputError) return fail(Exit.Invalid, err.message, opts, err);
     if (err instanceof z.ZodError) return fail(Exit.Invalid, z.prettifyError(err), opts, err);
-    if (err instanceof NotFoundError) return fail(Exit.NotFound, err.message, opts, err);
+    if (err instanceof NotFoundError || err instanceof UnknownPoolError)
+      return fail(Exit.NotFound, err.message, opts, err);
     if (err instanceof RefusedError) return fail(Exit.Refused, err.message, opts, err);
     const message = err instanceof Error ? err.message : String(err);
     return fail(Exit.Failure, message, opts, err);

@@ -1,11 +1,10 @@
-import { readFileSync } from 'node:fs';
 import { isAbsolute, join } from 'node:path';
-import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { QuotaPoolsFile } from '../shared/quota';
 import { describeIssues } from '../shared/spec';
 import { projectRoot } from './paths';
 import { trainerPython } from './toolchain';
+import { loadYamlFile } from './yaml-file';
 
 const Env = z.object({
   GATEWAY_URL: z.url().default('http://127.0.0.1:8700'),
@@ -26,13 +25,19 @@ export interface AppConfig {
   logLevel: z.infer<typeof Env>['LOG_LEVEL'];
 }
 
+/** The quota pools file: QUOTA_POOLS_FILE, else config/quota-pools.yaml of the project. */
+export function quotaPoolsPath(env: NodeJS.ProcessEnv = process.env): string {
+  const file = env.QUOTA_POOLS_FILE ?? 'config/quota-pools.yaml';
+  return isAbsolute(file) ? file : join(projectRoot(), file);
+}
+
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
   const parsed = Env.safeParse(env);
   if (!parsed.success) throw new Error(`invalid environment: ${describeIssues(parsed.error).join('; ')}`);
   const root = projectRoot();
   const abs = (p: string) => (isAbsolute(p) ? p : join(root, p));
   const dataDir = abs(parsed.data.ML_DATA_DIR ?? 'data');
-  const poolsFile = abs(parsed.data.QUOTA_POOLS_FILE ?? 'config/quota-pools.yaml');
+  const poolsFile = quotaPoolsPath(env);
   return {
     root,
     gatewayUrl: parsed.data.GATEWAY_URL.replace(/\/$/, ''),
@@ -44,14 +49,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
   };
 }
 
+/** Reads and validates the quota pools file; an invalid one throws InvalidFileError naming every problem. */
 export function loadQuotaPools(file: string): QuotaPoolsFile {
-  let raw: unknown;
-  try {
-    raw = parseYaml(readFileSync(file, 'utf8'));
-  } catch (err) {
-    throw new Error(`cannot read quota pools from ${file}: ${(err as Error).message}`);
-  }
-  const parsed = QuotaPoolsFile.safeParse(raw);
-  if (!parsed.success) throw new Error(`invalid quota pools in ${file}: ${describeIssues(parsed.error).join('; ')}`);
-  return parsed.data;
+  return loadYamlFile(file, QuotaPoolsFile, 'quota pools');
 }

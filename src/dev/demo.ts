@@ -171,6 +171,9 @@ Try (in another terminal, from ${root}):
   npx mlctl status ${ran.at(-1)} --json
   npx mlctl run examples/churn/specs/good.yaml --model-version v${next}
   npx mlctl approve lifecycle-${MODEL}-v${next} --as bob --reason "looks good"
+  npx mlctl quota show
+  npx mlctl quota estimate examples/churn/specs/good.yaml --qps 200
+  npx mlctl quota check default --spec examples/churn/specs/good.yaml
 `);
   if (options.exit) await shutdown(0);
   say('Everything keeps running; Ctrl-C stops it all.');

@@ -1,31 +1,461 @@
-import type { QuotaLease, QuotaShortfall, Resources } from '../shared/quota';
+/**
+ * Quota accounting (pure): what a request lacks against capacity and caps, usage breakdowns, burn rate and
+ * exhaustion forecast, the alerts a pool's state calls for, and estimates from similar past runs.
+ */
+import type {
+  Cap,
+  PipelineKind,
+  QuotaAlertState,
+  QuotaLease,
+  QuotaPoolConfig,
+  QuotaRun,
+  QuotaShortfall,
+  RefusalReason,
+  ResourceUsage,
+  Resources,
+} from '../shared/quota';
+
+/** Tolerance that keeps fractional requests (0.5 cpu) from being refused by float rounding. */
+const EPS = 1e-9;
+
+export function addResources(into: Resources, add: Resources, sign = 1): Resources {
+  for (const [resource, amount] of Object.entries(add)) {
+    const next = (into[resource] ?? 0) + sign * amount;
+    into[resource] = Math.abs(next) < EPS ? 0 : next;
+  }
+  return into;
+}
 
 /** Sum of the resources of all leases. */
-export function usedResources(leases: readonly QuotaLease[]): Resources {
+export function usedResources(leases: Iterable<Pick<QuotaLease, 'resources'>>): Resources {
   const used: Resources = {};
-  for (const lease of leases) {
-    for (const [resource, amount] of Object.entries(lease.resources)) used[resource] = (used[resource] ?? 0) + amount;
-  }
+  for (const lease of leases) addResources(used, lease.resources);
   return used;
 }
 
-/** What a request lacks against the pool's capacity given the current leases; empty when it fits. */
-export function shortfalls(capacity: Resources, leases: readonly QuotaLease[], request: Resources): QuotaShortfall[] {
-  const used = usedResources(leases);
-  const out: QuotaShortfall[] = [];
-  for (const [resource, requested] of Object.entries(request)) {
-    if (requested === 0) continue;
+/** The share a cap gives `resource` (undefined: not capped). `gpu:*` matches every `gpu:<type>`. */
+export function capShare(cap: Cap | undefined, resource: string): number | undefined {
+  if (cap === undefined) return undefined;
+  if (typeof cap === 'number') return cap;
+  if (cap[resource] !== undefined) return cap[resource];
+  const family = resource.includes(':') ? `${resource.split(':')[0]}:*` : undefined;
+  return family ? cap[family] : undefined;
+}
+
+export interface Assessment {
+  fits: boolean;
+  reason?: RefusalReason;
+  shortfalls: QuotaShortfall[];
+}
+
+export interface RequestLike {
+  holder: string;
+  kind: PipelineKind;
+  resources: Resources;
+}
+
+/**
+ * Whether `request` can be granted now given `leases`. Checks, in order: resources the pool does not have or that a
+ * limit can never hold (`never-fits`), the holder's cap, the kind's cap, then free capacity, skipping `blocked`
+ * resources promised to reservations waiting ahead (`queued-ahead`).
+ */
+export function assess(
+  config: Pick<QuotaPoolConfig, 'capacity' | 'caps'>,
+  leases: Iterable<QuotaLease>,
+  request: RequestLike,
+  blocked: ReadonlySet<string> = new Set(),
+): Assessment {
+  const all = [...leases];
+  const requested = Object.entries(request.resources).filter(([, amount]) => amount > 0);
+  const limitFor = (scope: QuotaShortfall['scope'], resource: string): number | undefined => {
+    const capacity = config.capacity[resource] ?? 0;
+    if (scope === 'pool') return capacity;
+    const share = capShare(
+      scope === 'pipeline' ? config.caps.perPipeline : config.caps.perKind[request.kind],
+      resource,
+    );
+    return share === undefined ? undefined : share * capacity;
+  };
+
+  // Never: more than a limit allows even with the pool empty.
+  const never: QuotaShortfall[] = [];
+  for (const [resource, amount] of requested) {
+    for (const scope of ['pool', 'kind', 'pipeline'] as const) {
+      const limit = limitFor(scope, resource);
+      if (limit !== undefined && amount > limit + EPS) {
+        never.push({ resource, requested: amount, available: limit, limit, scope });
+        break;
+      }
+    }
+  }
+  if (never.length > 0) return { fits: false, reason: 'never-fits', shortfalls: never };
+
+  const check = (scope: QuotaShortfall['scope'], held: Resources): QuotaShortfall[] => {
+    const out: QuotaShortfall[] = [];
+    for (const [resource, amount] of requested) {
+      const limit = limitFor(scope, resource);
+      if (limit === undefined) continue;
+      const available = Math.max(0, limit - (held[resource] ?? 0));
+      if (amount > available + EPS) out.push({ resource, requested: amount, available, limit, scope });
+    }
+    return out;
+  };
+  const pipeline = check('pipeline', usedResources(all.filter((l) => l.holder === request.holder)));
+  if (pipeline.length > 0) return { fits: false, reason: 'pipeline-cap', shortfalls: pipeline };
+  const kind = check('kind', usedResources(all.filter((l) => l.kind === request.kind)));
+  if (kind.length > 0) return { fits: false, reason: 'kind-cap', shortfalls: kind };
+  const pool = check('pool', usedResources(all));
+  if (pool.length > 0) return { fits: false, reason: 'capacity', shortfalls: pool };
+  const ahead = requested
+    .filter(([resource]) => blocked.has(resource))
+    .map(([resource, amount]) => {
+      const limit = config.capacity[resource] ?? 0;
+      return { resource, requested: amount, available: 0, limit, scope: 'pool' as const };
+    });
+  if (ahead.length > 0) return { fits: false, reason: 'queued-ahead', shortfalls: ahead };
+  return { fits: true, shortfalls: [] };
+}
+
+/** Earliest expected end of a lease holding one of `resources`: its expected release, else its expiry. */
+export function earliestRelease(leases: Iterable<QuotaLease>, resources: readonly string[]): string | null {
+  let best: string | null = null;
+  for (const lease of leases) {
+    if (!resources.some((r) => (lease.resources[r] ?? 0) > 0)) continue;
+    const at = lease.expectedReleaseAt ?? lease.expiresAt;
+    if (at && (best === null || at < best)) best = at;
+  }
+  return best;
+}
+
+const fmt = (n: number) => String(Math.round(n * 100) / 100);
+
+export function describeRefusal(pool: string, reason: RefusalReason, shortfalls: readonly QuotaShortfall[]): string {
+  const what: Record<RefusalReason, string> = {
+    capacity: 'not enough free capacity',
+    'pipeline-cap': 'the pipeline would exceed its cap',
+    'kind-cap': 'the pipeline kind would exceed its cap',
+    'queued-ahead': 'free capacity is promised to reservations waiting ahead',
+    'never-fits': 'the request can never fit',
+    'wait-timeout': 'waited in the queue for the whole timeout',
+  };
+  const scopeName = { pool: 'capacity', kind: 'kind cap', pipeline: 'pipeline cap' } as const;
+  const items = shortfalls.map(
+    (s) => `${s.resource} needs ${fmt(s.requested)}, ${fmt(s.available)} of ${fmt(s.limit)} (${scopeName[s.scope]})`,
+  );
+  return `pool "${pool}" cannot grant: ${what[reason]}${items.length ? `: ${items.join('; ')}` : ''}`;
+}
+
+export interface UsageBreakdown {
+  used: Resources;
+  byKind: Partial<Record<PipelineKind, Resources>>;
+  byPipeline: Record<string, Resources>;
+}
+
+export function breakdown(leases: Iterable<QuotaLease>): UsageBreakdown {
+  const used: Resources = {};
+  const byKind: Partial<Record<PipelineKind, Resources>> = {};
+  const byPipeline: Record<string, Resources> = {};
+  for (const lease of leases) {
+    addResources(used, lease.resources);
+    addResources((byKind[lease.kind] ??= {}), lease.resources);
+    addResources((byPipeline[lease.holder] ??= {}), lease.resources);
+  }
+  return { used, byKind, byPipeline };
+}
+
+/** Usage of the pool right after a change, for burn rates. */
+export interface UsageSample {
+  atMs: number;
+  used: Resources;
+}
+
+/**
+ * Per resource: usage, share of capacity, burn rate (change of usage per hour between the start of the window and
+ * now, usage being a step function of the samples) and when it runs out at that rate.
+ */
+export function resourceUsage(
+  capacity: Resources,
+  used: Resources,
+  samples: readonly UsageSample[],
+  nowMs: number,
+  windowMs: number,
+): ResourceUsage[] {
+  const from = nowMs - windowMs;
+  // Usage at the start of the window: the last sample at or before it, else the oldest sample (0 before any).
+  let start: Resources = {};
+  let startMs = from;
+  const before = samples.filter((s) => s.atMs <= from);
+  const lastBefore = before.at(-1);
+  if (lastBefore) start = lastBefore.used;
+  else if (samples[0]) startMs = Math.max(from, samples[0].atMs);
+  const hours = Math.max(nowMs - startMs, 60_000) / 3_600_000;
+  const names = [...new Set([...Object.keys(capacity), ...Object.keys(used)])].sort();
+  return names.map((resource) => {
     const cap = capacity[resource] ?? 0;
-    const available = cap - (used[resource] ?? 0);
-    // A tolerance keeps fractional requests (0.5 cpu) from being refused by float rounding.
-    if (requested > available + 1e-9) out.push({ resource, requested, available, capacity: cap });
+    const u = used[resource] ?? 0;
+    const burnPerHour = (u - (start[resource] ?? 0)) / hours;
+    const free = cap - u;
+    const exhaustedAt =
+      burnPerHour > EPS && free > 0 ? new Date(nowMs + (free / burnPerHour) * 3_600_000).toISOString() : null;
+    return { resource, capacity: cap, used: u, share: cap > 0 ? u / cap : 0, burnPerHour, exhaustedAt };
+  });
+}
+
+/** Alerts the pool's state calls for right now (keyed per incident); the pool fires new keys and resolves gone ones. */
+export function poolAlerts(
+  config: QuotaPoolConfig,
+  usage: readonly ResourceUsage[],
+  faulty: readonly { holder: string; capRefusals: number }[],
+  active: ReadonlyMap<string, QuotaAlertState>,
+  nowMs: number,
+): Omit<QuotaAlertState, 'since'>[] {
+  const out: Omit<QuotaAlertState, 'since'>[] = [];
+  const thresholds = [...config.alerts.usageThresholds].sort((a, b) => a - b);
+  // Hysteresis: an alert raised at a threshold clears only when usage falls 5 points below it.
+  const HYSTERESIS = 0.05;
+  for (const r of usage) {
+    if (r.capacity <= 0) continue;
+    const key = `quota:${config.name}:${r.resource}:usage`;
+    const previous = active.get(key)?.details?.threshold as number | undefined;
+    let crossed = thresholds.filter((t) => r.share >= t - EPS).at(-1);
+    if (crossed === undefined && previous !== undefined && r.share >= previous - HYSTERESIS) crossed = previous;
+    if (crossed !== undefined) {
+      const top = crossed === thresholds.at(-1);
+      out.push({
+        key,
+        kind: 'quota-usage-high',
+        severity: top ? 'critical' : 'warning',
+        summary: `pool "${config.name}": ${r.resource} at ${Math.round(r.share * 100)}% of ${fmt(r.capacity)} (threshold ${Math.round(crossed * 100)}%)`,
+        details: { pool: config.name, resource: r.resource, used: r.used, capacity: r.capacity, threshold: crossed },
+      });
+    }
+    if (r.exhaustedAt !== null && Date.parse(r.exhaustedAt) - nowMs <= config.alerts.forecastHorizon) {
+      const minutes = Math.max(0, Math.round((Date.parse(r.exhaustedAt) - nowMs) / 60_000));
+      out.push({
+        key: `quota:${config.name}:${r.resource}:forecast`,
+        kind: 'quota-exhaustion-forecast',
+        severity: 'warning',
+        summary: `pool "${config.name}": ${r.resource} runs out in about ${minutes} min at ${fmt(r.burnPerHour)}/h`,
+        details: {
+          pool: config.name,
+          resource: r.resource,
+          burnPerHour: r.burnPerHour,
+          exhaustedAt: r.exhaustedAt,
+          used: r.used,
+          capacity: r.capacity,
+        },
+      });
+    }
+  }
+  for (const f of faulty) {
+    out.push({
+      key: `quota:${config.name}:faulty:${f.holder}`,
+      kind: 'quota-faulty-pipeline',
+      severity: 'warning',
+      summary: `pool "${config.name}": pipeline ${f.holder} hit its cap ${f.capRefusals} times within ${Math.round(config.alerts.faultyWindow / 60_000)} min`,
+      details: { pool: config.name, holder: f.holder, capRefusals: f.capRefusals },
+    });
   }
   return out;
 }
 
-export function describeShortfalls(pool: string, items: readonly QuotaShortfall[]): string {
-  return (
-    `pool "${pool}" cannot grant: ` +
-    items.map((s) => `${s.resource} needs ${s.requested}, ${s.available} of ${s.capacity} available`).join('; ')
+/** Holders refused by their cap at least `faultyAfter` times within the window, from their refusal times. */
+export function faultyPipelines(
+  capRefusals: ReadonlyMap<string, readonly number[]>,
+  config: QuotaPoolConfig,
+  nowMs: number,
+): { holder: string; capRefusals: number; sinceMs: number }[] {
+  const out: { holder: string; capRefusals: number; sinceMs: number }[] = [];
+  for (const [holder, times] of capRefusals) {
+    const recent = times.filter((t) => t > nowMs - config.alerts.faultyWindow);
+    if (recent.length >= config.alerts.faultyAfter)
+      out.push({ holder, capRefusals: recent.length, sinceMs: recent[0] ?? nowMs });
+  }
+  return out;
+}
+
+// --- Estimates -----------------------------------------------------------------------------------------------------
+
+export interface Range {
+  low: number;
+  mid: number;
+  high: number;
+}
+
+export interface RunEstimate {
+  kind: PipelineKind;
+  /** `history`: from similar runs; `declared`: no similar run, the spec's own request. */
+  basis: 'history' | 'declared';
+  similarRuns: number;
+  criteria: string;
+  durationMs: Range | null;
+  peakMemoryGiB: Range | null;
+  cpuCores: Range | null;
+  /** What to reserve: the high end of the measured range with headroom, never below a 0.5 step. */
+  recommended: Resources;
+  similar: { leaseId: string; datasetRows?: number; heldMs: number; durationMs?: number; usage?: QuotaRun['usage'] }[];
+}
+
+function quantile(sorted: readonly number[], q: number): number {
+  const pos = (sorted.length - 1) * q;
+  const lo = sorted[Math.floor(pos)] ?? 0;
+  const hi = sorted[Math.ceil(pos)] ?? lo;
+  return lo + (hi - lo) * (pos - Math.floor(pos));
+}
+
+function range(values: number[]): Range | null {
+  if (values.length === 0) return null;
+  const sorted = [...values].sort((a, b) => a - b);
+  // With few runs the range is the observed spread; with many, the 10th-90th percentile.
+  const many = sorted.length >= 10;
+  return {
+    low: quantile(sorted, many ? 0.1 : 0),
+    mid: quantile(sorted, 0.5),
+    high: quantile(sorted, many ? 0.9 : 1),
+  };
+}
+
+const roundUpHalf = (x: number) => Math.max(0.5, Math.ceil(x * 2) / 2);
+
+/**
+ * Estimate of a training or data run from similar completed runs: same kind and model family, dataset size within a
+ * `factor` of this one. Durations scale linearly with the dataset size; memory and cores are taken as measured.
+ * Without similar runs the declared request stands, and the estimate says so.
+ */
+export function estimateFromRuns(
+  runs: readonly QuotaRun[],
+  target: { kind: PipelineKind; family?: string; datasetRows?: number; declared: Resources },
+  options: { factor?: number; headroom?: number } = {},
+): RunEstimate {
+  const factor = options.factor ?? 2;
+  const headroom = options.headroom ?? 1.2;
+  const rows = target.datasetRows;
+  const similar = runs.filter(
+    (r) =>
+      r.ended === 'released' &&
+      r.kind === target.kind &&
+      (target.family === undefined || r.profile?.family === target.family) &&
+      (rows === undefined ||
+        (r.profile?.datasetRows !== undefined &&
+          r.profile.datasetRows > 0 &&
+          rows / r.profile.datasetRows <= factor &&
+          r.profile.datasetRows / rows <= factor)),
   );
+  const criteria =
+    `kind ${target.kind}` +
+    (target.family ? `, family ${target.family}` : '') +
+    (rows !== undefined ? `, dataset within ×${factor} of ${rows} rows` : '');
+  if (similar.length === 0) {
+    return {
+      kind: target.kind,
+      basis: 'declared',
+      similarRuns: 0,
+      criteria,
+      durationMs: null,
+      peakMemoryGiB: null,
+      cpuCores: null,
+      recommended: { ...target.declared },
+      similar: [],
+    };
+  }
+  const scale = (r: QuotaRun) => (rows !== undefined && r.profile?.datasetRows ? rows / r.profile.datasetRows : 1);
+  const durationMs = range(similar.map((r) => (r.usage?.durationMs ?? r.heldMs) * scale(r)));
+  const mem = similar.map((r) => r.usage?.peakMemoryGiB).filter((v): v is number => v !== undefined);
+  const cores = similar.map((r) => r.usage?.avgCpuCores).filter((v): v is number => v !== undefined);
+  const peakMemoryGiB = range(mem);
+  const cpuCores = range(cores);
+  const recommended: Resources = { ...target.declared };
+  if (peakMemoryGiB) recommended.memoryGiB = roundUpHalf(peakMemoryGiB.high * headroom);
+  if (cpuCores) recommended.cpu = roundUpHalf(cpuCores.high * headroom);
+  return {
+    kind: target.kind,
+    basis: 'history',
+    similarRuns: similar.length,
+    criteria,
+    durationMs,
+    peakMemoryGiB,
+    cpuCores,
+    recommended,
+    similar: similar.slice(-20).map((r) => ({
+      leaseId: r.leaseId,
+      datasetRows: r.profile?.datasetRows,
+      heldMs: r.heldMs,
+      durationMs: r.usage?.durationMs,
+      usage: r.usage,
+    })),
+  };
+}
+
+export interface ServingEstimate {
+  qps: number;
+  /** Requests per second one replica sustains, from the measured service time (low: at p99, high: at the mean). */
+  perReplicaRps: Range;
+  targetUtilization: number;
+  replicas: Range;
+  resources: Resources;
+  basis: string;
+}
+
+/**
+ * Replicas for a predicted QPS from measured per-replica service times: one replica serves 1000/latency requests per
+ * second per concurrent slot, kept at `targetUtilization`. The recommendation sizes on the mean service time (what
+ * sets a server's capacity); the range goes from the median (fewest replicas) to the p99 (most).
+ */
+export function estimateServing(input: {
+  qps: number;
+  latencyMs: { mean: number; p50: number; p99: number };
+  concurrencyPerReplica: number;
+  perReplica: Resources;
+  targetUtilization?: number;
+  basis: string;
+}): ServingEstimate {
+  const util = input.targetUtilization ?? 0.7;
+  const rps = (ms: number) => (1000 / Math.max(ms, 0.01)) * input.concurrencyPerReplica;
+  const { mean, p50, p99 } = input.latencyMs;
+  // Capacity is set by the mean service time; the p99 bounds the slow side, the median the fast side.
+  const perReplicaRps = { low: rps(Math.max(p99, mean)), mid: rps(mean), high: rps(Math.min(p50, mean)) };
+  const need = (r: number) => Math.max(1, Math.ceil(input.qps / (r * util)));
+  const replicas = { low: need(perReplicaRps.high), mid: need(perReplicaRps.mid), high: need(perReplicaRps.low) };
+  const resources: Resources = {};
+  for (const [k, v] of Object.entries(input.perReplica)) resources[k] = v * replicas.mid;
+  return { qps: input.qps, perReplicaRps, targetUtilization: util, replicas, resources, basis: input.basis };
+}
+
+export interface CapacityCheck {
+  fits: boolean;
+  demand: Resources;
+  byKind: Partial<Record<PipelineKind, Resources>>;
+  problems: { resource: string; scope: 'pool' | 'kind' | 'pipeline'; who: string; need: number; limit: number }[];
+}
+
+/** Whether the pool can run every given pipeline at once, within its capacity and caps; names what falls short. */
+export function checkCapacity(
+  config: Pick<QuotaPoolConfig, 'capacity' | 'caps'>,
+  pipelines: readonly { name: string; kind: PipelineKind; resources: Resources }[],
+): CapacityCheck {
+  const demand: Resources = {};
+  const byKind: Partial<Record<PipelineKind, Resources>> = {};
+  const problems: CapacityCheck['problems'] = [];
+  for (const p of pipelines) {
+    addResources(demand, p.resources);
+    addResources((byKind[p.kind] ??= {}), p.resources);
+    for (const [resource, need] of Object.entries(p.resources)) {
+      const share = capShare(config.caps.perPipeline, resource);
+      const limit = share === undefined ? undefined : share * (config.capacity[resource] ?? 0);
+      if (limit !== undefined && need > limit + EPS)
+        problems.push({ resource, scope: 'pipeline', who: p.name, need, limit });
+    }
+  }
+  for (const [kind, used] of Object.entries(byKind) as [PipelineKind, Resources][]) {
+    for (const [resource, need] of Object.entries(used)) {
+      const share = capShare(config.caps.perKind[kind], resource);
+      const limit = share === undefined ? undefined : share * (config.capacity[resource] ?? 0);
+      if (limit !== undefined && need > limit + EPS) problems.push({ resource, scope: 'kind', who: kind, need, limit });
+    }
+  }
+  for (const [resource, need] of Object.entries(demand)) {
+    const limit = config.capacity[resource] ?? 0;
+    if (need > limit + EPS) problems.push({ resource, scope: 'pool', who: 'all pipelines', need, limit });
+  }
+  return { fits: problems.length === 0, demand, byKind, problems };
 }

@@ -7,13 +7,22 @@ export interface Alert {
     | 'approval-timeout'
     | 'rollout-inconclusive'
     | 'rollback'
-    | 'deployment-failed';
+    | 'deployment-failed'
+    | 'quota-usage-high'
+    | 'quota-exhaustion-forecast'
+    | 'quota-faulty-pipeline'
+    | 'quota-lease-expired';
   severity: 'info' | 'warning' | 'critical';
-  model: string;
+  /** The model concerned; absent for alerts about shared resources (a quota pool). */
+  model?: string;
   version?: string;
   lifecycleId?: string;
+  /** The quota pool concerned, for quota alerts. */
+  pool?: string;
   summary: string;
   details?: Record<string, unknown>;
   /** Same key, same incident: sinks deduplicate on it. */
   dedupKey: string;
+  /** True on the message that closes the incident `dedupKey` opened. */
+  resolved?: boolean;
 }

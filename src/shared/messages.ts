@@ -1,6 +1,18 @@
 import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
 import type { GateDecisionInput, LifecycleStatus, OperatorAction } from './status';
-import type { QuotaLease, QuotaPoolState, ReserveQuotaInput, ReserveQuotaResult } from './quota';
+import type {
+  QuotaBatchOp,
+  QuotaBatchResult,
+  QuotaLease,
+  QuotaMonitorState,
+  QuotaPoolConfig,
+  QuotaPoolState,
+  ReservationState,
+  ReleaseQuotaInput,
+  RenewQuotaInput,
+  ReserveQuotaInput,
+  ReserveQuotaResult,
+} from './quota';
 import type { RegistryState, PromotionRecord } from './registry';
 
 // Lifecycle. Gate decisions are updates: the approver gets a synchronous ack, or the validator's reason for refusing
@@ -19,10 +31,23 @@ export interface ApprovalAck {
   at: string;
 }
 
-// Quota pool entity. Reserve and release are updates so the caller learns at once whether it got the lease.
+// Quota pool entity. Reserve, renew and release are updates so the caller learns at once whether it holds the lease.
+// A reservation that may wait is queued and answered at once; the caller then watches it with the reservation query
+// (the server caps in-flight updates per workflow, so a wait must not be an open update).
 export const reserveQuotaUpdate = defineUpdate<ReserveQuotaResult, [ReserveQuotaInput]>('reserveQuota');
-export const releaseQuotaUpdate = defineUpdate<QuotaLease | null, [{ leaseId: string }]>('releaseQuota');
+/** Extends a lease's TTL; null when the lease is not held (released, or expired: its quota went back). */
+export const renewQuotaUpdate = defineUpdate<QuotaLease | null, [RenewQuotaInput]>('renewQuota');
+/** Releases a lease; null when it was not held (releasing twice is harmless). */
+export const releaseQuotaUpdate = defineUpdate<QuotaLease | null, [ReleaseQuotaInput]>('releaseQuota');
+/** Reserve, renew and release operations of many callers in one update, answered in order. */
+export const quotaBatchUpdate = defineUpdate<QuotaBatchResult[], [QuotaBatchOp[]]>('quotaBatch');
+/** Applies a new pool configuration (capacity, caps, TTL, alerts); leases held stay. */
+export const configurePoolUpdate = defineUpdate<{ changed: boolean }, [QuotaPoolConfig]>('configurePool');
 export const poolStateQuery = defineQuery<QuotaPoolState>('poolState');
+/** Open alerts of a pool, from its monitor workflow. */
+export const quotaMonitorQuery = defineQuery<QuotaMonitorState>('quotaMonitor');
+/** A reservation's fate by lease id: granted, still queued (with its place), refused after waiting, or unknown. */
+export const reservationQuery = defineQuery<ReservationState, [string]>('reservation');
 
 // Model registry entity. Promotion is an update so the lifecycle knows the alias moved before it reports `promoted`.
 export const recordPromotionUpdate = defineUpdate<PromotionRecord, [PromotionRecord]>('recordPromotion');

@@ -1,35 +1,202 @@
 import { z } from 'zod';
+import { Duration } from './duration';
+
+/** A resource name: `cpu`, `memoryGiB`, `gpu:t4`, `tpu:v5e`. */
+export const ResourceName = z
+  .string()
+  .regex(/^[a-z][a-zA-Z0-9]*(:[a-z0-9-]+)?$/, 'a resource name such as cpu, memoryGiB, gpu:t4 or tpu:v5e');
 
 /** Resource name → amount, e.g. `{ cpu: 4, memoryGiB: 16, 'gpu:t4': 1 }`. */
-export const Resources = z.record(z.string().regex(/^[a-z][a-zA-Z0-9]*(:[a-z0-9-]+)?$/), z.number().nonnegative());
+export const Resources = z.record(ResourceName, z.number().nonnegative());
 export type Resources = z.infer<typeof Resources>;
 
 export const PipelineKind = z.enum(['training', 'serving', 'validation', 'data', 'experiment']);
 export type PipelineKind = z.infer<typeof PipelineKind>;
 
-export const QuotaPoolConfig = z
+/** A share of capacity, 0 < f <= 1. */
+const Fraction = z.number().gt(0, 'a share of capacity above 0').max(1, 'a share of capacity of at most 1');
+
+/**
+ * A cap: one share of capacity for every resource (`0.5`), or a share per resource where `gpu:*` stands for every GPU
+ * type (`{ 'gpu:*': 0.5 }`); resources not named are not capped.
+ */
+export const Cap = z.union([
+  Fraction,
+  z.record(
+    z.string().regex(/^[a-z][a-zA-Z0-9]*(:([a-z0-9-]+|\*))?$/, 'a resource name or a pattern such as gpu:*'),
+    Fraction,
+  ),
+]);
+export type Cap = z.infer<typeof Cap>;
+
+/** A pipeline the pool is expected to run (for `mlctl quota check`). */
+export const RegisteredPipeline = z
   .object({
     name: z.string().min(1),
-    capacity: Resources,
+    kind: PipelineKind,
+    resources: Resources,
+    description: z.string().optional(),
   })
   .strict();
+export type RegisteredPipeline = z.infer<typeof RegisteredPipeline>;
+
+export const QuotaPoolConfig = z
+  .object({
+    name: z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/, 'lower-case letters, digits and dashes'),
+    capacity: Resources.refine((r) => Object.keys(r).length > 0, 'name at least one resource'),
+    caps: z
+      .object({
+        /** Most any single pipeline (lease holder) may hold at once. */
+        perPipeline: Cap.optional(),
+        /** Most all pipelines of one kind may hold together, e.g. `{ experiment: 0.3 }`. */
+        perKind: z.partialRecord(PipelineKind, Cap).default({}),
+      })
+      .strict()
+      .default({ perKind: {} }),
+    /** A lease not renewed within its TTL expires and its quota returns to the pool. */
+    leaseTtl: Duration.default(10 * 60_000),
+    /** Longest a reservation may wait in the pool's queue. */
+    maxWait: Duration.default(60 * 60_000),
+    alerts: z
+      .object({
+        /** Usage shares of a resource that raise an alert (the highest crossed sets the severity). */
+        usageThresholds: z.array(Fraction).min(1).default([0.8, 0.95]),
+        /** Alert when the burn rate says a resource runs out within this horizon. */
+        forecastHorizon: Duration.default(60 * 60_000),
+        /** Window over which the burn rate (change of usage per hour) is measured. */
+        burnWindow: Duration.default(15 * 60_000),
+        /** A pipeline refused by its cap this many times within `faultyWindow` is flagged as faulty. */
+        faultyAfter: z.number().int().min(1).default(5),
+        faultyWindow: Duration.default(10 * 60_000),
+        /** How often the pool's monitor reads its state while it is in use (idle pools: every 5 minutes). */
+        checkEvery: Duration.default(30_000),
+      })
+      .strict()
+      .default({
+        usageThresholds: [0.8, 0.95],
+        forecastHorizon: 3_600_000,
+        burnWindow: 900_000,
+        faultyAfter: 5,
+        faultyWindow: 600_000,
+        checkEvery: 30_000,
+      }),
+    /** Pipelines this pool must be able to run together (`mlctl quota check`). */
+    pipelines: z.array(RegisteredPipeline).default([]),
+    /** Continue-as-new after this many handled operations (default: when the server suggests it). */
+    continueAsNewAfterOps: z.number().int().min(1).optional(),
+  })
+  .strict()
+  .superRefine(
+    (pool, ctx) => {
+      const capacity = (pool?.capacity ?? {}) as Record<string, unknown>;
+      const caps = [
+        ...(pool?.caps?.perPipeline !== undefined ? [['perPipeline', pool.caps.perPipeline]] : []),
+        ...Object.entries(pool?.caps?.perKind ?? {}).map(([k, v]) => [`perKind.${k}`, v]),
+      ] as [string, unknown][];
+      for (const [where, cap] of caps) {
+        if (!cap || typeof cap !== 'object') continue;
+        for (const resource of Object.keys(cap)) {
+          const known = resource.endsWith(':*')
+            ? Object.keys(capacity).some((r) => r.startsWith(resource.slice(0, -1)))
+            : resource in capacity;
+          if (!known) {
+            ctx.addIssue({
+              code: 'custom',
+              path: ['caps', ...where.split('.'), resource],
+              message: `caps a resource the pool does not have (capacity: ${Object.keys(capacity).join(', ')})`,
+            });
+          }
+        }
+      }
+    },
+    { when: () => true },
+  );
 export type QuotaPoolConfig = z.infer<typeof QuotaPoolConfig>;
+/** A pool configuration as written (defaults not yet applied). */
+export type QuotaPoolConfigInput = z.input<typeof QuotaPoolConfig>;
 
 /** config/quota-pools.yaml */
-export const QuotaPoolsFile = z.object({ pools: z.array(QuotaPoolConfig).min(1) }).strict();
+export const QuotaPoolsFile = z
+  .object({ pools: z.array(QuotaPoolConfig).min(1) })
+  .strict()
+  .superRefine(
+    (file, ctx) => {
+      const seen = new Set<string>();
+      (Array.isArray(file?.pools) ? file.pools : []).forEach((p, i) => {
+        const name = (p as { name?: unknown } | undefined)?.name;
+        if (typeof name !== 'string') return;
+        if (seen.has(name))
+          ctx.addIssue({ code: 'custom', path: ['pools', i, 'name'], message: `pool "${name}" twice` });
+        seen.add(name);
+      });
+    },
+    { when: () => true },
+  );
 export type QuotaPoolsFile = z.infer<typeof QuotaPoolsFile>;
+
+/** What a run looked like, kept with its lease so later estimates can find similar runs. */
+export const RunProfile = z
+  .object({
+    model: z.string().optional(),
+    /** Model family, e.g. the architecture `tree-ensemble`. */
+    family: z.string().optional(),
+    /** Size of the input data in rows (or tokens). */
+    datasetRows: z.number().nonnegative().optional(),
+  })
+  .strict();
+export type RunProfile = z.infer<typeof RunProfile>;
+
+/** Measured consumption of a run, reported when its lease is released. */
+export const RunUsage = z
+  .object({
+    /** Peak resident memory of the run's processes. */
+    peakMemoryGiB: z.number().nonnegative().optional(),
+    /** Average cores busy over the run (CPU time / wall time). */
+    avgCpuCores: z.number().nonnegative().optional(),
+    /** Wall time of the work itself (the lease may have been held a little longer). */
+    durationMs: z.number().nonnegative().optional(),
+  })
+  .strict();
+export type RunUsage = z.infer<typeof RunUsage>;
 
 export const ReserveQuotaInput = z
   .object({
     /** Idempotency key: reserving the same lease id again returns the existing lease. */
-    leaseId: z.string().min(1),
-    /** The pipeline holding it (a lifecycle id, a model's serving deployment, ...). */
-    holder: z.string().min(1),
+    leaseId: z.string().min(1).max(256),
+    /** The pipeline holding it (a lifecycle id, a model's serving deployment, ...). Caps apply per holder. */
+    holder: z.string().min(1).max(256),
     kind: PipelineKind,
-    resources: Resources,
+    resources: Resources.refine((r) => Object.values(r).some((v) => v > 0), 'request at least one resource'),
+    /** Lease TTL; the pool's `leaseTtl` when absent; null never expires (a production deployment). */
+    ttlMs: z.number().int().positive().nullable().optional(),
+    /** Wait in the pool's queue for up to `timeoutMs` instead of being refused at once. */
+    wait: z
+      .object({ timeoutMs: z.number().int().positive(), priority: z.number().int().min(-100).max(100).default(0) })
+      .strict()
+      .optional(),
+    /** How long the holder expects to keep it (for "earliest expected release"). */
+    expectedDurationMs: z.number().int().positive().optional(),
+    profile: RunProfile.optional(),
   })
   .strict();
-export type ReserveQuotaInput = z.infer<typeof ReserveQuotaInput>;
+export type ReserveQuotaInput = z.input<typeof ReserveQuotaInput>;
+export type ReserveQuotaRequest = z.output<typeof ReserveQuotaInput>;
+
+export const RenewQuotaInput = z
+  .object({ leaseId: z.string().min(1), ttlMs: z.number().int().positive().nullable().optional() })
+  .strict();
+export type RenewQuotaInput = z.input<typeof RenewQuotaInput>;
+
+export const ReleaseQuotaInput = z
+  .object({
+    leaseId: z.string().min(1),
+    /** What the run measured, kept in the pool's run history for estimates. */
+    usage: RunUsage.optional(),
+    /** Completes the profile given at reservation (e.g. the dataset size, known once the data was read). */
+    profile: RunProfile.optional(),
+  })
+  .strict();
+export type ReleaseQuotaInput = z.input<typeof ReleaseQuotaInput>;
 
 export interface QuotaLease {
   leaseId: string;
@@ -37,26 +204,177 @@ export interface QuotaLease {
   kind: PipelineKind;
   resources: Resources;
   grantedAt: string;
+  renewedAt: string;
+  /** Null: never expires until released. */
+  expiresAt: string | null;
+  ttlMs: number | null;
+  expectedReleaseAt?: string;
+  profile?: RunProfile;
+  /** How long it waited in the queue before the grant (0: granted at once). */
+  waitedMs: number;
 }
+
+/** Why a reservation was refused. */
+export type RefusalReason =
+  /** The pool lacks free capacity now. */
+  | 'capacity'
+  /** The holder would exceed the per-pipeline cap. */
+  | 'pipeline-cap'
+  /** All pipelines of this kind together would exceed the kind's cap. */
+  | 'kind-cap'
+  /** Free capacity is promised to reservations waiting ahead in the queue. */
+  | 'queued-ahead'
+  /** The request can never be granted: larger than the capacity or a cap, or a resource the pool does not have. */
+  | 'never-fits'
+  /** It waited in the queue for its whole timeout. */
+  | 'wait-timeout';
 
 export interface QuotaShortfall {
   resource: string;
   requested: number;
+  /** What is left under the limit that applies. */
   available: number;
-  capacity: number;
+  /** The limit that applies: the capacity, or the cap in units of the resource. */
+  limit: number;
+  scope: 'pool' | 'kind' | 'pipeline';
 }
 
 export type ReserveQuotaResult =
-  { granted: true; lease: QuotaLease } | { granted: false; shortfalls: QuotaShortfall[]; message: string };
+  | { granted: true; lease: QuotaLease; waitedMs: number }
+  | {
+      granted: false;
+      reason: RefusalReason;
+      shortfalls: QuotaShortfall[];
+      /** Earliest time a lease holding a short resource is expected to end (its expected release, else its expiry). */
+      earliestRelease: string | null;
+      message: string;
+      /**
+       * Present when the reservation waits in the pool's queue rather than being refused: its place (1 = next) and
+       * when it gives up. The pool grants it as quota frees up; the caller watches with the reservation query.
+       */
+      queued?: { position: number; deadline: string };
+    };
+
+/** Most operations one batch update may carry. */
+export const MAX_QUOTA_BATCH = 200;
+
+/** One operation of a batch update (a client coalescing the calls of many pipelines into one update). */
+export type QuotaBatchOp =
+  | { op: 'reserve'; input: ReserveQuotaInput }
+  | { op: 'renew'; input: RenewQuotaInput }
+  | { op: 'release'; input: ReleaseQuotaInput };
+
+/** The answer to one operation of a batch, in the batch's order; a malformed operation fails alone. */
+export type QuotaBatchResult =
+  { ok: true; value: ReserveQuotaResult | QuotaLease | null } | { ok: false; error: string };
+
+/** What became of a reservation, by lease id (the reservation query). */
+export type ReservationState =
+  | { state: 'granted'; lease: QuotaLease; waitedMs: number }
+  | { state: 'queued'; position: number; deadline: string; reason: RefusalReason; shortfalls: QuotaShortfall[] }
+  | { state: 'refused'; result: ReserveQuotaResult & { granted: false } }
+  | { state: 'unknown' };
+
+/** One completed lease, kept for estimates (bounded history). */
+export interface QuotaRun {
+  leaseId: string;
+  holder: string;
+  kind: PipelineKind;
+  resources: Resources;
+  grantedAt: string;
+  endedAt: string;
+  /** Lease held this long. */
+  heldMs: number;
+  ended: 'released' | 'expired';
+  profile?: RunProfile;
+  usage?: RunUsage;
+}
+
+export interface QuotaJournalEntry {
+  at: string;
+  op: 'grant' | 'release' | 'refuse' | 'expire' | 'renew' | 'enqueue' | 'configure';
+  leaseId?: string;
+  holder?: string;
+  resources?: Resources;
+  reason?: RefusalReason;
+  /** Usage per resource right after the operation. */
+  used?: Resources;
+}
+
+export interface QuotaWaiting {
+  leaseId: string;
+  holder: string;
+  kind: PipelineKind;
+  resources: Resources;
+  priority: number;
+  enqueuedAt: string;
+  deadline: string;
+}
+
+export interface QuotaAlertState {
+  key: string;
+  kind: string;
+  severity: 'info' | 'warning' | 'critical';
+  summary: string;
+  since: string;
+  details?: Record<string, unknown>;
+}
+
+export interface ResourceUsage {
+  resource: string;
+  capacity: number;
+  used: number;
+  /** used / capacity (0 when the capacity is 0). */
+  share: number;
+  /** Change of usage per hour over the burn window (positive: filling up). */
+  burnPerHour: number;
+  /** When usage reaches capacity at the current burn rate; null when not filling up. */
+  exhaustedAt: string | null;
+}
 
 export interface QuotaPoolState {
   name: string;
+  config: QuotaPoolConfig;
   capacity: Resources;
+  at: string;
   leases: QuotaLease[];
   /** Sum of all leases per resource. */
   used: Resources;
-  /** Grants and releases since the pool started, oldest first (kept bounded across continue-as-new). */
-  journal: { at: string; op: 'grant' | 'release' | 'refuse'; leaseId: string; resources: Resources }[];
+  resources: ResourceUsage[];
+  byKind: Partial<Record<PipelineKind, Resources>>;
+  byPipeline: Record<string, Resources>;
+  waiting: QuotaWaiting[];
+  /** Holders currently flagged as faulty (refused by their cap again and again). */
+  faulty: { holder: string; capRefusals: number; since: string }[];
+  /** Completed leases, newest last (bounded). */
+  runs: QuotaRun[];
+  /** Recent operations, oldest first (bounded across continue-as-new). */
+  journal: QuotaJournalEntry[];
+  stats: {
+    grants: number;
+    refusals: number;
+    releases: number;
+    expirations: number;
+    /** Operations handled by this run of the entity workflow (it continues as new after enough of them). */
+    opsThisRun: number;
+    /** How many times the pool has continued as new. */
+    continuedAsNew: number;
+  };
+}
+
+/** What the pool's monitor workflow knows: the alerts it has open, and when it last looked. */
+export interface QuotaMonitorState {
+  pool: string;
+  alerts: QuotaAlertState[];
+  lastCheckAt: string | null;
+  checks: number;
+  /** Alerts sent (fired and resolved) since the monitor started. */
+  delivered: number;
+}
+
+/** Workflow id of a pool's monitor workflow. */
+export function quotaMonitorWorkflowId(pool: string): string {
+  return `quota-monitor-${pool}`;
 }
 
 /** Workflow id of a pool's entity workflow. */

@@ -146,11 +146,20 @@ export type RolloutSpec = z.infer<typeof RolloutSpec>;
 export const QuotaSpec = z
   .object({
     pool: z.string().min(1).default('default'),
-    /** Capacity the serving deployment reserves while it takes traffic. */
+    /** Capacity the serving deployment reserves while it takes traffic (one replica). */
     serving: z
-      .object({ cpu: z.number().positive().default(1), memoryGiB: z.number().positive().default(1) })
+      .object({
+        cpu: z.number().positive().default(1),
+        memoryGiB: z.number().positive().default(1),
+        /** Predicted queries per second in production, for `mlctl quota estimate`. */
+        qps: z.number().positive().optional(),
+      })
       .strict()
       .default({ cpu: 1, memoryGiB: 1 }),
+    /** How long a reservation may wait in the pool's queue when quota is short (0: fail at once). */
+    wait: Duration.default(0),
+    /** Queue priority among waiting reservations (higher first), -100..100. */
+    priority: z.number().int().min(-100).max(100).default(0),
   })
   .strict();
 export type QuotaSpec = z.infer<typeof QuotaSpec>;

@@ -1,7 +1,9 @@
 import { Client, Connection } from '@temporalio/client';
 import { NativeConnection, Runtime } from '@temporalio/worker';
 import { createActivities } from '../activities';
+import { QuotaClient } from '../client/quota-client';
 import { loadConfig } from '../config/env';
+import { InvalidFileError } from '../config/yaml-file';
 import { temporalSettings } from '../config/temporal';
 import { createLogger, PinoTemporalLogger } from './logger';
 import { createWorkers } from './workers';
@@ -26,8 +28,14 @@ async function main(): Promise<void> {
   const trainingClasses = (process.env.TRAINING_CLASSES ?? 'cpu').split(',').filter(Boolean);
   const workers = await createWorkers({ connection, namespace, activities, trainingClasses });
   logger.info({ address: settings.connection.address, namespace, trainingClasses }, 'worker running');
+  const running = Promise.all(workers.map((w) => w.run()));
+  // Pools take the file's capacity, caps and alert settings; leases already held stay.
+  new QuotaClient(client, config.quotaPools).configureAll().then(
+    (changed) => logger.info({ pools: config.quotaPools.pools.map((p) => p.name), changed }, 'quota pools configured'),
+    (err: unknown) => logger.error({ err }, 'could not apply the quota pool configuration'),
+  );
   try {
-    await Promise.all(workers.map((w) => w.run()));
+    await running;
   } finally {
     await client.connection.close();
     await connection.close();
@@ -37,5 +45,6 @@ async function main(): Promise<void> {
 
 main().catch((err: unknown) => {
   console.error(`worker: ${err instanceof Error ? err.message : String(err)}`);
-  process.exit(1);
+  // A bad configuration file is invalid input (exit 2), like mlctl's.
+  process.exit(err instanceof InvalidFileError ? 2 : 1);
 });

@@ -8,6 +8,7 @@ import {
   proxyActivities,
   setCurrentDetails,
   setHandler,
+  sleep,
   upsertSearchAttributes,
   workflowInfo,
 } from '@temporalio/workflow';
@@ -24,6 +25,7 @@ import {
   resumeSignal,
   statusQuery,
 } from '../shared/messages';
+import type { QuotaLease, ReleaseQuotaInput, ReserveQuotaInput } from '../shared/quota';
 import type { PromotionRecord } from '../shared/registry';
 import { MlModel, MlStage, MlVersion } from '../shared/search-attributes';
 import { LifecycleSpec, describeIssues } from '../shared/spec';
@@ -48,6 +50,14 @@ const analysis = proxyActivities<Activities>({
   heartbeatTimeout: '10 seconds',
   retry: { maximumAttempts: 5 },
 });
+
+/**
+ * TTL of the candidate's serving lease during the rollout. The lifecycle renews it from workflow timers, so the TTL
+ * sets how many renewals a long bake writes to history (one per 40 minutes) and how soon a terminated lifecycle's
+ * serving quota returns to the pool (within 2 hours). Training leases take the pool's TTL: their renewals ride on the
+ * trainer's activity heartbeats and write nothing to history.
+ */
+const SERVING_LEASE_TTL_MS = 2 * 3_600_000;
 
 class RolloutStop extends Error {
   constructor(
@@ -125,6 +135,8 @@ export async function modelLifecycleWorkflow(input: LifecycleInput): Promise<Lif
 
   /** True once the candidate is on the gateway (so a stop must undo the deployment). */
   let deployed = false;
+  /** Stops renewing the candidate's serving lease (set once it is reserved). */
+  let stopRenewing: () => void = () => undefined;
   try {
     await runLifecycle();
   } catch (err) {
@@ -154,7 +166,11 @@ export async function modelLifecycleWorkflow(input: LifecycleInput): Promise<Lif
     lc.event(hw.rationale);
     const trainLease = `${lc.id}:train`;
     const resources = { cpu: spec.training.resources.cpu, memoryGiB: spec.training.resources.memoryGiB };
-    if (!(await reserveOrFail(trainLease, lc.id, 'training', resources))) return;
+    const trainGrant = await reserveOrFail(trainLease, lc.id, 'training', resources, {
+      profile: { model: spec.model, family: spec.hardware.architecture },
+      expectedDurationMs: spec.training.timeout,
+    });
+    if (!trainGrant) return;
     if (await stoppedBeforeDeploy()) {
       await releaseLease(trainLease);
       return;
@@ -179,12 +195,22 @@ export async function modelLifecycleWorkflow(input: LifecycleInput): Promise<Lif
         program: spec.training.program,
         dataDir: spec.training.dataDir,
         params: spec.training.params,
+        // The trainer's worker renews the lease while the process lives; a vanished worker lets it expire.
+        ...(trainGrant.ttlMs !== null
+          ? { lease: { pool: spec.quota.pool, leaseId: trainLease, ttlMs: trainGrant.ttlMs } }
+          : {}),
       });
     } catch (err) {
       if (isCancellation(err)) throw err;
       trainingError = failureOf(err);
     } finally {
-      await CancellationScope.nonCancellable(() => releaseLease(trainLease));
+      // The measured run goes into the pool's history, where estimates for similar runs come from.
+      await CancellationScope.nonCancellable(() =>
+        releaseLease(trainLease, {
+          ...(trained ? { usage: trained.usage } : {}),
+          ...(trained?.datasetRows !== undefined ? { profile: { datasetRows: trained.datasetRows } } : {}),
+        }),
+      );
     }
     if (!trained) {
       const message = `training failed: ${trainingError?.message}`;
@@ -283,8 +309,15 @@ export async function modelLifecycleWorkflow(input: LifecycleInput): Promise<Lif
 
   async function deploy(production: PromotionRecord | null): Promise<void> {
     const resources = { cpu: spec.quota.serving.cpu, memoryGiB: spec.quota.serving.memoryGiB };
-    if (!(await reserveOrFail(servingLease(spec.version), `${spec.model}/${spec.version}`, 'serving', resources)))
-      return;
+    const grant = await reserveOrFail(
+      servingLease(spec.version),
+      `${spec.model}/${spec.version}`,
+      'serving',
+      resources,
+      { profile: { model: spec.model, family: spec.hardware.architecture }, ttlMs: SERVING_LEASE_TTL_MS },
+    );
+    if (!grant) return;
+    if (grant.ttlMs !== null) stopRenewing = keepRenewing(servingLease(spec.version), grant.ttlMs);
     try {
       if (production) {
         // Make sure the stable version is loaded (a gateway rebuilt from scratch has lost it).
@@ -404,6 +437,9 @@ export async function modelLifecycleWorkflow(input: LifecycleInput): Promise<Lif
       });
       await releaseLease(servingLease(production.version));
     }
+    // In production the deployment holds its serving quota until a later version replaces it: no expiry.
+    stopRenewing();
+    await control.renewQuota({ pool: spec.quota.pool, leaseId: servingLease(spec.version), ttlMs: null });
     lc.setTraffic(100);
     lc.enter(Stage.Promoted, `${spec.version} is the production version of ${spec.model}`);
   }
@@ -427,7 +463,13 @@ export async function modelLifecycleWorkflow(input: LifecycleInput): Promise<Lif
         'undeploy',
         () => control.undeployVersion({ model: spec.model, version: spec.version, opId: `${lc.id}:rollback-undeploy` }),
       ],
-      ['quota', () => releaseLease(servingLease(spec.version))],
+      [
+        'quota',
+        () => {
+          stopRenewing();
+          return releaseLease(servingLease(spec.version));
+        },
+      ],
     ];
     for (const [name, step] of steps) {
       try {
@@ -447,28 +489,83 @@ export async function modelLifecycleWorkflow(input: LifecycleInput): Promise<Lif
     lc.enter(Stage.RolledBack, `rolled back: ${reason}`);
   }
 
-  /** Reserves quota; when the pool refuses, the lifecycle fails naming what is short, and alerts. */
+  /**
+   * Reserves quota, waiting in the pool's queue for up to `quota.wait`; when the pool refuses, the lifecycle fails
+   * naming what is short and when quota is expected back, and alerts. Returns the lease, or null when refused.
+   */
   async function reserveOrFail(
     leaseId: string,
     holder: string,
     kind: 'training' | 'serving',
     resources: Record<string, number>,
-  ): Promise<boolean> {
-    const reserved = await control.reserveQuota({ pool: spec.quota.pool, leaseId, holder, kind, resources });
-    if (reserved.granted) return true;
-    lc.fail(ErrorType.QuotaRefused, reserved.message);
+    extra: Pick<ReserveQuotaInput, 'profile' | 'expectedDurationMs' | 'ttlMs'> = {},
+  ): Promise<QuotaLease | null> {
+    const waitMs = spec.quota.wait;
+    if (waitMs > 0) lc.event(`reserving ${kind} quota; may wait up to ${waitMs} ms in pool "${spec.quota.pool}"`);
+    const reserver =
+      waitMs > 0
+        ? proxyActivities<Activities>({
+            startToCloseTimeout: waitMs + 60_000,
+            heartbeatTimeout: '30 seconds',
+            retry: { initialInterval: '1 second', maximumAttempts: 5 },
+          })
+        : control;
+    const reserved = await reserver.reserveQuota({
+      pool: spec.quota.pool,
+      leaseId,
+      holder,
+      kind,
+      resources,
+      ...extra,
+      ...(waitMs > 0 ? { wait: { timeoutMs: waitMs, priority: spec.quota.priority } } : {}),
+    });
+    if (reserved.granted) {
+      if (reserved.waitedMs > 0) lc.event(`${kind} quota granted after waiting ${reserved.waitedMs} ms`);
+      return reserved.lease;
+    }
+    const when = reserved.earliestRelease ? `; quota expected back at ${reserved.earliestRelease}` : '';
+    lc.fail(ErrorType.QuotaRefused, `${reserved.message}${when}`);
     await alert({
       kind: 'quota-refused',
       severity: 'warning',
       summary: reserved.message,
-      details: { shortfalls: reserved.shortfalls },
+      details: { reason: reserved.reason, shortfalls: reserved.shortfalls, earliestRelease: reserved.earliestRelease },
     });
-    lc.enter(Stage.Failed, reserved.message);
-    return false;
+    lc.enter(Stage.Failed, lc.error!.message);
+    return null;
   }
 
-  async function releaseLease(leaseId: string): Promise<void> {
-    await control.releaseQuota({ pool: spec.quota.pool, leaseId });
+  async function releaseLease(leaseId: string, extra: Omit<ReleaseQuotaInput, 'leaseId'> = {}): Promise<void> {
+    await control.releaseQuota({ pool: spec.quota.pool, leaseId, ...extra });
+  }
+
+  /**
+   * Renews a lease at a third of its TTL while the lifecycle holds it; a workflow that is terminated stops renewing
+   * and the pool takes the quota back when the TTL runs out. Returns the function that stops the renewals.
+   */
+  function keepRenewing(leaseId: string, ttlMs: number): () => void {
+    const scope = new CancellationScope();
+    let held = true;
+    void scope
+      .run(async () => {
+        while (held) {
+          await sleep(Math.max(Math.floor(ttlMs / 3), 1_000));
+          if (!held) return;
+          const r = await control.renewQuota({ pool: spec.quota.pool, leaseId });
+          if (!r.renewed) {
+            lc.event(`quota lease ${leaseId} was no longer held by pool "${spec.quota.pool}" (expired)`);
+            return;
+          }
+        }
+      })
+      .catch((err: unknown) => {
+        if (!isCancellation(err)) log.warn('lease renewal stopped', { leaseId, error: String(err) });
+      });
+    return () => {
+      if (!held) return;
+      held = false;
+      scope.cancel();
+    };
   }
 
   function servingLease(version: string): string {

@@ -1,19 +1,54 @@
-import { condition, continueAsNew, setHandler, workflowInfo, allHandlersFinished } from '@temporalio/workflow';
-import { poolStateQuery, releaseQuotaUpdate, reserveQuotaUpdate } from '../shared/messages';
+import { allHandlersFinished, condition, continueAsNew, setHandler, workflowInfo } from '@temporalio/workflow';
+import { z } from 'zod';
 import {
+  assess,
+  breakdown,
+  describeRefusal,
+  earliestRelease,
+  faultyPipelines,
+  resourceUsage,
+  type UsageSample,
+} from '../domain/quota';
+import {
+  configurePoolUpdate,
+  poolStateQuery,
+  quotaBatchUpdate,
+  releaseQuotaUpdate,
+  renewQuotaUpdate,
+  reservationQuery,
+  reserveQuotaUpdate,
+} from '../shared/messages';
+import { describeIssues } from '../shared/spec';
+import {
+  QuotaPoolConfig as QuotaPoolConfigSchema,
+  ReleaseQuotaInput,
+  RenewQuotaInput,
+  ReserveQuotaInput,
+  type QuotaJournalEntry,
   type QuotaLease,
   type QuotaPoolConfig,
   type QuotaPoolState,
+  type QuotaRun,
+  type QuotaShortfall,
+  MAX_QUOTA_BATCH,
+  type QuotaBatchResult,
+  type QuotaWaiting,
+  type RefusalReason,
+  type ReservationState,
+  type ReserveQuotaRequest,
   type ReserveQuotaResult,
-  QuotaPoolConfig as QuotaPoolConfigSchema,
-  ReserveQuotaInput,
 } from '../shared/quota';
-import { describeShortfalls, shortfalls, usedResources } from '../domain/quota';
 
 /** Entity state carried across continue-as-new (plain JSON). */
 export interface QuotaPoolCarried {
   leases: QuotaLease[];
-  journal: QuotaPoolState['journal'];
+  waiting: QuotaWaiting[];
+  timedOut?: [string, ReserveQuotaResult & { granted: false }][];
+  journal: QuotaJournalEntry[];
+  runs: QuotaRun[];
+  samples: UsageSample[];
+  capRefusals: [string, number[]][];
+  stats: Omit<QuotaPoolState['stats'], 'opsThisRun'>;
 }
 
 export interface QuotaPoolInput {
@@ -23,53 +58,423 @@ export interface QuotaPoolInput {
 
 const JOURNAL_LIMIT = 1000;
 
+const RUNS_LIMIT = 500;
+const SAMPLES_LIMIT = 2000;
+
+interface Waiter {
+  entry: QuotaWaiting;
+  request: ReserveQuotaRequest;
+  /** Why it could not be granted when last tried. */
+  last?: { reason: RefusalReason; shortfalls: QuotaShortfall[] };
+}
+
 /**
- * One entity workflow per quota pool. Every grant and release is an update on this workflow, so the pool's history
- * is the audit trail and the single writer makes "never over capacity" hold without locks.
+ * One entity workflow per quota pool. Every reservation, renewal and release is an update on it, so the pool's
+ * history is the audit trail and a single writer keeps "never above capacity or a cap" without locks. Leases expire
+ * after their TTL unless renewed, reservations may wait in a priority/FIFO queue, and the whole state continues as new
+ * intact. The pool calls no activities: its history holds only its operations, and its alerts come from the pool's
+ * monitor workflow, which reads its state.
  */
 export async function quotaPoolWorkflow(input: QuotaPoolInput): Promise<void> {
-  const config = QuotaPoolConfigSchema.parse(input.config);
-  const leases = new Map<string, QuotaLease>((input.carried?.leases ?? []).map((l) => [l.leaseId, l]));
-  const journal: QuotaPoolState['journal'] = input.carried?.journal ?? [];
-  const record = (entry: QuotaPoolState['journal'][number]) => {
-    journal.push(entry);
+  let config = QuotaPoolConfigSchema.parse(input.config);
+  const carried = input.carried;
+  const leases = new Map<string, QuotaLease>((carried?.leases ?? []).map((l) => [l.leaseId, l]));
+  const journal: QuotaJournalEntry[] = carried?.journal ?? [];
+  const runs: QuotaRun[] = carried?.runs ?? [];
+  const samples: UsageSample[] = carried?.samples ?? [];
+  const capRefusals = new Map<string, number[]>(carried?.capRefusals ?? []);
+  const stats = { grants: 0, refusals: 0, releases: 0, expirations: 0, continuedAsNew: 0, ...carried?.stats };
+  // Waiting reservations keep their place across continue-as-new.
+  const queue: Waiter[] = (carried?.waiting ?? []).map((entry) => ({
+    entry,
+    request: {
+      leaseId: entry.leaseId,
+      holder: entry.holder,
+      kind: entry.kind,
+      resources: entry.resources,
+      wait: {
+        timeoutMs: Math.max(Date.parse(entry.deadline) - Date.parse(entry.enqueuedAt), 1),
+        priority: entry.priority,
+      },
+    },
+  }));
+  /** Reservations that waited in vain, by lease id, for callers watching them (bounded). */
+  const timedOut = new Map<string, ReserveQuotaResult & { granted: false }>(carried?.timedOut ?? []);
+  let ops = 0;
+  let dirty = false;
+
+  const nowMs = () => Date.now();
+  const iso = (ms = nowMs()) => new Date(ms).toISOString();
+  const record = (entry: Omit<QuotaJournalEntry, 'at' | 'used'>, withUsage = false) => {
+    journal.push({ at: iso(), ...entry, ...(withUsage ? { used: breakdown(leases.values()).used } : {}) });
     if (journal.length > JOURNAL_LIMIT) journal.splice(0, journal.length - JOURNAL_LIMIT);
   };
+  const changed = () => {
+    dirty = true;
+    samples.push({ atMs: nowMs(), used: breakdown(leases.values()).used });
+    // Keep the samples of the burn window plus the one before it.
+    const from = nowMs() - config.alerts.burnWindow;
+    const firstInWindow = samples.findIndex((s) => s.atMs > from);
+    if (firstInWindow > 1) samples.splice(0, firstInWindow - 1);
+    if (samples.length > SAMPLES_LIMIT) samples.splice(0, samples.length - SAMPLES_LIMIT);
+  };
+  const endRun = (
+    lease: QuotaLease,
+    ended: QuotaRun['ended'],
+    usage?: QuotaRun['usage'],
+    profile?: QuotaRun['profile'],
+  ) => {
+    const merged = lease.profile || profile ? { ...lease.profile, ...profile } : undefined;
+    runs.push({
+      leaseId: lease.leaseId,
+      holder: lease.holder,
+      kind: lease.kind,
+      resources: lease.resources,
+      grantedAt: lease.grantedAt,
+      endedAt: iso(),
+      heldMs: nowMs() - Date.parse(lease.grantedAt),
+      ended,
+      ...(merged ? { profile: merged } : {}),
+      ...(usage ? { usage } : {}),
+    });
+    if (runs.length > RUNS_LIMIT) runs.splice(0, runs.length - RUNS_LIMIT);
+  };
 
-  setHandler(
-    reserveQuotaUpdate,
-    (raw): ReserveQuotaResult => {
-      const req = ReserveQuotaInput.parse(raw);
-      const existing = leases.get(req.leaseId);
-      if (existing) return { granted: true, lease: existing };
-      const at = new Date().toISOString();
-      const short = shortfalls(config.capacity, [...leases.values()], req.resources);
-      if (short.length > 0) {
-        record({ at, op: 'refuse', leaseId: req.leaseId, resources: req.resources });
-        return { granted: false, shortfalls: short, message: describeShortfalls(config.name, short) };
+  const ttlOf = (requested: number | null | undefined) => (requested === undefined ? config.leaseTtl : requested);
+  const grant = (req: ReserveQuotaRequest, waitedMs: number): ReserveQuotaResult => {
+    const now = nowMs();
+    const ttlMs = ttlOf(req.ttlMs);
+    const lease: QuotaLease = {
+      leaseId: req.leaseId,
+      holder: req.holder,
+      kind: req.kind,
+      resources: req.resources,
+      grantedAt: iso(now),
+      renewedAt: iso(now),
+      expiresAt: ttlMs === null ? null : iso(now + ttlMs),
+      ttlMs,
+      ...(req.expectedDurationMs ? { expectedReleaseAt: iso(now + req.expectedDurationMs) } : {}),
+      ...(req.profile ? { profile: req.profile } : {}),
+      waitedMs,
+    };
+    leases.set(lease.leaseId, lease);
+    stats.grants++;
+    record({ op: 'grant', leaseId: lease.leaseId, holder: lease.holder, resources: lease.resources }, true);
+    changed();
+    return { granted: true, lease, waitedMs };
+  };
+  /** A negative answer: why, what is short, and when quota holding it is expected back. */
+  const answer = (reason: RefusalReason, shortfalls: QuotaShortfall[]): ReserveQuotaResult & { granted: false } => ({
+    granted: false,
+    reason,
+    shortfalls,
+    earliestRelease: earliestRelease(
+      leases.values(),
+      shortfalls.map((s) => s.resource),
+    ),
+    message: describeRefusal(config.name, reason, shortfalls),
+  });
+  const refusal = (
+    req: ReserveQuotaRequest,
+    reason: RefusalReason,
+    shortfalls: QuotaShortfall[],
+  ): ReserveQuotaResult & { granted: false } => {
+    stats.refusals++;
+    if (reason === 'pipeline-cap') {
+      const times = capRefusals.get(req.holder) ?? [];
+      times.push(nowMs());
+      capRefusals.set(req.holder, times.slice(-Math.max(config.alerts.faultyAfter * 2, 200)));
+      dirty = true;
+    }
+    record({ op: 'refuse', leaseId: req.leaseId, holder: req.holder, resources: req.resources, reason });
+    return answer(reason, shortfalls);
+  };
+
+  /** Queue order: higher priority first, then first come. */
+  const ordered = () =>
+    [...queue].sort(
+      (a, b) => b.entry.priority - a.entry.priority || a.entry.enqueuedAt.localeCompare(b.entry.enqueuedAt),
+    );
+
+  /**
+   * Grants waiting reservations in queue order. A reservation that does not fit holds back the resources it is short
+   * of from everyone behind it, so a stream of small requests cannot starve a big one; a reservation stopped by its
+   * own cap holds nothing back.
+   */
+  const pump = () => {
+    const blocked = new Set<string>();
+    for (const waiter of ordered()) {
+      const a = assess(config, leases.values(), waiter.request, blocked);
+      if (a.fits) {
+        queue.splice(queue.indexOf(waiter), 1);
+        grant(waiter.request, nowMs() - Date.parse(waiter.entry.enqueuedAt));
+        continue;
       }
-      const lease: QuotaLease = { ...req, grantedAt: at };
-      leases.set(req.leaseId, lease);
-      record({ at, op: 'grant', leaseId: req.leaseId, resources: req.resources });
-      return { granted: true, lease };
+      waiter.last = { reason: a.reason!, shortfalls: a.shortfalls };
+      if (a.reason === 'capacity' || a.reason === 'queued-ahead')
+        for (const s of a.shortfalls) if (s.scope === 'pool') blocked.add(s.resource);
+    }
+  };
+
+  /** Resources promised to waiting reservations that come before a new one of `priority`. */
+  const blockedFor = (priority: number): Set<string> => {
+    const blocked = new Set<string>();
+    for (const waiter of ordered()) {
+      if (waiter.entry.priority < priority) break;
+      const a = assess(config, leases.values(), waiter.request, blocked);
+      if (!a.fits && (a.reason === 'capacity' || a.reason === 'queued-ahead'))
+        for (const s of a.shortfalls) if (s.scope === 'pool') blocked.add(s.resource);
+    }
+    return blocked;
+  };
+
+  const position = (waiter: Waiter) => ordered().indexOf(waiter) + 1;
+  const queuedResult = (waiter: Waiter): ReserveQuotaResult => {
+    const reason = waiter.last?.reason ?? 'queued-ahead';
+    const shortfalls = waiter.last?.shortfalls ?? [];
+    const answered = answer(reason, shortfalls);
+    return {
+      ...answered,
+      message: `queued in pool "${config.name}" at place ${position(waiter)} until ${waiter.entry.deadline}: ${answered.message}`,
+      queued: { position: position(waiter), deadline: waiter.entry.deadline },
+    };
+  };
+
+  function reserve(raw: unknown): ReserveQuotaResult {
+    ops++;
+    const req = ReserveQuotaInput.parse(raw);
+    const existing = leases.get(req.leaseId);
+    if (existing) return { granted: true, lease: existing, waitedMs: existing.waitedMs };
+    const queued = queue.find((w) => w.entry.leaseId === req.leaseId);
+    // The same reservation again (a retried call): it keeps its place.
+    if (queued) return queuedResult(queued);
+    timedOut.delete(req.leaseId);
+    const priority = req.wait?.priority ?? 0;
+    const a = assess(config, leases.values(), req, blockedFor(priority));
+    if (a.fits) return grant(req, 0);
+    if (!req.wait || a.reason === 'never-fits') return refusal(req, a.reason!, a.shortfalls);
+    const timeoutMs = Math.min(req.wait.timeoutMs, config.maxWait);
+    const now = nowMs();
+    const waiter: Waiter = {
+      entry: {
+        leaseId: req.leaseId,
+        holder: req.holder,
+        kind: req.kind,
+        resources: req.resources,
+        priority,
+        enqueuedAt: iso(now),
+        deadline: iso(now + timeoutMs),
+      },
+      request: req,
+      last: { reason: a.reason!, shortfalls: a.shortfalls },
+    };
+    queue.push(waiter);
+    record({ op: 'enqueue', leaseId: req.leaseId, holder: req.holder, resources: req.resources });
+    dirty = true;
+    pump();
+    const lease = leases.get(req.leaseId);
+    return lease ? { granted: true, lease, waitedMs: 0 } : queuedResult(waiter);
+  }
+
+  setHandler(reservationQuery, (leaseId): ReservationState => {
+    const lease = leases.get(leaseId);
+    if (lease) return { state: 'granted', lease, waitedMs: lease.waitedMs };
+    const waiter = queue.find((w) => w.entry.leaseId === leaseId);
+    if (waiter)
+      return {
+        state: 'queued',
+        position: position(waiter),
+        deadline: waiter.entry.deadline,
+        reason: waiter.last?.reason ?? 'queued-ahead',
+        shortfalls: waiter.last?.shortfalls ?? [],
+      };
+    const refused = timedOut.get(leaseId);
+    return refused ? { state: 'refused', result: refused } : { state: 'unknown' };
+  });
+
+  /** Takes a reservation out of the queue when its wait is over, keeping the refusal for whoever watches it. */
+  function timeOut(waiter: Waiter): void {
+    const i = queue.indexOf(waiter);
+    if (i >= 0) queue.splice(i, 1);
+    const r = refusal(waiter.request, 'wait-timeout', waiter.last?.shortfalls ?? []);
+    const cause = waiter.last ? `: ${describeRefusal(config.name, waiter.last.reason, waiter.last.shortfalls)}` : '';
+    timedOut.set(waiter.entry.leaseId, {
+      ...r,
+      message: `pool "${config.name}": still not granted after waiting until ${waiter.entry.deadline}${cause}`,
+    });
+    if (timedOut.size > RUNS_LIMIT) timedOut.delete(timedOut.keys().next().value!);
+    dirty = true;
+  }
+
+  function renew(raw: unknown): QuotaLease | null {
+    ops++;
+    const req = RenewQuotaInput.parse(raw);
+    const lease = leases.get(req.leaseId);
+    if (!lease) return null;
+    const ttlMs = req.ttlMs === undefined ? (lease.ttlMs ?? config.leaseTtl) : req.ttlMs;
+    const now = nowMs();
+    const renewed: QuotaLease = {
+      ...lease,
+      renewedAt: iso(now),
+      ttlMs,
+      expiresAt: ttlMs === null ? null : iso(now + ttlMs),
+    };
+    leases.set(lease.leaseId, renewed);
+    dirty = true;
+    return renewed;
+  }
+
+  function release(raw: unknown): QuotaLease | null {
+    ops++;
+    const req = ReleaseQuotaInput.parse(raw);
+    const lease = leases.get(req.leaseId);
+    if (!lease) return null;
+    leases.delete(req.leaseId);
+    stats.releases++;
+    endRun(lease, 'released', req.usage, req.profile);
+    record({ op: 'release', leaseId: lease.leaseId, holder: lease.holder, resources: lease.resources }, true);
+    changed();
+    pump();
+    return lease;
+  }
+
+  setHandler(reserveQuotaUpdate, reserve, { validator: (raw) => void ReserveQuotaInput.parse(raw) });
+  setHandler(renewQuotaUpdate, renew, { validator: (raw) => void RenewQuotaInput.parse(raw) });
+  setHandler(releaseQuotaUpdate, release, { validator: (raw) => void ReleaseQuotaInput.parse(raw) });
+  // Many operations in one update, applied in order: one workflow task for a burst of pipelines (QuotaClient batches).
+  setHandler(
+    quotaBatchUpdate,
+    (batch): QuotaBatchResult[] =>
+      batch.map((item): QuotaBatchResult => {
+        try {
+          const apply = { reserve, renew, release }[item.op];
+          if (!apply) return { ok: false, error: `unknown operation "${String(item.op)}"` };
+          return { ok: true, value: apply(item.input) };
+        } catch (err) {
+          return { ok: false, error: err instanceof z.ZodError ? describeIssues(err).join('; ') : String(err) };
+        }
+      }),
+    {
+      validator: (batch) => {
+        if (!Array.isArray(batch) || batch.length === 0 || batch.length > MAX_QUOTA_BATCH)
+          throw new Error(`a batch is 1 to ${MAX_QUOTA_BATCH} operations`);
+      },
     },
-    { validator: (raw) => void ReserveQuotaInput.parse(raw) },
   );
 
-  setHandler(releaseQuotaUpdate, ({ leaseId }) => {
-    const lease = leases.get(leaseId);
-    if (!lease) return null;
-    leases.delete(leaseId);
-    record({ at: new Date().toISOString(), op: 'release', leaseId, resources: lease.resources });
-    return lease;
+  setHandler(
+    configurePoolUpdate,
+    (raw) => {
+      const next = QuotaPoolConfigSchema.parse(raw);
+      if (next.name !== config.name) throw new Error(`pool "${config.name}" cannot be reconfigured as "${next.name}"`);
+      const same = JSON.stringify(next) === JSON.stringify(config);
+      if (!same) {
+        config = next;
+        record({ op: 'configure' }, true);
+        changed();
+        pump();
+      }
+      return { changed: !same };
+    },
+    {
+      validator: (raw) => {
+        const next = QuotaPoolConfigSchema.parse(raw);
+        if (next.name !== config.name)
+          throw new Error(`pool "${config.name}" cannot be reconfigured as "${next.name}"`);
+      },
+    },
+  );
+
+  setHandler(poolStateQuery, (): QuotaPoolState => {
+    const now = nowMs();
+    const { used, byKind, byPipeline } = breakdown(leases.values());
+    const faulty = faultyPipelines(capRefusals, config, now);
+    return {
+      name: config.name,
+      config,
+      capacity: config.capacity,
+      at: iso(now),
+      leases: [...leases.values()],
+      used,
+      resources: resourceUsage(config.capacity, used, samples, now, config.alerts.burnWindow),
+      byKind,
+      byPipeline,
+      waiting: ordered().map((w) => w.entry),
+      faulty: faulty.map((f) => ({ holder: f.holder, capRefusals: f.capRefusals, since: iso(f.sinceMs) })),
+      runs,
+      journal,
+      stats: { ...stats, opsThisRun: ops },
+    };
   });
 
-  setHandler(poolStateQuery, () => {
-    const all = [...leases.values()];
-    return { name: config.name, capacity: config.capacity, leases: all, used: usedResources(all), journal };
-  });
+  const expireDue = () => {
+    const now = nowMs();
+    let expired = false;
+    for (const lease of [...leases.values()]) {
+      if (lease.expiresAt === null || Date.parse(lease.expiresAt) > now) continue;
+      leases.delete(lease.leaseId);
+      stats.expirations++;
+      endRun(lease, 'expired');
+      record({ op: 'expire', leaseId: lease.leaseId, holder: lease.holder, resources: lease.resources }, true);
+      changed();
+      expired = true;
+    }
+    if (expired) pump();
+  };
 
-  await condition(() => workflowInfo().continueAsNewSuggested);
+  const nextWakeMs = (): number | undefined => {
+    let next: number | undefined;
+    for (const lease of leases.values()) {
+      if (lease.expiresAt === null) continue;
+      const at = Date.parse(lease.expiresAt);
+      if (next === undefined || at < next) next = at;
+    }
+    for (const w of queue) next = Math.min(next ?? Infinity, Date.parse(w.entry.deadline));
+    if (capRefusals.size > 0) next = Math.min(next ?? Infinity, nowMs() + config.alerts.faultyWindow);
+    return next;
+  };
+
+  /** Forgets cap refusals older than the window (the faulty flag is computed from what is left). */
+  const pruneCapRefusals = () => {
+    const from = nowMs() - config.alerts.faultyWindow;
+    for (const [holder, times] of capRefusals) {
+      const recent = times.filter((t) => t > from);
+      if (recent.length === 0) capRefusals.delete(holder);
+      else capRefusals.set(holder, recent);
+    }
+  };
+
+  const shouldContinueAsNew = () =>
+    workflowInfo().continueAsNewSuggested ||
+    (config.continueAsNewAfterOps !== undefined && ops >= config.continueAsNewAfterOps);
+
+  changed();
+  dirty = true;
+  for (;;) {
+    const wake = nextWakeMs();
+    await condition(() => dirty || shouldContinueAsNew(), wake === undefined ? undefined : Math.max(wake - nowMs(), 1));
+    dirty = false;
+    expireDue();
+    for (const w of queue.filter((q) => Date.parse(q.entry.deadline) <= nowMs())) timeOut(w);
+    pruneCapRefusals();
+    if (shouldContinueAsNew()) break;
+  }
+
+  // Hand over the whole state (queue included) to the next run once every handler has finished.
   await condition(allHandlersFinished);
-  await continueAsNew<typeof quotaPoolWorkflow>({ config, carried: { leases: [...leases.values()], journal } });
+  expireDue();
+  stats.continuedAsNew++;
+  await continueAsNew<typeof quotaPoolWorkflow>({
+    config,
+    carried: {
+      leases: [...leases.values()],
+      waiting: queue.map((w) => w.entry),
+      timedOut: [...timedOut],
+      journal,
+      runs,
+      samples,
+      capRefusals: [...capRefusals],
+      stats,
+    },
+  });
 }

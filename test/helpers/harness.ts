@@ -13,7 +13,13 @@ import { trainerPython } from '../../src/config/toolchain';
 import { LoadGenerator } from '../../src/dev/load-generator';
 import { createGateway } from '../../src/serving/server';
 import { poolStateQuery } from '../../src/shared/messages';
-import { quotaPoolWorkflowId, type QuotaPoolState } from '../../src/shared/quota';
+import { QuotaClient } from '../../src/client/quota-client';
+import {
+  QuotaPoolsFile,
+  quotaPoolWorkflowId,
+  type QuotaPoolConfigInput,
+  type QuotaPoolState,
+} from '../../src/shared/quota';
 import type { LifecycleSpec } from '../../src/shared/spec';
 import type { Alert } from '../../src/shared/alerts';
 import type { LifecycleStatus } from '../../src/shared/status';
@@ -68,7 +74,13 @@ export interface Stack {
  * in-process workers running the real activities (real trainer process, real HTTP).
  */
 export async function startStack(
-  options: { workers?: boolean; pool?: { name: string; capacity: Record<string, number> } } = {},
+  options: {
+    workers?: boolean;
+    /** Replaces the default pool (its name may be `default`). */
+    pool?: QuotaPoolConfigInput;
+    /** More pools besides the default one. */
+    pools?: QuotaPoolConfigInput[];
+  } = {},
 ): Promise<Stack> {
   installQuietRuntime();
   const address = inject('temporalAddress');
@@ -76,13 +88,16 @@ export async function startStack(
   const gateway = await startGateway();
   const artifactsDir = mkdtempSync(join(tmpdir(), 'mll-art-'));
   const alerts: Alert[] = [];
+  const quotaPools = QuotaPoolsFile.parse({
+    pools: [options.pool ?? { name: 'default', capacity: { cpu: 64, memoryGiB: 256 } }, ...(options.pools ?? [])],
+  });
   const activities: Activities = createActivities({
     client,
     gatewayUrl: gateway.url,
     artifactsDir,
     python: trainerPython(),
     root: ROOT,
-    quotaPools: { pools: [options.pool ?? { name: 'default', capacity: { cpu: 64, memoryGiB: 256 } }] },
+    quotaPools,
     alertSink: (a) => void alerts.push(a),
     analysisPollIntervalMs: 250,
   });
@@ -105,6 +120,8 @@ export async function startStack(
         workflowBundle: { codePath: inject('workflowBundlePath') },
       });
       running = Promise.all(workers.map((w) => w.run()));
+      // The pool takes this stack's configuration, as a worker does at start.
+      await new QuotaClient(client, quotaPools).configureAll();
     },
     async stopWorkers() {
       if (!running) return;

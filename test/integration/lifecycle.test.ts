@@ -151,11 +151,12 @@ describe('model lifecycle on a real Temporal dev server', () => {
     );
     const end = await waitForStatus(stack.lifecycles, id, (s) => s.stage === 'failed');
     expect(end.error?.type).toBe(ErrorType.QuotaRefused);
-    expect(end.error?.message).toMatch(/cpu needs 1000, [\d.]+ of \d+ available/);
+    expect(end.error?.message).toMatch(/can never fit: cpu needs 1000, [\d.]+ of \d+ \(capacity\)/);
     expect(end.events.some((e) => e.stage === 'training')).toBe(false);
     expect(await leasesOf(id)).toEqual([]);
     const refused = stack.alerts.find((a) => a.kind === 'quota-refused' && a.lifecycleId === id);
     expect(refused?.details).toMatchObject({
+      reason: 'never-fits',
       shortfalls: [expect.objectContaining({ resource: 'cpu', requested: 1000 })],
     });
   });

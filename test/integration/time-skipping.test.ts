@@ -1,3 +1,4 @@
+import { QuotaPoolsFile } from '../../src/shared/quota';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -6,6 +7,7 @@ import { Worker } from '@temporalio/worker';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { createActivities } from '../../src/activities';
 import { LifecycleClient } from '../../src/client/lifecycle-client';
+import { QuotaClient } from '../../src/client/quota-client';
 import { registerSearchAttributes } from '../../src/dev/register-search-attributes';
 import { temporalTestServerPath, trainerPython } from '../../src/config/toolchain';
 import type { LoadGenerator } from '../../src/dev/load-generator';
@@ -23,6 +25,14 @@ import {
 } from '../helpers/harness';
 
 const HOUR = 3_600_000;
+const MINUTE = 60_000;
+const POOLS = QuotaPoolsFile.parse({
+  pools: [
+    // Its monitor looks hourly: this pool's test is about bakes of hours, not alerts.
+    { name: 'default', capacity: { cpu: 16, memoryGiB: 64 }, alerts: { checkEvery: '1h' } },
+    { name: 'ttl', capacity: { cpu: 8 }, leaseTtl: '10m' },
+  ],
+});
 
 /** Bakes of hours on the time-skipping test server: durable timers, skipped, with real activities around them. */
 describe('a rollout whose stages bake for hours', () => {
@@ -32,6 +42,7 @@ describe('a rollout whose stages bake for hours', () => {
   let workers: Worker[] = [];
   let running: Promise<unknown>;
   const model = uniqueName('skip');
+  const expiredAlerts: string[] = [];
 
   beforeAll(async () => {
     installQuietRuntime();
@@ -47,8 +58,11 @@ describe('a rollout whose stages bake for hours', () => {
       artifactsDir: mkdtempSync(join(tmpdir(), 'mll-skip-')),
       python: trainerPython(),
       root: ROOT,
-      quotaPools: { pools: [{ name: 'default', capacity: { cpu: 16, memoryGiB: 64 } }] },
+      quotaPools: POOLS,
       analysisPollIntervalMs: 250,
+      alertSink: (a) => {
+        if (a.kind === 'quota-lease-expired') expiredAlerts.push(a.summary);
+      },
     });
     const bundle = { codePath: inject('workflowBundlePath') };
     workers = [
@@ -106,5 +120,48 @@ describe('a rollout whose stages bake for hours', () => {
     const baked = at('v2 is the production version') - at('canary:');
     expect(baked).toBeGreaterThanOrEqual(20 * HOUR);
     expect(wallSeconds).toBeLessThan(120);
+  });
+
+  it('reclaims the quota of a holder that died within its lease TTL, and keeps a renewed lease', async () => {
+    const alerts: string[] = [];
+    const quota = new QuotaClient(env.client, POOLS);
+    const dead = await quota.reserve('ttl', {
+      leaseId: 'dead',
+      holder: 'crashed-job',
+      kind: 'data',
+      resources: { cpu: 6 },
+    });
+    const alive = await quota.reserve('ttl', {
+      leaseId: 'alive',
+      holder: 'live-job',
+      kind: 'data',
+      resources: { cpu: 2 },
+    });
+    expect(dead.granted && alive.granted).toBe(true);
+    // The dead holder never renews; the live one renews every 4 minutes, well within the 10-minute TTL.
+    for (let minute = 4; minute <= 12; minute += 4) {
+      await env.sleep(4 * MINUTE);
+      expect(await quota.renew('ttl', { leaseId: 'alive' })).not.toBeNull();
+    }
+    const state = (await quota.state('ttl'))!;
+    expect(state.leases.map((l) => l.leaseId)).toEqual(['alive']);
+    expect(state.stats.expirations).toBe(1);
+    const run = state.runs.find((r) => r.leaseId === 'dead')!;
+    expect(run.ended).toBe('expired');
+    // Reclaimed at its TTL: 10 minutes after the grant, not at the next look.
+    expect(Date.parse(run.endedAt) - Date.parse(run.grantedAt)).toBeLessThanOrEqual(10 * MINUTE + 1000);
+    // The freed quota is grantable again, and the expiry was alerted once by the pool's monitor.
+    const again = await quota.reserve('ttl', {
+      leaseId: 'next',
+      holder: 'next-job',
+      kind: 'data',
+      resources: { cpu: 6 },
+    });
+    expect(again.granted).toBe(true);
+    await env.sleep(MINUTE);
+    const monitorSent = (await quota.monitor('ttl'))!.delivered;
+    expect(monitorSent).toBeGreaterThanOrEqual(1);
+    alerts.push(...expiredAlerts.filter((a) => a.includes('dead')));
+    expect(alerts).toHaveLength(1);
   });
 });

@@ -112,7 +112,7 @@ describe('spec validation', () => {
       trainingClasses: [],
       servingClasses: [],
     });
-    expect(spec.quota).toEqual({ pool: 'default', serving: { cpu: 1, memoryGiB: 1 } });
+    expect(spec.quota).toEqual({ pool: 'default', serving: { cpu: 1, memoryGiB: 1 }, wait: 0, priority: 0 });
     expect(spec.training).toMatchObject({ params: {}, resources: { cpu: 1, memoryGiB: 2 }, maxAttempts: 3 });
     expect(spec.rollout.analysis.minSamples).toBe(100);
   });

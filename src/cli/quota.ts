@@ -1,0 +1,372 @@
+import type { Client } from '@temporalio/client';
+import { type Command, Option } from 'commander';
+import { QuotaClient } from '../client/quota-client';
+import { checkPool, estimateLifecycle, estimateRun, type LifecycleEstimate } from '../client/quota-planning';
+import { loadSpecFile } from '../client/spec-file';
+import { loadQuotaPools, quotaPoolsPath } from '../config/env';
+import type { RunEstimate } from '../domain/quota';
+import { parseDurationMs } from '../shared/duration';
+import {
+  PipelineKind,
+  ReserveQuotaInput,
+  type QuotaAlertState,
+  type QuotaPoolState,
+  type Resources,
+} from '../shared/quota';
+import { table } from './format';
+
+/** What the quota commands need from mlctl. */
+export interface QuotaCommandContext {
+  connect(): Promise<Client>;
+  print(cmd: Command, json: unknown, text: string): void;
+  /** Throws mlctl's invalid-input error (exit 2). */
+  invalid(message: string): never;
+  /** Throws mlctl's refused error (exit 4). */
+  refused(message: string): never;
+  /** Sets the exit code for a check that found a problem (5). */
+  problemsFound(): void;
+}
+
+const n = (x: number) => String(Math.round(x * 100) / 100);
+const res = (r: Resources) =>
+  Object.entries(r)
+    .filter(([, v]) => v > 0)
+    .map(([k, v]) => `${k}=${n(v)}`)
+    .join(' ') || '-';
+const minutes = (ms: number) => (ms < 120_000 ? `${Math.round(ms / 1000)}s` : `${Math.round(ms / 60_000)}m`);
+const until = (iso: string | null, now: number) => (iso === null ? 'never' : `in ${minutes(Date.parse(iso) - now)}`);
+
+function parseResources(text: string, ctx: QuotaCommandContext): Resources {
+  const out: Resources = {};
+  for (const part of text.split(',').filter(Boolean)) {
+    const [k, v] = part.split('=');
+    const amount = Number(v);
+    if (!k || v === undefined || !Number.isFinite(amount))
+      ctx.invalid(`--resources: "${part}" is not resource=amount (e.g. cpu=2,memoryGiB=4)`);
+    out[k.trim()] = amount;
+  }
+  return out;
+}
+
+function duration(text: string | undefined, flag: string, ctx: QuotaCommandContext): number | undefined {
+  if (text === undefined) return undefined;
+  const ms = parseDurationMs(text);
+  if (ms === undefined) ctx.invalid(`${flag}: "${text}" is not a duration (e.g. 90s, 10m, 1h)`);
+  return ms;
+}
+
+export function formatPool(s: QuotaPoolState, alerts: readonly QuotaAlertState[] = []): string {
+  const now = Date.parse(s.at);
+  const lines = [
+    `pool ${s.name}   leases ${s.leases.length}   waiting ${s.waiting.length}   ` +
+      `grants ${s.stats.grants}  refusals ${s.stats.refusals}  expired ${s.stats.expirations}`,
+    '',
+    table(
+      [
+        'RESOURCE',
+        'USED',
+        'CAPACITY',
+        'USE%',
+        'BURN/H',
+        'RUNS OUT',
+        ...Object.keys(s.byKind).map((k) => k.toUpperCase()),
+      ],
+      s.resources.map((r) => [
+        r.resource,
+        n(r.used),
+        n(r.capacity),
+        `${Math.round(r.share * 100)}%`,
+        n(r.burnPerHour),
+        r.exhaustedAt ? until(r.exhaustedAt, now) : '-',
+        ...Object.values(s.byKind).map((k) => n(k[r.resource] ?? 0)),
+      ]),
+    ),
+  ];
+  if (s.leases.length > 0) {
+    lines.push(
+      '',
+      table(
+        ['LEASE', 'HOLDER', 'KIND', 'RESOURCES', 'EXPIRES'],
+        s.leases.map((l) => [l.leaseId, l.holder, l.kind, res(l.resources), until(l.expiresAt, now)]),
+      ),
+    );
+  }
+  if (s.waiting.length > 0) {
+    lines.push(
+      '',
+      table(
+        ['WAITING', 'HOLDER', 'KIND', 'RESOURCES', 'PRIORITY', 'SINCE', 'GIVES UP'],
+        s.waiting.map((w) => [
+          w.leaseId,
+          w.holder,
+          w.kind,
+          res(w.resources),
+          String(w.priority),
+          w.enqueuedAt,
+          until(w.deadline, now),
+        ]),
+      ),
+    );
+  }
+  for (const a of alerts) lines.push(`ALERT [${a.severity}] ${a.summary} (since ${a.since})`);
+  for (const f of s.faulty)
+    lines.push(`FAULTY ${f.holder}: refused by its cap ${f.capRefusals} times since ${f.since}`);
+  return lines.join('\n');
+}
+
+function formatRunEstimate(title: string, e: RunEstimate): string[] {
+  const r = (x: { low: number; mid: number; high: number } | null, f: (v: number) => string) =>
+    x ? `${f(x.mid)} (${f(x.low)}–${f(x.high)})` : 'unknown';
+  return [
+    `${title}: ${e.basis === 'history' ? `${e.similarRuns} similar runs (${e.criteria})` : `no similar runs (${e.criteria}); the declared request stands`}`,
+    `  duration      ${r(e.durationMs, (v) => minutes(v))}`,
+    `  peak memory   ${r(e.peakMemoryGiB, (v) => `${n(v)} GiB`)}`,
+    `  cpu cores     ${r(e.cpuCores, n)}`,
+    `  reserve       ${res(e.recommended)}`,
+  ];
+}
+
+function formatLifecycleEstimate(e: LifecycleEstimate): string {
+  const lines = [
+    `${e.model} ${e.version} in pool ${e.pool}${e.training.datasetRows !== undefined ? `, ${e.training.datasetRows} training rows` : ''}`,
+    ...formatRunEstimate('training', e.training),
+  ];
+  if ('unavailable' in e.serving) lines.push(`serving: no estimate: ${e.serving.unavailable}`);
+  else {
+    const s = e.serving;
+    lines.push(
+      `serving: ${n(s.qps)} QPS at ${Math.round(s.targetUtilization * 100)}% target utilisation (${s.basis})`,
+      `  per replica   ${n(s.perReplicaRps.mid)} req/s (${n(s.perReplicaRps.low)}–${n(s.perReplicaRps.high)})`,
+      `  replicas      ${s.replicas.mid} (${s.replicas.low}–${s.replicas.high})`,
+      `  reserve       ${res(s.resources)}`,
+    );
+  }
+  return lines.join('\n');
+}
+
+/** `mlctl quota show|estimate|check|reserve|renew|release`. */
+export function addQuotaCommands(program: Command, ctx: QuotaCommandContext): void {
+  const quota = program
+    .command('quota')
+    .description('shared compute quota: pools, leases, usage, alerts and estimates');
+  const withJson = (cmd: Command) =>
+    cmd
+      .option('--json', 'machine-readable output')
+      .option('--pools <file>', 'quota pools file (default: QUOTA_POOLS_FILE or config/quota-pools.yaml)');
+  // The pools file is read (and validated: a bad one exits 2 naming every problem) before connecting.
+  const connect = async (cmd: Command) => {
+    const file = loadQuotaPools(cmd.opts<{ pools?: string }>().pools ?? quotaPoolsPath());
+    return new QuotaClient(await ctx.connect(), file);
+  };
+
+  withJson(quota.command('show [pool]'))
+    .description('usage per resource, kind and pipeline, burn rate, leases, queue, alerts (every pool by default)')
+    .action(async (pool: string | undefined, _o: unknown, cmd: Command) => {
+      const client = await connect(cmd);
+      const names = pool ? [pool] : client.poolNames;
+      const states = [];
+      for (const name of names) {
+        client.config(name);
+        const state = await client.state(name);
+        const alerts = state ? ((await client.monitor(name))?.alerts ?? []) : [];
+        states.push({ name, state, alerts });
+      }
+      const json = states.map((s) => (s.state ? { ...s.state, alerts: s.alerts } : { name: s.name, used: null }));
+      ctx.print(
+        cmd,
+        pool ? json[0] : json,
+        states
+          .map((s) =>
+            s.state ? formatPool(s.state, s.alerts) : `pool ${s.name}: not used yet (no reservation so far)`,
+          )
+          .join('\n\n'),
+      );
+    });
+
+  withJson(quota.command('estimate [spec]'))
+    .description(
+      'estimate what a lifecycle spec needs (training from similar runs, serving from QPS), ' +
+        'or with --kind a data pipeline or experiment',
+    )
+    .option('--factor <x>', 'similar runs have a dataset within this factor', (v) => Number(v), 2)
+    .option('--qps <n>', 'predicted queries per second (overrides quota.serving.qps)', (v) => Number(v))
+    .option('--gateway <url>', 'serving gateway whose measured service time sizes serving', process.env.GATEWAY_URL)
+    .addOption(new Option('--kind <kind>', 'estimate a pipeline that is not a lifecycle').choices(PipelineKind.options))
+    .option('--pool <pool>', 'pool whose history to use (with --kind)', 'default')
+    .option('--family <family>', 'model family or pipeline type (with --kind)')
+    .option('--rows <n>', 'dataset rows (with --kind)', (v) => Number(v))
+    .action(
+      async (
+        file: string | undefined,
+        o: {
+          factor: number;
+          qps?: number;
+          gateway?: string;
+          kind?: PipelineKind;
+          pool: string;
+          family?: string;
+          rows?: number;
+        },
+        cmd: Command,
+      ) => {
+        if (!(o.factor >= 1)) ctx.invalid(`--factor: must be a number >= 1`);
+        if (o.qps !== undefined && !(o.qps > 0)) ctx.invalid(`--qps: must be a positive number`);
+        if (o.rows !== undefined && !(o.rows >= 0)) ctx.invalid(`--rows: must be a number of rows`);
+        if ((file === undefined) === (o.kind === undefined)) ctx.invalid('give a lifecycle spec, or --kind (not both)');
+        const client = await connect(cmd);
+        if (o.kind) {
+          client.config(o.pool);
+          const e = await estimateRun(
+            client,
+            o.pool,
+            {
+              kind: o.kind,
+              ...(o.family ? { family: o.family } : {}),
+              ...(o.rows !== undefined ? { datasetRows: o.rows } : {}),
+              declared: {},
+            },
+            o.factor,
+          );
+          ctx.print(cmd, e, formatRunEstimate(o.kind, e).join('\n'));
+          return;
+        }
+        const spec = loadSpecFile(file!);
+        client.config(spec.quota.pool);
+        const e = await estimateLifecycle(client, spec, {
+          gatewayUrl: (o.gateway ?? 'http://127.0.0.1:8700').replace(/\/$/, ''),
+          factor: o.factor,
+          ...(o.qps !== undefined ? { qps: o.qps } : {}),
+        });
+        ctx.print(cmd, e, formatLifecycleEstimate(e));
+      },
+    );
+
+  withJson(quota.command('check [pool]'))
+    .description(
+      'can the pool run every registered pipeline, the running experiments and the given lifecycles at once? ' +
+        'exit 0 yes, 5 no (naming what falls short)',
+    )
+    .option('--spec <file...>', 'lifecycle specs to include at their estimates')
+    .option('--gateway <url>', 'serving gateway whose measured service time sizes serving', process.env.GATEWAY_URL)
+    .action(async (pool: string | undefined, o: { spec?: string[]; gateway?: string }, cmd: Command) => {
+      const client = await connect(cmd);
+      const name = pool ?? 'default';
+      const config = client.config(name);
+      const specs = (o.spec ?? []).map((f) => loadSpecFile(f));
+      for (const s of specs)
+        if (s.quota.pool !== name)
+          ctx.invalid(`--spec ${s.model} ${s.version}: uses pool "${s.quota.pool}", not "${name}"`);
+      const estimates = [];
+      for (const s of specs)
+        estimates.push(
+          await estimateLifecycle(client, s, { gatewayUrl: (o.gateway ?? 'http://127.0.0.1:8700').replace(/\/$/, '') }),
+        );
+      const check = checkPool(config, await client.state(name), estimates);
+      if (!check.fits) ctx.problemsFound();
+      const lines = [
+        `pool ${name}: ${check.fits ? 'can run every pipeline below at once' : 'CANNOT run every pipeline below at once'}`,
+        '',
+        table(
+          ['PIPELINE', 'KIND', 'RESOURCES', 'FROM'],
+          check.pipelines.map((p) => [p.name, p.kind, res(p.resources), p.source]),
+        ),
+        '',
+        `demand ${res(check.demand)}   capacity ${res(config.capacity)}`,
+        ...check.problems.map(
+          (p) =>
+            `SHORT ${p.resource}: ${p.who} needs ${n(p.need)}, ${p.scope === 'pool' ? 'capacity' : `${p.scope} cap`} is ${n(p.limit)}`,
+        ),
+      ];
+      ctx.print(cmd, check, lines.join('\n'));
+    });
+
+  withJson(quota.command('reserve <pool>'))
+    .description('reserve quota for a pipeline outside the lifecycles (a data pipeline, an experiment)')
+    .requiredOption('--lease <id>', 'lease id (idempotency key)')
+    .requiredOption('--holder <pipeline>', 'the pipeline holding it; caps apply per holder')
+    .addOption(new Option('--kind <kind>', 'pipeline kind').choices(PipelineKind.options).makeOptionMandatory())
+    .requiredOption('--resources <list>', 'e.g. cpu=4,memoryGiB=16')
+    .option('--ttl <duration>', "lease TTL (default: the pool's); renew before it runs out")
+    .option('--wait <duration>', 'wait in the queue this long instead of being refused at once')
+    .option('--priority <n>', 'queue priority, higher first', (v) => Number.parseInt(v, 10), 0)
+    .option('--family <family>', 'model family or pipeline type, for later estimates')
+    .option('--rows <n>', 'dataset rows, for later estimates', (v) => Number(v))
+    .action(
+      async (
+        pool: string,
+        o: {
+          lease: string;
+          holder: string;
+          kind: PipelineKind;
+          resources: string;
+          ttl?: string;
+          wait?: string;
+          priority: number;
+          family?: string;
+          rows?: number;
+        },
+        cmd: Command,
+      ) => {
+        const ttlMs = duration(o.ttl, '--ttl', ctx);
+        const waitMs = duration(o.wait, '--wait', ctx);
+        const request = ReserveQuotaInput.safeParse({
+          leaseId: o.lease,
+          holder: o.holder,
+          kind: o.kind,
+          resources: parseResources(o.resources, ctx),
+          ...(ttlMs !== undefined ? { ttlMs } : {}),
+          ...(waitMs ? { wait: { timeoutMs: waitMs, priority: o.priority } } : {}),
+          ...(o.family || o.rows !== undefined
+            ? {
+                profile: {
+                  ...(o.family ? { family: o.family } : {}),
+                  ...(o.rows !== undefined ? { datasetRows: o.rows } : {}),
+                },
+              }
+            : {}),
+        });
+        if (!request.success)
+          ctx.invalid(request.error.issues.map((i) => `${i.path.join('.') || '(request)'}: ${i.message}`).join('; '));
+        const client = await connect(cmd);
+        client.config(pool);
+        const result = await client.reserve(pool, request.data);
+        if (!result.granted) {
+          ctx.print(cmd, result, result.message);
+          ctx.refused(
+            `${result.message}${result.earliestRelease ? `; quota expected back at ${result.earliestRelease}` : ''}`,
+          );
+        }
+        ctx.print(
+          cmd,
+          result,
+          `granted ${result.lease.leaseId} to ${result.lease.holder}: ${res(result.lease.resources)}, ` +
+            `expires ${result.lease.expiresAt ?? 'never'}`,
+        );
+      },
+    );
+
+  withJson(quota.command('renew <pool> <lease>'))
+    .description('extend a lease by its TTL (or --ttl)')
+    .option('--ttl <duration>', 'new TTL')
+    .action(async (pool: string, lease: string, o: { ttl?: string }, cmd: Command) => {
+      const ttlMs = duration(o.ttl, '--ttl', ctx);
+      const client = await connect(cmd);
+      client.config(pool);
+      const renewed = await client.renew(pool, { leaseId: lease, ...(ttlMs !== undefined ? { ttlMs } : {}) });
+      if (!renewed) ctx.refused(`pool "${pool}" does not hold lease ${lease} (released or expired)`);
+      ctx.print(cmd, renewed, `${lease} renewed until ${renewed.expiresAt ?? 'never'}`);
+    });
+
+  withJson(quota.command('release <pool> <lease>'))
+    .description('release a lease (releasing twice is harmless)')
+    .action(async (pool: string, lease: string, _o: unknown, cmd: Command) => {
+      const client = await connect(cmd);
+      client.config(pool);
+      const released = await client.release(pool, { leaseId: lease });
+      ctx.print(
+        cmd,
+        { released: released !== null, lease: released },
+        released ? `released ${lease}: ${res(released.resources)}` : `${lease} was not held (nothing to release)`,
+      );
+    });
+}

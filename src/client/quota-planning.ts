@@ -1,0 +1,141 @@
+import { join } from 'node:path';
+import { countCsvRows } from '../activities/process-usage';
+import {
+  checkCapacity,
+  estimateFromRuns,
+  estimateServing,
+  type CapacityCheck,
+  type RunEstimate,
+  type ServingEstimate,
+} from '../domain/quota';
+import { quantileFromBuckets } from '../domain/guardrails';
+import type { PipelineKind, QuotaPoolConfig, QuotaPoolState, Resources } from '../shared/quota';
+import type { LifecycleSpec } from '../shared/spec';
+import { ModelTelemetry } from '../shared/telemetry';
+import { LATENCY_BUCKETS_MS } from '../shared/telemetry';
+import type { QuotaClient } from './quota-client';
+
+export interface LifecycleEstimate {
+  model: string;
+  version: string;
+  pool: string;
+  training: RunEstimate & { datasetRows?: number };
+  serving: ServingEstimate | { unavailable: string };
+}
+
+/** Latency of a model's busiest version on the gateway, from its cumulative telemetry. */
+export async function measuredLatency(
+  gatewayUrl: string,
+  model: string,
+): Promise<{ version: string; samples: number; mean: number; p50: number; p99: number } | string> {
+  let res: Response;
+  try {
+    res = await fetch(`${gatewayUrl}/admin/models/${encodeURIComponent(model)}/telemetry`, {
+      signal: AbortSignal.timeout(10_000),
+    });
+  } catch (err) {
+    return `gateway ${gatewayUrl} unreachable: ${(err as Error).message}`;
+  }
+  if (res.status === 404) return `model "${model}" is not on the gateway at ${gatewayUrl}: no measured service time`;
+  if (!res.ok) return `gateway answered ${res.status} for the telemetry of "${model}"`;
+  const telemetry = ModelTelemetry.parse(await res.json());
+  const busiest = Object.values(telemetry.versions).sort((a, b) => b.requests - a.requests)[0];
+  const ok = busiest ? busiest.requests - busiest.errors : 0;
+  if (!busiest || ok < 20) return `too few predictions of "${model}" on the gateway to measure its service time`;
+  const q = (p: number) => quantileFromBuckets(busiest.latencyBucketCounts, p) ?? LATENCY_BUCKETS_MS.at(-1)!;
+  return { version: busiest.version, samples: ok, mean: busiest.latencySumMs / ok, p50: q(0.5), p99: q(0.99) };
+}
+
+/**
+ * Estimates what a lifecycle needs: training from similar completed runs in its pool's history (same model family,
+ * dataset within `factor`), serving from its predicted QPS and the service time measured on the gateway.
+ */
+export async function estimateLifecycle(
+  quota: QuotaClient,
+  spec: LifecycleSpec,
+  options: { gatewayUrl: string; factor?: number; qps?: number },
+): Promise<LifecycleEstimate> {
+  const pool = spec.quota.pool;
+  const state = await quota.state(pool);
+  const datasetRows = await countCsvRows(join(spec.training.dataDir, 'train.csv'));
+  const training = {
+    ...estimateFromRuns(
+      state?.runs ?? [],
+      {
+        kind: 'training',
+        family: spec.hardware.architecture,
+        ...(datasetRows !== undefined ? { datasetRows } : {}),
+        declared: { cpu: spec.training.resources.cpu, memoryGiB: spec.training.resources.memoryGiB },
+      },
+      { factor: options.factor },
+    ),
+    ...(datasetRows !== undefined ? { datasetRows } : {}),
+  };
+  const qps = options.qps ?? spec.quota.serving.qps;
+  let serving: LifecycleEstimate['serving'];
+  if (qps === undefined) serving = { unavailable: 'no predicted QPS: set quota.serving.qps in the spec or pass --qps' };
+  else {
+    const latency = await measuredLatency(options.gatewayUrl, spec.model);
+    serving =
+      typeof latency === 'string'
+        ? { unavailable: latency }
+        : estimateServing({
+            qps,
+            latencyMs: latency,
+            // The gateway runs one inference at a time per version (one ONNX session).
+            concurrencyPerReplica: 1,
+            perReplica: { cpu: spec.quota.serving.cpu, memoryGiB: spec.quota.serving.memoryGiB },
+            basis: `service time of ${spec.model} ${latency.version} over ${latency.samples} predictions on the gateway`,
+          });
+  }
+  return { model: spec.model, version: spec.version, pool, training, serving };
+}
+
+/** Estimate for a pipeline that is not a lifecycle (a data pipeline, an experiment) from the pool's history. */
+export async function estimateRun(
+  quota: QuotaClient,
+  pool: string,
+  target: { kind: PipelineKind; family?: string; datasetRows?: number; declared: Resources },
+  factor?: number,
+): Promise<RunEstimate> {
+  const state = await quota.state(pool);
+  return estimateFromRuns(state?.runs ?? [], target, { factor });
+}
+
+export interface PoolCheck extends CapacityCheck {
+  pool: string;
+  pipelines: { name: string; kind: PipelineKind; resources: Resources; source: string }[];
+}
+
+/**
+ * Whether a pool can run every pipeline registered in its configuration, plus the experiments running now, plus the
+ * given lifecycles (training at their estimate, serving at theirs), all at once.
+ */
+export function checkPool(
+  config: QuotaPoolConfig,
+  state: QuotaPoolState | null,
+  lifecycles: readonly LifecycleEstimate[],
+): PoolCheck {
+  const pipelines: PoolCheck['pipelines'] = [
+    ...config.pipelines.map((p) => ({ name: p.name, kind: p.kind, resources: p.resources, source: 'registered' })),
+    ...(state?.leases ?? [])
+      .filter((l) => l.kind === 'experiment')
+      .map((l) => ({ name: l.holder, kind: l.kind, resources: l.resources, source: `running (${l.leaseId})` })),
+  ];
+  for (const e of lifecycles) {
+    pipelines.push({
+      name: `${e.model} ${e.version} training`,
+      kind: 'training',
+      resources: e.training.recommended,
+      source: `estimate (${e.training.basis})`,
+    });
+    if ('resources' in e.serving)
+      pipelines.push({
+        name: `${e.model} ${e.version} serving`,
+        kind: 'serving',
+        resources: e.serving.resources,
+        source: `estimate (${e.serving.replicas.mid} replicas)`,
+      });
+  }
+  return { pool: config.name, pipelines, ...checkCapacity(config, pipelines) };
+}

@@ -1,0 +1,247 @@
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { stringify } from 'yaml';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { QuotaPoolConfigInput } from '../../src/shared/quota';
+import { EXAMPLE, liveTraffic, startStack, testSpec, uniqueName, waitForStatus, type Stack } from '../helpers/harness';
+import { mlctl } from '../helpers/mlctl';
+
+describe('mlctl quota against a real dev server', () => {
+  let stack: Stack;
+  const dir = mkdtempSync(join(tmpdir(), 'mll-quota-cli-'));
+  const POOL = uniqueName('cli-pool');
+  const PLAN = uniqueName('plan-pool');
+  const poolConfigs: QuotaPoolConfigInput[] = [
+    { name: POOL, capacity: { cpu: 8, memoryGiB: 32, 'gpu:t4': 2 }, caps: { perPipeline: { 'gpu:*': 0.5 } } },
+    {
+      name: PLAN,
+      capacity: { cpu: 16, memoryGiB: 64 },
+      caps: { perKind: { experiment: 0.3 } },
+      pipelines: [
+        { name: 'features-nightly', kind: 'data', resources: { cpu: 4, memoryGiB: 16 } },
+        { name: 'churn-serving', kind: 'serving', resources: { cpu: 2, memoryGiB: 2 } },
+      ],
+    },
+  ];
+  const poolsFile = join(dir, 'pools.yaml');
+  const run = (...args: string[]) => mlctl(stack.address, ...args, '--pools', poolsFile);
+
+  beforeAll(async () => {
+    writeFileSync(poolsFile, stringify({ pools: poolConfigs }));
+    stack = await startStack({ pools: poolConfigs });
+    await stack.startWorkers();
+  });
+  afterAll(async () => {
+    await stack?.close();
+  });
+
+  it('exits 2 naming every problem of a bad pools file, with its line', async () => {
+    const bad = join(dir, 'bad-pools.yaml');
+    writeFileSync(
+      bad,
+      [
+        'pools:',
+        '  - name: Shared Pool',
+        '    capacity: { cpu: -4, memoryGiB: 64 }',
+        '    caps:',
+        '      perPipeline: 2',
+        '      perKind: { batch: 0.5 }',
+        '    leaseTtl: soon',
+      ].join('\n'),
+    );
+    const r = await mlctl(stack.address, 'quota', 'show', '--pools', bad);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain(`${bad}: invalid quota pools:`);
+    expect(r.stderr).toMatch(/pools\.0\.name \(line 2\): lower-case letters/);
+    expect(r.stderr).toMatch(/pools\.0\.capacity\.cpu \(line 3\)/);
+    expect(r.stderr).toMatch(/pools\.0\.caps\.perPipeline \(line 5\): a share of capacity of at most 1/);
+    expect(r.stderr).toMatch(/pools\.0\.caps\.perKind \(line 6\): Unrecognized key: "batch"/);
+    expect(r.stderr).toMatch(/pools\.0\.leaseTtl \(line 7\): invalid duration "soon"/);
+    const json = await mlctl(stack.address, 'quota', 'show', '--json', '--pools', bad);
+    expect(json.code).toBe(2);
+    expect((JSON.parse(json.stderr) as { problems: string[] }).problems).toHaveLength(5);
+  });
+
+  it('reserves, shows, refuses over a cap with exit 4, and releases idempotently', async () => {
+    const granted = await run(
+      'quota',
+      'reserve',
+      POOL,
+      '--lease',
+      'etl-1',
+      '--holder',
+      'etl',
+      '--kind',
+      'data',
+      '--resources',
+      'cpu=4,memoryGiB=16,gpu:t4=1',
+      '--ttl',
+      '15m',
+      '--json',
+    );
+    expect(granted.code).toBe(0);
+    expect(JSON.parse(granted.stdout)).toMatchObject({ granted: true, lease: { leaseId: 'etl-1', ttlMs: 900_000 } });
+
+    const capped = await run(
+      'quota',
+      'reserve',
+      POOL,
+      '--lease',
+      'etl-2',
+      '--holder',
+      'etl',
+      '--kind',
+      'data',
+      '--resources',
+      'gpu:t4=1',
+    );
+    expect(capped.code).toBe(4);
+    expect(capped.stderr).toContain('the pipeline would exceed its cap: gpu:t4 needs 1, 0 of 1 (pipeline cap)');
+
+    const shown = await run('quota', 'show', POOL, '--json');
+    expect(shown.code).toBe(0);
+    const state = JSON.parse(shown.stdout) as { used: Record<string, number>; byPipeline: Record<string, unknown> };
+    expect(state.used).toEqual({ cpu: 4, memoryGiB: 16, 'gpu:t4': 1 });
+    expect(state.byPipeline).toEqual({ etl: { cpu: 4, memoryGiB: 16, 'gpu:t4': 1 } });
+    const text = await run('quota', 'show', POOL);
+    expect(text.stdout).toMatch(/gpu:t4\s+1\s+2\s+50%/);
+    expect(text.stdout).toMatch(/etl-1\s+etl\s+data\s+cpu=4 memoryGiB=16 gpu:t4=1\s+in 15m/);
+
+    expect((await run('quota', 'release', POOL, 'etl-1')).stdout).toMatch(/released etl-1/);
+    const again = await run('quota', 'release', POOL, 'etl-1');
+    expect(again.code).toBe(0);
+    expect(again.stdout).toMatch(/was not held/);
+    expect((await run('quota', 'renew', POOL, 'etl-1')).code).toBe(4);
+    const unknown = await run('quota', 'show', 'no-such-pool');
+    expect(unknown.code).toBe(3);
+    expect(unknown.stderr).toContain('unknown quota pool "no-such-pool"');
+  });
+
+  it('estimates training from the pool history and serving from measured service time', async () => {
+    // One real training run in the pool, so there is history to estimate from.
+    const model = uniqueName('est');
+    const { id } = await stack.lifecycles.start(testSpec(model, 'v1', 'good', (s) => (s.quota.pool = PLAN)));
+    const trained = await waitForStatus(stack.lifecycles, id, (s) => s.pendingGate !== null);
+    await stack.lifecycles.reject(id, { by: 'alice', reason: 'only for the estimate' });
+    // Serve the trained artifact with live traffic, so the gateway has measured service times.
+    const gw = stack.gateway.url;
+    const put = (path: string, body: unknown) =>
+      fetch(`${gw}${path}`, {
+        method: 'PUT',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify(body),
+      });
+    expect((await put(`/admin/models/${model}/versions/v1`, { opId: 'd', artifactDir: trained.artifactDir! })).ok).toBe(
+      true,
+    );
+    expect((await put(`/admin/models/${model}/weights`, { opId: 'w', weights: { v1: 100 } })).ok).toBe(true);
+    const load = liveTraffic(gw, model, 200);
+    await new Promise((r) => setTimeout(r, 1500));
+    await load.stop();
+
+    const spec = join(dir, 'spec.yaml');
+    const base = testSpec(model, 'v2');
+    writeFileSync(
+      spec,
+      stringify({
+        ...base,
+        training: { ...base.training, program: join(EXAMPLE, 'train.py'), dataDir: join(EXAMPLE, 'data') },
+        quota: { ...base.quota, pool: PLAN, serving: { cpu: 1, memoryGiB: 1, qps: 400 } },
+      }),
+    );
+    const r = await run('quota', 'estimate', spec, '--gateway', gw, '--json');
+    expect(r.code).toBe(0);
+    const e = JSON.parse(r.stdout) as {
+      training: { basis: string; similarRuns: number; datasetRows: number; durationMs: { mid: number } };
+      serving: { replicas: { low: number; mid: number; high: number }; perReplicaRps: { mid: number } };
+    };
+    expect(e.training).toMatchObject({ basis: 'history', similarRuns: 1 });
+    expect(e.training.datasetRows).toBeGreaterThan(1000);
+    expect(e.training.durationMs.mid).toBeGreaterThan(0);
+    expect(e.serving.perReplicaRps.mid).toBeGreaterThan(0);
+    expect(e.serving.replicas.low).toBeLessThanOrEqual(e.serving.replicas.mid);
+    expect(e.serving.replicas.mid).toBeLessThanOrEqual(e.serving.replicas.high);
+    const text = await run('quota', 'estimate', spec, '--gateway', gw);
+    expect(text.stdout).toMatch(/training: 1 similar runs \(kind training, family tree-ensemble/);
+    expect(text.stdout).toMatch(/serving: 400 QPS at 70% target utilisation/);
+
+    // A data pipeline (not a lifecycle) with no history says so and keeps what was declared.
+    const data = await run('quota', 'estimate', '--kind', 'data', '--pool', PLAN, '--family', 'etl', '--json');
+    expect(JSON.parse(data.stdout)).toMatchObject({ basis: 'declared', similarRuns: 0 });
+  });
+
+  it('checks whether the pool runs every registered pipeline plus running experiments, naming what falls short', async () => {
+    const fits = await run('quota', 'check', PLAN, '--json');
+    expect(fits.code).toBe(0);
+    expect(JSON.parse(fits.stdout)).toMatchObject({ fits: true, demand: { cpu: 6, memoryGiB: 18 } });
+    // Two experiments running now: 4 + 3 cpu, over the 30% experiment cap (4.8 cpu).
+    const experiments: [string, string][] = [
+      ['exp-a', '4'],
+      ['exp-b', '0.8'],
+    ];
+    for (const [lease, cpu] of experiments)
+      expect(
+        (
+          await run(
+            'quota',
+            'reserve',
+            PLAN,
+            '--lease',
+            lease,
+            '--holder',
+            lease,
+            '--kind',
+            'experiment',
+            '--resources',
+            `cpu=${cpu}`,
+          )
+        ).code,
+      ).toBe(0);
+    const refusedExperiment = await run(
+      'quota',
+      'reserve',
+      PLAN,
+      '--lease',
+      'exp-c',
+      '--holder',
+      'exp-c',
+      '--kind',
+      'experiment',
+      '--resources',
+      'cpu=1',
+    );
+    expect(refusedExperiment.code).toBe(4);
+    expect(refusedExperiment.stderr).toContain('kind cap');
+
+    const spec = join(dir, 'big.yaml');
+    const base = testSpec('big-model', 'v1');
+    writeFileSync(
+      spec,
+      stringify({
+        ...base,
+        training: {
+          ...base.training,
+          program: join(EXAMPLE, 'train.py'),
+          dataDir: join(EXAMPLE, 'data'),
+          resources: { cpu: 8, memoryGiB: 40 },
+        },
+        // A family with no run in the pool's history: its declared request stands.
+        hardware: { ...base.hardware, architecture: 'transformer' },
+        quota: { ...base.quota, pool: PLAN },
+      }),
+    );
+    const short = await run('quota', 'check', PLAN, '--spec', spec);
+    expect(short.code).toBe(5);
+    expect(short.stdout).toContain('CANNOT run every pipeline below at once');
+    expect(short.stdout).toMatch(/exp-a\s+experiment\s+cpu=4\s+running \(exp-a\)/);
+    expect(short.stdout).toContain('SHORT cpu: all pipelines needs 18.8, capacity is 16');
+    const json = JSON.parse((await run('quota', 'check', PLAN, '--spec', spec, '--json')).stdout) as {
+      fits: boolean;
+      problems: { resource: string; scope: string }[];
+    };
+    expect(json.fits).toBe(false);
+    expect(json.problems).toContainEqual(expect.objectContaining({ resource: 'cpu', scope: 'pool' }));
+    for (const lease of ['exp-a', 'exp-b']) await run('quota', 'release', PLAN, lease);
+  });
+});
