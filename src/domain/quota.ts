@@ -181,14 +181,12 @@ export function resourceUsage(
   windowMs: number,
 ): ResourceUsage[] {
   const from = nowMs - windowMs;
-  // Usage at the start of the window: the last sample at or before it, else the oldest sample (0 before any).
-  let start: Resources = {};
-  let startMs = from;
-  const before = samples.filter((s) => s.atMs <= from);
-  const lastBefore = before.at(-1);
-  if (lastBefore) start = lastBefore.used;
-  else if (samples[0]) startMs = Math.max(from, samples[0].atMs);
-  const hours = Math.max(nowMs - startMs, 60_000) / 3_600_000;
+  // Usage at the start of the window: the last sample at or before it; nothing before the first sample (the pool
+  // starts empty). The rate is always over the whole window, so one grant a minute after the pool started reads as
+  // a step within the window, not as a steep climb (a forecast alert at 3% usage is noise).
+  const lastBefore = samples.filter((s) => s.atMs <= from).at(-1);
+  const start: Resources = lastBefore ? lastBefore.used : {};
+  const hours = windowMs / 3_600_000;
   const names = [...new Set([...Object.keys(capacity), ...Object.keys(used)])].sort();
   return names.map((resource) => {
     const cap = capacity[resource] ?? 0;

@@ -11,6 +11,7 @@ import {
   poolAlerts,
   resourceUsage,
   usedResources,
+  type UsageSample,
 } from '../../src/domain/quota';
 import { describeIssues } from '../../src/shared/spec';
 import {
@@ -156,6 +157,18 @@ describe('resourceUsage', () => {
     // 2 → 6 cpu in the 15-minute window: 16 cpu/hour; 10 free: exhausted in 37.5 minutes.
     expect(cpu).toMatchObject({ resource: 'cpu', capacity: 16, used: 6, share: 0.375, burnPerHour: 16 });
     expect(cpu!.exhaustedAt).toBe(new Date(t0 + 15 * 60_000 + 37.5 * 60_000).toISOString());
+  });
+
+  it('reads one lease granted just after the pool started as a step over the window, not a steep climb', () => {
+    const samples: UsageSample[] = [
+      { atMs: t0, used: {} },
+      { atMs: t0 + 60_000, used: { cpu: 1 } },
+    ];
+    const [cpu] = resourceUsage({ cpu: 32 }, { cpu: 1 }, samples, t0 + 90_000, 15 * 60_000);
+    // 1 cpu over the 15-minute window: 4 cpu/hour, 31 free: runs out in 7.75 hours, far beyond a 1-hour horizon.
+    expect(cpu!.burnPerHour).toBe(4);
+    expect(Date.parse(cpu!.exhaustedAt!) - (t0 + 90_000)).toBe(7.75 * 3_600_000);
+    expect(poolAlerts(POOL, [{ ...cpu!, capacity: 32 }], [], new Map(), t0 + 90_000)).toEqual([]);
   });
 
   it('has no exhaustion time when usage is flat or falling', () => {
