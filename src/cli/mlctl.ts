@@ -2,6 +2,7 @@ import type { Client } from '@temporalio/client';
 import { Command, CommanderError, Option } from 'commander';
 import { z } from 'zod';
 import { LifecycleClient, NotFoundError, RefusedError } from '../client/lifecycle-client';
+import { PlanInputError } from '../client/hardware-planning';
 import { UnknownPoolError } from '../client/quota-client';
 import { loadSpecFile } from '../client/spec-file';
 import { InvalidFileError } from '../config/yaml-file';
@@ -9,6 +10,7 @@ import { connectClient } from '../config/temporal';
 import { registerSearchAttributes } from '../dev/register-search-attributes';
 import { Identity } from '../shared/spec';
 import { formatStatus, formatList } from './format';
+import { addHardwareCommands } from './hardware';
 import { addQuotaCommands } from './quota';
 
 /** mlctl exit codes (DESIGN.md §4). */
@@ -130,6 +132,7 @@ export function buildProgram(): Command {
         print(merged(cmd), { id, action, by }, `${id}: ${action} sent`);
       });
   }
+  addHardwareCommands(program, (cmd, json, text) => print(merged(cmd), json, text));
   addQuotaCommands(program, {
     connect: async () => (client = await connectClient()),
     print: (cmd, json, text) => print(merged(cmd), json, text),
@@ -174,7 +177,7 @@ export async function runMlctl(argv: string[]): Promise<number> {
       else process.stderr.write(`mlctl: ${err.message}\n`);
       return Exit.Invalid;
     }
-    if (err instanceof InputError) return fail(Exit.Invalid, err.message, opts, err);
+    if (err instanceof InputError || err instanceof PlanInputError) return fail(Exit.Invalid, err.message, opts, err);
     if (err instanceof z.ZodError) return fail(Exit.Invalid, z.prettifyError(err), opts, err);
     if (err instanceof NotFoundError || err instanceof UnknownPoolError)
       return fail(Exit.NotFound, err.message, opts, err);

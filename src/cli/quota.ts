@@ -189,7 +189,7 @@ export function addQuotaCommands(program: Command, ctx: QuotaCommandContext): vo
         'or with --kind a data pipeline or experiment',
     )
     .option('--factor <x>', 'similar runs have a dataset within this factor', (v) => Number(v), 2)
-    .option('--qps <n>', 'predicted queries per second (overrides quota.serving.qps)', (v) => Number(v))
+    .option('--qps <n>', 'predicted queries per second (overrides serving.qps)', (v) => Number(v))
     .option('--gateway <url>', 'serving gateway whose measured service time sizes serving', process.env.GATEWAY_URL)
     .addOption(new Option('--kind <kind>', 'estimate a pipeline that is not a lifecycle').choices(PipelineKind.options))
     .option('--pool <pool>', 'pool whose history to use (with --kind)', 'default')

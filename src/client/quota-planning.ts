@@ -71,9 +71,9 @@ export async function estimateLifecycle(
     ),
     ...(datasetRows !== undefined ? { datasetRows } : {}),
   };
-  const qps = options.qps ?? spec.quota.serving.qps;
+  const qps = options.qps ?? spec.serving.qps ?? spec.quota.serving.qps;
   let serving: LifecycleEstimate['serving'];
-  if (qps === undefined) serving = { unavailable: 'no predicted QPS: set quota.serving.qps in the spec or pass --qps' };
+  if (qps === undefined) serving = { unavailable: 'no predicted QPS: set serving.qps in the spec or pass --qps' };
   else {
     const latency = await measuredLatency(options.gatewayUrl, spec.model);
     serving =

@@ -1,5 +1,6 @@
 import { isAbsolute, join } from 'node:path';
 import { z } from 'zod';
+import { HardwareCatalog } from '../shared/hardware';
 import { QuotaPoolsFile } from '../shared/quota';
 import { describeIssues } from '../shared/spec';
 import { projectRoot } from './paths';
@@ -52,4 +53,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
 /** Reads and validates the quota pools file; an invalid one throws InvalidFileError naming every problem. */
 export function loadQuotaPools(file: string): QuotaPoolsFile {
   return loadYamlFile(file, QuotaPoolsFile, 'quota pools');
+}
+
+/** The hardware catalog: `file`, else HARDWARE_CATALOG_FILE, else config/hardware-catalog.yaml of the project. */
+export function loadHardwareCatalog(file?: string, env: NodeJS.ProcessEnv = process.env): HardwareCatalog {
+  const path = file ?? env.HARDWARE_CATALOG_FILE ?? 'config/hardware-catalog.yaml';
+  return loadYamlFile(isAbsolute(path) ? path : join(projectRoot(), path), HardwareCatalog, 'hardware catalog');
 }

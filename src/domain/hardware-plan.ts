@@ -117,7 +117,8 @@ export interface ServingCandidate {
   replicas: number;
   latencyMs: number;
   throughputPerReplica: number;
-  costUsdPerHour: number;
+  /** USD per hour of serving the QPS (all replicas). */
+  costUsd: number;
   costPer1kPredictions: number;
   meetsLatency: boolean;
   pool: string;
@@ -213,7 +214,7 @@ export function servingCandidates(profile: ModelProfile, catalog: readonly Devic
     const latencyMs = Math.max(computeMs, memoryMs) + OVERHEAD_MS[device.kind];
     const throughputPerReplica = (concurrency(device) * 1000) / latencyMs;
     const replicas = Math.max(1, Math.ceil(profile.serving.qps / (throughputPerReplica * TARGET_UTILISATION)));
-    const costUsdPerHour = replicas * count * device.pricePerHourUsd;
+    const costUsd = replicas * count * device.pricePerHourUsd;
     out.push({
       device: device.name,
       kind: device.kind,
@@ -221,14 +222,14 @@ export function servingCandidates(profile: ModelProfile, catalog: readonly Devic
       replicas,
       latencyMs,
       throughputPerReplica,
-      costUsdPerHour,
-      costPer1kPredictions: costUsdPerHour / (profile.serving.qps * 3.6),
+      costUsd,
+      costPer1kPredictions: costUsd / (profile.serving.qps * 3.6),
       meetsLatency: latencyMs * 2 <= profile.serving.latencyP99Ms,
       pool: device.pool,
       quota: Object.fromEntries(Object.entries(device.quota).map(([k, v]) => [k, v * count * replicas])),
     });
   }
-  return out.sort((a, b) => a.costUsdPerHour - b.costUsdPerHour || a.latencyMs - b.latencyMs);
+  return out.sort((a, b) => a.costUsd - b.costUsd || a.latencyMs - b.latencyMs);
 }
 
 export interface HardwarePlan {
@@ -248,6 +249,9 @@ export interface HardwarePlan {
 const r1 = (x: number) => (x >= 10 ? Math.round(x).toString() : x.toFixed(1));
 const label = (c: { device: string; count: number }) => `${c.count > 1 ? `${c.count}× ` : ''}${c.device}`;
 const duration = (h: number) => (h < 1 ? `${r1(h * 60)} min` : h < 48 ? `${r1(h)} h` : `${r1(h / 24)} days`);
+const usd = (x: number) => (x < 0.01 ? `$${x.toFixed(4)}` : `$${x.toFixed(2)}`);
+/** "2.8× slower", or "as fast" within 5%. */
+const slower = (ratio: number) => (ratio < 1.05 ? 'as fast' : `${r1(ratio)}× slower`);
 
 /** The plan: candidates, the choices, and the four R3 answers in numbers. Throws when nothing can train or serve. */
 export function planHardware(
@@ -281,9 +285,9 @@ export function planHardware(
   // R3, in numbers. Cheaper: the choice against the fastest candidate.
   const cheaper =
     choice === fastest
-      ? `the cheapest way to train it, ${label(choice)} ($${choice.costUsd.toFixed(2)}, ${duration(choice.hours)}), is also the fastest`
+      ? `the cheapest way to train it, ${label(choice)} (${usd(choice.costUsd)}, ${duration(choice.hours)}), is also the fastest`
       : `training on ${label(choice)} instead of ${label(fastest)} is ${r1(fastest.costUsd / Math.max(choice.costUsd, 1e-9))}× cheaper ` +
-        `($${choice.costUsd.toFixed(2)} vs $${fastest.costUsd.toFixed(2)}) and ${r1(choice.hours / fastest.hours)}× slower ` +
+        `(${usd(choice.costUsd)} vs ${usd(fastest.costUsd)}) and ${slower(choice.hours / fastest.hours)} ` +
         `(${duration(choice.hours)} vs ${duration(fastest.hours)})` +
         (deadlineHours !== undefined
           ? `; meets the ${duration(deadlineHours)} deadline: ${choice.hours <= deadlineHours ? 'yes' : 'no'}`
@@ -292,7 +296,7 @@ export function planHardware(
     fastest === choice
       ? `nothing ${budgetUsd !== undefined ? 'within the budget ' : ''}is faster than ${label(choice)} (${duration(choice.hours)})`
       : `${label(fastest)} would finish in ${duration(fastest.hours)} instead of ${duration(choice.hours)} ` +
-        `(${r1(choice.hours / fastest.hours)}× faster) for $${fastest.costUsd.toFixed(2)}` +
+        `(${r1(choice.hours / fastest.hours)}× faster) for ${usd(fastest.costUsd)}` +
         (budgetUsd !== undefined ? ` (budget $${budgetUsd})` : '');
   const oneAccelerator = catalog.filter(
     (d) => d.kind !== 'cpu' && devicesToFit(d, memory.trainingGiB, profile.architecture) === 1,
@@ -310,13 +314,17 @@ export function planHardware(
     `training needs ${memory.trainingGiB.toFixed(1)} GiB (weights ${memory.breakdown.weightsGiB.toFixed(1)}, gradients ` +
     `${memory.breakdown.gradientsGiB.toFixed(1)}, optimizer ${memory.breakdown.optimizerGiB.toFixed(1)}, activations/data ` +
     `${memory.breakdown.activationsGiB.toFixed(1)}): ` +
-    (oneAccelerator.length > 0
-      ? `fits one ${oneAccelerator
-          .map((d) => d.name)
-          .slice(0, 4)
-          .join(', ')}${oneAccelerator.length > 4 ? ', …' : ''}`
-      : `fits no single GPU or TPU${smallestSplit ? `; smallest split: ${label(smallestSplit)}` : ''}`) +
-    (oneCpu.length > 0 ? `; in RAM on one ${oneCpu[0]!.name}` : '') +
+    (oneAccelerator.length + oneCpu.length === catalog.length
+      ? 'fits one device of every type in the catalog'
+      : oneAccelerator.length > 0
+        ? `fits one ${oneAccelerator
+            .map((d) => d.name)
+            .slice(0, 4)
+            .join(', ')}${oneAccelerator.length > 4 ? ', …' : ''}`
+        : `fits no single GPU or TPU${smallestSplit ? `; smallest split: ${label(smallestSplit)}` : ''}`) +
+    (oneCpu.length > 0 && oneAccelerator.length + oneCpu.length < catalog.length
+      ? `; in RAM on one ${oneCpu[0]!.name}`
+      : '') +
     `; serving needs ${memory.servingGiB.toFixed(1)} GiB at ${profile.precision} (${label(servingChoice)})`;
   const suits: Record<Architecture, string> = {
     'tree-ensemble': 'trees: CPU is the best fit (accelerators reach about 3% of peak on tree ensembles, TPUs none)',

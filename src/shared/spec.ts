@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { Duration } from './duration';
 import { ModelName, VersionName } from './gateway-api';
+import { Architecture, Precision } from './hardware';
 
 /** An approver or submitter identity: `alice`, `ci@pipelines`, `svc:nightly`. */
 export const Identity = z
@@ -29,15 +30,27 @@ export const TrainingSpec = z
     timeout: Duration.default(30 * 60_000),
     /** A crashed or killed training process is retried this many times in all. */
     maxAttempts: z.number().int().min(1).max(10).default(3),
+    /** Size of the training data for the hardware planner; rows are counted from train.csv when absent. */
+    dataset: z
+      .object({ rows: z.number().int().positive().optional(), tokens: z.number().int().positive().optional() })
+      .strict()
+      .optional(),
+    epochs: z.number().positive().default(1),
+    /** The planner picks the cheapest hardware that trains within this. */
+    deadline: Duration.optional(),
+    /** The planner's fastest candidate stays within this. */
+    budgetUsd: z.number().positive().optional(),
   })
   .strict();
 export type TrainingSpec = z.infer<typeof TrainingSpec>;
 
 export const HardwareSpec = z
   .object({
-    /** Model profile used for the first hardware estimate (deepened by the hardware planner). */
-    architecture: z.enum(['linear', 'tree-ensemble', 'cnn', 'transformer', 'other']).default('other'),
+    /** The model profile the hardware planner sizes training and serving from (`mlctl hardware plan`). */
+    architecture: Architecture.default('other'),
     parameters: z.number().int().positive().default(100_000),
+    /** Numeric precision it trains and serves in (int8 models train in bf16). */
+    precision: Precision.default('fp32'),
     /** Hardware classes the lifecycle may use for training; empty means any in the catalog. */
     trainingClasses: z.array(z.string().min(1)).default([]),
     servingClasses: z.array(z.string().min(1)).default([]),
@@ -143,6 +156,16 @@ export const RolloutSpec = z
   );
 export type RolloutSpec = z.infer<typeof RolloutSpec>;
 
+export const ServingSpec = z
+  .object({
+    /** Predicted queries per second in production (`mlctl quota estimate`, `mlctl hardware plan`). */
+    qps: z.number().positive().optional(),
+    /** Latency the serving hardware must keep at p99. */
+    latencyP99Ms: z.number().positive().default(100),
+  })
+  .strict();
+export type ServingSpec = z.infer<typeof ServingSpec>;
+
 export const QuotaSpec = z
   .object({
     pool: z.string().min(1).default('default'),
@@ -151,7 +174,7 @@ export const QuotaSpec = z
       .object({
         cpu: z.number().positive().default(1),
         memoryGiB: z.number().positive().default(1),
-        /** Predicted queries per second in production, for `mlctl quota estimate`. */
+        /** Deprecated: use `serving.qps`. Still accepted, so lifecycles started with it keep running. */
         qps: z.number().positive().optional(),
       })
       .strict()
@@ -176,6 +199,7 @@ export const LifecycleSpec = z
     submittedBy: Identity,
     training: TrainingSpec,
     hardware: HardwareSpec.default(HardwareSpec.parse({})),
+    serving: ServingSpec.default({ latencyP99Ms: 100 }),
     validation: ValidationSpec.default(ValidationSpec.parse({})),
     approval: ApprovalSpec,
     rollout: RolloutSpec,

@@ -147,7 +147,8 @@ describe('mlctl quota against a real dev server', () => {
       stringify({
         ...base,
         training: { ...base.training, program: join(EXAMPLE, 'train.py'), dataDir: join(EXAMPLE, 'data') },
-        quota: { ...base.quota, pool: PLAN, serving: { cpu: 1, memoryGiB: 1, qps: 400 } },
+        quota: { ...base.quota, pool: PLAN },
+        serving: { qps: 400, latencyP99Ms: 100 },
       }),
     );
     const r = await run('quota', 'estimate', spec, '--gateway', gw, '--json');

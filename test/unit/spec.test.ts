@@ -109,11 +109,14 @@ describe('spec validation', () => {
     expect(spec.hardware).toEqual({
       architecture: 'other',
       parameters: 100_000,
+      precision: 'fp32',
       trainingClasses: [],
       servingClasses: [],
     });
+    expect(spec.serving).toEqual({ latencyP99Ms: 100 });
     expect(spec.quota).toEqual({ pool: 'default', serving: { cpu: 1, memoryGiB: 1 }, wait: 0, priority: 0 });
-    expect(spec.training).toMatchObject({ params: {}, resources: { cpu: 1, memoryGiB: 2 }, maxAttempts: 3 });
+    expect(spec.training).toMatchObject({ params: {}, resources: { cpu: 1, memoryGiB: 2 }, maxAttempts: 3, epochs: 1 });
+    expect(spec.training.deadline).toBeUndefined();
     expect(spec.rollout.analysis.minSamples).toBe(100);
   });
 
