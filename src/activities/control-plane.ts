@@ -3,7 +3,10 @@ import { WithStartWorkflowOperation, WorkflowNotFoundError, type Client } from '
 import { chooseHardware, type HardwareClass } from '../domain/hardware';
 import type { Alert } from '../shared/alerts';
 import { ErrorType } from '../shared/errors';
+import { PlanInputError, selectHardware } from '../client/hardware-planning';
 import { QuotaClient, UnknownPoolError } from '../client/quota-client';
+import { InvalidFileError } from '../config/yaml-file';
+import type { HardwareSelection } from '../shared/hardware';
 import { recordPromotionUpdate, registryStateQuery } from '../shared/messages';
 import type {
   QuotaPoolsFile,
@@ -14,7 +17,7 @@ import type {
   ReserveQuotaResult,
 } from '../shared/quota';
 import { registryWorkflowId, type PromotionRecord } from '../shared/registry';
-import type { HardwareSpec } from '../shared/spec';
+import type { HardwareSpec, LifecycleSpec } from '../shared/spec';
 import { LIFECYCLE_TASK_QUEUE } from '../shared/task-queues';
 // Starting entity workflows by name keeps workflow code out of the activity bundle.
 const MODEL_REGISTRY_WORKFLOW = 'modelRegistryWorkflow';
@@ -22,6 +25,8 @@ const MODEL_REGISTRY_WORKFLOW = 'modelRegistryWorkflow';
 export interface ControlPlaneDeps {
   client: Client;
   quotaPools: QuotaPoolsFile;
+  /** Hardware catalog file (default: HARDWARE_CATALOG_FILE or config/hardware-catalog.yaml). */
+  hardwareCatalogFile?: string;
   /** The process's quota client (one per process, so its batching and in-flight bound cover every caller). */
   quota?: QuotaClient;
   /** Where alerts go besides the log (a later sink list); called once per delivery. */
@@ -52,6 +57,28 @@ export function createControlPlaneActivities(deps: ControlPlaneDeps) {
   };
 
   return {
+    /**
+     * Plans training and serving hardware for a spec (the hardware planner over the catalog, calibrated by the pool's
+     * history) and orders the training options by deadline, availability in their pools and cost.
+     */
+    async planHardware(input: { spec: LifecycleSpec; holder: string }): Promise<HardwareSelection> {
+      try {
+        return await selectHardware(input.spec, {
+          ...(deps.hardwareCatalogFile ? { catalogFile: deps.hardwareCatalogFile } : {}),
+          poolState: (pool) => known(() => quota.state(pool)).catch(() => null),
+          holder: input.holder,
+        });
+      } catch (err) {
+        if (!(err instanceof PlanInputError || err instanceof InvalidFileError)) throw err;
+        throw ApplicationFailure.create({
+          type: ErrorType.InvalidSpec,
+          message: err.message,
+          nonRetryable: true,
+        });
+      }
+    },
+
+    /** The first-fit choice of earlier versions, kept so lifecycles started before the planner replay unchanged. */
     async selectHardware(
       hw: HardwareSpec,
     ): Promise<{ training: ClassSummary; serving: ClassSummary; rationale: string }> {

@@ -16,6 +16,8 @@ export interface ActivityDeps {
   quotaPools: QuotaPoolsFile;
   alertSink?: (alert: Alert) => Promise<void> | void;
   analysisPollIntervalMs?: number;
+  /** Hardware catalog file (default: HARDWARE_CATALOG_FILE or config/hardware-catalog.yaml). */
+  hardwareCatalogFile?: string;
 }
 
 /** Every activity of the project, built once per worker from its dependencies. */

@@ -1,8 +1,10 @@
 import { join } from 'node:path';
 import { countCsvRows } from '../activities/process-usage';
 import { loadHardwareCatalog } from '../config/env';
-import { planHardware, type Calibration, type HardwarePlan } from '../domain/hardware-plan';
-import type { DeviceSpec, ModelProfile } from '../shared/hardware';
+import { calibrate, planHardware, type Calibration, type HardwarePlan } from '../domain/hardware-plan';
+import { assess } from '../domain/quota';
+import type { Architecture, DeviceSpec, HardwareSelection, ModelProfile, TrainingOption } from '../shared/hardware';
+import type { QuotaPoolState, QuotaRun } from '../shared/quota';
 import type { LifecycleSpec } from '../shared/spec';
 
 /** A spec the planner cannot plan for: a device it names is not in the catalog, or nothing can train or serve it. */
@@ -79,4 +81,79 @@ export async function planForSpec(
       ? plan(allowed(catalog, spec.hardware.servingClasses)).serving
       : training.serving;
   return { ...training, serving, model: spec.model, version: spec.version, profile, notes };
+}
+
+/**
+ * The calibration the pool's history implies: for each finished training run of the family that recorded the
+ * planner's estimate, measured/estimated folded in order (a geometric moving average).
+ */
+export function calibrationFromRuns(runs: readonly QuotaRun[], architecture: Architecture): Calibration {
+  let calibration: Calibration = {};
+  for (const run of runs) {
+    const measured = run.usage?.durationMs;
+    const estimated = run.profile?.estimatedMs;
+    if (run.kind !== 'training' || run.profile?.family !== architecture || !measured || !estimated) continue;
+    // Runs record the planner's estimate before calibration, so each ratio is against the raw model.
+    calibration = calibrate(calibration, architecture, estimated / 3_600_000, measured / 3_600_000);
+  }
+  return calibration;
+}
+
+/**
+ * The lifecycle's hardware selection: the planner's training candidates in the order to try them — meeting the
+ * deadline before not, available in their pool now before not, cheapest first within each — each with the lease it
+ * needs, plus the serving choice and the rationale (the R3 answers).
+ */
+export async function selectHardware(
+  spec: LifecycleSpec,
+  options: {
+    catalogFile?: string;
+    /** Pool state, for availability and calibration; null when the pool has not been used. */
+    poolState: (pool: string) => Promise<QuotaPoolState | null>;
+    holder: string;
+    maxOptions?: number;
+  },
+): Promise<HardwareSelection> {
+  const home = await options.poolState(spec.quota.pool);
+  const calibration = calibrationFromRuns(home?.runs ?? [], spec.hardware.architecture);
+  const plan = await planForSpec(spec, {
+    ...(options.catalogFile ? { catalogFile: options.catalogFile } : {}),
+    calibration,
+  });
+  const states = new Map<string, QuotaPoolState | null>([[spec.quota.pool, home]]);
+  const deadline = plan.profile.training.deadlineHours;
+  const options_: TrainingOption[] = [];
+  for (const c of plan.training.candidates) {
+    const pool = c.pool ?? spec.quota.pool;
+    if (!states.has(pool)) states.set(pool, await options.poolState(pool));
+    const state = states.get(pool) ?? null;
+    const available = state
+      ? assess(state.config, state.leases, { holder: options.holder, kind: 'training', resources: c.quota }).fits
+      : true;
+    options_.push({
+      device: c.device,
+      kind: c.kind,
+      count: c.count,
+      hours: c.hours,
+      rawHours: c.hours / (calibration[spec.hardware.architecture]?.factor ?? 1),
+      costUsd: c.costUsd,
+      taskQueue: c.taskQueue,
+      pool,
+      quota: c.quota,
+      meetsDeadline: deadline === undefined || c.hours <= deadline,
+      available,
+    });
+  }
+  // Candidates come cheapest first; a stable sort keeps that order within each group.
+  options_.sort(
+    (a, b) => Number(b.meetsDeadline) - Number(a.meetsDeadline) || Number(b.available) - Number(a.available),
+  );
+  const s = plan.serving.choice;
+  const factor = calibration[spec.hardware.architecture];
+  return {
+    training: options_.slice(0, options.maxOptions ?? 6),
+    serving: { device: s.device, count: s.count, replicas: s.replicas, costUsd: s.costUsd, latencyMs: s.latencyMs },
+    rationale: `cheaper? ${plan.answers.cheaper}. faster? ${plan.answers.faster}. fits? ${plan.answers.fits}. ${plan.answers.architecture}`,
+    calibration: factor ?? null,
+  };
 }

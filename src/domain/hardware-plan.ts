@@ -104,7 +104,7 @@ export interface TrainingCandidate {
   /** Memory per device the job uses. */
   memoryPerDeviceGiB: number;
   utilisation: number;
-  pool: string;
+  pool?: string;
   taskQueue: string;
   quota: Record<string, number>;
 }
@@ -121,7 +121,7 @@ export interface ServingCandidate {
   costUsd: number;
   costPer1kPredictions: number;
   meetsLatency: boolean;
-  pool: string;
+  pool?: string;
   quota: Record<string, number>;
 }
 
@@ -176,7 +176,7 @@ export function trainingCandidates(
         costUsd: hours * count * device.pricePerHourUsd,
         memoryPerDeviceGiB: need / count,
         utilisation: util,
-        pool: device.pool,
+        ...(device.pool ? { pool: device.pool } : {}),
         taskQueue: device.taskQueue,
         quota: Object.fromEntries(Object.entries(device.quota).map(([k, v]) => [k, v * count])),
       });
@@ -225,7 +225,7 @@ export function servingCandidates(profile: ModelProfile, catalog: readonly Devic
       costUsd,
       costPer1kPredictions: costUsd / (profile.serving.qps * 3.6),
       meetsLatency: latencyMs * 2 <= profile.serving.latencyP99Ms,
-      pool: device.pool,
+      ...(device.pool ? { pool: device.pool } : {}),
       quota: Object.fromEntries(Object.entries(device.quota).map(([k, v]) => [k, v * count * replicas])),
     });
   }

@@ -23,8 +23,8 @@ export const DeviceSpec = z
     pricePerHourUsd: z.number().nonnegative(),
     /** Most devices of this type one job may use. */
     maxDevices: z.number().int().positive(),
-    /** Quota pool the device's reservation comes from, and what one device takes from it. */
-    pool: z.string().min(1),
+    /** Quota pool the device's reservation comes from (default: the lifecycle's `quota.pool`), and what one device takes. */
+    pool: z.string().min(1).optional(),
     quota: z.record(ResourceName, z.number().nonnegative()),
     /** Task queue served by workers on this hardware (training activities are routed to it). */
     taskQueue: z.string().min(1),
@@ -64,4 +64,31 @@ export interface ModelProfile {
     budgetUsd?: number;
   };
   serving: { qps: number; latencyP99Ms: number };
+}
+
+/** One training option the lifecycle may try, in order: a device type and count, its lease and where it runs. */
+export interface TrainingOption {
+  device: string;
+  kind: 'cpu' | 'gpu' | 'tpu';
+  count: number;
+  /** Estimated duration, calibrated by earlier runs of the family; `rawHours` before calibration. */
+  hours: number;
+  rawHours: number;
+  costUsd: number;
+  taskQueue: string;
+  pool: string;
+  /** What the lease takes from the pool: the device's quota × count. */
+  quota: Record<string, number>;
+  meetsDeadline: boolean;
+  /** Whether the pool could grant it when the plan was made. */
+  available: boolean;
+}
+
+/** What the lifecycle's hardware selection returns. */
+export interface HardwareSelection {
+  training: TrainingOption[];
+  serving: { device: string; count: number; replicas: number; costUsd: number; latencyMs: number };
+  rationale: string;
+  /** Calibration applied: measured/estimated duration of earlier runs of the family, and how many. */
+  calibration: { factor: number; runs: number } | null;
 }

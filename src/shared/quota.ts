@@ -142,6 +142,9 @@ export const RunProfile = z
     family: z.string().optional(),
     /** Size of the input data in rows (or tokens). */
     datasetRows: z.number().nonnegative().optional(),
+    /** The device type it ran on and what the hardware planner estimated, for calibration. */
+    device: z.string().optional(),
+    estimatedMs: z.number().nonnegative().optional(),
   })
   .strict();
 export type RunProfile = z.infer<typeof RunProfile>;

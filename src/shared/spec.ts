@@ -23,6 +23,7 @@ export const TrainingSpec = z
     dataDir: z.string().min(1),
     /** Passed to the program as JSON; the program rejects what it does not know (non-retryable). */
     params: z.record(z.string(), z.unknown()).default({}),
+    /** The training lease of lifecycles started before the hardware planner (which leases the chosen device). */
     resources: z
       .object({ cpu: z.number().positive().default(1), memoryGiB: z.number().positive().default(2) })
       .strict()

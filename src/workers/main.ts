@@ -25,7 +25,7 @@ async function main(): Promise<void> {
     root: config.root,
     quotaPools: config.quotaPools,
   });
-  const trainingClasses = (process.env.TRAINING_CLASSES ?? 'cpu').split(',').filter(Boolean);
+  const trainingClasses = (process.env.TRAINING_CLASSES ?? 'cpu,gpu,tpu').split(',').filter(Boolean);
   const workers = await createWorkers({ connection, namespace, activities, trainingClasses });
   logger.info({ address: settings.connection.address, namespace, trainingClasses }, 'worker running');
   const running = Promise.all(workers.map((w) => w.run()));

@@ -8,7 +8,10 @@ export interface WorkerSetOptions {
   activities: Activities;
   /** Pre-built bundle (tests build it once); otherwise the workers bundle `src/workflows/index`. */
   workflowBundle?: WorkerOptions['workflowBundle'];
-  /** Hardware classes this process trains on (one worker per class task queue). */
+  /**
+   * Hardware classes this process trains on (one worker per class task queue: train-cpu, train-gpu, train-tpu). The
+   * development default serves all three in one process; on a real fleet each machine serves its own.
+   */
   trainingClasses?: string[];
   identity?: string;
 }
@@ -35,7 +38,7 @@ export async function createWorkers(options: WorkerSetOptions): Promise<Worker[]
     activities: controlActivities,
   });
   const training = await Promise.all(
-    (options.trainingClasses ?? ['cpu']).map((hwClass) =>
+    (options.trainingClasses ?? ['cpu', 'gpu', 'tpu']).map((hwClass) =>
       Worker.create({
         ...common,
         taskQueue: trainingTaskQueue(hwClass),

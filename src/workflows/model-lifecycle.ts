@@ -5,6 +5,7 @@ import {
   condition,
   isCancellation,
   log,
+  patched,
   proxyActivities,
   setCurrentDetails,
   setHandler,
@@ -25,7 +26,8 @@ import {
   resumeSignal,
   statusQuery,
 } from '../shared/messages';
-import type { QuotaLease, ReleaseQuotaInput, ReserveQuotaInput } from '../shared/quota';
+import type { TrainingOption } from '../shared/hardware';
+import type { QuotaLease, ReleaseQuotaInput, ReserveQuotaInput, ReserveQuotaResult } from '../shared/quota';
 import type { PromotionRecord } from '../shared/registry';
 import { MlModel, MlStage, MlVersion } from '../shared/search-attributes';
 import { LifecycleSpec, describeIssues } from '../shared/spec';
@@ -58,6 +60,18 @@ const analysis = proxyActivities<Activities>({
  * trainer's activity heartbeats and write nothing to history.
  */
 const SERVING_LEASE_TTL_MS = 2 * 3_600_000;
+
+/** Marks lifecycles that choose hardware with the planner (quota-aware options); older ones replay first-fit. */
+const HARDWARE_PLANNER = 'hardware-planner';
+
+interface PickedHardware {
+  option: TrainingOption & { label: string };
+  lease: QuotaLease;
+}
+
+function formatHours(h: number): string {
+  return h < 1 / 60 ? `${Math.round(h * 3600)} s` : h < 1 ? `${Math.round(h * 60)} min` : `${h.toFixed(1)} h`;
+}
 
 class RolloutStop extends Error {
   constructor(
@@ -135,6 +149,8 @@ export async function modelLifecycleWorkflow(input: LifecycleInput): Promise<Lif
 
   /** True once the candidate is on the gateway (so a stop must undo the deployment). */
   let deployed = false;
+  /** Pool of the training lease (the chosen device's pool). */
+  let trainingPool = spec.quota.pool;
   /** Stops renewing the candidate's serving lease (set once it is reserved). */
   let stopRenewing: () => void = () => undefined;
   try {
@@ -144,7 +160,7 @@ export async function modelLifecycleWorkflow(input: LifecycleInput): Promise<Lif
       // Cancelled from outside (UI or API): undo whatever is held, then let the cancellation stand.
       lc.requestAbort({ by: 'system', reason: 'workflow cancelled' });
       await CancellationScope.nonCancellable(async () => {
-        await releaseLease(`${lc.id}:train`).catch(() => undefined);
+        await releaseLease(`${lc.id}:train`, {}, trainingPool).catch(() => undefined);
         if (deployed) await rollback('workflow cancelled');
         else await releaseLease(servingLease(spec.version)).catch(() => undefined);
       });
@@ -161,26 +177,22 @@ export async function modelLifecycleWorkflow(input: LifecycleInput): Promise<Lif
     // Provision: hardware choice, then the training lease.
     lc.enter(Stage.Provisioning);
     details('choosing hardware and reserving quota');
-    const hw = await control.selectHardware(spec.hardware);
-    lc.hardware = { training: hw.training.name, serving: hw.serving.name, rationale: hw.rationale };
-    lc.event(hw.rationale);
     const trainLease = `${lc.id}:train`;
-    const resources = { cpu: spec.training.resources.cpu, memoryGiB: spec.training.resources.memoryGiB };
-    const trainGrant = await reserveOrFail(trainLease, lc.id, 'training', resources, {
-      profile: { model: spec.model, family: spec.hardware.architecture },
-      expectedDurationMs: spec.training.timeout,
-    });
-    if (!trainGrant) return;
+    const picked = patched(HARDWARE_PLANNER)
+      ? await pickTrainingHardware(trainLease)
+      : await firstFitHardware(trainLease);
+    if (!picked) return;
+    const { option: hw, lease: trainGrant } = picked;
     if (await stoppedBeforeDeploy()) {
-      await releaseLease(trainLease);
+      await releaseLease(trainLease, {}, hw.pool);
       return;
     }
 
     // Train on a worker of the chosen hardware class; the lease is released however training ends.
-    lc.enter(Stage.Training, `training on ${hw.training.name} (${hw.training.taskQueue})`);
-    details(`training on ${hw.training.name}`);
+    lc.enter(Stage.Training, `training on ${hw.label} (${hw.taskQueue})`);
+    details(`training on ${hw.label}`);
     const train = proxyActivities<Activities>({
-      taskQueue: hw.training.taskQueue,
+      taskQueue: hw.taskQueue,
       startToCloseTimeout: spec.training.timeout,
       heartbeatTimeout: '30 seconds',
       retry: { maximumAttempts: spec.training.maxAttempts, initialInterval: '2 seconds' },
@@ -197,7 +209,7 @@ export async function modelLifecycleWorkflow(input: LifecycleInput): Promise<Lif
         params: spec.training.params,
         // The trainer's worker renews the lease while the process lives; a vanished worker lets it expire.
         ...(trainGrant.ttlMs !== null
-          ? { lease: { pool: spec.quota.pool, leaseId: trainLease, ttlMs: trainGrant.ttlMs } }
+          ? { lease: { pool: hw.pool, leaseId: trainLease, ttlMs: trainGrant.ttlMs } }
           : {}),
       });
     } catch (err) {
@@ -206,10 +218,14 @@ export async function modelLifecycleWorkflow(input: LifecycleInput): Promise<Lif
     } finally {
       // The measured run goes into the pool's history, where estimates for similar runs come from.
       await CancellationScope.nonCancellable(() =>
-        releaseLease(trainLease, {
-          ...(trained ? { usage: trained.usage } : {}),
-          ...(trained?.datasetRows !== undefined ? { profile: { datasetRows: trained.datasetRows } } : {}),
-        }),
+        releaseLease(
+          trainLease,
+          {
+            ...(trained ? { usage: trained.usage } : {}),
+            ...(trained?.datasetRows !== undefined ? { profile: { datasetRows: trained.datasetRows } } : {}),
+          },
+          hw.pool,
+        ),
       );
     }
     if (!trained) {
@@ -499,9 +515,10 @@ export async function modelLifecycleWorkflow(input: LifecycleInput): Promise<Lif
     kind: 'training' | 'serving',
     resources: Record<string, number>,
     extra: Pick<ReserveQuotaInput, 'profile' | 'expectedDurationMs' | 'ttlMs'> = {},
+    pool = spec.quota.pool,
   ): Promise<QuotaLease | null> {
     const waitMs = spec.quota.wait;
-    if (waitMs > 0) lc.event(`reserving ${kind} quota; may wait up to ${waitMs} ms in pool "${spec.quota.pool}"`);
+    if (waitMs > 0) lc.event(`reserving ${kind} quota; may wait up to ${waitMs} ms in pool "${pool}"`);
     const reserver =
       waitMs > 0
         ? proxyActivities<Activities>({
@@ -511,7 +528,7 @@ export async function modelLifecycleWorkflow(input: LifecycleInput): Promise<Lif
           })
         : control;
     const reserved = await reserver.reserveQuota({
-      pool: spec.quota.pool,
+      pool,
       leaseId,
       holder,
       kind,
@@ -535,8 +552,140 @@ export async function modelLifecycleWorkflow(input: LifecycleInput): Promise<Lif
     return null;
   }
 
-  async function releaseLease(leaseId: string, extra: Omit<ReleaseQuotaInput, 'leaseId'> = {}): Promise<void> {
-    await control.releaseQuota({ pool: spec.quota.pool, leaseId, ...extra });
+  async function releaseLease(
+    leaseId: string,
+    extra: Omit<ReleaseQuotaInput, 'leaseId'> = {},
+    pool = spec.quota.pool,
+  ): Promise<void> {
+    await control.releaseQuota({ pool, leaseId, ...extra });
+  }
+
+  /**
+   * The hardware planner's training options, tried in order: the first whose pool grants its lease is used; each
+   * refusal is recorded, and the lifecycle fails naming them all when none is granted (after waiting in the first
+   * option's queue, when the spec allows a wait).
+   */
+  async function pickTrainingHardware(leaseId: string): Promise<PickedHardware | null> {
+    const plan = await control.planHardware({ spec, holder: lc.id });
+    const first = plan.training[0];
+    if (!first) {
+      lc.fail(ErrorType.InvalidSpec, 'the hardware planner found no way to train this model');
+      lc.enter(Stage.Failed, lc.error!.message);
+      return null;
+    }
+    const label = (o: TrainingOption) => `${o.count > 1 ? `${o.count}× ` : ''}${o.device}`;
+    lc.hardware = {
+      training: label(first),
+      serving: `${plan.serving.replicas}× ${plan.serving.count > 1 ? `${plan.serving.count}× ` : ''}${plan.serving.device}`,
+      rationale: plan.rationale,
+    };
+    lc.event(plan.rationale);
+    if (plan.calibration)
+      lc.event(
+        `estimates calibrated by ${plan.calibration.runs} earlier run(s): ×${plan.calibration.factor.toFixed(3)}`,
+      );
+    const refusals: { option: TrainingOption; result: ReserveQuotaResult & { granted: false } }[] = [];
+    for (const [i, option] of plan.training.entries()) {
+      const request = {
+        pool: option.pool,
+        leaseId,
+        holder: lc.id,
+        kind: 'training' as const,
+        resources: option.quota,
+        profile: {
+          model: spec.model,
+          family: spec.hardware.architecture,
+          device: option.device,
+          estimatedMs: Math.round(option.rawHours * 3_600_000),
+        },
+        expectedDurationMs: Math.min(Math.round(option.hours * 3_600_000), spec.training.timeout),
+      };
+      const waitMs = spec.quota.wait;
+      const last = i === plan.training.length - 1;
+      // Waiting is for the preferred option, and only once every option was refused at once.
+      const result = await control.reserveQuota(request);
+      if (result.granted) return chosen(option, result.lease, label);
+      refusals.push({ option, result });
+      lc.event(
+        `${label(option)} refused by pool "${option.pool}": ${result.message}${last ? '' : '; trying the next option'}`,
+      );
+      if (last && waitMs > 0) {
+        const preferred = plan.training[0]!;
+        const waited = await reserveOrFail(
+          leaseId,
+          lc.id,
+          'training',
+          preferred.quota,
+          {
+            profile: request.profile,
+            expectedDurationMs: request.expectedDurationMs,
+          },
+          preferred.pool,
+        );
+        return waited ? chosen(preferred, waited, label) : null;
+      }
+    }
+    const message = `no training hardware could be reserved: ${refusals
+      .map(
+        (r) =>
+          `${label(r.option)} (${r.result.reason}: ${r.result.shortfalls.map((s) => `${s.resource} needs ${s.requested}, ${Math.round(s.available * 100) / 100} of ${Math.round(s.limit * 100) / 100}`).join(', ')})`,
+      )
+      .join('; ')}`;
+    lc.fail(ErrorType.QuotaRefused, message);
+    await alert({
+      kind: 'quota-refused',
+      severity: 'warning',
+      summary: message,
+      details: {
+        refusals: refusals.map((r) => ({
+          device: r.option.device,
+          count: r.option.count,
+          pool: r.option.pool,
+          reason: r.result.reason,
+          shortfalls: r.result.shortfalls,
+          earliestRelease: r.result.earliestRelease,
+        })),
+      },
+    });
+    lc.enter(Stage.Failed, message);
+    return null;
+  }
+
+  function chosen(option: TrainingOption, lease: QuotaLease, label: (o: TrainingOption) => string): PickedHardware {
+    trainingPool = option.pool;
+    if (lc.hardware) lc.hardware = { ...lc.hardware, training: label(option) };
+    lc.event(
+      `training on ${label(option)}: about ${formatHours(option.hours)}, $${option.costUsd.toFixed(4)}; lease from pool "${option.pool}"`,
+    );
+    return { option: { ...option, label: label(option) }, lease };
+  }
+
+  /** Lifecycles started before the hardware planner: first-fit class, the spec's training resources as the lease. */
+  async function firstFitHardware(leaseId: string): Promise<PickedHardware | null> {
+    const hw = await control.selectHardware(spec.hardware);
+    lc.hardware = { training: hw.training.name, serving: hw.serving.name, rationale: hw.rationale };
+    lc.event(hw.rationale);
+    const resources = { cpu: spec.training.resources.cpu, memoryGiB: spec.training.resources.memoryGiB };
+    const lease = await reserveOrFail(leaseId, lc.id, 'training', resources, {
+      profile: { model: spec.model, family: spec.hardware.architecture },
+      expectedDurationMs: spec.training.timeout,
+    });
+    if (!lease) return null;
+    const option = {
+      device: hw.training.name,
+      kind: hw.training.kind,
+      count: 1,
+      hours: 0,
+      rawHours: 0,
+      costUsd: 0,
+      taskQueue: hw.training.taskQueue,
+      pool: spec.quota.pool,
+      quota: resources,
+      meetsDeadline: true,
+      available: true,
+      label: hw.training.name,
+    };
+    return { option, lease };
   }
 
   /**

@@ -80,6 +80,8 @@ export async function startStack(
     pool?: QuotaPoolConfigInput;
     /** More pools besides the default one. */
     pools?: QuotaPoolConfigInput[];
+    /** Hardware catalog for the planner (default: config/hardware-catalog.yaml). */
+    hardwareCatalogFile?: string;
   } = {},
 ): Promise<Stack> {
   installQuietRuntime();
@@ -100,6 +102,7 @@ export async function startStack(
     quotaPools,
     alertSink: (a) => void alerts.push(a),
     analysisPollIntervalMs: 250,
+    ...(options.hardwareCatalogFile ? { hardwareCatalogFile: options.hardwareCatalogFile } : {}),
   });
   let workers: Worker[] = [];
   let running: Promise<unknown> | null = null;

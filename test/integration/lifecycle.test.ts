@@ -23,9 +23,11 @@ describe('model lifecycle on a real Temporal dev server', () => {
   let stack: Stack;
   let load: LoadGenerator;
   const model = uniqueName('churn');
+  /** A pool too small for any training hardware of the catalog. */
+  const TINY = uniqueName('tiny');
 
   beforeAll(async () => {
-    stack = await startStack();
+    stack = await startStack({ pools: [{ name: TINY, capacity: { cpu: 2, memoryGiB: 64 } }] });
     load = liveTraffic(stack.gateway.url, model);
   });
   afterAll(async () => {
@@ -145,19 +147,21 @@ describe('model lifecycle on a real Temporal dev server', () => {
     expect(id).toBe(lifecycleWorkflowId(model, 'v7'));
   });
 
-  it('fails naming what is short when the quota pool refuses the training reservation', async () => {
-    const { id } = await stack.lifecycles.start(
-      testSpec(model, 'v8', 'good', (s) => (s.training.resources = { cpu: 1000, memoryGiB: 2 })),
-    );
+  it('fails naming every refused hardware option when the quota pool cannot hold any of them', async () => {
+    const { id } = await stack.lifecycles.start(testSpec(model, 'v8', 'good', (s) => (s.quota.pool = TINY)));
     const end = await waitForStatus(stack.lifecycles, id, (s) => s.stage === 'failed');
     expect(end.error?.type).toBe(ErrorType.QuotaRefused);
-    expect(end.error?.message).toMatch(/can never fit: cpu needs 1000, [\d.]+ of \d+ \(capacity\)/);
+    // cpu-4 needs 4 cpu of the 2 this pool has; the GPU options need GPUs it does not have.
+    expect(end.error?.message).toMatch(
+      /^no training hardware could be reserved: cpu-4 \(never-fits: cpu needs 4, 2 of 2\)/,
+    );
+    expect(end.error?.message).toMatch(/gpu-t4 \(never-fits: [^)]*gpu:t4 needs 1, 0 of 0\)/);
+    expect(end.events.filter((e) => /refused by pool/.test(e.message)).length).toBeGreaterThanOrEqual(2);
     expect(end.events.some((e) => e.stage === 'training')).toBe(false);
-    expect(await leasesOf(id)).toEqual([]);
+    expect((await poolState(stack.client, TINY)).leases).toEqual([]);
     const refused = stack.alerts.find((a) => a.kind === 'quota-refused' && a.lifecycleId === id);
     expect(refused?.details).toMatchObject({
-      reason: 'never-fits',
-      shortfalls: [expect.objectContaining({ resource: 'cpu', requested: 1000 })],
+      refusals: expect.arrayContaining([expect.objectContaining({ device: 'cpu-4', reason: 'never-fits' })]) as unknown,
     });
   });
 

@@ -1,10 +1,13 @@
-import { writeFileSync } from 'node:fs';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { stringify } from 'yaml';
 import { historyToJSON } from '@temporalio/common/lib/proto-utils';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { temporal } from '@temporalio/proto';
 import { defaultPayloadConverter } from '@temporalio/common';
 import { QuotaClient } from '../../src/client/quota-client';
+import { loadHardwareCatalog } from '../../src/config/env';
 import {
   QuotaPoolsFile,
   quotaPoolWorkflowId,
@@ -34,6 +37,47 @@ const ROLLING = pool({ capacity: { cpu: 4, memoryGiB: 8 }, continueAsNewAfterOps
 const ALERTING = pool({ capacity: { cpu: 10 }, alerts: { usageThresholds: [0.8, 0.95], checkEvery: '300ms' } });
 const WAITING = pool({ capacity: { cpu: 64, memoryGiB: 256 } });
 const SHORT_TTL = pool({ capacity: { cpu: 64, memoryGiB: 256 }, leaseTtl: '1500ms' });
+const SMALL = pool({ capacity: { cpu: 8, memoryGiB: 64 } });
+const HOME = pool({ capacity: { cpu: 64, memoryGiB: 256 } });
+
+/**
+ * The shipped catalog plus two devices for the fallback test: `cpu-small` draws on the SMALL pool, `cpu-big` on the
+ * lifecycle's own. Other tests keep planning on the shipped devices (cpu-4 stays the cheapest).
+ */
+const CATALOG = join(mkdtempSync(join(tmpdir(), 'mll-catalog-')), 'catalog.yaml');
+writeFileSync(
+  CATALOG,
+  stringify({
+    devices: [
+      ...loadHardwareCatalog().devices,
+      {
+        name: 'cpu-small',
+        kind: 'cpu',
+        vcpu: 4,
+        memoryGiB: 16,
+        memoryBandwidthGBs: 20,
+        peakTflops: { fp32: 0.3 },
+        pricePerHourUsd: 0.2,
+        maxDevices: 1,
+        pool: SMALL,
+        quota: { cpu: 4, memoryGiB: 16 },
+        taskQueue: 'train-cpu',
+      },
+      {
+        name: 'cpu-big',
+        kind: 'cpu',
+        vcpu: 16,
+        memoryGiB: 64,
+        memoryBandwidthGBs: 60,
+        peakTflops: { fp32: 1.2 },
+        pricePerHourUsd: 0.78,
+        maxDevices: 1,
+        quota: { cpu: 16, memoryGiB: 64 },
+        taskQueue: 'train-cpu',
+      },
+    ],
+  }),
+);
 
 /**
  * Usage over the pool's own history: every completed reserve/release update, in the order the workflow applied them
@@ -101,7 +145,7 @@ describe('quota pools on a real dev server', () => {
   let quota: QuotaClient;
 
   beforeAll(async () => {
-    stack = await startStack({ pools });
+    stack = await startStack({ pools, hardwareCatalogFile: CATALOG });
     await stack.startWorkers();
     quota = new QuotaClient(stack.client, QuotaPoolsFile.parse({ pools }));
   });
@@ -314,6 +358,7 @@ describe('quota pools on a real dev server', () => {
       testSpec(model, 'v1', 'good', (s) => {
         s.quota.pool = WAITING;
         s.quota.wait = 60_000;
+        s.hardware.trainingClasses = ['cpu-4'];
       }),
     );
     await expect
@@ -350,5 +395,62 @@ describe('quota pools on a real dev server', () => {
     expect(run.heldMs).toBeGreaterThan(2 * 1500);
     expect(state.stats.expirations).toBe(0);
     await stack.lifecycles.reject(id, { by: 'alice', reason: 'test over' });
+  });
+
+  it('moves to the next hardware option when a pool refuses, then plans around it and calibrates by the run', async () => {
+    // Half of SMALL is held and a reservation waits for all of it: free capacity the planner sees, but promised to
+    // the queue, so the reservation for cpu-small is refused when it is made.
+    await quota.reserve(SMALL, { leaseId: 'held', holder: 'etl', kind: 'data', resources: { cpu: 4 } });
+    const queued = quota.reserve(SMALL, {
+      leaseId: 'big-job',
+      holder: 'big-job',
+      kind: 'data',
+      resources: { cpu: 8 },
+      wait: { timeoutMs: 120_000 },
+    });
+    await expect.poll(async () => (await quota.state(SMALL))?.waiting.length, { timeout: 15_000 }).toBe(1);
+    const model = uniqueName('hwfall');
+    const spec = (version: string) =>
+      testSpec(model, version, 'good', (s) => {
+        s.quota.pool = HOME;
+        s.hardware.trainingClasses = ['cpu-small', 'cpu-big'];
+      });
+    const { id } = await stack.lifecycles.start(spec('v1'));
+    const trained = await waitForStatus(stack.lifecycles, id, (s) => s.pendingGate !== null || s.stage === 'failed');
+    expect(trained.stage).toBe('awaiting-approval');
+    expect(trained.events.map((e) => e.message)).toEqual(
+      expect.arrayContaining([
+        expect.stringMatching(
+          new RegExp(
+            `^cpu-small refused by pool "${SMALL}": .*free capacity is promised to reservations waiting ahead: cpu needs 4.*; trying the next option$`,
+          ),
+        ),
+        expect.stringMatching(new RegExp(`^training on cpu-big: about .*; lease from pool "${HOME}"$`)),
+      ]),
+    );
+    expect(trained.hardware?.training).toBe('cpu-big');
+    await stack.lifecycles.reject(id, { by: 'alice', reason: 'test over' });
+    const run = (await quota.state(HOME))!.runs.find((r) => r.holder === id)!;
+    expect(run.profile).toMatchObject({ device: 'cpu-big', family: 'tree-ensemble' });
+    expect(run.resources).toEqual({ cpu: 16, memoryGiB: 64 });
+
+    // Once the queue is served and SMALL is full, the second version's plan orders cpu-big first (no refusal on the
+    // way), and its estimates are corrected by the first run's measured duration.
+    await quota.release(SMALL, { leaseId: 'held' });
+    expect(await queued).toMatchObject({ granted: true });
+    const second = await stack.lifecycles.start(spec('v2'));
+    const next = await waitForStatus(
+      stack.lifecycles,
+      second.id,
+      (s) => s.pendingGate !== null || s.stage === 'failed',
+    );
+    const calibrated = next.events.find((e) => e.message.startsWith('estimates calibrated by 1 earlier run(s)'));
+    expect(calibrated).toBeDefined();
+    const factor = Number(/×([\d.]+)/.exec(calibrated!.message)![1]);
+    expect(factor).toBeCloseTo(run.usage!.durationMs! / run.profile!.estimatedMs!, 2);
+    expect(next.hardware?.training).toBe('cpu-big');
+    expect(next.events.some((e) => e.message.includes('refused by pool'))).toBe(false);
+    await stack.lifecycles.reject(second.id, { by: 'alice', reason: 'test over' });
+    await quota.release(SMALL, { leaseId: 'big-job' });
   });
 });
