@@ -1,5 +1,9 @@
+import type { Client } from '@temporalio/client';
 import type { Command } from 'commander';
-import { planForSpec, type SpecHardwarePlan } from '../client/hardware-planning';
+import { calibrationFromRuns, planForSpec, type SpecHardwarePlan } from '../client/hardware-planning';
+import { QuotaClient } from '../client/quota-client';
+import { loadQuotaPools, quotaPoolsPath } from '../config/env';
+import type { Calibration } from '../domain/hardware-plan';
 import { loadSpecFile } from '../client/spec-file';
 import { table } from './format';
 
@@ -69,6 +73,7 @@ export function formatPlan(p: SpecHardwarePlan): string {
 export function addHardwareCommands(
   program: Command,
   print: (cmd: Command, json: unknown, text: string) => void,
+  connect: () => Promise<Client>,
 ): void {
   const hardware = program.command('hardware').description('hardware for training and serving, with numbers');
   hardware
@@ -76,9 +81,35 @@ export function addHardwareCommands(
     .description('candidates for training and serving a spec, the choices and why (R3)')
     .option('--json', 'machine-readable output')
     .option('--catalog <file>', 'hardware catalog (default: HARDWARE_CATALOG_FILE or config/hardware-catalog.yaml)')
-    .action(async (file: string, o: { catalog?: string }, cmd: Command) => {
+    .option(
+      '--calibrated',
+      "correct the estimates by the measured trainings in the spec's quota pool (reads it from the Temporal server)",
+    )
+    .option(
+      '--pools <file>',
+      'quota pools file, with --calibrated (default: QUOTA_POOLS_FILE or config/quota-pools.yaml)',
+    )
+    .action(async (file: string, o: { catalog?: string; calibrated?: boolean; pools?: string }, cmd: Command) => {
       const spec = loadSpecFile(file);
-      const plan = await planForSpec(spec, { ...(o.catalog ? { catalogFile: o.catalog } : {}) });
-      print(cmd, plan, formatPlan(plan));
+      let calibration: Calibration = {};
+      const notes: string[] = [];
+      if (o.calibrated) {
+        const quota = new QuotaClient(await connect(), loadQuotaPools(o.pools ?? quotaPoolsPath()));
+        const state = await quota.state(spec.quota.pool);
+        calibration = calibrationFromRuns(state?.runs ?? [], spec.hardware.architecture);
+        const c = calibration[spec.hardware.architecture];
+        notes.push(
+          c
+            ? `estimates calibrated by ${c.runs} measured ${spec.hardware.architecture} training(s) in pool "${spec.quota.pool}": ×${c.factor.toFixed(3)}`
+            : `no measured ${spec.hardware.architecture} training in pool "${spec.quota.pool}" yet: estimates uncalibrated`,
+        );
+      }
+      const plan = await planForSpec(spec, { ...(o.catalog ? { catalogFile: o.catalog } : {}), calibration });
+      const out = {
+        ...plan,
+        notes: [...plan.notes, ...notes],
+        calibration: calibration[spec.hardware.architecture] ?? null,
+      };
+      print(cmd, out, formatPlan(out));
     });
 }

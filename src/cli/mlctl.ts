@@ -132,7 +132,11 @@ export function buildProgram(): Command {
         print(merged(cmd), { id, action, by }, `${id}: ${action} sent`);
       });
   }
-  addHardwareCommands(program, (cmd, json, text) => print(merged(cmd), json, text));
+  addHardwareCommands(
+    program,
+    (cmd, json, text) => print(merged(cmd), json, text),
+    async () => (client = await connectClient()),
+  );
   addQuotaCommands(program, {
     connect: async () => (client = await connectClient()),
     print: (cmd, json, text) => print(merged(cmd), json, text),

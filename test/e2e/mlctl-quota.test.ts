@@ -167,6 +167,16 @@ describe('mlctl quota against a real dev server', () => {
     expect(text.stdout).toMatch(/training: 1 similar runs \(kind training, family tree-ensemble/);
     expect(text.stdout).toMatch(/serving: 400 QPS at 70% target utilisation/);
 
+    // The hardware plan for the same spec, corrected by the measured training in the pool.
+    const hw = await run('hardware', 'plan', spec, '--calibrated', '--json');
+    expect(hw.code).toBe(0);
+    const plan = JSON.parse(hw.stdout) as { calibration: { runs: number; factor: number }; notes: string[] };
+    expect(plan.calibration.runs).toBe(1);
+    expect(plan.calibration.factor).toBeGreaterThan(0);
+    expect(plan.notes).toContainEqual(
+      expect.stringMatching(/^estimates calibrated by 1 measured tree-ensemble training/),
+    );
+
     // A data pipeline (not a lifecycle) with no history says so and keeps what was declared.
     const data = await run('quota', 'estimate', '--kind', 'data', '--pool', PLAN, '--family', 'etl', '--json');
     expect(JSON.parse(data.stdout)).toMatchObject({ basis: 'declared', similarRuns: 0 });
