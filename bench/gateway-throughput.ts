@@ -21,6 +21,7 @@ import { projectRoot } from '../src/config/paths';
 import { trainerPython } from '../src/config/toolchain';
 import type { PredictResponse } from '../src/shared/gateway-api';
 import type { ModelTelemetry } from '../src/shared/telemetry';
+import { percentile, printAligned } from './report';
 
 const MODEL = 'churn';
 const STABLE = 'v1';
@@ -184,13 +185,6 @@ async function serverTotals(dispatcher: Agent, baseUrl: string): Promise<{ succe
     latencySumMs += v.latencySumMs;
   }
   return { successes, latencySumMs };
-}
-
-/** Nearest-rank percentile of sorted values. */
-function percentile(sorted: Float64Array, p: number): number {
-  if (sorted.length === 0) return 0;
-  const index = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
-  return sorted[index] as number;
 }
 
 interface LoadOutcome {
@@ -365,12 +359,7 @@ function printTable(results: PhaseResult[]): void {
     r.serverMeanMs.toFixed(3),
     String(r.non200),
   ]);
-  const widths = header.map((h, i) => Math.max(h.length, ...body.map((row) => (row[i] as string).length)));
-  const line = (cells: string[]): string =>
-    cells.map((c, i) => (i === 0 ? c.padEnd(widths[i] as number) : c.padStart(widths[i] as number))).join('  ');
-  console.log(line(header));
-  console.log(widths.map((w) => '-'.repeat(w)).join('  '));
-  for (const row of body) console.log(line(row));
+  printAligned(header, body);
 }
 
 function stopGateway(): Promise<void> {

@@ -38,6 +38,7 @@ import { temporalCliPath, trainerPython } from '../src/config/toolchain';
 import { startDevServer, type DevServer } from '../src/dev/dev-server';
 import { QuotaPoolsFile, type QuotaPoolState } from '../src/shared/quota';
 import { createWorkers } from '../src/workers/workers';
+import { percentile, printAligned } from './report';
 
 const POOL = 'bench';
 /** So large that no reservation ever waits or is refused for capacity. */
@@ -160,13 +161,6 @@ function readOptions(): Options {
     warmup: positiveInt('--warmup', values.warmup ?? env.QUOTA_BENCH_WARMUP, 50),
     deadlineSeconds: positiveInt('--deadline', values.deadline ?? env.QUOTA_BENCH_DEADLINE, 60),
   };
-}
-
-/** Nearest-rank percentile of sorted values. */
-function percentile(sorted: Float64Array, p: number): number {
-  if (sorted.length === 0) return 0;
-  const index = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
-  return sorted[index] as number;
 }
 
 function logCounts(): Record<string, number> {
@@ -347,12 +341,7 @@ function printTable(results: ScenarioResult[]): void {
     String(r.refused),
     String(r.errors),
   ]);
-  const widths = header.map((h, i) => Math.max(h.length, ...body.map((row) => (row[i] as string).length)));
-  const line = (cells: string[]): string =>
-    cells.map((c, i) => (i === 0 ? c.padEnd(widths[i] as number) : c.padStart(widths[i] as number))).join('  ');
-  console.log(line(header));
-  console.log(widths.map((w) => '-'.repeat(w)).join('  '));
-  for (const row of body) console.log(line(row));
+  printAligned(header, body);
 }
 
 function temporalVersion(): string {

@@ -47,6 +47,16 @@ async function withBackpressure<T>(call: () => Promise<T>): Promise<T> {
   }
 }
 
+/** The call's answer, or null when the workflow it addresses does not exist (a pool never used, no monitor). */
+async function orNull<T>(call: () => Promise<T>): Promise<T | null> {
+  try {
+    return await call();
+  } catch (err) {
+    if (err instanceof WorkflowNotFoundError) return null;
+    throw err;
+  }
+}
+
 /** A pool refused one operation of a batch as malformed. */
 export class QuotaOperationError extends Error {}
 
@@ -223,33 +233,18 @@ export class QuotaClient {
 
   /** Extends a lease's TTL; null when the pool no longer holds it (released or expired). */
   async renew(pool: string, input: RenewQuotaInput): Promise<QuotaLease | null> {
-    try {
-      return await this.submit<QuotaLease | null>(pool, { op: 'renew', input });
-    } catch (err) {
-      if (err instanceof WorkflowNotFoundError) return null;
-      throw err;
-    }
+    return orNull(() => this.submit<QuotaLease | null>(pool, { op: 'renew', input }));
   }
 
   /** Releases a lease; null when it was not held. */
   async release(pool: string, input: ReleaseQuotaInput): Promise<QuotaLease | null> {
-    try {
-      return await this.submit<QuotaLease | null>(pool, { op: 'release', input });
-    } catch (err) {
-      if (err instanceof WorkflowNotFoundError) return null;
-      throw err;
-    }
+    return orNull(() => this.submit<QuotaLease | null>(pool, { op: 'release', input }));
   }
 
   /** The pool's state; null when the pool has never been used (nothing reserved yet). */
   async state(pool: string): Promise<QuotaPoolState | null> {
     this.config(pool);
-    try {
-      return await this.client.workflow.getHandle(quotaPoolWorkflowId(pool)).query(poolStateQuery);
-    } catch (err) {
-      if (err instanceof WorkflowNotFoundError) return null;
-      throw err;
-    }
+    return orNull(() => this.client.workflow.getHandle(quotaPoolWorkflowId(pool)).query(poolStateQuery));
   }
 
   /** Applies the file's configuration to a pool (starting it if needed); true when it changed. */
@@ -266,12 +261,7 @@ export class QuotaClient {
   /** The open alerts of a pool, from its monitor; null when the pool has no monitor yet. */
   async monitor(pool: string): Promise<QuotaMonitorState | null> {
     this.config(pool);
-    try {
-      return await this.client.workflow.getHandle(quotaMonitorWorkflowId(pool)).query(quotaMonitorQuery);
-    } catch (err) {
-      if (err instanceof WorkflowNotFoundError) return null;
-      throw err;
-    }
+    return orNull(() => this.client.workflow.getHandle(quotaMonitorWorkflowId(pool)).query(quotaMonitorQuery));
   }
 
   /** Applies every pool's configuration; a worker does this at start so edits to the file take effect. */

@@ -105,13 +105,16 @@ export async function quotaPoolWorkflow(input: QuotaPoolInput): Promise<void> {
 
   const nowMs = () => Date.now();
   const iso = (ms = nowMs()) => new Date(ms).toISOString();
-  const record = (entry: Omit<QuotaJournalEntry, 'at' | 'used'>, withUsage = false) => {
-    journal.push({ at: iso(), ...entry, ...(withUsage ? { used: breakdown(leases.values()).used } : {}) });
+  const record = (entry: Omit<QuotaJournalEntry, 'at'>) => {
+    journal.push({ at: iso(), ...entry });
     if (journal.length > JOURNAL_LIMIT) journal.splice(0, journal.length - JOURNAL_LIMIT);
   };
-  const changed = () => {
+  /** Usage changed: journal the operation with the usage after it, and keep a sample for the burn rate. */
+  const changed = (entry?: Omit<QuotaJournalEntry, 'at' | 'used'>) => {
     dirty = true;
-    samples.push({ atMs: nowMs(), used: breakdown(leases.values()).used });
+    const { used } = breakdown(leases.values());
+    if (entry) record({ ...entry, used });
+    samples.push({ atMs: nowMs(), used });
     // Keep the samples of the burn window plus the one before it.
     const from = nowMs() - config.alerts.burnWindow;
     const firstInWindow = samples.findIndex((s) => s.atMs > from);
@@ -159,8 +162,7 @@ export async function quotaPoolWorkflow(input: QuotaPoolInput): Promise<void> {
     };
     leases.set(lease.leaseId, lease);
     stats.grants++;
-    record({ op: 'grant', leaseId: lease.leaseId, holder: lease.holder, resources: lease.resources }, true);
-    changed();
+    changed({ op: 'grant', leaseId: lease.leaseId, holder: lease.holder, resources: lease.resources });
     return { granted: true, lease, waitedMs };
   };
   /** A negative answer: why, what is short, and when quota holding it is expected back. */
@@ -332,8 +334,7 @@ export async function quotaPoolWorkflow(input: QuotaPoolInput): Promise<void> {
     leases.delete(req.leaseId);
     stats.releases++;
     endRun(lease, 'released', req.usage, req.profile);
-    record({ op: 'release', leaseId: lease.leaseId, holder: lease.holder, resources: lease.resources }, true);
-    changed();
+    changed({ op: 'release', leaseId: lease.leaseId, holder: lease.holder, resources: lease.resources });
     pump();
     return lease;
   }
@@ -370,8 +371,7 @@ export async function quotaPoolWorkflow(input: QuotaPoolInput): Promise<void> {
       const same = JSON.stringify(next) === JSON.stringify(config);
       if (!same) {
         config = next;
-        record({ op: 'configure' }, true);
-        changed();
+        changed({ op: 'configure' });
         pump();
       }
       return { changed: !same };
@@ -415,8 +415,7 @@ export async function quotaPoolWorkflow(input: QuotaPoolInput): Promise<void> {
       leases.delete(lease.leaseId);
       stats.expirations++;
       endRun(lease, 'expired');
-      record({ op: 'expire', leaseId: lease.leaseId, holder: lease.holder, resources: lease.resources }, true);
-      changed();
+      changed({ op: 'expire', leaseId: lease.leaseId, holder: lease.holder, resources: lease.resources });
       expired = true;
     }
     if (expired) pump();
