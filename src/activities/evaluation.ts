@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { isAbsolute, join } from 'node:path';
 import { ApplicationFailure } from '@temporalio/activity';
@@ -5,16 +6,23 @@ import { parse as parseCsv } from 'csv-parse/sync';
 import * as ort from 'onnxruntime-node';
 import { ErrorType } from '../shared/errors';
 import { ModelManifest } from '../shared/gateway-api';
+import type { TestDataDrift } from '../shared/status';
+import type { TestDataSpec } from '../shared/spec';
+import { checkData, loadProfile, PROFILE_FILE, summarizeDrift } from '../drift';
 
 export interface EvaluateModelInput {
   artifactDir: string;
   /** Folder with test.csv, whose raw rows the smoke test sends through the served runtime. */
   dataDir: string;
+  /** How the test set is compared with the training profile (absent: the defaults). */
+  testData?: Partial<TestDataSpec>;
 }
 
 export interface EvaluateModelResult {
   metrics: Record<string, number>;
   smokeRows: number;
+  /** The test set against the training set's profile (absent for artifacts without a profile). */
+  testData?: TestDataDrift;
 }
 
 type Row = Record<string, string>;
@@ -118,7 +126,13 @@ export function createEvaluationActivities(deps: { root: string }) {
           nonRetryable: true,
         });
       }
-      return { metrics, smokeRows: rows.length };
+      const profileFile = join(input.artifactDir, PROFILE_FILE);
+      if (!existsSync(profileFile)) return { metrics, smokeRows: rows.length };
+      const report = await checkData(await loadProfile(profileFile), file, {
+        driftShare: input.testData?.driftShare ?? 0.5,
+        features: input.testData?.features ?? {},
+      });
+      return { metrics, smokeRows: rows.length, testData: summarizeDrift(report) };
     },
   };
 }

@@ -1,5 +1,9 @@
 import { Context, sleep } from '@temporalio/activity';
-import { evaluateStage, windowOf, type StageAnalysis } from '../domain/guardrails';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { DEFAULT_FEATURE_SKEW, evaluateStage, windowOf, type StageAnalysis } from '../domain/guardrails';
+import { loadProfile, PROFILE_FILE, type DataProfile } from '../drift/profile';
+import { compareSketch, type DataSketch } from '../drift/sketch';
 import type { AdminResult } from '../shared/gateway-api';
 import type { AnalysisSpec } from '../shared/spec';
 import { ModelTelemetry } from '../shared/telemetry';
@@ -19,9 +23,22 @@ export interface AnalyzeStageInput {
   before: ModelTelemetry;
   rules: AnalysisSpec;
   stage: string;
+  /** The candidate's artifact: its training profile is what the candidate's inputs are compared with. */
+  candidateArtifactDir?: string;
 }
 
 const enc = encodeURIComponent;
+
+/** The candidate's input window against its training profile, every feature by PSI at the rule's limit. */
+function skewOf(profile: DataProfile, inputs: DataSketch, rules: AnalysisSpec) {
+  const { maxPsi } = rules.featureSkew ?? DEFAULT_FEATURE_SKEW;
+  const features = Object.fromEntries(
+    profile.features
+      .filter((f) => f.role === 'feature')
+      .map((f) => [f.name, { method: 'psi' as const, threshold: maxPsi }]),
+  );
+  return compareSketch(profile, inputs, { features });
+}
 
 /** Serving-gateway control: the deployment-target activities. Every mutation carries the workflow's opId. */
 export function createGatewayActivities(deps: GatewayDeps) {
@@ -70,6 +87,9 @@ export function createGatewayActivities(deps: GatewayDeps) {
     async analyzeStage(input: AnalyzeStageInput): Promise<StageAnalysis> {
       const ctx = Context.current();
       const deadline = Date.now() + input.rules.maxWaitForSamples;
+      const profileFile = input.candidateArtifactDir ? join(input.candidateArtifactDir, PROFILE_FILE) : null;
+      const profile =
+        profileFile && existsSync(profileFile) ? (await loadProfile(profileFile, { values: false })).profile : null;
       for (;;) {
         const now = await readTelemetry({ model: input.model });
         const candidate = windowOf(now.versions[input.candidate], input.before.versions[input.candidate]);
@@ -79,12 +99,14 @@ export function createGatewayActivities(deps: GatewayDeps) {
           candidate.requests >= input.rules.minSamples &&
           (stable === null || stable.successes >= input.rules.minSamples);
         if (enough || Date.now() >= deadline) {
+          const inputSkew = profile && candidate.inputs ? skewOf(profile, candidate.inputs, input.rules) : undefined;
           return evaluateStage({
             stage: input.stage,
             at: new Date().toISOString(),
             candidate,
             stable,
             rules: input.rules,
+            ...(inputSkew ? { inputSkew } : {}),
           });
         }
         ctx.heartbeat({ candidateRequests: candidate.requests, stableSuccesses: stable?.successes ?? null });

@@ -3,6 +3,7 @@ import type { Alert } from '../shared/alerts';
 import type { QuotaPoolsFile } from '../shared/quota';
 import { QuotaClient } from '../client/quota-client';
 import { createControlPlaneActivities } from './control-plane';
+import { createDataActivities } from './data';
 import { createEvaluationActivities } from './evaluation';
 import { createGatewayActivities } from './gateway';
 import { createTrainingActivities } from './training';
@@ -26,6 +27,7 @@ export function createActivities(deps: ActivityDeps) {
   return {
     ...createControlPlaneActivities({ ...deps, quota }),
     ...createEvaluationActivities({ root: deps.root }),
+    ...createDataActivities({ root: deps.root }),
     ...createGatewayActivities({ gatewayUrl: deps.gatewayUrl, pollIntervalMs: deps.analysisPollIntervalMs }),
     ...createTrainingActivities({
       artifactsDir: deps.artifactsDir,

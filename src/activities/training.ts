@@ -5,6 +5,8 @@ import { isAbsolute, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { ApplicationFailure, Context, log } from '@temporalio/activity';
 import { ErrorType } from '../shared/errors';
+import { PROFILE_FILE } from '../drift/profile';
+import { writeTrainingProfile } from './data';
 import { countCsvRows, watchProcess, type ProcessUsage } from './process-usage';
 
 export interface TrainingDeps {
@@ -79,6 +81,9 @@ export function createTrainingActivities(deps: TrainingDeps) {
       const datasetRows = await countCsvRows(join(resolve(input.dataDir), 'train.csv'));
       if (existing) {
         log.info('training artifact already complete; reusing it', { artifactDir });
+        if (!existsSync(join(artifactDir, PROFILE_FILE))) {
+          await writeTrainingProfile(artifactDir, join(resolve(input.dataDir), 'train.csv'));
+        }
         return {
           artifactDir,
           metrics: existing,
@@ -180,6 +185,17 @@ export function createTrainingActivities(deps: TrainingDeps) {
           type: ErrorType.ArtifactInvalid,
           message: `trainer exited 0 but ${attemptDir} lacks model.onnx, model.json or metrics.json`,
           details: [{ logTail: tail }],
+        });
+      }
+      // The training set's profile travels with the artifact: every later drift check compares against it.
+      try {
+        await writeTrainingProfile(attemptDir, join(resolve(input.dataDir), 'train.csv'));
+      } catch (err) {
+        await rm(attemptDir, { recursive: true, force: true });
+        throw ApplicationFailure.create({
+          type: ErrorType.TrainingBadInput,
+          message: `cannot profile the training set: ${(err as Error).message}`,
+          nonRetryable: true,
         });
       }
       await rm(artifactDir, { recursive: true, force: true });

@@ -10,6 +10,7 @@ import { connectClient } from '../config/temporal';
 import { registerSearchAttributes } from '../dev/register-search-attributes';
 import { Identity } from '../shared/spec';
 import { formatStatus, formatList } from './format';
+import { addDataCommands } from './data';
 import { addHardwareCommands } from './hardware';
 import { addQuotaCommands } from './quota';
 
@@ -145,6 +146,15 @@ export function buildProgram(): Command {
     },
     refused: (message) => {
       throw new RefusedError(message);
+    },
+    problemsFound: () => {
+      problemsFound = true;
+    },
+  });
+  addDataCommands(program, {
+    print: (cmd, json, text) => print(merged(cmd), json, text),
+    invalid: (message) => {
+      throw new InputError(message);
     },
     problemsFound: () => {
       problemsFound = true;

@@ -1,9 +1,14 @@
 import { LATENCY_BUCKETS_MS, PREDICTION_BINS, type VersionTelemetry } from '../shared/telemetry';
+import { populationStabilityIndex } from '../drift/stats';
+import { sketchWindow, type DataSketch } from '../drift/sketch';
+import type { DriftReport } from '../drift/compare';
 import type { AnalysisSpec } from '../shared/spec';
 import type { Decision } from '../shared/status';
 
 /** Counters of one version over a window: the difference of two cumulative snapshots. */
 export interface WindowTelemetry {
+  /** The window's input sketch on the training profile's bins, when the version counts its inputs. */
+  inputs?: DataSketch;
   requests: number;
   errors: number;
   invalidRequests: number;
@@ -21,6 +26,7 @@ export function windowOf(after: VersionTelemetry | undefined, before: VersionTel
     empty.map((_, i) => Math.max(0, (a?.[i] ?? 0) - (b?.[i] ?? 0)));
   const latencyBucketCounts = sub(after?.latencyBucketCounts, before?.latencyBucketCounts, EMPTY_LATENCY());
   return {
+    ...(after?.inputs ? { inputs: sketchWindow(after.inputs, before?.inputs) } : {}),
     requests: Math.max(0, (after?.requests ?? 0) - (before?.requests ?? 0)),
     errors: Math.max(0, (after?.errors ?? 0) - (before?.errors ?? 0)),
     invalidRequests: Math.max(0, (after?.invalidRequests ?? 0) - (before?.invalidRequests ?? 0)),
@@ -52,27 +58,7 @@ export function quantileFromBuckets(counts: readonly number[], q: number): numbe
   return LATENCY_BUCKETS_MS[LATENCY_BUCKETS_MS.length - 1]!;
 }
 
-/**
- * Population stability index of `actual` against `expected` over the same bins. Empty bins get a proportion of
- * `epsilon` (1e-4) so the logarithm stays finite; a common rule of thumb reads < 0.1 stable, 0.1–0.25 moderate, > 0.25
- * a major shift.
- */
-export function populationStabilityIndex(
-  expected: readonly number[],
-  actual: readonly number[],
-  epsilon = 1e-4,
-): number {
-  const e = expected.reduce((a, b) => a + b, 0);
-  const a = actual.reduce((x, y) => x + y, 0);
-  if (e === 0 || a === 0) return 0;
-  let psi = 0;
-  for (let i = 0; i < expected.length; i++) {
-    const pe = Math.max((expected[i] ?? 0) / e, epsilon);
-    const pa = Math.max((actual[i] ?? 0) / a, epsilon);
-    psi += (pa - pe) * Math.log(pa / pe);
-  }
-  return psi;
-}
+export { populationStabilityIndex };
 
 /**
  * Two-sample Kolmogorov–Smirnov test on binned data: D is the largest gap between the two empirical CDFs at the bin
@@ -115,6 +101,11 @@ export interface StageAnalysisInput {
   /** Null on a first deployment: there is no stable version, and the relative checks are skipped. */
   stable: WindowTelemetry | null;
   rules: AnalysisSpec;
+  /**
+   * The candidate's input window judged against its training profile, every feature by PSI on the profile's bins
+   * (absent when the artifact has no profile, or the gateway no input sketch).
+   */
+  inputSkew?: DriftReport;
 }
 
 export interface StageAnalysis {
@@ -204,10 +195,51 @@ export function evaluateStage(input: StageAnalysisInput): StageAnalysis {
     });
   }
 
+  if (input.inputSkew) push(featureSkewDecision(input.inputSkew, rules, minSamples));
+
   const outcome = decisions.some((d) => d.outcome === 'fail')
     ? 'fail'
     : decisions.some((d) => d.outcome === 'inconclusive')
       ? 'inconclusive'
       : 'pass';
   return { outcome, decisions };
+}
+
+/** Default of `rules.featureSkew` for specs written before it existed. */
+export const DEFAULT_FEATURE_SKEW = { maxPsi: 0.25, alpha: 0.01 };
+
+/**
+ * Skew of the candidate's serving inputs against its training profile: a feature fails when its PSI exceeds `maxPsi`
+ * and its test on the same bins (binned KS, or chi-squared for categories) is significant at `alpha` — large and
+ * real, as for prediction drift.
+ */
+function featureSkewDecision(
+  report: DriftReport,
+  rules: AnalysisSpec,
+  minSamples: number,
+): Omit<Decision, 'stage' | 'at'> {
+  const { maxPsi, alpha } = rules.featureSkew ?? DEFAULT_FEATURE_SKEW;
+  const compared = report.features.filter((f) => !f.skipped && f.role === 'feature');
+  const pOf = (f: (typeof compared)[number]) => f.statistics.ksPValue ?? f.statistics.chisquarePValue ?? 1;
+  const failing = compared.filter((f) => (f.statistics.psi ?? 0) > maxPsi && pOf(f) < alpha);
+  const worst = [...compared].sort((a, b) => (b.statistics.psi ?? 0) - (a.statistics.psi ?? 0));
+  const samples = report.current.rows;
+  const describe = (f: (typeof compared)[number]) =>
+    `${f.name} PSI=${round(f.statistics.psi ?? 0)} p=${pOf(f).toPrecision(3)}` +
+    (f.moved[0]
+      ? ` (${f.moved[0].what} ${round(f.moved[0].reference * 100, 1)}%→${round(f.moved[0].current * 100, 1)}%)`
+      : '');
+  return {
+    check: 'featureSkew',
+    value: worst[0] ? round(worst[0].statistics.psi ?? 0) : null,
+    threshold: maxPsi,
+    outcome: samples < minSamples || compared.length === 0 ? 'inconclusive' : failing.length > 0 ? 'fail' : 'pass',
+    rule: `PSI(candidate inputs vs training profile) <= ${maxPsi} per feature, unless its test p-value >= ${alpha}`,
+    sampleSize: samples,
+    detail:
+      (failing.length > 0
+        ? `skewed: ${failing.map(describe).join('; ')}`
+        : `largest: ${worst.slice(0, 2).map(describe).join('; ')}`) +
+      (report.problems.length > 0 ? `; input problems: ${report.problems.map((p) => p.message).join('; ')}` : ''),
+  };
 }

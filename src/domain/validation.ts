@@ -1,5 +1,5 @@
 import type { ValidationSpec } from '../shared/spec';
-import type { Decision } from '../shared/status';
+import type { Decision, TestDataDrift } from '../shared/status';
 
 /** Metrics where a smaller value is better: a regression is a rise. */
 export function lowerIsBetter(metric: string): boolean {
@@ -15,8 +15,10 @@ export function evaluateOffline(
   candidate: Record<string, number>,
   baseline: Record<string, number> | null,
   at: string,
+  testData?: TestDataDrift,
 ): Decision[] {
   const decisions: Decision[] = [];
+  if (testData) decisions.push(...testDataDecisions(spec, testData, at));
   for (const [metric, t] of Object.entries(spec.thresholds)) {
     const value = candidate[metric];
     if (t.min !== undefined) {
@@ -75,4 +77,48 @@ export function evaluateOffline(
     }
   }
   return decisions;
+}
+
+/**
+ * The test set against the training profile (R10). `failOn` (default `dataset-drift`) says what fails validation: the
+ * drifted share reaching `driftShare`, any drifted feature or data problem, or nothing (recorded only).
+ */
+export function testDataDecisions(spec: ValidationSpec, t: TestDataDrift, at: string): Decision[] {
+  const failOn = spec.testData?.failOn ?? 'dataset-drift';
+  const drifted = t.features.filter((f) => f.drifted);
+  const describe = (f: TestDataDrift['features'][number]) =>
+    `${f.name}${f.role === 'label' ? ' (label)' : ''}: ${f.method} ${f.statistic}` +
+    `${f.pValue !== undefined ? ` p=${f.pValue.toPrecision(3)}` : ''} vs ${f.threshold}${f.moved ? `, ${f.moved}` : ''}`;
+  const driftFails = failOn === 'any-drift' ? drifted.length > 0 : failOn === 'dataset-drift' && t.datasetDrift;
+  return [
+    {
+      stage: 'validating',
+      check: 'testData.drift',
+      value: t.datasetDriftShare,
+      threshold: t.driftShare,
+      outcome: driftFails ? 'fail' : 'pass',
+      rule:
+        failOn === 'any-drift'
+          ? 'no feature of the test set drifts from the training set'
+          : `share of test-set features drifted from training < ${t.driftShare}` +
+            (failOn === 'never' ? ' (recorded only)' : ''),
+      sampleSize: t.currentRows,
+      at,
+      detail:
+        drifted.length > 0
+          ? `drifted: ${drifted.map(describe).join('; ')}`
+          : `${t.comparedFeatures} features compared, none drifted`,
+    },
+    {
+      stage: 'validating',
+      check: 'testData.problems',
+      value: t.problems.length,
+      threshold: 0,
+      outcome: failOn === 'any-drift' && t.problems.length > 0 ? 'fail' : 'pass',
+      rule: failOn === 'any-drift' ? 'no data problems in the test set' : 'data problems in the test set (recorded)',
+      sampleSize: t.currentRows,
+      at,
+      ...(t.problems.length > 0 ? { detail: t.problems.join('; ') } : {}),
+    },
+  ];
 }

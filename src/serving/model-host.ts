@@ -1,7 +1,10 @@
+import { existsSync } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { z } from 'zod';
+import { loadProfile, PROFILE_FILE } from '../drift/profile';
+import { sketchPlanOf, type SketchPlan } from '../drift/sketch';
 import { ModelManifest, type PredictRequest } from '../shared/gateway-api';
 
 /** File names of a model version's artifact folder, as written by the trainer. */
@@ -60,6 +63,8 @@ export class ModelHost {
     private readonly session: ort.InferenceSession,
     private readonly labelOutput: string,
     private readonly probabilitiesOutput: string,
+    /** What to count of the inputs: the training profile's bins and categories, when the artifact has a profile. */
+    readonly sketchPlan: SketchPlan | undefined,
   ) {}
 
   /** Loads `artifactDir` (model.onnx + model.json); throws {@link ArtifactError} with a clear message if it cannot. */
@@ -101,7 +106,24 @@ export class ModelHost {
       await session.release().catch(() => undefined);
       throw new ArtifactError(`${modelPath} does not match ${MANIFEST_FILE}: ${problems.join('; ')}`);
     }
-    return new ModelHost(artifactDir, manifest, session, manifest.outputs.label, manifest.outputs.probabilities);
+    let sketchPlan: SketchPlan | undefined;
+    const profileFile = path.join(artifactDir, PROFILE_FILE);
+    if (existsSync(profileFile)) {
+      try {
+        sketchPlan = sketchPlanOf((await loadProfile(profileFile, { values: false })).profile);
+      } catch (err) {
+        await session.release().catch(() => undefined);
+        throw new ArtifactError(`cannot use ${profileFile}: ${(err as Error).message}`, { cause: err });
+      }
+    }
+    return new ModelHost(
+      artifactDir,
+      manifest,
+      session,
+      manifest.outputs.label,
+      manifest.outputs.probabilities,
+      sketchPlan,
+    );
   }
 
   /**

@@ -124,6 +124,7 @@ class GatewayCore {
       pending.map(async ([model, version]) => {
         try {
           version.host = await ModelHost.load(version.record.artifactDir);
+          if (version.host.sketchPlan) version.counters.sketchInputs(version.host.sketchPlan);
         } catch (err) {
           // Keep routing as it was: the version's traffic fails visibly (errors) instead of moving silently.
           version.loadError = (err as Error).message;
@@ -152,6 +153,7 @@ class GatewayCore {
     const versionName = route(table, request.userId);
     const version = live.versions.get(versionName);
     if (!version) throw new Error(`routing table of '${model}' names undeployed version '${versionName}'`);
+    version.counters.recordInputs(request.features);
     const host = version.host;
     if (!host) {
       version.counters.recordError();
@@ -220,6 +222,7 @@ class GatewayCore {
         }
         existing.host = host;
         existing.loadError = undefined;
+        if (host.sketchPlan) existing.counters.sketchInputs(host.sketchPlan);
         this.log.info({ model, version: versionName, artifactDir, opId: op.opId }, 'model version reloaded');
         return { opId: op.opId, applied: true };
       }
@@ -248,12 +251,9 @@ class GatewayCore {
         this.models.set(model, target);
       }
       this.telemetry.drop(model, versionName);
-      target.versions.set(versionName, {
-        record,
-        host,
-        loadError: undefined,
-        counters: this.telemetry.counters(model, versionName),
-      });
+      const counters = this.telemetry.counters(model, versionName);
+      if (host.sketchPlan) counters.sketchInputs(host.sketchPlan);
+      target.versions.set(versionName, { record, host, loadError: undefined, counters });
       this.log.info({ model, version: versionName, artifactDir, opId: op.opId }, 'model version deployed');
       return { opId: op.opId, applied: true };
     });

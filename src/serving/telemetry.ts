@@ -1,3 +1,4 @@
+import { DataSketcher, type SketchPlan } from '../drift/sketch';
 import { LATENCY_BUCKETS_MS, PREDICTION_BINS, type ModelTelemetry, type VersionTelemetry } from '../shared/telemetry';
 
 /**
@@ -15,7 +16,20 @@ export class VersionCounters {
   readonly latencyBucketCounts = new Float64Array(LATENCY_BUCKETS_MS.length + 1);
   readonly predictionBinCounts = new Float64Array(PREDICTION_BINS);
 
+  /** Input sketch on the training profile's bins; set when the version's artifact has a profile. */
+  private inputs: DataSketcher | undefined;
+
   constructor(readonly version: string) {}
+
+  /** Starts counting inputs on `plan` (from zero). */
+  sketchInputs(plan: SketchPlan): void {
+    this.inputs = new DataSketcher(plan);
+  }
+
+  /** A request's input features, whatever becomes of the prediction. */
+  recordInputs(features: Readonly<Record<string, unknown>>): void {
+    this.inputs?.record(features);
+  }
 
   /** A successful prediction: its latency, predicted label and positive-class probability. */
   recordSuccess(latencyMs: number, positive: boolean, probability: number, nowMs: number = Date.now()): void {
@@ -51,6 +65,7 @@ export class VersionCounters {
       predictionBinCounts: Array.from(this.predictionBinCounts),
       positiveCount: this.positiveCount,
       ...(this.lastSuccessAtMs > 0 ? { lastSuccessAt: new Date(this.lastSuccessAtMs).toISOString() } : {}),
+      ...(this.inputs ? { inputs: this.inputs.snapshot() } : {}),
     };
   }
 }

@@ -10,5 +10,7 @@ export const ErrorType = {
   GatewayUnavailable: 'GatewayUnavailable',
   ApprovalRefused: 'ApprovalRefused',
   NotFound: 'NotFound',
+  /** Data that cannot be read or profiled (bad CSV, bad profile, bad drift options). */
+  DataInvalid: 'DataInvalid',
 } as const;
 export type ErrorType = (typeof ErrorType)[keyof typeof ErrorType];

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { FeatureOverride } from '../drift/options';
 import { Duration } from './duration';
 import { ModelName, VersionName } from './gateway-api';
 import { Architecture, Precision } from './hardware';
@@ -59,6 +60,17 @@ export const HardwareSpec = z
   .strict();
 export type HardwareSpec = z.infer<typeof HardwareSpec>;
 
+export const TestDataSpec = z
+  .object({
+    /** `dataset-drift`: fail when the drifted share reaches `driftShare`; `any-drift`: any drifted feature or data problem. */
+    failOn: z.enum(['dataset-drift', 'any-drift', 'never']).default('dataset-drift'),
+    driftShare: z.number().min(0).max(1).default(0.5),
+    /** Per-feature method, threshold, direction or skip (see `mlctl data check --options`). */
+    features: z.record(z.string(), FeatureOverride).default({}),
+  })
+  .strict();
+export type TestDataSpec = z.infer<typeof TestDataSpec>;
+
 export const ValidationSpec = z
   .object({
     /** Absolute gates on the candidate's offline metrics, e.g. `{ auc: { min: 0.8 } }`. */
@@ -68,6 +80,8 @@ export const ValidationSpec = z
      * For metrics where lower is better (names ending in `Loss` or `Error`) it is the largest allowed rise.
      */
     maxRegression: z.record(z.string(), z.number().nonnegative()).default({}),
+    /** Drift of the test set against the training set (R10): a test set unlike training makes the metrics moot. */
+    testData: TestDataSpec.default(TestDataSpec.parse({})),
   })
   .strict();
 export type ValidationSpec = z.infer<typeof ValidationSpec>;
@@ -111,6 +125,14 @@ export const AnalysisSpec = z
      * stability index exceeds `maxPsi` and a KS test on the same bins is significant at `alpha`.
      */
     predictionDrift: z
+      .object({ maxPsi: z.number().positive(), alpha: z.number().gt(0).lt(1).default(0.01) })
+      .strict()
+      .default({ maxPsi: 0.25, alpha: 0.01 }),
+    /**
+     * Skew of the candidate's inputs against its training profile, per feature on the profile's bins: fails when a
+     * feature's PSI exceeds `maxPsi` and its test (binned KS, chi-squared) is significant at `alpha`.
+     */
+    featureSkew: z
       .object({ maxPsi: z.number().positive(), alpha: z.number().gt(0).lt(1).default(0.01) })
       .strict()
       .default({ maxPsi: 0.25, alpha: 0.01 }),

@@ -34,6 +34,30 @@ export interface Decision {
   detail?: string;
 }
 
+/** A compact drift report (test set vs training, serving window vs training), as lifecycles record it. */
+export interface DriftSummary {
+  datasetDrift: boolean;
+  driftShare: number;
+  datasetDriftShare: number;
+  comparedFeatures: number;
+  referenceRows: number;
+  currentRows: number;
+  features: {
+    name: string;
+    role: string;
+    method: string;
+    statistic: number | null;
+    pValue?: number;
+    threshold: number | null;
+    drifted: boolean;
+    /** The bin or category that moved most, e.g. `(95, inf] 10.0%→28.5%`. */
+    moved?: string;
+  }[];
+  /** One line per data problem. */
+  problems: string[];
+}
+export type TestDataDrift = DriftSummary;
+
 /** One recorded gate decision. */
 export interface ApprovalRecord {
   gate: string;

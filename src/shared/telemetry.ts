@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { DataSketch } from '../drift/sketch';
 
 /** Upper bounds (ms) of the gateway's latency histogram buckets; one more bucket counts everything above the last. */
 export const LATENCY_BUCKETS_MS = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000] as const;
@@ -24,6 +25,11 @@ export const VersionTelemetry = z.object({
   positiveCount: z.number().int().nonnegative(),
   /** ISO time of the last successful prediction, if any. */
   lastSuccessAt: z.string().optional(),
+  /**
+   * Every request's input features counted on the training profile's bins and categories (all requests routed to the
+   * version that carried features, valid or not); absent when the artifact has no profile.
+   */
+  inputs: DataSketch.optional(),
 });
 export type VersionTelemetry = z.infer<typeof VersionTelemetry>;
 

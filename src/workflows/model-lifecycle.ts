@@ -251,7 +251,11 @@ export async function modelLifecycleWorkflow(input: LifecycleInput): Promise<Lif
     details('validating against thresholds and production');
     const production = await control.getProductionVersion({ model: spec.model });
     lc.stableVersion = production?.version ?? null;
-    const evaluated = await control.evaluateModel({ artifactDir: trained.artifactDir, dataDir: spec.training.dataDir });
+    const evaluated = await control.evaluateModel({
+      artifactDir: trained.artifactDir,
+      dataDir: spec.training.dataDir,
+      ...(spec.validation.testData ? { testData: spec.validation.testData } : {}),
+    });
     lc.metrics = evaluated.metrics;
     lc.event(`artifact answers ${evaluated.smokeRows} raw test rows with valid probabilities in the serving runtime`);
     const offline = evaluateOffline(
@@ -259,6 +263,7 @@ export async function modelLifecycleWorkflow(input: LifecycleInput): Promise<Lif
       evaluated.metrics,
       production?.metrics ?? null,
       new Date().toISOString(),
+      evaluated.testData,
     );
     lc.addDecisions(offline);
     const failedChecks = offline.filter((d) => d.outcome === 'fail');
@@ -389,6 +394,7 @@ export async function modelLifecycleWorkflow(input: LifecycleInput): Promise<Lif
         before,
         rules: spec.rollout.analysis,
         stage: stage.label,
+        ...(lc.artifactDir ? { candidateArtifactDir: lc.artifactDir } : {}),
       });
       lc.addDecisions(result.decisions);
       if (result.outcome === 'pass') {

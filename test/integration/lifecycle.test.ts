@@ -1,5 +1,6 @@
 import { spawnSync } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { historyToJSON } from '@temporalio/common/lib/proto-utils';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -8,6 +9,7 @@ import { lifecycleWorkflowId } from '../../src/shared/spec';
 import type { LoadGenerator } from '../../src/dev/load-generator';
 import {
   approveAll,
+  EXAMPLE,
   liveTraffic,
   poolState,
   ROOT,
@@ -68,6 +70,16 @@ describe('model lifecycle on a real Temporal dev server', () => {
     expect(end.approvals).toEqual([expect.objectContaining({ gate: 'deploy', by: 'alice', decision: 'approved' })]);
     const stages = new Set(end.decisions.map((d) => d.stage));
     expect([...stages]).toEqual(['validating', 'canary', 'ramping:50', 'ramping:100']);
+    // The test set was compared with the training profile stored with the artifact (R10) ...
+    expect(end.decisions.find((d) => d.check === 'testData.drift')).toMatchObject({
+      outcome: 'pass',
+      sampleSize: 1200,
+      detail: '6 features compared, none drifted',
+    });
+    // ... and every stage compared the candidate's live inputs with it.
+    const skew = end.decisions.filter((d) => d.check === 'featureSkew');
+    expect(skew.map((d) => d.stage)).toEqual(['canary', 'ramping:50', 'ramping:100']);
+    expect(skew.every((d) => d.outcome === 'pass' && d.sampleSize! >= 60)).toBe(true);
     expect(end.decisions.filter((d) => d.stage !== 'validating').every((d) => d.outcome === 'pass')).toBe(true);
     const r = await routing();
     expect(r.weights).toEqual({ v2: 100 });
@@ -92,6 +104,34 @@ describe('model lifecycle on a real Temporal dev server', () => {
     expect(await leasesOf(`serve:${model}:v3`)).toEqual([]);
     expect(stack.alerts.some((a) => a.kind === 'rollback' && a.lifecycleId === id)).toBe(true);
     await record(id, 'lifecycle-rolled-back');
+  });
+
+  it('rolls back a candidate whose live inputs are not what it was trained on (training-serving skew)', async () => {
+    // The candidate's pipeline trained on charges in another unit (×1.6): validation on its own test split is
+    // consistent, but live traffic carries the charges as they are.
+    const dataDir = mkdtempSync(join(tmpdir(), 'skewed-data-'));
+    for (const name of ['train.csv', 'test.csv']) {
+      const [header, ...rows] = readFileSync(join(EXAMPLE, 'data', name), 'utf8')
+        .trim()
+        .split('\n');
+      const at = header!.split(',').indexOf('monthly_charges');
+      const scaled = rows.map((line) => {
+        const cells = line.split(',');
+        cells[at] = (Number(cells[at]) * 1.6).toFixed(2);
+        return cells.join(',');
+      });
+      writeFileSync(join(dataDir, name), `${header}\n${scaled.join('\n')}\n`);
+    }
+    const { id } = await stack.lifecycles.start(testSpec(model, 'v3s', 'good', (s) => (s.training.dataDir = dataDir)));
+    const end = await approveAll(stack.lifecycles, id);
+    expect(end.stage, JSON.stringify(end.decisions.filter((d) => d.outcome !== 'pass'))).toBe('rolled-back');
+    expect(end.decisions.find((d) => d.check === 'testData.drift')?.outcome).toBe('pass');
+    const skew = end.decisions.find((d) => d.check === 'featureSkew' && d.outcome === 'fail');
+    expect(skew).toMatchObject({ stage: 'canary', threshold: 0.25 });
+    expect(skew!.value).toBeGreaterThan(0.25);
+    expect(skew!.detail).toMatch(/^skewed: monthly_charges PSI=[\d.]+ p=/);
+    expect((await routing()).weights).toEqual({ v2: 100 });
+    expect(await leasesOf(id)).toEqual([]);
   });
 
   it('ends rejected with nothing deployed and quota released when an approver rejects', async () => {

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { evaluateOffline, lowerIsBetter } from '../../src/domain/validation';
+import { evaluateOffline, lowerIsBetter, testDataDecisions } from '../../src/domain/validation';
 import { ValidationSpec } from '../../src/shared/spec';
+import type { TestDataDrift } from '../../src/shared/status';
 
 const AT = '2025-01-01T00:00:00.000Z';
 
@@ -106,5 +107,56 @@ describe('evaluateOffline', () => {
 
   it('makes no decisions for an empty validation spec', () => {
     expect(evaluateOffline(ValidationSpec.parse({}), { auc: 0.5 }, { auc: 0.9 }, AT)).toEqual([]);
+  });
+});
+
+describe('testDataDecisions', () => {
+  const spec = (failOn?: 'dataset-drift' | 'any-drift' | 'never') =>
+    ValidationSpec.parse(failOn ? { testData: { failOn } } : {});
+  const summary = (drifted: boolean, datasetDrift: boolean, problems: string[] = []): TestDataDrift => ({
+    datasetDrift,
+    driftShare: 0.5,
+    datasetDriftShare: drifted ? 0.25 : 0,
+    comparedFeatures: 4,
+    referenceRows: 4800,
+    currentRows: 1200,
+    features: [
+      {
+        name: 'age',
+        role: 'feature',
+        method: 'wasserstein',
+        statistic: drifted ? 0.31 : 0.02,
+        threshold: 0.1,
+        drifted,
+        moved: '(64, inf] 9.3%→20.1%',
+      },
+    ],
+    problems,
+  });
+  const outcomes = (failOn: Parameters<typeof spec>[0], t: TestDataDrift) =>
+    testDataDecisions(spec(failOn), t, 'now').map((d) => `${d.check}:${d.outcome}`);
+
+  it('fails on dataset drift by default, names what drifted, and records problems', () => {
+    const ds = testDataDecisions(spec(), summary(true, true, ['age: 3 NaN value(s)']), 'now');
+    expect(ds.map((d) => `${d.check}:${d.outcome}`)).toEqual(['testData.drift:fail', 'testData.problems:pass']);
+    expect(ds[0]).toMatchObject({ value: 0.25, threshold: 0.5, sampleSize: 1200 });
+    expect(ds[0]!.detail).toBe('drifted: age: wasserstein 0.31 vs 0.1, (64, inf] 9.3%→20.1%');
+    expect(ds[1]!.detail).toBe('age: 3 NaN value(s)');
+    expect(outcomes(undefined, summary(true, false))).toEqual(['testData.drift:pass', 'testData.problems:pass']);
+  });
+
+  it('fails on any drifted feature or problem with any-drift, and never with never', () => {
+    expect(outcomes('any-drift', summary(true, false))).toEqual(['testData.drift:fail', 'testData.problems:pass']);
+    expect(outcomes('any-drift', summary(false, false, ['x']))).toEqual([
+      'testData.drift:pass',
+      'testData.problems:fail',
+    ]);
+    expect(outcomes('never', summary(true, true, ['x']))).toEqual(['testData.drift:pass', 'testData.problems:pass']);
+  });
+
+  it('is part of evaluateOffline when the evaluation compared the test set', () => {
+    const ds = evaluateOffline(spec(), { auc: 0.9 }, null, 'now', summary(false, false));
+    expect(ds.map((d) => d.check)).toEqual(['testData.drift', 'testData.problems']);
+    expect(evaluateOffline(spec(), { auc: 0.9 }, null, 'now')).toEqual([]);
   });
 });
