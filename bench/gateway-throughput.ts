@@ -22,6 +22,7 @@ import { trainerPython } from '../src/config/toolchain';
 import type { PredictResponse } from '../src/shared/gateway-api';
 import type { ModelTelemetry } from '../src/shared/telemetry';
 import { percentile, printAligned } from './report';
+import { writeTrainingProfile } from '../src/activities/data';
 
 const MODEL = 'churn';
 const STABLE = 'v1';
@@ -392,8 +393,18 @@ async function main(): Promise<number> {
   const stableDir = tempDir('mll-bench-v1-');
   const candidateDir = tempDir('mll-bench-v2-');
   await Promise.all([train(stableDir, {}), train(candidateDir, { seed: 11 })]);
+  // As the training activity does: the training profile in the artifact, so the gateway sketches every request's
+  // inputs (the cost measured here). `--no-input-sketch` leaves it out.
+  const sketch = !process.argv.includes('--no-input-sketch');
+  if (sketch) {
+    for (const dir of [stableDir, candidateDir]) {
+      await writeTrainingProfile(dir, join(root, 'examples', 'churn', 'data', 'train.csv'));
+    }
+  }
   const trainSeconds = (performance.now() - trainStarted) / 1000;
-  console.log(`trained ${STABLE} and ${CANDIDATE} in ${trainSeconds.toFixed(1)} s`);
+  console.log(
+    `trained ${STABLE} and ${CANDIDATE} in ${trainSeconds.toFixed(1)} s; input sketches ${sketch ? 'on' : 'off (--no-input-sketch)'}`,
+  );
 
   const dataDir = tempDir('mll-bench-gw-');
   const port = await freePort();

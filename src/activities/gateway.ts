@@ -1,9 +1,8 @@
 import { Context, sleep } from '@temporalio/activity';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { DEFAULT_FEATURE_SKEW, evaluateStage, windowOf, type StageAnalysis } from '../domain/guardrails';
-import { loadProfile, PROFILE_FILE, type DataProfile } from '../drift/profile';
-import { compareSketch, type DataSketch } from '../drift/sketch';
+import { evaluateStage, inputSkew, windowOf, type StageAnalysis } from '../domain/guardrails';
+import { loadProfile, PROFILE_FILE } from '../drift/profile';
 import type { AdminResult } from '../shared/gateway-api';
 import type { AnalysisSpec } from '../shared/spec';
 import { ModelTelemetry } from '../shared/telemetry';
@@ -28,17 +27,6 @@ export interface AnalyzeStageInput {
 }
 
 const enc = encodeURIComponent;
-
-/** The candidate's input window against its training profile, every feature by PSI at the rule's limit. */
-function skewOf(profile: DataProfile, inputs: DataSketch, rules: AnalysisSpec) {
-  const { maxPsi } = rules.featureSkew ?? DEFAULT_FEATURE_SKEW;
-  const features = Object.fromEntries(
-    profile.features
-      .filter((f) => f.role === 'feature')
-      .map((f) => [f.name, { method: 'psi' as const, threshold: maxPsi }]),
-  );
-  return compareSketch(profile, inputs, { features });
-}
 
 /** Serving-gateway control: the deployment-target activities. Every mutation carries the workflow's opId. */
 export function createGatewayActivities(deps: GatewayDeps) {
@@ -99,14 +87,14 @@ export function createGatewayActivities(deps: GatewayDeps) {
           candidate.requests >= input.rules.minSamples &&
           (stable === null || stable.successes >= input.rules.minSamples);
         if (enough || Date.now() >= deadline) {
-          const inputSkew = profile && candidate.inputs ? skewOf(profile, candidate.inputs, input.rules) : undefined;
+          const skew = profile && candidate.inputs ? inputSkew(profile, candidate.inputs, input.rules) : undefined;
           return evaluateStage({
             stage: input.stage,
             at: new Date().toISOString(),
             candidate,
             stable,
             rules: input.rules,
-            ...(inputSkew ? { inputSkew } : {}),
+            ...(skew ? { inputSkew: skew } : {}),
           });
         }
         ctx.heartbeat({ candidateRequests: candidate.requests, stableSuccesses: stable?.successes ?? null });

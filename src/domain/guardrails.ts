@@ -1,6 +1,7 @@
 import { LATENCY_BUCKETS_MS, PREDICTION_BINS, type VersionTelemetry } from '../shared/telemetry';
 import { populationStabilityIndex } from '../drift/stats';
-import { sketchWindow, type DataSketch } from '../drift/sketch';
+import type { DataProfile } from '../drift/profile';
+import { compareSketch, sketchWindow, type DataSketch } from '../drift/sketch';
 import type { DriftReport } from '../drift/compare';
 import type { AnalysisSpec } from '../shared/spec';
 import type { Decision } from '../shared/status';
@@ -205,13 +206,27 @@ export function evaluateStage(input: StageAnalysisInput): StageAnalysis {
   return { outcome, decisions };
 }
 
+/** A version's input window against its training profile, every feature by PSI at the rule's limit. */
+export function inputSkew(profile: DataProfile, inputs: DataSketch, rules: AnalysisSpec): DriftReport {
+  const { maxPsi } = rules.featureSkew ?? DEFAULT_FEATURE_SKEW;
+  const features = Object.fromEntries(
+    profile.features
+      .filter((f) => f.role === 'feature')
+      .map((f) => [f.name, { method: 'psi' as const, threshold: maxPsi }]),
+  );
+  return compareSketch(profile, inputs, { features });
+}
+
 /** Default of `rules.featureSkew` for specs written before it existed. */
-export const DEFAULT_FEATURE_SKEW = { maxPsi: 0.25, alpha: 0.01 };
+export const DEFAULT_FEATURE_SKEW = { maxPsi: 0.5, alpha: 0.001 };
 
 /**
  * Skew of the candidate's serving inputs against its training profile: a feature fails when its PSI exceeds `maxPsi`
- * and its test on the same bins (binned KS, or chi-squared for categories) is significant at `alpha` — large and
- * real, as for prediction drift.
+ * and its test on the same bins (binned KS, or chi-squared for categories) is significant at `alpha` divided by the
+ * number of features compared (Bonferroni) — large and real. Every feature of every stage is tested, so without the
+ * correction a healthy rollout of a six-feature model would fail somewhere by chance; and a canary's window is small
+ * (tens of requests, from a fixed cohort of sticky users), which is why the PSI limit is high: the training-serving
+ * skew it is for (a unit or encoding changed) moves PSI far above it.
  */
 function featureSkewDecision(
   report: DriftReport,
@@ -221,7 +236,8 @@ function featureSkewDecision(
   const { maxPsi, alpha } = rules.featureSkew ?? DEFAULT_FEATURE_SKEW;
   const compared = report.features.filter((f) => !f.skipped && f.role === 'feature');
   const pOf = (f: (typeof compared)[number]) => f.statistics.ksPValue ?? f.statistics.chisquarePValue ?? 1;
-  const failing = compared.filter((f) => (f.statistics.psi ?? 0) > maxPsi && pOf(f) < alpha);
+  const level = alpha / Math.max(1, compared.length);
+  const failing = compared.filter((f) => (f.statistics.psi ?? 0) > maxPsi && pOf(f) < level);
   const worst = [...compared].sort((a, b) => (b.statistics.psi ?? 0) - (a.statistics.psi ?? 0));
   const samples = report.current.rows;
   const describe = (f: (typeof compared)[number]) =>
@@ -234,7 +250,9 @@ function featureSkewDecision(
     value: worst[0] ? round(worst[0].statistics.psi ?? 0) : null,
     threshold: maxPsi,
     outcome: samples < minSamples || compared.length === 0 ? 'inconclusive' : failing.length > 0 ? 'fail' : 'pass',
-    rule: `PSI(candidate inputs vs training profile) <= ${maxPsi} per feature, unless its test p-value >= ${alpha}`,
+    rule:
+      `PSI(candidate inputs vs training profile) <= ${maxPsi} per feature, unless its test p-value >= ` +
+      `${alpha} / ${compared.length} features`,
     sampleSize: samples,
     detail:
       (failing.length > 0

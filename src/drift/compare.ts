@@ -1,6 +1,6 @@
 import type { DriftSummary } from '../shared/status';
 import type { CategoricalColumn, CellIssues, ColumnarData, NumericColumn } from './columns';
-import { binOf, finiteValues, type NumericComparison } from './kernels';
+import { binOf, type NumericComparison } from './kernels';
 import { autoWorkers, runKernels, type KernelTask } from './parallel';
 import {
   CategoricalMethod,
@@ -665,7 +665,7 @@ export async function compareData(
     return {
       kind: 'compare',
       reference: values,
-      current: finiteValues(column.values, workers > 0),
+      current: column.values,
       edges: p.bins.edges,
       alternative: direction === 'increase' ? 'greater' : direction === 'decrease' ? 'less' : 'two-sided',
       ksMode: 'auto',

@@ -2,7 +2,6 @@
  * The per-feature numeric work of profiling and comparison, written so it can run on the calling thread or in a worker
  * thread on shared memory: every input is a Float64Array (possibly on a SharedArrayBuffer) and every output plain data.
  */
-import { sortFloat64 } from './sort';
 import { ksAndWasserstein, type Alternative, type KsMode } from './stats';
 
 /** Quantiles kept in a numeric profile, by name. */
@@ -101,9 +100,8 @@ export interface NumericSummary {
   counts: number[];
 }
 
-/** Sorts the finite `values` in place and summarises them: moments, quantiles, distinct count and quantile bins. */
-export function profileNumeric(values: Float64Array, bins: number): NumericSummary {
-  const sorted = sortFloat64(values);
+/** Summarises sorted finite values: moments, quantiles, distinct count and quantile bins. */
+export function profileNumeric(sorted: Float64Array, bins: number): NumericSummary {
   const n = sorted.length;
   let sum = 0;
   let integer = true;
@@ -153,17 +151,16 @@ export interface NumericComparison {
 }
 
 /**
- * Compares the finite current values (sorted in place here) with the sorted reference: KS and Wasserstein-1 in one
- * merge pass, counts on the reference bins, and how many fall outside the reference range.
+ * Compares the sorted finite current values with the sorted reference: KS and Wasserstein-1 in one merge pass, counts
+ * on the reference bins, and how many fall outside the reference range.
  */
 export function compareNumeric(
   referenceSorted: Float64Array,
-  current: Float64Array,
+  sorted: Float64Array,
   edges: readonly number[],
   alternative: Alternative,
   ksMode: KsMode,
 ): NumericComparison {
-  const sorted = sortFloat64(current);
   const n = sorted.length;
   let sum = 0;
   for (let i = 0; i < n; i++) sum += sorted[i]!;

@@ -2,6 +2,7 @@ import { existsSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
+import { sortFloat64 } from './sort';
 import { compareNumeric, finiteValues, profileNumeric, type NumericComparison, type NumericSummary } from './kernels';
 import type { Alternative, KsMode } from './stats';
 
@@ -32,10 +33,16 @@ export type KernelResult = ProfiledColumn | NumericComparison;
 /** Runs one task; `shared` puts a profile's sorted values on shared memory (for later work in workers). */
 export function runKernel(task: KernelTask, shared = false): KernelResult {
   if (task.kind === 'profile') {
-    const sorted = finiteValues(task.values, shared);
+    const sorted = sortFloat64(finiteValues(task.values, shared));
     return { summary: profileNumeric(sorted, task.bins), sorted };
   }
-  return compareNumeric(task.reference, finiteValues(task.current, false), task.edges, task.alternative, task.ksMode);
+  return compareNumeric(
+    task.reference,
+    sortFloat64(finiteValues(task.current, false)),
+    task.edges,
+    task.alternative,
+    task.ksMode,
+  );
 }
 
 /** Below this many values in all tasks together, starting workers costs more than it saves. */

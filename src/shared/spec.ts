@@ -130,12 +130,12 @@ export const AnalysisSpec = z
       .default({ maxPsi: 0.25, alpha: 0.01 }),
     /**
      * Skew of the candidate's inputs against its training profile, per feature on the profile's bins: fails when a
-     * feature's PSI exceeds `maxPsi` and its test (binned KS, chi-squared) is significant at `alpha`.
+     * feature's PSI exceeds `maxPsi` and its test (binned KS, chi-squared) is significant at `alpha` / features.
      */
     featureSkew: z
-      .object({ maxPsi: z.number().positive(), alpha: z.number().gt(0).lt(1).default(0.01) })
+      .object({ maxPsi: z.number().positive(), alpha: z.number().gt(0).lt(1).default(0.001) })
       .strict()
-      .default({ maxPsi: 0.25, alpha: 0.01 }),
+      .default({ maxPsi: 0.5, alpha: 0.001 }),
   })
   .strict();
 export type AnalysisSpec = z.infer<typeof AnalysisSpec>;

@@ -127,8 +127,8 @@ describe('model lifecycle on a real Temporal dev server', () => {
     expect(end.stage, JSON.stringify(end.decisions.filter((d) => d.outcome !== 'pass'))).toBe('rolled-back');
     expect(end.decisions.find((d) => d.check === 'testData.drift')?.outcome).toBe('pass');
     const skew = end.decisions.find((d) => d.check === 'featureSkew' && d.outcome === 'fail');
-    expect(skew).toMatchObject({ stage: 'canary', threshold: 0.25 });
-    expect(skew!.value).toBeGreaterThan(0.25);
+    expect(skew).toMatchObject({ stage: 'canary', threshold: 0.5 });
+    expect(skew!.value).toBeGreaterThan(0.5);
     expect(skew!.detail).toMatch(/^skewed: monthly_charges PSI=[\d.]+ p=/);
     expect((await routing()).weights).toEqual({ v2: 100 });
     expect(await leasesOf(id)).toEqual([]);

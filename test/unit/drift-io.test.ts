@@ -7,6 +7,7 @@ import { InvalidFileError } from '../../src/config/yaml-file';
 import { columnsFromArrays, type CategoricalColumn, type NumericColumn } from '../../src/drift/columns';
 import { readCsvColumns } from '../../src/drift/csv';
 import { readJsonlColumns } from '../../src/drift/jsonl';
+import { finiteValues } from '../../src/drift/kernels';
 import { sortFloat64 } from '../../src/drift/sort';
 
 const dir = mkdtempSync(join(tmpdir(), 'drift-io-'));
@@ -195,5 +196,21 @@ describe('sortFloat64', () => {
       check(Float64Array.from({ length: n }, () => Math.round(rand() * 1e4) / 100));
       check(new Float64Array(n).fill(3.5));
     }
+  });
+});
+
+describe('finiteValues', () => {
+  it('copies the finite values in order, block by block, onto shared memory when asked', () => {
+    const values = Float64Array.from({ length: 10_000 }, (_, i) =>
+      i % 13 === 0 ? NaN : i % 29 === 0 ? -Infinity : i * 0.5,
+    );
+    const expected = Array.from(values).filter((v) => Number.isFinite(v));
+    for (const shared of [false, true]) {
+      const out = finiteValues(values, shared);
+      expect(out.buffer instanceof SharedArrayBuffer).toBe(shared);
+      expect(Array.from(out)).toEqual(expected);
+    }
+    expect(Array.from(finiteValues(Float64Array.of(NaN, 1, 2, NaN, NaN, 3, Infinity), false))).toEqual([1, 2, 3]);
+    expect(Array.from(finiteValues(Float64Array.of(4, 5), false))).toEqual([4, 5]);
   });
 });

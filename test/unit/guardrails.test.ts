@@ -1,7 +1,9 @@
-import { describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { buildProfile, columnsFromArrays, DataSketcher, sketchPlanOf, type DataProfile } from '../../src/drift';
 import {
   binnedKolmogorovSmirnov,
   evaluateStage,
+  inputSkew,
   populationStabilityIndex,
   quantileFromBuckets,
   windowOf,
@@ -443,5 +445,69 @@ describe('evaluateStage', () => {
     const result = evaluate(makeWindow({ requests: 1000, errors: 50, latency: SLOW, predictions: SHIFTED }));
     expect(result.outcome).toBe('fail');
     expect(result.failed).toEqual(['errorRate', 'latencyP99Ms', 'latencyP99RatioToStable', 'predictionDrift']);
+  });
+});
+
+describe('featureSkew', () => {
+  /** Deterministic uniform [0, 1). */
+  const rng = (seed: number) => {
+    let s = seed >>> 0;
+    return () => {
+      s = (s + 0x6d2b79f5) >>> 0;
+      let t = Math.imul(s ^ (s >>> 15), s | 1);
+      t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+      return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+    };
+  };
+  /** Churn-like rows: four numeric features and two categorical ones; `scale` multiplies the charges. */
+  const rows = (n: number, seed: number, scale = 1) => {
+    const r = rng(seed);
+    const pick = <T>(xs: readonly T[]) => xs[Math.floor(r() * xs.length)]!;
+    return Array.from({ length: n }, () => ({
+      age: 18 + Math.floor(r() * 60),
+      tenure_months: Math.floor(r() * r() * 72),
+      monthly_charges: Math.round((20 + r() * 100) * 100 * scale) / 100,
+      support_calls: Math.floor(r() * r() * 8),
+      plan: pick(['basic', 'basic', 'standard', 'premium']),
+      region: pick(['north', 'south', 'east', 'west']),
+    }));
+  };
+  const rules = AnalysisSpec.parse({ minSamples: 60 });
+  let profile: DataProfile;
+  beforeAll(async () => {
+    const train = rows(4800, 1);
+    const columns = Object.fromEntries(
+      Object.keys(train[0]!).map((k) => [k, train.map((row) => row[k as keyof (typeof train)[0]])]),
+    ) as Record<string, number[] | string[]>;
+    profile = (await buildProfile(columnsFromArrays(columns))).profile;
+  });
+  const decide = (window: ReturnType<typeof rows>) => {
+    const sketcher = new DataSketcher(sketchPlanOf(profile));
+    for (const row of window) sketcher.record(row);
+    const candidate = { ...windowOf(undefined, undefined), inputs: sketcher.snapshot() };
+    const analysis = evaluateStage({
+      stage: 'canary',
+      at: 'now',
+      candidate,
+      stable: null,
+      rules,
+      inputSkew: inputSkew(profile, candidate.inputs, rules),
+    });
+    return analysis.decisions.find((d) => d.check === 'featureSkew')!;
+  };
+
+  it('does not fail healthy canary windows of 60 requests (300 of them, six features each)', () => {
+    const outcomes = Array.from({ length: 300 }, (_, i) => decide(rows(60, 1000 + i)).outcome);
+    expect(outcomes.filter((o) => o === 'fail')).toEqual([]);
+  });
+
+  it('fails a window whose charges come in another unit, naming the feature, and is inconclusive when small', () => {
+    const d = decide(rows(60, 7, 1.6));
+    expect(d).toMatchObject({ outcome: 'fail', threshold: 0.5, sampleSize: 60 });
+    expect(d.detail).toMatch(/^skewed: monthly_charges PSI=[\d.]+ p=/);
+    expect(d.rule).toBe(
+      'PSI(candidate inputs vs training profile) <= 0.5 per feature, unless its test p-value >= 0.001 / 6 features',
+    );
+    expect(decide(rows(20, 8, 1.6)).outcome).toBe('inconclusive');
   });
 });

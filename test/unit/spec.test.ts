@@ -69,7 +69,7 @@ describe('loadSpecFile with the example specs', () => {
       errorRate: { max: 0.01 },
       latencyP99Ms: { max: 250, maxRatioToStable: 4 },
       predictionDrift: { maxPsi: 0.25, alpha: 0.01 },
-      featureSkew: { maxPsi: 0.25, alpha: 0.01 },
+      featureSkew: { maxPsi: 0.5, alpha: 0.001 },
     });
     expect(spec.validation.testData).toEqual({ failOn: 'dataset-drift', driftShare: 0.5, features: {} });
   });
