@@ -1,4 +1,5 @@
 import type { LifecycleSummary } from '../client/lifecycle-client';
+import type { RegistryState } from '../shared/registry';
 import type { LifecycleStatus } from '../shared/status';
 
 export function table(headers: string[], rows: string[][]): string {
@@ -69,4 +70,31 @@ export function formatList(rows: LifecycleSummary[]): string {
     ['ID', 'MODEL', 'VERSION', 'STAGE', 'STATUS', 'STARTED'],
     rows.map((r) => [r.id, r.model ?? '', r.version ?? '', r.stage ?? '', r.status.toLowerCase(), r.startTime]),
   );
+}
+
+/** Human-readable `mlctl history`: production, previous, then every promotion, newest first. */
+export function formatHistory(r: RegistryState): string {
+  const mark = (lifecycleId: string) =>
+    r.production?.lifecycleId === lifecycleId
+      ? 'production'
+      : r.previous?.lifecycleId === lifecycleId
+        ? 'previous'
+        : '';
+  const metric = (m: Record<string, number>) =>
+    ['auc', 'accuracy']
+      .filter((k) => m[k] !== undefined)
+      .map((k) => `${k}=${m[k]}`)
+      .join(' ');
+  return [
+    `${r.model}`,
+    `production: ${r.production ? `${r.production.version} (since ${r.production.at})` : 'none'}`,
+    `previous:   ${r.previous ? r.previous.version : 'none'}`,
+    '',
+    table(
+      ['PROMOTED AT', 'VERSION', 'ALIAS', 'BY', 'LIFECYCLE', 'METRICS'],
+      [...r.history]
+        .reverse()
+        .map((h) => [h.at, h.version, mark(h.lifecycleId), h.by, h.lifecycleId, metric(h.metrics)]),
+    ),
+  ].join('\n');
 }

@@ -9,7 +9,7 @@ import { InvalidFileError } from '../config/yaml-file';
 import { connectClient } from '../config/temporal';
 import { registerSearchAttributes } from '../dev/register-search-attributes';
 import { Identity } from '../shared/spec';
-import { formatStatus, formatList } from './format';
+import { formatHistory, formatList, formatStatus } from './format';
 import { addDataCommands } from './data';
 import { addHardwareCommands } from './hardware';
 import { addQuotaCommands } from './quota';
@@ -90,6 +90,15 @@ export function buildProgram(): Command {
     .action(async (id: string, _o: unknown, cmd: Command) => {
       const status = await (await lifecycles()).status(id);
       print(merged(cmd), status, formatStatus(status));
+    });
+
+  withJson(program.command('history <model>'))
+    .description(
+      "a model's registry: the production and previous versions, and every promotion (who, when, from where)",
+    )
+    .action(async (model: string, _o: unknown, cmd: Command) => {
+      const registry = await (await lifecycles()).history(model);
+      print(merged(cmd), registry, formatHistory(registry));
     });
 
   withJson(program.command('list'))

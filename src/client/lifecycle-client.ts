@@ -11,10 +11,12 @@ import {
   approveGateUpdate,
   pauseSignal,
   rejectGateUpdate,
+  registryStateQuery,
   resumeSignal,
   statusQuery,
   type ApprovalAck,
 } from '../shared/messages';
+import { registryWorkflowId, type RegistryState } from '../shared/registry';
 import { MlModel, MlStage, MlVersion } from '../shared/search-attributes';
 import { LifecycleSpec, lifecycleWorkflowId } from '../shared/spec';
 import type { GateDecisionInput, LifecycleStatus, OperatorAction } from '../shared/status';
@@ -64,6 +66,18 @@ export class LifecycleClient {
         throw new RefusedError(
           `lifecycle ${id} already exists: model ${spec.model} version ${spec.version} was started before`,
         );
+      }
+      throw err;
+    }
+  }
+
+  /** The model's registry: production, previous, and every promotion (who, when, from which lifecycle). */
+  async history(model: string): Promise<RegistryState> {
+    try {
+      return await this.client.workflow.getHandle(registryWorkflowId(model)).query(registryStateQuery);
+    } catch (err) {
+      if (err instanceof WorkflowNotFoundError) {
+        throw new NotFoundError(`model "${model}" has no registry: no version of it was ever promoted`);
       }
       throw err;
     }

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mlctl } from '../helpers/mlctl';
-import { startStack, testSpec, uniqueName, waitForStatus, type Stack } from '../helpers/harness';
+import { liveTraffic, startStack, testSpec, uniqueName, waitForStatus, type Stack } from '../helpers/harness';
 
 describe('mlctl against a real dev server', () => {
   let stack: Stack;
@@ -124,5 +124,43 @@ describe('mlctl against a real dev server', () => {
     const pause = await mlctl(stack.address, 'pause', id, '--as', 'alice');
     expect(pause.code).toBe(4);
     expect(pause.stderr).toMatch(/completed, not running/);
+  });
+
+  it("shows a model's registry after a promotion approved through mlctl, and exits 3 for a model never promoted", async () => {
+    const load = liveTraffic(stack.gateway.url, model);
+    try {
+      const file = join(dir, 'promote.yaml');
+      writeFileSync(file, stringify(testSpec(model, 'v2')));
+      const run = await mlctl(stack.address, 'run', file, '--json');
+      expect(run.code, run.stderr).toBe(0);
+      const { id } = JSON.parse(run.stdout) as { id: string };
+      await waitForStatus(stack.lifecycles, id, (s) => s.pendingGate !== null);
+      const approve = await mlctl(stack.address, 'approve', id, '--as', 'alice', '--reason', 'metrics look right');
+      expect(approve.code, approve.stderr).toBe(0);
+      await waitForStatus(stack.lifecycles, id, (s) => s.stage === 'promoted');
+
+      const history = await mlctl(stack.address, 'history', model, '--json');
+      expect(history.code, history.stderr).toBe(0);
+      const registry = JSON.parse(history.stdout) as {
+        model: string;
+        production: { version: string; lifecycleId: string; by: string } | null;
+        previous: unknown;
+        history: { version: string; lifecycleId: string }[];
+      };
+      expect(registry).toMatchObject({
+        model,
+        production: { version: 'v2', lifecycleId: id, by: 'alice' },
+        previous: null,
+      });
+      expect(registry.history.map((h) => h.version)).toEqual(['v2']);
+      const text = await mlctl(stack.address, 'history', model);
+      expect(text.stdout).toMatch(/^production: v2 \(since /m);
+      expect(text.stdout).toMatch(new RegExp(`v2\\s+production\\s+alice\\s+${id}`));
+    } finally {
+      await load.stop();
+    }
+    const none = await mlctl(stack.address, 'history', uniqueName('never'));
+    expect(none.code).toBe(3);
+    expect(none.stderr).toMatch(/has no registry: no version of it was ever promoted/);
   });
 });
