@@ -74,7 +74,7 @@ interface PhaseResult {
   weightSwapMaxMs?: number;
 }
 
-type Row = Record<string, number | string>;
+export type Row = Record<string, number | string>;
 
 const root = projectRoot();
 const tempDirs: string[] = [];
@@ -91,7 +91,7 @@ function sleep(ms: number): Promise<void> {
 }
 
 /** Rows of the test set as prediction features: identifier and label dropped, numbers parsed. */
-function loadRows(): Row[] {
+export function loadRows(): Row[] {
   const raw = parseCsv(readFileSync(join(root, 'examples', 'churn', 'data', 'test.csv'), 'utf8'), {
     columns: true,
     skip_empty_lines: true,
@@ -109,7 +109,7 @@ function loadRows(): Row[] {
 }
 
 /** Runs the example trainer into `out`; rejects with its stderr tail on failure. */
-function train(out: string, params: object): Promise<void> {
+export function train(out: string, params: object): Promise<void> {
   const args = ['examples/churn/train.py', '--data-dir', 'examples/churn/data', '--out', out];
   args.push('--params', JSON.stringify(params));
   return new Promise((resolve, reject) => {
@@ -127,7 +127,7 @@ function train(out: string, params: object): Promise<void> {
   });
 }
 
-function freePort(): Promise<number> {
+export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = createServer();
     server.unref();
@@ -158,7 +158,7 @@ async function waitForHealthz(baseUrl: string, child: ChildProcess, dispatcher: 
   throw new Error('the gateway did not answer /healthz within 20 s');
 }
 
-async function adminCall(
+export async function adminCall(
   dispatcher: Agent,
   baseUrl: string,
   method: 'PUT' | 'GET',
@@ -188,7 +188,7 @@ async function serverTotals(dispatcher: Agent, baseUrl: string): Promise<{ succe
   return { successes, latencySumMs };
 }
 
-interface LoadOutcome {
+export interface LoadOutcome {
   latencies: Float64Array;
   seconds: number;
   non200: number;
@@ -197,7 +197,7 @@ interface LoadOutcome {
 }
 
 /** Sends `total` predictions with `concurrency` requests in flight; returns client-side latencies and outcomes. */
-async function drive(
+export async function drive(
   dispatcher: Agent,
   url: string,
   rows: Row[],
@@ -522,23 +522,26 @@ async function cleanup(): Promise<void> {
   removeTempDirs();
 }
 
-for (const [signal, code] of [
-  ['SIGINT', 130],
-  ['SIGTERM', 143],
-] as const) {
-  process.once(signal, () => {
-    void cleanup().finally(() => process.exit(code));
-  });
-}
+// Only when run as a program: other benchmarks import the helpers above.
+if (require.main === module) {
+  for (const [signal, code] of [
+    ['SIGINT', 130],
+    ['SIGTERM', 143],
+  ] as const) {
+    process.once(signal, () => {
+      void cleanup().finally(() => process.exit(code));
+    });
+  }
 
-main().then(
-  async (code) => {
-    await cleanup();
-    process.exitCode = code;
-  },
-  async (err: unknown) => {
-    process.stderr.write(`gateway benchmark failed: ${(err as Error).stack ?? String(err)}\n`);
-    await cleanup();
-    process.exitCode = 1;
-  },
-);
+  main().then(
+    async (code) => {
+      await cleanup();
+      process.exitCode = code;
+    },
+    async (err: unknown) => {
+      process.stderr.write(`gateway benchmark failed: ${(err as Error).stack ?? String(err)}\n`);
+      await cleanup();
+      process.exitCode = 1;
+    },
+  );
+}
