@@ -16,7 +16,7 @@ import type {
   ReserveQuotaInput,
   ReserveQuotaResult,
 } from '../shared/quota';
-import { registryWorkflowId, type PromotionRecord } from '../shared/registry';
+import { registryWorkflowId, type PromotionRecord, type RegistryState } from '../shared/registry';
 import type { HardwareSpec, LifecycleSpec } from '../shared/spec';
 import { LIFECYCLE_TASK_QUEUE } from '../shared/task-queues';
 // Starting entity workflows by name keeps workflow code out of the activity bundle.
@@ -117,6 +117,16 @@ export function createControlPlaneActivities(deps: ControlPlaneDeps) {
 
     async readPoolState(input: { pool: string }): Promise<QuotaPoolState | null> {
       return known(() => quota.state(input.pool));
+    },
+
+    /** The model's registry, or null when no version of it was ever promoted. */
+    async getRegistry(input: { model: string }): Promise<RegistryState | null> {
+      try {
+        return await client.workflow.getHandle(registryWorkflowId(input.model)).query(registryStateQuery);
+      } catch (err) {
+        if (err instanceof WorkflowNotFoundError) return null;
+        throw err;
+      }
     },
 
     async getProductionVersion(input: { model: string }): Promise<PromotionRecord | null> {

@@ -91,10 +91,18 @@ export function formatHistory(r: RegistryState): string {
     `previous:   ${r.previous ? r.previous.version : 'none'}`,
     '',
     table(
-      ['PROMOTED AT', 'VERSION', 'ALIAS', 'BY', 'LIFECYCLE', 'METRICS'],
+      ['AT', 'VERSION', 'ALIAS', 'HOW', 'BY', 'LIFECYCLE / ROLLBACK', 'REASON / METRICS'],
       [...r.history]
         .reverse()
-        .map((h) => [h.at, h.version, mark(h.lifecycleId), h.by, h.lifecycleId, metric(h.metrics)]),
+        .map((h) => [
+          h.at,
+          h.version,
+          mark(h.lifecycleId),
+          h.kind ?? 'promotion',
+          h.by,
+          h.lifecycleId,
+          h.kind === 'rollback' ? (h.reason ?? '') : metric(h.metrics),
+        ]),
     ),
   ].join('\n');
 }

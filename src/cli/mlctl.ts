@@ -92,6 +92,27 @@ export function buildProgram(): Command {
       print(merged(cmd), status, formatStatus(status));
     });
 
+  withJson(program.command('rollback <model>'))
+    .description('put an earlier version back in production now: one atomic traffic swap, recorded in the registry')
+    .option('--to <version>', 'the version to return to (default: the previous production version)')
+    .requiredOption('--as <user>', 'your identity, recorded with the rollback')
+    .requiredOption('--reason <text>', 'why, recorded in the registry')
+    .action(async (model: string, o: { to?: string; as: string; reason: string }, cmd: Command) => {
+      const by = identity(o.as, '--as');
+      const result = await (
+        await lifecycles()
+      ).rollback(model, {
+        by,
+        reason: o.reason,
+        ...(o.to ? { to: o.to } : {}),
+      });
+      print(
+        merged(cmd),
+        result,
+        `${model}: rolled back from ${result.from} to ${result.to} (all traffic on ${result.to} ${result.trafficMovedMs} ms after the request)`,
+      );
+    });
+
   withJson(program.command('history <model>'))
     .description(
       "a model's registry: the production and previous versions, and every promotion (who, when, from where)",

@@ -1,11 +1,14 @@
 import {
   WorkflowExecutionAlreadyStartedError,
+  WorkflowFailedError,
   WorkflowNotFoundError,
   WorkflowUpdateFailedError,
   type Client,
   type WorkflowExecutionInfo,
 } from '@temporalio/client';
-import { TypedSearchAttributes } from '@temporalio/common';
+import { ApplicationFailure, TypedSearchAttributes } from '@temporalio/common';
+import { ErrorType } from '../shared/errors';
+import type { ModelRollbackInput, ModelRollbackResult } from '../workflows/model-rollback';
 import {
   abortSignal,
   approveGateUpdate,
@@ -16,7 +19,7 @@ import {
   statusQuery,
   type ApprovalAck,
 } from '../shared/messages';
-import { registryWorkflowId, type RegistryState } from '../shared/registry';
+import { registryWorkflowId, rollbackWorkflowId, type RegistryState } from '../shared/registry';
 import { MlModel, MlStage, MlVersion } from '../shared/search-attributes';
 import { LifecycleSpec, lifecycleWorkflowId } from '../shared/spec';
 import type { GateDecisionInput, LifecycleStatus, OperatorAction } from '../shared/status';
@@ -66,6 +69,36 @@ export class LifecycleClient {
         throw new RefusedError(
           `lifecycle ${id} already exists: model ${spec.model} version ${spec.version} was started before`,
         );
+      }
+      throw err;
+    }
+  }
+
+  /**
+   * Rolls a production model back (to `to`, default the previous production version) and waits for it: traffic moves
+   * in one atomic swap. No production version → NotFoundError; nothing to roll back to → RefusedError.
+   */
+  async rollback(model: string, options: { to?: string; by: string; reason: string }): Promise<ModelRollbackResult> {
+    const workflowId = rollbackWorkflowId(model, Date.now());
+    try {
+      const input: ModelRollbackInput = {
+        model,
+        by: options.by,
+        reason: options.reason,
+        ...(options.to ? { to: options.to } : {}),
+      };
+      return await this.client.workflow.execute<(i: ModelRollbackInput) => Promise<ModelRollbackResult>>(
+        'modelRollbackWorkflow',
+        {
+          taskQueue: LIFECYCLE_TASK_QUEUE,
+          workflowId,
+          args: [input],
+        },
+      );
+    } catch (err) {
+      if (err instanceof WorkflowFailedError && err.cause instanceof ApplicationFailure) {
+        if (err.cause.type === ErrorType.NotFound) throw new NotFoundError(err.cause.message);
+        throw new RefusedError(err.cause.message);
       }
       throw err;
     }

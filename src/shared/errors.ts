@@ -10,6 +10,8 @@ export const ErrorType = {
   GatewayUnavailable: 'GatewayUnavailable',
   ApprovalRefused: 'ApprovalRefused',
   NotFound: 'NotFound',
+  /** A rollback that cannot be done: no previous version, or the target is already in production. */
+  RollbackRefused: 'RollbackRefused',
   /** Data that cannot be read or profiled (bad CSV, bad profile, bad drift options). */
   DataInvalid: 'DataInvalid',
 } as const;

@@ -8,6 +8,11 @@ export interface PromotionRecord {
   lifecycleId: string;
   by: string;
   at: string;
+  /** `rollback` when a rollback put this version back (its `lifecycleId` is then the rollback's workflow id). */
+  kind?: 'promotion' | 'rollback';
+  reason?: string;
+  /** The quota the version holds while it serves, so a rollback can hand it back and take it again. */
+  serving?: { pool: string; leaseId: string; resources: Record<string, number> };
 }
 
 export interface RegistryState {
@@ -20,4 +25,9 @@ export interface RegistryState {
 /** Workflow id of a model's registry entity workflow. */
 export function registryWorkflowId(model: string): string {
   return `model-registry-${model}`;
+}
+
+/** Workflow id of a rollback of `model` requested at `at` (epoch ms). */
+export function rollbackWorkflowId(model: string, at: number): string {
+  return `rollback-${model}-${at.toString(36)}`;
 }

@@ -3,3 +3,4 @@ export { modelLifecycleWorkflow } from './model-lifecycle';
 export { modelRegistryWorkflow } from './model-registry';
 export { quotaPoolWorkflow } from './quota-pool';
 export { quotaMonitorWorkflow } from './quota-monitor';
+export { modelRollbackWorkflow } from './model-rollback';

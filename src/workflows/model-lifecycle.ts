@@ -445,6 +445,12 @@ export async function modelLifecycleWorkflow(input: LifecycleInput): Promise<Lif
       lifecycleId: lc.id,
       by: approver,
       at: new Date().toISOString(),
+      kind: 'promotion',
+      serving: {
+        pool: spec.quota.pool,
+        leaseId: servingLease(spec.version),
+        resources: { cpu: spec.quota.serving.cpu, memoryGiB: spec.quota.serving.memoryGiB },
+      },
     });
     if (production) {
       await control.setTrafficWeights({

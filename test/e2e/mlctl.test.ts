@@ -155,10 +155,15 @@ describe('mlctl against a real dev server', () => {
       expect(registry.history.map((h) => h.version)).toEqual(['v2']);
       const text = await mlctl(stack.address, 'history', model);
       expect(text.stdout).toMatch(/^production: v2 \(since /m);
-      expect(text.stdout).toMatch(new RegExp(`v2\\s+production\\s+alice\\s+${id}`));
+      expect(text.stdout).toMatch(new RegExp(`v2\\s+production\\s+promotion\\s+alice\\s+${id}`));
     } finally {
       await load.stop();
     }
+    const nothingBefore = await mlctl(stack.address, 'rollback', model, '--as', 'bob', '--reason', 'test');
+    expect(nothingBefore.code).toBe(4);
+    expect(nothingBefore.stderr).toMatch(/has no previous production version/);
+    const noReason = await mlctl(stack.address, 'rollback', model, '--as', 'bob');
+    expect(noReason.code).toBe(2);
     const none = await mlctl(stack.address, 'history', uniqueName('never'));
     expect(none.code).toBe(3);
     expect(none.stderr).toMatch(/has no registry: no version of it was ever promoted/);

@@ -277,4 +277,43 @@ describe('model lifecycle on a real Temporal dev server', () => {
     expect(await leasesOf(`serve:${model}:v11`)).toEqual([]);
     expect(await leasesOf(id)).toEqual([]);
   });
+
+  it('rolls the production model back to its previous version under live traffic, losing no request', async () => {
+    const before = await stack.lifecycles.history(model);
+    const from = before.production!.version;
+    const to = before.previous!.version;
+    const failedBefore = load.stats.failed;
+    const requested = Date.now();
+    const result = await stack.lifecycles.rollback(model, { by: 'carol', reason: 'complaints since the release' });
+    const tookMs = Date.now() - requested;
+    expect(result).toMatchObject({ model, from, to });
+    // Traffic goes on through the swap and the unloading of the replaced version.
+    const sent = load.stats.sent;
+    while (load.stats.sent < sent + 100) await new Promise((r) => setTimeout(r, 50));
+    expect(load.stats.failed, JSON.stringify(load.stats.failedBy)).toBe(failedBefore);
+    const r = await routing();
+    expect(r.weights).toEqual({ [to]: 100 });
+    expect(r.versions.map((v) => v.version)).toEqual([to]);
+    const after = await stack.lifecycles.history(model);
+    expect(after.production).toMatchObject({
+      version: to,
+      kind: 'rollback',
+      by: 'carol',
+      reason: 'complaints since the release',
+    });
+    expect(after.previous?.version).toBe(from);
+    // The serving quota follows the traffic: the replaced version's lease is released, the restored one held.
+    expect(await leasesOf(`serve:${model}:${from}`)).toEqual([]);
+    expect((await leasesOf(`serve:${model}:${to}`)).map((l) => l.expiresAt)).toEqual([null]);
+    console.log(
+      `rollback ${from} -> ${to}: all traffic moved ${result.trafficMovedMs} ms after start, done in ${tookMs} ms`,
+    );
+
+    await expect(stack.lifecycles.rollback(model, { to: 'v404', by: 'carol', reason: 'x' })).rejects.toThrow(
+      `version "v404" of "${model}" was never in production`,
+    );
+    await expect(stack.lifecycles.rollback(uniqueName('none'), { by: 'carol', reason: 'x' })).rejects.toThrow(
+      /has no production version to roll back/,
+    );
+  });
 });

@@ -1,0 +1,101 @@
+import { ApplicationFailure, proxyActivities, workflowInfo } from '@temporalio/workflow';
+import type { Activities } from '../activities';
+import { ErrorType } from '../shared/errors';
+import type { PromotionRecord } from '../shared/registry';
+
+const control = proxyActivities<Activities>({
+  startToCloseTimeout: '1 minute',
+  retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '20 seconds', maximumAttempts: 15 },
+});
+
+export interface ModelRollbackInput {
+  model: string;
+  /** The version to return to; default the registry's `previous`. */
+  to?: string;
+  by: string;
+  reason: string;
+}
+
+export interface ModelRollbackResult {
+  model: string;
+  from: string;
+  to: string;
+  /** Workflow time from start to all traffic on `to`. */
+  trafficMovedMs: number;
+  at: string;
+}
+
+/**
+ * Rolls a production model back to an earlier version: loads it on the gateway, takes its serving quota, moves all
+ * traffic to it in one atomic weight swap (a prediction is served by the old or the new table, never fails in
+ * between), records it in the registry as production (with who and why), then unloads the replaced version once its
+ * in-flight predictions are done and returns its quota. Every step is idempotent by the workflow's id.
+ */
+export async function modelRollbackWorkflow(input: ModelRollbackInput): Promise<ModelRollbackResult> {
+  const id = workflowInfo().workflowId;
+  const started = Date.now();
+  const registry = await control.getRegistry({ model: input.model });
+  const current = registry?.production;
+  if (!registry || !current) {
+    throw ApplicationFailure.create({
+      type: ErrorType.NotFound,
+      message: `model "${input.model}" has no production version to roll back`,
+      nonRetryable: true,
+    });
+  }
+  const target: PromotionRecord | undefined = input.to
+    ? [...registry.history].reverse().find((h) => h.version === input.to)
+    : (registry.previous ?? undefined);
+  if (!target || target.version === current.version) {
+    throw ApplicationFailure.create({
+      type: ErrorType.RollbackRefused,
+      message: !target
+        ? input.to
+          ? `version "${input.to}" of "${input.model}" was never in production`
+          : `"${input.model}" has no previous production version`
+        : `"${target.version}" is already the production version of "${input.model}"`,
+      nonRetryable: true,
+    });
+  }
+
+  await control.deployVersion({
+    model: input.model,
+    version: target.version,
+    artifactDir: target.artifactDir,
+    opId: `${id}:deploy`,
+  });
+  if (target.serving) {
+    const grant = await control.reserveQuota({
+      pool: target.serving.pool,
+      leaseId: target.serving.leaseId,
+      holder: id,
+      kind: 'serving',
+      resources: target.serving.resources,
+      ttlMs: null,
+    });
+    if (!grant.granted) {
+      await control.undeployVersion({ model: input.model, version: target.version, opId: `${id}:undeploy-target` });
+      throw ApplicationFailure.create({
+        type: ErrorType.QuotaRefused,
+        message: `no serving quota for ${target.version} in pool ${target.serving.pool}: ${grant.message}`,
+        nonRetryable: true,
+      });
+    }
+  }
+  await control.setTrafficWeights({ model: input.model, weights: { [target.version]: 100 }, opId: `${id}:weights` });
+  const trafficMovedMs = Date.now() - started;
+  const at = new Date().toISOString();
+  await control.recordPromotion({
+    ...target,
+    lifecycleId: id,
+    by: input.by,
+    at,
+    kind: 'rollback',
+    reason: input.reason,
+  });
+  await control.undeployVersion({ model: input.model, version: current.version, opId: `${id}:undeploy` });
+  if (current.serving) {
+    await control.releaseQuota({ pool: current.serving.pool, leaseId: current.serving.leaseId });
+  }
+  return { model: input.model, from: current.version, to: target.version, trafficMovedMs, at };
+}
