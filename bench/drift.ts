@@ -58,7 +58,7 @@ import {
   type BenchMeta,
   type SideData,
 } from './drift-data';
-import { printAligned } from './report';
+import { benchFacts, printAligned, printLoad, runBenchmark } from './report';
 
 const SEED = 20_261_126;
 const SPEED_TARGET = 5;
@@ -526,23 +526,15 @@ async function main(): Promise<number> {
     );
   }
   for (const m of mismatches) console.log(`MISMATCH ${m}`);
-  console.log(
-    `load average (1 min) before ${(loadBefore[0] ?? 0).toFixed(2)}, after ${(loadAfter[0] ?? 0).toFixed(2)}: ` +
-      'other processes on the machine skew the figures',
-  );
+  printLoad(loadBefore, loadAfter);
   if (keep) console.log(`data kept in ${dataDir}`);
 
   console.log(
     `BENCH_JSON ${JSON.stringify({
-      benchmark: 'drift',
-      date: new Date().toISOString(),
-      node: process.version,
-      cpus: cpus().length,
+      ...benchFacts('drift', loadBefore, loadAfter),
       refRows,
       curRows,
       features: { numeric: meta.numeric.length, categorical: meta.categorical.length },
-      loadAverageBefore: loadBefore[0] ?? null,
-      loadAverageAfter: loadAfter[0] ?? null,
       engine: { ...engine, features: undefined, problems: undefined, peakRssMB: megabytes(engine.peakRssKiB) },
       engineOneThread: { ...single, features: undefined, problems: undefined, peakRssMB: megabytes(single.peakRssKiB) },
       scipy:
@@ -561,30 +553,6 @@ function cleanup(): void {
   if (dataDir && !keep) rmSync(dataDir, { recursive: true, force: true });
 }
 
-function orchestrate(): void {
-  for (const [signal, code] of [
-    ['SIGINT', 130],
-    ['SIGTERM', 143],
-  ] as const) {
-    process.once(signal, () => {
-      process.stderr.write(`\n${signal}: stopping\n`);
-      cleanup();
-      process.exit(code);
-    });
-  }
-  main().then(
-    (code) => {
-      cleanup();
-      process.exitCode = code;
-    },
-    (err: unknown) => {
-      process.stderr.write(`drift benchmark failed: ${(err as Error).stack ?? String(err)}\n`);
-      cleanup();
-      process.exitCode = 1;
-    },
-  );
-}
-
 const { values: mode } = parseArgs({
   options: { engine: { type: 'string' }, workers: { type: 'string' }, ingest: { type: 'string' } },
   strict: false,
@@ -601,5 +569,5 @@ if (typeof mode.engine === 'string') {
     process.exitCode = 1;
   });
 } else {
-  orchestrate();
+  runBenchmark('drift benchmark', main, cleanup);
 }

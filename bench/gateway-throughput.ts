@@ -21,7 +21,7 @@ import { projectRoot } from '../src/config/paths';
 import { trainerPython } from '../src/config/toolchain';
 import type { PredictResponse } from '../src/shared/gateway-api';
 import type { ModelTelemetry } from '../src/shared/telemetry';
-import { percentile, printAligned } from './report';
+import { benchFacts, percentile, printAligned, printLoad, runBenchmark } from './report';
 import { writeTrainingProfile } from '../src/activities/data';
 
 const MODEL = 'churn';
@@ -485,24 +485,16 @@ async function main(): Promise<number> {
       `client: node ${process.version}, ${cpus().length} CPUs (${cpus()[0]?.model.trim() ?? 'unknown'}), ` +
         `srv ms = the gateway's own per-phase mean of session.run`,
     );
-    console.log(
-      `load average (1 min) before ${(loadBefore[0] ?? 0).toFixed(2)}, after ${(loadAfter[0] ?? 0).toFixed(2)}: ` +
-        'other processes on the machine skew the figures',
-    );
+    printLoad(loadBefore, loadAfter);
 
     const failed =
       results.some((r) => r.non200 > 0) || results.some((r) => (r.weightSwapFailures ?? 0) > 0 || r.weightSwaps === 0);
     console.log(
       `BENCH_JSON ${JSON.stringify({
-        benchmark: 'gateway-throughput',
-        date: new Date().toISOString(),
-        node: process.version,
-        cpus: cpus().length,
+        ...benchFacts('gateway-throughput', loadBefore, loadAfter),
         users: USERS,
         warmup: WARMUP,
         initialWarmup: INITIAL_WARMUP,
-        loadAverageBefore: loadBefore[0] ?? null,
-        loadAverageAfter: loadAfter[0] ?? null,
         trainSeconds,
         phases: results,
         gatewayPeakRssKiB: peakKiB ?? null,
@@ -523,25 +515,4 @@ async function cleanup(): Promise<void> {
 }
 
 // Only when run as a program: other benchmarks import the helpers above.
-if (require.main === module) {
-  for (const [signal, code] of [
-    ['SIGINT', 130],
-    ['SIGTERM', 143],
-  ] as const) {
-    process.once(signal, () => {
-      void cleanup().finally(() => process.exit(code));
-    });
-  }
-
-  main().then(
-    async (code) => {
-      await cleanup();
-      process.exitCode = code;
-    },
-    async (err: unknown) => {
-      process.stderr.write(`gateway benchmark failed: ${(err as Error).stack ?? String(err)}\n`);
-      await cleanup();
-      process.exitCode = 1;
-    },
-  );
-}
+if (require.main === module) runBenchmark('gateway benchmark', main, cleanup);

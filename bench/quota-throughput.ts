@@ -38,7 +38,7 @@ import { temporalCliPath, trainerPython } from '../src/config/toolchain';
 import { startDevServer, type DevServer } from '../src/dev/dev-server';
 import { QuotaPoolsFile, type QuotaPoolState } from '../src/shared/quota';
 import { createWorkers } from '../src/workers/workers';
-import { percentile, printAligned } from './report';
+import { benchFacts, percentile, printAligned, printLoad } from './report';
 
 const POOL = 'bench';
 /** So large that no reservation ever waits or is refused for capacity. */
@@ -532,24 +532,16 @@ async function main(): Promise<number> {
       `expirations ${final.stats.expirations}, refusals ${final.stats.refusals}, continued as new ` +
       `${final.stats.continuedAsNew} time(s)`,
   );
-  console.log(
-    `load average (1 min) before ${(loadBefore[0] ?? 0).toFixed(2)}, after ${(loadAfter[0] ?? 0).toFixed(2)}: ` +
-      'other processes on the machine skew the figures',
-  );
+  printLoad(loadBefore, loadAfter);
   console.log(problems.length === 0 ? 'accounting OK: every reservation granted and released' : 'FAILED:');
   for (const p of problems) console.log(`  - ${p}`);
 
   console.log(
     `BENCH_JSON ${JSON.stringify({
-      benchmark: 'quota-throughput',
-      date: new Date().toISOString(),
-      node: process.version,
-      cpus: cpus().length,
+      ...benchFacts('quota-throughput', loadBefore, loadAfter),
       temporal: temporalVersion(),
       sdk: sdkVersion(),
       options,
-      loadAverageBefore: loadBefore[0] ?? null,
-      loadAverageAfter: loadAfter[0] ?? null,
       scenarios: results,
       warmup: warm,
       finalPool: { leases: final.leases.length, waiting: final.waiting.length, stats: final.stats },

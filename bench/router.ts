@@ -24,7 +24,7 @@ import { writeTrainingProfile } from '../src/activities/data';
 import { projectRoot } from '../src/config/paths';
 import { ModelHost, type Features } from '../src/serving/model-host';
 import { adminCall, drive, freePort, loadRows, train, type LoadOutcome, type Row } from './gateway-throughput';
-import { percentile, printAligned } from './report';
+import { benchFacts, percentile, printAligned, printLoad, runBenchmark } from './report';
 
 const MODEL = 'churn';
 const VERSION = 'v1';
@@ -398,23 +398,15 @@ async function main(): Promise<number> {
       `client: node ${process.version}, ${cpus().length} CPUs (${cpus()[0]?.model.trim() ?? 'unknown'}), ` +
         'client and servers on the same machine',
     );
-    console.log(
-      `load average (1 min) before ${(loadBefore[0] ?? 0).toFixed(2)}, after ${(loadAfter[0] ?? 0).toFixed(2)}: ` +
-        'other processes on the machine skew the figures',
-    );
+    printLoad(loadBefore, loadAfter);
 
     const failed = warmupFailures > 0 || results.some((r) => r.direct.non200 > 0 || r.gateway.non200 > 0);
     console.log(
       `BENCH_JSON ${JSON.stringify({
-        benchmark: 'router',
-        date: new Date().toISOString(),
-        node: process.version,
-        cpus: cpus().length,
+        ...benchFacts('router', loadBefore, loadAfter),
         rounds: ROUNDS,
         warmup: WARMUP,
         initialWarmup: INITIAL_WARMUP,
-        loadAverageBefore: loadBefore[0] ?? null,
-        loadAverageAfter: loadAfter[0] ?? null,
         trainSeconds,
         inProcess: { calls: IN_PROCESS_CALLS, ...floor },
         phases: results,
@@ -444,23 +436,5 @@ if (process.argv[2] === '--direct-server') {
     process.exit(1);
   });
 } else {
-  for (const [signal, code] of [
-    ['SIGINT', 130],
-    ['SIGTERM', 143],
-  ] as const) {
-    process.once(signal, () => {
-      void cleanup().finally(() => process.exit(code));
-    });
-  }
-  main().then(
-    async (code) => {
-      await cleanup();
-      process.exitCode = code;
-    },
-    async (err: unknown) => {
-      process.stderr.write(`router benchmark failed: ${(err as Error).stack ?? String(err)}\n`);
-      await cleanup();
-      process.exitCode = 1;
-    },
-  );
+  runBenchmark('router benchmark', main, cleanup);
 }
