@@ -6,6 +6,8 @@ import { ErrorType } from '../shared/errors';
 import { PlanInputError, selectHardware } from '../client/hardware-planning';
 import { QuotaClient, UnknownPoolError } from '../client/quota-client';
 import { InvalidFileError } from '../config/yaml-file';
+import { approverKeysPath, loadApproverKeyring } from '../config/approver-keys';
+import type { ApproverKeyring } from '../shared/signed-approval';
 import type { HardwareSelection } from '../shared/hardware';
 import { recordPromotionUpdate, registryStateQuery } from '../shared/messages';
 import type {
@@ -31,6 +33,8 @@ export interface ControlPlaneDeps {
   quota?: QuotaClient;
   /** Where alerts go besides the log (a later sink list); called once per delivery. */
   alertSink?: (alert: Alert) => Promise<void> | void;
+  /** The approver keyring signed approvals are verified with (default: ML_APPROVER_KEYS). */
+  approverKeysFile?: string;
 }
 
 type ClassSummary = Pick<HardwareClass, 'name' | 'kind' | 'taskQueue' | 'pricePerHourUsd'>;
@@ -57,6 +61,26 @@ export function createControlPlaneActivities(deps: ControlPlaneDeps) {
   };
 
   return {
+    /**
+     * The registered public keys of these approvers, read from the keyring file at each call (so a rotated key takes
+     * effect at the next gate). No keyring configured: no keys, and signed gates refuse every approval.
+     */
+    async approverKeys({ approvers }: { approvers: string[] }): Promise<ApproverKeyring> {
+      const file = deps.approverKeysFile ?? approverKeysPath();
+      if (!file) {
+        log.warn('no approver keyring configured (ML_APPROVER_KEYS): signed approvals cannot be verified');
+        return {};
+      }
+      try {
+        const keyring = loadApproverKeyring(file);
+        return Object.fromEntries(approvers.flatMap((a) => (keyring[a] ? [[a, keyring[a]]] : [])));
+      } catch (err) {
+        if (err instanceof InvalidFileError)
+          throw ApplicationFailure.create({ type: ErrorType.InvalidSpec, message: err.message, nonRetryable: true });
+        throw err;
+      }
+    },
+
     /**
      * Plans training and serving hardware for a spec (the hardware planner over the catalog, calibrated by the pool's
      * history) and orders the training options by deadline, availability in their pools and cost.
@@ -143,7 +167,7 @@ export function createControlPlaneActivities(deps: ControlPlaneDeps) {
     async recordPromotion(record: PromotionRecord): Promise<PromotionRecord> {
       return client.workflow.executeUpdateWithStart(recordPromotionUpdate, {
         args: [record],
-        updateId: `promote:${record.lifecycleId}`,
+        updateId: `${record.kind === 'rollback' ? 'rollback' : 'promote'}:${record.lifecycleId}`,
         startWorkflowOperation: new WithStartWorkflowOperation(MODEL_REGISTRY_WORKFLOW, {
           workflowId: registryWorkflowId(record.model),
           taskQueue: LIFECYCLE_TASK_QUEUE,

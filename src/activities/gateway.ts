@@ -1,72 +1,75 @@
 import { Context, sleep } from '@temporalio/activity';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { evaluateStage, inputSkew, windowOf, type StageAnalysis } from '../domain/guardrails';
+import { evaluateStage, inputSkew, requiredSamples, windowOf, type StageAnalysis } from '../domain/guardrails';
 import { loadProfile, PROFILE_FILE } from '../drift/profile';
 import type { AdminResult } from '../shared/gateway-api';
 import type { AnalysisSpec } from '../shared/spec';
-import { ModelTelemetry } from '../shared/telemetry';
-import { gatewayRequest } from './gateway-client';
+import type { ModelTelemetry } from '../shared/telemetry';
+import type { DeploymentTargetSpecInput } from '../targets/spec';
+import { resolveTarget, type DeployRequestInput, type SetWeightsInput, type UndeployInput } from '../targets/target';
 
 export interface GatewayDeps {
   gatewayUrl: string;
   /** Interval between telemetry reads while an analysis waits for its minimum sample. */
   pollIntervalMs?: number;
+  /** Where `{ fromEnv }` header values of HTTP targets are read (default: process.env). */
+  env?: Readonly<Record<string, string | undefined>>;
 }
 
-export interface AnalyzeStageInput {
+/** Every deployment activity takes an optional target; absent means the worker's gateway, as before targets. */
+export interface TargetInput {
+  target?: DeploymentTargetSpecInput;
+}
+
+export type DeployVersionInput = DeployRequestInput & TargetInput;
+export type SetTrafficWeightsInput = SetWeightsInput & TargetInput;
+export type UndeployVersionInput = UndeployInput & TargetInput;
+export interface ReadTelemetryInput extends TargetInput {
+  model: string;
+}
+
+export interface AnalyzeStageInput extends TargetInput {
   model: string;
   candidate: string;
   stable: string | null;
   /** Telemetry when the stage's traffic moved: the window is everything since. */
   before: ModelTelemetry;
+  /**
+   * Where the latest interval started, when it is later than `before` (a sample whose window kept growing): the
+   * outage check judges only this most recent traffic.
+   */
+  recentSince?: ModelTelemetry;
   rules: AnalysisSpec;
   stage: string;
   /** The candidate's artifact: its training profile is what the candidate's inputs are compared with. */
   candidateArtifactDir?: string;
 }
 
-const enc = encodeURIComponent;
-
-/** Serving-gateway control: the deployment-target activities. Every mutation carries the workflow's opId. */
+/**
+ * The deployment activities: deploy, weigh, undeploy and read telemetry on the input's target (the worker's serving
+ * gateway by default). Every mutation carries the workflow's opId.
+ */
 export function createGatewayActivities(deps: GatewayDeps) {
-  const url = deps.gatewayUrl;
-  const readTelemetry = async ({ model }: { model: string }): Promise<ModelTelemetry> =>
-    ModelTelemetry.parse(await gatewayRequest(url, 'GET', `/admin/models/${enc(model)}/telemetry`));
+  const target = (spec: DeploymentTargetSpecInput | undefined) =>
+    resolveTarget(spec, { gatewayUrl: deps.gatewayUrl, ...(deps.env ? { env: deps.env } : {}) });
 
   return {
-    async deployVersion(input: {
-      model: string;
-      version: string;
-      artifactDir: string;
-      opId: string;
-    }): Promise<AdminResult> {
-      return gatewayRequest(url, 'PUT', `/admin/models/${enc(input.model)}/versions/${enc(input.version)}`, {
-        opId: input.opId,
-        artifactDir: input.artifactDir,
-      });
+    async deployVersion({ target: spec, ...input }: DeployVersionInput): Promise<AdminResult> {
+      return target(spec).deploy(input);
     },
 
-    async setTrafficWeights(input: {
-      model: string;
-      weights: Record<string, number>;
-      opId: string;
-    }): Promise<AdminResult> {
-      return gatewayRequest(url, 'PUT', `/admin/models/${enc(input.model)}/weights`, {
-        opId: input.opId,
-        weights: input.weights,
-      });
+    async setTrafficWeights({ target: spec, ...input }: SetTrafficWeightsInput): Promise<AdminResult> {
+      return target(spec).setWeights(input);
     },
 
-    async undeployVersion(input: { model: string; version: string; opId: string }): Promise<AdminResult> {
-      return gatewayRequest(
-        url,
-        'DELETE',
-        `/admin/models/${enc(input.model)}/versions/${enc(input.version)}?opId=${enc(input.opId)}`,
-      );
+    async undeployVersion({ target: spec, ...input }: UndeployVersionInput): Promise<AdminResult> {
+      return target(spec).undeploy(input);
     },
 
-    readTelemetry,
+    async readTelemetry({ model, target: spec }: ReadTelemetryInput): Promise<ModelTelemetry> {
+      return target(spec).readTelemetry(model);
+    },
 
     /**
      * Judges a stage from the telemetry since it started. Waits (heartbeating) until the candidate, and the stable
@@ -74,28 +77,33 @@ export function createGatewayActivities(deps: GatewayDeps) {
      */
     async analyzeStage(input: AnalyzeStageInput): Promise<StageAnalysis> {
       const ctx = Context.current();
+      const source = target(input.target);
       const deadline = Date.now() + input.rules.maxWaitForSamples;
       const profileFile = input.candidateArtifactDir ? join(input.candidateArtifactDir, PROFILE_FILE) : null;
       const profile =
         profileFile && existsSync(profileFile) ? (await loadProfile(profileFile, { values: false })).profile : null;
       for (;;) {
-        const now = await readTelemetry({ model: input.model });
+        const now = await source.readTelemetry(input.model);
         const candidate = windowOf(now.versions[input.candidate], input.before.versions[input.candidate]);
         const stable =
           input.stable === null ? null : windowOf(now.versions[input.stable], input.before.versions[input.stable]);
-        const enough =
-          candidate.requests >= input.rules.minSamples &&
-          (stable === null || stable.successes >= input.rules.minSamples);
+        const needed = requiredSamples(input.rules);
+        const enough = candidate.requests >= needed && (stable === null || stable.successes >= needed);
         if (enough || Date.now() >= deadline) {
           const skew = profile && candidate.inputs ? inputSkew(profile, candidate.inputs, input.rules) : undefined;
-          return evaluateStage({
+          const analysis = evaluateStage({
             stage: input.stage,
             at: new Date().toISOString(),
             candidate,
+            ...(input.recentSince
+              ? { recent: windowOf(now.versions[input.candidate], input.recentSince.versions[input.candidate]) }
+              : {}),
             stable,
             rules: input.rules,
             ...(skew ? { inputSkew: skew } : {}),
+            ...(profile ? { profile } : {}),
           });
+          return { ...analysis, telemetry: now };
         }
         ctx.heartbeat({ candidateRequests: candidate.requests, stableSuccesses: stable?.successes ?? null });
         await sleep(deps.pollIntervalMs ?? 1000);

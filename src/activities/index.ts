@@ -19,6 +19,8 @@ export interface ActivityDeps {
   analysisPollIntervalMs?: number;
   /** Hardware catalog file (default: HARDWARE_CATALOG_FILE or config/hardware-catalog.yaml). */
   hardwareCatalogFile?: string;
+  /** Approver keyring for signed approvals (default: ML_APPROVER_KEYS). */
+  approverKeysFile?: string;
 }
 
 /** Every activity of the project, built once per worker from its dependencies. */

@@ -29,9 +29,20 @@ export function formatStatus(s: LifecycleStatus): string {
         .join(' ')}`,
     );
   }
-  if (s.pendingGate) {
+  const g = s.pendingGate;
+  if (g) {
+    const quorum = g.quorum ?? 1;
+    const who = quorum > 1 ? `${quorum} of` : 'one of';
     lines.push(
-      `waiting:   gate "${s.pendingGate.gate}" for one of ${s.pendingGate.approvers.join(', ')} until ${s.pendingGate.deadline}`,
+      `waiting:   gate "${g.gate}" for ${who} ${g.approvers.join(', ')}${g.signed ? ' (signed)' : ''} until ${g.deadline}` +
+        (quorum > 1 ? `; approved so far: ${g.approvedBy?.length ? g.approvedBy.join(', ') : 'nobody'}` : '') +
+        (g.escalated ? '; escalated' : g.escalatesAt ? `; escalates at ${g.escalatesAt}` : ''),
+    );
+  }
+  if (s.promoteNow) {
+    lines.push(
+      `promote:   promote-now ${s.promoteNow.granted ? 'granted' : `asked by ${s.promoteNow.requestedBy.length} of ${s.promoteNow.quorum}`}` +
+        ` (${s.promoteNow.requestedBy.join(', ')})`,
     );
   }
   if (s.error) lines.push(`outcome:   ${s.error.type}: ${s.error.message}`);
@@ -39,8 +50,8 @@ export function formatStatus(s: LifecycleStatus): string {
     lines.push('', 'approvals:');
     lines.push(
       table(
-        ['GATE', 'DECISION', 'BY', 'AT', 'REASON'],
-        s.approvals.map((a) => [a.gate, a.decision, a.by, a.at, a.reason]),
+        ['GATE', 'DECISION', 'BY', 'SIGNED', 'AT', 'REASON'],
+        s.approvals.map((a) => [a.gate, a.decision, a.by, a.keyId ?? '', a.at, a.reason]),
       ),
     );
   }
@@ -48,14 +59,15 @@ export function formatStatus(s: LifecycleStatus): string {
     lines.push('', 'decisions:');
     lines.push(
       table(
-        ['STAGE', 'CHECK', 'VALUE', 'THRESHOLD', 'OUTCOME', 'SAMPLES'],
+        ['STAGE', 'CHECK', 'VALUE', 'THRESHOLD', 'OUTCOME', 'N', 'RULE'],
         s.decisions.map((d) => [
-          d.stage,
+          d.sample ? `${d.stage} #${d.sample}` : d.stage,
           d.check,
           String(d.value),
           String(d.threshold),
-          d.outcome,
+          d.tolerated ? 'fail (tolerated)' : d.outcome,
           d.sampleSize === undefined ? '' : String(d.sampleSize),
+          d.rule ?? '',
         ]),
       ),
     );

@@ -5,6 +5,8 @@ import { LifecycleClient, NotFoundError, RefusedError } from '../client/lifecycl
 import { PlanInputError } from '../client/hardware-planning';
 import { UnknownPoolError } from '../client/quota-client';
 import { loadSpecFile } from '../client/spec-file';
+import { KeyFileError, readPrivateKey } from '../client/approval-signing';
+import { parseDurationMs } from '../shared/duration';
 import { InvalidFileError } from '../config/yaml-file';
 import { connectClient } from '../config/temporal';
 import { registerSearchAttributes } from '../dev/register-search-attributes';
@@ -12,6 +14,7 @@ import { Identity } from '../shared/spec';
 import { formatHistory, formatList, formatStatus } from './format';
 import { addDataCommands } from './data';
 import { addHardwareCommands } from './hardware';
+import { addKeysCommands } from './keys';
 import { addQuotaCommands } from './quota';
 
 /** mlctl exit codes (DESIGN.md §4). */
@@ -97,21 +100,42 @@ export function buildProgram(): Command {
     .option('--to <version>', 'the version to return to (default: the previous production version)')
     .requiredOption('--as <user>', 'your identity, recorded with the rollback')
     .requiredOption('--reason <text>', 'why, recorded in the registry')
-    .action(async (model: string, o: { to?: string; as: string; reason: string }, cmd: Command) => {
-      const by = identity(o.as, '--as');
-      const result = await (
-        await lifecycles()
-      ).rollback(model, {
-        by,
-        reason: o.reason,
-        ...(o.to ? { to: o.to } : {}),
-      });
-      print(
-        merged(cmd),
-        result,
-        `${model}: rolled back from ${result.from} to ${result.to} (all traffic on ${result.to} ${result.trafficMovedMs} ms after the request)`,
-      );
-    });
+    .option('--steps <percents>', "gradual: the restored version's traffic share per step, e.g. 25,50,100")
+    .option('--step-interval <duration>', 'time between gradual steps (e.g. 30s)', '1m')
+    .action(
+      async (
+        model: string,
+        o: { to?: string; as: string; reason: string; steps?: string; stepInterval: string },
+        cmd: Command,
+      ) => {
+        const by = identity(o.as, '--as');
+        const steps = o.steps?.split(',').map((p) => Number(p.trim()));
+        if (
+          steps &&
+          (steps.some((p) => !(p > 0 && p <= 100)) ||
+            steps.at(-1) !== 100 ||
+            steps.some((p, i) => i > 0 && p <= steps[i - 1]!))
+        ) {
+          throw new InputError(`--steps: "${o.steps}" must be increasing percentages in (0, 100] ending at 100`);
+        }
+        const stepIntervalMs = parseDurationMs(o.stepInterval);
+        if (stepIntervalMs === undefined)
+          throw new InputError(`--step-interval: "${o.stepInterval}" is not a duration (e.g. 30s)`);
+        const result = await (
+          await lifecycles()
+        ).rollback(model, {
+          by,
+          reason: o.reason,
+          ...(o.to ? { to: o.to } : {}),
+          ...(steps ? { steps, stepIntervalMs } : {}),
+        });
+        print(
+          merged(cmd),
+          result,
+          `${model}: rolled back from ${result.from} to ${result.to} (all traffic on ${result.to} ${result.trafficMovedMs} ms after the request)`,
+        );
+      },
+    );
 
   withJson(program.command('history <model>'))
     .description(
@@ -132,28 +156,71 @@ export function buildProgram(): Command {
       print(merged(cmd), rows, formatList(rows));
     });
 
+  /** The approver's private key: `--key`, else MLCTL_SIGNING_KEY; unsigned when neither is set. */
+  const signingKey = (file: string | undefined): string | undefined => {
+    const path = file ?? process.env.MLCTL_SIGNING_KEY;
+    if (!path) return undefined;
+    try {
+      return readPrivateKey(path);
+    } catch (err) {
+      if (err instanceof KeyFileError) throw new InputError(err.message);
+      throw err;
+    }
+  };
   for (const decision of ['approve', 'reject'] as const) {
     withJson(program.command(`${decision} <id>`))
       .description(`${decision} the gate a lifecycle is waiting on`)
       .requiredOption('--as <user>', 'your identity (must be an approver, not the submitter)')
       .option('--gate <gate>', 'the gate to decide (default: the pending one)')
       .option('--reason <text>', 'recorded with the decision', '')
-      .action(async (id: string, o: { as: string; gate?: string; reason: string }, cmd: Command) => {
+      .option('--key <file>', 'sign with this private key (default: $MLCTL_SIGNING_KEY); required by signed gates')
+      .action(async (id: string, o: { as: string; gate?: string; reason: string; key?: string }, cmd: Command) => {
         const by = identity(o.as, '--as');
+        const key = signingKey(o.key);
         const client = await lifecycles();
         const input = { by, gate: o.gate, reason: o.reason };
-        const ack = decision === 'approve' ? await client.approve(id, input) : await client.reject(id, input);
-        print(merged(cmd), { id, ...ack, by }, `${id}: gate "${ack.gate}" ${ack.decision} by ${by}`);
+        const ack = decision === 'approve' ? await client.approve(id, input, key) : await client.reject(id, input, key);
+        const tally =
+          ack.outcome === null && ack.quorum !== undefined ? ` (${ack.approvals} of ${ack.quorum} approvals)` : '';
+        print(
+          merged(cmd),
+          { id, ...ack, by, signed: key !== undefined },
+          `${id}: gate "${ack.gate}" ${ack.decision} by ${by}${key ? ' (signed)' : ''}${tally}`,
+        );
       });
   }
 
-  for (const action of ['pause', 'resume', 'abort'] as const) {
+  withJson(program.command('promote-now <id>'))
+    .description('skip the rest of the rollout and promote (an approver of the promote-now gate; its quorum applies)')
+    .requiredOption('--as <user>', 'your identity (must be an approver, not the submitter)')
+    .option('--reason <text>', 'recorded with the request', '')
+    .option('--key <file>', 'sign with this private key (default: $MLCTL_SIGNING_KEY)')
+    .action(async (id: string, o: { as: string; reason: string; key?: string }, cmd: Command) => {
+      const by = identity(o.as, '--as');
+      const key = signingKey(o.key);
+      const ack = await (await lifecycles()).promoteNow(id, { by, reason: o.reason }, key);
+      print(
+        merged(cmd),
+        { id, ...ack },
+        ack.granted
+          ? `${id}: promote-now granted (${ack.requestedBy.join(', ')}); skipping to 100%`
+          : `${id}: promote-now requested by ${by}; ${ack.requestedBy.length} of ${ack.quorum} needed`,
+      );
+    });
+
+  withJson(program.command('abort <id>'))
+    .description('stop a lifecycle: before deployment it ends rejected, after it rolls back')
+    .requiredOption('--as <user>', 'your identity, recorded with the action')
+    .option('--reason <text>', 'recorded with the action', '')
+    .action(async (id: string, o: { as: string; reason: string }, cmd: Command) => {
+      const by = identity(o.as, '--as');
+      const ack = await (await lifecycles()).abort(id, { by, reason: o.reason });
+      print(merged(cmd), { id, by, ...ack }, `${id}: abort accepted in stage ${ack.stage}`);
+    });
+
+  for (const action of ['pause', 'resume'] as const) {
     withJson(program.command(`${action} <id>`))
-      .description(
-        action === 'abort'
-          ? 'stop a lifecycle: before deployment it ends rejected, after it rolls back'
-          : `${action} a rollout at its next stage boundary`,
-      )
+      .description(`${action} a rollout at its next stage boundary`)
       .requiredOption('--as <user>', 'your identity, recorded with the action')
       .option('--reason <text>', 'recorded with the action', '')
       .action(async (id: string, o: { as: string; reason: string }, cmd: Command) => {
@@ -188,6 +255,12 @@ export function buildProgram(): Command {
     },
     problemsFound: () => {
       problemsFound = true;
+    },
+  });
+  addKeysCommands(program, {
+    print: (cmd, json, text) => print(merged(cmd), json, text),
+    invalid: (message) => {
+      throw new InputError(message);
     },
   });
   return program;

@@ -8,16 +8,21 @@ import {
 } from '@temporalio/client';
 import { ApplicationFailure, TypedSearchAttributes } from '@temporalio/common';
 import { ErrorType } from '../shared/errors';
+import { newNonce, signApproval } from './approval-signing';
+import type { ApprovalClaim } from '../shared/signed-approval';
 import type { ModelRollbackInput, ModelRollbackResult } from '../workflows/model-rollback';
 import {
-  abortSignal,
+  abortUpdate,
   approveGateUpdate,
   pauseSignal,
+  promoteNowUpdate,
   rejectGateUpdate,
   registryStateQuery,
   resumeSignal,
   statusQuery,
   type ApprovalAck,
+  type OperatorAck,
+  type PromoteNowAck,
 } from '../shared/messages';
 import { registryWorkflowId, rollbackWorkflowId, type RegistryState } from '../shared/registry';
 import { MlModel, MlStage, MlVersion } from '../shared/search-attributes';
@@ -78,7 +83,10 @@ export class LifecycleClient {
    * Rolls a production model back (to `to`, default the previous production version) and waits for it: traffic moves
    * in one atomic swap. No production version → NotFoundError; nothing to roll back to → RefusedError.
    */
-  async rollback(model: string, options: { to?: string; by: string; reason: string }): Promise<ModelRollbackResult> {
+  async rollback(
+    model: string,
+    options: { to?: string; by: string; reason: string; steps?: number[]; stepIntervalMs?: number },
+  ): Promise<ModelRollbackResult> {
     const workflowId = rollbackWorkflowId(model, Date.now());
     try {
       const input: ModelRollbackInput = {
@@ -86,6 +94,8 @@ export class LifecycleClient {
         by: options.by,
         reason: options.reason,
         ...(options.to ? { to: options.to } : {}),
+        ...(options.steps ? { steps: options.steps } : {}),
+        ...(options.stepIntervalMs !== undefined ? { stepIntervalMs: options.stepIntervalMs } : {}),
       };
       return await this.client.workflow.execute<(i: ModelRollbackInput) => Promise<ModelRollbackResult>>(
         'modelRollbackWorkflow',
@@ -120,16 +130,61 @@ export class LifecycleClient {
     return this.call(id, () => this.client.workflow.getHandle(id).query(statusQuery));
   }
 
-  async approve(id: string, decision: GateDecisionInput): Promise<ApprovalAck> {
-    return this.call(id, () =>
-      this.client.workflow.getHandle(id).executeUpdate(approveGateUpdate, { args: [decision] }),
-    );
+  /** Approves the pending gate; with `privateKeyPem`, the approval is signed for that gate's current opening. */
+  async approve(id: string, decision: GateDecisionInput, privateKeyPem?: string): Promise<ApprovalAck> {
+    const input = privateKeyPem ? await this.signDecision(id, decision, 'approved', privateKeyPem) : decision;
+    return this.call(id, () => this.client.workflow.getHandle(id).executeUpdate(approveGateUpdate, { args: [input] }));
   }
 
-  async reject(id: string, decision: GateDecisionInput): Promise<ApprovalAck> {
-    return this.call(id, () =>
-      this.client.workflow.getHandle(id).executeUpdate(rejectGateUpdate, { args: [decision] }),
-    );
+  async reject(id: string, decision: GateDecisionInput, privateKeyPem?: string): Promise<ApprovalAck> {
+    const input = privateKeyPem ? await this.signDecision(id, decision, 'rejected', privateKeyPem) : decision;
+    return this.call(id, () => this.client.workflow.getHandle(id).executeUpdate(rejectGateUpdate, { args: [input] }));
+  }
+
+  /** Asks to skip the rest of the rollout and promote; granted once the `promote-now` quorum asked. */
+  async promoteNow(id: string, request: GateDecisionInput, privateKeyPem?: string): Promise<PromoteNowAck> {
+    const input = privateKeyPem
+      ? {
+          ...request,
+          signed: signApproval(this.claim(id, 'promote-now', 'promote-now#1', 'approved', request), privateKeyPem),
+        }
+      : request;
+    return this.call(id, () => this.client.workflow.getHandle(id).executeUpdate(promoteNowUpdate, { args: [input] }));
+  }
+
+  /** The decision with its signed claim for the gate pending now (its opening id comes from the status). */
+  private async signDecision(
+    id: string,
+    decision: GateDecisionInput,
+    outcome: 'approved' | 'rejected',
+    privateKeyPem: string,
+  ): Promise<GateDecisionInput> {
+    const pending = (await this.status(id)).pendingGate;
+    if (!pending?.opening) throw new RefusedError(`${id} has no gate awaiting a decision`);
+    if (decision.gate !== undefined && decision.gate !== pending.gate) {
+      throw new RefusedError(`gate "${decision.gate}" is not pending (pending: "${pending.gate}")`);
+    }
+    const claim = this.claim(id, pending.gate, pending.opening, outcome, decision);
+    return { ...decision, signed: signApproval(claim, privateKeyPem) };
+  }
+
+  private claim(
+    id: string,
+    gate: string,
+    opening: string,
+    decision: 'approved' | 'rejected',
+    input: GateDecisionInput,
+  ): ApprovalClaim {
+    return {
+      lifecycleId: id,
+      gate,
+      gateOpening: opening,
+      decision,
+      by: input.by,
+      reason: input.reason ?? '',
+      issuedAt: new Date().toISOString(),
+      nonce: newNonce(),
+    };
   }
 
   async pause(id: string, action: OperatorAction): Promise<void> {
@@ -140,8 +195,9 @@ export class LifecycleClient {
     await this.signal(id, () => this.client.workflow.getHandle(id).signal(resumeSignal, action));
   }
 
-  async abort(id: string, action: OperatorAction): Promise<void> {
-    await this.signal(id, () => this.client.workflow.getHandle(id).signal(abortSignal, action));
+  /** Aborts and waits for the lifecycle to take it: before deployment it ends rejected, after it rolls back. */
+  async abort(id: string, action: OperatorAction): Promise<OperatorAck> {
+    return this.call(id, () => this.client.workflow.getHandle(id).executeUpdate(abortUpdate, { args: [action] }));
   }
 
   /** Lifecycles newest first, optionally of one model or in one stage (search attributes). */

@@ -1,4 +1,25 @@
+import type { ApprovalSpec } from '../shared/spec';
 import type { ApprovalRecord, PendingGate } from '../shared/status';
+
+/** The rules of one gate: the lifecycle's approval policy with the gate's own overrides applied. */
+export interface GatePolicy {
+  gate: string;
+  approvers: string[];
+  /** Approvals from distinct approvers the gate needs. */
+  quorum: number;
+  /** Approvals must carry the approver's signature. */
+  signed: boolean;
+}
+
+export function gatePolicy(approval: ApprovalSpec, gate: string): GatePolicy {
+  const own = approval.gates?.[gate];
+  return {
+    gate,
+    approvers: [...(own?.approvers ?? approval.approvers)],
+    quorum: own?.quorum ?? approval.quorum ?? 1,
+    signed: own?.signed ?? approval.signed ?? false,
+  };
+}
 
 export interface GatePolicyInput {
   pending: PendingGate | null;
@@ -16,7 +37,7 @@ export type GatePolicyResult = { ok: true; gate: string } | { ok: false; reason:
 
 /**
  * Who may decide a gate: only a named approver, never the lifecycle's submitter, only while that gate is pending,
- * and once per person per gate.
+ * and once per person per opening of the gate (so a quorum counts distinct people).
  */
 export function checkGateDecision(input: GatePolicyInput): GatePolicyResult {
   const { pending } = input;
@@ -30,11 +51,25 @@ export function checkGateDecision(input: GatePolicyInput): GatePolicyResult {
   if (!input.approvers.includes(input.by)) {
     return {
       ok: false,
-      reason: `"${input.by}" is not an approver of this lifecycle (approvers: ${input.approvers.join(', ')})`,
+      reason: `"${input.by}" is not an approver of gate "${pending.gate}" (approvers: ${input.approvers.join(', ')})`,
     };
   }
-  if (input.recorded.some((r) => r.gate === pending.gate && r.by === input.by)) {
+  const sameOpening = (r: ApprovalRecord) =>
+    r.gate === pending.gate &&
+    (pending.opening === undefined || r.opening === undefined || r.opening === pending.opening);
+  if (input.recorded.some((r) => sameOpening(r) && r.by === input.by)) {
     return { ok: false, reason: `"${input.by}" has already decided gate "${pending.gate}"` };
   }
   return { ok: true, gate: pending.gate };
+}
+
+/**
+ * Where a gate stands after its recorded decisions: rejected by any one rejection, approved once `quorum` distinct
+ * approvers approved, otherwise still open.
+ */
+export function gateOutcome(pending: PendingGate, recorded: readonly ApprovalRecord[]): 'approved' | 'rejected' | null {
+  const mine = recorded.filter((r) => r.gate === pending.gate && r.opening === pending.opening && r.by !== 'system');
+  if (mine.some((r) => r.decision === 'rejected')) return 'rejected';
+  const approvedBy = new Set(mine.filter((r) => r.decision === 'approved').map((r) => r.by));
+  return approvedBy.size >= (pending.quorum ?? 1) ? 'approved' : null;
 }

@@ -1,10 +1,13 @@
-import { LATENCY_BUCKETS_MS, PREDICTION_BINS, type VersionTelemetry } from '../shared/telemetry';
+import { LATENCY_BUCKETS_MS, PREDICTION_BINS, type ModelTelemetry, type VersionTelemetry } from '../shared/telemetry';
 import { populationStabilityIndex } from '../drift/stats';
 import type { DataProfile } from '../drift/profile';
 import { compareSketch, sketchWindow, type DataSketch } from '../drift/sketch';
 import type { DriftReport } from '../drift/compare';
 import type { AnalysisSpec } from '../shared/spec';
 import type { Decision } from '../shared/status';
+import { minSamplesOf, type CheckName } from './check-tolerance';
+
+export { failureLimitOf, judgeSample, minSamplesOf, requiredSamples } from './check-tolerance';
 
 /** Counters of one version over a window: the difference of two cumulative snapshots. */
 export interface WindowTelemetry {
@@ -107,11 +110,17 @@ export interface StageAnalysisInput {
    * (absent when the artifact has no profile, or the gateway no input sketch).
    */
   inputSkew?: DriftReport;
+  /** The candidate's training profile: the missing-value shares its inputs are held to. */
+  profile?: DataProfile;
+  /** The candidate's most recent traffic, when `candidate` is a longer window: the outage check is about now. */
+  recent?: WindowTelemetry;
 }
 
 export interface StageAnalysis {
   outcome: 'pass' | 'fail' | 'inconclusive';
   decisions: Decision[];
+  /** The snapshot the readout judged: where the next sample's window starts. */
+  telemetry?: ModelTelemetry;
 }
 
 const round = (x: number, digits = 4) => Math.round(x * 10 ** digits) / 10 ** digits;
@@ -123,21 +132,22 @@ const round = (x: number, digits = 4) => Math.round(x * 10 ** digits) / 10 ** di
 export function evaluateStage(input: StageAnalysisInput): StageAnalysis {
   const { candidate, stable, rules, stage, at } = input;
   const decisions: Decision[] = [];
-  const minSamples = rules.minSamples;
+  const min = (check: CheckName) => minSamplesOf(rules, check);
   const push = (d: Omit<Decision, 'stage' | 'at'>) => decisions.push({ stage, at, ...d });
 
-  // Outage: the candidate was routed traffic but answered none of it.
-  const outage = candidate.requests > 0 && candidate.successes === 0;
+  // Outage: the candidate was routed traffic but answered none of it (lately, when a recent window is given).
+  const latest = input.recent ?? candidate;
+  const outage = latest.requests > 0 && latest.successes === 0;
   push({
     check: 'outage',
-    value: candidate.successes,
+    value: latest.successes,
     threshold: 1,
-    outcome: candidate.requests === 0 ? 'inconclusive' : outage ? 'fail' : 'pass',
+    outcome: latest.requests === 0 ? 'inconclusive' : outage ? 'fail' : 'pass',
     rule: 'successful predictions >= 1 when routed traffic',
-    sampleSize: candidate.requests,
+    sampleSize: latest.requests,
   });
 
-  const enough = candidate.requests >= minSamples;
+  const enough = candidate.requests >= min('errorRate');
   const errorRate = candidate.requests > 0 ? candidate.errors / candidate.requests : 0;
   push({
     check: 'errorRate',
@@ -148,7 +158,7 @@ export function evaluateStage(input: StageAnalysisInput): StageAnalysis {
     sampleSize: candidate.requests,
   });
 
-  const enoughSuccesses = candidate.successes >= minSamples;
+  const enoughSuccesses = candidate.successes >= min('latencyP99Ms');
   const p99 = quantileFromBuckets(candidate.latencyBucketCounts, 0.99);
   push({
     check: 'latencyP99Ms',
@@ -160,7 +170,7 @@ export function evaluateStage(input: StageAnalysisInput): StageAnalysis {
   });
 
   if (stable !== null) {
-    const stableEnough = stable.successes >= minSamples;
+    const stableEnough = stable.successes >= min('latencyP99Ms');
     const ratioLimit = rules.latencyP99Ms.maxRatioToStable;
     if (ratioLimit !== undefined) {
       const stableP99 = quantileFromBuckets(stable.latencyBucketCounts, 0.99);
@@ -183,11 +193,17 @@ export function evaluateStage(input: StageAnalysisInput): StageAnalysis {
     const psi = populationStabilityIndex(stable.predictionBinCounts, candidate.predictionBinCounts);
     const ks = binnedKolmogorovSmirnov(stable.predictionBinCounts, candidate.predictionBinCounts);
     const drifted = psi > maxPsi && ks.pValue < alpha;
+    const driftSamples = min('predictionDrift');
     push({
       check: 'predictionDrift',
       value: round(psi),
       threshold: maxPsi,
-      outcome: !enoughSuccesses || !stableEnough ? 'inconclusive' : drifted ? 'fail' : 'pass',
+      outcome:
+        candidate.successes < driftSamples || stable.successes < driftSamples
+          ? 'inconclusive'
+          : drifted
+            ? 'fail'
+            : 'pass',
       rule: `PSI(candidate vs stable predictions) <= ${maxPsi}, unless KS p-value >= ${alpha}`,
       sampleSize: Math.min(candidate.successes, stable.successes),
       detail:
@@ -196,7 +212,8 @@ export function evaluateStage(input: StageAnalysisInput): StageAnalysis {
     });
   }
 
-  if (input.inputSkew) push(featureSkewDecision(input.inputSkew, rules, minSamples));
+  push(inputQualityDecision(candidate, input.profile ?? null, rules, min('inputQuality')));
+  if (input.inputSkew) push(featureSkewDecision(input.inputSkew, rules, min('featureSkew')));
 
   const outcome = decisions.some((d) => d.outcome === 'fail')
     ? 'fail'
@@ -205,6 +222,51 @@ export function evaluateStage(input: StageAnalysisInput): StageAnalysis {
       : 'pass';
   return { outcome, decisions };
 }
+
+/**
+ * Missing or corrupt inputs: the share of the candidate's requests refused as invalid input, and per feature the rise
+ * of missing, wrong-type and non-finite values in its inputs over the training data's share. The larger is the value.
+ */
+function inputQualityDecision(
+  candidate: WindowTelemetry,
+  profile: DataProfile | null,
+  rules: AnalysisSpec,
+  minSamples: number,
+): Omit<Decision, 'stage' | 'at'> {
+  const { maxRate } = rules.inputQuality ?? DEFAULT_INPUT_QUALITY;
+  const offered = candidate.requests + candidate.invalidRequests;
+  const invalidRate = offered > 0 ? candidate.invalidRequests / offered : 0;
+  let worst: { name: string; rise: number; share: number } | null = null;
+  const sketch = candidate.inputs;
+  if (sketch && profile) {
+    for (const f of profile.features) {
+      const s = sketch.features[f.name];
+      if (f.role !== 'feature' || !s || s.rows === 0) continue;
+      const bad = s.missing + s.wrongType + (s.type === 'numeric' ? s.nan + s.posInf + s.negInf : 0);
+      const share = bad / s.rows;
+      const trained = f.rows > 0 ? (f.rows - f.count) / f.rows : 0;
+      const rise = share - trained;
+      if (!worst || rise > worst.rise) worst = { name: f.name, rise, share };
+    }
+  }
+  const value = Math.max(invalidRate, worst?.rise ?? 0);
+  return {
+    check: 'inputQuality',
+    value: round(value),
+    threshold: maxRate,
+    outcome: offered < minSamples ? 'inconclusive' : value > maxRate ? 'fail' : 'pass',
+    rule: `invalid requests / requests <= ${maxRate}, and per feature missing or corrupt share <= training + ${maxRate}`,
+    sampleSize: offered,
+    detail:
+      `${candidate.invalidRequests} of ${offered} requests refused as invalid (${round(invalidRate * 100, 2)}%)` +
+      (worst
+        ? `; most missing or corrupt: ${worst.name} ${round(worst.share * 100, 2)}% (${round((worst.share - worst.rise) * 100, 2)}% in training)`
+        : ''),
+  };
+}
+
+/** Default of `rules.inputQuality` for specs written before it existed. */
+const DEFAULT_INPUT_QUALITY = { maxRate: 0.05 };
 
 /** A version's input window against its training profile, every feature by PSI at the rule's limit. */
 export function inputSkew(profile: DataProfile, inputs: DataSketch, rules: AnalysisSpec): DriftReport {

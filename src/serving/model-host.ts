@@ -158,11 +158,16 @@ export class ModelHost {
     return feeds;
   }
 
-  /** Runs inference on prepared feeds. Throws on inference failure (a server-side error). */
-  async run(feeds: Feeds): Promise<Prediction> {
+  /**
+   * Runs inference on prepared feeds. Throws on inference failure (a server-side error). `beforeInference` (the
+   * gateway's injected delays and failures) runs first, while the prediction already counts as in flight, so an
+   * undeploy waits for it like for any prediction routed to the version; what it throws, `run` throws.
+   */
+  async run(feeds: Feeds, beforeInference?: () => Promise<void>): Promise<Prediction> {
     if (this.releasing) throw new Error('model session is released');
     this.inFlight++;
     try {
+      if (beforeInference) await beforeInference();
       const outputs = await this.session.run(feeds);
       const label = outputs[this.labelOutput];
       const probabilities = outputs[this.probabilitiesOutput];

@@ -8,14 +8,17 @@ import {
   DeployRequest,
   ModelName,
   PredictRequest,
+  SetFaultsRequest,
   SetWeightsRequest,
   VersionName,
   type AdminOp,
   type AdminResult,
   type ModelRouting,
   type PredictResponse,
+  type VersionFaults,
 } from '../shared/gateway-api';
 import type { ModelTelemetry } from '../shared/telemetry';
+import { InjectedFaultError, VersionFaultState } from './faults';
 import { ArtifactError, InvalidInputError, ModelHost } from './model-host';
 import { buildRoutingTable, InvalidWeightsError, route, type RoutingTable } from './router';
 import {
@@ -62,6 +65,12 @@ interface LiveVersion {
   host: ModelHost | undefined;
   loadError: string | undefined;
   readonly counters: VersionCounters;
+  /**
+   * Faults an operator injected for a rollback rehearsal. In memory only on purpose (not journaled, not restored
+   * after a restart): a rehearsal must never outlive the gateway process that an operator is watching. Dropped with
+   * the version on undeploy.
+   */
+  faults: VersionFaultState | undefined;
 }
 
 interface LiveModel {
@@ -115,6 +124,7 @@ class GatewayCore {
           host: undefined,
           loadError: undefined,
           counters: this.telemetry.counters(model, versionRecord.version),
+          faults: undefined,
         };
         live.versions.set(versionRecord.version, version);
         pending.push([model, version]);
@@ -154,6 +164,13 @@ class GatewayCore {
     const version = live.versions.get(versionName);
     if (!version) throw new Error(`routing table of '${model}' names undeployed version '${versionName}'`);
     version.counters.recordInputs(request.features);
+    const faults = version.faults;
+    if (faults?.down) {
+      // An unreachable version answers nothing, not even input checks (those are the version's own).
+      version.counters.recordError();
+      const outage = faults.outage();
+      throw new HttpError(outage.statusCode, outage.message);
+    }
     const host = version.host;
     if (!host) {
       version.counters.recordError();
@@ -173,9 +190,11 @@ class GatewayCore {
     const started = performance.now();
     let prediction;
     try {
-      prediction = await host.run(feeds);
+      prediction = await host.run(feeds, faults?.beforeInference());
     } catch (err) {
       version.counters.recordError();
+      // Injected on purpose by an operator (logged when the faults were set): an expected outcome.
+      if (err instanceof InjectedFaultError) throw new HttpError(err.statusCode, err.message);
       this.log.error({ model, version: versionName, err }, 'inference failed');
       throw new HttpError(
         500,
@@ -253,7 +272,7 @@ class GatewayCore {
       this.telemetry.drop(model, versionName);
       const counters = this.telemetry.counters(model, versionName);
       if (host.sketchPlan) counters.sketchInputs(host.sketchPlan);
-      target.versions.set(versionName, { record, host, loadError: undefined, counters });
+      target.versions.set(versionName, { record, host, loadError: undefined, counters, faults: undefined });
       this.log.info({ model, version: versionName, artifactDir, opId: op.opId }, 'model version deployed');
       return { opId: op.opId, applied: true };
     });
@@ -329,6 +348,35 @@ class GatewayCore {
     });
   }
 
+  /** Replaces the faults of a deployed version (404 if it is not deployed); in memory only, never journaled. */
+  setFaults(model: string, versionName: string, request: SetFaultsRequest): Promise<VersionFaults> {
+    // Through the admin chain so that it cannot interleave with an undeploy: it lands before (and is cleared with the
+    // version) or after (404).
+    return this.serial(async () => {
+      const version = this.deployedVersion(model, versionName);
+      version.faults = new VersionFaultState(request, `version '${versionName}' of model '${model}'`);
+      this.log.warn({ model, version: versionName, faults: request }, 'faults injected into model version');
+      return { model, version: versionName, faults: request };
+    });
+  }
+
+  /** Clears the faults of a deployed version (404 if it is not deployed). */
+  clearFaults(model: string, versionName: string): Promise<VersionFaults> {
+    return this.serial(async () => {
+      const version = this.deployedVersion(model, versionName);
+      if (version.faults) {
+        version.faults = undefined;
+        this.log.warn({ model, version: versionName }, 'faults of model version cleared');
+      }
+      return { model, version: versionName, faults: {} };
+    });
+  }
+
+  faults(model: string, versionName: string): VersionFaults {
+    const version = this.deployedVersion(model, versionName);
+    return { model, version: versionName, faults: version.faults?.settings ?? {} };
+  }
+
   routing(model: string): ModelRouting {
     const record = this.state.models[model];
     if (!record) throw new HttpError(404, `model '${model}' is not deployed`);
@@ -358,6 +406,12 @@ class GatewayCore {
     const hosts = [...this.models.values()].flatMap((m) => [...m.versions.values()].map((v) => v.host));
     this.models.clear();
     await Promise.all(hosts.map((host) => host?.release().catch(() => undefined)));
+  }
+
+  private deployedVersion(model: string, versionName: string): LiveVersion {
+    const version = this.models.get(model)?.versions.get(versionName);
+    if (!version) throw new HttpError(404, `version '${versionName}' of model '${model}' is not deployed`);
+    return version;
   }
 
   private serial<T>(fn: () => Promise<T>): Promise<T> {
@@ -433,7 +487,7 @@ function sendError(reply: FastifyReply, statusCode: number, message: string): Fa
 /**
  * Creates the serving gateway: restores routing from `dataDir`, reloads every deployed model version, and returns a
  * fastify instance that is not listening yet. `close()` on it also releases every model session.
- * Telemetry is in memory only and starts from zero on every start.
+ * Telemetry is in memory only and starts from zero on every start; so are injected faults, which start cleared.
  */
 export async function createGateway(options: GatewayOptions): Promise<FastifyInstance> {
   const logger = options.logger ?? pino({ level: 'silent' });
@@ -484,6 +538,20 @@ export async function createGateway(options: GatewayOptions): Promise<FastifyIns
       throw new HttpError(400, `invalid weights: ${badNames.map((n) => `'${n}' is not a version name`).join('; ')}`);
     }
     return core.setWeights(model, body);
+  });
+
+  const faultsPath = '/admin/models/:model/versions/:version/faults';
+  app.put(faultsPath, async (request) => {
+    const { model, version } = parse(VersionParams, request.params, 'path');
+    return core.setFaults(model, version, parse(SetFaultsRequest, request.body, 'faults request'));
+  });
+  app.get(faultsPath, async (request) => {
+    const { model, version } = parse(VersionParams, request.params, 'path');
+    return core.faults(model, version);
+  });
+  app.delete(faultsPath, async (request) => {
+    const { model, version } = parse(VersionParams, request.params, 'path');
+    return core.clearFaults(model, version);
   });
 
   app.get('/admin/models', async () => core.listRouting());

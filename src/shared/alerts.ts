@@ -5,6 +5,7 @@ export interface Alert {
     | 'validation-failed'
     | 'quota-refused'
     | 'approval-timeout'
+    | 'approval-escalation'
     | 'rollout-inconclusive'
     | 'rollback'
     | 'deployment-failed'

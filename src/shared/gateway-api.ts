@@ -35,6 +35,49 @@ export const SetWeightsRequest = z.object({
 });
 export type SetWeightsRequest = z.infer<typeof SetWeightsRequest>;
 
+/**
+ * Injected faults of one deployed version, for rollback rehearsals ("game days") and tests, in the manner of Istio's
+ * fault injection. They apply to the predictions routed to the version:
+ * - `down`: every prediction fails with 503 (an outage: counted as `errors`, and the version reports no successes);
+ * - `delayMs`: each prediction that reaches inference first waits this long; the wait is part of its latency;
+ * - `errorRate`: that share of the predictions that reach inference fail with 500 (counted as `errors`), chosen by a
+ *   counter, not at random: 0.3 fails exactly 3 of every 10, restarting the count at each PUT.
+ *
+ * Invalid input is still refused with 400 on a version with a delay or an error rate (its features are checked
+ * before inference); a `down` version answers 503 to everything routed to it. Every error body starts with
+ * `injected fault:`.
+ *
+ * Faults live in the gateway's memory only: they are not journaled (no opId), not restored after a restart, and
+ * cleared when the version is undeployed.
+ */
+export const FaultSettings = z.strictObject({
+  /** Share of the predictions in [0, 1] that fail with 500. */
+  errorRate: z.number().min(0).max(1).optional(),
+  /** Wait before inference, in milliseconds. */
+  delayMs: z.number().int().min(0).max(60_000).optional(),
+  /** The version is unreachable: every prediction fails with 503. */
+  down: z.boolean().optional(),
+});
+export type FaultSettings = z.infer<typeof FaultSettings>;
+
+/**
+ * PUT /admin/models/:model/versions/:version/faults: replaces the version's faults (at least one field; unknown
+ * fields are refused). 400 names the bad field; 404 when the version is not deployed.
+ * DELETE on the same path clears them; GET reads them. All three answer {@link VersionFaults}.
+ */
+export const SetFaultsRequest = FaultSettings.refine((faults) => Object.keys(faults).length > 0, {
+  message: 'give at least one of errorRate, delayMs, down',
+});
+export type SetFaultsRequest = z.infer<typeof SetFaultsRequest>;
+
+/** Reply of GET, PUT and DELETE /admin/models/:model/versions/:version/faults; `faults` is `{}` when none are set. */
+export const VersionFaults = z.object({
+  model: z.string(),
+  version: z.string(),
+  faults: FaultSettings,
+});
+export type VersionFaults = z.infer<typeof VersionFaults>;
+
 /** Result of every admin mutation. `applied` is false when the opId had been applied before (idempotent replay). */
 export const AdminResult = z.object({
   opId: z.string(),

@@ -24,10 +24,34 @@ export const pauseSignal = defineSignal<[OperatorAction]>('pause');
 export const resumeSignal = defineSignal<[OperatorAction]>('resume');
 export const abortSignal = defineSignal<[OperatorAction]>('abort');
 export const statusQuery = defineQuery<LifecycleStatus>('status');
+/** Abort with an answer: the caller learns at once that the lifecycle took it (a signal cannot answer). */
+export const abortUpdate = defineUpdate<OperatorAck, [OperatorAction]>('abortLifecycle');
+/**
+ * Skip the remaining stages and promote: accepted only from an approver of the `promote-now` gate (never the
+ * submitter, signed when its policy says so); the rollout jumps to 100% once the gate's quorum asked for it.
+ */
+export const promoteNowUpdate = defineUpdate<PromoteNowAck, [GateDecisionInput]>('promoteNow');
 
 export interface ApprovalAck {
   gate: string;
   decision: 'approved' | 'rejected';
+  at: string;
+  /** Distinct approvals the gate has and needs; the gate is decided once `approvals >= quorum` or on a rejection. */
+  approvals?: number;
+  quorum?: number;
+  outcome?: 'approved' | 'rejected' | null;
+}
+
+export interface OperatorAck {
+  action: string;
+  stage: string;
+  at: string;
+}
+
+export interface PromoteNowAck {
+  requestedBy: string[];
+  quorum: number;
+  granted: boolean;
   at: string;
 }
 

@@ -1,3 +1,5 @@
+import type { DeploymentTargetSpec } from '../targets/spec';
+
 /** Model registry: which version serves production, and the history of how it got there. */
 export interface PromotionRecord {
   model: string;
@@ -13,6 +15,8 @@ export interface PromotionRecord {
   reason?: string;
   /** The quota the version holds while it serves, so a rollback can hand it back and take it again. */
   serving?: { pool: string; leaseId: string; resources: Record<string, number> };
+  /** Where it serves, when not the worker's gateway: a rollback acts on the same target. */
+  target?: DeploymentTargetSpec;
 }
 
 export interface RegistryState {

@@ -3,6 +3,7 @@ import { FeatureOverride } from '../drift/options';
 import { Duration } from './duration';
 import { ModelName, VersionName } from './gateway-api';
 import { Architecture, Precision } from './hardware';
+import { DeploymentTargetSpec } from '../targets/spec';
 
 /** An approver or submitter identity: `alice`, `ci@pipelines`, `svc:nightly`. */
 export const Identity = z
@@ -86,14 +87,68 @@ export const ValidationSpec = z
   .strict();
 export type ValidationSpec = z.infer<typeof ValidationSpec>;
 
+/** Overrides of the approval policy for one gate (`deploy`, `ramp-<percent>`, `promote-now`). */
+export const GatePolicySpec = z
+  .object({
+    /** Who may decide this gate; default the lifecycle's approvers. */
+    approvers: z.array(Identity).min(1).optional(),
+    /** Approvals from distinct approvers this gate needs. */
+    quorum: z.number().int().min(1).optional(),
+    /** Approvals of this gate must be signed by the approver's registered key. */
+    signed: z.boolean().optional(),
+  })
+  .strict();
+export type GatePolicySpec = z.infer<typeof GatePolicySpec>;
+
 export const ApprovalSpec = z
   .object({
     /** Who may approve or reject this lifecycle's gates. The submitter never approves its own lifecycle. */
     approvers: z.array(Identity).min(1),
-    /** How long a gate waits before the lifecycle ends `rejected`. */
+    /** Approvals from distinct approvers each gate needs (N of M); one rejection rejects the gate. */
+    quorum: z.number().int().min(1).default(1),
+    /** How long a gate waits before it expires and the lifecycle ends `rejected` (or rolls back, once deployed). */
     timeout: Duration.default(24 * 3_600_000),
+    /** A gate still open this long after it opened raises an escalation alert naming `escalateTo`. */
+    escalateAfter: Duration.optional(),
+    /** Who an escalation goes to (team leads, an on-call rota); carried in the alert. */
+    escalateTo: z.array(Identity).default([]),
+    /** Every gate's approvals must be signed by the approver's registered key (`mlctl keys generate`). */
+    signed: z.boolean().default(false),
+    /** Per-gate overrides: approvers, quorum, signatures. */
+    gates: z.record(z.string(), GatePolicySpec).default({}),
   })
-  .strict();
+  .strict()
+  .superRefine(
+    (approval, ctx) => {
+      const approvers: unknown[] = Array.isArray(approval?.approvers) ? approval.approvers : [];
+      const quorumOk = (quorum: unknown, count: number, path: (string | number)[]) => {
+        if (typeof quorum === 'number' && count > 0 && quorum > count) {
+          ctx.addIssue({
+            code: 'custom',
+            path,
+            message: `a quorum of ${quorum} cannot be met by ${count} approver(s)`,
+          });
+        }
+      };
+      quorumOk(approval?.quorum, approvers.length, ['quorum']);
+      for (const [gate, policy] of Object.entries(approval?.gates ?? {})) {
+        if (!/^(deploy|production|promote-now|ramp-\d+(\.\d+)?)$/.test(gate)) {
+          ctx.addIssue({
+            code: 'custom',
+            path: ['gates', gate],
+            message: 'not a gate: deploy, production, promote-now or ramp-<percent>',
+          });
+        }
+        const own = Array.isArray(policy?.approvers) ? policy.approvers.length : approvers.length;
+        quorumOk(policy?.quorum ?? approval?.quorum, own, ['gates', gate, 'quorum']);
+      }
+      const esc = approval?.escalateAfter;
+      if (typeof esc === 'number' && typeof approval?.timeout === 'number' && esc >= approval.timeout) {
+        ctx.addIssue({ code: 'custom', path: ['escalateAfter'], message: 'must be shorter than the timeout' });
+      }
+    },
+    { when: () => true },
+  );
 export type ApprovalSpec = z.infer<typeof ApprovalSpec>;
 
 export const RolloutStep = z
@@ -106,36 +161,61 @@ export const RolloutStep = z
   .strict();
 export type RolloutStep = z.infer<typeof RolloutStep>;
 
+/**
+ * Tolerance and sample size of one check: the stage fails when the check fails more than `failureLimit` samples in a
+ * row (0: the first failed sample stops the rollout); `minSamples` overrides the analysis-wide minimum for it.
+ */
+const CheckTolerance = {
+  failureLimit: z.number().int().min(0).max(100).default(0),
+  minSamples: z.number().int().positive().optional(),
+};
+
 export const AnalysisSpec = z
   .object({
     /** Fewest candidate predictions a stage needs before it is judged; fewer is inconclusive. */
     minSamples: z.number().int().positive().default(100),
     /** After the bake, how long the analysis may wait for the minimum sample before calling it inconclusive. */
     maxWaitForSamples: Duration.default(5 * 60_000),
+    /**
+     * Sampling interval across the bake: each sample judges the traffic since the one before, so a breach stops the
+     * rollout within an interval instead of at the end of the bake. The bake's end always takes a last readout of the
+     * whole stage; a bake no longer than the interval is judged by that readout alone.
+     */
+    interval: Duration.refine((ms) => ms >= 1000, 'at least 1s (workflow timers are not finer)').default(60_000),
+    /** The candidate gets traffic and answers some of it. */
+    outage: z.object(CheckTolerance).strict().default({ failureLimit: 0 }),
     errorRate: z
-      .object({ max: z.number().min(0).max(1) })
+      .object({ max: z.number().min(0).max(1), ...CheckTolerance })
       .strict()
-      .default({ max: 0.01 }),
+      .default({ max: 0.01, failureLimit: 0 }),
     latencyP99Ms: z
-      .object({ max: z.number().positive(), maxRatioToStable: z.number().positive().optional() })
+      .object({ max: z.number().positive(), maxRatioToStable: z.number().positive().optional(), ...CheckTolerance })
       .strict()
-      .default({ max: 500, maxRatioToStable: 3 }),
+      .default({ max: 500, maxRatioToStable: 3, failureLimit: 0 }),
     /**
      * Drift of the candidate's predicted probabilities against the stable version's: fails when the population
      * stability index exceeds `maxPsi` and a KS test on the same bins is significant at `alpha`.
      */
     predictionDrift: z
-      .object({ maxPsi: z.number().positive(), alpha: z.number().gt(0).lt(1).default(0.01) })
+      .object({ maxPsi: z.number().positive(), alpha: z.number().gt(0).lt(1).default(0.01), ...CheckTolerance })
       .strict()
-      .default({ maxPsi: 0.25, alpha: 0.01 }),
+      .default({ maxPsi: 0.25, alpha: 0.01, failureLimit: 0 }),
     /**
      * Skew of the candidate's inputs against its training profile, per feature on the profile's bins: fails when a
      * feature's PSI exceeds `maxPsi` and its test (binned KS, chi-squared) is significant at `alpha` / features.
      */
     featureSkew: z
-      .object({ maxPsi: z.number().positive(), alpha: z.number().gt(0).lt(1).default(0.001) })
+      .object({ maxPsi: z.number().positive(), alpha: z.number().gt(0).lt(1).default(0.001), ...CheckTolerance })
       .strict()
-      .default({ maxPsi: 0.5, alpha: 0.001 }),
+      .default({ maxPsi: 0.5, alpha: 0.001, failureLimit: 0 }),
+    /**
+     * Missing or corrupt inputs reaching the candidate: the share of its requests refused as invalid, and per feature
+     * the rise of missing, wrong-type or non-finite values over the training data's share, each at most `maxRate`.
+     */
+    inputQuality: z
+      .object({ maxRate: z.number().min(0).max(1), ...CheckTolerance })
+      .strict()
+      .default({ maxRate: 0.05, failureLimit: 0 }),
   })
   .strict();
 export type AnalysisSpec = z.infer<typeof AnalysisSpec>;
@@ -146,6 +226,14 @@ export const RolloutSpec = z
     /** Ramp stages after the canary, in increasing percent; the last one is 100. */
     steps: z.array(RolloutStep).min(1),
     analysis: AnalysisSpec.default(AnalysisSpec.parse({})),
+    /**
+     * After the candidate takes all traffic, the version it replaced stays loaded (at 0%) for `window` while the same
+     * checks run on the candidate; a breach moves all traffic back at once. 0 turns the guard off.
+     */
+    postPromotion: z
+      .object({ window: Duration.default(0) })
+      .strict()
+      .default({ window: 0 }),
   })
   .strict()
   // `when: () => true` runs these cross-field checks even when another field failed (a bad duration, say), so one
@@ -210,6 +298,33 @@ export const QuotaSpec = z
   .strict();
 export type QuotaSpec = z.infer<typeof QuotaSpec>;
 
+/**
+ * A staging environment the candidate goes through before production: deployed alone on its own route (a model name
+ * on the gateway, default `<model>-staging`) or its own target, baked under the absolute checks, then the
+ * `production` gate before any production traffic moves.
+ */
+export const StagingSpec = z
+  .object({
+    /** Default: the production target (on the gateway: a route of its own). */
+    target: DeploymentTargetSpec.optional(),
+    /** The model name staging traffic is sent to. */
+    route: ModelName.optional(),
+    bake: Duration,
+    /** Wait for the `production` gate after staging passed. */
+    gate: z.boolean().default(true),
+  })
+  .strict();
+export type StagingSpec = z.infer<typeof StagingSpec>;
+
+export const DeploymentSpec = z
+  .object({
+    /** Where production traffic is served; default the worker's serving gateway. */
+    target: DeploymentTargetSpec.optional(),
+    staging: StagingSpec.optional(),
+  })
+  .strict();
+export type DeploymentSpec = z.infer<typeof DeploymentSpec>;
+
 /** The lifecycle spec a pipeline submits (`mlctl run spec.yaml`). */
 export const LifecycleSpec = z
   .object({
@@ -226,18 +341,42 @@ export const LifecycleSpec = z
     validation: ValidationSpec.default(ValidationSpec.parse({})),
     approval: ApprovalSpec,
     rollout: RolloutSpec,
+    deployment: DeploymentSpec.default({}),
     quota: QuotaSpec.default(QuotaSpec.parse({})),
   })
   .strict()
   .superRefine(
     (spec, ctx) => {
-      const approvers: unknown = spec?.approval?.approvers;
-      if (Array.isArray(approvers) && typeof spec?.submittedBy === 'string' && approvers.includes(spec.submittedBy)) {
-        ctx.addIssue({
-          code: 'custom',
-          path: ['approval', 'approvers'],
-          message: `the submitter "${spec.submittedBy}" cannot be an approver of its own lifecycle`,
-        });
+      const lists: [(string | number)[], unknown][] = [
+        [['approval', 'approvers'], spec?.approval?.approvers],
+        ...Object.entries(spec?.approval?.gates ?? {}).map(([gate, p]): [(string | number)[], unknown] => [
+          ['approval', 'gates', gate, 'approvers'],
+          p?.approvers,
+        ]),
+      ];
+      for (const [path, approvers] of lists) {
+        if (Array.isArray(approvers) && typeof spec?.submittedBy === 'string' && approvers.includes(spec.submittedBy)) {
+          ctx.addIssue({
+            code: 'custom',
+            path,
+            message: `the submitter "${spec.submittedBy}" cannot be an approver of its own lifecycle`,
+          });
+        }
+      }
+      // A ramp gate override must name a step that has an approval.
+      const stepGates = new Set(
+        (Array.isArray(spec?.rollout?.steps) ? spec.rollout.steps : [])
+          .filter((st) => st?.approval)
+          .map((st) => `ramp-${st?.percent}`),
+      );
+      for (const gate of Object.keys(spec?.approval?.gates ?? {})) {
+        if (gate.startsWith('ramp-') && !stepGates.has(gate)) {
+          ctx.addIssue({
+            code: 'custom',
+            path: ['approval', 'gates', gate],
+            message: `no rollout step has this gate (steps with approval: ${[...stepGates].join(', ') || 'none'})`,
+          });
+        }
       }
     },
     { when: () => true },

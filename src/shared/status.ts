@@ -7,8 +7,12 @@ export const Stage = {
   Training: 'training',
   Validating: 'validating',
   AwaitingApproval: 'awaiting-approval',
+  /** Serving a staging route or target of its own before production. */
+  Staging: 'staging',
   Canary: 'canary',
   Ramping: 'ramping',
+  /** At 100% with the previous version still loaded, under the same checks, until the guard window ends. */
+  Guarding: 'guarding',
   Promoted: 'promoted',
   RollingBack: 'rolling-back',
   RolledBack: 'rolled-back',
@@ -32,6 +36,10 @@ export interface Decision {
   rule?: string;
   sampleSize?: number;
   detail?: string;
+  /** The sample of the bake it was taken in (1, 2, ...); absent on the readout at the end of the bake. */
+  sample?: number;
+  /** Failed, but within the check's `failureLimit` of consecutive failures. */
+  tolerated?: boolean;
 }
 
 /** A compact drift report (test set vs training, serving window vs training), as lifecycles record it. */
@@ -61,18 +69,34 @@ export type TestDataDrift = DriftSummary;
 /** One recorded gate decision. */
 export interface ApprovalRecord {
   gate: string;
+  /** Which opening of the gate it decided (`deploy#1`); absent in lifecycles recorded before quorums. */
+  opening?: string;
   stage: string;
   by: string;
   decision: 'approved' | 'rejected';
   reason: string;
   at: string;
+  /** Fingerprint of the key that signed the approval, when it was signed. */
+  keyId?: string;
+  /** The signed claim's nonce: a second approval with it is a replay. */
+  nonce?: string;
 }
 
 /** A gate waiting for a human. */
 export interface PendingGate {
   gate: string;
+  /** This opening of the gate, e.g. `deploy#1`: signed approvals name it, so one cannot be replayed into another. */
+  opening?: string;
   approvers: string[];
+  /** Approvals from distinct approvers it needs, and who approved so far. */
+  quorum?: number;
+  approvedBy?: string[];
+  /** Approvals must be signed by the approver's registered key. */
+  signed?: boolean;
   openedAt: string;
+  /** When it escalates (an alert to `escalateTo`), if the policy escalates. */
+  escalatesAt?: string;
+  escalated?: boolean;
   deadline: string;
 }
 
@@ -102,6 +126,8 @@ export interface LifecycleStatus {
   decisions: Decision[];
   events: LifecycleEvent[];
   error: { type: string; message: string } | null;
+  /** A promote-now request: who asked, how many approvals it needs, whether it was granted. */
+  promoteNow?: { requestedBy: string[]; quorum: number; granted: boolean } | null;
   startedAt: string;
   updatedAt: string;
 }
@@ -113,6 +139,8 @@ export const GateDecisionInput = z
     gate: z.string().min(1).optional(),
     by: Identity,
     reason: z.string().max(2000).default(''),
+    /** The approver's signed claim, for gates whose policy requires signatures (`mlctl approve --key`). */
+    signed: z.unknown().optional(),
   })
   .strict();
 export type GateDecisionInput = z.input<typeof GateDecisionInput>;

@@ -14,13 +14,17 @@ import {
   workflowInfo,
 } from '@temporalio/workflow';
 import type { Activities } from '../activities';
+import { gatePolicy } from '../domain/approval-policy';
+import { judgeSample, type FailureStreaks } from '../domain/check-tolerance';
 import { buildRampPlan, stageWeights, type RampStage } from '../domain/ramp-plan';
 import { evaluateOffline } from '../domain/validation';
 import type { Alert } from '../shared/alerts';
 import { ErrorType } from '../shared/errors';
 import {
   abortSignal,
+  abortUpdate,
   approveGateUpdate,
+  promoteNowUpdate,
   pauseSignal,
   rejectGateUpdate,
   resumeSignal,
@@ -30,8 +34,10 @@ import type { TrainingOption } from '../shared/hardware';
 import type { QuotaLease, ReleaseQuotaInput, ReserveQuotaInput, ReserveQuotaResult } from '../shared/quota';
 import type { PromotionRecord } from '../shared/registry';
 import { MlModel, MlStage, MlVersion } from '../shared/search-attributes';
-import { LifecycleSpec, describeIssues } from '../shared/spec';
-import { OperatorAction, Stage, type LifecycleResult } from '../shared/status';
+import { LifecycleSpec, describeIssues, type StagingSpec } from '../shared/spec';
+import { OperatorAction, Stage, type Decision, type LifecycleResult } from '../shared/status';
+import type { ModelTelemetry } from '../shared/telemetry';
+import type { DeploymentTargetSpec } from '../targets/spec';
 import { LifecycleState } from './lifecycle-state';
 
 export interface LifecycleInput {
@@ -63,6 +69,12 @@ const SERVING_LEASE_TTL_MS = 2 * 3_600_000;
 
 /** Marks lifecycles that choose hardware with the planner (quota-aware options); older ones replay first-fit. */
 const HARDWARE_PLANNER = 'hardware-planner';
+/** Marks lifecycles that sample their checks across each bake with failure tolerance; older ones judge at the end. */
+const ANALYSIS_SAMPLES = 'analysis-samples';
+/** Samples of a bake at most; a longer bake samples less often than its `interval`. */
+const MAX_SAMPLES_PER_BAKE = 120;
+/** Marks lifecycles that keep the replaced version warm under a post-promotion guard window. */
+const POST_PROMOTION_GUARD = 'post-promotion-guard';
 
 interface PickedHardware {
   option: TrainingOption & { label: string };
@@ -113,6 +125,8 @@ export async function modelLifecycleWorkflow(input: LifecycleInput): Promise<Lif
   setHandler(rejectGateUpdate, (d) => lc.decideGate(d, 'rejected'), {
     validator: (d) => lc.validateGate(d, 'rejected'),
   });
+  setHandler(promoteNowUpdate, (d) => lc.requestPromoteNow(d), { validator: (d) => lc.validatePromoteNow(d) });
+  setHandler(abortUpdate, (a) => lc.abortNow(a), { validator: (a) => lc.validateAbort(a) });
   // Signals cannot answer the sender, so a malformed one is logged and dropped rather than failing the workflow.
   const operator = (name: string, apply: (a: OperatorAction) => void) => (raw: OperatorAction) => {
     const a = OperatorAction.safeParse(raw);
@@ -145,10 +159,16 @@ export async function modelLifecycleWorkflow(input: LifecycleInput): Promise<Lif
       log.error('alert delivery failed', { kind: a.kind, error: String(err) });
     }
   };
+  /** Where production traffic is served: the spec's deployment target, or the worker's gateway. */
+  const prod = { model: spec.model, ...(spec.deployment.target ? { target: spec.deployment.target } : {}) };
   const details = (text: string) => setCurrentDetails(`**${spec.model} ${spec.version}** — ${text}`);
 
   /** True once the candidate is on the gateway (so a stop must undo the deployment). */
   let deployed = false;
+  /** True while the candidate is in its staging environment (staging undoes itself). */
+  let inStaging = false;
+  /** The version a guarded promotion replaced, while the guard window runs: a rollback restores it in the registry. */
+  let guarding: PromotionRecord | null = null;
   /** Pool of the training lease (the chosen device's pool). */
   let trainingPool = spec.quota.pool;
   /** Stops renewing the candidate's serving lease (set once it is reserved). */
@@ -161,7 +181,7 @@ export async function modelLifecycleWorkflow(input: LifecycleInput): Promise<Lif
       lc.requestAbort({ by: 'system', reason: 'workflow cancelled' });
       await CancellationScope.nonCancellable(async () => {
         await releaseLease(`${lc.id}:train`, {}, trainingPool).catch(() => undefined);
-        if (deployed) await rollback('workflow cancelled');
+        if (deployed) await rollback('workflow cancelled', guarding ?? undefined);
         else await releaseLease(servingLease(spec.version)).catch(() => undefined);
       });
     }
@@ -278,16 +298,33 @@ export async function modelLifecycleWorkflow(input: LifecycleInput): Promise<Lif
 
     // The deployment gate: a named approver other than the submitter, before any traffic moves.
     if (!(await gate('deploy'))) return;
+    if (spec.deployment.staging && !(await runStaging(spec.deployment.staging))) return;
 
     const plan = buildRampPlan(spec.rollout, production !== null);
     await deploy(production);
     if (!deployed) return;
     for (const stage of plan) {
+      if (lc.promoteNow?.granted) break;
       const outcome = await runStage(stage, production?.version ?? null);
       if (outcome !== null) {
         await CancellationScope.nonCancellable(() => rollback(outcome.message));
         return;
       }
+    }
+    if (lc.promoteNow?.granted && lc.trafficPercent < 100) {
+      // The rest of the rollout is skipped: all traffic to the candidate now, the stable version kept loaded.
+      const last = plan.at(-1)!;
+      await control.setTrafficWeights({
+        ...prod,
+        weights: stageWeights(spec.version, production?.version ?? null, 100),
+        opId: `${lc.id}:weights:promote-now`,
+      });
+      lc.setTraffic(100);
+      lc.event(`promote-now: all traffic to ${spec.version}, skipping to the end of ${last.label}`);
+    }
+    if (production && spec.rollout.postPromotion.window > 0 && patched(POST_PROMOTION_GUARD)) {
+      await promoteGuarded(production, trained.artifactDir, evaluated.metrics);
+      return;
     }
     await promote(production, trained.artifactDir, evaluated.metrics);
   }
@@ -300,32 +337,93 @@ export async function modelLifecycleWorkflow(input: LifecycleInput): Promise<Lif
     return true;
   }
 
-  /** Waits for a gate decision; false when rejected, timed out or aborted. */
+  /**
+   * Waits for a gate decision: the policy's quorum of distinct approvers, or one rejection. A gate still open after
+   * `escalateAfter` raises an escalation alert; at the timeout it expires. False when rejected, expired or aborted;
+   * true when approved (or overtaken by a granted promote-now).
+   */
   async function gate(name: string): Promise<boolean> {
-    lc.openGate(name, spec.approval.timeout);
+    const rules = gatePolicy(spec.approval, name);
+    if (rules.signed) await loadKeyring(rules.approvers);
+    const timeout = spec.approval.timeout;
+    const escalateAfter = spec.approval.escalateAfter;
+    lc.openGate(name, timeout, escalateAfter);
     lc.enter(Stage.AwaitingApproval, `awaiting approval of gate "${name}"`);
-    details(`awaiting approval "${name}" from ${spec.approval.approvers.join(', ')}`);
-    const decided = await condition(() => lc.gateOutcome !== null || lc.abort !== null, spec.approval.timeout);
+    details(
+      `awaiting approval "${name}" from ${rules.quorum > 1 ? `${rules.quorum} of ` : ''}${rules.approvers.join(', ')}`,
+    );
+    const done = () => lc.gateOutcome !== null || lc.abort !== null || lc.promoteNow?.granted === true;
+    let decided: boolean;
+    if (escalateAfter !== undefined) {
+      decided = await condition(done, escalateAfter);
+      if (!decided) {
+        lc.markEscalated();
+        const pending = lc.pendingGate;
+        await alert({
+          kind: 'approval-escalation',
+          severity: 'warning',
+          summary:
+            `gate "${name}" of ${spec.model} ${spec.version} is still waiting after ${escalateAfter} ms` +
+            `${spec.approval.escalateTo.length ? `; escalated to ${spec.approval.escalateTo.join(', ')}` : ''}`,
+          details: {
+            gate: name,
+            approvers: rules.approvers,
+            approvedBy: pending?.approvedBy ?? [],
+            quorum: rules.quorum,
+            escalateTo: spec.approval.escalateTo,
+            deadline: pending?.deadline,
+          },
+        });
+        decided = await condition(done, Math.max(0, timeout - escalateAfter));
+      }
+    } else {
+      decided = await condition(done, timeout);
+    }
     const outcome = lc.gateOutcome;
-    lc.closeGate();
-    if (outcome === 'approved') return true;
+    if (outcome === 'approved') {
+      lc.closeGate();
+      return true;
+    }
+    if (lc.promoteNow?.granted && outcome === null && !lc.abort) {
+      lc.event(`gate "${name}" overtaken by promote-now`);
+      lc.closeGate();
+      return true;
+    }
     if (!decided) {
       lc.recordGateTimeout(name);
-      lc.fail('ApprovalTimeout', `gate "${name}" was not decided within ${spec.approval.timeout} ms`);
+      lc.closeGate();
+      lc.fail('ApprovalTimeout', `gate "${name}" was not decided within ${timeout} ms`);
       await alert({
         kind: 'approval-timeout',
         severity: 'warning',
         summary: `gate "${name}" of ${spec.model} ${spec.version} expired unapproved`,
       });
     } else if (outcome === 'rejected') {
-      const last = lc.approvals.at(-1);
+      lc.closeGate();
+      const last = [...lc.approvals].reverse().find((a) => a.gate === name && a.decision === 'rejected');
       lc.fail('Rejected', `gate "${name}" rejected by ${last?.by}${last?.reason ? `: ${last.reason}` : ''}`);
     } else {
+      lc.closeGate();
       lc.fail('Aborted', `aborted by ${lc.abort?.by}${lc.abort?.reason ? `: ${lc.abort.reason}` : ''}`);
     }
-    // Once traffic has moved the caller rolls back; before that, the lifecycle simply ends rejected.
-    if (!deployed) lc.enter(Stage.Rejected, lc.error!.message);
+    // Once traffic has moved the caller rolls back; before that, the lifecycle simply ends rejected (after staging is
+    // taken down, when it is staging).
+    if (!deployed && !inStaging) lc.enter(Stage.Rejected, lc.error!.message);
     return false;
+  }
+
+  /** The approvers' public keys from the worker's keyring (ML_APPROVER_KEYS), for gates that need signatures. */
+  async function loadKeyring(approvers: string[]): Promise<void> {
+    let keyring: Awaited<ReturnType<Activities['approverKeys']>> = {};
+    try {
+      keyring = await control.approverKeys({ approvers });
+    } catch (err) {
+      if (isCancellation(err)) throw err;
+      lc.event(`approver keyring unreadable: ${failureOf(err).message}`);
+    }
+    lc.keyring = { ...lc.keyring, ...keyring };
+    const missing = approvers.filter((a) => !keyring[a]);
+    if (missing.length > 0) lc.event(`no signing key registered for ${missing.join(', ')}: they cannot approve`);
   }
 
   async function deploy(production: PromotionRecord | null): Promise<void> {
@@ -343,15 +441,16 @@ export async function modelLifecycleWorkflow(input: LifecycleInput): Promise<Lif
       if (production) {
         // Make sure the stable version is loaded (a gateway rebuilt from scratch has lost it).
         await control.deployVersion({
-          model: spec.model,
+          ...prod,
           version: production.version,
           artifactDir: production.artifactDir,
           opId: `${lc.id}:deploy-stable`,
         });
       }
       deployed = true;
+      lc.deployed = true;
       await control.deployVersion({
-        model: spec.model,
+        ...prod,
         version: spec.version,
         artifactDir: lc.artifactDir!,
         opId: `${lc.id}:deploy`,
@@ -366,6 +465,78 @@ export async function modelLifecycleWorkflow(input: LifecycleInput): Promise<Lif
     }
   }
 
+  /**
+   * The staging environment: the candidate alone on its own route (or target) with its own serving lease, baked under
+   * the absolute checks, then the `production` gate. Staging is taken down whatever the outcome; true when the
+   * lifecycle goes on to production.
+   */
+  async function runStaging(staging: StagingSpec): Promise<boolean> {
+    const target = staging.target ?? spec.deployment.target;
+    const where = { model: staging.route ?? `${spec.model}-staging`, ...(target ? { target } : {}) };
+    const leaseId = `${servingLease(spec.version)}:staging`;
+    const resources = { cpu: spec.quota.serving.cpu, memoryGiB: spec.quota.serving.memoryGiB };
+    const grant = await reserveOrFail(leaseId, `${spec.model}/${spec.version} (staging)`, 'serving', resources, {
+      profile: { model: spec.model, family: spec.hardware.architecture },
+      ttlMs: SERVING_LEASE_TTL_MS,
+    });
+    if (!grant) return false;
+    const stopStagingRenewal = grant.ttlMs !== null ? keepRenewing(leaseId, grant.ttlMs) : () => undefined;
+    const teardown = async () => {
+      for (const [name, step] of [
+        ['weights', () => control.setTrafficWeights({ ...where, weights: {}, opId: `${lc.id}:staging-weights-off` })],
+        [
+          'undeploy',
+          () => control.undeployVersion({ ...where, version: spec.version, opId: `${lc.id}:staging-undeploy` }),
+        ],
+        ['quota', () => (stopStagingRenewal(), releaseLease(leaseId))],
+      ] as [string, () => Promise<unknown>][]) {
+        try {
+          await step();
+        } catch (err) {
+          lc.event(`staging teardown step "${name}" failed: ${failureOf(err).message}`);
+        }
+      }
+      lc.event(`staging on "${where.model}" taken down`);
+    };
+    let outcome: RolloutStop | null;
+    inStaging = true;
+    try {
+      await control.deployVersion({
+        ...where,
+        version: spec.version,
+        artifactDir: lc.artifactDir!,
+        opId: `${lc.id}:staging-deploy`,
+      });
+      const before = await control.readTelemetry(where);
+      await control.setTrafficWeights({ ...where, weights: { [spec.version]: 100 }, opId: `${lc.id}:staging-weights` });
+      lc.enter(Stage.Staging, `staging: ${spec.version} serves route "${where.model}", baking ${staging.bake} ms`);
+      details(`staging on "${where.model}"`);
+      outcome = await bake('staging', staging.bake, before, null, where);
+      if (outcome === null && staging.gate && !(await gate('production'))) {
+        outcome = new RolloutStop('rejected', lc.error?.message ?? 'production gate not approved');
+      }
+    } catch (err) {
+      if (isCancellation(err)) {
+        await CancellationScope.nonCancellable(teardown);
+        throw err;
+      }
+      outcome = new RolloutStop('deploy-failed', `staging deployment failed: ${failureOf(err).message}`);
+    }
+    await CancellationScope.nonCancellable(teardown);
+    inStaging = false;
+    if (outcome === null) return true;
+    if (!lc.error) lc.fail(outcome.kind === 'failed-check' ? 'StagingFailed' : 'Aborted', outcome.message);
+    if (outcome.kind === 'failed-check') {
+      await alert({
+        kind: 'rollback',
+        severity: 'warning',
+        summary: `${spec.model} ${spec.version} ${outcome.message}`,
+      });
+    }
+    lc.enter(outcome.kind === 'failed-check' ? Stage.RolledBack : Stage.Rejected, outcome.message);
+    return false;
+  }
+
   /** Runs one traffic stage; null when it passed, otherwise why the rollout stops. */
   async function runStage(stage: RampStage, stable: string | null): Promise<RolloutStop | null> {
     if (stage.gate && !(await gate(stage.gate)))
@@ -373,22 +544,23 @@ export async function modelLifecycleWorkflow(input: LifecycleInput): Promise<Lif
     await waitWhilePaused();
     if (lc.abort) return abortStop();
     const weights = stageWeights(spec.version, stable, stage.percent);
-    const before = await control.readTelemetry({ model: spec.model });
-    await control.setTrafficWeights({ model: spec.model, weights, opId: `${lc.id}:weights:${stage.index}` });
+    const before = await control.readTelemetry({ ...prod });
+    await control.setTrafficWeights({ ...prod, weights, opId: `${lc.id}:weights:${stage.index}` });
     lc.setTraffic(stage.percent);
     lc.enter(
       stage.kind === 'canary' ? Stage.Canary : Stage.Ramping,
       `${stage.label}: ${stage.percent}% of traffic to ${spec.version}, baking ${stage.bakeMs} ms`,
     );
     details(`${stage.label} at ${stage.percent}%, baking`);
+    // At 100% the stable version takes no traffic: only the candidate's own checks apply.
+    const comparedTo = stage.percent < 100 ? stable : null;
+    if (patched(ANALYSIS_SAMPLES)) return bake(stage.label, stage.bakeMs, before, comparedTo);
     // The bake is a durable timer, interrupted early only by an abort.
     await condition(() => lc.abort !== null, stage.bakeMs);
     if (lc.abort) return abortStop();
-    // At 100% the stable version takes no traffic: only the candidate's own checks apply.
-    const comparedTo = stage.percent < 100 ? stable : null;
     for (;;) {
       const result = await analysis.analyzeStage({
-        model: spec.model,
+        ...prod,
         candidate: spec.version,
         stable: comparedTo,
         before,
@@ -403,22 +575,114 @@ export async function modelLifecycleWorkflow(input: LifecycleInput): Promise<Lif
       }
       if (result.outcome === 'fail') {
         const failed = result.decisions.filter((d) => d.outcome === 'fail');
-        return new RolloutStop(
-          'failed-check',
-          `${stage.label} failed: ${failed.map((d) => `${d.check}=${d.value} (${d.rule})`).join('; ')}`,
-        );
+        return new RolloutStop('failed-check', `${stage.label} failed: ${describeFailures(failed)}`);
       }
-      // Too few samples to judge: hold the rollout and ask a human; resume re-analyses, abort rolls back.
-      lc.paused = true;
-      lc.event(`${stage.label} inconclusive: too few samples; paused until resumed or aborted`);
-      await alert({
-        kind: 'rollout-inconclusive',
-        severity: 'warning',
-        summary: `${spec.model} ${spec.version} ${stage.label} is inconclusive and paused`,
-      });
-      await waitWhilePaused();
-      if (lc.abort) return abortStop();
+      if (!(await holdInconclusive(stage.label))) return abortStop();
     }
+  }
+
+  /**
+   * Bakes a stage for `bakeMs` under analysis: every `interval` a sample judges the traffic since the sample before
+   * (a breach stops the rollout within an interval), then a readout at the end judges the whole stage, waiting for the
+   * minimum sample. A check fails the stage once it fails more samples in a row than its `failureLimit`. Null when the
+   * stage passed.
+   */
+  async function bake(
+    label: string,
+    bakeMs: number,
+    before: ModelTelemetry,
+    comparedTo: string | null,
+    where: { model: string; target?: DeploymentTargetSpec } = prod,
+  ): Promise<RolloutStop | null> {
+    const rules = spec.rollout.analysis;
+    const end = Date.now() + bakeMs;
+    // A granted promote-now ends a rollout stage's bake (not the post-promotion guard).
+    const skipping = () => where === prod && label !== 'post-promotion' && lc.promoteNow?.granted === true;
+    const interrupted = () => lc.abort !== null || skipping();
+    let streaks: FailureStreaks = {};
+    let windowStart = before;
+    /** Where the latest interval started (`windowStart` lags behind it while samples are unfinished). */
+    let lastSample = before;
+    const read = (from: ModelTelemetry, waitForSamples: boolean, recentSince?: ModelTelemetry) =>
+      analysis.analyzeStage({
+        ...where,
+        candidate: spec.version,
+        stable: comparedTo,
+        before: from,
+        ...(recentSince && recentSince !== from ? { recentSince } : {}),
+        rules: waitForSamples ? rules : { ...rules, maxWaitForSamples: 0 },
+        stage: label,
+        ...(lc.artifactDir ? { candidateArtifactDir: lc.artifactDir } : {}),
+      });
+    // Each sample carries two telemetry snapshots through history: a long bake samples less often than `interval`
+    // so that it takes at most MAX_SAMPLES_PER_BAKE.
+    const interval = Math.max(rules.interval, Math.ceil(bakeMs / MAX_SAMPLES_PER_BAKE));
+    for (let sample = 1; end - Date.now() > interval; sample++) {
+      await condition(interrupted, interval);
+      if (lc.abort) return abortStop();
+      if (skipping()) return null;
+      const result = await read(windowStart, false, lastSample);
+      const snapshot = result.telemetry ?? (await control.readTelemetry(where));
+      lastSample = snapshot;
+      let verdict = judgeSample(result.decisions, streaks, rules);
+      // A sample in which some check had too little traffic to judge is not over yet: its window keeps growing into
+      // the next interval (so a low-traffic canary is still judged, on longer windows), and only the outage check,
+      // judged on the interval alone, counts now. A breach beyond tolerance stops the rollout either way.
+      const complete = !result.decisions.some((d) => d.outcome === 'inconclusive' && d.check !== 'outage');
+      if (complete || verdict.outcome === 'fail') windowStart = snapshot;
+      else
+        verdict = judgeSample(
+          result.decisions.filter((d) => d.check === 'outage'),
+          streaks,
+          rules,
+        );
+      streaks = verdict.streaks;
+      // Passing samples leave no record; a failed one is evidence, tolerated or not.
+      lc.addDecisions(
+        [...verdict.tolerated, ...verdict.failed].map((d) => ({
+          ...d,
+          sample,
+          ...(verdict.tolerated.includes(d) ? { tolerated: true } : {}),
+        })),
+      );
+      if (verdict.outcome === 'fail') {
+        return new RolloutStop('failed-check', `${label} failed: ${describeFailures(verdict.failed)}`);
+      }
+      for (const d of verdict.tolerated) {
+        lc.event(`${label} sample ${sample}: ${d.check} failed (${streaks[d.check]} in a row, tolerated)`);
+      }
+    }
+    const rest = end - Date.now();
+    if (rest > 0) await condition(interrupted, rest);
+    if (lc.abort) return abortStop();
+    if (skipping()) return null;
+    for (;;) {
+      const result = await read(before, true, lastSample);
+      const verdict = judgeSample(result.decisions, streaks, rules);
+      lc.addDecisions(result.decisions.map((d) => (verdict.tolerated.includes(d) ? { ...d, tolerated: true } : d)));
+      if (verdict.outcome === 'pass') {
+        lc.event(`${label} passed its checks`);
+        return null;
+      }
+      if (verdict.outcome === 'fail') {
+        return new RolloutStop('failed-check', `${label} failed: ${describeFailures(verdict.failed)}`);
+      }
+      if (!(await holdInconclusive(label))) return abortStop();
+      if (skipping()) return null;
+    }
+  }
+
+  /** Too few samples to judge: hold the rollout and ask a human. True when resumed (re-analyse), false on abort. */
+  async function holdInconclusive(label: string): Promise<boolean> {
+    lc.paused = true;
+    lc.event(`${label} inconclusive: too few samples; paused until resumed or aborted`);
+    await alert({
+      kind: 'rollout-inconclusive',
+      severity: 'warning',
+      summary: `${spec.model} ${spec.version} ${label} is inconclusive and paused`,
+    });
+    await waitWhilePaused();
+    return lc.abort === null;
   }
 
   function abortStop(): RolloutStop {
@@ -428,7 +692,7 @@ export async function modelLifecycleWorkflow(input: LifecycleInput): Promise<Lif
   async function waitWhilePaused(): Promise<void> {
     if (!lc.paused) return;
     details('paused');
-    await condition(() => !lc.paused || lc.abort !== null);
+    await condition(() => !lc.paused || lc.abort !== null || lc.promoteNow?.granted === true);
   }
 
   async function promote(
@@ -436,8 +700,69 @@ export async function modelLifecycleWorkflow(input: LifecycleInput): Promise<Lif
     artifactDir: string,
     metrics: Record<string, number>,
   ): Promise<void> {
+    await control.recordPromotion(promotionRecord(artifactDir, metrics));
+    if (production) {
+      await control.setTrafficWeights({
+        ...prod,
+        weights: { [spec.version]: 100 },
+        opId: `${lc.id}:weights:final`,
+      });
+      await control.undeployVersion({
+        ...prod,
+        version: production.version,
+        opId: `${lc.id}:undeploy-stable`,
+      });
+      await releaseLease(servingLease(production.version));
+    }
+    // In production the deployment holds its serving quota until a later version replaces it: no expiry.
+    stopRenewing();
+    await control.renewQuota({ pool: spec.quota.pool, leaseId: servingLease(spec.version), ttlMs: null });
+    lc.setTraffic(100);
+    lc.enter(Stage.Promoted, `${spec.version} is the production version of ${spec.model}`);
+  }
+
+  /**
+   * Promotion under a guard window: the candidate becomes production and takes all traffic while the version it
+   * replaces stays loaded at 0% with its quota; the stage checks keep sampling the candidate. A breach (or an abort)
+   * in the window swaps all traffic back in one step and restores the replaced version in the registry; a quiet window
+   * unloads it.
+   */
+  async function promoteGuarded(
+    production: PromotionRecord,
+    artifactDir: string,
+    metrics: Record<string, number>,
+  ): Promise<void> {
+    const window = spec.rollout.postPromotion.window;
+    guarding = production;
+    await control.recordPromotion(promotionRecord(artifactDir, metrics));
+    lc.enter(
+      Stage.Guarding,
+      `${spec.version} is production; ${production.version} stays loaded for ${window} ms while the checks run`,
+    );
+    details(`guarding the promotion for ${window} ms`);
+    const before = await control.readTelemetry({ ...prod });
+    const outcome = await bake('post-promotion', window, before, null);
+    if (outcome !== null) {
+      await CancellationScope.nonCancellable(() => rollback(outcome.message, production));
+      return;
+    }
+    lc.event(`post-promotion window passed; unloading ${production.version}`);
+    await control.setTrafficWeights({
+      ...prod,
+      weights: { [spec.version]: 100 },
+      opId: `${lc.id}:weights:final`,
+    });
+    await control.undeployVersion({ ...prod, version: production.version, opId: `${lc.id}:undeploy-stable` });
+    await releaseLease(servingLease(production.version));
+    stopRenewing();
+    await control.renewQuota({ pool: spec.quota.pool, leaseId: servingLease(spec.version), ttlMs: null });
+    lc.setTraffic(100);
+    lc.enter(Stage.Promoted, `${spec.version} is the production version of ${spec.model}`);
+  }
+
+  function promotionRecord(artifactDir: string, metrics: Record<string, number>): PromotionRecord {
     const approver = [...lc.approvals].reverse().find((a) => a.decision === 'approved')?.by ?? spec.submittedBy;
-    await control.recordPromotion({
+    return {
       model: spec.model,
       version: spec.version,
       artifactDir,
@@ -451,29 +776,15 @@ export async function modelLifecycleWorkflow(input: LifecycleInput): Promise<Lif
         leaseId: servingLease(spec.version),
         resources: { cpu: spec.quota.serving.cpu, memoryGiB: spec.quota.serving.memoryGiB },
       },
-    });
-    if (production) {
-      await control.setTrafficWeights({
-        model: spec.model,
-        weights: { [spec.version]: 100 },
-        opId: `${lc.id}:weights:final`,
-      });
-      await control.undeployVersion({
-        model: spec.model,
-        version: production.version,
-        opId: `${lc.id}:undeploy-stable`,
-      });
-      await releaseLease(servingLease(production.version));
-    }
-    // In production the deployment holds its serving quota until a later version replaces it: no expiry.
-    stopRenewing();
-    await control.renewQuota({ pool: spec.quota.pool, leaseId: servingLease(spec.version), ttlMs: null });
-    lc.setTraffic(100);
-    lc.enter(Stage.Promoted, `${spec.version} is the production version of ${spec.model}`);
+      ...(spec.deployment.target ? { target: spec.deployment.target } : {}),
+    };
   }
 
-  /** Traffic back to the stable version, candidate undeployed, its lease released; each step on its own. */
-  async function rollback(reason: string): Promise<void> {
+  /**
+   * Traffic back to the stable version, candidate undeployed, its lease released; each step on its own. After a
+   * guarded promotion, the registry's production goes back to `restore` as well.
+   */
+  async function rollback(reason: string, restore?: PromotionRecord): Promise<void> {
     lc.enter(Stage.RollingBack, `rolling back: ${reason}`);
     details(`rolling back: ${reason}`);
     const stable = lc.stableVersion;
@@ -482,14 +793,30 @@ export async function modelLifecycleWorkflow(input: LifecycleInput): Promise<Lif
         'weights',
         () =>
           control.setTrafficWeights({
-            model: spec.model,
+            ...prod,
             weights: stable ? { [stable]: 100 } : {},
             opId: `${lc.id}:rollback-weights`,
           }),
       ],
+      ...(restore
+        ? [
+            [
+              'registry',
+              () =>
+                control.recordPromotion({
+                  ...restore,
+                  lifecycleId: lc.id,
+                  by: 'system',
+                  at: new Date().toISOString(),
+                  kind: 'rollback',
+                  reason,
+                }),
+            ] as [string, () => Promise<unknown>],
+          ]
+        : []),
       [
         'undeploy',
-        () => control.undeployVersion({ model: spec.model, version: spec.version, opId: `${lc.id}:rollback-undeploy` }),
+        () => control.undeployVersion({ ...prod, version: spec.version, opId: `${lc.id}:rollback-undeploy` }),
       ],
       [
         'quota',
@@ -732,6 +1059,11 @@ export async function modelLifecycleWorkflow(input: LifecycleInput): Promise<Lif
   function servingLease(version: string): string {
     return `serve:${spec.model}:${version}`;
   }
+}
+
+/** `check=value (rule)` of each failed decision, for failure messages and alerts. */
+function describeFailures(failed: readonly Decision[]): string {
+  return failed.map((d) => `${d.check}=${d.value} (${d.rule})`).join('; ');
 }
 
 /** The innermost failure's message and details (activity failures wrap an ApplicationFailure). */

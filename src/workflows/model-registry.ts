@@ -11,7 +11,7 @@ const HISTORY_LIMIT = 500;
 
 /**
  * One entity workflow per model: which version serves production, which served before it, and the history of
- * promotions (who, when, from which lifecycle). Promotions are idempotent by lifecycle id.
+ * promotions and rollbacks (who, when, from which lifecycle or rollback, why).
  */
 export async function modelRegistryWorkflow(input: ModelRegistryInput): Promise<void> {
   const state: RegistryState = input.state ?? { model: input.model, production: null, previous: null, history: [] };
@@ -19,7 +19,10 @@ export async function modelRegistryWorkflow(input: ModelRegistryInput): Promise<
   setHandler(
     recordPromotionUpdate,
     (record: PromotionRecord) => {
-      const done = state.history.find((h) => h.lifecycleId === record.lifecycleId);
+      // Idempotent by lifecycle and kind: a lifecycle may promote its version and then, from its post-promotion
+      // guard, put the previous one back.
+      const kind = (r: PromotionRecord) => r.kind ?? 'promotion';
+      const done = state.history.find((h) => h.lifecycleId === record.lifecycleId && kind(h) === kind(record));
       if (done) return done;
       if (state.production) state.previous = state.production;
       state.production = record;

@@ -1,4 +1,4 @@
-import { ApplicationFailure, proxyActivities, workflowInfo } from '@temporalio/workflow';
+import { ApplicationFailure, log, proxyActivities, sleep, workflowInfo } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import { ErrorType } from '../shared/errors';
 import type { PromotionRecord } from '../shared/registry';
@@ -14,6 +14,12 @@ export interface ModelRollbackInput {
   to?: string;
   by: string;
   reason: string;
+  /**
+   * Gradual rollback: the restored version's share of traffic at each step, increasing and ending at 100 (e.g.
+   * `[25, 50, 100]`), `stepIntervalMs` apart. Absent: all traffic at once.
+   */
+  steps?: number[];
+  stepIntervalMs?: number;
 }
 
 export interface ModelRollbackResult {
@@ -34,6 +40,7 @@ export interface ModelRollbackResult {
 export async function modelRollbackWorkflow(input: ModelRollbackInput): Promise<ModelRollbackResult> {
   const id = workflowInfo().workflowId;
   const started = Date.now();
+  const steps = rollbackSteps(input.steps);
   const registry = await control.getRegistry({ model: input.model });
   const current = registry?.production;
   if (!registry || !current) {
@@ -58,8 +65,10 @@ export async function modelRollbackWorkflow(input: ModelRollbackInput): Promise<
     });
   }
 
+  // The target each version serves on (the worker's gateway unless its promotion recorded another).
+  const on = (r: PromotionRecord) => ({ model: input.model, ...(r.target ? { target: r.target } : {}) });
   await control.deployVersion({
-    model: input.model,
+    ...on(target),
     version: target.version,
     artifactDir: target.artifactDir,
     opId: `${id}:deploy`,
@@ -74,7 +83,7 @@ export async function modelRollbackWorkflow(input: ModelRollbackInput): Promise<
       ttlMs: null,
     });
     if (!grant.granted) {
-      await control.undeployVersion({ model: input.model, version: target.version, opId: `${id}:undeploy-target` });
+      await control.undeployVersion({ ...on(target), version: target.version, opId: `${id}:undeploy-target` });
       throw ApplicationFailure.create({
         type: ErrorType.QuotaRefused,
         message: `no serving quota for ${target.version} in pool ${target.serving.pool}: ${grant.message}`,
@@ -82,7 +91,20 @@ export async function modelRollbackWorkflow(input: ModelRollbackInput): Promise<
       });
     }
   }
-  await control.setTrafficWeights({ model: input.model, weights: { [target.version]: 100 }, opId: `${id}:weights` });
+  for (const [i, percent] of steps.entries()) {
+    const weights =
+      percent >= 100 ? { [target.version]: 100 } : { [target.version]: percent, [current.version]: 100 - percent };
+    // Each swap is atomic on the gateway: a prediction sees the old table or the new one.
+    await control.setTrafficWeights({
+      ...on(current),
+      weights,
+      opId: percent >= 100 ? `${id}:weights` : `${id}:weights:${i}`,
+    });
+    if (percent < 100) {
+      log.info('rollback step', { model: input.model, to: target.version, percent });
+      await sleep(input.stepIntervalMs ?? 60_000);
+    }
+  }
   const trafficMovedMs = Date.now() - started;
   const at = new Date().toISOString();
   await control.recordPromotion({
@@ -93,9 +115,23 @@ export async function modelRollbackWorkflow(input: ModelRollbackInput): Promise<
     kind: 'rollback',
     reason: input.reason,
   });
-  await control.undeployVersion({ model: input.model, version: current.version, opId: `${id}:undeploy` });
+  await control.undeployVersion({ ...on(current), version: current.version, opId: `${id}:undeploy` });
   if (current.serving) {
     await control.releaseQuota({ pool: current.serving.pool, leaseId: current.serving.leaseId });
   }
   return { model: input.model, from: current.version, to: target.version, trafficMovedMs, at };
+}
+
+/** The steps of a rollback, checked: increasing percentages in (0, 100], ending at 100. */
+function rollbackSteps(steps: number[] | undefined): number[] {
+  if (!steps || steps.length === 0) return [100];
+  const bad = steps.findIndex((p, i) => !(p > 0 && p <= 100) || (i > 0 && p <= steps[i - 1]!));
+  if (bad >= 0 || steps.at(-1) !== 100) {
+    throw ApplicationFailure.create({
+      type: ErrorType.InvalidSpec,
+      message: `rollback steps must increase within (0, 100] and end at 100, got ${steps.join(', ')}`,
+      nonRetryable: true,
+    });
+  }
+  return steps;
 }

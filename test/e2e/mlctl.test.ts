@@ -11,8 +11,11 @@ describe('mlctl against a real dev server', () => {
   const model = uniqueName('cli');
   const dir = mkdtempSync(join(tmpdir(), 'mll-cli-'));
 
+  /** The keyring the worker trusts; written by the signed-approval test before its gate opens. */
+  const keyring = join(dir, 'approvers.yaml');
+
   beforeAll(async () => {
-    stack = await startStack();
+    stack = await startStack({ approverKeysFile: keyring });
   });
   afterAll(async () => {
     await stack?.close();
@@ -167,5 +170,63 @@ describe('mlctl against a real dev server', () => {
     const none = await mlctl(stack.address, 'history', uniqueName('never'));
     expect(none.code).toBe(3);
     expect(none.stderr).toMatch(/has no registry: no version of it was ever promoted/);
+  });
+
+  it('signs an approval and a promote-now with a key from mlctl keys generate', async () => {
+    const key = join(dir, 'alice.key');
+    const generated = await mlctl(stack.address, 'keys', 'generate', '--as', 'alice', '--out', key, '--json');
+    expect(generated.code, generated.stderr).toBe(0);
+    const { publicKey, keyId } = JSON.parse(generated.stdout) as { publicKey: string; keyId: string };
+    writeFileSync(keyring, `approvers:\n  alice: { keys: ["${publicKey}"] }\n`);
+    const load = liveTraffic(stack.gateway.url, model);
+    try {
+      const file = join(dir, 'signed.yaml');
+      const spec = testSpec(model, 'v3', 'good', (s) => {
+        s.approval.signed = true;
+        s.rollout.canary.bake = 120_000;
+      });
+      writeFileSync(file, stringify(spec));
+      const run = await mlctl(stack.address, 'run', file, '--json');
+      expect(run.code, run.stderr).toBe(0);
+      const { id } = JSON.parse(run.stdout) as { id: string };
+      await waitForStatus(stack.lifecycles, id, (s) => s.pendingGate !== null);
+
+      const unsigned = await mlctl(stack.address, 'approve', id, '--as', 'alice');
+      expect(unsigned.code).toBe(4);
+      expect(unsigned.stderr).toMatch(/requires a signed approval/);
+      const noFile = await mlctl(stack.address, 'approve', id, '--as', 'alice', '--key', join(dir, 'nope.key'));
+      expect(noFile.code).toBe(2);
+      expect(noFile.stderr).toMatch(/nope\.key: no such private key file/);
+      const wrongPerson = await mlctl(stack.address, 'approve', id, '--as', 'bob', '--key', key);
+      expect(wrongPerson.code).toBe(4);
+      expect(wrongPerson.stderr).toMatch(/is not a registered key of approver bob|bob has no registered signing key/);
+
+      const signed = await mlctl(stack.address, 'approve', id, '--as', 'alice', '--key', key, '--json');
+      expect(signed.code, signed.stderr).toBe(0);
+      expect(JSON.parse(signed.stdout)).toMatchObject({ gate: 'deploy', decision: 'approved', signed: true });
+      await waitForStatus(stack.lifecycles, id, (s) => s.stage === 'canary');
+      const status = await mlctl(stack.address, 'status', id);
+      expect(status.stdout).toMatch(new RegExp(`deploy\\s+approved\\s+alice\\s+${keyId}`));
+
+      const promote = await mlctl(
+        stack.address,
+        'promote-now',
+        id,
+        '--as',
+        'alice',
+        '--key',
+        key,
+        '--reason',
+        'hotfix',
+      );
+      expect(promote.code, promote.stderr).toBe(0);
+      expect(promote.stdout).toMatch(/promote-now granted \(alice\); skipping to 100%/);
+      await waitForStatus(stack.lifecycles, id, (s) => s.stage === 'promoted');
+    } finally {
+      await load.stop();
+    }
+    const badSteps = await mlctl(stack.address, 'rollback', model, '--as', 'bob', '--reason', 'x', '--steps', '50,40');
+    expect(badSteps.code).toBe(2);
+    expect(badSteps.stderr).toMatch(/--steps: "50,40" must be increasing percentages in \(0, 100\] ending at 100/);
   });
 });

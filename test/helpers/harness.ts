@@ -1,4 +1,5 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { historyToJSON } from '@temporalio/common/lib/proto-utils';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Client, Connection } from '@temporalio/client';
@@ -82,6 +83,8 @@ export async function startStack(
     pools?: QuotaPoolConfigInput[];
     /** Hardware catalog for the planner (default: config/hardware-catalog.yaml). */
     hardwareCatalogFile?: string;
+    /** Approver keyring signed approvals are verified with. */
+    approverKeysFile?: string;
   } = {},
 ): Promise<Stack> {
   installQuietRuntime();
@@ -103,6 +106,7 @@ export async function startStack(
     alertSink: (a) => void alerts.push(a),
     analysisPollIntervalMs: 250,
     ...(options.hardwareCatalogFile ? { hardwareCatalogFile: options.hardwareCatalogFile } : {}),
+    ...(options.approverKeysFile ? { approverKeysFile: options.approverKeysFile } : {}),
   });
   let workers: Worker[] = [];
   let running: Promise<unknown> | null = null;
@@ -220,4 +224,14 @@ export async function approveAll(lifecycles: LifecycleClient, id: string, by = '
 
 export async function poolState(client: Client, pool = 'default'): Promise<QuotaPoolState> {
   return client.workflow.getHandle(quotaPoolWorkflowId(pool)).query(poolStateQuery);
+}
+
+/**
+ * With `RECORD_HISTORIES=1`, writes a finished workflow's history as a replay fixture (`test/fixtures/histories`),
+ * which the replay test then runs against every later version of the workflow code.
+ */
+export async function recordHistory(client: Client, id: string, name: string): Promise<void> {
+  if (process.env.RECORD_HISTORIES !== '1') return;
+  const history = await client.workflow.getHandle(id).fetchHistory();
+  writeFileSync(join(ROOT, 'test', 'fixtures', 'histories', `${name}.json`), historyToJSON(history));
 }

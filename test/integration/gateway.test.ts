@@ -5,9 +5,12 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { LoadGenerator } from '../../src/dev/load-generator';
+import { ModelHost } from '../../src/serving/model-host';
 import { createGateway } from '../../src/serving/server';
-import { AdminOp, ModelRouting, PredictResponse } from '../../src/shared/gateway-api';
-import { LATENCY_BUCKETS_MS, ModelTelemetry, PREDICTION_BINS } from '../../src/shared/telemetry';
+import { latencyBucketIndex } from '../../src/serving/telemetry';
+import { AdminOp, ModelRouting, PredictResponse, VersionFaults } from '../../src/shared/gateway-api';
+import { LATENCY_BUCKETS_MS, ModelTelemetry, PREDICTION_BINS, type VersionTelemetry } from '../../src/shared/telemetry';
 
 const ROOT = path.resolve(__dirname, '../..');
 const PYTHON = path.join(ROOT, '.tools/venv/bin/python');
@@ -79,6 +82,11 @@ class Client {
     const reply = await this.call('GET', `/admin/models/${model}/telemetry`);
     expect(reply.status).toBe(200);
     return ModelTelemetry.parse(reply.body);
+  }
+
+  /** GET, PUT (with `body`) or DELETE the faults of a version. */
+  faults(method: 'GET' | 'PUT' | 'DELETE', version: string, body?: unknown, model = 'churn'): Promise<Reply> {
+    return this.call(method, `/admin/models/${model}/versions/${version}/faults`, body);
   }
 
   async routing(model = 'churn'): Promise<ModelRouting> {
@@ -475,6 +483,301 @@ describe('serving gateway recovery and journal', () => {
       for (const id of ids)
         expect((await client.setWeights({ v1: 100 }, id)).body).toEqual({ opId: id, applied: false });
     } finally {
+      await app.close();
+    }
+  });
+});
+
+/** Successful predictions of a version: every success, and only successes, lands in the latency histogram. */
+function successes(counters: VersionTelemetry | undefined): number {
+  return (counters?.latencyBucketCounts ?? []).reduce((a, b) => a + b, 0);
+}
+
+/** Polls `done` until it holds (real progress, not a fixed sleep). */
+async function until(done: () => boolean, timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!done()) {
+    if (Date.now() > deadline) throw new Error('timed out waiting for a condition');
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
+
+describe('serving gateway fault injection', () => {
+  let dataDir: string;
+  let app: FastifyInstance;
+  let client: Client;
+  const FAILED = "injected fault: version 'v2' of model 'churn' failed";
+  const DOWN = "injected fault: version 'v2' of model 'churn' is down";
+
+  beforeAll(async () => {
+    dataDir = path.join(workDir, 'gateway-faults');
+    ({ app, client } = await start(dataDir));
+    expect((await client.deploy('v1', 'f-deploy-v1', modelA)).status).toBe(200);
+    expect((await client.deploy('v2', 'f-deploy-v2', modelB)).status).toBe(200);
+    expect((await client.setWeights({ v1: 0, v2: 100 }, 'f-weights-v2')).status).toBe(200);
+  });
+
+  afterAll(async () => {
+    await app?.close();
+  });
+
+  it('fails exactly the configured share of predictions with 500, counted as errors', async () => {
+    const set = await client.faults('PUT', 'v2', { errorRate: 0.3 });
+    expect(set).toEqual({ status: 200, body: { model: 'churn', version: 'v2', faults: { errorRate: 0.3 } } });
+    expect(VersionFaults.parse(set.body)).toEqual(set.body);
+    expect(await client.faults('GET', 'v2')).toEqual(set);
+    expect(await client.faults('GET', 'v1')).toEqual({
+      status: 200,
+      body: { model: 'churn', version: 'v1', faults: {} },
+    });
+
+    const before = (await client.telemetry()).versions.v2;
+    const sequential: Reply<PredictResponse & { error?: string }>[] = [];
+    for (let i = 0; i < 10; i++) sequential.push(await client.predict(`user-${i}`, row(i)));
+    expect(sequential.map((r) => r.status)).toEqual([200, 200, 200, 500, 200, 200, 500, 200, 200, 500]);
+    for (const reply of sequential.filter((r) => r.status === 500)) {
+      expect(reply.body).toEqual({ error: `${FAILED} (errorRate 0.3)` });
+    }
+    // Concurrent requests are picked in arrival order: still exactly the share (50 · 0.3 = 15 in all).
+    const concurrent = await pool(
+      Array.from({ length: 40 }, (_, i) => i),
+      8,
+      (i) => client.predict(`user-c${i}`, row(i)),
+    );
+    expect(concurrent.filter((r) => r.status === 500)).toHaveLength(12);
+    expect(concurrent.filter((r) => r.status === 200)).toHaveLength(28);
+
+    const after = (await client.telemetry()).versions.v2;
+    expect((after?.requests ?? 0) - (before?.requests ?? 0)).toBe(50);
+    expect((after?.errors ?? 0) - (before?.errors ?? 0)).toBe(15);
+    expect(successes(after) - successes(before)).toBe(35);
+    expect(after?.invalidRequests).toBe(before?.invalidRequests);
+  });
+
+  it('still refuses invalid input with 400 under an error rate, without using up the count', async () => {
+    // A new PUT restarts the count: with 0.5, the 2nd, 4th, ... valid predictions fail.
+    expect((await client.faults('PUT', 'v2', { errorRate: 0.5 })).status).toBe(200);
+    const before = (await client.telemetry()).versions.v2;
+    const { age: _age, ...withoutAge } = row(0);
+    const invalid = await client.predict('user-1', withoutAge);
+    expect(invalid.status).toBe(400);
+    expect(invalid.body.error).toMatch(/feature 'age' is missing/);
+    expect((await client.predict('user-1', row(1))).status).toBe(200);
+    expect((await client.predict('user-1', row(2))).status).toBe(500);
+    const after = (await client.telemetry()).versions.v2;
+    expect((after?.invalidRequests ?? 0) - (before?.invalidRequests ?? 0)).toBe(1);
+    expect((after?.errors ?? 0) - (before?.errors ?? 0)).toBe(1);
+    expect((after?.requests ?? 0) - (before?.requests ?? 0)).toBe(2);
+  });
+
+  it('delays predictions by delayMs, and the wait counts in the latency histogram', async () => {
+    const set = await client.faults('PUT', 'v2', { delayMs: 150 });
+    expect(set.body).toEqual({ model: 'churn', version: 'v2', faults: { delayMs: 150 } });
+    const before = (await client.telemetry()).versions.v2;
+    const replies = await Promise.all(Array.from({ length: 4 }, (_, i) => client.predict(`user-d${i}`, row(i))));
+    // Timers may fire a fraction of a millisecond early against performance.now().
+    const waited = 149;
+    for (const reply of replies) {
+      expect(reply.status).toBe(200);
+      expect(reply.body.version).toBe('v2');
+      expect(reply.body.latencyMs).toBeGreaterThanOrEqual(waited);
+    }
+    const after = (await client.telemetry()).versions.v2;
+    expect((after?.requests ?? 0) - (before?.requests ?? 0)).toBe(4);
+    expect((after?.latencySumMs ?? 0) - (before?.latencySumMs ?? 0)).toBeGreaterThanOrEqual(4 * waited);
+    const slow = latencyBucketIndex(waited);
+    const grew = (from: number, to: number): number =>
+      (after?.latencyBucketCounts ?? []).slice(from, to).reduce((a, b) => a + b, 0) -
+      (before?.latencyBucketCounts ?? []).slice(from, to).reduce((a, b) => a + b, 0);
+    expect(grew(0, slow)).toBe(0);
+    expect(grew(slow, LATENCY_BUCKETS_MS.length + 1)).toBe(4);
+
+    // Delay and error rate together: the failure comes after the wait, and a failure is no latency sample.
+    expect((await client.faults('PUT', 'v2', { delayMs: 100, errorRate: 1 })).status).toBe(200);
+    const started = performance.now();
+    const failed = await client.predict('user-d0', row(0));
+    expect(performance.now() - started).toBeGreaterThanOrEqual(99);
+    expect(failed).toEqual({ status: 500, body: { error: `${FAILED} (errorRate 1)` } });
+    const last = (await client.telemetry()).versions.v2;
+    expect((last?.errors ?? 0) - (after?.errors ?? 0)).toBe(1);
+    expect(successes(last)).toBe(successes(after));
+  });
+
+  it('takes a down version out: everything routed to it fails with 503 as errors, and it reports no successes', async () => {
+    expect((await client.setWeights({ v1: 50, v2: 50 }, 'f-weights-50-50')).status).toBe(200);
+    expect((await client.faults('PUT', 'v2', { down: true })).body).toEqual({
+      model: 'churn',
+      version: 'v2',
+      faults: { down: true },
+    });
+    const before = await client.telemetry();
+    const users = Array.from({ length: 200 }, (_, i) => `user-o${i}`);
+    const replies = await pool(users, 8, async (user) => ({ user, reply: await client.predict(user, row(1)) }));
+    const down = replies.filter((r) => r.reply.status === 503);
+    const served = replies.filter((r) => r.reply.status === 200);
+    expect(down.length + served.length).toBe(users.length);
+    expect(down.length).toBeGreaterThan(50);
+    expect(served.length).toBeGreaterThan(50);
+    for (const { reply } of down) expect(reply.body).toEqual({ error: DOWN });
+    for (const { reply } of served) expect(reply.body.version).toBe('v1');
+    // A down version answers nothing, not even an input check.
+    const invalid = await client.predict(down[0]?.user as string, { ...row(0), age: 'old' });
+    expect(invalid).toEqual({ status: 503, body: { error: DOWN } });
+
+    const after = await client.telemetry();
+    const [v2Before, v2After] = [before.versions.v2, after.versions.v2];
+    expect((v2After?.requests ?? 0) - (v2Before?.requests ?? 0)).toBe(down.length + 1);
+    expect((v2After?.errors ?? 0) - (v2Before?.errors ?? 0)).toBe(down.length + 1);
+    expect(v2After?.invalidRequests).toBe(v2Before?.invalidRequests);
+    expect(successes(v2After)).toBe(successes(v2Before));
+    expect(v2After?.positiveCount).toBe(v2Before?.positiveCount);
+    expect(v2After?.lastSuccessAt).toBe(v2Before?.lastSuccessAt);
+    const [v1Before, v1After] = [before.versions.v1, after.versions.v1];
+    expect((v1After?.requests ?? 0) - (v1Before?.requests ?? 0)).toBe(served.length);
+    expect(v1After?.errors).toBe(v1Before?.errors);
+  });
+
+  it('clears the faults with DELETE, and the version serves again', async () => {
+    const cleared = { status: 200, body: { model: 'churn', version: 'v2', faults: {} } };
+    expect(await client.faults('DELETE', 'v2')).toEqual(cleared);
+    expect(await client.faults('GET', 'v2')).toEqual(cleared);
+    expect(await client.faults('DELETE', 'v2')).toEqual(cleared);
+    expect((await client.setWeights({ v1: 0, v2: 100 }, 'f-weights-v2-again')).status).toBe(200);
+    const before = (await client.telemetry()).versions.v2;
+    for (let i = 0; i < 10; i++) {
+      const reply = await client.predict(`user-${i}`, row(i));
+      expect(reply.status).toBe(200);
+      expect(reply.body.version).toBe('v2');
+    }
+    const after = (await client.telemetry()).versions.v2;
+    expect(successes(after) - successes(before)).toBe(10);
+    expect(after?.errors).toBe(before?.errors);
+  });
+
+  it('refuses invalid faults with a 400 naming the field, and versions that are not deployed with 404', async () => {
+    expect((await client.faults('PUT', 'v2', { errorRate: 0.1 })).status).toBe(200);
+    const cases: [unknown, RegExp][] = [
+      [{ errorRate: 1.5 }, /→ at errorRate/],
+      [{ errorRate: -0.1 }, /→ at errorRate/],
+      [{ errorRate: '0.5' }, /→ at errorRate/],
+      [{ delayMs: 2.5 }, /→ at delayMs/],
+      [{ delayMs: 60_001 }, /→ at delayMs/],
+      [{ down: 'yes' }, /→ at down/],
+      [{}, /at least one of errorRate, delayMs, down/],
+      [{ down: true, crash: true }, /Unrecognized key: "crash"/],
+    ];
+    for (const [body, message] of cases) {
+      const reply = await client.faults('PUT', 'v2', body);
+      expect(reply.status, JSON.stringify(body)).toBe(400);
+      expect((reply.body as { error: string }).error).toMatch(/^invalid faults request/);
+      expect((reply.body as { error: string }).error).toMatch(message);
+    }
+    // A refused PUT leaves the faults as they were.
+    expect((await client.faults('GET', 'v2')).body).toEqual({
+      model: 'churn',
+      version: 'v2',
+      faults: { errorRate: 0.1 },
+    });
+    expect((await client.faults('PUT', 'v2', { delayMs: 60_000, errorRate: 0, down: false })).status).toBe(200);
+
+    for (const method of ['GET', 'PUT', 'DELETE'] as const) {
+      const unknownVersion = await client.faults(method, 'v9', method === 'PUT' ? { down: true } : undefined);
+      expect(unknownVersion).toEqual({ status: 404, body: { error: "version 'v9' of model 'churn' is not deployed" } });
+      const unknownModel = await client.faults(method, 'v1', method === 'PUT' ? { down: true } : undefined, 'nope');
+      expect(unknownModel.status).toBe(404);
+    }
+    const badName = await client.faults('PUT', '-bad', { down: true });
+    expect(badName.status).toBe(400);
+    expect((badName.body as { error: string }).error).toMatch(/version/);
+    expect((await client.faults('DELETE', 'v2')).status).toBe(200);
+  });
+
+  it('forgets the faults of a version when it is undeployed, and all faults when the gateway restarts', async () => {
+    expect((await client.faults('PUT', 'v1', { down: true, delayMs: 10 })).status).toBe(200);
+    expect((await client.undeploy('v1', 'f-undeploy-v1')).body).toEqual({ opId: 'f-undeploy-v1', applied: true });
+    expect((await client.faults('GET', 'v1')).status).toBe(404);
+    expect((await client.deploy('v1', 'f-redeploy-v1', modelA)).body).toMatchObject({ applied: true });
+    expect((await client.faults('GET', 'v1')).body).toEqual({ model: 'churn', version: 'v1', faults: {} });
+
+    expect((await client.faults('PUT', 'v2', { down: true })).status).toBe(200);
+    expect((await client.predict('user-1', row(1))).status).toBe(503);
+    // Not journaled: the op log holds only routing changes.
+    const ops = (await client.call<AdminOp[]>('GET', '/admin/ops')).body.map((op) => op.kind);
+    expect(new Set(ops)).toEqual(new Set(['deploy', 'undeploy', 'set-weights']));
+    await app.close();
+    ({ app, client } = await start(dataDir));
+    expect((await client.faults('GET', 'v2')).body).toEqual({ model: 'churn', version: 'v2', faults: {} });
+    const reply = await client.predict('user-1', row(1));
+    expect(reply.status).toBe(200);
+    expect(reply.body.version).toBe('v2');
+  });
+
+  it('keeps a model session open for a prediction held in an injected delay until it finishes', async () => {
+    const host = await ModelHost.load(modelA);
+    let open!: () => void;
+    const gate = new Promise<void>((resolve) => (open = resolve));
+    const running = host.run(host.prepare(row(0)), () => gate);
+    let released = false;
+    const releasing = host.release().then(() => {
+      released = true;
+    });
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(released).toBe(false);
+    open();
+    const prediction = await running;
+    expect(prediction.probability).toBeGreaterThanOrEqual(0);
+    await releasing;
+    expect(released).toBe(true);
+  });
+});
+
+describe('load generator with corrupt rows', () => {
+  const options = {
+    model: 'churn',
+    rowsCsv: path.join(DATA, 'test.csv'),
+    labelColumn: 'churned',
+    dropColumns: ['customer_id'],
+  };
+
+  it('sends the configured share of corrupt rows, each refused with 400 and counted as invalidRequests', async () => {
+    const { app, client } = await start(path.join(workDir, 'gateway-load'));
+    let load: LoadGenerator | undefined;
+    let stopped = false;
+    try {
+      await client.deploy('v1', 'l-deploy-v1', modelA);
+      await client.deploy('v2', 'l-deploy-v2', modelB);
+      await client.setWeights({ v1: 50, v2: 50 }, 'l-weights');
+      expect(
+        () => new LoadGenerator({ ...options, gatewayUrl: client.base, ratePerSecond: 1, corruptShare: 1.5 }),
+      ).toThrow(RangeError);
+
+      load = new LoadGenerator({ ...options, gatewayUrl: client.base, ratePerSecond: 400, corruptShare: 0.2 });
+      const running = load;
+      running.start();
+      await until(() => running.stats.sent >= 100);
+      // Timer ticks and this code take turns on one thread: `sent` is exactly the count under the old share.
+      const switchedAt = running.stats.sent;
+      running.setCorruptShare(0.5);
+      expect(() => running.setCorruptShare(-0.1)).toThrow(RangeError);
+      expect(running.corruptShare).toBe(0.5);
+      await until(() => running.stats.sent >= switchedAt + 100);
+      stopped = true;
+      await running.stop();
+
+      const { sent, ok, failed, corruptSent, refusedCorrupt, lastError } = running.stats;
+      expect(corruptSent).toBe(Math.floor((switchedAt * 2) / 10) + Math.floor((sent - switchedAt) / 2));
+      expect(failed, lastError ?? '').toBe(0);
+      expect(refusedCorrupt).toBe(corruptSent);
+      expect(ok).toBe(sent - corruptSent);
+
+      const telemetry = await client.telemetry();
+      const versions = Object.values(telemetry.versions);
+      expect(versions.reduce((sum, v) => sum + v.invalidRequests, 0)).toBe(corruptSent);
+      expect(versions.reduce((sum, v) => sum + v.requests, 0)).toBe(ok);
+      expect(versions.reduce((sum, v) => sum + v.errors, 0)).toBe(0);
+      for (const version of versions) expect(version.invalidRequests).toBeGreaterThan(0);
+    } finally {
+      if (load && !stopped) await load.stop();
       await app.close();
     }
   });

@@ -2,7 +2,6 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { historyToJSON } from '@temporalio/common/lib/proto-utils';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ErrorType } from '../../src/shared/errors';
 import { lifecycleWorkflowId } from '../../src/shared/spec';
@@ -12,7 +11,7 @@ import {
   EXAMPLE,
   liveTraffic,
   poolState,
-  ROOT,
+  recordHistory,
   startStack,
   testSpec,
   uniqueName,
@@ -38,11 +37,7 @@ describe('model lifecycle on a real Temporal dev server', () => {
   });
 
   /** `RECORD_HISTORIES=1 npx vitest run test/integration/lifecycle.test.ts` refreshes the replay fixtures. */
-  const record = async (id: string, name: string) => {
-    if (process.env.RECORD_HISTORIES !== '1') return;
-    const history = await stack.client.workflow.getHandle(id).fetchHistory();
-    writeFileSync(join(ROOT, 'test', 'fixtures', 'histories', `${name}.json`), historyToJSON(history));
-  };
+  const record = (id: string, name: string) => recordHistory(stack.client, id, name);
   /** The gateway's routing for the model; a model with no version deployed (404) routes nothing. */
   const routing = async (): Promise<{ weights: Record<string, number>; versions: { version: string }[] }> => {
     const res = await fetch(`${stack.gateway.url}/admin/models/${model}`);
@@ -315,5 +310,42 @@ describe('model lifecycle on a real Temporal dev server', () => {
     await expect(stack.lifecycles.rollback(uniqueName('none'), { by: 'carol', reason: 'x' })).rejects.toThrow(
       /has no production version to roll back/,
     );
+  });
+
+  it('rolls back gradually in steps under live traffic, losing no request', async () => {
+    const before = await stack.lifecycles.history(model);
+    const from = before.production!.version;
+    const to = before.previous!.version;
+    const failedBefore = load.stats.failed;
+    // Watch the weights while the rollback runs: every table the gateway routes by on the way.
+    const seen: string[] = [];
+    let watching = true;
+    const watcher = (async () => {
+      while (watching) {
+        const w = JSON.stringify((await routing()).weights);
+        if (seen.at(-1) !== w) seen.push(w);
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    })();
+    const result = await stack.lifecycles.rollback(model, {
+      by: 'carol',
+      reason: 'stepwise back',
+      steps: [25, 50, 100],
+      stepIntervalMs: 1200,
+    });
+    watching = false;
+    await watcher;
+    expect(result).toMatchObject({ from, to });
+    // The restored version's share went 0 → 25 → 50 → 100, the rest staying on the replaced one meanwhile.
+    const shares = seen.map((w) => JSON.parse(w) as Record<string, number>);
+    expect(shares.map((x) => x[to] ?? 0).filter((p, i, all) => p !== all[i - 1])).toEqual([0, 25, 50, 100]);
+    expect(shares.find((x) => x[to] === 25)).toEqual({ [to]: 25, [from]: 75 });
+    expect(shares.at(-1)).toEqual({ [to]: 100 });
+    expect(result.trafficMovedMs).toBeGreaterThanOrEqual(2400);
+    expect(load.stats.failed, JSON.stringify(load.stats.failedBy)).toBe(failedBefore);
+    expect((await routing()).versions.map((v) => v.version)).toEqual([to]);
+    await expect(
+      stack.lifecycles.rollback(model, { by: 'carol', reason: 'x', steps: [50, 40, 100], stepIntervalMs: 10 }),
+    ).rejects.toThrow('rollback steps must increase within (0, 100] and end at 100, got 50, 40, 100');
   });
 });

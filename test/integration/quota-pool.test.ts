@@ -383,6 +383,8 @@ describe('quota pools on a real dev server', () => {
     const { id } = await stack.lifecycles.start(
       testSpec(model, 'v1', 'good', (s) => {
         s.quota.pool = SHORT_TTL;
+        // More trees than the example's 150: training lasts several TTLs however fast the machine is.
+        s.training.params = { ...s.training.params, nEstimators: 400 };
       }),
     );
     const trained = await waitForStatus(stack.lifecycles, id, (s) => s.pendingGate !== null || s.stage === 'failed');

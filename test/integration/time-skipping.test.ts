@@ -92,6 +92,7 @@ describe('a rollout whose stages bake for hours', () => {
     const lifecycles = new LifecycleClient(env.client);
     const hours = (s: ReturnType<typeof testSpec>) => {
       s.rollout.canary.bake = 2 * HOUR;
+      s.rollout.analysis.interval = HOUR;
       s.rollout.steps = [
         { percent: 50, bake: 6 * HOUR, approval: false },
         { percent: 100, bake: 12 * HOUR, approval: false },

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { checkGateDecision, type GatePolicyInput } from '../../src/domain/approval-policy';
+import { checkGateDecision, gateOutcome, gatePolicy, type GatePolicyInput } from '../../src/domain/approval-policy';
 import type { ApprovalRecord, PendingGate } from '../../src/shared/status';
 
 const PENDING: PendingGate = {
@@ -70,7 +70,7 @@ describe('checkGateDecision', () => {
   it('refuses someone who is not an approver, and names the approvers in the reason', () => {
     expect(checkGateDecision(input({ by: 'mallory' }))).toEqual({
       ok: false,
-      reason: '"mallory" is not an approver of this lifecycle (approvers: alice, bob)',
+      reason: '"mallory" is not an approver of gate "deploy" (approvers: alice, bob)',
     });
   });
 
@@ -92,5 +92,48 @@ describe('checkGateDecision', () => {
       ok: true,
       gate: 'ramp-50',
     });
+  });
+});
+
+describe('quorum', () => {
+  const pending: PendingGate = { ...PENDING, opening: 'deploy#2', quorum: 2 };
+  const at = (by: string, decision: 'approved' | 'rejected', opening = 'deploy#2') => record({ by, decision, opening });
+
+  it('stays open until the quorum of distinct approvers approved', () => {
+    expect(gateOutcome(pending, [])).toBeNull();
+    expect(gateOutcome(pending, [at('alice', 'approved')])).toBeNull();
+    expect(gateOutcome(pending, [at('alice', 'approved'), at('bob', 'approved')])).toBe('approved');
+  });
+
+  it('is rejected by any one rejection, whatever the approvals', () => {
+    expect(gateOutcome(pending, [at('alice', 'approved'), at('bob', 'rejected')])).toBe('rejected');
+  });
+
+  it('counts only decisions on this opening of the gate', () => {
+    expect(gateOutcome(pending, [at('alice', 'approved', 'deploy#1'), at('bob', 'approved')])).toBeNull();
+    // The same person may decide a later opening of a gate they decided before.
+    expect(checkGateDecision(input({ pending, by: 'alice', recorded: [at('alice', 'approved', 'deploy#1')] }))).toEqual(
+      { ok: true, gate: 'deploy' },
+    );
+    expect(checkGateDecision(input({ pending, by: 'alice', recorded: [at('alice', 'approved')] })).ok).toBe(false);
+  });
+
+  it('takes approvers, quorum and signatures from the gate when it overrides them', () => {
+    const approval = {
+      approvers: ['alice', 'bob', 'carol'],
+      quorum: 2,
+      timeout: 1000,
+      escalateTo: [],
+      signed: false,
+      gates: { 'ramp-100': { quorum: 3, signed: true }, 'promote-now': { approvers: ['carol'], quorum: 1 } },
+    };
+    expect(gatePolicy(approval, 'deploy')).toEqual({
+      gate: 'deploy',
+      approvers: ['alice', 'bob', 'carol'],
+      quorum: 2,
+      signed: false,
+    });
+    expect(gatePolicy(approval, 'ramp-100')).toMatchObject({ quorum: 3, signed: true });
+    expect(gatePolicy(approval, 'promote-now')).toMatchObject({ approvers: ['carol'], quorum: 1, signed: false });
   });
 });

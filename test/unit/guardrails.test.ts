@@ -1,6 +1,14 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { buildProfile, columnsFromArrays, DataSketcher, sketchPlanOf, type DataProfile } from '../../src/drift';
 import {
+  failureLimitOf,
+  judgeSample,
+  minSamplesOf,
+  requiredSamples,
+  type FailureStreaks,
+  type SampleVerdict,
+} from '../../src/domain/check-tolerance';
+import {
   binnedKolmogorovSmirnov,
   evaluateStage,
   inputSkew,
@@ -11,6 +19,7 @@ import {
   type WindowTelemetry,
 } from '../../src/domain/guardrails';
 import { AnalysisSpec } from '../../src/shared/spec';
+import type { Decision } from '../../src/shared/status';
 import { LATENCY_BUCKETS_MS, PREDICTION_BINS, type VersionTelemetry } from '../../src/shared/telemetry';
 
 const LATENCY_LEN = LATENCY_BUCKETS_MS.length + 1;
@@ -287,6 +296,7 @@ describe('evaluateStage', () => {
       ['latencyP99Ms', 'pass'],
       ['latencyP99RatioToStable', 'pass'],
       ['predictionDrift', 'pass'],
+      ['inputQuality', 'pass'],
     ]);
     for (const d of result.decisions) {
       expect(d.stage).toBe('canary');
@@ -395,6 +405,21 @@ describe('evaluateStage', () => {
     expect(result.byCheck.predictionDrift).toMatchObject({ outcome: 'inconclusive' });
   });
 
+  it('judges the outage on the most recent traffic when a longer window is judged for the rest', () => {
+    const recent = makeWindow({ requests: 12, errors: 12 });
+    const result = evaluateStage({
+      stage: 'canary',
+      at: 'now',
+      candidate: makeWindow({ requests: 500, errors: 12 }),
+      stable: STABLE,
+      rules: RULES,
+      recent,
+    });
+    const byCheck = Object.fromEntries(result.decisions.map((d) => [d.check, d]));
+    expect(byCheck.outage).toMatchObject({ outcome: 'fail', value: 0, sampleSize: 12 });
+    expect(byCheck.errorRate).toMatchObject({ outcome: 'fail', sampleSize: 500 });
+  });
+
   it('detects an outage even below the minimum sample', () => {
     const result = evaluate(makeWindow({ requests: 3, errors: 3 }));
     expect(result.outcome).toBe('fail');
@@ -411,6 +436,7 @@ describe('evaluateStage', () => {
       ['latencyP99Ms', 'inconclusive'],
       ['latencyP99RatioToStable', 'inconclusive'],
       ['predictionDrift', 'inconclusive'],
+      ['inputQuality', 'inconclusive'],
     ]);
   });
 
@@ -432,7 +458,7 @@ describe('evaluateStage', () => {
     // Latency ratio and predictions would both fail against the usual stable version.
     const result = evaluate(makeWindow({ requests: 500, latency: MEDIUM, predictions: SHIFTED }), null);
     expect(result.outcome).toBe('pass');
-    expect(result.decisions.map((d) => d.check)).toEqual(['outage', 'errorRate', 'latencyP99Ms']);
+    expect(result.decisions.map((d) => d.check)).toEqual(['outage', 'errorRate', 'latencyP99Ms', 'inputQuality']);
   });
 
   it('still applies the absolute checks on a first deployment', () => {
@@ -509,5 +535,107 @@ describe('featureSkew', () => {
       'PSI(candidate inputs vs training profile) <= 0.5 per feature, unless its test p-value >= 0.001 / 6 features',
     );
     expect(decide(rows(20, 8, 1.6)).outcome).toBe('inconclusive');
+  });
+});
+
+describe('inputQuality', () => {
+  it('fails when more of the candidate’s requests are refused as invalid than allowed, naming the share', () => {
+    const window = { ...makeWindow({ requests: 900 }), invalidRequests: 100 };
+    const result = evaluate(window);
+    expect(result.failed).toEqual(['inputQuality']);
+    expect(result.byCheck.inputQuality).toMatchObject({
+      value: 0.1,
+      threshold: 0.05,
+      sampleSize: 1000,
+      detail: '100 of 1000 requests refused as invalid (10%)',
+    });
+  });
+
+  it('passes a few invalid requests, and is inconclusive below the minimum sample', () => {
+    expect(evaluate({ ...makeWindow({ requests: 990 }), invalidRequests: 10 }).byCheck.inputQuality!.outcome).toBe(
+      'pass',
+    );
+    expect(evaluate({ ...makeWindow({ requests: 50 }), invalidRequests: 40 }).byCheck.inputQuality!.outcome).toBe(
+      'inconclusive',
+    );
+  });
+
+  it('holds missing values to the training data’s own share of them', async () => {
+    // Training: 10% of ages missing. Serving: 12% is fine (a rise of 2 points), 30% is not.
+    const ages = Array.from({ length: 1000 }, (_, i) => (i % 10 === 0 ? NaN : 20 + (i % 50)));
+    const profile = (await buildProfile(columnsFromArrays({ age: ages }))).profile;
+    const judged = (missingShare: number) => {
+      const sketcher = new DataSketcher(sketchPlanOf(profile));
+      for (let i = 0; i < 200; i++) sketcher.record({ age: i < missingShare * 200 ? null : 30 });
+      const candidate = { ...makeWindow({ requests: 200 }), inputs: sketcher.snapshot() };
+      return evaluateStage({
+        stage: 'canary',
+        at: 'now',
+        candidate,
+        stable: null,
+        rules: RULES,
+        profile,
+      }).decisions.find((d) => d.check === 'inputQuality')!;
+    };
+    expect(judged(0.12).outcome).toBe('pass');
+    const bad = judged(0.3);
+    expect(bad).toMatchObject({ outcome: 'fail', value: 0.2 });
+    expect(bad.detail).toContain('most missing or corrupt: age 30% (10% in training)');
+  });
+});
+
+describe('per-check minimum samples and failure tolerance', () => {
+  const decision = (check: string, outcome: Decision['outcome']): Decision => ({
+    stage: 'canary',
+    check,
+    value: 1,
+    threshold: 0,
+    outcome,
+    at: 'now',
+  });
+
+  it('judges a check on its own minimum sample when it sets one', () => {
+    const rules = AnalysisSpec.parse({ minSamples: 100, errorRate: { max: 0.01, minSamples: 2000 } });
+    const result = evaluate(makeWindow({ requests: 1000 }), STABLE, rules);
+    expect(result.byCheck.errorRate!.outcome).toBe('inconclusive');
+    expect(result.byCheck.latencyP99Ms!.outcome).toBe('pass');
+    expect(requiredSamples(rules)).toBe(2000);
+    expect(minSamplesOf(rules, 'latencyP99RatioToStable')).toBe(100);
+  });
+
+  it('stops at the first failed sample by default', () => {
+    const v = judgeSample([decision('errorRate', 'fail'), decision('outage', 'pass')], {}, RULES);
+    expect(v.outcome).toBe('fail');
+    expect(v.failed.map((d) => d.check)).toEqual(['errorRate']);
+    expect(v.streaks).toEqual({ errorRate: 1, outage: 0 });
+  });
+
+  it('tolerates failureLimit failures in a row and fails on the next one', () => {
+    const rules = AnalysisSpec.parse({ errorRate: { max: 0.01, failureLimit: 2 } });
+    let streaks: FailureStreaks = {};
+    const outcomes: string[] = [];
+    for (let i = 0; i < 3; i++) {
+      const v = judgeSample([decision('errorRate', 'fail')], streaks, rules);
+      streaks = v.streaks;
+      outcomes.push(`${v.outcome}:${v.tolerated.length}`);
+    }
+    expect(outcomes).toEqual(['pass:1', 'pass:1', 'fail:0']);
+    expect(failureLimitOf(rules, 'errorRate')).toBe(2);
+  });
+
+  it('resets the streak on a passing sample, and leaves it on an inconclusive one', () => {
+    const rules = AnalysisSpec.parse({ latencyP99Ms: { max: 500, failureLimit: 1 } });
+    const run = (outcomes: Decision['outcome'][]) => {
+      let streaks: FailureStreaks = {};
+      let last: SampleVerdict | undefined;
+      for (const o of outcomes) {
+        last = judgeSample([decision('latencyP99RatioToStable', o)], streaks, rules);
+        streaks = last.streaks;
+      }
+      return last!.outcome;
+    };
+    expect(run(['fail', 'pass', 'fail'])).toBe('pass');
+    expect(run(['fail', 'inconclusive', 'fail'])).toBe('fail');
+    expect(run(['inconclusive'])).toBe('inconclusive');
   });
 });

@@ -57,7 +57,7 @@ describe('loadSpecFile with the example specs', () => {
     expect(spec.training.program).toBe(join(EXAMPLE_DIR, 'train.py'));
     expect(spec.training.dataDir).toBe(join(EXAMPLE_DIR, 'data'));
     expect(spec.training.timeout).toBe(600_000);
-    expect(spec.approval).toEqual({ approvers: ['alice', 'bob'], timeout: 3_600_000 });
+    expect(spec.approval).toMatchObject({ approvers: ['alice', 'bob'], timeout: 3_600_000 });
     expect(spec.rollout.canary).toEqual({ percent: 10, bake: 20_000 });
     expect(spec.rollout.steps).toEqual([
       { percent: 50, bake: 10_000, approval: false },
@@ -66,10 +66,13 @@ describe('loadSpecFile with the example specs', () => {
     expect(spec.rollout.analysis).toEqual({
       minSamples: 60,
       maxWaitForSamples: 60_000,
-      errorRate: { max: 0.01 },
-      latencyP99Ms: { max: 250, maxRatioToStable: 4 },
-      predictionDrift: { maxPsi: 0.25, alpha: 0.01 },
-      featureSkew: { maxPsi: 0.5, alpha: 0.001 },
+      interval: 60_000,
+      outage: { failureLimit: 0 },
+      errorRate: { max: 0.01, failureLimit: 0 },
+      latencyP99Ms: { max: 250, maxRatioToStable: 4, failureLimit: 0 },
+      predictionDrift: { maxPsi: 0.25, alpha: 0.01, failureLimit: 0 },
+      featureSkew: { maxPsi: 0.5, alpha: 0.001, failureLimit: 0 },
+      inputQuality: { maxRate: 0.05, failureLimit: 0 },
     });
     expect(spec.validation.testData).toEqual({ failOn: 'dataset-drift', driftShare: 0.5, features: {} });
   });
@@ -259,5 +262,80 @@ rollout:
     expect(describeIssues(LifecycleSpec.safeParse('not an object').error!)).toEqual([
       expect.stringMatching(/^\(root\): /),
     ]);
+  });
+});
+
+describe('approval, analysis and deployment policy in the spec', () => {
+  const withApproval = (approval: string, extra = '') =>
+    VALID.replace('approval:\n  approvers: [alice, bob]\n  timeout: 90s\n', `approval:\n${approval}\n`) + extra;
+
+  it('reads quorum, escalation, signatures and per-gate overrides', () => {
+    const spec = loadSpecFile(
+      writeSpec(
+        withApproval(
+          '  approvers: [alice, bob, carol]\n  quorum: 2\n  timeout: 1h\n  escalateAfter: 20m\n  escalateTo: [lead]\n' +
+            '  gates:\n    ramp-100: { quorum: 3, signed: true }\n    promote-now: { approvers: [carol], quorum: 1 }',
+        ),
+      ),
+    );
+    expect(spec.approval).toMatchObject({ quorum: 2, escalateAfter: 1_200_000, escalateTo: ['lead'], signed: false });
+    expect(spec.approval.gates['ramp-100']).toEqual({ quorum: 3, signed: true });
+  });
+
+  it('refuses a quorum nobody can meet, an escalation after the timeout and the submitter in a gate', () => {
+    const problems = problemsOf(
+      writeSpec(
+        withApproval(
+          '  approvers: [alice, bob]\n  quorum: 3\n  timeout: 1h\n  escalateAfter: 2h\n' +
+            '  gates:\n    deploy: { approvers: [ci@pipelines, alice] }\n    ramp-50: { quorum: 1 }\n    canary: {}',
+        ),
+      ),
+    );
+    expect(problems).toEqual(
+      expect.arrayContaining([
+        expect.stringMatching(/^approval\.quorum \(line \d+\): a quorum of 3 cannot be met by 2 approver\(s\)$/),
+        expect.stringMatching(/^approval\.escalateAfter \(line \d+\): must be shorter than the timeout$/),
+        expect.stringMatching(
+          /^approval\.gates\.deploy\.approvers .*the submitter "ci@pipelines" cannot be an approver/,
+        ),
+        expect.stringMatching(
+          /^approval\.gates\.ramp-50 .*no rollout step has this gate \(steps with approval: ramp-100\)/,
+        ),
+        expect.stringMatching(
+          /^approval\.gates\.canary .*not a gate: deploy, production, promote-now or ramp-<percent>/,
+        ),
+      ]),
+    );
+  });
+
+  it('reads per-check tolerance, the sampling interval, the guard window and a staging environment', () => {
+    const spec = loadSpecFile(
+      writeSpec(
+        VALID.replace(
+          '    - { percent: 100, bake: 250ms, approval: true }\n',
+          '    - { percent: 100, bake: 250ms, approval: true }\n  analysis:\n    interval: 30s\n' +
+            '    errorRate: { max: 0.02, failureLimit: 2, minSamples: 500 }\n    inputQuality: { maxRate: 0.1 }\n' +
+            '  postPromotion: { window: 30m }\n',
+        ) + 'deployment:\n  staging: { bake: 10m }\n',
+      ),
+    );
+    expect(spec.rollout.analysis).toMatchObject({
+      interval: 30_000,
+      errorRate: { max: 0.02, failureLimit: 2, minSamples: 500 },
+      inputQuality: { maxRate: 0.1, failureLimit: 0 },
+      outage: { failureLimit: 0 },
+    });
+    expect(spec.rollout.postPromotion.window).toBe(1_800_000);
+    expect(spec.deployment.staging).toEqual({ bake: 600_000, gate: true });
+    const problems = problemsOf(
+      writeSpec(
+        VALID.replace(
+          '    - { percent: 100, bake: 250ms, approval: true }\n',
+          '    - { percent: 100, bake: 250ms, approval: true }\n  analysis:\n    interval: 10ms\n' +
+            '    errorRate: { max: 0.02, failureLimit: -1 }\n',
+        ),
+      ),
+    );
+    expect(problems.map(pathOf)).toEqual(['rollout.analysis.interval', 'rollout.analysis.errorRate.failureLimit']);
   });
 });

@@ -1,0 +1,134 @@
+import { z } from 'zod';
+
+/**
+ * Where a lifecycle deploys its versions and reads their telemetry. Workflow-safe (zod only): a lifecycle spec carries
+ * it, the workflow passes it to the deployment activities, the worker resolves it to a `DeploymentTarget`.
+ */
+
+const HttpUrl = z.url({ protocol: /^https?$/, error: 'an http:// or https:// URL' });
+
+/** The serving gateway of this project: the worker's configured one, or another at `url`. */
+export const GatewayTargetSpec = z
+  .object({
+    kind: z.literal('gateway'),
+    /** Another gateway than the worker's (`GATEWAY_URL`). */
+    url: HttpUrl.optional(),
+  })
+  .strict();
+export type GatewayTargetSpec = z.infer<typeof GatewayTargetSpec>;
+
+export const HttpMethod = z.enum(['GET', 'POST', 'PUT', 'DELETE', 'PATCH']);
+export type HttpMethod = z.infer<typeof HttpMethod>;
+
+/** One call of a target's HTTP API. `path` is appended to the target's `baseUrl`; placeholders are URL-encoded. */
+export const TargetEndpoint = z
+  .object({
+    method: HttpMethod,
+    path: z.string().startsWith('/', 'a path starting with /'),
+  })
+  .strict();
+export type TargetEndpoint = z.infer<typeof TargetEndpoint>;
+
+/** The four calls of a target, and the placeholders each one's path may use. */
+export const ENDPOINT_PLACEHOLDERS = {
+  deploy: ['model', 'version'],
+  setWeights: ['model'],
+  undeploy: ['model', 'version'],
+  telemetry: ['model'],
+} as const;
+export type EndpointName = keyof typeof ENDPOINT_PLACEHOLDERS;
+
+/**
+ * A header's value: literal (written to workflow history like the rest of the spec: never a secret), or read from the
+ * worker's environment when the request is made (`{ fromEnv: 'KSERVE_TOKEN' }`), which keeps secrets out of history.
+ */
+export const HeaderValue = z.union([
+  z.string(),
+  z
+    .object({
+      fromEnv: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'an environment variable name'),
+    })
+    .strict(),
+]);
+export type HeaderValue = z.infer<typeof HeaderValue>;
+
+// RFC 9110 token: the characters a header name may hold.
+const HeaderName = z.string().regex(/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/, 'a header name');
+
+/**
+ * Any platform behind four HTTP endpoints (an adapter in front of KServe, SageMaker, Istio, ...). Bodies are JSON:
+ * deploy `{ model, version, artifactDir, opId }`, setWeights `{ model, weights, opId }`, undeploy
+ * `{ model, version, opId }`; telemetry answers `ModelTelemetry`.
+ */
+export const HttpTargetSpec = z
+  .object({
+    kind: z.literal('http'),
+    /** How errors and logs name the target (default: its base URL). */
+    name: z.string().min(1).max(63).optional(),
+    baseUrl: HttpUrl,
+    headers: z.record(HeaderName, HeaderValue).optional(),
+    /** Per request. The deployment activities have one minute each, so a longer wait could never be used. */
+    timeoutMs: z.number().int().positive().max(60_000).default(30_000),
+    endpoints: z
+      .object({
+        deploy: TargetEndpoint,
+        setWeights: TargetEndpoint,
+        undeploy: TargetEndpoint,
+        telemetry: TargetEndpoint,
+      })
+      .strict(),
+  })
+  .strict()
+  .superRefine((spec, ctx) => {
+    for (const name of Object.keys(ENDPOINT_PLACEHOLDERS) as EndpointName[]) {
+      const endpoint = spec.endpoints[name];
+      const problem = pathProblem(endpoint.path, ENDPOINT_PLACEHOLDERS[name]);
+      if (problem) ctx.addIssue({ code: 'custom', path: ['endpoints', name, 'path'], message: problem });
+      // fetch cannot send a body with GET, and the mutations are defined by their bodies.
+      if (name !== 'telemetry' && endpoint.method === 'GET') {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['endpoints', name, 'method'],
+          message: `${name} sends a JSON body: use POST, PUT, PATCH or DELETE, not GET`,
+        });
+      }
+    }
+  });
+export type HttpTargetSpec = z.infer<typeof HttpTargetSpec>;
+
+export const DeploymentTargetSpec = z.discriminatedUnion('kind', [GatewayTargetSpec, HttpTargetSpec]);
+/** A validated target (defaults applied). */
+export type DeploymentTargetSpec = z.infer<typeof DeploymentTargetSpec>;
+/** A target as written in a spec or passed to an activity (defaults not yet applied). */
+export type DeploymentTargetSpecInput = z.input<typeof DeploymentTargetSpec>;
+
+/** No target given: the worker's own gateway, exactly as before targets existed. */
+export const DEFAULT_TARGET = { kind: 'gateway' } as const satisfies DeploymentTargetSpec;
+
+/** A short name for events and messages: `gateway`, `gateway http://...`, `http target kserve-adapter`. */
+export function targetLabel(spec: DeploymentTargetSpecInput | undefined): string {
+  if (!spec || spec.kind === 'gateway') return spec?.url ? `gateway ${spec.url}` : 'gateway';
+  return `http target ${spec.name ?? spec.baseUrl}`;
+}
+
+const PLACEHOLDER = /\{([^{}]*)\}/g;
+
+/** Why `path` is not a valid endpoint path with these placeholders, or null when it is. */
+function pathProblem(path: string, allowed: readonly string[]): string | null {
+  const unknown = [...path.matchAll(PLACEHOLDER)].map((m) => m[1]!).filter((p) => !allowed.includes(p));
+  const fills = allowed.map((p) => `{${p}}`).join(', ');
+  if (unknown.length > 0) {
+    const names = [...new Set(unknown)].map((p) => `{${p}}`).join(', ');
+    return `unknown placeholder ${names} in path "${path}": this endpoint fills ${fills}`;
+  }
+  if (/[{}]/.test(path.replace(PLACEHOLDER, ''))) return `unbalanced brace in path "${path}"`;
+  return null;
+}
+
+/** The path with its placeholders filled, each value URL-encoded as one path segment or query value. */
+export function fillPath(path: string, values: Readonly<Record<string, string>>): string {
+  return path.replace(PLACEHOLDER, (whole, name: string) => {
+    const value = values[name];
+    return value === undefined ? whole : encodeURIComponent(value);
+  });
+}

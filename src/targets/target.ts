@@ -1,0 +1,263 @@
+import { ApplicationFailure } from '@temporalio/activity';
+import { z } from 'zod';
+import { ErrorType } from '../shared/errors';
+import { AdminResult } from '../shared/gateway-api';
+import { LATENCY_BUCKETS_MS, ModelTelemetry, PREDICTION_BINS, VersionTelemetry } from '../shared/telemetry';
+import { targetRequest } from './request';
+import {
+  DeploymentTargetSpec,
+  fillPath,
+  targetLabel,
+  type DeploymentTargetSpecInput,
+  type EndpointName,
+  type HttpTargetSpec,
+} from './spec';
+
+export interface DeployRequestInput {
+  model: string;
+  version: string;
+  /** Folder holding model.onnx and model.json as written by the trainer. */
+  artifactDir: string;
+  opId: string;
+}
+
+export interface SetWeightsInput {
+  model: string;
+  /** The whole table: percentages summing to 100; empty takes the model out of service. */
+  weights: Record<string, number>;
+  opId: string;
+}
+
+export interface UndeployInput {
+  model: string;
+  version: string;
+  opId: string;
+}
+
+/**
+ * Where model versions are served. Every mutation carries the workflow's `opId`: the target must apply an opId once,
+ * so a retried activity changes nothing twice. Failures are `ApplicationFailure`s: GatewayRefused (non-retryable) when
+ * the target refuses, GatewayUnavailable (retryable) when it cannot answer now.
+ */
+export interface DeploymentTarget {
+  /** How messages name the target. */
+  readonly label: string;
+  deploy(input: DeployRequestInput): Promise<AdminResult>;
+  setWeights(input: SetWeightsInput): Promise<AdminResult>;
+  undeploy(input: UndeployInput): Promise<AdminResult>;
+  /** Cumulative per-version counters of the model; callers diff two snapshots. */
+  readTelemetry(model: string): Promise<ModelTelemetry>;
+}
+
+export interface TargetDeps {
+  /** The worker's gateway: the target when none is given. */
+  gatewayUrl: string;
+  /** Where `{ fromEnv }` header values are read (default: process.env). */
+  env?: Readonly<Record<string, string | undefined>>;
+}
+
+const enc = encodeURIComponent;
+const GATEWAY_TIMEOUT_MS = 30_000;
+
+/** The project's serving gateway, through its admin API (src/serving). */
+export class GatewayTarget implements DeploymentTarget {
+  readonly label = 'gateway';
+
+  constructor(private readonly url: string) {}
+
+  private async call<T>(method: string, path: string, body?: unknown): Promise<T> {
+    const req = { who: 'gateway', baseUrl: this.url, method, path, body, timeoutMs: GATEWAY_TIMEOUT_MS };
+    return (await targetRequest(req)).json as T;
+  }
+
+  deploy(input: DeployRequestInput): Promise<AdminResult> {
+    return this.call('PUT', `/admin/models/${enc(input.model)}/versions/${enc(input.version)}`, {
+      opId: input.opId,
+      artifactDir: input.artifactDir,
+    });
+  }
+
+  setWeights(input: SetWeightsInput): Promise<AdminResult> {
+    return this.call('PUT', `/admin/models/${enc(input.model)}/weights`, { opId: input.opId, weights: input.weights });
+  }
+
+  undeploy(input: UndeployInput): Promise<AdminResult> {
+    return this.call(
+      'DELETE',
+      `/admin/models/${enc(input.model)}/versions/${enc(input.version)}?opId=${enc(input.opId)}`,
+    );
+  }
+
+  async readTelemetry(model: string): Promise<ModelTelemetry> {
+    const path = `/admin/models/${enc(model)}/telemetry`;
+    return checkTelemetry(this.label, `GET ${path}`, model, await this.call('GET', path));
+  }
+}
+
+/**
+ * A platform behind four configured HTTP endpoints. Same failure rules as the gateway, except that 408 and 429 are
+ * retryable: they ask to come back later, which is what a retry does.
+ */
+export class HttpTarget implements DeploymentTarget {
+  readonly label: string;
+  private readonly baseUrl: string;
+
+  constructor(
+    private readonly spec: HttpTargetSpec,
+    private readonly headers: Record<string, string>,
+  ) {
+    this.label = targetLabel(spec);
+    this.baseUrl = spec.baseUrl.replace(/\/+$/, '');
+  }
+
+  /** Calls one endpoint; DELETE also carries the opId as a query parameter (proxies may drop DELETE bodies). */
+  private async call(
+    name: EndpointName,
+    values: Record<string, string>,
+    body?: { opId?: string; [key: string]: unknown },
+  ): Promise<{ path: string; json: unknown }> {
+    const { method, path: template } = this.spec.endpoints[name];
+    let path = fillPath(template, values);
+    if (method === 'DELETE' && body?.opId !== undefined) {
+      path += `${path.includes('?') ? '&' : '?'}opId=${enc(body.opId)}`;
+    }
+    const answer = await targetRequest(
+      {
+        who: this.label,
+        baseUrl: this.baseUrl,
+        method,
+        path,
+        headers: { accept: 'application/json', ...this.headers },
+        ...(method === 'GET' ? {} : { body }),
+        timeoutMs: this.spec.timeoutMs,
+      },
+      [408, 429],
+    );
+    return { path, json: answer.json };
+  }
+
+  /** The target's own AdminResult when it answers one; otherwise the 2xx means applied. */
+  private static result(json: unknown, opId: string): AdminResult {
+    const parsed = AdminResult.safeParse(json);
+    return parsed.success ? parsed.data : { opId, applied: true };
+  }
+
+  async deploy(input: DeployRequestInput): Promise<AdminResult> {
+    const { model, version, artifactDir, opId } = input;
+    const { json } = await this.call('deploy', { model, version }, { model, version, artifactDir, opId });
+    return HttpTarget.result(json, opId);
+  }
+
+  async setWeights(input: SetWeightsInput): Promise<AdminResult> {
+    const { model, weights, opId } = input;
+    const { json } = await this.call('setWeights', { model }, { model, weights, opId });
+    return HttpTarget.result(json, opId);
+  }
+
+  async undeploy(input: UndeployInput): Promise<AdminResult> {
+    const { model, version, opId } = input;
+    const { json } = await this.call('undeploy', { model, version }, { model, version, opId });
+    return HttpTarget.result(json, opId);
+  }
+
+  async readTelemetry(model: string): Promise<ModelTelemetry> {
+    const { path, json } = await this.call('telemetry', { model }, { model });
+    return checkTelemetry(this.label, `${this.spec.endpoints.telemetry.method} ${path}`, model, json);
+  }
+}
+
+const LATENCY_BUCKETS = LATENCY_BUCKETS_MS.length + 1;
+
+/**
+ * ModelTelemetry as the analysis reads it: histograms with the gateway's buckets and bins, every version under its own
+ * name. Lengths are checked field by field so one answer reports every problem at once.
+ */
+const TargetTelemetry = ModelTelemetry.extend({
+  versions: z.record(
+    z.string(),
+    VersionTelemetry.extend({
+      latencyBucketCounts: VersionTelemetry.shape.latencyBucketCounts.length(
+        LATENCY_BUCKETS,
+        `expected ${LATENCY_BUCKETS} latency buckets (upper bounds ${LATENCY_BUCKETS_MS.join(', ')} ms, then overflow)`,
+      ),
+      predictionBinCounts: VersionTelemetry.shape.predictionBinCounts.length(
+        PREDICTION_BINS,
+        `expected ${PREDICTION_BINS} equal-width probability bins over [0, 1]`,
+      ),
+    }),
+  ),
+}).superRefine((t, ctx) => {
+  for (const [key, v] of Object.entries(t.versions)) {
+    if (v.version !== key) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['versions', key, 'version'],
+        message: `is "${v.version}" under the key "${key}"`,
+      });
+    }
+  }
+});
+
+/**
+ * The target's telemetry answer, validated. A wrong shape is a contract bug of the receiver that a retry will not fix:
+ * non-retryable, naming every field that is wrong.
+ */
+function checkTelemetry(who: string, call: string, model: string, json: unknown): ModelTelemetry {
+  const fail = (problem: string) =>
+    ApplicationFailure.create({
+      type: ErrorType.GatewayRefused,
+      message: `${who} ${call}: the telemetry answer ${problem}`,
+      nonRetryable: true,
+    });
+  if (json === undefined) throw fail('is empty or not JSON (expected ModelTelemetry, see src/shared/telemetry.ts)');
+  const parsed = TargetTelemetry.safeParse(json);
+  if (!parsed.success) throw fail(`is not ModelTelemetry:\n${z.prettifyError(parsed.error)}`);
+  if (parsed.data.model !== model) throw fail(`is for model "${parsed.data.model}", not "${model}"`);
+  return parsed.data;
+}
+
+/**
+ * The target a deployment activity acts on: the worker's gateway when `spec` is absent. A spec that does not validate
+ * or a header whose environment variable is unset is a non-retryable InvalidSpec naming the problem.
+ */
+export function resolveTarget(spec: DeploymentTargetSpecInput | undefined, deps: TargetDeps): DeploymentTarget {
+  if (spec === undefined) return new GatewayTarget(deps.gatewayUrl);
+  const parsed = DeploymentTargetSpec.safeParse(spec);
+  if (!parsed.success) {
+    throw ApplicationFailure.create({
+      type: ErrorType.InvalidSpec,
+      message: `invalid deployment target:\n${z.prettifyError(parsed.error)}`,
+      nonRetryable: true,
+    });
+  }
+  const target = parsed.data;
+  if (target.kind === 'gateway') return new GatewayTarget(target.url ?? deps.gatewayUrl);
+  return new HttpTarget(target, resolveHeaders(target, deps.env ?? process.env));
+}
+
+/** Literal header values as given; `{ fromEnv }` ones from the worker's environment, never from history. */
+function resolveHeaders(
+  spec: HttpTargetSpec,
+  env: Readonly<Record<string, string | undefined>>,
+): Record<string, string> {
+  const headers: Record<string, string> = {};
+  const missing: string[] = [];
+  for (const [name, value] of Object.entries(spec.headers ?? {})) {
+    if (typeof value === 'string') {
+      headers[name] = value;
+      continue;
+    }
+    const fromEnv = env[value.fromEnv];
+    if (fromEnv === undefined || fromEnv === '') missing.push(`${value.fromEnv} (header ${name})`);
+    else headers[name] = fromEnv;
+  }
+  if (missing.length > 0) {
+    const which = missing.length === 1 ? `variable ${missing[0]} is` : `variables ${missing.join(', ')} are`;
+    throw ApplicationFailure.create({
+      type: ErrorType.InvalidSpec,
+      message: `${targetLabel(spec)}: environment ${which} not set on the worker`,
+      nonRetryable: true,
+    });
+  }
+  return headers;
+}
