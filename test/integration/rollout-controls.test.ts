@@ -202,7 +202,9 @@ describe('rollout analysis and controls', () => {
     const toZeroMs = await untilNoTraffic(model, 'v2', breachAt);
     const end = await waitForStatus(stack.lifecycles, id, (s) => s.stage === 'rolled-back');
     console.log(`post-promotion breach → all traffic back on v1 in ${toZeroMs} ms`);
-    expect(end.error?.message).toMatch(/^post-promotion failed: errorRate=[\d.]+ \(errors \/ requests <= 0.01\)/);
+    expect(end.error?.message).toMatch(
+      /^post-promotion failed: (outage=0 .*; )?errorRate=[\d.]+ \(errors \/ requests <= 0.01\)/,
+    );
     expect((await routing(model)).weights).toEqual({ v1: 100 });
     const history = await stack.lifecycles.history(model);
     expect(history.production, JSON.stringify(end.events.slice(-6))).toMatchObject({
@@ -402,7 +404,7 @@ describe('rollout analysis and controls', () => {
     await inject(stagingRoute, 'v2', { errorRate: 1 });
     const failed = await waitForStatus(stack.lifecycles, second.id, (s) => s.stage === 'rolled-back');
     expect(failed.error).toMatchObject({ type: 'StagingFailed' });
-    expect(failed.error?.message).toMatch(/^staging failed: errorRate=/);
+    expect(failed.error?.message).toMatch(/^staging failed: (outage=0 .*; )?errorRate=/);
     expect((await routing(model)).weights).toEqual({ v1: 100 });
     expect((await routing(stagingRoute)).weights).toEqual({});
   });
