@@ -1,6 +1,7 @@
 import { ApplicationFailure, Context, log } from '@temporalio/activity';
 import { WithStartWorkflowOperation, WorkflowNotFoundError, type Client } from '@temporalio/client';
 import { chooseHardware, type HardwareClass } from '../domain/hardware';
+import { deliverAlert, type AlertSinkConfig } from '../alerts/sinks';
 import type { Alert } from '../shared/alerts';
 import { ErrorType } from '../shared/errors';
 import { PlanInputError, selectHardware } from '../client/hardware-planning';
@@ -33,6 +34,8 @@ export interface ControlPlaneDeps {
   quota?: QuotaClient;
   /** Where alerts go besides the log (a later sink list); called once per delivery. */
   alertSink?: (alert: Alert) => Promise<void> | void;
+  /** Webhook, Slack and Alertmanager sinks every alert is posted to (ALERT_SINKS_FILE); none: the log only. */
+  alertSinks?: AlertSinkConfig[];
   /** The approver keyring signed approvals are verified with (default: ML_APPROVER_KEYS). */
   approverKeysFile?: string;
 }
@@ -177,11 +180,16 @@ export function createControlPlaneActivities(deps: ControlPlaneDeps) {
       });
     },
 
-    /** The alert path: always the log, then the configured sink. */
+    /**
+     * The alert path: always the log, then the configured sink, then the sinks file's. A sink that cannot take the alert
+     * now fails the activity with a retryable AlertDeliveryFailed, and the retry posts to every sink again
+     * (at-least-once; a sink that refuses with a 4xx is logged and not retried).
+     */
     async sendAlert(alert: Alert): Promise<void> {
       const level = alert.severity === 'critical' ? 'error' : alert.severity === 'warning' ? 'warn' : 'info';
       log[level](`${alert.resolved ? 'RESOLVED' : 'ALERT'} ${alert.kind}: ${alert.summary}`, { alert });
       await deps.alertSink?.(alert);
+      if (deps.alertSinks?.length) await deliverAlert(alert, deps.alertSinks, fetch, log);
     },
   };
 }

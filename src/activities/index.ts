@@ -1,4 +1,5 @@
 import type { Client } from '@temporalio/client';
+import type { AlertSinkConfig } from '../alerts/sinks';
 import type { Alert } from '../shared/alerts';
 import type { QuotaPoolsFile } from '../shared/quota';
 import { QuotaClient } from '../client/quota-client';
@@ -16,6 +17,8 @@ export interface ActivityDeps {
   root: string;
   quotaPools: QuotaPoolsFile;
   alertSink?: (alert: Alert) => Promise<void> | void;
+  /** Where alerts are posted besides the log (ALERT_SINKS_FILE, read at worker start). */
+  alertSinks?: AlertSinkConfig[];
   analysisPollIntervalMs?: number;
   /** Hardware catalog file (default: HARDWARE_CATALOG_FILE or config/hardware-catalog.yaml). */
   hardwareCatalogFile?: string;

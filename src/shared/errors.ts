@@ -14,5 +14,7 @@ export const ErrorType = {
   RollbackRefused: 'RollbackRefused',
   /** Data that cannot be read or profiled (bad CSV, bad profile, bad drift options). */
   DataInvalid: 'DataInvalid',
+  /** An alert some sink could not take now (5xx, 429, timeout, unreachable): retryable. */
+  AlertDeliveryFailed: 'AlertDeliveryFailed',
 } as const;
 export type ErrorType = (typeof ErrorType)[keyof typeof ErrorType];

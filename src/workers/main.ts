@@ -2,6 +2,7 @@ import { Client, Connection } from '@temporalio/client';
 import { NativeConnection, Runtime } from '@temporalio/worker';
 import { createActivities } from '../activities';
 import { QuotaClient } from '../client/quota-client';
+import { loadAlertSinksFromEnv } from '../config/alert-sinks';
 import { loadConfig } from '../config/env';
 import { InvalidFileError } from '../config/yaml-file';
 import { temporalSettings } from '../config/temporal';
@@ -11,6 +12,8 @@ import { createWorkers } from './workers';
 /** Worker process: connects with the environment's Temporal settings and runs every worker until SIGINT/SIGTERM. */
 async function main(): Promise<void> {
   const config = loadConfig();
+  // Read once at start, secrets included: a bad sinks file or a missing secret stops the worker (exit 2).
+  const alertSinks = loadAlertSinksFromEnv();
   const logger = createLogger(config.logLevel, 'worker');
   Runtime.install({ logger: new PinoTemporalLogger(logger) });
   const settings = temporalSettings();
@@ -24,10 +27,14 @@ async function main(): Promise<void> {
     python: config.python,
     root: config.root,
     quotaPools: config.quotaPools,
+    alertSinks,
   });
   const trainingClasses = (process.env.TRAINING_CLASSES ?? 'cpu,gpu,tpu').split(',').filter(Boolean);
   const workers = await createWorkers({ connection, namespace, activities, trainingClasses });
-  logger.info({ address: settings.connection.address, namespace, trainingClasses }, 'worker running');
+  logger.info(
+    { address: settings.connection.address, namespace, trainingClasses, alertSinks: alertSinks.map((s) => s.name) },
+    'worker running',
+  );
   const running = Promise.all(workers.map((w) => w.run()));
   // Pools take the file's capacity, caps and alert settings; leases already held stay.
   new QuotaClient(client, config.quotaPools).configureAll().then(

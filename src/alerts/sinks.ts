@@ -1,0 +1,273 @@
+import { ApplicationFailure, type Logger } from '@temporalio/common';
+import type { Alert } from '../shared/alerts';
+import { ErrorType } from '../shared/errors';
+
+export const AlertSinkKind = { webhook: 'webhook', slack: 'slack', alertmanager: 'alertmanager' } as const;
+export type AlertSinkKind = (typeof AlertSinkKind)[keyof typeof AlertSinkKind];
+
+export type Severity = Alert['severity'];
+/** Severities from least to most urgent. */
+export const SEVERITIES = ['info', 'warning', 'critical'] as const satisfies readonly Severity[];
+
+/** One place alerts are posted to, secrets already read from the environment (see src/config/alert-sinks.ts). */
+export interface AlertSinkConfig {
+  /** How logs and errors name the sink. */
+  name: string;
+  kind: AlertSinkKind;
+  /** The full endpoint the body is POSTed to. */
+  url: string;
+  headers?: Record<string, string>;
+  /** The least severe alert this sink takes (default info: every alert). */
+  minSeverity?: Severity;
+  /** Per request (default 10000). */
+  timeoutMs?: number;
+}
+
+export const DEFAULT_SINK_TIMEOUT_MS = 10_000;
+/** Longest part of a refusing receiver's answer kept in the log. */
+const MAX_QUOTED = 2000;
+/** Longest part of a failing receiver's answer in the retryable failure's message (one per failing sink). */
+const MAX_QUOTED_IN_FAILURE = 200;
+
+/**
+ * The generic webhook body. Field names are a contract with receivers: add fields, never rename them.
+ * `schemaVersion` is this format's version (`version` is the model version, as in `Alert`); absent values are null.
+ */
+export interface WebhookPayload {
+  schemaVersion: 1;
+  status: 'firing' | 'resolved';
+  kind: Alert['kind'];
+  severity: Severity;
+  summary: string;
+  model: string | null;
+  version: string | null;
+  lifecycleId: string | null;
+  pool: string | null;
+  dedupKey: string;
+  details: Record<string, unknown>;
+  /** When this delivery was made (ISO 8601); a retried delivery carries a later time. */
+  at: string;
+}
+
+export function webhookPayload(alert: Alert, now: Date = new Date()): WebhookPayload {
+  return {
+    schemaVersion: 1,
+    status: alert.resolved ? 'resolved' : 'firing',
+    kind: alert.kind,
+    severity: alert.severity,
+    summary: alert.summary,
+    model: alert.model ?? null,
+    version: alert.version ?? null,
+    lifecycleId: alert.lifecycleId ?? null,
+    pool: alert.pool ?? null,
+    dedupKey: alert.dedupKey,
+    details: alert.details ?? {},
+    at: now.toISOString(),
+  };
+}
+
+export interface SlackText {
+  type: 'plain_text' | 'mrkdwn';
+  text: string;
+}
+export type SlackBlock =
+  { type: 'header'; text: SlackText & { type: 'plain_text' } } | { type: 'section'; text: SlackText };
+/** A Slack incoming-webhook message: `text` is the notification fallback, `blocks` what the channel shows. */
+export interface SlackPayload {
+  text: string;
+  blocks: SlackBlock[];
+}
+
+// Block Kit limits: a header's text at most 150 characters, a section's at most 3000.
+const SLACK_HEADER_MAX = 150;
+const SLACK_SECTION_MAX = 3000;
+
+const truncate = (text: string, max: number) => (text.length <= max ? text : `${text.slice(0, max - 1)}…`);
+/** Slack's mrkdwn treats these three as control characters; everything else is shown as written. */
+const escapeMrkdwn = (text: string) => text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
+
+function subject(alert: Alert): string {
+  const about = alert.model ? `${alert.model}${alert.version ? ` ${alert.version}` : ''}` : alert.pool;
+  return `${alert.kind}${about ? ` (${about})` : ''}`;
+}
+
+export function slackPayload(alert: Alert): SlackPayload {
+  const status = alert.resolved ? 'RESOLVED' : alert.severity.toUpperCase();
+  const facts = [
+    alert.model && `*Model:* ${escapeMrkdwn(alert.model)}${alert.version ? ` ${escapeMrkdwn(alert.version)}` : ''}`,
+    alert.lifecycleId && `*Lifecycle:* \`${escapeMrkdwn(alert.lifecycleId)}\``,
+    alert.pool && `*Pool:* ${escapeMrkdwn(alert.pool)}`,
+    `*Severity:* ${alert.severity}${alert.resolved ? ' (resolved)' : ''}`,
+    `*Dedup key:* \`${escapeMrkdwn(alert.dedupKey)}\``,
+  ].filter((f): f is string => Boolean(f));
+  const blocks: SlackBlock[] = [
+    { type: 'header', text: { type: 'plain_text', text: truncate(`${status}: ${subject(alert)}`, SLACK_HEADER_MAX) } },
+    { type: 'section', text: { type: 'mrkdwn', text: truncate(escapeMrkdwn(alert.summary), SLACK_SECTION_MAX) } },
+    { type: 'section', text: { type: 'mrkdwn', text: truncate(facts.join('\n'), SLACK_SECTION_MAX) } },
+  ];
+  if (alert.details && Object.keys(alert.details).length > 0) {
+    // Room for the code fence, so truncation never leaves it open.
+    const json = truncate(escapeMrkdwn(JSON.stringify(alert.details, null, 2)), SLACK_SECTION_MAX - 6);
+    blocks.push({ type: 'section', text: { type: 'mrkdwn', text: `\`\`\`${json}\`\`\`` } });
+  }
+  return { text: escapeMrkdwn(`[${status}] ${subject(alert)}: ${alert.summary}`), blocks };
+}
+
+/** One alert of Alertmanager's v2 API (`POST /api/v2/alerts` takes an array of these); labels and annotations are strings. */
+export interface AlertmanagerAlert {
+  labels: Record<string, string>;
+  annotations?: Record<string, string>;
+  startsAt?: string;
+  endsAt?: string;
+  generatorURL?: string;
+}
+
+/**
+ * The Alertmanager v2 body. Alertmanager identifies an alert by its whole label set, and a resolve message may carry
+ * another severity than the alert it closes (the quota monitor resolves with `info`), so a resolve is posted once per
+ * severity, each with `endsAt` now: whichever of them is firing closes, the others are recorded as already resolved.
+ * A firing alert carries no `endsAt`, so Alertmanager resolves it after its `resolve_timeout` unless it is posted again.
+ */
+export function alertmanagerPayload(alert: Alert, now: Date = new Date()): AlertmanagerAlert[] {
+  const labels = (severity: Severity): Record<string, string> => ({
+    alertname: alert.kind,
+    severity,
+    ...(alert.model ? { model: alert.model } : {}),
+    ...(alert.version ? { version: alert.version } : {}),
+    ...(alert.pool ? { pool: alert.pool } : {}),
+    dedup_key: alert.dedupKey,
+  });
+  const annotations: Record<string, string> = {
+    summary: alert.summary,
+    ...(alert.lifecycleId ? { lifecycle_id: alert.lifecycleId } : {}),
+    ...(alert.details && Object.keys(alert.details).length > 0 ? { details: JSON.stringify(alert.details) } : {}),
+  };
+  const at = now.toISOString();
+  if (!alert.resolved) return [{ labels: labels(alert.severity), annotations, startsAt: at }];
+  return SEVERITIES.map((severity) => ({ labels: labels(severity), annotations, endsAt: at }));
+}
+
+/** The body a sink of this kind is sent. */
+export function alertPayload(kind: AlertSinkKind, alert: Alert, now: Date = new Date()): unknown {
+  switch (kind) {
+    case 'webhook':
+      return webhookPayload(alert, now);
+    case 'slack':
+      return slackPayload(alert);
+    case 'alertmanager':
+      return alertmanagerPayload(alert, now);
+  }
+}
+
+/**
+ * Whether a sink takes this alert: its severity is at least the sink's `minSeverity`. Resolve messages go to every sink,
+ * since they carry their own severity (often `info`) rather than the incident's, and a sink that took the incident must
+ * hear it close; a receiver that never saw the incident can drop the resolve by its dedup key.
+ */
+export function sinkTakes(sink: AlertSinkConfig, alert: Alert): boolean {
+  if (alert.resolved) return true;
+  return SEVERITIES.indexOf(alert.severity) >= SEVERITIES.indexOf(sink.minSeverity ?? 'info');
+}
+
+/** The `Idempotency-Key` of webhook deliveries: one incident's firing and its resolve are two different messages. */
+export const idempotencyKey = (alert: Alert) => `${alert.dedupKey}:${alert.resolved ? 'resolved' : 'firing'}`;
+
+type Outcome =
+  | { sink: string; result: 'delivered'; status: number }
+  | { sink: string; result: 'refused'; status: number; body: string }
+  | { sink: string; result: 'failed'; reason: string };
+
+export interface DeliveryReport {
+  delivered: string[];
+  /** Sinks that answered a 4xx (other than 408 and 429): logged, not retried. */
+  refused: { sink: string; status: number; body: string }[];
+  /** Sinks whose `minSeverity` the alert is below. */
+  skipped: string[];
+}
+
+type DeliveryLog = Pick<Logger, 'debug' | 'error'>;
+const consoleLog: DeliveryLog = {
+  debug: () => undefined,
+  error: (message, meta) => console.error(message, meta),
+};
+
+// 408 and 429 ask to come back later, which is what a retry does.
+const retryableStatus = (status: number) => status >= 500 || status === 408 || status === 429;
+
+async function post(sink: AlertSinkConfig, alert: Alert, now: Date, fetchImpl: typeof fetch): Promise<Outcome> {
+  const timeoutMs = sink.timeoutMs ?? DEFAULT_SINK_TIMEOUT_MS;
+  const headers: Record<string, string> = {
+    'content-type': 'application/json',
+    ...(sink.kind === 'webhook' ? { 'idempotency-key': idempotencyKey(alert) } : {}),
+    ...sink.headers,
+  };
+  let res: Response;
+  let body: string;
+  try {
+    res = await fetchImpl(sink.url, {
+      method: 'POST',
+      headers,
+      body: JSON.stringify(alertPayload(sink.kind, alert, now)),
+      signal: AbortSignal.timeout(timeoutMs),
+    });
+    body = await res.text();
+  } catch (err) {
+    const e = err as Error & { cause?: { code?: string; message?: string } };
+    const reason =
+      e.name === 'TimeoutError' ? `no answer within ${timeoutMs} ms` : (e.cause?.code ?? e.cause?.message ?? e.message);
+    return { sink: sink.name, result: 'failed', reason };
+  }
+  if (res.ok) return { sink: sink.name, result: 'delivered', status: res.status };
+  if (retryableStatus(res.status)) {
+    const quoted = truncate(body.trim(), MAX_QUOTED_IN_FAILURE);
+    return { sink: sink.name, result: 'failed', reason: `${res.status}${quoted ? ` ${quoted}` : ''}` };
+  }
+  return { sink: sink.name, result: 'refused', status: res.status, body: truncate(body, MAX_QUOTED) };
+}
+
+/**
+ * Posts `alert` to every sink that takes it, in parallel. A 2xx is delivered. A 4xx is the sink refusing this message
+ * (a wrong URL or token, a malformed body): logged with the sink and its answer, and not retried, so one misconfigured
+ * sink cannot keep the alert retrying forever. A 5xx, 408, 429, a timeout or a connection failure throws a retryable
+ * `AlertDeliveryFailed` naming every such sink once all requests have ended.
+ *
+ * Delivery is at-least-once: the retry posts to every sink again, including those that took the alert the first time.
+ * Webhook sinks get an `Idempotency-Key` header to drop the repeat by; Alertmanager merges repeats by labels; Slack
+ * shows them twice.
+ */
+export async function deliverAlert(
+  alert: Alert,
+  sinks: readonly AlertSinkConfig[],
+  fetchImpl: typeof fetch = fetch,
+  log: DeliveryLog = consoleLog,
+): Promise<DeliveryReport> {
+  const now = new Date();
+  const taking = sinks.filter((s) => sinkTakes(s, alert));
+  const outcomes = await Promise.all(taking.map((s) => post(s, alert, now, fetchImpl)));
+  const report: DeliveryReport = {
+    delivered: [],
+    refused: [],
+    skipped: sinks.filter((s) => !taking.includes(s)).map((s) => s.name),
+  };
+  const failed: { sink: string; reason: string }[] = [];
+  for (const o of outcomes) {
+    if (o.result === 'delivered') report.delivered.push(o.sink);
+    else if (o.result === 'refused') report.refused.push({ sink: o.sink, status: o.status, body: o.body });
+    else failed.push({ sink: o.sink, reason: o.reason });
+  }
+  for (const r of report.refused)
+    log.error(`alert sink ${r.sink} refused the alert (${r.status}); not retried`, {
+      sink: r.sink,
+      status: r.status,
+      body: r.body,
+      dedupKey: alert.dedupKey,
+    });
+  if (report.delivered.length > 0) log.debug('alert delivered', { sinks: report.delivered, dedupKey: alert.dedupKey });
+  if (failed.length > 0)
+    throw ApplicationFailure.create({
+      type: ErrorType.AlertDeliveryFailed,
+      message: `alert ${alert.dedupKey} not delivered to ${failed.map((f) => `${f.sink} (${f.reason})`).join(', ')}`,
+      details: [{ failed, delivered: report.delivered }],
+    });
+  return report;
+}

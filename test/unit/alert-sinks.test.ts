@@ -1,0 +1,282 @@
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ApplicationFailure } from '@temporalio/common';
+import { describe, expect, it } from 'vitest';
+import {
+  alertmanagerPayload,
+  deliverAlert,
+  sinkTakes,
+  slackPayload,
+  webhookPayload,
+  type AlertSinkConfig,
+} from '../../src/alerts/sinks';
+import { loadAlertSinks } from '../../src/config/alert-sinks';
+import { InvalidFileError } from '../../src/config/yaml-file';
+import type { Alert } from '../../src/shared/alerts';
+import { ErrorType } from '../../src/shared/errors';
+
+const NOW = new Date('2025-03-01T12:00:00.000Z');
+
+const rollback: Alert = {
+  kind: 'rollback',
+  severity: 'critical',
+  model: 'churn',
+  version: 'v7',
+  lifecycleId: 'lc-churn-v7',
+  summary: 'canary error rate 4.1% > 1%: rolled back to v6',
+  details: { check: 'errorRate', value: 0.041, threshold: 0.01 },
+  dedupKey: 'lc-churn-v7:rollback',
+};
+
+const quotaResolved: Alert = {
+  kind: 'quota-usage-high',
+  severity: 'info',
+  pool: 'gpu-a100',
+  summary: 'gpu:a100 usage back under 80%',
+  dedupKey: 'usage:gpu:a100',
+  resolved: true,
+};
+
+describe('alert payloads', () => {
+  it('builds the generic webhook body with every field, null for absent ones', () => {
+    expect(webhookPayload(rollback, NOW)).toEqual({
+      schemaVersion: 1,
+      status: 'firing',
+      kind: 'rollback',
+      severity: 'critical',
+      summary: rollback.summary,
+      model: 'churn',
+      version: 'v7',
+      lifecycleId: 'lc-churn-v7',
+      pool: null,
+      dedupKey: 'lc-churn-v7:rollback',
+      details: rollback.details,
+      at: '2025-03-01T12:00:00.000Z',
+    });
+    expect(webhookPayload(quotaResolved, NOW)).toMatchObject({
+      status: 'resolved',
+      model: null,
+      version: null,
+      lifecycleId: null,
+      pool: 'gpu-a100',
+      details: {},
+    });
+  });
+
+  it('builds a Slack message of a header and mrkdwn sections within Block Kit limits', () => {
+    const firing = slackPayload(rollback);
+    expect(firing.text).toBe('[CRITICAL] rollback (churn v7): canary error rate 4.1% &gt; 1%: rolled back to v6');
+    expect(firing.blocks[0]).toEqual({
+      type: 'header',
+      text: { type: 'plain_text', text: 'CRITICAL: rollback (churn v7)' },
+    });
+    expect(firing.blocks.slice(1).every((b) => b.type === 'section' && b.text.type === 'mrkdwn')).toBe(true);
+    expect(firing.blocks[1]!.text.text).toBe('canary error rate 4.1% &gt; 1%: rolled back to v6');
+    expect(firing.blocks[2]!.text.text).toContain('*Model:* churn v7');
+    expect(firing.blocks[2]!.text.text).toContain('*Lifecycle:* `lc-churn-v7`');
+    expect(firing.blocks[3]!.text.text).toMatch(/^```\{[\s\S]*"errorRate"[\s\S]*\}```$/);
+
+    const resolved = slackPayload(quotaResolved);
+    expect(resolved.text).toMatch(/^\[RESOLVED\] quota-usage-high \(gpu-a100\)/);
+    expect(resolved.blocks[0]!.text.text).toBe('RESOLVED: quota-usage-high (gpu-a100)');
+    expect(resolved.blocks[2]!.text.text).toContain('*Severity:* info (resolved)');
+    expect(resolved.blocks).toHaveLength(3);
+
+    const long = slackPayload({ ...rollback, model: 'm'.repeat(300), summary: 's'.repeat(5000) });
+    expect(long.blocks[0]!.text.text.length).toBeLessThanOrEqual(150);
+    for (const b of long.blocks) expect(b.text.text.length).toBeLessThanOrEqual(3000);
+  });
+
+  it('builds Alertmanager v2 postable alerts: labels identify the alert, a resolve ends every severity', () => {
+    expect(alertmanagerPayload(rollback, NOW)).toEqual([
+      {
+        labels: {
+          alertname: 'rollback',
+          severity: 'critical',
+          model: 'churn',
+          version: 'v7',
+          dedup_key: rollback.dedupKey,
+        },
+        annotations: {
+          summary: rollback.summary,
+          lifecycle_id: 'lc-churn-v7',
+          details: JSON.stringify(rollback.details),
+        },
+        startsAt: '2025-03-01T12:00:00.000Z',
+      },
+    ]);
+    const resolved = alertmanagerPayload(quotaResolved, NOW);
+    expect(resolved.map((a) => a.labels.severity)).toEqual(['info', 'warning', 'critical']);
+    for (const a of resolved) {
+      expect(a.labels).toMatchObject({ alertname: 'quota-usage-high', pool: 'gpu-a100', dedup_key: 'usage:gpu:a100' });
+      expect(a.labels).not.toHaveProperty('model');
+      expect(a.endsAt).toBe('2025-03-01T12:00:00.000Z');
+      expect(a.startsAt).toBeUndefined();
+      expect(a.annotations).toEqual({ summary: quotaResolved.summary });
+    }
+  });
+});
+
+describe('severity filter', () => {
+  const sink = (minSeverity?: AlertSinkConfig['minSeverity']): AlertSinkConfig => ({
+    name: 's',
+    kind: 'webhook',
+    url: 'http://127.0.0.1:1/',
+    ...(minSeverity ? { minSeverity } : {}),
+  });
+
+  it('takes alerts at or above the sink minimum, every alert by default, and every resolve', () => {
+    const warning: Alert = { ...rollback, severity: 'warning' };
+    expect(sinkTakes(sink(), { ...rollback, severity: 'info' })).toBe(true);
+    expect(sinkTakes(sink('warning'), { ...rollback, severity: 'info' })).toBe(false);
+    expect(sinkTakes(sink('warning'), warning)).toBe(true);
+    expect(sinkTakes(sink('critical'), warning)).toBe(false);
+    expect(sinkTakes(sink('critical'), rollback)).toBe(true);
+    expect(sinkTakes(sink('critical'), quotaResolved)).toBe(true);
+  });
+
+  it('does not post to a sink the alert is below', async () => {
+    const calls: string[] = [];
+    const fakeFetch = (async (url: string | URL | Request) => {
+      calls.push(String(url));
+      return new Response('ok', { status: 200 });
+    }) as typeof fetch;
+    const report = await deliverAlert(
+      { ...rollback, severity: 'warning' },
+      [
+        { ...sink('critical'), name: 'pager', url: 'http://pager.invalid/' },
+        { ...sink('warning'), name: 'chat', url: 'http://chat.invalid/' },
+      ],
+      fakeFetch,
+    );
+    expect(calls).toEqual(['http://chat.invalid/']);
+    expect(report).toEqual({ delivered: ['chat'], refused: [], skipped: ['pager'] });
+  });
+
+  it('throws a retryable AlertDeliveryFailed naming the sink and status when a sink answers 503', async () => {
+    const fakeFetch = (async () => new Response('busy', { status: 503 })) as typeof fetch;
+    const err = await deliverAlert(rollback, [sink()], fakeFetch).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ApplicationFailure);
+    expect((err as ApplicationFailure).type).toBe(ErrorType.AlertDeliveryFailed);
+    expect((err as ApplicationFailure).nonRetryable).toBe(false);
+    expect((err as ApplicationFailure).message).toContain('s (503 busy)');
+  });
+});
+
+describe('alert sinks file', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'alert-sinks-'));
+  const write = (name: string, text: string) => {
+    const file = join(dir, name);
+    writeFileSync(file, text);
+    return file;
+  };
+  const problems = (fn: () => unknown): string[] => {
+    try {
+      fn();
+    } catch (err) {
+      if (err instanceof InvalidFileError) return err.problems;
+      throw err;
+    }
+    throw new Error('expected an InvalidFileError');
+  };
+
+  it('applies defaults and reads fromEnv secrets', () => {
+    const file = write(
+      'ok.yaml',
+      [
+        'sinks:',
+        '  - name: ops-hook',
+        '    kind: webhook',
+        '    url: https://hooks.example.com/ml',
+        '    headers:',
+        '      authorization: { fromEnv: OPS_HOOK_TOKEN }',
+        '      x-team: ml',
+        '  - name: pager',
+        '    kind: alertmanager',
+        '    url: http://alertmanager:9093/api/v2/alerts',
+        '    minSeverity: critical',
+        '    timeoutMs: 5000',
+      ].join('\n'),
+    );
+    expect(loadAlertSinks(file, { OPS_HOOK_TOKEN: 'Bearer s3cret' })).toEqual([
+      {
+        name: 'ops-hook',
+        kind: 'webhook',
+        url: 'https://hooks.example.com/ml',
+        headers: { authorization: 'Bearer s3cret', 'x-team': 'ml' },
+        minSeverity: 'info',
+        timeoutMs: 10_000,
+      },
+      {
+        name: 'pager',
+        kind: 'alertmanager',
+        url: 'http://alertmanager:9093/api/v2/alerts',
+        headers: {},
+        minSeverity: 'critical',
+        timeoutMs: 5000,
+      },
+    ]);
+  });
+
+  it('names the file, every bad field and its line', () => {
+    const file = write(
+      'bad.yaml',
+      [
+        'sinks:',
+        '  - name: chat',
+        '    kind: teams',
+        '    url: ftp://example.com',
+        '    minSeverity: urgent',
+        '    timeoutMs: 60000',
+        '    retries: 3',
+      ].join('\n'),
+    );
+    const err = (() => {
+      try {
+        loadAlertSinks(file, {});
+      } catch (e) {
+        return e as InvalidFileError;
+      }
+    })();
+    expect(err).toBeInstanceOf(InvalidFileError);
+    expect(err!.message).toContain(file);
+    expect(err!.message).toContain('invalid alert sinks');
+    const found = err!.problems.join('\n');
+    expect(found).toMatch(/sinks\.0\.kind \(line 3\)/);
+    expect(found).toMatch(/sinks\.0\.url \(line 4\): an http:\/\/ or https:\/\/ URL/);
+    expect(found).toMatch(/sinks\.0\.minSeverity \(line 5\)/);
+    expect(found).toMatch(/sinks\.0\.timeoutMs \(line 6\)/);
+    expect(found).toMatch(/retries/);
+  });
+
+  it('names a missing secret variable and the header that needs it', () => {
+    const file = write(
+      'secret.yaml',
+      [
+        'sinks:',
+        '  - name: slack-ml',
+        '    kind: slack',
+        '    url: https://hooks.slack.com/services/T000/B000/XXX',
+        '    headers:',
+        '      authorization: { fromEnv: SLACK_ALERT_TOKEN }',
+      ].join('\n'),
+    );
+    expect(problems(() => loadAlertSinks(file, {}))).toEqual([
+      'sinks.0.headers.authorization (line 6): environment variable SLACK_ALERT_TOKEN is not set on the worker',
+    ]);
+  });
+
+  it('refuses two sinks with one name and a file without sinks', () => {
+    const twice = write(
+      'twice.yaml',
+      [
+        'sinks:',
+        '  - { name: a, kind: webhook, url: "http://x/" }',
+        '  - { name: a, kind: slack, url: "http://y/" }',
+      ].join('\n'),
+    );
+    expect(problems(() => loadAlertSinks(twice, {}))).toEqual(['sinks.1.name (line 3): sink a is declared twice']);
+    expect(problems(() => loadAlertSinks(write('empty.yaml', 'other: 1\n'), {})).join('\n')).toMatch(/sinks/);
+  });
+});
