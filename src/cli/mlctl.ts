@@ -7,6 +7,7 @@ import { UnknownPoolError } from '../client/quota-client';
 import { loadSpecFile } from '../client/spec-file';
 import { KeyFileError, readPrivateKey } from '../client/approval-signing';
 import { parseDurationMs } from '../shared/duration';
+import { validRollbackSteps } from '../shared/registry';
 import { InvalidFileError } from '../config/yaml-file';
 import { connectClient } from '../config/temporal';
 import { registerSearchAttributes } from '../dev/register-search-attributes';
@@ -110,12 +111,7 @@ export function buildProgram(): Command {
       ) => {
         const by = identity(o.as, '--as');
         const steps = o.steps?.split(',').map((p) => Number(p.trim()));
-        if (
-          steps &&
-          (steps.some((p) => !(p > 0 && p <= 100)) ||
-            steps.at(-1) !== 100 ||
-            steps.some((p, i) => i > 0 && p <= steps[i - 1]!))
-        ) {
+        if (steps && !validRollbackSteps(steps)) {
           throw new InputError(`--steps: "${o.steps}" must be increasing percentages in (0, 100] ending at 100`);
         }
         const stepIntervalMs = parseDurationMs(o.stepInterval);

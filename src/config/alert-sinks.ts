@@ -1,7 +1,7 @@
 import { isAbsolute, join } from 'node:path';
 import { z } from 'zod';
 import { AlertSinkKind, DEFAULT_SINK_TIMEOUT_MS, SEVERITIES, type AlertSinkConfig } from '../alerts/sinks';
-import { HeaderValue } from '../targets/spec';
+import { HeaderValue, resolveHeaderValues } from '../targets/spec';
 import { projectRoot } from './paths';
 import { loadYamlFile } from './yaml-file';
 
@@ -54,24 +54,15 @@ export function loadAlertSinks(
 ): AlertSinkConfig[] {
   const withSecrets = AlertSinksFile.superRefine((parsed, ctx) => {
     for (const [i, sink] of parsed.sinks.entries())
-      for (const [name, value] of Object.entries(sink.headers ?? {}))
-        if (typeof value !== 'string' && !env[value.fromEnv])
-          ctx.addIssue({
-            code: 'custom',
-            path: ['sinks', i, 'headers', name],
-            message: `environment variable ${value.fromEnv} is not set on the worker`,
-          });
+      for (const { header, variable } of resolveHeaderValues(sink.headers, env).missing)
+        ctx.addIssue({
+          code: 'custom',
+          path: ['sinks', i, 'headers', header],
+          message: `environment variable ${variable} is not set on the worker`,
+        });
   });
   const parsed = loadYamlFile(file, withSecrets, 'alert sinks');
-  return parsed.sinks.map((sink) => ({
-    ...sink,
-    headers: Object.fromEntries(
-      Object.entries(sink.headers ?? {}).map(([name, value]) => [
-        name,
-        typeof value === 'string' ? value : (env[value.fromEnv] as string),
-      ]),
-    ),
-  }));
+  return parsed.sinks.map((sink) => ({ ...sink, headers: resolveHeaderValues(sink.headers, env).headers }));
 }
 
 /** The worker's sinks: ALERT_SINKS_FILE's, or none (alerts go to the log only). */

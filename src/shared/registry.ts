@@ -35,3 +35,8 @@ export function registryWorkflowId(model: string): string {
 export function rollbackWorkflowId(model: string, at: number): string {
   return `rollback-${model}-${at.toString(36)}`;
 }
+
+/** Steps of a gradual rollback: the restored version's percentages, increasing within (0, 100] and ending at 100. */
+export function validRollbackSteps(steps: readonly number[]): boolean {
+  return steps.at(-1) === 100 && steps.every((p, i) => p > 0 && p <= 100 && (i === 0 || p > steps[i - 1]!));
+}

@@ -52,6 +52,24 @@ export const HeaderValue = z.union([
 ]);
 export type HeaderValue = z.infer<typeof HeaderValue>;
 
+/**
+ * Header values as they are sent: literals as given, `{ fromEnv }` from `env`. A variable that is unset or empty is
+ * listed in `missing` (its header left out), for the caller to report in its own terms.
+ */
+export function resolveHeaderValues(
+  values: Readonly<Record<string, HeaderValue>> | undefined,
+  env: Readonly<Record<string, string | undefined>>,
+): { headers: Record<string, string>; missing: { header: string; variable: string }[] } {
+  const headers: Record<string, string> = {};
+  const missing: { header: string; variable: string }[] = [];
+  for (const [header, value] of Object.entries(values ?? {})) {
+    const resolved = typeof value === 'string' ? value : env[value.fromEnv];
+    if (typeof value === 'string' || resolved) headers[header] = resolved!;
+    else missing.push({ header, variable: value.fromEnv });
+  }
+  return { headers, missing };
+}
+
 // RFC 9110 token: the characters a header name may hold.
 const HeaderName = z.string().regex(/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/, 'a header name');
 

@@ -7,6 +7,7 @@ import { targetRequest } from './request';
 import {
   DeploymentTargetSpec,
   fillPath,
+  resolveHeaderValues,
   targetLabel,
   type DeploymentTargetSpecInput,
   type EndpointName,
@@ -240,17 +241,8 @@ function resolveHeaders(
   spec: HttpTargetSpec,
   env: Readonly<Record<string, string | undefined>>,
 ): Record<string, string> {
-  const headers: Record<string, string> = {};
-  const missing: string[] = [];
-  for (const [name, value] of Object.entries(spec.headers ?? {})) {
-    if (typeof value === 'string') {
-      headers[name] = value;
-      continue;
-    }
-    const fromEnv = env[value.fromEnv];
-    if (fromEnv === undefined || fromEnv === '') missing.push(`${value.fromEnv} (header ${name})`);
-    else headers[name] = fromEnv;
-  }
+  const resolved = resolveHeaderValues(spec.headers, env);
+  const missing = resolved.missing.map((m) => `${m.variable} (header ${m.header})`);
   if (missing.length > 0) {
     const which = missing.length === 1 ? `variable ${missing[0]} is` : `variables ${missing.join(', ')} are`;
     throw ApplicationFailure.create({
@@ -259,5 +251,5 @@ function resolveHeaders(
       nonRetryable: true,
     });
   }
-  return headers;
+  return resolved.headers;
 }

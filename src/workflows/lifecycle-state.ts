@@ -187,7 +187,7 @@ export class LifecycleState {
       at,
       ...(signature ? { keyId: signature.keyId, nonce: signature.nonce } : {}),
     });
-    const outcome = gate.opening ? gateOutcome(gate, this.approvals) : decision;
+    const outcome = gateOutcome(gate, this.approvals);
     const approvedBy = [
       ...new Set(
         this.approvals.filter((a) => a.opening === gate.opening && a.decision === 'approved').map((a) => a.by),

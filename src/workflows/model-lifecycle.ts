@@ -701,6 +701,14 @@ export async function modelLifecycleWorkflow(input: LifecycleInput): Promise<Lif
     metrics: Record<string, number>,
   ): Promise<void> {
     await control.recordPromotion(promotionRecord(artifactDir, metrics));
+    await finishPromotion(production);
+  }
+
+  /**
+   * All traffic to the candidate, the version it replaced unloaded and its quota returned; the candidate keeps its
+   * serving quota without expiry, as production does until a later version replaces it.
+   */
+  async function finishPromotion(production: PromotionRecord | null): Promise<void> {
     if (production) {
       await control.setTrafficWeights({
         ...prod,
@@ -714,7 +722,6 @@ export async function modelLifecycleWorkflow(input: LifecycleInput): Promise<Lif
       });
       await releaseLease(servingLease(production.version));
     }
-    // In production the deployment holds its serving quota until a later version replaces it: no expiry.
     stopRenewing();
     await control.renewQuota({ pool: spec.quota.pool, leaseId: servingLease(spec.version), ttlMs: null });
     lc.setTraffic(100);
@@ -747,17 +754,7 @@ export async function modelLifecycleWorkflow(input: LifecycleInput): Promise<Lif
       return;
     }
     lc.event(`post-promotion window passed; unloading ${production.version}`);
-    await control.setTrafficWeights({
-      ...prod,
-      weights: { [spec.version]: 100 },
-      opId: `${lc.id}:weights:final`,
-    });
-    await control.undeployVersion({ ...prod, version: production.version, opId: `${lc.id}:undeploy-stable` });
-    await releaseLease(servingLease(production.version));
-    stopRenewing();
-    await control.renewQuota({ pool: spec.quota.pool, leaseId: servingLease(spec.version), ttlMs: null });
-    lc.setTraffic(100);
-    lc.enter(Stage.Promoted, `${spec.version} is the production version of ${spec.model}`);
+    await finishPromotion(production);
   }
 
   function promotionRecord(artifactDir: string, metrics: Record<string, number>): PromotionRecord {

@@ -1,7 +1,7 @@
 import { ApplicationFailure, log, proxyActivities, sleep, workflowInfo } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import { ErrorType } from '../shared/errors';
-import type { PromotionRecord } from '../shared/registry';
+import { validRollbackSteps, type PromotionRecord } from '../shared/registry';
 
 const control = proxyActivities<Activities>({
   startToCloseTimeout: '1 minute',
@@ -125,8 +125,7 @@ export async function modelRollbackWorkflow(input: ModelRollbackInput): Promise<
 /** The steps of a rollback, checked: increasing percentages in (0, 100], ending at 100. */
 function rollbackSteps(steps: number[] | undefined): number[] {
   if (!steps || steps.length === 0) return [100];
-  const bad = steps.findIndex((p, i) => !(p > 0 && p <= 100) || (i > 0 && p <= steps[i - 1]!));
-  if (bad >= 0 || steps.at(-1) !== 100) {
+  if (!validRollbackSteps(steps)) {
     throw ApplicationFailure.create({
       type: ErrorType.InvalidSpec,
       message: `rollback steps must increase within (0, 100] and end at 100, got ${steps.join(', ')}`,
