@@ -174,15 +174,16 @@ export function evaluateStage(input: StageAnalysisInput): StageAnalysis {
     const ratioLimit = rules.latencyP99Ms.maxRatioToStable;
     if (ratioLimit !== undefined) {
       const stableP99 = quantileFromBuckets(stable.latencyBucketCounts, 0.99);
-      // A floor of 1 ms keeps sub-millisecond noise on a fast stable version from reading as a large ratio.
-      const ratio = p99 === null || stableP99 === null ? null : p99 / Math.max(stableP99, 1);
+      // The floor keeps millisecond noise on a fast stable version from reading as a large ratio.
+      const floor = rules.latencyP99Ms.ratioFloorMs ?? 1;
+      const ratio = p99 === null || stableP99 === null ? null : p99 / Math.max(stableP99, floor);
       push({
         check: 'latencyP99RatioToStable',
         value: ratio === null ? null : round(ratio, 3),
         threshold: ratioLimit,
         outcome:
           !enoughSuccesses || !stableEnough || ratio === null ? 'inconclusive' : ratio > ratioLimit ? 'fail' : 'pass',
-        rule: `candidate p99 / max(stable p99, 1 ms) <= ${ratioLimit}`,
+        rule: `candidate p99 / max(stable p99, ${floor} ms) <= ${ratioLimit}`,
         sampleSize: Math.min(candidate.successes, stable.successes),
         detail: stableP99 === null ? undefined : `stable p99 ${round(stableP99, 2)} ms`,
       });

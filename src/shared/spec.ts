@@ -189,9 +189,18 @@ export const AnalysisSpec = z
       .strict()
       .default({ max: 0.01, failureLimit: 0 }),
     latencyP99Ms: z
-      .object({ max: z.number().positive(), maxRatioToStable: z.number().positive().optional(), ...CheckTolerance })
+      .object({
+        max: z.number().positive(),
+        maxRatioToStable: z.number().positive().optional(),
+        /**
+         * A stable p99 below this counts as this in the ratio, so millisecond jitter on a fast model (a loaded host,
+         * a GC pause) does not read as a large ratio. Default 1 ms.
+         */
+        ratioFloorMs: z.number().positive().default(1),
+        ...CheckTolerance,
+      })
       .strict()
-      .default({ max: 500, maxRatioToStable: 3, failureLimit: 0 }),
+      .default({ max: 500, maxRatioToStable: 3, ratioFloorMs: 1, failureLimit: 0 }),
     /**
      * Drift of the candidate's predicted probabilities against the stable version's: fails when the population
      * stability index exceeds `maxPsi` and a KS test on the same bins is significant at `alpha`.

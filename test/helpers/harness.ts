@@ -167,6 +167,9 @@ export function testSpec(
   ];
   out.rollout.analysis.minSamples = 60;
   out.rollout.analysis.maxWaitForSamples = 30_000;
+  // Two cores shared by the dev server, worker, trainer, gateway and load generators: a few ms of jitter is normal
+  // there and must not read as a latency regression against a sub-millisecond stable version.
+  out.rollout.analysis.latencyP99Ms.ratioFloorMs = 10;
   patch(out);
   return out;
 }

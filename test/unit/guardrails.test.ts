@@ -351,6 +351,16 @@ describe('evaluateStage', () => {
     expect(result.byCheck.latencyP99RatioToStable).toMatchObject({ value: 1.99, outcome: 'pass' });
   });
 
+  it('takes a configured floor for the stable p99, so a few ms of jitter on a loaded host passes', () => {
+    const rules = AnalysisSpec.parse({ latencyP99Ms: { max: 500, maxRatioToStable: 4, ratioFloorMs: 10 } });
+    const stable = makeWindow({ requests: 2000, latency: bins(LATENCY_LEN, { 0: 1 }) }); // p99 under 1 ms
+    const jitter = evaluate(makeWindow({ requests: 500, latency: bins(LATENCY_LEN, { 3: 1 }) }), stable, rules);
+    expect(jitter.byCheck.latencyP99RatioToStable).toMatchObject({ outcome: 'pass' });
+    expect(jitter.byCheck.latencyP99RatioToStable!.rule).toBe('candidate p99 / max(stable p99, 10 ms) <= 4');
+    const slow = evaluate(makeWindow({ requests: 500, latency: MEDIUM }), stable, rules); // p99 100 ms
+    expect(slow.byCheck.latencyP99RatioToStable).toMatchObject({ value: 10, outcome: 'fail' });
+  });
+
   it('skips the ratio check when the rules set no ratio limit', () => {
     const rules = AnalysisSpec.parse({ latencyP99Ms: { max: 500 } });
     const result = evaluate(makeWindow({ requests: 500, latency: MEDIUM }), STABLE, rules);

@@ -69,7 +69,7 @@ describe('loadSpecFile with the example specs', () => {
       interval: 60_000,
       outage: { failureLimit: 0 },
       errorRate: { max: 0.01, failureLimit: 0 },
-      latencyP99Ms: { max: 250, maxRatioToStable: 4, failureLimit: 0 },
+      latencyP99Ms: { max: 250, maxRatioToStable: 4, ratioFloorMs: 5, failureLimit: 0 },
       predictionDrift: { maxPsi: 0.25, alpha: 0.01, failureLimit: 0 },
       featureSkew: { maxPsi: 0.5, alpha: 0.001, failureLimit: 0 },
       inputQuality: { maxRate: 0.05, failureLimit: 0 },
