@@ -20,6 +20,8 @@ export async function setup(project: TestProject): Promise<void> {
   server = await startDevServer();
   const { code } = await bundleWorkflowCode({
     workflowsPath: join(projectRoot(), 'src', 'workflows', 'index.ts'),
+    // As the workers' workflowModules (src/workers/workers.ts): replay and every test run with them.
+    workflowInterceptorModules: [join(projectRoot(), 'src', 'workflows', 'interceptors.ts')],
     logger: quiet,
   });
   const dir = mkdtempSync(join(tmpdir(), 'mll-bundle-'));

@@ -8,6 +8,7 @@ import { PlanInputError, selectHardware } from '../client/hardware-planning';
 import { QuotaClient, UnknownPoolError } from '../client/quota-client';
 import { InvalidFileError } from '../config/yaml-file';
 import { approverKeysPath, loadApproverKeyring } from '../config/approver-keys';
+import type { LifecycleMetrics } from '../metrics/lifecycle-metrics';
 import type { ApproverKeyring } from '../shared/signed-approval';
 import type { HardwareSelection } from '../shared/hardware';
 import { recordPromotionUpdate, registryStateQuery } from '../shared/messages';
@@ -38,6 +39,8 @@ export interface ControlPlaneDeps {
   alertSinks?: AlertSinkConfig[];
   /** The approver keyring signed approvals are verified with (default: ML_APPROVER_KEYS). */
   approverKeysFile?: string;
+  /** Counts delivered alerts (the worker's Prometheus metrics). */
+  metrics?: Pick<LifecycleMetrics, 'alertDelivered'>;
 }
 
 type ClassSummary = Pick<HardwareClass, 'name' | 'kind' | 'taskQueue' | 'pricePerHourUsd'>;
@@ -190,6 +193,8 @@ export function createControlPlaneActivities(deps: ControlPlaneDeps) {
       log[level](`${alert.resolved ? 'RESOLVED' : 'ALERT'} ${alert.kind}: ${alert.summary}`, { alert });
       await deps.alertSink?.(alert);
       if (deps.alertSinks?.length) await deliverAlert(alert, deps.alertSinks, fetch, log);
+      // Counted once delivered: a retried delivery is one alert.
+      deps.metrics?.alertDelivered(alert);
     },
   };
 }

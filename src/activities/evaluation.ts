@@ -1,11 +1,13 @@
 import { existsSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { isAbsolute, join } from 'node:path';
 import { ApplicationFailure } from '@temporalio/activity';
 import { parse as parseCsv } from 'csv-parse/sync';
 import * as ort from 'onnxruntime-node';
 import { ErrorType } from '../shared/errors';
 import { ModelManifest } from '../shared/gateway-api';
+import { predictionBinIndex } from '../serving/telemetry';
+import { PREDICTION_BASELINE_FILE, PREDICTION_BINS, type PredictionBaseline } from '../shared/telemetry';
 import type { TestDataDrift } from '../shared/status';
 import type { TestDataSpec } from '../shared/spec';
 import { checkData, loadProfile, PROFILE_FILE, summarizeDrift } from '../drift';
@@ -73,7 +75,19 @@ async function score(
   }
 }
 
-const SMOKE_ROWS = 200;
+/** Test rows scored at validation: the smoke test, and the serving monitor's baseline of predictions. */
+const BASELINE_ROWS = 50_000;
+
+/**
+ * The validation-time predictions, binned as the gateway bins live ones: the serving monitor compares production's
+ * predictions with them (prediction drift).
+ */
+async function writeBaseline(dir: string, probabilities: Float64Array): Promise<void> {
+  const bins = new Array<number>(PREDICTION_BINS).fill(0);
+  for (const p of probabilities) bins[predictionBinIndex(p)]!++;
+  const baseline: PredictionBaseline = { rows: probabilities.length, predictionBinCounts: bins };
+  await writeFile(join(dir, PREDICTION_BASELINE_FILE), `${JSON.stringify(baseline)}\n`);
+}
 
 export function createEvaluationActivities(deps: { root: string }) {
   const resolve = (p: string) => (isAbsolute(p) ? p : join(deps.root, p));
@@ -108,7 +122,7 @@ export function createEvaluationActivities(deps: { root: string }) {
           columns: true,
           skip_empty_lines: true,
           trim: true,
-          to: SMOKE_ROWS,
+          to: BASELINE_ROWS,
         });
       } catch (err) {
         throw ApplicationFailure.create({
@@ -119,6 +133,7 @@ export function createEvaluationActivities(deps: { root: string }) {
       }
       const { probabilities } = await score(input.artifactDir, rows);
       const bad = probabilities.findIndex((p) => !Number.isFinite(p) || p < 0 || p > 1);
+      if (bad < 0) await writeBaseline(input.artifactDir, probabilities);
       if (bad >= 0) {
         throw ApplicationFailure.create({
           type: ErrorType.ArtifactInvalid,

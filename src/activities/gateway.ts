@@ -3,6 +3,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { evaluateStage, inputSkew, requiredSamples, windowOf, type StageAnalysis } from '../domain/guardrails';
 import { loadProfile, PROFILE_FILE } from '../drift/profile';
+import type { LifecycleMetrics } from '../metrics/lifecycle-metrics';
 import type { AdminResult } from '../shared/gateway-api';
 import type { AnalysisSpec } from '../shared/spec';
 import type { ModelTelemetry } from '../shared/telemetry';
@@ -15,6 +16,8 @@ export interface GatewayDeps {
   pollIntervalMs?: number;
   /** Where `{ fromEnv }` header values of HTTP targets are read (default: process.env). */
   env?: Readonly<Record<string, string | undefined>>;
+  /** Where each analysis's readouts and drift go (the worker's Prometheus metrics). */
+  metrics?: Pick<LifecycleMetrics, 'stageAnalyzed'>;
 }
 
 /** Every deployment activity takes an optional target; absent means the worker's gateway, as before targets. */
@@ -102,6 +105,12 @@ export function createGatewayActivities(deps: GatewayDeps) {
             rules: input.rules,
             ...(skew ? { inputSkew: skew } : {}),
             ...(profile ? { profile } : {}),
+          });
+          deps.metrics?.stageAnalyzed({
+            model: input.model,
+            version: input.candidate,
+            decisions: analysis.decisions,
+            ...(skew ? { inputSkew: skew } : {}),
           });
           return { ...analysis, telemetry: now };
         }

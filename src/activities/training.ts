@@ -4,6 +4,7 @@ import { mkdir, readFile, rename, rm } from 'node:fs/promises';
 import { isAbsolute, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { ApplicationFailure, Context, log } from '@temporalio/activity';
+import type { LifecycleMetrics } from '../metrics/lifecycle-metrics';
 import { ErrorType } from '../shared/errors';
 import { PROFILE_FILE } from '../drift/profile';
 import { writeTrainingProfile } from './data';
@@ -18,6 +19,8 @@ export interface TrainingDeps {
   root: string;
   /** Renews a quota lease; false when the pool no longer holds it. */
   renewLease?: (lease: TrainingLease) => Promise<boolean>;
+  /** Where training durations go (the worker's Prometheus metrics). */
+  metrics?: Pick<LifecycleMetrics, 'trainingFinished'>;
 }
 
 /** The quota lease training runs under; renewed while the trainer is alive. */
@@ -67,7 +70,7 @@ async function readMetrics(dir: string): Promise<Record<string, number> | null> 
 
 export function createTrainingActivities(deps: TrainingDeps) {
   const resolve = (p: string) => (isAbsolute(p) ? p : join(deps.root, p));
-  return {
+  const activities = {
     /**
      * Runs the training program as a real process and heartbeats its progress. The artifact is written to a
      * per-attempt folder and renamed into place only when complete, so a retry after a crash finds either a finished
@@ -212,5 +215,33 @@ export function createTrainingActivities(deps: TrainingDeps) {
         datasetRows,
       };
     },
+  };
+  return { trainModel: timed(activities.trainModel, deps.metrics) };
+}
+
+/**
+ * Reports each training run to the metrics, by the hardware class of the worker's task queue (`train-gpu` → `gpu`):
+ * the trainer's process time of a finished run, the time until a failed or cancelled one gave up. A reused artifact
+ * is no run.
+ */
+function timed(
+  train: (input: TrainModelInput) => Promise<TrainModelResult>,
+  metrics: TrainingDeps['metrics'],
+): (input: TrainModelInput) => Promise<TrainModelResult> {
+  if (!metrics) return train;
+  return async (input) => {
+    const ctx = Context.current();
+    const hardwareClass = ctx.info.taskQueue.replace(/^train-/, '');
+    const started = performance.now();
+    try {
+      const result = await train(input);
+      if (!result.reused)
+        metrics.trainingFinished({ hardwareClass, outcome: 'succeeded', durationMs: result.durationMs });
+      return result;
+    } catch (err) {
+      const outcome = ctx.cancellationSignal.aborted ? 'cancelled' : 'failed';
+      metrics.trainingFinished({ hardwareClass, outcome, durationMs: performance.now() - started });
+      throw err;
+    }
   };
 }

@@ -44,6 +44,8 @@ export interface WebhookPayload {
   lifecycleId: string | null;
   pool: string | null;
   dedupKey: string;
+  /** The team the alert was routed to (a route's `owner`), or null. */
+  owner: string | null;
   details: Record<string, unknown>;
   /** When this delivery was made (ISO 8601); a retried delivery carries a later time. */
   at: string;
@@ -61,6 +63,7 @@ export function webhookPayload(alert: Alert, now: Date = new Date()): WebhookPay
     lifecycleId: alert.lifecycleId ?? null,
     pool: alert.pool ?? null,
     dedupKey: alert.dedupKey,
+    owner: alert.owner ?? null,
     details: alert.details ?? {},
     at: now.toISOString(),
   };
@@ -99,6 +102,7 @@ export function slackPayload(alert: Alert): SlackPayload {
     alert.pool && `*Pool:* ${escapeMrkdwn(alert.pool)}`,
     `*Severity:* ${alert.severity}${alert.resolved ? ' (resolved)' : ''}`,
     `*Dedup key:* \`${escapeMrkdwn(alert.dedupKey)}\``,
+    alert.owner && `*Owner:* ${escapeMrkdwn(alert.owner)}`,
   ].filter((f): f is string => Boolean(f));
   const blocks: SlackBlock[] = [
     { type: 'header', text: { type: 'plain_text', text: truncate(`${status}: ${subject(alert)}`, SLACK_HEADER_MAX) } },
@@ -111,6 +115,28 @@ export function slackPayload(alert: Alert): SlackPayload {
     blocks.push({ type: 'section', text: { type: 'mrkdwn', text: `\`\`\`${json}\`\`\`` } });
   }
   return { text: escapeMrkdwn(`[${status}] ${subject(alert)}: ${alert.summary}`), blocks };
+}
+
+/** One Slack message for a group of alerts of one model (or pool): a header, then one section per alert. */
+export function slackGroupPayload(alerts: readonly Alert[]): SlackPayload {
+  const first = alerts[0]!;
+  const about = first.model ?? first.pool ?? 'ml-lifecycle';
+  const firing = alerts.filter((a) => !a.resolved).length;
+  const title = `${alerts.length} alerts for ${about} (${firing} firing, ${alerts.length - firing} resolved)`;
+  const line = (a: Alert) =>
+    `*${a.resolved ? 'RESOLVED' : a.severity.toUpperCase()}* ${escapeMrkdwn(subject(a))}: ${escapeMrkdwn(a.summary)}\n\`${escapeMrkdwn(a.dedupKey)}\`${a.owner ? ` · owner ${escapeMrkdwn(a.owner)}` : ''}`;
+  // Block Kit takes at most 50 blocks per message.
+  const shown = alerts.slice(0, 48);
+  const blocks: SlackBlock[] = [
+    { type: 'header', text: { type: 'plain_text', text: truncate(title, SLACK_HEADER_MAX) } },
+    ...shown.map((a): SlackBlock => ({
+      type: 'section',
+      text: { type: 'mrkdwn', text: truncate(line(a), SLACK_SECTION_MAX) },
+    })),
+  ];
+  if (alerts.length > shown.length)
+    blocks.push({ type: 'section', text: { type: 'mrkdwn', text: `…and ${alerts.length - shown.length} more` } });
+  return { text: escapeMrkdwn(title), blocks };
 }
 
 /** One alert of Alertmanager's v2 API (`POST /api/v2/alerts` takes an array of these); labels and annotations are strings. */
@@ -135,6 +161,7 @@ export function alertmanagerPayload(alert: Alert, now: Date = new Date()): Alert
     ...(alert.model ? { model: alert.model } : {}),
     ...(alert.version ? { version: alert.version } : {}),
     ...(alert.pool ? { pool: alert.pool } : {}),
+    ...(alert.owner ? { owner: alert.owner } : {}),
     dedup_key: alert.dedupKey,
   });
   const annotations: Record<string, string> = {
@@ -194,23 +221,24 @@ const consoleLog: DeliveryLog = {
 // 408 and 429 ask to come back later, which is what a retry does.
 const retryableStatus = (status: number) => status >= 500 || status === 408 || status === 429;
 
-async function post(sink: AlertSinkConfig, alert: Alert, now: Date, fetchImpl: typeof fetch): Promise<Outcome> {
+/** One POST of one body to one sink; `alerts` are the alerts the body carries (for the idempotency key). */
+async function post(sink: AlertSinkConfig, body: unknown, idemKey: string, fetchImpl: typeof fetch): Promise<Outcome> {
   const timeoutMs = sink.timeoutMs ?? DEFAULT_SINK_TIMEOUT_MS;
   const headers: Record<string, string> = {
     'content-type': 'application/json',
-    ...(sink.kind === 'webhook' ? { 'idempotency-key': idempotencyKey(alert) } : {}),
+    ...(sink.kind === 'webhook' ? { 'idempotency-key': idemKey } : {}),
     ...sink.headers,
   };
   let res: Response;
-  let body: string;
+  let answer: string;
   try {
     res = await fetchImpl(sink.url, {
       method: 'POST',
       headers,
-      body: JSON.stringify(alertPayload(sink.kind, alert, now)),
+      body: JSON.stringify(body),
       signal: AbortSignal.timeout(timeoutMs),
     });
-    body = await res.text();
+    answer = await res.text();
   } catch (err) {
     const e = err as Error & { cause?: { code?: string; message?: string } };
     const reason =
@@ -219,10 +247,10 @@ async function post(sink: AlertSinkConfig, alert: Alert, now: Date, fetchImpl: t
   }
   if (res.ok) return { sink: sink.name, result: 'delivered', status: res.status };
   if (retryableStatus(res.status)) {
-    const quoted = truncate(body.trim(), MAX_QUOTED_IN_FAILURE);
+    const quoted = truncate(answer.trim(), MAX_QUOTED_IN_FAILURE);
     return { sink: sink.name, result: 'failed', reason: `${res.status}${quoted ? ` ${quoted}` : ''}` };
   }
-  return { sink: sink.name, result: 'refused', status: res.status, body: truncate(body, MAX_QUOTED) };
+  return { sink: sink.name, result: 'refused', status: res.status, body: truncate(answer, MAX_QUOTED) };
 }
 
 /**
@@ -241,32 +269,66 @@ export async function deliverAlert(
   fetchImpl: typeof fetch = fetch,
   log: DeliveryLog = consoleLog,
 ): Promise<DeliveryReport> {
+  return deliverAlerts([alert], sinks, fetchImpl, log);
+}
+
+/**
+ * Delivers a group of alerts (one model's, gathered by the router) as `deliverAlert` does one: a Slack sink gets one
+ * message listing them all, Alertmanager one POST with all of them, a webhook one POST per alert (its body is one
+ * alert, and each has its own idempotency key).
+ */
+export async function deliverAlerts(
+  alerts: readonly Alert[],
+  sinks: readonly AlertSinkConfig[],
+  fetchImpl: typeof fetch = fetch,
+  log: DeliveryLog = consoleLog,
+): Promise<DeliveryReport> {
   const now = new Date();
-  const taking = sinks.filter((s) => sinkTakes(s, alert));
-  const outcomes = await Promise.all(taking.map((s) => post(s, alert, now, fetchImpl)));
-  const report: DeliveryReport = {
-    delivered: [],
-    refused: [],
-    skipped: sinks.filter((s) => !taking.includes(s)).map((s) => s.name),
-  };
+  const posts: Promise<Outcome>[] = [];
+  const skipped: string[] = [];
+  for (const sink of sinks) {
+    const taken = alerts.filter((a) => sinkTakes(sink, a));
+    if (taken.length === 0) {
+      skipped.push(sink.name);
+      continue;
+    }
+    const key = taken.map(idempotencyKey).join(',');
+    if (sink.kind === 'webhook')
+      for (const a of taken) posts.push(post(sink, webhookPayload(a, now), idempotencyKey(a), fetchImpl));
+    else if (sink.kind === 'slack')
+      posts.push(post(sink, taken.length === 1 ? slackPayload(taken[0]!) : slackGroupPayload(taken), key, fetchImpl));
+    else
+      posts.push(
+        post(
+          sink,
+          taken.flatMap((a) => alertmanagerPayload(a, now)),
+          key,
+          fetchImpl,
+        ),
+      );
+  }
+  const outcomes = await Promise.all(posts);
+  const report: DeliveryReport = { delivered: [], refused: [], skipped };
   const failed: { sink: string; reason: string }[] = [];
   for (const o of outcomes) {
-    if (o.result === 'delivered') report.delivered.push(o.sink);
-    else if (o.result === 'refused') report.refused.push({ sink: o.sink, status: o.status, body: o.body });
+    if (o.result === 'delivered') {
+      if (!report.delivered.includes(o.sink)) report.delivered.push(o.sink);
+    } else if (o.result === 'refused') report.refused.push({ sink: o.sink, status: o.status, body: o.body });
     else failed.push({ sink: o.sink, reason: o.reason });
   }
+  const keys = alerts.map((a) => a.dedupKey).join(', ');
   for (const r of report.refused)
     log.error(`alert sink ${r.sink} refused the alert (${r.status}); not retried`, {
       sink: r.sink,
       status: r.status,
       body: r.body,
-      dedupKey: alert.dedupKey,
+      dedupKey: keys,
     });
-  if (report.delivered.length > 0) log.debug('alert delivered', { sinks: report.delivered, dedupKey: alert.dedupKey });
+  if (report.delivered.length > 0) log.debug('alert delivered', { sinks: report.delivered, dedupKey: keys });
   if (failed.length > 0)
     throw ApplicationFailure.create({
       type: ErrorType.AlertDeliveryFailed,
-      message: `alert ${alert.dedupKey} not delivered to ${failed.map((f) => `${f.sink} (${f.reason})`).join(', ')}`,
+      message: `alert ${keys} not delivered to ${failed.map((f) => `${f.sink} (${f.reason})`).join(', ')}`,
       details: [{ failed, delivered: report.delivered }],
     });
   return report;

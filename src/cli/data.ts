@@ -1,4 +1,14 @@
+import { resolve } from 'node:path';
+import type { Client } from '@temporalio/client';
 import type { Command } from 'commander';
+import {
+  DataScheduleClient,
+  DataScheduleExistsError,
+  DataScheduleInputError,
+  DataScheduleNotFoundError,
+  type DataScheduleInfo,
+  type DataScheduleTiming,
+} from '../client/data-schedules';
 import { loadYamlFile } from '../config/yaml-file';
 import {
   buildProfile,
@@ -10,12 +20,18 @@ import {
   type DriftReport,
   type FeatureDrift,
 } from '../drift';
+import { formatDurationMs, parseDurationMs } from '../shared/duration';
+import type { DataCheckResult } from '../shared/data-check';
 import { table } from './format';
 
 export interface DataCommandDeps {
   print: (cmd: Command, json: unknown, text: string) => void;
   invalid: (message: string) => never;
   problemsFound: () => void;
+  /** A Temporal client (`mlctl data schedule …`). */
+  connect: () => Promise<Client>;
+  refused: (message: string) => never;
+  notFound: (message: string) => never;
 }
 
 const num = (x: number | null | undefined) =>
@@ -164,6 +180,169 @@ export function addDataCommands(program: Command, deps: DataCommandDeps): void {
       if (!report.ok) deps.problemsFound();
       deps.print(cmd, report, formatReport(report));
     });
+
+  addScheduleCommands(data, deps);
+}
+
+/** The CLI flag a schedule input field comes from (`driftShare` → `--drift-share`). */
+function flagOf(field: string): string {
+  const top = field.split('.')[0]!;
+  if (top === 'name') return '<name>';
+  const flags = ['reference', 'current', 'model', 'pool', 'quotaHorizon', 'driftShare', 'options', 'every', 'cron'];
+  return flags.includes(top) ? `--${top.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}` : field;
+}
+
+const when = (iso: string | undefined) => (iso ? iso.replace(/\.\d{3}Z$/, 'Z') : '-');
+
+export function formatSchedule(s: DataScheduleInfo): string {
+  const i = s.input;
+  return [
+    `${s.scheduleId}: ${s.timing}${s.paused ? ' (paused)' : ''}`,
+    `  checks    ${i.current}`,
+    `  against   ${i.reference}`,
+    ...(i.model ? [`  model     ${i.model}`] : []),
+    ...(i.pool
+      ? [`  pool      ${i.pool} (alert when a resource runs out within ${formatDurationMs(i.quotaHorizon)})`]
+      : []),
+    `  drift     data set drifts at a share of ${i.driftShare}; alerts data:${s.name}:<kind>`,
+    `  next run  ${when(s.nextRuns[0])}`,
+  ].join('\n');
+}
+
+export function formatCheckResult(r: DataCheckResult): string {
+  return [
+    `${r.name}: checked ${r.current} (${r.date})`,
+    ...r.observations.map(
+      (o) => `  ${o.firing === true ? 'BAD ' : o.firing === false ? 'ok  ' : '?   '} ${o.kind.padEnd(15)} ${o.summary}`,
+    ),
+    r.firing.length ? `firing: ${r.firing.join(', ')}` : 'nothing firing',
+  ].join('\n');
+}
+
+/** `mlctl data schedule create|list|trigger|delete`: data pipeline checks on Temporal Schedules (R8). */
+function addScheduleCommands(data: Command, deps: DataCommandDeps): void {
+  const schedule = data
+    .command('schedule')
+    .description("check a data pipeline's batches on a Temporal Schedule; findings go to the alert router");
+  const schedules = async () => new DataScheduleClient(await deps.connect());
+  const mapped = async <T>(call: () => Promise<T>): Promise<T> => {
+    try {
+      return await call();
+    } catch (err) {
+      if (err instanceof DataScheduleInputError) deps.invalid(`${flagOf(err.field)}: ${err.problem}`);
+      if (err instanceof DataScheduleExistsError) deps.refused(err.message);
+      if (err instanceof DataScheduleNotFoundError) deps.notFound(err.message);
+      throw err;
+    }
+  };
+
+  schedule
+    .command('create <name>')
+    .description('create the schedule data-check-<name>: check the batch against the reference on a timer')
+    .requiredOption(
+      '--reference <file>',
+      'a profile (`mlctl data profile`; --label there for label drift) or data file',
+    )
+    .requiredOption('--current <file>', "the batch (CSV/JSONL); {date} stands for the run's date: batches/{date}.csv")
+    .option('--every <duration>', 'run at this interval (e.g. 1h, 1d; default 1d)')
+    .option('--cron <expression>', 'run at the times of a cron expression, UTC (e.g. "0 6 * * *")')
+    .option('--model <model>', 'the model the pipeline feeds (carried on its alerts)')
+    .option('--pool <pool>', "watch this quota pool's burn rate (data-quota-rate)")
+    .option('--quota-horizon <duration>', "alert when a pool's resource runs out within this (default 24h)")
+    .option('--drift-share <share>', 'share of drifted features that makes the data set drift (default 0.5)')
+    .option('--options <yaml>', 'drift options: per-feature method/threshold/direction/skip, problem limits')
+    .option('--json', 'machine-readable output')
+    .action(async (name: string, o: ScheduleFlags, cmd: Command) => {
+      if (o.every !== undefined && o.cron !== undefined) deps.invalid('--every, --cron: give one of them, not both');
+      let timing: DataScheduleTiming = { every: o.every ?? '1d' };
+      if (o.cron !== undefined) timing = { cron: o.cron };
+      else if (parseDurationMs(timing.every as string) === undefined)
+        deps.invalid(`--every: "${o.every}" is not a duration (e.g. 30m, 1h, 1d)`);
+      let driftShare: number | undefined;
+      if (o.driftShare !== undefined) {
+        driftShare = Number(o.driftShare);
+        if (!(driftShare >= 0 && driftShare <= 1))
+          deps.invalid(`--drift-share: "${o.driftShare}" is not a number in 0..1`);
+      }
+      let options: Record<string, unknown> | undefined;
+      if (o.options) {
+        const { driftShare: fromFile, ...rest } = loadYamlFile(o.options, DriftOptions, 'drift options');
+        options = rest;
+        driftShare ??= fromFile;
+      }
+      const info = await mapped(async () =>
+        (await schedules()).create(
+          {
+            name,
+            // The worker reads them: absolute, so they do not depend on where the worker was started.
+            reference: resolve(o.reference),
+            current: resolve(o.current),
+            ...(o.model !== undefined ? { model: o.model } : {}),
+            ...(o.pool !== undefined ? { pool: o.pool } : {}),
+            ...(o.quotaHorizon !== undefined ? { quotaHorizon: o.quotaHorizon } : {}),
+            ...(driftShare !== undefined ? { driftShare } : {}),
+            ...(options ? { options } : {}),
+          },
+          timing,
+        ),
+      );
+      deps.print(cmd, info, `created ${formatSchedule(info)}`);
+    });
+
+  schedule
+    .command('list')
+    .description('the data check schedules: what each checks, when, and its next run')
+    .option('--json', 'machine-readable output')
+    .action(async (_o: unknown, cmd: Command) => {
+      const all = await mapped(async () => (await schedules()).list());
+      deps.print(
+        cmd,
+        all,
+        all.length === 0
+          ? 'no data check schedules'
+          : table(
+              ['NAME', 'TIMING', 'CURRENT', 'REFERENCE', 'MODEL', 'POOL', 'NEXT RUN', 'LAST RUN'],
+              all.map((s) => [
+                s.name,
+                s.timing,
+                s.input?.current ?? '',
+                s.input?.reference ?? '',
+                s.input?.model ?? '-',
+                s.input?.pool ?? '-',
+                when(s.nextRuns[0]),
+                when(s.recentRuns.at(-1)?.takenAt),
+              ]),
+            ),
+      );
+    });
+
+  schedule
+    .command('trigger <name>')
+    .description('run the check now (with --wait: print what it found; exit 5 when a condition is bad)')
+    .option('--wait', 'wait for the check and print its findings')
+    .option('--json', 'machine-readable output')
+    .action(async (name: string, o: { wait?: boolean }, cmd: Command) => {
+      const run = await mapped(async () => (await schedules()).trigger(name, { wait: o.wait === true }));
+      if (!run) {
+        deps.print(cmd, { name, started: false }, `${name}: triggered; it starts when the running check ends`);
+        return;
+      }
+      if (run.result && run.result.firing.length > 0) deps.problemsFound();
+      deps.print(
+        cmd,
+        { name, started: true, ...run },
+        run.result ? formatCheckResult(run.result) : `${name}: triggered, run ${run.workflowId}`,
+      );
+    });
+
+  schedule
+    .command('delete <name>')
+    .description('delete the schedule (a check already running finishes; open incidents stay in the router)')
+    .option('--json', 'machine-readable output')
+    .action(async (name: string, _o: unknown, cmd: Command) => {
+      await mapped(async () => (await schedules()).delete(name));
+      deps.print(cmd, { name, deleted: true }, `deleted data-check-${name}`);
+    });
 }
 
 interface ProfileFlags {
@@ -182,4 +361,16 @@ interface CheckFlags {
   driftShare?: string;
   label?: string;
   identifier?: string[];
+}
+
+interface ScheduleFlags {
+  reference: string;
+  current: string;
+  every?: string;
+  cron?: string;
+  model?: string;
+  pool?: string;
+  quotaHorizon?: string;
+  driftShare?: string;
+  options?: string;
 }

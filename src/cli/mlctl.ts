@@ -13,6 +13,7 @@ import { connectClient } from '../config/temporal';
 import { registerSearchAttributes } from '../dev/register-search-attributes';
 import { Identity } from '../shared/spec';
 import { formatHistory, formatList, formatStatus } from './format';
+import { addAlertsCommands } from './alerts';
 import { addDataCommands } from './data';
 import { addHardwareCommands } from './hardware';
 import { addKeysCommands } from './keys';
@@ -231,34 +232,27 @@ export function buildProgram(): Command {
     (cmd, json, text) => print(merged(cmd), json, text),
     async () => (client = await connectClient()),
   );
-  addQuotaCommands(program, {
+  // What the command groups need: a client, printing, and the errors that pick mlctl's exit code.
+  const commandDeps = {
     connect: async () => (client = await connectClient()),
-    print: (cmd, json, text) => print(merged(cmd), json, text),
-    invalid: (message) => {
+    print: (cmd: Command, json: unknown, text: string) => print(merged(cmd), json, text),
+    invalid: (message: string): never => {
       throw new InputError(message);
     },
-    refused: (message) => {
+    refused: (message: string): never => {
       throw new RefusedError(message);
     },
-    problemsFound: () => {
-      problemsFound = true;
-    },
-  });
-  addDataCommands(program, {
-    print: (cmd, json, text) => print(merged(cmd), json, text),
-    invalid: (message) => {
-      throw new InputError(message);
+    notFound: (message: string): never => {
+      throw new NotFoundError(message);
     },
     problemsFound: () => {
       problemsFound = true;
     },
-  });
-  addKeysCommands(program, {
-    print: (cmd, json, text) => print(merged(cmd), json, text),
-    invalid: (message) => {
-      throw new InputError(message);
-    },
-  });
+  };
+  addQuotaCommands(program, commandDeps);
+  addDataCommands(program, commandDeps);
+  addAlertsCommands(program, commandDeps);
+  addKeysCommands(program, commandDeps);
   return program;
 }
 

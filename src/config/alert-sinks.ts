@@ -1,9 +1,11 @@
 import { isAbsolute, join } from 'node:path';
 import { z } from 'zod';
 import { AlertSinkKind, DEFAULT_SINK_TIMEOUT_MS, SEVERITIES, type AlertSinkConfig } from '../alerts/sinks';
+import { CONDITION_ALERT_KINDS, EVENT_ALERT_KINDS, type Alert } from '../shared/alerts';
 import { HeaderValue, resolveHeaderValues } from '../targets/spec';
 import { projectRoot } from './paths';
-import { loadYamlFile } from './yaml-file';
+import { InvalidFileError, loadYamlFile } from './yaml-file';
+import { parseDurationMs } from '../shared/duration';
 
 // RFC 9110 token: the characters a header name may hold.
 const HeaderName = z.string().regex(/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/, 'a header name');
@@ -23,9 +25,35 @@ export const AlertSinkSpec = z
   .strict();
 export type AlertSinkSpec = z.infer<typeof AlertSinkSpec>;
 
-/** The alert sinks file: `sinks: [{ name, kind, url, headers?, minSeverity?, timeoutMs? }]`. */
+/**
+ * A route: alerts matching every given field go to `sinks` (names of this file's sinks) and are owned by `owner`.
+ * `model` and `pool` may end in `*` (a prefix). Routes are tried in order; the first match wins unless it says
+ * `continue: true`; an alert no route matches goes to every sink.
+ */
+export const AlertRouteSpec = z
+  .object({
+    match: z
+      .object({
+        model: z.string().min(1).optional(),
+        pool: z.string().min(1).optional(),
+        kinds: z
+          .array(z.enum([...EVENT_ALERT_KINDS, ...CONDITION_ALERT_KINDS]))
+          .min(1)
+          .optional(),
+        severities: z.array(z.enum(SEVERITIES)).min(1).optional(),
+      })
+      .strict()
+      .default({}),
+    owner: z.string().min(1).optional(),
+    sinks: z.array(z.string()).min(1),
+    continue: z.boolean().default(false),
+  })
+  .strict();
+export type AlertRouteSpec = z.infer<typeof AlertRouteSpec>;
+
+/** The alert sinks file: `sinks: [{ name, kind, url, headers?, minSeverity?, timeoutMs? }]`, `routes: [...]`. */
 export const AlertSinksFile = z
-  .object({ sinks: z.array(AlertSinkSpec) })
+  .object({ sinks: z.array(AlertSinkSpec), routes: z.array(AlertRouteSpec).default([]) })
   .strict()
   .superRefine((file, ctx) => {
     const seen = new Set<string>();
@@ -34,6 +62,14 @@ export const AlertSinksFile = z
         ctx.addIssue({ code: 'custom', path: ['sinks', i, 'name'], message: `sink ${sink.name} is declared twice` });
       seen.add(sink.name);
     }
+    for (const [i, route] of file.routes.entries())
+      for (const [j, name] of route.sinks.entries())
+        if (!seen.has(name))
+          ctx.addIssue({
+            code: 'custom',
+            path: ['routes', i, 'sinks', j],
+            message: `no sink named "${name}" (sinks: ${[...seen].join(', ') || 'none'})`,
+          });
   });
 export type AlertSinksFile = z.infer<typeof AlertSinksFile>;
 
@@ -52,6 +88,14 @@ export function loadAlertSinks(
   file: string,
   env: Readonly<Record<string, string | undefined>> = process.env,
 ): AlertSinkConfig[] {
+  return loadAlertConfig(file, env).sinks;
+}
+
+/** The sinks and routes of an alert sinks file; see loadAlertSinks. */
+export function loadAlertConfig(
+  file: string,
+  env: Readonly<Record<string, string | undefined>> = process.env,
+): AlertConfig {
   const withSecrets = AlertSinksFile.superRefine((parsed, ctx) => {
     for (const [i, sink] of parsed.sinks.entries())
       for (const { header, variable } of resolveHeaderValues(sink.headers, env).missing)
@@ -62,11 +106,67 @@ export function loadAlertSinks(
         });
   });
   const parsed = loadYamlFile(file, withSecrets, 'alert sinks');
-  return parsed.sinks.map((sink) => ({ ...sink, headers: resolveHeaderValues(sink.headers, env).headers }));
+  return {
+    sinks: parsed.sinks.map((sink) => ({ ...sink, headers: resolveHeaderValues(sink.headers, env).headers })),
+    routes: parsed.routes,
+  };
+}
+
+export interface AlertConfig {
+  sinks: AlertSinkConfig[];
+  routes: AlertRouteSpec[];
 }
 
 /** The worker's sinks: ALERT_SINKS_FILE's, or none (alerts go to the log only). */
 export function loadAlertSinksFromEnv(env: NodeJS.ProcessEnv = process.env): AlertSinkConfig[] {
+  return loadAlertConfigFromEnv(env).sinks;
+}
+
+/** The worker's sinks and routes: ALERT_SINKS_FILE's, or none. */
+export function loadAlertConfigFromEnv(env: NodeJS.ProcessEnv = process.env): AlertConfig {
   const file = alertSinksPath(env);
-  return file ? loadAlertSinks(file, env) : [];
+  return file ? loadAlertConfig(file, env) : { sinks: [], routes: [] };
+}
+
+const matches = (pattern: string | undefined, value: string | undefined) =>
+  pattern === undefined ||
+  (value !== undefined && (pattern.endsWith('*') ? value.startsWith(pattern.slice(0, -1)) : value === pattern));
+
+/**
+ * Where an alert goes: the sinks of the routes it matches (in order, until one without `continue`) and the first
+ * matching route's owner; no route matches (or none are declared): every sink, no owner.
+ */
+export function routeAlert(
+  alert: Pick<Alert, 'kind' | 'severity' | 'model' | 'pool'>,
+  config: AlertConfig,
+): { owner?: string; sinks: AlertSinkConfig[] } {
+  const names = new Set<string>();
+  let owner: string | undefined;
+  let matched = false;
+  for (const route of config.routes) {
+    const m = route.match;
+    if (!matches(m.model, alert.model) || !matches(m.pool, alert.pool)) continue;
+    if (m.kinds && !m.kinds.includes(alert.kind)) continue;
+    if (m.severities && !m.severities.includes(alert.severity)) continue;
+    matched = true;
+    owner ??= route.owner;
+    for (const name of route.sinks) names.add(name);
+    if (!route.continue) break;
+  }
+  return {
+    ...(owner ? { owner } : {}),
+    sinks: matched ? config.sinks.filter((s) => names.has(s.name)) : config.sinks,
+  };
+}
+
+/** ALERT_GROUP_WAIT (`10s`, `500ms`, milliseconds): how long the router gathers a model's alerts; undefined if unset. */
+export function alertGroupWaitFromEnv(env: NodeJS.ProcessEnv = process.env): number | undefined {
+  const raw = env.ALERT_GROUP_WAIT;
+  if (raw === undefined || raw === '') return undefined;
+  const ms = /^\d+$/.test(raw) ? Number(raw) : parseDurationMs(raw);
+  if (ms === undefined || ms > 3_600_000)
+    throw new InvalidFileError('ALERT_GROUP_WAIT', 'environment variable', [
+      `"${raw}" is not a duration of at most 1h (e.g. 10s, 500ms)`,
+    ]);
+  return ms;
 }

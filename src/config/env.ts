@@ -13,6 +13,8 @@ const Env = z.object({
   QUOTA_POOLS_FILE: z.string().optional(),
   LOG_LEVEL: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal']).default('info'),
   METRICS_PORT: z.coerce.number().int().min(0).max(65535).optional(),
+  TEMPORAL_METRICS_PORT: z.coerce.number().int().min(0).max(65535).optional(),
+  METRICS_HOST: z.string().min(1).default('127.0.0.1'),
 });
 
 /** Settings of the worker and the CLI, from the environment (Temporal connection settings come from envconfig). */
@@ -24,6 +26,11 @@ export interface AppConfig {
   python: string;
   quotaPools: QuotaPoolsFile;
   logLevel: z.infer<typeof Env>['LOG_LEVEL'];
+  /**
+   * The worker's Prometheus endpoints on `host`: its own series (METRICS_PORT) and the Temporal SDK's
+   * (TEMPORAL_METRICS_PORT); each is off while its port is unset.
+   */
+  metrics: { host: string; port?: number; temporalPort?: number };
 }
 
 /** The quota pools file: QUOTA_POOLS_FILE, else config/quota-pools.yaml of the project. */
@@ -47,6 +54,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
     python: trainerPython(),
     quotaPools: loadQuotaPools(poolsFile),
     logLevel: parsed.data.LOG_LEVEL,
+    metrics: {
+      host: parsed.data.METRICS_HOST,
+      port: parsed.data.METRICS_PORT,
+      temporalPort: parsed.data.TEMPORAL_METRICS_PORT,
+    },
   };
 }
 

@@ -29,6 +29,7 @@ const options = new Command('demo')
   .option('--temporal-port <port>', 'Temporal gRPC port', '7233')
   .option('--ui-port <port>', 'Temporal Web UI port', '8233')
   .option('--gateway-port <port>', 'serving gateway port', '8700')
+  .option('--metrics-port <port>', "the worker's Prometheus endpoint (0: off)", '9464')
   .option('--rate <rps>', 'live predictions per second', '50')
   .parse()
   .opts<{
@@ -38,6 +39,7 @@ const options = new Command('demo')
     temporalPort: string;
     uiPort: string;
     gatewayPort: string;
+    metricsPort: string;
     rate: string;
   }>();
 
@@ -69,6 +71,7 @@ async function main(): Promise<void> {
   const temporalPort = Number(options.temporalPort);
   const uiPort = Number(options.uiPort);
   const gatewayPort = Number(options.gatewayPort);
+  const metricsPort = Number(options.metricsPort);
   const address = `127.0.0.1:${temporalPort}`;
   const gatewayUrl = `http://127.0.0.1:${gatewayPort}`;
   const logs = join(options.dataDir, 'logs');
@@ -97,10 +100,17 @@ async function main(): Promise<void> {
   await waitFor('serving gateway', async () => (await fetch(`${gatewayUrl}/healthz`)).ok, 30_000);
   say(`Gateway: ${gatewayUrl} (log ${join(logs, 'gateway.log')})`);
 
+  const metricsOn = metricsPort > 0 && !(await portOpen(metricsPort));
   const worker = startNode(
     'worker',
     join(root, 'dist', 'src', 'workers', 'main.js'),
-    { TEMPORAL_ADDRESS: address, TEMPORAL_NAMESPACE: 'default', GATEWAY_URL: gatewayUrl, ML_DATA_DIR: options.dataDir },
+    {
+      TEMPORAL_ADDRESS: address,
+      TEMPORAL_NAMESPACE: 'default',
+      GATEWAY_URL: gatewayUrl,
+      ML_DATA_DIR: options.dataDir,
+      ...(metricsOn ? { METRICS_PORT: String(metricsPort) } : {}),
+    },
     join(logs, 'worker.log'),
   );
   children.push(worker);
@@ -163,6 +173,7 @@ Where to look
   Temporal UI:   ${uiUrl}/namespaces/default/workflows?query=${encodeURIComponent(`MlModel="${MODEL}"`)}
 ${ran.map((id) => `                 ${uiUrl}/namespaces/default/workflows/${id}`).join('\n')}
   Gateway:       ${gatewayUrl}/admin/models/${MODEL}   ${gatewayUrl}/admin/models/${MODEL}/telemetry
+${metricsOn ? `  Metrics:       http://127.0.0.1:${metricsPort}/metrics (Grafana: deploy/grafana/ml-lifecycle-dashboard.json)\n` : ''}  Monitor:       ${uiUrl}/namespaces/default/workflows/serving-monitor-${MODEL} (checks production every minute)
   Logs:          ${logs}
 
 Try (in another terminal, from ${root}):
@@ -171,6 +182,7 @@ Try (in another terminal, from ${root}):
   npx mlctl status ${ran.at(-1)} --json
   npx mlctl run examples/churn/specs/good.yaml --model-version v${next}
   npx mlctl approve lifecycle-${MODEL}-v${next} --as bob --reason "looks good"
+  npx mlctl alerts --model ${MODEL}
   npx mlctl quota show
   npx mlctl quota estimate examples/churn/specs/good.yaml --qps 200
   npx mlctl quota check default --spec examples/churn/specs/good.yaml

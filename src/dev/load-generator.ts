@@ -2,8 +2,19 @@ import { readFileSync } from 'node:fs';
 import { parse as parseCsv } from 'csv-parse/sync';
 import { Agent, request } from 'undici';
 import { ShareCounter } from '../serving/faults';
+import type { LabelsResponse } from '../shared/quality';
 
 type Row = Record<string, number | string>;
+type Label = number | string;
+
+/** A ground-truth label waiting for its time to be sent. */
+interface PendingLabel {
+  requestId: string;
+  label: Label;
+  dueAtMs: number;
+}
+
+const DEFAULT_LABEL_BATCH = 1000;
 
 export interface LoadGeneratorOptions {
   gatewayUrl: string;
@@ -22,6 +33,21 @@ export interface LoadGeneratorOptions {
    * must refuse each with 400 (counted as `invalidRequests` of the version the user is routed to).
    */
   corruptShare?: number;
+  /**
+   * When set, the ground-truth label of each answered row (its `labelColumn` value) is sent this many milliseconds
+   * after the answer, by the answer's `requestId`, to `POST /v1/models/:model/labels`, in batches. `stop()` sends the
+   * labels still waiting at once. Unset (default): no labels are sent.
+   */
+  labelDelayMs?: number;
+  /** Share in [0, 1] of the answered rows whose label is sent (default 1): exactly ⌊n · share⌋ of n, by a counter. */
+  labelShare?: number;
+  /**
+   * Share in [0, 1] of the labels sent that name the other class instead of the true one (default 0), exactly
+   * ⌊n · share⌋ of n, so that a test can make the model look wrong. Needs a label column with exactly two values.
+   */
+  labelFlipShare?: number;
+  /** At most this many labels per POST (default 1000). */
+  labelBatchSize?: number;
 }
 
 export interface LoadStats {
@@ -42,6 +68,16 @@ export interface LoadStats {
   corruptSent: number;
   /** Corrupt requests refused with 400, as they should be: expected refusals, not counted in `failed`. */
   refusedCorrupt: number;
+  /** Ground-truth labels posted (see `labelDelayMs`), flipped ones included. */
+  labelsSent: number;
+  /** Labels posted with the other class on purpose (see `labelFlipShare`). */
+  labelsFlipped: number;
+  /** The gateway's answers to the label posts, summed. */
+  labelsAccepted: number;
+  labelsUnknown: number;
+  labelsDuplicate: number;
+  /** Labels in posts that were not answered 200 (not counted in `failed`, which is about predictions). */
+  labelsFailed: number;
 }
 
 /** A row of deliberately broken input: alternately a feature left out and a numeric feature sent as a string. */
@@ -57,8 +93,8 @@ function corruptRow(row: Row, n: number): Row {
 
 /**
  * Live traffic for the demo and tests: real HTTP predictions at a steady rate from a pool of simulated users, with
- * features drawn from a real data set, and optionally a share of corrupt rows. Stops by itself when `stop()` is
- * called.
+ * features drawn from a real data set, optionally a share of corrupt rows, and optionally the rows' ground-truth
+ * labels after a delay (some flipped on purpose). Stops by itself when `stop()` is called.
  */
 export class LoadGenerator {
   readonly stats: LoadStats = {
@@ -70,13 +106,27 @@ export class LoadGenerator {
     lastError: null,
     corruptSent: 0,
     refusedCorrupt: 0,
+    labelsSent: 0,
+    labelsFlipped: 0,
+    labelsAccepted: 0,
+    labelsUnknown: 0,
+    labelsDuplicate: 0,
+    labelsFailed: 0,
   };
   private timer: NodeJS.Timeout | null = null;
   private inFlight = new Set<Promise<void>>();
   private readonly rows: Row[];
+  /** The label column's value of each row, a number when it reads as one. */
+  private readonly truths: Label[];
+  /** Each label's other class, for flipping; set when the label column has exactly two values. */
+  private readonly otherClass: Map<Label, Label> | undefined;
   private readonly agent = new Agent({ connections: 16, keepAliveTimeout: 10_000 });
   private next = 0;
   private corrupt: ShareCounter;
+  private readonly labelPick: ShareCounter;
+  private labelFlip: ShareCounter;
+  /** In answer order, hence in order of due time (the delay is constant). */
+  private pendingLabels: PendingLabel[] = [];
 
   constructor(private readonly options: LoadGeneratorOptions) {
     const drop = new Set([options.labelColumn, ...(options.dropColumns ?? [])]);
@@ -84,15 +134,39 @@ export class LoadGenerator {
       string,
       string
     >[];
+    const cell = (v: string): number | string => (v !== '' && Number.isFinite(Number(v)) ? Number(v) : v);
     this.rows = raw.map((r) =>
       Object.fromEntries(
         Object.entries(r)
           .filter(([k]) => !drop.has(k))
-          .map(([k, v]) => [k, v !== '' && Number.isFinite(Number(v)) ? Number(v) : v]),
+          .map(([k, v]) => [k, cell(v)]),
       ),
     );
     if (this.rows.length === 0) throw new Error(`${options.rowsCsv} has no rows`);
     this.corrupt = new ShareCounter(options.corruptShare ?? 0);
+
+    this.truths = raw.map((r) => cell(r[options.labelColumn] ?? ''));
+    this.labelPick = new ShareCounter(options.labelShare ?? 1);
+    this.labelFlip = new ShareCounter(options.labelFlipShare ?? 0);
+    const delay = options.labelDelayMs;
+    if (delay !== undefined && !(Number.isFinite(delay) && delay >= 0)) {
+      throw new RangeError(`labelDelayMs must be a number >= 0, got ${delay}`);
+    }
+    const batch = options.labelBatchSize ?? DEFAULT_LABEL_BATCH;
+    if (!(Number.isInteger(batch) && batch >= 1)) throw new RangeError(`labelBatchSize must be >= 1, got ${batch}`);
+    const classes = [...new Set(this.truths)];
+    if (classes.length === 2) {
+      const [a, b] = classes as [Label, Label];
+      this.otherClass = new Map([
+        [a, b],
+        [b, a],
+      ]);
+    } else if ((options.labelFlipShare ?? 0) > 0) {
+      throw new Error(
+        `labelFlipShare needs a label column with two classes; '${options.labelColumn}' of ${options.rowsCsv} has ` +
+          `${classes.length}`,
+      );
+    }
   }
 
   /** The current share of corrupt rows. */
@@ -108,6 +182,13 @@ export class LoadGenerator {
     this.corrupt = new ShareCounter(share);
   }
 
+  /** Changes the share of labels sent flipped from the next label on (see `labelFlipShare`); a RangeError outside [0, 1]. */
+  setLabelFlipShare(share: number): void {
+    if (share > 0 && !this.otherClass)
+      throw new Error(`labelFlipShare needs a label column with two classes; '${this.options.labelColumn}' has not`);
+    this.labelFlip = new ShareCounter(share);
+  }
+
   start(): void {
     if (this.timer) return;
     const tickMs = 50;
@@ -118,20 +199,74 @@ export class LoadGenerator {
         carry -= 1;
         this.fire();
       }
+      this.sendLabels(Date.now());
     }, tickMs);
   }
 
+  /**
+   * Stops sending, waits for the answers still due, sends the labels still waiting (at once), and waits for those.
+   * Stopping again does nothing.
+   */
   async stop(): Promise<void> {
     if (this.timer) clearInterval(this.timer);
     this.timer = null;
     await Promise.allSettled([...this.inFlight]);
-    await this.agent.close();
+    this.sendLabels(Number.POSITIVE_INFINITY);
+    await Promise.allSettled([...this.inFlight]);
+    if (!this.agent.closed && !this.agent.destroyed) await this.agent.close();
   }
 
   private fail(kind: string, message: string): void {
     this.stats.failed++;
     this.stats.failedBy[kind] = (this.stats.failedBy[kind] ?? 0) + 1;
     this.stats.lastError = message;
+  }
+
+  /** Queues the ground-truth label of an answered row, if labels are sent and this row is one of the share. */
+  private queueLabel(row: number, requestId: string | undefined): void {
+    const delay = this.options.labelDelayMs;
+    if (delay === undefined || !requestId || !this.labelPick.next()) return;
+    let label = this.truths[row % this.truths.length] as Label;
+    if (this.labelFlip.next()) {
+      label = this.otherClass?.get(label) ?? label;
+      this.stats.labelsFlipped++;
+    }
+    this.pendingLabels.push({ requestId, label, dueAtMs: Date.now() + delay });
+  }
+
+  /** Posts the labels due by `nowMs`, in batches. */
+  private sendLabels(nowMs: number): void {
+    let due = 0;
+    while (due < this.pendingLabels.length && (this.pendingLabels[due] as PendingLabel).dueAtMs <= nowMs) due++;
+    if (due === 0) return;
+    const ready = this.pendingLabels.slice(0, due);
+    this.pendingLabels = this.pendingLabels.slice(due);
+    const size = this.options.labelBatchSize ?? DEFAULT_LABEL_BATCH;
+    for (let start = 0; start < ready.length; start += size) this.postLabels(ready.slice(start, start + size));
+  }
+
+  private postLabels(batch: PendingLabel[]): void {
+    this.stats.labelsSent += batch.length;
+    const failLabels = (message: string) => {
+      this.stats.labelsFailed += batch.length;
+      this.stats.lastError = message;
+    };
+    const p = request(`${this.options.gatewayUrl}/v1/models/${this.options.model}/labels`, {
+      method: 'POST',
+      dispatcher: this.agent,
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ labels: batch.map(({ requestId, label }) => ({ requestId, label })) }),
+    })
+      .then(async (res) => {
+        const body = (await res.body.json()) as Partial<LabelsResponse> & { error?: string };
+        if (res.statusCode !== 200) return failLabels(`labels ${res.statusCode}: ${body.error ?? ''}`);
+        this.stats.labelsAccepted += body.accepted ?? 0;
+        this.stats.labelsUnknown += body.unknown ?? 0;
+        this.stats.labelsDuplicate += body.duplicate ?? 0;
+      })
+      .catch((err: unknown) => failLabels(`labels: ${String(err)}`))
+      .finally(() => this.inFlight.delete(p));
+    this.inFlight.add(p);
   }
 
   private fire(): void {
@@ -148,7 +283,7 @@ export class LoadGenerator {
       body: JSON.stringify({ userId: user, features: row }),
     })
       .then(async (res) => {
-        const body = (await res.body.json()) as { version?: string; error?: string };
+        const body = (await res.body.json()) as { version?: string; requestId?: string; error?: string };
         if (corrupt && res.statusCode === 400) {
           this.stats.refusedCorrupt++;
         } else if (corrupt && res.statusCode === 200) {
@@ -156,6 +291,7 @@ export class LoadGenerator {
         } else if (res.statusCode === 200 && body.version) {
           this.stats.ok++;
           this.stats.byVersion[body.version] = (this.stats.byVersion[body.version] ?? 0) + 1;
+          this.queueLabel(i, body.requestId);
         } else {
           this.fail(String(res.statusCode), `${res.statusCode}: ${body.error ?? ''}`);
         }

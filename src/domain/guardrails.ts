@@ -2,6 +2,7 @@ import { LATENCY_BUCKETS_MS, PREDICTION_BINS, type ModelTelemetry, type VersionT
 import { populationStabilityIndex } from '../drift/stats';
 import type { DataProfile } from '../drift/profile';
 import { compareSketch, sketchWindow, type DataSketch } from '../drift/sketch';
+import { qualityWindow, type QualityCounters } from '../shared/quality';
 import type { DriftReport } from '../drift/compare';
 import type { AnalysisSpec } from '../shared/spec';
 import type { Decision } from '../shared/status';
@@ -19,6 +20,8 @@ export interface WindowTelemetry {
   latencyBucketCounts: number[];
   predictionBinCounts: number[];
   successes: number;
+  /** The window's quality counters, when the later snapshot has them (labels arrived for the version). */
+  quality?: QualityCounters;
 }
 
 const EMPTY_LATENCY = () => new Array<number>(LATENCY_BUCKETS_MS.length + 1).fill(0);
@@ -37,6 +40,7 @@ export function windowOf(after: VersionTelemetry | undefined, before: VersionTel
     latencyBucketCounts,
     predictionBinCounts: sub(after?.predictionBinCounts, before?.predictionBinCounts, EMPTY_BINS()),
     successes: latencyBucketCounts.reduce((a, b) => a + b, 0),
+    ...(after?.quality ? { quality: qualityWindow(after.quality, before?.quality) } : {}),
   };
 }
 

@@ -315,6 +315,48 @@ function range(values: number[]): Range | null {
 
 const roundUpHalf = (x: number) => Math.max(0.5, Math.ceil(x * 2) / 2);
 
+/** Completed runs like `target`: same kind and model family, dataset within `factor`; durations scaled to its size. */
+export function similarRuns(
+  runs: readonly QuotaRun[],
+  target: { kind: PipelineKind; family?: string; datasetRows?: number },
+  factor = 2,
+): { runs: QuotaRun[]; scaledDurationsMs: number[] } {
+  const rows = target.datasetRows;
+  const similar = runs.filter(
+    (r) =>
+      r.ended === 'released' &&
+      r.kind === target.kind &&
+      (target.family === undefined || r.profile?.family === target.family) &&
+      (rows === undefined ||
+        (r.profile?.datasetRows !== undefined &&
+          r.profile.datasetRows > 0 &&
+          rows / r.profile.datasetRows <= factor &&
+          r.profile.datasetRows / rows <= factor)),
+  );
+  const scale = (r: QuotaRun) => (rows !== undefined && r.profile?.datasetRows ? rows / r.profile.datasetRows : 1);
+  return { runs: similar, scaledDurationsMs: similar.map((r) => (r.usage?.durationMs ?? r.heldMs) * scale(r)) };
+}
+
+/**
+ * The p95 of similar runs' durations (scaled to this run's dataset), or null with fewer than `minRuns` of them: a run
+ * taking longer than it is slow.
+ */
+export function durationP95(
+  runs: readonly QuotaRun[],
+  target: { kind: PipelineKind; family?: string; datasetRows?: number },
+  options: { factor?: number; minRuns?: number } = {},
+): { p95Ms: number | null; similarRuns: number } {
+  const { scaledDurationsMs } = similarRuns(runs, target, options.factor ?? 2);
+  if (scaledDurationsMs.length < (options.minRuns ?? 3)) return { p95Ms: null, similarRuns: scaledDurationsMs.length };
+  return {
+    p95Ms: quantile(
+      [...scaledDurationsMs].sort((a, b) => a - b),
+      0.95,
+    ),
+    similarRuns: scaledDurationsMs.length,
+  };
+}
+
 /**
  * Estimate of a training or data run from similar completed runs: same kind and model family, dataset size within a
  * `factor` of this one. Durations scale linearly with the dataset size; memory and cores are taken as measured.
@@ -328,17 +370,7 @@ export function estimateFromRuns(
   const factor = options.factor ?? 2;
   const headroom = options.headroom ?? 1.2;
   const rows = target.datasetRows;
-  const similar = runs.filter(
-    (r) =>
-      r.ended === 'released' &&
-      r.kind === target.kind &&
-      (target.family === undefined || r.profile?.family === target.family) &&
-      (rows === undefined ||
-        (r.profile?.datasetRows !== undefined &&
-          r.profile.datasetRows > 0 &&
-          rows / r.profile.datasetRows <= factor &&
-          r.profile.datasetRows / rows <= factor)),
-  );
+  const { runs: similar, scaledDurationsMs } = similarRuns(runs, target, factor);
   const criteria =
     `kind ${target.kind}` +
     (target.family ? `, family ${target.family}` : '') +
@@ -356,8 +388,7 @@ export function estimateFromRuns(
       similar: [],
     };
   }
-  const scale = (r: QuotaRun) => (rows !== undefined && r.profile?.datasetRows ? rows / r.profile.datasetRows : 1);
-  const durationMs = range(similar.map((r) => (r.usage?.durationMs ?? r.heldMs) * scale(r)));
+  const durationMs = range(scaledDurationsMs);
   const mem = similar.map((r) => r.usage?.peakMemoryGiB).filter((v): v is number => v !== undefined);
   const cores = similar.map((r) => r.usage?.avgCpuCores).filter((v): v is number => v !== undefined);
   const peakMemoryGiB = range(mem);

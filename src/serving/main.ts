@@ -1,5 +1,7 @@
 import pino from 'pino';
 import { z } from 'zod';
+import { Duration } from '../shared/duration';
+import { DEFAULT_PREDICTION_MEMORY } from './prediction-memory';
 import { createGateway } from './server';
 
 /** The gateway's configuration, parsed from the environment once. */
@@ -7,6 +9,13 @@ const GatewayEnv = z.object({
   GATEWAY_PORT: z.coerce.number().int().min(0).max(65_535).default(8700),
   GATEWAY_HOST: z.string().min(1).default('127.0.0.1'),
   GATEWAY_DATA_DIR: z.string().min(1).default('data/gateway'),
+  /** Predictions remembered for their ground-truth labels, all models together; 0 remembers none. */
+  GATEWAY_LABEL_MEMORY_MAX: z.coerce.number().int().min(0).default(DEFAULT_PREDICTION_MEMORY.maxEntries),
+  /** How long a prediction waits for its label: `24h`, `90m`, or milliseconds. */
+  GATEWAY_LABEL_MEMORY_TTL: z
+    .preprocess((v) => (typeof v === 'string' && /^\d+$/.test(v.trim()) ? Number(v) : v), Duration)
+    .default(DEFAULT_PREDICTION_MEMORY.maxAgeMs)
+    .refine((ms) => ms > 0, 'a positive duration'),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 });
 
@@ -18,7 +27,11 @@ async function main(): Promise<void> {
   }
   const env = parsed.data;
   const logger = pino({ level: env.LOG_LEVEL });
-  const app = await createGateway({ dataDir: env.GATEWAY_DATA_DIR, logger });
+  const app = await createGateway({
+    dataDir: env.GATEWAY_DATA_DIR,
+    logger,
+    predictionMemory: { maxEntries: env.GATEWAY_LABEL_MEMORY_MAX, maxAgeMs: env.GATEWAY_LABEL_MEMORY_TTL },
+  });
   const address = await app.listen({ port: env.GATEWAY_PORT, host: env.GATEWAY_HOST });
   logger.info({ address, dataDir: env.GATEWAY_DATA_DIR }, 'serving gateway listening');
 

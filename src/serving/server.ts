@@ -17,9 +17,11 @@ import {
   type PredictResponse,
   type VersionFaults,
 } from '../shared/gateway-api';
+import { LabelsRequest, MAX_LABEL_REQUEST_ID_LENGTH, type LabelsResponse } from '../shared/quality';
 import type { ModelTelemetry } from '../shared/telemetry';
 import { InjectedFaultError, VersionFaultState } from './faults';
 import { ArtifactError, InvalidInputError, ModelHost } from './model-host';
+import { PredictionMemory, type PredictionMemoryOptions, type RememberedPrediction } from './prediction-memory';
 import { buildRoutingTable, InvalidWeightsError, route, type RoutingTable } from './router';
 import {
   RoutingStore,
@@ -37,6 +39,11 @@ export interface GatewayOptions {
   logger?: Logger;
   /** How many admin ops the idempotency journal keeps (default 10,000). */
   journalLimit?: number;
+  /**
+   * Bounds of the memory of recent predictions that ground-truth labels join (default 100,000 predictions, 24 h);
+   * a label for a prediction forgotten under them counts as unknown.
+   */
+  predictionMemory?: PredictionMemoryOptions;
 }
 
 /** An error with the HTTP status it maps to; its message is the `error` of the reply body. */
@@ -59,6 +66,9 @@ const VersionParams = z.object({ model: ModelName, version: VersionName });
 /** Label of the positive class; its probability is index 1 of the model's probabilities output. */
 const POSITIVE_LABEL = 1;
 
+/** A labels body can be long (10,000 labels with their request ids): above fastify's default of 1 MiB. */
+const LABELS_BODY_LIMIT = 8 * 1024 * 1024;
+
 interface LiveVersion {
   readonly record: DeployedVersionRecord;
   /** Undefined when the artifact could not be loaded on restore; predictions routed here fail (counted as errors). */
@@ -77,6 +87,26 @@ interface LiveModel {
   readonly versions: Map<string, LiveVersion>;
   /** Replaced as a whole on every weight change: a prediction sees the old or the new table, never a mix. */
   table: RoutingTable | undefined;
+}
+
+/** `labels[3].requestId` from an issue's path. */
+function issuePath(path: readonly PropertyKey[]): string {
+  let out = '';
+  for (const key of path) out += typeof key === 'number' ? `[${key}]` : `${out ? '.' : ''}${String(key)}`;
+  return out || 'body';
+}
+
+/** The first problem of a parse, with its path, and how many more there are: one line even for 10,000 bad items. */
+function firstProblem(error: z.ZodError): string {
+  const [first] = error.issues;
+  const more = error.issues.length - 1;
+  const text = first ? `${issuePath(first.path)}: ${first.message}` : 'invalid';
+  return more > 0 ? `${text} (and ${more} more problem${more === 1 ? '' : 's'})` : text;
+}
+
+/** The class of `classes` that a ground-truth label names (`1` or `"1"`), undefined when it names none. */
+function classOf(label: number | string, classes: readonly number[]): number | undefined {
+  return classes.find((c) => (typeof label === 'number' ? c === label : String(c) === label.trim()));
 }
 
 function parse<T>(schema: z.ZodType<T>, value: unknown, what: string): T {
@@ -105,6 +135,8 @@ class GatewayCore {
   constructor(
     private readonly store: RoutingStore,
     private readonly log: Logger,
+    /** Recent successful predictions, for the ground-truth labels that arrive later. */
+    private readonly memory: PredictionMemory,
   ) {}
 
   /** Restores routing from the data dir and reloads every deployed version's model. */
@@ -203,14 +235,60 @@ class GatewayCore {
     }
     const latencyMs = performance.now() - started;
     version.counters.recordSuccess(latencyMs, prediction.label === POSITIVE_LABEL, prediction.probability);
+    const requestId = request.requestId ?? randomUUID();
+    if (requestId.length <= MAX_LABEL_REQUEST_ID_LENGTH) {
+      this.memory.remember(model, requestId, {
+        version: versionName,
+        counters: version.counters,
+        classes: host.manifest.classes,
+        label: prediction.label,
+        probability: prediction.probability,
+      });
+    }
     return {
-      requestId: request.requestId ?? randomUUID(),
+      requestId,
       model,
       version: versionName,
       label: prediction.label,
       probability: prediction.probability,
       latencyMs,
     };
+  }
+
+  /**
+   * Joins ground-truth labels to remembered predictions and counts them in their versions' quality counters. Checked
+   * as a whole first: a label that is not a class of the version that answered refuses the call (400) and counts none.
+   */
+  labels(model: string, body: unknown): LabelsResponse {
+    const live = this.models.get(model);
+    if (!live) throw new HttpError(404, `model '${model}' is not deployed`);
+    const parsed = LabelsRequest.safeParse(body);
+    if (!parsed.success) throw new HttpError(400, `invalid labels request: ${firstProblem(parsed.error)}`);
+
+    const joins: ({ entry: RememberedPrediction; actual: number } | undefined)[] = [];
+    parsed.data.labels.forEach(({ requestId, label }, i) => {
+      const entry = this.memory.find(model, requestId);
+      // A prediction of a version undeployed since (or redeployed from zero) is unknown: its counters are gone.
+      if (!entry || live.versions.get(entry.version)?.counters !== entry.counters) {
+        joins.push(undefined);
+        return;
+      }
+      const actual = classOf(label, entry.classes);
+      if (actual === undefined) {
+        throw new HttpError(
+          400,
+          `invalid labels request: labels[${i}].label: ${JSON.stringify(label)} is not a class of version ` +
+            `'${entry.version}' of model '${model}' (classes ${entry.classes.join(', ')}); no label of this call was counted`,
+        );
+      }
+      joins.push({ entry, actual });
+    });
+    const result: LabelsResponse = { accepted: 0, unknown: 0, duplicate: 0 };
+    for (const join of joins) {
+      if (join) result[this.memory.label(join.entry, join.actual, POSITIVE_LABEL)]++;
+      else result.unknown++;
+    }
+    return result;
   }
 
   deploy(model: string, versionName: string, request: DeployRequest): Promise<AdminResult> {
@@ -487,11 +565,16 @@ function sendError(reply: FastifyReply, statusCode: number, message: string): Fa
 /**
  * Creates the serving gateway: restores routing from `dataDir`, reloads every deployed model version, and returns a
  * fastify instance that is not listening yet. `close()` on it also releases every model session.
- * Telemetry is in memory only and starts from zero on every start; so are injected faults, which start cleared.
+ * Telemetry is in memory only and starts from zero on every start; so are injected faults, which start cleared, and
+ * the predictions remembered for ground-truth labels (labels of predictions made before a restart count as unknown).
  */
 export async function createGateway(options: GatewayOptions): Promise<FastifyInstance> {
   const logger = options.logger ?? pino({ level: 'silent' });
-  const core = new GatewayCore(new RoutingStore(options.dataDir, options.journalLimit), logger);
+  const core = new GatewayCore(
+    new RoutingStore(options.dataDir, options.journalLimit),
+    logger,
+    new PredictionMemory(options.predictionMemory),
+  );
   await core.restore();
 
   const baseLogger: FastifyBaseLogger = logger;
@@ -517,6 +600,10 @@ export async function createGateway(options: GatewayOptions): Promise<FastifyIns
 
   app.post<{ Params: { model: string } }>('/v1/models/:model/predict', async (request) =>
     core.predict(request.params.model, request.body),
+  );
+
+  app.post('/v1/models/:model/labels', { bodyLimit: LABELS_BODY_LIMIT }, async (request) =>
+    core.labels(parse(ModelParams, request.params, 'path').model, request.body),
   );
 
   app.put('/admin/models/:model/versions/:version', async (request) => {

@@ -1,4 +1,5 @@
 import { DataSketcher, type SketchPlan } from '../drift/sketch';
+import { emptyQualityCounters, lossesOf, type QualityCounters } from '../shared/quality';
 import { LATENCY_BUCKETS_MS, PREDICTION_BINS, type ModelTelemetry, type VersionTelemetry } from '../shared/telemetry';
 
 /**
@@ -18,6 +19,8 @@ export class VersionCounters {
 
   /** Input sketch on the training profile's bins; set when the version's artifact has a profile. */
   private inputs: DataSketcher | undefined;
+  /** Counters of the ground-truth labels joined to this version's predictions; reported once there is one. */
+  private readonly quality: QualityCounters = emptyQualityCounters();
 
   constructor(readonly version: string) {}
 
@@ -54,6 +57,25 @@ export class VersionCounters {
     this.invalidRequests++;
   }
 
+  /**
+   * The ground-truth label of one of this version's successful predictions: `predicted` and `actual` are class labels,
+   * `probability` the positive-class probability the prediction answered.
+   */
+  recordLabel(predicted: number, probability: number, actual: number, positiveLabel: number): void {
+    const q = this.quality;
+    const predictedPositive = predicted === positiveLabel;
+    const actualPositive = actual === positiveLabel;
+    q.labeled++;
+    if (predicted === actual) q.correct++;
+    if (predictedPositive && actualPositive) q.truePositives++;
+    else if (predictedPositive) q.falsePositives++;
+    else if (actualPositive) q.falseNegatives++;
+    else q.trueNegatives++;
+    const losses = lossesOf(probability, actualPositive);
+    q.logLossSum += losses.logLoss;
+    q.brierSum += losses.brier;
+  }
+
   snapshot(): VersionTelemetry {
     return {
       version: this.version,
@@ -66,6 +88,7 @@ export class VersionCounters {
       positiveCount: this.positiveCount,
       ...(this.lastSuccessAtMs > 0 ? { lastSuccessAt: new Date(this.lastSuccessAtMs).toISOString() } : {}),
       ...(this.inputs ? { inputs: this.inputs.snapshot() } : {}),
+      ...(this.quality.labeled > 0 ? { quality: { ...this.quality } } : {}),
     };
   }
 }

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { FeatureOverride } from '../drift/options';
+import { MONITOR_ACTIONS, SERVING_ALERT_KINDS } from './alerts';
 import { Duration } from './duration';
 import { ModelName, VersionName } from './gateway-api';
 import { Architecture, Precision } from './hardware';
@@ -335,6 +336,75 @@ export const DeploymentSpec = z
 export type DeploymentSpec = z.infer<typeof DeploymentSpec>;
 
 /** The lifecycle spec a pipeline submits (`mlctl run spec.yaml`). */
+const Severity = z.enum(['info', 'warning', 'critical']);
+
+/**
+ * The serving monitor of the model once this version is in production: a long-running workflow that checks the
+ * production version's live traffic every `interval` and reports each check to the alert router, which fires after
+ * `hysteresis.fireAfter` bad checks of the last `hysteresis.window` and resolves after `resolveAfter` good ones.
+ */
+export const MonitoringSpec = z
+  .object({
+    enabled: z.boolean().default(true),
+    interval: Duration.refine((ms) => ms >= 1000, 'at least 1s').default(60_000),
+    /** Requests a check needs to judge (fewer: the check neither fires nor resolves). */
+    minSamples: z.number().int().positive().default(100),
+    hysteresis: z
+      .object({
+        fireAfter: z.number().int().positive(),
+        window: z.number().int().positive(),
+        resolveAfter: z.number().int().positive(),
+      })
+      .strict()
+      .refine((h) => h.window >= h.fireAfter, 'window must be at least fireAfter')
+      .default({ fireAfter: 3, window: 5, resolveAfter: 3 }),
+    /** Serving inputs against the training profile, per feature (PSI and a significance test, as in the rollout). */
+    featureSkew: z
+      .object({ maxPsi: z.number().positive(), alpha: z.number().gt(0).lt(1), severity: Severity.default('warning') })
+      .strict()
+      .default({ maxPsi: 0.25, alpha: 0.001, severity: 'warning' }),
+    /** The production version's predictions against its predictions on the test set at validation. */
+    predictionDrift: z
+      .object({ maxPsi: z.number().positive(), alpha: z.number().gt(0).lt(1), severity: Severity.default('warning') })
+      .strict()
+      .default({ maxPsi: 0.25, alpha: 0.01, severity: 'warning' }),
+    /** Requests refused as invalid, and missing or corrupt feature values above the training share. */
+    inputQuality: z
+      .object({ maxRate: z.number().gt(0).lt(1), severity: Severity.default('warning') })
+      .strict()
+      .default({ maxRate: 0.05, severity: 'warning' }),
+    latencyP99Ms: z
+      .object({ max: z.number().positive(), severity: Severity.default('warning') })
+      .strict()
+      .default({ max: 500, severity: 'warning' }),
+    /** Traffic but no successful prediction in a check's window, or the serving endpoint not answering. */
+    outage: z
+      .object({ severity: Severity.default('critical') })
+      .strict()
+      .default({ severity: 'critical' }),
+    /** From ground-truth labels joined to predictions by request id (`POST /v1/models/:model/labels`). */
+    quality: z
+      .object({
+        minAccuracy: z.number().gt(0).max(1).optional(),
+        maxLogLoss: z.number().positive().optional(),
+        minLabels: z.number().int().positive().default(50),
+        severity: Severity.default('warning'),
+      })
+      .strict()
+      .default({ minLabels: 50, severity: 'warning' }),
+    /** Share of the serving pool's capacity in use, per resource, above which the pool is nearly full. */
+    quota: z
+      .object({ maxShare: z.number().gt(0).max(1), severity: Severity.default('warning') })
+      .strict()
+      .default({ maxShare: 0.9, severity: 'warning' }),
+    /** What happens when an alert of this kind fires, besides the notification: `notify` (default), `hold`, `rollback`, `retrain`. */
+    actions: z.partialRecord(z.enum(SERVING_ALERT_KINDS), z.enum(MONITOR_ACTIONS)).default({}),
+    /** How long an automated action waits after its alert fires, so a human can override it (`mlctl alerts override`). */
+    actionDelay: Duration.default(5 * 60_000),
+  })
+  .strict();
+export type MonitoringSpec = z.infer<typeof MonitoringSpec>;
+
 export const LifecycleSpec = z
   .object({
     apiVersion: z.literal('ml-lifecycle/v1'),
@@ -352,6 +422,7 @@ export const LifecycleSpec = z
     rollout: RolloutSpec,
     deployment: DeploymentSpec.default({}),
     quota: QuotaSpec.default(QuotaSpec.parse({})),
+    monitoring: MonitoringSpec.default(MonitoringSpec.parse({})),
   })
   .strict()
   .superRefine(

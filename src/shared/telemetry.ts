@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { DataSketch } from '../drift/sketch';
+import { QualityCounters } from './quality';
 
 /** Upper bounds (ms) of the gateway's latency histogram buckets; one more bucket counts everything above the last. */
 export const LATENCY_BUCKETS_MS = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000] as const;
@@ -30,6 +31,11 @@ export const VersionTelemetry = z.object({
    * version that carried features, valid or not); absent when the artifact has no profile.
    */
   inputs: DataSketch.optional(),
+  /**
+   * Quality from the ground-truth labels joined to this version's predictions (`POST /v1/models/:model/labels`);
+   * absent until the first label arrives, and in snapshots of gateways or targets that do not count it.
+   */
+  quality: QualityCounters.optional(),
 });
 export type VersionTelemetry = z.infer<typeof VersionTelemetry>;
 
@@ -40,3 +46,10 @@ export const ModelTelemetry = z.object({
   versions: z.record(z.string(), VersionTelemetry),
 });
 export type ModelTelemetry = z.infer<typeof ModelTelemetry>;
+
+/** Written next to a model's artifact at validation: its predictions on the test set, binned like live ones. */
+export const PREDICTION_BASELINE_FILE = 'validation-predictions.json';
+export interface PredictionBaseline {
+  rows: number;
+  predictionBinCounts: number[];
+}

@@ -171,7 +171,9 @@ const LATENCY_BUCKETS = LATENCY_BUCKETS_MS.length + 1;
 
 /**
  * ModelTelemetry as the analysis reads it: histograms with the gateway's buckets and bins, every version under its own
- * name. Lengths are checked field by field so one answer reports every problem at once.
+ * name. Lengths are checked field by field so one answer reports every problem at once. Built by extending the shared
+ * schema (never picking from it), so its optional fields (`inputs`, `quality`) are checked and passed through as they
+ * are, and a target that does not report them stays valid.
  */
 const TargetTelemetry = ModelTelemetry.extend({
   versions: z.record(

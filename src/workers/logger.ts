@@ -1,5 +1,6 @@
 import type { LogLevel, LogMetadata, Logger } from '@temporalio/common';
 import pino from 'pino';
+import pretty from 'pino-pretty';
 
 /**
  * The process's root logger: JSON lines in production, readable lines on a terminal (`LOG_FORMAT=pretty|json`
@@ -8,16 +9,37 @@ import pino from 'pino';
 export function createLogger(level: string, name: string): pino.Logger {
   const format = process.env.LOG_FORMAT ?? (process.stdout.isTTY ? 'pretty' : 'json');
   if (format === 'pretty') {
-    return pino({
-      level,
-      name,
-      transport: {
-        target: 'pino-pretty',
-        options: { colorize: true, translateTime: 'HH:MM:ss.l', ignore: 'pid,hostname' },
-      },
-    });
+    // A stream in this thread rather than a transport: a transport's options cross to a worker thread, which
+    // drops the messageFormat function.
+    return pino({ level, name }, pretty(prettyOptions()));
   }
   return pino({ level, name });
+}
+
+/** Fields the pretty output shows in the message prefix instead of the details below it. */
+const CONTEXT_FIELDS = ['model', 'version', 'stage', 'pool'] as const;
+
+/** pino-pretty's options for development output (`destination` for tests; default stdout). */
+export function prettyOptions(overrides: pretty.PrettyOptions = {}): pretty.PrettyOptions {
+  return {
+    colorize: true,
+    translateTime: 'HH:MM:ss.l',
+    ignore: ['pid', 'hostname', ...CONTEXT_FIELDS].join(','),
+    messageFormat: formatLogMessage,
+    ...overrides,
+  };
+}
+
+/**
+ * The pretty message of a line: its log context in brackets, then the message — `[churn v2 canary] training
+ * finished`, `[churn] rollback step`, `[pool default] ...`; a line without context is just its message.
+ */
+export function formatLogMessage(log: Record<string, unknown>, messageKey: string): string {
+  const field = (k: (typeof CONTEXT_FIELDS)[number]) => (typeof log[k] === 'string' && log[k] !== '' ? log[k] : null);
+  const pool = field('pool');
+  const parts = [field('model'), field('version'), field('stage'), pool && `pool ${pool}`].filter(Boolean);
+  const message = log[messageKey] === undefined ? '' : String(log[messageKey]);
+  return parts.length > 0 ? `[${parts.join(' ')}] ${message}` : message;
 }
 
 const LEVELS: Record<LogLevel, pino.Level> = {

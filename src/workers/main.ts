@@ -2,9 +2,11 @@ import { Client, Connection } from '@temporalio/client';
 import { NativeConnection, Runtime } from '@temporalio/worker';
 import { createActivities } from '../activities';
 import { QuotaClient } from '../client/quota-client';
-import { loadAlertSinksFromEnv } from '../config/alert-sinks';
+import { alertGroupWaitFromEnv, loadAlertConfigFromEnv } from '../config/alert-sinks';
 import { loadConfig } from '../config/env';
 import { InvalidFileError } from '../config/yaml-file';
+import { LifecycleMetrics } from '../metrics/lifecycle-metrics';
+import { startMetricsServer, temporalPrometheusTelemetry, type MetricsServer } from '../metrics/server';
 import { temporalSettings } from '../config/temporal';
 import { createLogger, PinoTemporalLogger } from './logger';
 import { createWorkers } from './workers';
@@ -13,13 +15,23 @@ import { createWorkers } from './workers';
 async function main(): Promise<void> {
   const config = loadConfig();
   // Read once at start, secrets included: a bad sinks file or a missing secret stops the worker (exit 2).
-  const alertSinks = loadAlertSinksFromEnv();
+  const { sinks: alertSinks, routes: alertRoutes } = loadAlertConfigFromEnv();
+  const alertGroupWaitMs = alertGroupWaitFromEnv();
   const logger = createLogger(config.logLevel, 'worker');
-  Runtime.install({ logger: new PinoTemporalLogger(logger) });
+  const { metrics: metricsConfig } = config;
+  // The SDK's own metrics come from the Runtime, which a process installs once: its endpoint is decided here.
+  const temporalMetrics =
+    metricsConfig.temporalPort === undefined ? null : `${metricsConfig.host}:${metricsConfig.temporalPort}`;
+  Runtime.install({
+    logger: new PinoTemporalLogger(logger),
+    ...(temporalMetrics ? { telemetryOptions: temporalPrometheusTelemetry(temporalMetrics) } : {}),
+  });
+  if (temporalMetrics) logger.info({ address: `http://${temporalMetrics}/metrics` }, 'temporal sdk metrics endpoint');
   const settings = temporalSettings();
   const { namespace } = settings;
   const connection = await NativeConnection.connect(settings.native);
   const client = new Client({ connection: await Connection.connect(settings.connection), namespace });
+  const metrics = new LifecycleMetrics({ client, quotaPools: config.quotaPools, logger, processMetrics: true });
   const activities = createActivities({
     client,
     gatewayUrl: config.gatewayUrl,
@@ -28,9 +40,17 @@ async function main(): Promise<void> {
     root: config.root,
     quotaPools: config.quotaPools,
     alertSinks,
+    alertRoutes,
+    ...(alertGroupWaitMs !== undefined ? { alertGroupWaitMs } : {}),
+    metrics,
   });
   const trainingClasses = (process.env.TRAINING_CLASSES ?? 'cpu,gpu,tpu').split(',').filter(Boolean);
-  const workers = await createWorkers({ connection, namespace, activities, trainingClasses });
+  const workers = await createWorkers({ connection, namespace, activities, trainingClasses, metrics });
+  let metricsServer: MetricsServer | null = null;
+  if (metricsConfig.port !== undefined) {
+    metricsServer = await startMetricsServer(metrics, { port: metricsConfig.port, host: metricsConfig.host });
+    logger.info({ address: `${metricsServer.url}/metrics` }, 'metrics endpoint');
+  }
   logger.info(
     { address: settings.connection.address, namespace, trainingClasses, alertSinks: alertSinks.map((s) => s.name) },
     'worker running',
@@ -44,6 +64,8 @@ async function main(): Promise<void> {
   try {
     await running;
   } finally {
+    await metricsServer?.close();
+    await metrics.close();
     await client.connection.close();
     await connection.close();
   }

@@ -1,5 +1,7 @@
 import { Worker, type NativeConnection, type WorkerOptions } from '@temporalio/worker';
 import type { Activities } from '../activities';
+import { activityLogContext } from '../activities/log-context';
+import { lifecycleMetricsSinks, type LifecycleMetrics } from '../metrics/lifecycle-metrics';
 import { LIFECYCLE_TASK_QUEUE, trainingTaskQueue } from '../shared/task-queues';
 
 export interface WorkerSetOptions {
@@ -14,6 +16,8 @@ export interface WorkerSetOptions {
    */
   trainingClasses?: string[];
   identity?: string;
+  /** Prometheus metrics that lifecycle workflows report stage durations and failures to (through a sink). */
+  metrics?: LifecycleMetrics;
 }
 
 /**
@@ -30,12 +34,19 @@ export async function createWorkers(options: WorkerSetOptions): Promise<Worker[]
     connection: options.connection,
     ...(options.namespace ? { namespace: options.namespace } : {}),
     ...(options.identity ? { identity: options.identity } : {}),
+    // Model, version and stage (or pool) on every workflow and activity log line. A prebuilt bundle is built with
+    // the workflow interceptors (test/global-setup.ts); the SDK ignores workflowModules then, with a warning.
+    interceptors: {
+      activity: [activityLogContext],
+      ...(options.workflowBundle ? {} : { workflowModules: [require.resolve('../workflows/interceptors')] }),
+    },
   };
   const control = await Worker.create({
     ...common,
     taskQueue: LIFECYCLE_TASK_QUEUE,
     ...workflows,
     activities: controlActivities,
+    sinks: lifecycleMetricsSinks(options.metrics),
   });
   const training = await Promise.all(
     (options.trainingClasses ?? ['cpu', 'gpu', 'tpu']).map((hwClass) =>

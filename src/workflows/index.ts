@@ -4,3 +4,6 @@ export { modelRegistryWorkflow } from './model-registry';
 export { quotaPoolWorkflow } from './quota-pool';
 export { quotaMonitorWorkflow } from './quota-monitor';
 export { modelRollbackWorkflow } from './model-rollback';
+export { alertRouterWorkflow } from './alert-router';
+export { servingMonitorWorkflow } from './serving-monitor';
+export { dataCheckWorkflow } from './data-check';

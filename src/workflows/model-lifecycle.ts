@@ -39,6 +39,8 @@ import { OperatorAction, Stage, type Decision, type LifecycleResult } from '../s
 import type { ModelTelemetry } from '../shared/telemetry';
 import type { DeploymentTargetSpec } from '../targets/spec';
 import { LifecycleState } from './lifecycle-state';
+import { reportLifecycleError, reportStageChange } from './metrics-sink';
+import { setLogContext } from './log-context';
 
 export interface LifecycleInput {
   /** The spec as validated at the edge; validated again here, since anyone may start the workflow. */
@@ -75,6 +77,10 @@ const ANALYSIS_SAMPLES = 'analysis-samples';
 const MAX_SAMPLES_PER_BAKE = 120;
 /** Marks lifecycles that keep the replaced version warm under a post-promotion guard window. */
 const POST_PROMOTION_GUARD = 'post-promotion-guard';
+/** Marks lifecycles that raise alerts through the alert router (and start their model's serving monitor). */
+const ALERT_ROUTER = 'alert-router';
+/** Marks lifecycles that flag a training run slower than the p95 of similar past runs. */
+const TRAINING_WATCH = 'training-watch';
 
 interface PickedHardware {
   option: TrainingOption & { label: string };
@@ -108,9 +114,13 @@ export async function modelLifecycleWorkflow(input: LifecycleInput): Promise<Lif
     });
   }
   const spec = parsed.data;
+  setLogContext({ model: spec.model, version: spec.version, stage: Stage.Provisioning });
   const info = workflowInfo();
   const lc = new LifecycleState(spec, info.workflowId, new Date().toISOString(), (stage) => {
     upsertSearchAttributes([{ key: MlStage, value: stage }]);
+    // Stage durations and failures go to the worker's metrics through a sink: no command, no history event.
+    reportStageChange(lc, stage);
+    setLogContext({ stage });
   });
   upsertSearchAttributes([
     { key: MlModel, value: spec.model },
@@ -146,15 +156,14 @@ export async function modelLifecycleWorkflow(input: LifecycleInput): Promise<Lif
     operator('abort', (a) => lc.requestAbort(a)),
   );
 
+  let alertsRaised = 0;
   const alert = async (a: Omit<Alert, 'model' | 'version' | 'lifecycleId' | 'dedupKey'>) => {
+    const about = { model: spec.model, version: spec.version, lifecycleId: lc.id };
     try {
-      await control.sendAlert({
-        ...a,
-        model: spec.model,
-        version: spec.version,
-        lifecycleId: lc.id,
-        dedupKey: `${lc.id}:${a.kind}`,
-      });
+      // Through the alert router: dedup, grouping, routing and retried delivery off the lifecycle's path.
+      if (patched(ALERT_ROUTER))
+        await control.raiseAlert({ ...a, ...about, dedupKey: `${lc.id}:${a.kind}:${++alertsRaised}` });
+      else await control.sendAlert({ ...a, ...about, dedupKey: `${lc.id}:${a.kind}` });
     } catch (err) {
       log.error('alert delivery failed', { kind: a.kind, error: String(err) });
     }
@@ -185,6 +194,7 @@ export async function modelLifecycleWorkflow(input: LifecycleInput): Promise<Lif
         else await releaseLease(servingLease(spec.version)).catch(() => undefined);
       });
     }
+    reportLifecycleError(lc, err);
     throw err;
   }
   details(`${lc.stage}${lc.error ? `: ${lc.error.message}` : ''}`);
@@ -219,6 +229,33 @@ export async function modelLifecycleWorkflow(input: LifecycleInput): Promise<Lif
     });
     let trained: Awaited<ReturnType<Activities['trainModel']>> | undefined;
     let trainingError: ReturnType<typeof failureOf> | undefined;
+    // A training run slower than the p95 of similar past runs is flagged while it still runs (it goes on).
+    const watch = new CancellationScope();
+    if (patched(TRAINING_WATCH)) {
+      const baseline = await control.trainingBaseline({
+        pool: hw.pool,
+        family: spec.hardware.architecture,
+        dataDir: spec.training.dataDir,
+      });
+      if (baseline.p95Ms !== null) {
+        const limitMs = Math.max(1000, Math.round(baseline.p95Ms));
+        lc.event(`training counts as slow after ${limitMs} ms (the p95 of ${baseline.similarRuns} similar runs)`);
+        watch
+          .run(async () => {
+            await sleep(limitMs);
+            await alert({
+              kind: 'training-slow',
+              severity: 'warning',
+              summary:
+                `${spec.model} ${spec.version}: training on ${hw.label} still running after ${limitMs} ms, ` +
+                `above the p95 of ${baseline.similarRuns} similar runs (family ${spec.hardware.architecture}` +
+                `${baseline.datasetRows !== null ? `, ${baseline.datasetRows} rows` : ''})`,
+              details: { ...baseline, limitMs, hardware: hw.label },
+            });
+          })
+          .catch(() => undefined);
+      }
+    }
     try {
       trained = await train.trainModel({
         lifecycleId: lc.id,
@@ -236,6 +273,7 @@ export async function modelLifecycleWorkflow(input: LifecycleInput): Promise<Lif
       if (isCancellation(err)) throw err;
       trainingError = failureOf(err);
     } finally {
+      watch.cancel();
       // The measured run goes into the pool's history, where estimates for similar runs come from.
       await CancellationScope.nonCancellable(() =>
         releaseLease(
@@ -725,6 +763,12 @@ export async function modelLifecycleWorkflow(input: LifecycleInput): Promise<Lif
     stopRenewing();
     await control.renewQuota({ pool: spec.quota.pool, leaseId: servingLease(spec.version), ttlMs: null });
     lc.setTraffic(100);
+    // The model's serving monitor watches production from now on (started, or handed this version's policy).
+    if (spec.monitoring.enabled && patched(ALERT_ROUTER)) {
+      await control
+        .ensureServingMonitor({ model: spec.model, monitoring: spec.monitoring, spec: input.spec })
+        .catch((err: unknown) => log.error('could not start the serving monitor', { error: String(err) }));
+    }
     lc.enter(Stage.Promoted, `${spec.version} is the production version of ${spec.model}`);
   }
 

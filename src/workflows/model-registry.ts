@@ -1,6 +1,7 @@
 import { allHandlersFinished, condition, continueAsNew, setHandler, workflowInfo } from '@temporalio/workflow';
 import { recordPromotionUpdate, registryStateQuery } from '../shared/messages';
 import type { PromotionRecord, RegistryState } from '../shared/registry';
+import { setLogContext } from './log-context';
 
 export interface ModelRegistryInput {
   model: string;
@@ -15,6 +16,7 @@ const HISTORY_LIMIT = 500;
  */
 export async function modelRegistryWorkflow(input: ModelRegistryInput): Promise<void> {
   const state: RegistryState = input.state ?? { model: input.model, production: null, previous: null, history: [] };
+  setLogContext({ model: state.model });
 
   setHandler(
     recordPromotionUpdate,

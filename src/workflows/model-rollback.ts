@@ -2,6 +2,7 @@ import { ApplicationFailure, log, proxyActivities, sleep, workflowInfo } from '@
 import type { Activities } from '../activities';
 import { ErrorType } from '../shared/errors';
 import { validRollbackSteps, type PromotionRecord } from '../shared/registry';
+import { setLogContext } from './log-context';
 
 const control = proxyActivities<Activities>({
   startToCloseTimeout: '1 minute',
@@ -38,6 +39,7 @@ export interface ModelRollbackResult {
  * in-flight predictions are done and returns its quota. Every step is idempotent by the workflow's id.
  */
 export async function modelRollbackWorkflow(input: ModelRollbackInput): Promise<ModelRollbackResult> {
+  setLogContext({ model: input.model });
   const id = workflowInfo().workflowId;
   const started = Date.now();
   const steps = rollbackSteps(input.steps);

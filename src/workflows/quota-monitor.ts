@@ -1,9 +1,10 @@
-import { continueAsNew, log, proxyActivities, setHandler, sleep, workflowInfo } from '@temporalio/workflow';
+import { continueAsNew, log, patched, proxyActivities, setHandler, sleep, workflowInfo } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import { poolAlerts } from '../domain/quota';
 import type { Alert } from '../shared/alerts';
 import { quotaMonitorQuery } from '../shared/messages';
 import type { QuotaAlertState, QuotaMonitorState } from '../shared/quota';
+import { setLogContext } from './log-context';
 
 export interface QuotaMonitorInput {
   pool: string;
@@ -14,6 +15,9 @@ const control = proxyActivities<Activities>({
   startToCloseTimeout: '30 seconds',
   retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '1 minute', maximumAttempts: 10 },
 });
+
+/** Marks monitor runs that hand their alerts to the alert router. */
+const ALERT_ROUTER = 'alert-router';
 
 /** Checks per run before continuing as new (each check is a handful of events). */
 const CHECKS_PER_RUN = 500;
@@ -27,6 +31,7 @@ const IDLE_MS = 60_000;
  * clears. Alert delivery runs here, not in the pool, so the pool's workflow does nothing but grant and release.
  */
 export async function quotaMonitorWorkflow(input: QuotaMonitorInput): Promise<void> {
+  setLogContext({ pool: input.pool });
   const open = new Map<string, QuotaAlertState>((input.carried?.alerts ?? []).map((a) => [a.key, a]));
   // Leases that expired before the monitor first started are history, not news.
   let lastExpiredAt = input.carried ? input.carried.lastExpiredAt : new Date().toISOString();
@@ -43,7 +48,9 @@ export async function quotaMonitorWorkflow(input: QuotaMonitorInput): Promise<vo
 
   const deliver = async (alert: Alert) => {
     try {
-      await control.sendAlert(alert);
+      // Through the alert router (retried delivery, routes, history), or delivered here by runs started before it.
+      if (patched(ALERT_ROUTER)) await control.raiseAlert(alert);
+      else await control.sendAlert(alert);
       delivered++;
     } catch (err) {
       log.error('quota alert delivery failed', { key: alert.dedupKey, error: String(err) });

@@ -38,6 +38,7 @@ import {
   type ReserveQuotaRequest,
   type ReserveQuotaResult,
 } from '../shared/quota';
+import { setLogContext } from './log-context';
 
 /** Entity state carried across continue-as-new (plain JSON). */
 export interface QuotaPoolCarried {
@@ -77,6 +78,7 @@ interface Waiter {
  */
 export async function quotaPoolWorkflow(input: QuotaPoolInput): Promise<void> {
   let config = QuotaPoolConfigSchema.parse(input.config);
+  setLogContext({ pool: config.name });
   const carried = input.carried;
   const leases = new Map<string, QuotaLease>((carried?.leases ?? []).map((l) => [l.leaseId, l]));
   const journal: QuotaJournalEntry[] = carried?.journal ?? [];

@@ -1,8 +1,8 @@
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
-import { EXAMPLE } from '../helpers/harness';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { EXAMPLE, ROOT, startStack, uniqueName, type Stack } from '../helpers/harness';
 import { mlctl } from '../helpers/mlctl';
 
 // `mlctl data` needs no server: it reads files.
@@ -156,5 +156,100 @@ describe('mlctl data', () => {
     const missing = await run('profile', join(dir, 'absent.csv'), '-o', join(dir, 'x.json'));
     expect(missing.code).toBe(2);
     expect(missing.stderr).toMatch(/absent\.csv: invalid CSV data:\n\s+- cannot read the file: ENOENT/);
+  });
+});
+
+describe('mlctl data schedule against a real dev server', () => {
+  let stack: Stack;
+  const dir = mkdtempSync(join(tmpdir(), 'mll-data-schedule-'));
+  const profile = join(dir, 'profile.json');
+  const name = uniqueName('cli-batches');
+  const schedule = (...args: string[]) => mlctl(stack.address, 'data', 'schedule', ...args);
+
+  beforeAll(async () => {
+    // Workers run the triggered checks.
+    stack = await startStack();
+    expect((await run('profile', TRAIN, '-o', profile, '--label', 'churned')).code).toBe(0);
+  });
+  afterAll(async () => {
+    await schedule('delete', name).catch(() => undefined);
+    await stack?.close();
+  });
+
+  it('exits 2 naming the flag for a bad interval, cron expression or drift share', async () => {
+    const create = (...flags: string[]) =>
+      schedule('create', name, '--reference', profile, '--current', TEST, ...flags);
+    const every = await create('--every', 'sometimes');
+    expect(every.code).toBe(2);
+    expect(every.stderr).toMatch(/^mlctl: --every: "sometimes" is not a duration/);
+    const cron = await create('--cron', 'at dawn');
+    expect(cron.code).toBe(2);
+    expect(cron.stderr).toMatch(/^mlctl: --cron: "at dawn" is not a cron expression/);
+    // Five fields the server cannot read: its own check, named the same way.
+    const serverCron = await create('--cron', '99 99 * * *');
+    expect(serverCron.code).toBe(2);
+    expect(serverCron.stderr).toMatch(/^mlctl: --cron: /);
+    const share = await create('--drift-share', '1.5');
+    expect(share.code).toBe(2);
+    expect(share.stderr).toMatch(/^mlctl: --drift-share: "1.5" is not a number in 0\.\.1/);
+    const horizon = await create('--quota-horizon', 'soon', '--pool', 'default');
+    expect(horizon.code).toBe(2);
+    expect(horizon.stderr).toMatch(/^mlctl: --quota-horizon: invalid duration "soon"/);
+    const bad = await schedule('create', 'Not_A_Name', '--reference', profile, '--current', TEST);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/^mlctl: <name>: /);
+  });
+
+  it('creates, lists, triggers and deletes a schedule; exit 4 when it exists, 3 when it does not', async () => {
+    const batch = join(dir, 'batch.csv');
+    skewedBatch(batch);
+    // A relative path is stored absolute: the worker does not run where mlctl ran.
+    const relative = join('examples', 'churn', 'data', 'test.csv');
+    const created = await schedule('create', name, '--reference', profile, '--current', relative, '--every', '100d');
+    expect(created.stderr).toBe('');
+    expect(created.code).toBe(0);
+    expect(created.stdout).toContain(`created data-check-${name}: every 100d`);
+    expect(created.stdout).toContain(`checks    ${join(ROOT, relative)}`);
+    const again = await schedule('create', name, '--reference', profile, '--current', batch, '--json');
+    expect(again.code).toBe(4);
+    expect(JSON.parse(again.stderr)).toMatchObject({ exitCode: 4, error: expect.stringMatching(/exists already/) });
+
+    await expect
+      .poll(
+        async () => {
+          const list = await schedule('list', '--json');
+          return (JSON.parse(list.stdout) as { name: string; input: { current: string } }[]).find(
+            (s) => s.name === name,
+          )?.input.current;
+        },
+        { timeout: 15_000, interval: 500 },
+      )
+      .toBe(join(ROOT, relative));
+    expect((await schedule('list')).stdout).toMatch(new RegExp(`${name}\\s+every 100d\\s+${join(ROOT, relative)}`));
+
+    // The held-out test set: nothing bad, exit 0.
+    const clean = await schedule('trigger', name, '--wait', '--json');
+    expect(clean.code).toBe(0);
+    expect(JSON.parse(clean.stdout)).toMatchObject({ name, started: true, result: { firing: [], problems: [] } });
+
+    // Point the schedule at the skewed batch: exit 5 and what is bad.
+    expect((await schedule('delete', name)).code).toBe(0);
+    expect((await schedule('create', name, '--reference', profile, '--current', batch, '--every', '100d')).code).toBe(
+      0,
+    );
+    const skewed = await schedule('trigger', name, '--wait');
+    expect(skewed.code).toBe(5);
+    expect(skewed.stdout).toMatch(/BAD\s+data-drift\s+pipeline ".*": \d of 6 features drifted.*monthly_charges \(ks/);
+    expect(skewed.stdout).toMatch(/BAD\s+data-types\s+.*wrong-type ×1 \(age: 8 value\(s\)/);
+    expect(skewed.stdout).toMatch(/ok\s+label-drift/);
+    expect(skewed.stdout).toMatch(/firing: data-drift, data-types$/m);
+
+    const deleted = await schedule('delete', name, '--json');
+    expect(deleted.code).toBe(0);
+    expect(JSON.parse(deleted.stdout)).toEqual({ name, deleted: true });
+    const gone = await schedule('trigger', name);
+    expect(gone.code).toBe(3);
+    expect(gone.stderr).toBe(`mlctl: no data check schedule "${name}" (data-check-${name})\n`);
+    expect((await schedule('delete', name)).code).toBe(3);
   });
 });

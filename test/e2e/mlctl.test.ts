@@ -4,7 +4,8 @@ import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mlctl } from '../helpers/mlctl';
-import { liveTraffic, startStack, testSpec, uniqueName, waitForStatus, type Stack } from '../helpers/harness';
+import type { Observation } from '../../src/shared/alerts';
+import { liveTraffic, observe, startStack, testSpec, uniqueName, waitForStatus, type Stack } from '../helpers/harness';
 
 describe('mlctl against a real dev server', () => {
   let stack: Stack;
@@ -228,5 +229,75 @@ describe('mlctl against a real dev server', () => {
     const badSteps = await mlctl(stack.address, 'rollback', model, '--as', 'bob', '--reason', 'x', '--steps', '50,40');
     expect(badSteps.code).toBe(2);
     expect(badSteps.stderr).toMatch(/--steps: "50,40" must be increasing percentages in \(0, 100\] ending at 100/);
+  });
+
+  it('shows alert history and open incidents, silences a model, and overrides a pending action', async () => {
+    const watched = uniqueName('cli-alerts');
+    const key = `serving:${watched}:prediction-drift`;
+    const observation: Observation = {
+      key,
+      kind: 'prediction-drift',
+      severity: 'warning',
+      firing: true,
+      summary: `${watched} v1: prediction drift PSI 0.8 against validation`,
+      model: watched,
+      version: 'v1',
+      hysteresis: { fireAfter: 1, window: 1, resolveAfter: 1 },
+      action: 'rollback',
+      actionDelayMs: 600_000,
+      silencedByRollout: false,
+      at: new Date().toISOString(),
+    };
+    await observe(stack.client, [observation]);
+    let open: { open: { incident: string; action?: { kind: string } }[] } = { open: [] };
+    for (let i = 0; i < 50 && open.open.length === 0; i++) {
+      const run = await mlctl(stack.address, 'alerts', '--model', watched, '--open', '--json');
+      expect(run.code, run.stderr).toBe(0);
+      open = JSON.parse(run.stdout) as typeof open;
+      if (open.open.length === 0) await new Promise((r) => setTimeout(r, 200));
+    }
+    expect(open.open).toMatchObject([{ incident: `${key}#1`, action: { kind: 'rollback' } }]);
+
+    const table = await mlctl(stack.address, 'alerts', '--model', watched);
+    expect(table.code).toBe(0);
+    expect(table.stdout).toContain('OPEN INCIDENTS');
+    expect(table.stdout).toMatch(new RegExp(`fired +${key}#1 +${watched} v1: prediction drift PSI 0.8`));
+    expect(table.stdout).toMatch(/action-scheduled .* rollback in 600 s unless overridden/);
+
+    const override = await mlctl(
+      stack.address,
+      'alerts',
+      'override',
+      `${key}#1`,
+      '--action',
+      'notify',
+      '--as',
+      'olivia',
+    );
+    expect(override.code, override.stderr).toBe(0);
+    expect(override.stdout.trim()).toBe(`${key}#1: rollback → notify`);
+    const again = await mlctl(stack.address, 'alerts', 'override', `${key}#1`, '--action', 'notify', '--as', 'olivia');
+    expect(again.code).toBe(4);
+    expect(again.stderr).toMatch(/has no pending action/);
+
+    const silence = await mlctl(
+      stack.address,
+      'alerts',
+      'silence',
+      watched,
+      '--for',
+      '30m',
+      '--as',
+      'olivia',
+      '--reason',
+      'backfill',
+    );
+    expect(silence.code, silence.stderr).toBe(0);
+    expect(silence.stdout).toMatch(new RegExp(`alerts of ${watched} silenced until \\d{4}-`));
+    const bad = await mlctl(stack.address, 'alerts', 'silence', watched, '--for', 'soon', '--as', 'olivia');
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/--for: "soon" is not a duration/);
+    const lifted = await mlctl(stack.address, 'alerts', 'unsilence', watched, '--as', 'olivia');
+    expect(lifted.stdout.trim()).toBe(`alerts of ${watched} unsilenced`);
   });
 });

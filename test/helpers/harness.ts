@@ -1,9 +1,10 @@
+import type { Logger } from '@temporalio/common';
 import { historyToJSON } from '@temporalio/common/lib/proto-utils';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Client, Connection } from '@temporalio/client';
-import { NativeConnection, Runtime, type Worker } from '@temporalio/worker';
+import { NativeConnection, Runtime, type TelemetryOptions, type Worker } from '@temporalio/worker';
 import type { FastifyInstance } from 'fastify';
 import { inject } from 'vitest';
 import { createActivities, type Activities } from '../../src/activities';
@@ -12,6 +13,7 @@ import { loadSpecFile } from '../../src/client/spec-file';
 import { projectRoot } from '../../src/config/paths';
 import { trainerPython } from '../../src/config/toolchain';
 import { LoadGenerator } from '../../src/dev/load-generator';
+import type { LifecycleMetrics } from '../../src/metrics/lifecycle-metrics';
 import { createGateway } from '../../src/serving/server';
 import { poolStateQuery } from '../../src/shared/messages';
 import { QuotaClient } from '../../src/client/quota-client';
@@ -22,7 +24,11 @@ import {
   type QuotaPoolState,
 } from '../../src/shared/quota';
 import type { LifecycleSpec } from '../../src/shared/spec';
-import type { Alert } from '../../src/shared/alerts';
+import type { Alert, Observation } from '../../src/shared/alerts';
+import { ALERT_ROUTER_WORKFLOW_ID, observeSignal } from '../../src/shared/monitoring';
+import { LIFECYCLE_TASK_QUEUE } from '../../src/shared/task-queues';
+import type { AlertSinkConfig } from '../../src/alerts/sinks';
+import type { AlertRouteSpec } from '../../src/config/alert-sinks';
 import type { LifecycleStatus } from '../../src/shared/status';
 import { createWorkers } from '../../src/workers/workers';
 
@@ -30,12 +36,21 @@ export const ROOT = projectRoot();
 export const EXAMPLE = join(ROOT, 'examples', 'churn');
 
 let runtimeInstalled = false;
+/** The alert router's group wait in tests: short, so assertions do not wait 10 s, but long enough to group. */
+export const ALERT_GROUP_WAIT_MS = 300;
 const noop = () => undefined;
 
-/** One Runtime per process, quiet: test output is the assertions, not the SDK's chatter. */
-export function installQuietRuntime(): void {
+/**
+ * One Runtime per process, quiet: test output is the assertions, not the SDK's chatter. A test that checks log lines
+ * passes its capturing `logger`, before anything else installs the Runtime.
+ */
+export function installQuietRuntime(
+  logger: Logger = { log: noop, trace: noop, debug: noop, info: noop, warn: noop, error: noop },
+  /** The SDK's metrics endpoint, for a test that scrapes it (test/integration/metrics.test.ts). */
+  telemetryOptions?: TelemetryOptions,
+): void {
   if (runtimeInstalled) return;
-  Runtime.install({ logger: { log: noop, trace: noop, debug: noop, info: noop, warn: noop, error: noop } });
+  Runtime.install({ logger, ...(telemetryOptions ? { telemetryOptions } : {}) });
   runtimeInstalled = true;
 }
 
@@ -85,6 +100,11 @@ export async function startStack(
     hardwareCatalogFile?: string;
     /** Approver keyring signed approvals are verified with. */
     approverKeysFile?: string;
+    /** Alert sinks and routes of the stack's worker (ALERT_SINKS_FILE's). */
+    alertSinks?: AlertSinkConfig[];
+    alertRoutes?: AlertRouteSpec[];
+    /** Prometheus metrics the activities and the lifecycle sink report to, built on the stack's client and pools. */
+    metrics?: (deps: { client: Client; quotaPools: QuotaPoolsFile }) => LifecycleMetrics;
   } = {},
 ): Promise<Stack> {
   installQuietRuntime();
@@ -96,6 +116,7 @@ export async function startStack(
   const quotaPools = QuotaPoolsFile.parse({
     pools: [options.pool ?? { name: 'default', capacity: { cpu: 64, memoryGiB: 256 } }, ...(options.pools ?? [])],
   });
+  const metrics = options.metrics?.({ client, quotaPools });
   const activities: Activities = createActivities({
     client,
     gatewayUrl: gateway.url,
@@ -105,6 +126,10 @@ export async function startStack(
     quotaPools,
     alertSink: (a) => void alerts.push(a),
     analysisPollIntervalMs: 250,
+    // Every test file's stack (they run one at a time) uses the same short wait, whichever starts the router.
+    alertGroupWaitMs: ALERT_GROUP_WAIT_MS,
+    ...(options.alertSinks ? { alertSinks: options.alertSinks, alertRoutes: options.alertRoutes ?? [] } : {}),
+    metrics,
     ...(options.hardwareCatalogFile ? { hardwareCatalogFile: options.hardwareCatalogFile } : {}),
     ...(options.approverKeysFile ? { approverKeysFile: options.approverKeysFile } : {}),
   });
@@ -125,6 +150,7 @@ export async function startStack(
         connection: nativeConnection,
         activities,
         workflowBundle: { codePath: inject('workflowBundlePath') },
+        metrics,
       });
       running = Promise.all(workers.map((w) => w.run()));
       // The pool takes this stack's configuration, as a worker does at start.
@@ -170,6 +196,8 @@ export function testSpec(
   // Two cores shared by the dev server, worker, trainer, gateway and load generators: a few ms of jitter is normal
   // there and must not read as a latency regression against a sub-millisecond stable version.
   out.rollout.analysis.latencyP99Ms.ratioFloorMs = 10;
+  // A serving monitor runs until terminated: only the tests about monitoring start one (and stop it).
+  out.monitoring.enabled = false;
   patch(out);
   return out;
 }
@@ -237,4 +265,15 @@ export async function recordHistory(client: Client, id: string, name: string): P
   if (process.env.RECORD_HISTORIES !== '1') return;
   const history = await client.workflow.getHandle(id).fetchHistory();
   writeFileSync(join(ROOT, 'test', 'fixtures', 'histories', `${name}.json`), historyToJSON(history));
+}
+
+/** Reports monitor checks straight to the alert router (starting it if needed), as a monitor's activity does. */
+export async function observe(client: Client, observations: Observation[]): Promise<void> {
+  await client.workflow.signalWithStart('alertRouterWorkflow', {
+    workflowId: ALERT_ROUTER_WORKFLOW_ID,
+    taskQueue: LIFECYCLE_TASK_QUEUE,
+    args: [{}],
+    signal: observeSignal,
+    signalArgs: [observations],
+  });
 }

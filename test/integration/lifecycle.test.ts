@@ -97,7 +97,9 @@ describe('model lifecycle on a real Temporal dev server', () => {
     expect(r.versions.map((v) => v.version)).toEqual(['v2']);
     expect(await leasesOf(id)).toEqual([]);
     expect(await leasesOf(`serve:${model}:v3`)).toEqual([]);
-    expect(stack.alerts.some((a) => a.kind === 'rollback' && a.lifecycleId === id)).toBe(true);
+    await expect
+      .poll(() => stack.alerts.some((a) => a.kind === 'rollback' && a.lifecycleId === id), { timeout: 15_000 })
+      .toBe(true);
     await record(id, 'lifecycle-rolled-back');
   });
 
@@ -152,7 +154,9 @@ describe('model lifecycle on a real Temporal dev server', () => {
     ]);
     expect((await routing()).versions.map((v) => v.version)).not.toContain('v5');
     expect(await leasesOf(id)).toEqual([]);
-    expect(stack.alerts.some((a) => a.kind === 'approval-timeout' && a.lifecycleId === id)).toBe(true);
+    await expect
+      .poll(() => stack.alerts.some((a) => a.kind === 'approval-timeout' && a.lifecycleId === id), { timeout: 15_000 })
+      .toBe(true);
   });
 
   it('refuses approvals from someone not in the approver list and from the submitter', async () => {
@@ -176,6 +180,9 @@ describe('model lifecycle on a real Temporal dev server', () => {
     expect(end.error?.type).toBe(ErrorType.TrainingFailed);
     expect(end.error?.message).toMatch(/exited with code 2/);
     expect(await leasesOf(id)).toEqual([]);
+    await expect
+      .poll(() => stack.alerts.find((a) => a.kind === 'training-failed' && a.lifecycleId === id), { timeout: 15_000 })
+      .toBeDefined();
     expect(stack.alerts.find((a) => a.kind === 'training-failed' && a.lifecycleId === id)?.details).toMatchObject({
       exitCode: 2,
     });
@@ -194,6 +201,9 @@ describe('model lifecycle on a real Temporal dev server', () => {
     expect(end.events.filter((e) => /refused by pool/.test(e.message)).length).toBeGreaterThanOrEqual(2);
     expect(end.events.some((e) => e.stage === 'training')).toBe(false);
     expect((await poolState(stack.client, TINY)).leases).toEqual([]);
+    await expect
+      .poll(() => stack.alerts.find((a) => a.kind === 'quota-refused' && a.lifecycleId === id), { timeout: 15_000 })
+      .toBeDefined();
     const refused = stack.alerts.find((a) => a.kind === 'quota-refused' && a.lifecycleId === id);
     expect(refused?.details).toMatchObject({
       refusals: expect.arrayContaining([expect.objectContaining({ device: 'cpu-4', reason: 'never-fits' })]) as unknown,

@@ -120,7 +120,9 @@ describe('rollout analysis and controls', () => {
       expect(d.rule).toEqual(expect.any(String));
       expect(d.sampleSize).toBeGreaterThan(0);
       expect(end.trafficPercent).toBe(0);
-      expect(stack.alerts.some((a) => a.kind === 'rollback' && a.lifecycleId === end.id)).toBe(true);
+      await expect
+        .poll(() => stack.alerts.some((a) => a.kind === 'rollback' && a.lifecycleId === end.id), { timeout: 15_000 })
+        .toBe(true);
       console.log(
         `${check}: breach → 0% candidate traffic in ${toZeroMs} ms (${d.sample ? `sample ${d.sample}` : 'end of bake'})`,
       );
@@ -170,7 +172,11 @@ describe('rollout analysis and controls', () => {
     const held = await waitForStatus(stack.lifecycles, id, (s) => s.paused, 60_000);
     expect(held.stage).toBe('canary');
     expect(held.decisions.filter((d) => d.outcome === 'inconclusive').map((d) => d.check)).toContain('errorRate');
-    expect(stack.alerts.some((a) => a.kind === 'rollout-inconclusive' && a.lifecycleId === id)).toBe(true);
+    await expect
+      .poll(() => stack.alerts.some((a) => a.kind === 'rollout-inconclusive' && a.lifecycleId === id), {
+        timeout: 15_000,
+      })
+      .toBe(true);
     const ack = await stack.lifecycles.abort(id, { by: 'olivia', reason: 'not enough traffic to judge' });
     expect(ack).toMatchObject({ action: 'abort', stage: 'canary' });
     const end = await waitForStatus(stack.lifecycles, id, (s) => s.stage === 'rolled-back');
@@ -258,12 +264,19 @@ describe('rollout analysis and controls', () => {
     );
     const escalated = await waitForStatus(stack.lifecycles, id, (s) => s.pendingGate?.escalated === true, 120_000);
     expect(escalated.stage).toBe('awaiting-approval');
+    await expect
+      .poll(() => stack.alerts.find((a) => a.kind === 'approval-escalation' && a.lifecycleId === id), {
+        timeout: 15_000,
+      })
+      .toBeDefined();
     const alert = stack.alerts.find((a) => a.kind === 'approval-escalation' && a.lifecycleId === id);
     expect(alert?.summary).toMatch(/gate "deploy" .* still waiting after 1500 ms; escalated to team-lead/);
     expect(alert?.details).toMatchObject({ escalateTo: ['team-lead'], quorum: 1 });
     const end = await waitForStatus(stack.lifecycles, id, (s) => s.stage === 'rejected');
     expect(end.error).toMatchObject({ type: 'ApprovalTimeout' });
-    expect(stack.alerts.some((a) => a.kind === 'approval-timeout' && a.lifecycleId === id)).toBe(true);
+    await expect
+      .poll(() => stack.alerts.some((a) => a.kind === 'approval-timeout' && a.lifecycleId === id), { timeout: 15_000 })
+      .toBe(true);
   });
 
   it('promotes at once on promote-now from an approver, and refuses it from the submitter', async () => {

@@ -6,12 +6,14 @@ import { describe, expect, it } from 'vitest';
 import {
   alertmanagerPayload,
   deliverAlert,
+  deliverAlerts,
   sinkTakes,
+  slackGroupPayload,
   slackPayload,
   webhookPayload,
   type AlertSinkConfig,
 } from '../../src/alerts/sinks';
-import { loadAlertSinks } from '../../src/config/alert-sinks';
+import { loadAlertConfig, loadAlertSinks, routeAlert } from '../../src/config/alert-sinks';
 import { InvalidFileError } from '../../src/config/yaml-file';
 import type { Alert } from '../../src/shared/alerts';
 import { ErrorType } from '../../src/shared/errors';
@@ -51,9 +53,11 @@ describe('alert payloads', () => {
       lifecycleId: 'lc-churn-v7',
       pool: null,
       dedupKey: 'lc-churn-v7:rollback',
+      owner: null,
       details: rollback.details,
       at: '2025-03-01T12:00:00.000Z',
     });
+    expect(webhookPayload({ ...rollback, owner: 'churn-team' }, NOW).owner).toBe('churn-team');
     expect(webhookPayload(quotaResolved, NOW)).toMatchObject({
       status: 'resolved',
       model: null,
@@ -278,5 +282,81 @@ describe('alert sinks file', () => {
     );
     expect(problems(() => loadAlertSinks(twice, {}))).toEqual(['sinks.1.name (line 3): sink a is declared twice']);
     expect(problems(() => loadAlertSinks(write('empty.yaml', 'other: 1\n'), {})).join('\n')).toMatch(/sinks/);
+  });
+});
+
+describe('alert routes and groups', () => {
+  const sinks: AlertSinkConfig[] = [
+    { name: 'churn-slack', kind: 'slack', url: 'http://127.0.0.1:1/slack' },
+    { name: 'ops-hook', kind: 'webhook', url: 'http://127.0.0.1:1/ops' },
+    { name: 'pager', kind: 'alertmanager', url: 'http://127.0.0.1:1/am' },
+  ];
+  const config = {
+    sinks,
+    routes: [
+      {
+        match: { model: 'churn*', kinds: ['prediction-drift' as const] },
+        owner: 'churn-team',
+        sinks: ['churn-slack'],
+        continue: true,
+      },
+      { match: { severities: ['critical' as const] }, owner: 'sre', sinks: ['pager'], continue: false },
+    ],
+  };
+  const drift: Alert = {
+    ...rollback,
+    kind: 'prediction-drift',
+    severity: 'critical',
+    dedupKey: 'serving:churn-eu:prediction-drift#1',
+  };
+
+  it('routes to the sinks of every matching route up to one without continue, owned by the first', () => {
+    const r = routeAlert({ ...drift, model: 'churn-eu' }, config);
+    expect(r.owner).toBe('churn-team');
+    expect(r.sinks.map((s) => s.name)).toEqual(['churn-slack', 'pager']);
+    expect(routeAlert({ ...drift, model: 'fraud' }, config)).toMatchObject({ owner: 'sre' });
+    expect(routeAlert({ ...drift, model: 'fraud', severity: 'warning' }, config).sinks.map((s) => s.name)).toEqual([
+      'churn-slack',
+      'ops-hook',
+      'pager',
+    ]);
+  });
+
+  it('refuses a route naming a sink the file does not declare, naming the route', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'alert-routes-'));
+    const file = join(dir, 'sinks.yaml');
+    writeFileSync(
+      file,
+      'sinks:\n  - { name: ops-hook, kind: webhook, url: "http://x/y" }\nroutes:\n  - { match: { model: churn }, sinks: [slack] }\n',
+    );
+    try {
+      loadAlertConfig(file, {});
+      expect.unreachable();
+    } catch (err) {
+      expect((err as InvalidFileError).problems.join('\n')).toMatch(
+        /routes\.0\.sinks\.0.*no sink named "slack" \(sinks: ops-hook\)/,
+      );
+    }
+  });
+
+  it('gives Slack one message for a group, Alertmanager one POST of all, a webhook one POST per alert', async () => {
+    const posts: { url: string; body: unknown }[] = [];
+    const fetchImpl = (async (url: string, init: { body: string }) => {
+      posts.push({ url, body: JSON.parse(init.body) });
+      return new Response('{}', { status: 200 });
+    }) as unknown as typeof fetch;
+    const group: Alert[] = [
+      drift,
+      { ...drift, kind: 'serving-skew', dedupKey: 'serving:churn-eu:serving-skew#1', resolved: true },
+    ];
+    const report = await deliverAlerts(group, sinks, fetchImpl);
+    expect(report.delivered.sort()).toEqual(['churn-slack', 'ops-hook', 'pager']);
+    expect(posts.filter((p) => p.url.endsWith('/ops'))).toHaveLength(2);
+    expect(posts.filter((p) => p.url.endsWith('/slack'))).toHaveLength(1);
+    const am = posts.find((p) => p.url.endsWith('/am'))!.body as unknown[];
+    expect(am).toHaveLength(1 + 3); // the firing alert, and the resolve once per severity
+    const slack = slackGroupPayload(group);
+    expect(slack.blocks[0]!.text.text).toBe('2 alerts for churn (1 firing, 1 resolved)');
+    expect(slack.blocks).toHaveLength(3);
   });
 });

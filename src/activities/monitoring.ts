@@ -1,0 +1,356 @@
+import { existsSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { isAbsolute, join } from 'node:path';
+import { WorkflowNotFoundError, type Client } from '@temporalio/client';
+import type { QuotaClient } from '../client/quota-client';
+import {
+  binnedKolmogorovSmirnov,
+  evaluateStage,
+  inputSkew,
+  populationStabilityIndex,
+  windowOf,
+  type WindowTelemetry,
+} from '../domain/guardrails';
+import { durationP95 } from '../domain/quota';
+import { loadProfile, PROFILE_FILE } from '../drift/profile';
+import { countCsvRows } from './process-usage';
+import type { Observation } from '../shared/alerts';
+import { registryStateQuery } from '../shared/messages';
+import { qualityOf } from '../shared/quality';
+import { registryWorkflowId, type PromotionRecord } from '../shared/registry';
+import { AnalysisSpec, type MonitoringSpec } from '../shared/spec';
+import {
+  PREDICTION_BASELINE_FILE,
+  type ModelTelemetry,
+  type PredictionBaseline,
+  type VersionTelemetry,
+} from '../shared/telemetry';
+import { resolveTarget } from '../targets/target';
+
+export interface MonitoringDeps {
+  client: Client;
+  /** Project root: relative data folders of specs are resolved from it. */
+  root: string;
+  gatewayUrl: string;
+  quota: QuotaClient;
+  env?: Readonly<Record<string, string | undefined>>;
+  /** Told of each check's drift scores (the worker's metrics). */
+  onDrift?: (model: string, version: string, scores: { feature: string; kind: string; value: number }[]) => void;
+}
+
+export interface CheckServingInput {
+  model: string;
+  monitoring: MonitoringSpec;
+  /** The previous check's snapshot of the production version: this check judges the traffic since. */
+  since: { version: string; telemetry: VersionTelemetry } | null;
+  /** The production spec, carried into observations whose action is a retraining. */
+  retrainSpec?: unknown;
+}
+
+export interface CheckServingResult {
+  /** The production version checked, or null when the model has none. */
+  version: string | null;
+  /** Where the next check's window starts. */
+  since: { version: string; telemetry: VersionTelemetry } | null;
+  observations: Observation[];
+  /** The traffic the checks judged (requests in the window). */
+  requests: number;
+}
+
+const round = (x: number, digits = 4) => Math.round(x * 10 ** digits) / 10 ** digits;
+
+/** The serving monitor's checks of a model's production version. */
+export function createMonitoringActivities(deps: MonitoringDeps) {
+  const production = async (model: string): Promise<PromotionRecord | null> => {
+    try {
+      return (await deps.client.workflow.getHandle(registryWorkflowId(model)).query(registryStateQuery)).production;
+    } catch (err) {
+      if (err instanceof WorkflowNotFoundError) return null;
+      throw err;
+    }
+  };
+
+  return {
+    /**
+     * How long training may take before it is slow: the p95 of similar completed training runs in the pool's history
+     * (same model family, dataset within ×2, durations scaled to this dataset), or null with fewer than 3 of them.
+     */
+    async trainingBaseline(input: {
+      pool: string;
+      family: string;
+      dataDir: string;
+    }): Promise<{ p95Ms: number | null; similarRuns: number; datasetRows: number | null }> {
+      const dir = isAbsolute(input.dataDir) ? input.dataDir : join(deps.root, input.dataDir);
+      const datasetRows = (await countCsvRows(join(dir, 'train.csv'))) ?? null;
+      const state = await deps.quota.state(input.pool).catch(() => null);
+      const baseline = durationP95(state?.runs ?? [], {
+        kind: 'training',
+        family: input.family,
+        ...(datasetRows !== null ? { datasetRows } : {}),
+      });
+      return { ...baseline, datasetRows };
+    },
+
+    /**
+     * One check of the production version: its traffic since the last check against the training profile (skew),
+     * the validation-time predictions (drift), missing or corrupt inputs, latency p99, outage (traffic but no
+     * success, or the endpoint not answering), quality from labels, and the serving pool's usage. Answers one
+     * observation per condition (firing, clear, or null when the window is too small to tell) for the router.
+     */
+    async checkServing(input: CheckServingInput): Promise<CheckServingResult> {
+      const { model, monitoring: m } = input;
+      const prod = await production(model);
+      if (!prod) return { version: null, since: null, observations: [], requests: 0 };
+      const version = prod.version;
+      const at = new Date().toISOString();
+      const policy = (kind: Observation['kind']): Pick<Observation, 'action' | 'actionDelayMs' | 'actionContext'> => {
+        const action = (m.actions as Record<string, Observation['action']>)[kind] ?? 'notify';
+        return {
+          action,
+          actionDelayMs: m.actionDelay,
+          ...(action === 'retrain' && input.retrainSpec !== undefined
+            ? { actionContext: { retrainSpec: input.retrainSpec } }
+            : {}),
+        };
+      };
+      const observation = (
+        kind: Observation['kind'],
+        severity: Observation['severity'],
+        firing: boolean | null,
+        summary: string,
+        details: Record<string, unknown>,
+      ): Observation => ({
+        key: `serving:${model}:${kind}`,
+        kind,
+        severity,
+        firing,
+        summary,
+        model,
+        version,
+        details,
+        hysteresis: m.hysteresis,
+        ...policy(kind),
+        at,
+      });
+
+      let snapshot: ModelTelemetry;
+      try {
+        snapshot = await resolveTarget(prod.target, {
+          gatewayUrl: deps.gatewayUrl,
+          ...(deps.env ? { env: deps.env } : {}),
+        }).readTelemetry(model);
+      } catch (err) {
+        // The serving endpoint does not answer: an outage of every version it serves.
+        return {
+          version,
+          since: input.since,
+          requests: 0,
+          observations: [
+            observation(
+              'serving-outage',
+              m.outage.severity,
+              true,
+              `${model} ${version}: serving endpoint not answering`,
+              {
+                error: (err as Error).message,
+              },
+            ),
+          ],
+        };
+      }
+      const now = snapshot.versions[version];
+      const since = input.since?.version === version ? input.since.telemetry : null;
+      const next = now ? { version, telemetry: now } : null;
+      if (!now || !since) {
+        // The first look at this version (or it lost its counters): it only sets where the next window starts.
+        const outage = now
+          ? []
+          : [
+              observation(
+                'serving-outage',
+                m.outage.severity,
+                true,
+                `${model} ${version} is not loaded where it serves`,
+                {
+                  loaded: Object.keys(snapshot.versions),
+                },
+              ),
+            ];
+        return { version, since: next, requests: 0, observations: outage };
+      }
+      const window = windowOf(now, since);
+      const observations: Observation[] = [];
+
+      // Outage, latency, missing/corrupt inputs and skew, judged as a stage of a rollout with no stable version.
+      const rules = AnalysisSpec.parse({
+        minSamples: m.minSamples,
+        latencyP99Ms: { max: m.latencyP99Ms.max },
+        featureSkew: { maxPsi: m.featureSkew.maxPsi, alpha: m.featureSkew.alpha },
+        inputQuality: { maxRate: m.inputQuality.maxRate },
+      });
+      const profileFile = join(prod.artifactDir, PROFILE_FILE);
+      const profile = existsSync(profileFile) ? (await loadProfile(profileFile, { values: false })).profile : null;
+      const skew = profile && window.inputs ? inputSkew(profile, window.inputs, rules) : undefined;
+      const analysis = evaluateStage({
+        stage: 'production',
+        at,
+        candidate: window,
+        stable: null,
+        rules,
+        ...(skew ? { inputSkew: skew } : {}),
+        ...(profile ? { profile } : {}),
+      });
+      const decision = (check: string) => analysis.decisions.find((d) => d.check === check);
+      const firing = (check: string) => {
+        const d = decision(check);
+        return !d || d.outcome === 'inconclusive' ? null : d.outcome === 'fail';
+      };
+      const describe = (check: string, label: string) => {
+        const d = decision(check);
+        return d
+          ? `${model} ${version}: ${label} ${d.value ?? 'n/a'} (${d.rule}; ${d.sampleSize} samples)${d.detail ? ` — ${d.detail}` : ''}`
+          : `${model} ${version}: ${label}`;
+      };
+      const facts = (check: string) => {
+        const d = decision(check);
+        return d ? { value: d.value, threshold: d.threshold, rule: d.rule, sampleSize: d.sampleSize } : {};
+      };
+      observations.push(
+        observation(
+          'serving-outage',
+          m.outage.severity,
+          firing('outage'),
+          describe('outage', 'successful predictions'),
+          facts('outage'),
+        ),
+        observation(
+          'serving-latency',
+          m.latencyP99Ms.severity,
+          firing('latencyP99Ms'),
+          describe('latencyP99Ms', 'p99 latency ms'),
+          facts('latencyP99Ms'),
+        ),
+        observation(
+          'input-quality',
+          m.inputQuality.severity,
+          firing('inputQuality'),
+          describe('inputQuality', 'missing or corrupt input share'),
+          facts('inputQuality'),
+        ),
+      );
+      if (skew)
+        observations.push(
+          observation(
+            'serving-skew',
+            m.featureSkew.severity,
+            firing('featureSkew'),
+            describe('featureSkew', 'feature skew PSI'),
+            facts('featureSkew'),
+          ),
+        );
+
+      // Predictions against the validation-time predictions of the same version.
+      observations.push(await predictionDrift(prod, window, m, observation));
+
+      // Quality from ground-truth labels that arrived in the window.
+      const q = qualityOf(window.quality);
+      const { minAccuracy, maxLogLoss, minLabels, severity } = m.quality;
+      if (minAccuracy !== undefined || maxLogLoss !== undefined) {
+        const enough = q.labeled >= minLabels;
+        const bad =
+          (minAccuracy !== undefined && q.accuracy !== null && q.accuracy < minAccuracy) ||
+          (maxLogLoss !== undefined && q.logLoss !== null && q.logLoss > maxLogLoss);
+        observations.push(
+          observation(
+            'model-quality',
+            severity,
+            enough ? bad : null,
+            `${model} ${version}: accuracy ${q.accuracy === null ? 'n/a' : round(q.accuracy)}` +
+              `${minAccuracy !== undefined ? ` (min ${minAccuracy})` : ''}, log loss ${q.logLoss === null ? 'n/a' : round(q.logLoss)}` +
+              `${maxLogLoss !== undefined ? ` (max ${maxLogLoss})` : ''} on ${q.labeled} labels`,
+            { ...q, minAccuracy, maxLogLoss, minLabels },
+          ),
+        );
+      }
+
+      // The serving pool: the share of each resource in use.
+      if (prod.serving) {
+        const pool = prod.serving.pool;
+        const state = await deps.quota.state(pool).catch(() => null);
+        if (state) {
+          const shares = state.resources.map((r) => ({ resource: r.resource, share: r.share }));
+          const worst = shares.reduce((a, b) => (b.share > a.share ? b : a), { resource: '', share: 0 });
+          observations.push(
+            observation(
+              'serving-quota',
+              m.quota.severity,
+              worst.share > m.quota.maxShare,
+              `${model} ${version}: serving pool "${pool}" ${worst.resource || 'usage'} at ${round(worst.share * 100, 1)}% (max ${m.quota.maxShare * 100}%)`,
+              { pool, shares },
+            ),
+          );
+        }
+      }
+      const scores = [
+        ...(skew
+          ? skew.features.flatMap((f) =>
+              f.statistic === null ? [] : [{ feature: f.name, kind: 'skew', value: f.statistic }],
+            )
+          : []),
+      ];
+      if (scores.length) deps.onDrift?.(model, version, scores);
+      return { version, since: next, requests: window.requests, observations };
+    },
+  };
+}
+
+async function predictionDrift(
+  prod: PromotionRecord,
+  window: WindowTelemetry,
+  m: MonitoringSpec,
+  observation: (
+    kind: Observation['kind'],
+    severity: Observation['severity'],
+    firing: boolean | null,
+    summary: string,
+    details: Record<string, unknown>,
+  ) => Observation,
+): Promise<Observation> {
+  const label = `${prod.model} ${prod.version}`;
+  const file = join(prod.artifactDir, PREDICTION_BASELINE_FILE);
+  let baseline: PredictionBaseline | null = null;
+  try {
+    baseline = JSON.parse(await readFile(file, 'utf8')) as PredictionBaseline;
+  } catch {
+    baseline = null;
+  }
+  if (!baseline)
+    return observation(
+      'prediction-drift',
+      m.predictionDrift.severity,
+      null,
+      `${label}: no validation-time predictions to compare with`,
+      {
+        file,
+      },
+    );
+  const { maxPsi, alpha, severity } = m.predictionDrift;
+  const psi = populationStabilityIndex(baseline.predictionBinCounts, window.predictionBinCounts);
+  const ks = binnedKolmogorovSmirnov(baseline.predictionBinCounts, window.predictionBinCounts);
+  const enough = window.successes >= m.minSamples;
+  return observation(
+    'prediction-drift',
+    severity,
+    enough ? psi > maxPsi && ks.pValue < alpha : null,
+    `${label}: prediction drift PSI ${round(psi)} against validation (max ${maxPsi}; KS p=${ks.pValue.toPrecision(3)}) on ${window.successes} predictions`,
+    {
+      psi: round(psi),
+      ksD: round(ks.d),
+      ksPValue: ks.pValue,
+      maxPsi,
+      alpha,
+      live: window.predictionBinCounts,
+      validation: baseline.predictionBinCounts,
+    },
+  );
+}

@@ -1,0 +1,134 @@
+import { WorkflowNotFoundError, WorkflowUpdateFailedError, type Client } from '@temporalio/client';
+import { Option, type Command } from 'commander';
+import { MONITOR_ACTIONS, type AlertRouterState, type MonitorAction } from '../shared/alerts';
+import { parseDurationMs } from '../shared/duration';
+import {
+  ALERT_ROUTER_WORKFLOW_ID,
+  alertRouterQuery,
+  overrideActionUpdate,
+  silenceModelUpdate,
+} from '../shared/monitoring';
+import { Identity } from '../shared/spec';
+
+export interface AlertsCommandDeps {
+  connect: () => Promise<Client>;
+  print: (cmd: Command, json: unknown, text: string) => void;
+  invalid: (message: string) => never;
+  refused: (message: string) => never;
+  notFound: (message: string) => never;
+}
+
+const pad = (s: string, n: number) => (s.length >= n ? s : s + ' '.repeat(n - s.length));
+
+/** The router's state as a table: open incidents, silences, then the history, oldest first. */
+export function formatAlerts(state: AlertRouterState, options: { openOnly?: boolean } = {}): string {
+  const lines: string[] = [];
+  if (state.open.length === 0) lines.push('no open incidents');
+  else {
+    lines.push('OPEN INCIDENTS');
+    for (const o of state.open) {
+      const action = o.action ? ` · ${o.action.kind} at ${o.action.dueAt}` : '';
+      lines.push(`  ${pad(o.incident, 48)} ${pad(o.severity, 8)} ${pad(o.state, 10)} since ${o.since}${action}`);
+      lines.push(`    ${o.summary}`);
+    }
+  }
+  for (const s of state.silences)
+    lines.push(`silenced: ${s.model} until ${s.until} by ${s.by}${s.reason ? ` (${s.reason})` : ''}`);
+  if (options.openOnly) return lines.join('\n');
+  lines.push('', `HISTORY (${state.history.length} entries)`);
+  for (const h of state.history) {
+    const who = h.by ? ` by ${h.by}` : '';
+    const where = h.sinks ? ` → ${h.sinks.join(', ') || 'log only'}${h.owner ? ` (owner ${h.owner})` : ''}` : '';
+    lines.push(`  ${h.at}  ${pad(h.event, 17)} ${pad(h.incident ?? h.model ?? '', 44)} ${h.summary}${who}${where}`);
+  }
+  return lines.join('\n');
+}
+
+/** `mlctl alerts`: the alert history and open incidents, silences and overrides of automated actions. */
+export function addAlertsCommands(program: Command, deps: AlertsCommandDeps): void {
+  const router = async () => (await deps.connect()).workflow.getHandle(ALERT_ROUTER_WORKFLOW_ID);
+  const who = (value: string) => {
+    const parsed = Identity.safeParse(value);
+    if (!parsed.success) deps.invalid(`--as: "${value}" is not a valid identity (${parsed.error.issues[0]?.message})`);
+    return value;
+  };
+  const routerCall = async <T>(call: () => Promise<T>): Promise<T> => {
+    try {
+      return await call();
+    } catch (err) {
+      if (err instanceof WorkflowNotFoundError)
+        deps.notFound('no alert router is running yet: no alert or monitor check has been reported');
+      if (err instanceof WorkflowUpdateFailedError)
+        deps.refused((err.cause as Error | undefined)?.message ?? err.message);
+      throw err;
+    }
+  };
+
+  const alerts = program
+    .command('alerts')
+    .description('alert history and open incidents (from the alert router); silence a model, override an action')
+    .option('--model <model>', 'only this model')
+    .option('--open', 'only open incidents and silences')
+    .addOption(new Option('--limit <n>', 'history entries, newest kept').default(100).argParser((v) => Number(v)))
+    .option('--json', 'machine-readable output')
+    .action(async (o: { model?: string; open?: boolean; limit: number }, cmd: Command) => {
+      if (!Number.isInteger(o.limit) || o.limit < 1) deps.invalid('--limit: a whole number of entries, at least 1');
+      const handle = await router();
+      const state = await routerCall(() =>
+        handle.query(alertRouterQuery, { ...(o.model ? { model: o.model } : {}), limit: o.limit }),
+      );
+      deps.print(
+        cmd,
+        o.open ? { open: state.open, silences: state.silences } : state,
+        formatAlerts(state, { openOnly: o.open }),
+      );
+    });
+
+  alerts
+    .command('silence <model>')
+    .description("silence a model's alerts for a while: incidents still open and resolve, quietly, and are recorded")
+    .requiredOption('--for <duration>', 'how long, e.g. 30m, 2h')
+    .requiredOption('--as <user>', 'your identity, recorded with the silence')
+    .option('--reason <text>', 'recorded with the silence', '')
+    .option('--json', 'machine-readable output')
+    .action(async (model: string, o: { for: string; as: string; reason: string }, cmd: Command) => {
+      const forMs = parseDurationMs(o.for);
+      if (forMs === undefined || forMs <= 0) deps.invalid(`--for: "${o.for}" is not a duration such as 30m or 2h`);
+      const by = who(o.as);
+      const handle = await router();
+      const silence = await routerCall(() =>
+        handle.executeUpdate(silenceModelUpdate, { args: [{ model, forMs: forMs!, by, reason: o.reason }] }),
+      );
+      deps.print(cmd, silence, `alerts of ${model} silenced until ${silence?.until}`);
+    });
+
+  alerts
+    .command('unsilence <model>')
+    .description("lift a model's silence")
+    .requiredOption('--as <user>', 'your identity, recorded')
+    .option('--json', 'machine-readable output')
+    .action(async (model: string, o: { as: string }, cmd: Command) => {
+      const by = who(o.as);
+      const handle = await router();
+      const was = await routerCall(() => handle.executeUpdate(silenceModelUpdate, { args: [{ model, forMs: 0, by }] }));
+      deps.print(cmd, { model, was }, was ? `alerts of ${model} unsilenced` : `${model} was not silenced`);
+    });
+
+  alerts
+    .command('override <incident>')
+    .description("override an incident's pending automated action: notify cancels it, another action runs now")
+    .addOption(
+      new Option('--action <action>', 'what to do instead').choices([...MONITOR_ACTIONS]).makeOptionMandatory(),
+    )
+    .requiredOption('--as <user>', 'your identity, recorded with the override')
+    .option('--reason <text>', 'recorded with the override', '')
+    .option('--json', 'machine-readable output')
+    .action(async (incident: string, o: { action: MonitorAction; as: string; reason: string }, cmd: Command) => {
+      const by = who(o.as);
+      const handle = await router();
+      const ack = await routerCall(() =>
+        handle.executeUpdate(overrideActionUpdate, { args: [{ incident, action: o.action, by, reason: o.reason }] }),
+      );
+      deps.print(cmd, ack, `${incident}: ${ack.was} → ${ack.now}`);
+    });
+}

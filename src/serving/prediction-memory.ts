@@ -1,0 +1,110 @@
+import type { VersionCounters } from './telemetry';
+
+/** One successful prediction the gateway remembers, so that its ground-truth label can join it when it arrives. */
+export interface RememberedPrediction {
+  readonly version: string;
+  /**
+   * The counters of the version that answered. A label counts there only while they are still the version's live
+   * counters: an undeploy (or an undeploy and a redeploy under the same name) makes its earlier predictions unknown.
+   */
+  readonly counters: VersionCounters;
+  /** The classes of the model that answered (its manifest's array, shared): the labels it accepts. */
+  readonly classes: readonly number[];
+  /** The predicted class label. */
+  readonly label: number;
+  /** The positive-class probability the prediction answered. */
+  readonly probability: number;
+  /** Epoch milliseconds of the prediction. */
+  readonly atMs: number;
+  /** A label has joined this prediction; later ones are duplicates. */
+  labelled: boolean;
+}
+
+/** Bounds of the gateway's memory of predictions awaiting their labels. */
+export interface PredictionMemoryOptions {
+  /** Predictions remembered at most, all models together (default 100,000); the oldest are forgotten first. 0 keeps none. */
+  maxEntries?: number;
+  /** Predictions older than this are forgotten (default 24 h). */
+  maxAgeMs?: number;
+}
+
+export const DEFAULT_PREDICTION_MEMORY: Required<PredictionMemoryOptions> = {
+  maxEntries: 100_000,
+  maxAgeMs: 24 * 60 * 60 * 1000,
+};
+
+/**
+ * Recent successful predictions by model and request id, bounded in count and age. A Map keeps insertion order, and
+ * predictions arrive in time order, so the oldest entry is always the first: eviction is O(1) per entry forgotten.
+ * In memory only: a gateway restart forgets every prediction, and their labels then count as unknown.
+ */
+export class PredictionMemory {
+  private readonly entries = new Map<string, RememberedPrediction>();
+  readonly maxEntries: number;
+  readonly maxAgeMs: number;
+
+  constructor(
+    options: PredictionMemoryOptions = {},
+    private readonly now: () => number = Date.now,
+  ) {
+    this.maxEntries = options.maxEntries ?? DEFAULT_PREDICTION_MEMORY.maxEntries;
+    this.maxAgeMs = options.maxAgeMs ?? DEFAULT_PREDICTION_MEMORY.maxAgeMs;
+    if (!(Number.isInteger(this.maxEntries) && this.maxEntries >= 0)) {
+      throw new RangeError(`maxEntries must be a whole number >= 0, got ${this.maxEntries}`);
+    }
+    if (!(this.maxAgeMs > 0)) throw new RangeError(`maxAgeMs must be > 0, got ${this.maxAgeMs}`);
+  }
+
+  get size(): number {
+    return this.entries.size;
+  }
+
+  /**
+   * Remembers a successful prediction. A request id seen before for the model is replaced (moved to the newest end,
+   * unlabelled): the label that comes for it is about the latest answer.
+   */
+  remember(model: string, requestId: string, prediction: Omit<RememberedPrediction, 'atMs' | 'labelled'>): void {
+    const key = keyOf(model, requestId);
+    const atMs = this.now();
+    this.entries.delete(key);
+    this.entries.set(key, { ...prediction, atMs, labelled: false });
+    this.evict(atMs);
+  }
+
+  /** The remembered prediction, or undefined when there is none (never made, failed, or already forgotten). */
+  find(model: string, requestId: string): RememberedPrediction | undefined {
+    const nowMs = this.now();
+    this.evict(nowMs);
+    const entry = this.entries.get(keyOf(model, requestId));
+    // Only an out-of-order clock can leave an expired entry behind the first one.
+    if (entry && entry.atMs <= nowMs - this.maxAgeMs) {
+      this.entries.delete(keyOf(model, requestId));
+      return undefined;
+    }
+    return entry;
+  }
+
+  /**
+   * Joins a label (a class of the model) to a remembered prediction and counts it in the version's quality counters,
+   * once: a second label for the same prediction is a duplicate and changes nothing.
+   */
+  label(entry: RememberedPrediction, actual: number, positiveLabel: number): 'accepted' | 'duplicate' {
+    if (entry.labelled) return 'duplicate';
+    entry.labelled = true;
+    entry.counters.recordLabel(entry.label, entry.probability, actual, positiveLabel);
+    return 'accepted';
+  }
+
+  private evict(nowMs: number): void {
+    const oldest = nowMs - this.maxAgeMs;
+    for (const [key, entry] of this.entries) {
+      if (this.entries.size <= this.maxEntries && entry.atMs > oldest) break;
+      this.entries.delete(key);
+    }
+  }
+}
+
+// Model names cannot hold a newline (ModelName), so the key is unambiguous.
+function keyOf(model: string, requestId: string): string {
+  return `${model}\n${requestId}`;
+}

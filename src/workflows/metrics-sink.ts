@@ -1,0 +1,106 @@
+import { ApplicationFailure, TemporalFailure, isCancellation, proxySinks, type Sinks } from '@temporalio/workflow';
+import { Stage } from '../shared/status';
+
+/** A lifecycle left `stage` after `durationMs` of workflow time. */
+export interface StageEnded {
+  stage: Stage;
+  durationMs: number;
+}
+
+/** A lifecycle ended rolled back or failed: the stage it failed in (before any rollback) and the kind of reason. */
+export interface LifecycleFailed {
+  outcome: 'rolled-back' | 'failed';
+  stage: Stage;
+  /** An error type (`TrainingFailed`, `QuotaRefused`, ...), `CheckFailed` or `Aborted` for a stopped rollout. */
+  reason: string;
+}
+
+/**
+ * The worker's lifecycle metrics as workflow code sees them. Workflows cannot reach prom-client; a sink call leaves
+ * the sandbox after the activation without producing a command, so it writes nothing to history and needs no
+ * `patched()` marker. The worker registers it with `callDuringReplay: false`, so replays do not count twice.
+ */
+export interface LifecycleMetricsSinks extends Sinks {
+  lifecycleMetrics: {
+    stageEnded(event: StageEnded): void;
+    lifecycleFailed(event: LifecycleFailed): void;
+  };
+}
+
+const { lifecycleMetrics } = proxySinks<LifecycleMetricsSinks>();
+
+/** What the metrics read of a lifecycle's state (LifecycleState has all of it). */
+export interface LifecycleView {
+  stage: Stage;
+  startedAt: string;
+  error: { type: string } | null;
+  abort: unknown;
+  decisions: readonly { outcome: string; tolerated?: boolean }[];
+}
+
+interface Tracker {
+  stage: Stage;
+  since: number;
+  /** The last stage before a rollback started: where a rolled-back lifecycle failed. */
+  failedIn: Stage;
+  ended: boolean;
+}
+
+// Keyed by the lifecycle's state object, so the tracker lives and replays exactly as the workflow does.
+const trackers = new WeakMap<LifecycleView, Tracker>();
+
+function trackerOf(lc: LifecycleView): Tracker {
+  let t = trackers.get(lc);
+  if (!t) {
+    // Every lifecycle starts provisioning, at its start time (workflow time: deterministic on replay).
+    t = { stage: Stage.Provisioning, since: Date.parse(lc.startedAt), failedIn: Stage.Provisioning, ended: false };
+    trackers.set(lc, t);
+  }
+  return t;
+}
+
+/**
+ * Reports a stage change of a lifecycle: the duration of the stage it left, and, on entering `rolled-back` or
+ * `failed`, the failure. Call it from the stage-change callback with the state already in the new stage.
+ */
+export function reportStageChange(lc: LifecycleView, stage: Stage): void {
+  const t = trackerOf(lc);
+  if (t.ended || stage === t.stage) return;
+  const now = Date.now();
+  lifecycleMetrics.stageEnded({ stage: t.stage, durationMs: Math.max(0, now - t.since) });
+  if (t.stage !== Stage.RollingBack) t.failedIn = t.stage;
+  t.stage = stage;
+  t.since = now;
+  if (stage === Stage.RolledBack || stage === Stage.Failed) {
+    lifecycleMetrics.lifecycleFailed({ outcome: stage, stage: t.failedIn, reason: reasonOf(lc) });
+  }
+  if (stage === Stage.Promoted || stage === Stage.RolledBack || stage === Stage.Failed || stage === Stage.Rejected) {
+    t.ended = true;
+  }
+}
+
+/**
+ * Reports a lifecycle that ends by throwing: a Temporal failure fails the workflow in the stage it was in. A
+ * cancellation is not a failure, and a plain Error only fails the workflow task (which retries), so neither counts.
+ */
+export function reportLifecycleError(lc: LifecycleView, err: unknown): void {
+  const t = trackerOf(lc);
+  if (t.ended || isCancellation(err) || !(err instanceof TemporalFailure)) return;
+  t.ended = true;
+  lifecycleMetrics.lifecycleFailed({ outcome: Stage.Failed, stage: lc.stage, reason: failureKind(err) });
+}
+
+function reasonOf(lc: LifecycleView): string {
+  // A rollback records the generic `RolledBack` unless an earlier step named the error.
+  if (lc.error && lc.error.type !== 'RolledBack') return lc.error.type;
+  if (lc.abort) return 'Aborted';
+  if (lc.decisions.some((d) => d.outcome === 'fail' && !d.tolerated)) return 'CheckFailed';
+  return lc.error?.type ?? 'Unknown';
+}
+
+/** The application failure type under activity or child-workflow wrappers, else the failure's class name. */
+function failureKind(err: TemporalFailure): string {
+  let e: Error = err;
+  while (e instanceof TemporalFailure && !(e instanceof ApplicationFailure) && e.cause) e = e.cause;
+  return e instanceof ApplicationFailure ? (e.type ?? 'ApplicationFailure') : e.name;
+}

@@ -1,0 +1,413 @@
+import { execFile } from 'node:child_process';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { parse as parseCsv } from 'csv-parse/sync';
+import type { FastifyInstance } from 'fastify';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { trainerPython } from '../../src/config/toolchain';
+import { LoadGenerator } from '../../src/dev/load-generator';
+import { windowOf } from '../../src/domain/guardrails';
+import { createGateway } from '../../src/serving/server';
+import { PredictResponse } from '../../src/shared/gateway-api';
+import {
+  MAX_LABEL_REQUEST_ID_LENGTH,
+  MAX_LABELS_PER_CALL,
+  qualityOf,
+  type LabelsResponse,
+  type QualityCounters,
+} from '../../src/shared/quality';
+import { ModelTelemetry } from '../../src/shared/telemetry';
+import { resolveTarget } from '../../src/targets/target';
+import { EXAMPLE, ROOT, startGateway, type Gateway } from '../helpers/harness';
+
+const DATA = path.join(EXAMPLE, 'data');
+const TEST_CSV = path.join(DATA, 'test.csv');
+const NUMERIC = new Set(['age', 'tenure_months', 'monthly_charges', 'support_calls']);
+
+type Features = Record<string, number | string>;
+interface Row {
+  features: Features;
+  churned: number;
+}
+interface Reply<T = unknown> {
+  status: number;
+  body: T;
+}
+
+let workDir: string;
+let artifact: string;
+let rows: Row[];
+
+async function call<T = unknown>(base: string, method: string, url: string, body?: unknown): Promise<Reply<T>> {
+  const response = await fetch(base + url, {
+    method,
+    headers: body === undefined ? {} : { 'content-type': 'application/json' },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  return { status: response.status, body: (await response.json()) as T };
+}
+
+/** Deploys `versions` of `model` from the trained artifact and splits the traffic by `weights`. */
+async function deploy(base: string, model: string, weights: Record<string, number>): Promise<void> {
+  for (const version of Object.keys(weights)) {
+    const reply = await call(base, 'PUT', `/admin/models/${model}/versions/${version}`, {
+      opId: `deploy-${model}-${version}`,
+      artifactDir: artifact,
+    });
+    expect(reply.status, JSON.stringify(reply.body)).toBe(200);
+  }
+  const reply = await call(base, 'PUT', `/admin/models/${model}/weights`, { opId: `weights-${model}`, weights });
+  expect(reply.status, JSON.stringify(reply.body)).toBe(200);
+}
+
+async function predict(base: string, model: string, i: number, requestId?: string): Promise<Reply> {
+  const row = rows[i % rows.length] as Row;
+  return call(base, 'POST', `/v1/models/${model}/predict`, {
+    userId: `user-${i}`,
+    ...(requestId ? { requestId } : {}),
+    features: row.features,
+  });
+}
+
+function postLabels(base: string, model: string, body: unknown): Promise<Reply<LabelsResponse & { error?: string }>> {
+  return call(base, 'POST', `/v1/models/${model}/labels`, body);
+}
+
+async function telemetry(base: string, model: string): Promise<ModelTelemetry> {
+  const reply = await call(base, 'GET', `/admin/models/${model}/telemetry`);
+  expect(reply.status).toBe(200);
+  return ModelTelemetry.parse(reply.body);
+}
+
+async function until(done: () => boolean, timeoutMs = 20_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!done()) {
+    if (Date.now() > deadline) throw new Error('timed out waiting for a condition');
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+}
+
+/** Quality counters worked out here from the answers and the true labels, independently of the gateway's code. */
+function expectedQuality(pairs: { label: number; probability: number; actual: number }[]): QualityCounters {
+  const q: QualityCounters = {
+    labeled: 0,
+    correct: 0,
+    truePositives: 0,
+    falsePositives: 0,
+    falseNegatives: 0,
+    trueNegatives: 0,
+    logLossSum: 0,
+    brierSum: 0,
+  };
+  for (const { label, probability: p, actual: y } of pairs) {
+    q.labeled++;
+    if (label === y) q.correct++;
+    if (label === 1 && y === 1) q.truePositives++;
+    if (label === 1 && y === 0) q.falsePositives++;
+    if (label === 0 && y === 1) q.falseNegatives++;
+    if (label === 0 && y === 0) q.trueNegatives++;
+    q.logLossSum += -(y * Math.log(p) + (1 - y) * Math.log(1 - p));
+    q.brierSum += (p - y) ** 2;
+  }
+  return q;
+}
+
+function expectQuality(actual: QualityCounters | undefined, expected: QualityCounters): void {
+  const { logLossSum, brierSum, ...counts } = expected;
+  expect(actual).toMatchObject(counts);
+  expect(actual?.logLossSum).toBeCloseTo(logLossSum, 6);
+  expect(actual?.brierSum).toBeCloseTo(brierSum, 6);
+}
+
+beforeAll(async () => {
+  workDir = await mkdtemp(path.join(tmpdir(), 'gateway-labels-'));
+  artifact = path.join(workDir, 'model');
+  const [csv] = await Promise.all([
+    readFile(TEST_CSV, 'utf8'),
+    promisify(execFile)(
+      trainerPython(),
+      [path.join(EXAMPLE, 'train.py'), '--data-dir', DATA, '--out', artifact, '--params', '{"nEstimators":30}'],
+      { cwd: ROOT },
+    ),
+  ]);
+  const records = parseCsv(csv, { columns: true, skip_empty_lines: true }) as Record<string, string>[];
+  rows = records.map((r) => ({
+    features: Object.fromEntries(
+      ['age', 'tenure_months', 'monthly_charges', 'support_calls', 'plan', 'region'].map((name) => [
+        name,
+        NUMERIC.has(name) ? Number(r[name]) : (r[name] as string),
+      ]),
+    ),
+    churned: Number(r.churned),
+  }));
+});
+
+afterAll(async () => {
+  if (workDir) await rm(workDir, { recursive: true, force: true });
+});
+
+describe('gateway ground-truth labels', () => {
+  let gateway: Gateway;
+  const apps: FastifyInstance[] = [];
+
+  beforeAll(async () => {
+    gateway = await startGateway();
+  });
+  afterEach(async () => {
+    await Promise.all(apps.splice(0).map((app) => app.close()));
+  });
+  afterAll(async () => {
+    await gateway?.close();
+  });
+
+  it('joins labels posted over HTTP to real predictions and reports quality per version', async () => {
+    const base = gateway.url;
+    await deploy(base, 'churn', { v1: 50, v2: 50 });
+    const answers: PredictResponse[] = [];
+    for (let i = 0; i < 60; i++) {
+      const reply = await predict(base, 'churn', i, `req-${i}`);
+      expect(reply.status).toBe(200);
+      answers.push(PredictResponse.parse(reply.body));
+    }
+    expect(new Set(answers.map((a) => a.version))).toEqual(new Set(['v1', 'v2']));
+    const before = await telemetry(base, 'churn');
+    expect(before.versions.v1).not.toHaveProperty('quality');
+
+    // 40 labels, half as strings, plus one request id never predicted and one label repeated in the same call.
+    const labelled = answers.slice(0, 40);
+    const labels = labelled.map((a, i) => {
+      const churned = (rows[i] as Row).churned;
+      return { requestId: a.requestId, label: i % 2 === 0 ? churned : String(churned) };
+    });
+    const first = await postLabels(base, 'churn', {
+      labels: [...labels, { requestId: 'never-predicted', label: 1 }, { requestId: 'req-0', label: 0 }],
+    });
+    expect(first.status, JSON.stringify(first.body)).toBe(200);
+    expect(first.body).toEqual({ accepted: 40, unknown: 1, duplicate: 1 });
+    // Labelled before: a duplicate, whatever it says now.
+    const again = await postLabels(base, 'churn', { labels: [{ requestId: 'req-3', label: 1 }] });
+    expect(again.body).toEqual({ accepted: 0, unknown: 0, duplicate: 1 });
+
+    const after = await telemetry(base, 'churn');
+    for (const version of ['v1', 'v2']) {
+      const pairs = labelled
+        .map((a, i) => ({ ...a, actual: (rows[i] as Row).churned }))
+        .filter((a) => a.version === version);
+      expect(pairs.length).toBeGreaterThan(0);
+      expectQuality(after.versions[version]?.quality, expectedQuality(pairs));
+      const window = windowOf(after.versions[version], before.versions[version]);
+      expect(window.quality?.labeled).toBe(pairs.length);
+    }
+    const overall = expectedQuality(labelled.map((a, i) => ({ ...a, actual: (rows[i] as Row).churned })));
+    const v1 = qualityOf(after.versions.v1?.quality);
+    const v2 = qualityOf(after.versions.v2?.quality);
+    expect((v1.labeled * (v1.accuracy ?? 0) + v2.labeled * (v2.accuracy ?? 0)) / 40).toBeCloseTo(
+      overall.correct / 40,
+      12,
+    );
+
+    // The generic HTTP target reads the same telemetry from a user endpoint, quality included.
+    const target = resolveTarget(
+      {
+        kind: 'http',
+        name: 'labels-test',
+        baseUrl: base,
+        endpoints: {
+          deploy: { method: 'PUT', path: '/admin/models/{model}/versions/{version}' },
+          setWeights: { method: 'PUT', path: '/admin/models/{model}/weights' },
+          undeploy: { method: 'DELETE', path: '/admin/models/{model}/versions/{version}' },
+          telemetry: { method: 'GET', path: '/admin/models/{model}/telemetry' },
+        },
+      },
+      { gatewayUrl: base },
+    );
+    const read = await target.readTelemetry('churn');
+    expect(read.versions.v1?.quality).toEqual(after.versions.v1?.quality);
+    expect(read.versions.v2?.quality).toEqual(after.versions.v2?.quality);
+    const viaGateway = await resolveTarget(undefined, { gatewayUrl: base }).readTelemetry('churn');
+    expect(viaGateway.versions.v1?.quality).toEqual(after.versions.v1?.quality);
+  });
+
+  it('counts labels of failed, forgotten and undeployed predictions as unknown', async () => {
+    const base = gateway.url;
+    await deploy(base, 'churn-unknown', { v1: 100 });
+
+    // A prediction that failed leaves nothing to label.
+    const faults = await call(base, 'PUT', '/admin/models/churn-unknown/versions/v1/faults', { errorRate: 1 });
+    expect(faults.status).toBe(200);
+    expect((await predict(base, 'churn-unknown', 0, 'failed-0')).status).toBe(500);
+    await call(base, 'DELETE', '/admin/models/churn-unknown/versions/v1/faults');
+    expect((await postLabels(base, 'churn-unknown', { labels: [{ requestId: 'failed-0', label: 1 }] })).body).toEqual({
+      accepted: 0,
+      unknown: 1,
+      duplicate: 0,
+    });
+
+    // A version undeployed since, and one redeployed under the same name, have lost their predictions' counters.
+    await call(base, 'PUT', '/admin/models/churn-unknown/versions/v2', { opId: 'u-deploy-v2', artifactDir: artifact });
+    await call(base, 'PUT', '/admin/models/churn-unknown/weights', { opId: 'u-w2', weights: { v2: 100 } });
+    expect((await predict(base, 'churn-unknown', 1, 'on-v2')).status).toBe(200);
+    await call(base, 'PUT', '/admin/models/churn-unknown/weights', { opId: 'u-w1', weights: { v1: 100 } });
+    await call(base, 'DELETE', '/admin/models/churn-unknown/versions/v2?opId=u-undeploy-v2');
+    await call(base, 'PUT', '/admin/models/churn-unknown/versions/v2', {
+      opId: 'u-redeploy-v2',
+      artifactDir: artifact,
+    });
+    expect((await postLabels(base, 'churn-unknown', { labels: [{ requestId: 'on-v2', label: 1 }] })).body).toEqual({
+      accepted: 0,
+      unknown: 1,
+      duplicate: 0,
+    });
+    expect((await telemetry(base, 'churn-unknown')).versions.v2).not.toHaveProperty('quality');
+
+    // A gateway remembering 5 predictions for 400 ms: the oldest are forgotten by count, then all by age.
+    const dataDir = await mkdtemp(path.join(workDir, 'small-memory-'));
+    const app = await createGateway({ dataDir, predictionMemory: { maxEntries: 5, maxAgeMs: 400 } });
+    apps.push(app);
+    const small = await app.listen({ port: 0, host: '127.0.0.1' });
+    await deploy(small, 'churn', { v1: 100 });
+    for (let i = 0; i < 8; i++) expect((await predict(small, 'churn', i, `s-${i}`)).status).toBe(200);
+    const labels = (ids: number[]) => ({
+      labels: ids.map((i) => ({ requestId: `s-${i}`, label: (rows[i] as Row).churned })),
+    });
+    expect((await postLabels(small, 'churn', labels([0, 1, 2, 3, 4]))).body).toEqual({
+      accepted: 2,
+      unknown: 3,
+      duplicate: 0,
+    });
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    expect((await postLabels(small, 'churn', labels([5, 6, 7]))).body).toEqual({
+      accepted: 0,
+      unknown: 3,
+      duplicate: 0,
+    });
+    expect((await telemetry(small, 'churn')).versions.v1?.quality?.labeled).toBe(2);
+  });
+
+  it('refuses a bad labels body with one 400 naming the item and the field, and counts none of it', async () => {
+    const base = gateway.url;
+    await deploy(base, 'churn-bad', { v1: 100 });
+    expect((await predict(base, 'churn-bad', 0, 'b-0')).status).toBe(200);
+    expect((await predict(base, 'churn-bad', 1, 'b-1')).status).toBe(200);
+
+    const missing = await postLabels(base, 'churn-bad', {
+      labels: [{ requestId: 'b-0', label: 1 }, { label: 1 }, { requestId: 'b-1', label: 0.5 }],
+    });
+    expect(missing.status).toBe(400);
+    expect(missing.body.error).toMatch(/^invalid labels request: labels\[1\]\.requestId: .*\(and 1 more problem\)$/);
+    expect(missing.body.error?.split('\n')).toHaveLength(1);
+
+    const fraction = await postLabels(base, 'churn-bad', { labels: [{ requestId: 'b-1', label: 0.5 }] });
+    expect(fraction.status).toBe(400);
+    expect(fraction.body.error).toBe(
+      'invalid labels request: labels[0].label: a class label of the model: an integer such as 0 or 1, or the same as a string',
+    );
+
+    // A label the version's manifest does not know refuses the whole call, the good label before it included.
+    const notAClass = await postLabels(base, 'churn-bad', {
+      labels: [
+        { requestId: 'b-0', label: 1 },
+        { requestId: 'b-1', label: 'yes' },
+      ],
+    });
+    expect(notAClass.status).toBe(400);
+    expect(notAClass.body.error).toBe(
+      `invalid labels request: labels[1].label: "yes" is not a class of version 'v1' of model 'churn-bad' ` +
+        '(classes 0, 1); no label of this call was counted',
+    );
+    expect((await telemetry(base, 'churn-bad')).versions.v1).not.toHaveProperty('quality');
+
+    // A request id longer than a label can name is served, and refused when a label names it.
+    const longId = 'l'.repeat(MAX_LABEL_REQUEST_ID_LENGTH + 1);
+    expect((await predict(base, 'churn-bad', 2, longId)).status).toBe(200);
+    const tooLong = await postLabels(base, 'churn-bad', { labels: [{ requestId: longId, label: 1 }] });
+    expect(tooLong.status).toBe(400);
+    expect(tooLong.body.error).toMatch(/^invalid labels request: labels\[0\]\.requestId: Too big/);
+
+    expect((await postLabels(base, 'churn-bad', { labels: [] })).body.error).toBe(
+      'invalid labels request: labels: at least one label',
+    );
+    expect((await postLabels(base, 'churn-bad', [])).body.error).toMatch(/^invalid labels request: body: /);
+    const tooMany = Array.from({ length: MAX_LABELS_PER_CALL + 1 }, (_, i) => ({ requestId: `x-${i}`, label: 1 }));
+    const big = await postLabels(base, 'churn-bad', { labels: tooMany });
+    expect(big.status).toBe(400);
+    expect(big.body.error).toBe(`invalid labels request: labels: at most ${MAX_LABELS_PER_CALL} labels per call`);
+
+    // The largest call is taken (its body is above fastify's default limit of 1 MiB).
+    const largest = Array.from({ length: MAX_LABELS_PER_CALL }, (_, i) => ({
+      requestId: `a-request-id-of-a-caller-that-likes-them-long-${i}-${'x'.repeat(60)}`,
+      label: 1,
+    }));
+    expect(JSON.stringify({ labels: largest }).length).toBeGreaterThan(1024 * 1024);
+    expect((await postLabels(base, 'churn-bad', { labels: largest })).body).toEqual({
+      accepted: 0,
+      unknown: MAX_LABELS_PER_CALL,
+      duplicate: 0,
+    });
+
+    expect((await postLabels(base, 'no-such-model', { labels: [{ requestId: 'b-0', label: 1 }] })).status).toBe(404);
+  });
+
+  it('takes delayed labels from the load generator; flipping half of them shows a visibly lower accuracy', async () => {
+    const base = gateway.url;
+    await deploy(base, 'churn-clean', { v1: 100 });
+    await deploy(base, 'churn-flipped', { v1: 100 });
+    const options = {
+      gatewayUrl: base,
+      rowsCsv: TEST_CSV,
+      labelColumn: 'churned',
+      dropColumns: ['customer_id'],
+      ratePerSecond: 200,
+      labelDelayMs: 300,
+      labelShare: 0.8,
+      labelBatchSize: 40,
+    };
+    expect(() => new LoadGenerator({ ...options, model: 'x', labelFlipShare: 1.2 })).toThrow(RangeError);
+    expect(() => new LoadGenerator({ ...options, model: 'x', labelColumn: 'plan', labelFlipShare: 0.5 })).toThrow(
+      /two classes/,
+    );
+
+    const clean = new LoadGenerator({ ...options, model: 'churn-clean' });
+    const flipped = new LoadGenerator({ ...options, model: 'churn-flipped', labelFlipShare: 0.5 });
+    let stopped = false;
+    try {
+      clean.start();
+      flipped.start();
+      // The first answers are back, their labels not yet: they wait for their delay.
+      await until(() => clean.stats.ok >= 1);
+      expect(clean.stats.labelsSent).toBe(0);
+      // Labels flow while the traffic runs, not only when it stops.
+      await until(() => clean.stats.labelsAccepted >= 80 && flipped.stats.labelsAccepted >= 80);
+      await until(() => clean.stats.sent >= 300 && flipped.stats.sent >= 300);
+      stopped = true;
+      await Promise.all([clean.stop(), flipped.stop()]);
+    } finally {
+      if (!stopped) await Promise.all([clean.stop(), flipped.stop()]);
+    }
+
+    for (const load of [clean, flipped]) {
+      const { ok, failed, labelsSent, labelsAccepted, labelsUnknown, labelsDuplicate, labelsFailed } = load.stats;
+      expect(failed, load.stats.lastError ?? '').toBe(0);
+      expect(labelsFailed, load.stats.lastError ?? '').toBe(0);
+      expect(labelsSent).toBe(Math.floor(ok * 0.8));
+      expect(labelsAccepted).toBe(labelsSent);
+      expect(labelsUnknown + labelsDuplicate).toBe(0);
+    }
+    expect(clean.stats.labelsFlipped).toBe(0);
+    expect(flipped.stats.labelsFlipped).toBe(Math.floor(flipped.stats.labelsSent * 0.5));
+
+    const cleanQuality = (await telemetry(base, 'churn-clean')).versions.v1?.quality;
+    const flippedQuality = (await telemetry(base, 'churn-flipped')).versions.v1?.quality;
+    expect(cleanQuality?.labeled).toBe(clean.stats.labelsSent);
+    expect(flippedQuality?.labeled).toBe(flipped.stats.labelsSent);
+    const cleanAccuracy = qualityOf(cleanQuality).accuracy ?? 0;
+    const flippedAccuracy = qualityOf(flippedQuality).accuracy ?? 1;
+    // The model is right on about 80% of the test set; with half the labels flipped it looks like a coin.
+    expect(cleanAccuracy).toBeGreaterThan(0.7);
+    expect(flippedAccuracy).toBeLessThan(0.6);
+    expect(flippedAccuracy).toBeLessThan(cleanAccuracy - 0.15);
+    expect(qualityOf(flippedQuality).logLoss ?? 0).toBeGreaterThan(qualityOf(cleanQuality).logLoss ?? Infinity);
+  });
+});
