@@ -34,6 +34,19 @@ import {
 } from '../helpers/harness';
 
 const WATCH_POOL = { name: 'train-watch', capacity: { cpu: 64, memoryGiB: 256 } };
+/** The harness's default pool, where the test lifecycles' serving quota is held. */
+const DEFAULT_POOL = { name: 'default', capacity: { cpu: 64, memoryGiB: 256 } };
+
+/** The test set's customers who churn, as a CSV file: a population unlike the one the model was trained on. */
+function churnersCsv(): string {
+  const rows = readFileSync(join(EXAMPLE, 'data', 'test.csv'), 'utf8')
+    .trim()
+    .split('\n');
+  const churners = [rows[0], ...rows.slice(1).filter((r) => r.endsWith(',1'))].join('\n');
+  const file = join(mkdtempSync(join(tmpdir(), 'mll-drift-')), 'churners.csv');
+  writeFileSync(file, `${churners}\n`);
+  return file;
+}
 
 interface Received {
   path: string;
@@ -151,52 +164,111 @@ describe('serving monitor and alert router', () => {
     await expect.poll(() => monitorChecks(model), { timeout: 30_000 }).toBeGreaterThanOrEqual(3);
     expect(await events(model, 'fired')).toEqual([]);
 
-    const conditions: { kind: string; inject: () => Promise<void>; clear: () => Promise<void> }[] = [
+    let traffic = load;
+    const labelled = (rowsCsv: string) => {
+      const generator = new LoadGenerator({
+        gatewayUrl: stack.gateway.url,
+        model,
+        rowsCsv,
+        labelColumn: 'churned',
+        dropColumns: ['customer_id'],
+        ratePerSecond: 40,
+        labelDelayMs: 200,
+      });
+      generator.start();
+      loads.push(generator);
+      return generator;
+    };
+    const quota = new QuotaClient(stack.client, QuotaPoolsFile.parse({ pools: [DEFAULT_POOL] }));
+    const conditions: { kinds: string[]; inject: () => Promise<void>; clear: () => Promise<void> }[] = [
       {
-        kind: 'serving-latency',
+        kinds: ['serving-latency'],
         inject: () => inject(model, 'v1', { delayMs: 250 }),
         clear: () => inject(model, 'v1', null),
       },
       {
-        kind: 'serving-outage',
+        kinds: ['serving-outage'],
         inject: () => inject(model, 'v1', { down: true }),
         clear: () => inject(model, 'v1', null),
       },
       {
-        kind: 'input-quality',
-        inject: async () => load.setCorruptShare(0.3),
-        clear: async () => load.setCorruptShare(0),
+        kinds: ['input-quality'],
+        inject: async () => traffic.setCorruptShare(0.3),
+        clear: async () => traffic.setCorruptShare(0),
       },
       {
-        kind: 'model-quality',
-        inject: async () => load.setLabelFlipShare(0.9),
-        clear: async () => load.setLabelFlipShare(0),
+        kinds: ['model-quality'],
+        inject: async () => traffic.setLabelFlipShare(0.9),
+        clear: async () => traffic.setLabelFlipShare(0),
+      },
+      {
+        // Another population arrives (only customers who churn): its features skew from the training profile and
+        // the model's predictions drift from those it gave the test set at validation.
+        kinds: ['serving-skew', 'prediction-drift'],
+        inject: async () => {
+          await traffic.stop();
+          traffic = labelled(churnersCsv());
+        },
+        clear: async () => {
+          await traffic.stop();
+          traffic = labelled(join(EXAMPLE, 'data', 'test.csv'));
+        },
+      },
+      {
+        // The serving pool fills up (another pipeline takes most of it).
+        kinds: ['serving-quota'],
+        inject: async () => {
+          const cpu = (await quota.state(DEFAULT_POOL.name))!.resources.find((r) => r.resource === 'cpu')!;
+          const take = Math.ceil((0.95 * cpu.capacity - cpu.used) * 2) / 2;
+          const grant = await quota.reserve(DEFAULT_POOL.name, {
+            leaseId: `hog-${model}`,
+            holder: `hog-${model}`,
+            kind: 'data',
+            resources: { cpu: take },
+          });
+          expect(grant.granted, JSON.stringify(grant)).toBe(true);
+        },
+        clear: async () => {
+          await quota.release(DEFAULT_POOL.name, { leaseId: `hog-${model}` });
+        },
       },
     ];
     for (const c of conditions) {
+      const count = async (event: AlertRecord['event']) =>
+        Object.fromEntries(await Promise.all(c.kinds.map(async (k) => [k, (await events(model, event, k)).length])));
+      const alerted = (resolved: boolean) =>
+        Object.fromEntries(
+          c.kinds.map((k) => [
+            k,
+            stack.alerts.filter((a) => a.model === model && a.kind === k && Boolean(a.resolved) === resolved).length,
+          ]),
+        );
+      const plusOne = (before: Record<string, number>) =>
+        Object.fromEntries(Object.entries(before).map(([k, n]) => [k, n + 1]));
+      const firedBefore = await count('fired');
+      const resolvedBefore = await count('resolved');
+      const [alertedBefore, resolvesBefore] = [alerted(false), alerted(true)];
       const injectedAt = Date.now();
       await c.inject();
-      await expect.poll(() => events(model, 'fired', c.kind), { timeout: 30_000, interval: 250 }).toHaveLength(1);
+      await expect.poll(() => count('fired'), { timeout: 30_000, interval: 250 }).toEqual(plusOne(firedBefore));
       const firedMs = Date.now() - injectedAt;
       // The condition stays bad for several more checks: still one incident, one notification.
       const checksAtFire = await monitorChecks(model);
       await expect.poll(() => monitorChecks(model), { timeout: 30_000 }).toBeGreaterThanOrEqual(checksAtFire + 3);
-      const fired = await events(model, 'fired', c.kind);
-      expect(fired).toHaveLength(1);
-      expect(fired[0]!.incident).toBe(`serving:${model}:${c.kind}#1`);
-      const firing = stack.alerts.filter((a) => a.model === model && a.kind === c.kind && !a.resolved);
-      expect(firing, c.kind).toHaveLength(1);
-      expect(firing[0]).toMatchObject({ version: 'v1' });
+      expect(await count('fired')).toEqual(plusOne(firedBefore));
+      for (const k of c.kinds)
+        expect((await events(model, 'fired', k)).at(-1)!.incident).toBe(`serving:${model}:${k}#${firedBefore[k]! + 1}`);
+      await expect.poll(() => alerted(false)).toEqual(plusOne(alertedBefore));
+      const these = stack.alerts.filter((a) => a.model === model && c.kinds.includes(a.kind));
+      expect(these.every((a) => a.version === 'v1')).toBe(true);
 
       const clearedAt = Date.now();
       await c.clear();
-      await expect.poll(() => events(model, 'resolved', c.kind), { timeout: 30_000, interval: 250 }).toHaveLength(1);
+      await expect.poll(() => count('resolved'), { timeout: 30_000, interval: 250 }).toEqual(plusOne(resolvedBefore));
       const resolvedMs = Date.now() - clearedAt;
-      await expect
-        .poll(() => stack.alerts.filter((a) => a.model === model && a.kind === c.kind && a.resolved).length)
-        .toBe(1);
+      await expect.poll(() => alerted(true)).toEqual(plusOne(resolvesBefore));
       console.log(
-        `${c.kind}: injected → fired in ${firedMs} ms; cleared → resolved in ${resolvedMs} ms (1 s checks, 3 of 5)`,
+        `${c.kinds.join(' + ')}: injected → fired in ${firedMs} ms; cleared → resolved in ${resolvedMs} ms (1 s checks, 3 of 5)`,
       );
     }
     // Latency was routed to its owner's sink (firing and resolve); outage took the catch-all route to both hooks.
@@ -276,16 +348,10 @@ describe('serving monitor and alert router', () => {
 
     // The population changes: only customers who churn arrive (the model's predictions move up).
     await load.stop();
-    const rows = readFileSync(join(EXAMPLE, 'data', 'test.csv'), 'utf8')
-      .trim()
-      .split('\n');
-    const churners = [rows[0], ...rows.slice(1).filter((r) => r.endsWith(',1'))].join('\n');
-    const file = join(mkdtempSync(join(tmpdir(), 'mll-drift-')), 'churners.csv');
-    writeFileSync(file, `${churners}\n`);
     const drifted = new LoadGenerator({
       gatewayUrl: stack.gateway.url,
       model,
-      rowsCsv: file,
+      rowsCsv: churnersCsv(),
       labelColumn: 'churned',
       dropColumns: ['customer_id'],
       ratePerSecond: 40,
