@@ -1,7 +1,7 @@
 import { ApplicationFailure, log } from '@temporalio/activity';
 import type { Client } from '@temporalio/client';
 import { TypedSearchAttributes } from '@temporalio/common';
-import { deliverAlerts, type DeliveryReport } from '../alerts/sinks';
+import { alertLogLevel, deliverAlerts, type DeliveryReport } from '../alerts/sinks';
 import { routeAlert, type AlertConfig } from '../config/alert-sinks';
 import { LifecycleClient, RefusedError } from '../client/lifecycle-client';
 import type { Alert, Observation } from '../shared/alerts';
@@ -32,7 +32,7 @@ export interface AlertingDeps {
 }
 
 /** Stages in which a lifecycle moves production traffic: its model's monitor alerts wait while it acts. */
-export const ACTING_STAGES: readonly string[] = [
+const ACTING_STAGES: readonly string[] = [
   Stage.Staging,
   Stage.Canary,
   Stage.Ramping,
@@ -103,14 +103,7 @@ export function createAlertingActivities(deps: AlertingDeps) {
         owner ??= route.owner;
         const alert: Alert = route.owner ? { ...a, owner: route.owner } : a;
         for (const sink of route.sinks) perSink.set(sink.name, [...(perSink.get(sink.name) ?? []), alert]);
-        const level = alert.resolved
-          ? 'info'
-          : alert.severity === 'critical'
-            ? 'error'
-            : alert.severity === 'warning'
-              ? 'warn'
-              : 'info';
-        log[level](`${alert.resolved ? 'RESOLVED' : 'ALERT'} ${alert.kind}: ${alert.summary}`, {
+        log[alertLogLevel(alert)](`${alert.resolved ? 'RESOLVED' : 'ALERT'} ${alert.kind}: ${alert.summary}`, {
           alert,
           sinks: route.sinks.map((s) => s.name),
         });

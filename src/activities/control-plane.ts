@@ -1,7 +1,7 @@
 import { ApplicationFailure, Context, log } from '@temporalio/activity';
 import { WithStartWorkflowOperation, WorkflowNotFoundError, type Client } from '@temporalio/client';
 import { chooseHardware, type HardwareClass } from '../domain/hardware';
-import { deliverAlert, type AlertSinkConfig } from '../alerts/sinks';
+import { alertLogLevel, deliverAlert, type AlertSinkConfig } from '../alerts/sinks';
 import type { Alert } from '../shared/alerts';
 import { ErrorType } from '../shared/errors';
 import { PlanInputError, selectHardware } from '../client/hardware-planning';
@@ -189,8 +189,7 @@ export function createControlPlaneActivities(deps: ControlPlaneDeps) {
      * (at-least-once; a sink that refuses with a 4xx is logged and not retried).
      */
     async sendAlert(alert: Alert): Promise<void> {
-      const level = alert.severity === 'critical' ? 'error' : alert.severity === 'warning' ? 'warn' : 'info';
-      log[level](`${alert.resolved ? 'RESOLVED' : 'ALERT'} ${alert.kind}: ${alert.summary}`, { alert });
+      log[alertLogLevel(alert)](`${alert.resolved ? 'RESOLVED' : 'ALERT'} ${alert.kind}: ${alert.summary}`, { alert });
       await deps.alertSink?.(alert);
       if (deps.alertSinks?.length) await deliverAlert(alert, deps.alertSinks, fetch, log);
       // Counted once delivered: a retried delivery is one alert.

@@ -174,16 +174,10 @@ export function alertmanagerPayload(alert: Alert, now: Date = new Date()): Alert
   return SEVERITIES.map((severity) => ({ labels: labels(severity), annotations, endsAt: at }));
 }
 
-/** The body a sink of this kind is sent. */
-export function alertPayload(kind: AlertSinkKind, alert: Alert, now: Date = new Date()): unknown {
-  switch (kind) {
-    case 'webhook':
-      return webhookPayload(alert, now);
-    case 'slack':
-      return slackPayload(alert);
-    case 'alertmanager':
-      return alertmanagerPayload(alert, now);
-  }
+/** The log level an alert is written at: a resolve is news, not trouble. */
+export function alertLogLevel(alert: Pick<Alert, 'severity' | 'resolved'>): 'error' | 'warn' | 'info' {
+  if (alert.resolved) return 'info';
+  return alert.severity === 'critical' ? 'error' : alert.severity === 'warning' ? 'warn' : 'info';
 }
 
 /**

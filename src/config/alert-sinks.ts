@@ -117,11 +117,6 @@ export interface AlertConfig {
   routes: AlertRouteSpec[];
 }
 
-/** The worker's sinks: ALERT_SINKS_FILE's, or none (alerts go to the log only). */
-export function loadAlertSinksFromEnv(env: NodeJS.ProcessEnv = process.env): AlertSinkConfig[] {
-  return loadAlertConfigFromEnv(env).sinks;
-}
-
 /** The worker's sinks and routes: ALERT_SINKS_FILE's, or none. */
 export function loadAlertConfigFromEnv(env: NodeJS.ProcessEnv = process.env): AlertConfig {
   const file = alertSinksPath(env);
