@@ -11,7 +11,10 @@
  * 2. scipy (`bench/drift_scipy.py DIR` with the trainer's Python): loads the same files (not timed) and times the same
  *    statistics done the usual way (ks_2samp, wasserstein_distance, decile bins, PSI, jensenshannon, chi2_contingency);
  * 3. ingestion (`--ingest FILE`): times `readCsvColumns` of the reference CSV (types inferred), then checks that it
- *    read exactly the values of the binary files; and pandas.read_csv of the same file when pandas is installed.
+ *    read exactly the values of the binary files; and pandas.read_csv of the same file when pandas is installed;
+ * 4. one long record (`--long-record FILE`): per size (8, 16 and 32 MiB), a CSV whose second record is one quoted field
+ *    of that size (commas, newlines and escaped quotes in it), read by `readCsvColumns` and by Python's csv module in
+ *    the same run; the reader must scale linearly with the record (4× the time from 8 to 32 MiB, not 16×).
  * Prints the wall times, the peak RSS of each process, the speed ratio, PASS/FAIL against the targets (engine at
  * least 5× faster than scipy, engine peak RSS under 1.5 GB), the CSV throughput, then a `BENCH_JSON {...}` line.
  * MB are 10^6 bytes throughout.
@@ -26,9 +29,11 @@
  *   --ref-rows N   reference rows (1,000,000)
  *   --cur-rows N   current rows (200,000)
  *   --keep         keep the data folder (`<tmpdir>/ml-lifecycle-bench-drift-<pid>`) and print its path
+ *   --long-record-mib LIST   sizes of the long record, MiB (8,16,32)
+ *   --long-records-only      only the long-record case (no engine, scipy or ingestion)
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, openSync, rmSync, writeSync, closeSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -134,6 +139,23 @@ interface PandasResult {
 }
 
 type Skipped = { skipped: string };
+
+/** One read of the long-record file, by a child process. */
+interface LongReadResult {
+  seconds: number;
+  peakRssKiB: number;
+  /** Characters of the long field as read (checked against what was written). */
+  fieldChars: number;
+  rows: number;
+}
+
+interface LongRecordCase {
+  mib: number;
+  bytes: number;
+  fieldChars: number;
+  ours: LongReadResult;
+  python: LongReadResult | Skipped;
+}
 
 const root = projectRoot();
 const megabytes = (kib: number) => (kib * 1024) / 1e6;
@@ -265,6 +287,133 @@ async function ingestChild(file: string): Promise<void> {
   console.log(`RESULT ${JSON.stringify(result)}`);
 }
 
+// --- Child: one long record ---------------------------------------------------------------------------------------
+
+async function longRecordChild(file: string): Promise<void> {
+  const started = performance.now();
+  const data = await readCsvColumns(file);
+  const seconds = (performance.now() - started) / 1000;
+  const text = data.columns.find((c): c is CategoricalColumn => c.name === 'text' && c.type === 'categorical');
+  const longest = text ? Math.max(...text.dictionary.map((v) => v.length)) : 0;
+  const result: LongReadResult = {
+    seconds,
+    peakRssKiB: process.resourceUsage().maxRSS,
+    fieldChars: longest,
+    rows: data.rows,
+  };
+  console.log(`RESULT ${JSON.stringify(result)}`);
+}
+
+/** Python's csv module reading the same file (its field size limit lifted), as `longRecordChild` does. */
+const PYTHON_LONG_READ = `
+import csv, json, resource, sys, time
+csv.field_size_limit(sys.maxsize)
+started = time.perf_counter()
+with open(sys.argv[1], newline="", encoding="utf-8") as f:
+    rows = list(csv.reader(f))
+seconds = time.perf_counter() - started
+longest = max(len(r[1]) for r in rows[1:])
+print("RESULT " + json.dumps({"seconds": seconds, "peakRssKiB": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+      "fieldChars": longest, "rows": len(rows) - 1}))
+`;
+
+/** A CSV of three records, the second one quoted field of `mib` MiB; returns its size and the field's length. */
+function writeLongRecord(file: string, mib: number): { bytes: number; fieldChars: number } {
+  // As written in the file: `""` is one quote of the field's value.
+  const unit = 'lorem ipsum, ""dolor"" sit amet\nconsectetur; ';
+  const target = mib << 20;
+  const fd = openSync(file, 'w');
+  try {
+    let bytes = writeSync(fd, 'id,text,value\n1,short,0.5\n2,"');
+    const block = unit.repeat(Math.ceil((1 << 20) / unit.length));
+    let written = 0;
+    let fieldChars = 0;
+    while (written < target) {
+      const part = block.slice(0, Math.min(block.length, target - written));
+      // Never cut an escaped quote in two.
+      const whole = part.endsWith('"') && !part.endsWith('""') ? part.slice(0, -1) : part;
+      written += writeSync(fd, whole);
+      fieldChars += whole.replace(/""/g, '"').length;
+      if (whole.length < part.length) break;
+    }
+    bytes += written + writeSync(fd, '",2.5\n3,short,1.5\n');
+    return { bytes, fieldChars };
+  } finally {
+    closeSync(fd);
+  }
+}
+
+async function longRecords(
+  dir: string,
+  sizes: readonly number[],
+): Promise<{ cases: LongRecordCase[]; mismatches: string[] }> {
+  const python = trainerPython();
+  const script = join(__dirname, 'drift.js');
+  const cases: LongRecordCase[] = [];
+  const mismatches: string[] = [];
+  for (const mib of sizes) {
+    const file = join(dir, `long-${mib}.csv`);
+    const { bytes, fieldChars } = writeLongRecord(file, mib);
+    const ours = await runChild<LongReadResult>(process.execPath, [script, '--long-record', file]);
+    const theirs = existsSync(python)
+      ? await runChild<LongReadResult>(python, ['-c', PYTHON_LONG_READ, file])
+      : { skipped: `${python} does not exist` };
+    for (const [who, r] of [
+      ['ours', ours],
+      ['python', theirs],
+    ] as const) {
+      if ('skipped' in r) continue;
+      if (r.fieldChars !== fieldChars || r.rows !== 3)
+        mismatches.push(
+          `long record ${mib} MiB, ${who}: ${r.rows} rows, field of ${r.fieldChars} chars, wrote 3 and ${fieldChars}`,
+        );
+    }
+    rmSync(file, { force: true });
+    cases.push({ mib, bytes, fieldChars, ours, python: theirs });
+    console.log(
+      `long record ${mib} MiB: ours ${ours.seconds.toFixed(3)} s${'skipped' in theirs ? '' : `, Python csv ${theirs.seconds.toFixed(3)} s`}`,
+    );
+  }
+  return { cases, mismatches };
+}
+
+function printLongRecords(cases: readonly LongRecordCase[]): void {
+  const mbps = (c: LongRecordCase, s: number) => (c.bytes / 1e6 / s).toFixed(1);
+  printAligned(
+    [
+      'one long record',
+      'MB',
+      'ours s',
+      'ours MB/s',
+      'ours peak RSS MB',
+      'Python csv s',
+      'Python MB/s',
+      'ours / Python',
+    ],
+    cases.map((c) => [
+      `${c.mib} MiB quoted field`,
+      (c.bytes / 1e6).toFixed(1),
+      c.ours.seconds.toFixed(3),
+      mbps(c, c.ours.seconds),
+      fmtMb(c.ours.peakRssKiB),
+      'skipped' in c.python ? '-' : c.python.seconds.toFixed(3),
+      'skipped' in c.python ? '-' : mbps(c, c.python.seconds),
+      'skipped' in c.python ? '-' : `${(c.ours.seconds / c.python.seconds).toFixed(2)}×`,
+    ]),
+  );
+  const first = cases[0];
+  const last = cases[cases.length - 1];
+  if (first && last && last !== first) {
+    const size = last.bytes / first.bytes;
+    const grew = (a: LongReadResult | Skipped, b: LongReadResult | Skipped) =>
+      'skipped' in a || 'skipped' in b ? '-' : `${(b.seconds / a.seconds).toFixed(1)}×`;
+    console.log(
+      `scaling from ${first.mib} to ${last.mib} MiB (${size.toFixed(1)}× the bytes; linear ${size.toFixed(1)}×, ` +
+        `quadratic ${(size * size).toFixed(0)}×): ours ${grew(first.ours, last.ours)}, Python csv ${grew(first.python, last.python)}`,
+    );
+  }
+}
+
 // --- Orchestrator --------------------------------------------------------------------------------------------------
 
 let child: ChildProcess | undefined;
@@ -391,11 +540,16 @@ async function main(): Promise<number> {
       'ref-rows': { type: 'string' },
       'cur-rows': { type: 'string' },
       keep: { type: 'boolean' },
+      'long-record-mib': { type: 'string' },
+      'long-records-only': { type: 'boolean' },
     },
     strict: true,
   });
   const refRows = positiveInt('--ref-rows', values['ref-rows'], 1_000_000);
   const curRows = positiveInt('--cur-rows', values['cur-rows'], 200_000);
+  const longSizes = (values['long-record-mib'] ?? '8,16,32')
+    .split(',')
+    .map((v) => positiveInt('--long-record-mib', v.trim(), 8));
   keep = values.keep ?? false;
   const loadBefore = loadavg();
   console.log(
@@ -405,6 +559,18 @@ async function main(): Promise<number> {
 
   dataDir = join(tmpdir(), `ml-lifecycle-bench-drift-${process.pid}`);
   mkdirSync(dataDir, { recursive: true });
+  if (values['long-records-only']) {
+    const long = await longRecords(dataDir, longSizes);
+    const after = loadavg();
+    console.log('');
+    printLongRecords(long.cases);
+    for (const m of long.mismatches) console.log(`MISMATCH ${m}`);
+    printLoad(loadBefore, after);
+    console.log(
+      `BENCH_JSON ${JSON.stringify({ ...benchFacts('drift-long-record', loadBefore, after), longRecords: long.cases, mismatches: long.mismatches })}`,
+    );
+    return long.mismatches.length === 0 ? 0 : 1;
+  }
   const gen = generate(dataDir, refRows, curRows);
   const { meta } = gen;
   const driftedNumeric = meta.numeric.filter((f) => f.drift).length;
@@ -436,6 +602,7 @@ async function main(): Promise<number> {
     pandas = await runChild<PandasResult | Skipped>(python, [pyScript, '--read-csv', join(dataDir, 'ref.csv')]);
   }
   const ingest = await runChild<IngestResult>(process.execPath, [script, '--ingest', join(dataDir, 'ref.csv')]);
+  const long = await longRecords(dataDir, longSizes);
   const loadAfter = loadavg();
 
   const mismatches = sameReports(engine, single);
@@ -446,6 +613,7 @@ async function main(): Promise<number> {
     mismatches.push(...check.mismatches);
   }
   mismatches.push(...ingest.differences.map((d) => `CSV read back: ${d}`));
+  mismatches.push(...long.mismatches);
 
   console.log('');
   const scipySeconds = 'skipped' in scipy ? NaN : scipy.seconds;
@@ -506,6 +674,10 @@ async function main(): Promise<number> {
     );
   }
 
+  console.log('');
+  printLongRecords(long.cases);
+  console.log('');
+
   const generated = new Set([...meta.numeric, ...meta.categorical].filter((f) => f.drift).map((f) => f.name));
   const flagged = engine.features.filter((f) => f.drifted).map((f) => f.name);
   const missed = [...generated].filter((n) => !flagged.includes(n));
@@ -542,6 +714,7 @@ async function main(): Promise<number> {
       targets: { speedup: SPEED_TARGET, speedPass, peakRssMB: MEMORY_TARGET_MB, memoryPass },
       ingestion: { ...ingest, mbPerSecond, rowsPerSecond: ingest.rows / ingest.seconds, csvBytes: gen.csvBytes },
       pandas,
+      longRecords: long.cases,
       mismatches,
     })}`,
   );
@@ -554,13 +727,23 @@ function cleanup(): void {
 }
 
 const { values: mode } = parseArgs({
-  options: { engine: { type: 'string' }, workers: { type: 'string' }, ingest: { type: 'string' } },
+  options: {
+    engine: { type: 'string' },
+    workers: { type: 'string' },
+    ingest: { type: 'string' },
+    'long-record': { type: 'string' },
+  },
   strict: false,
 });
 if (typeof mode.engine === 'string') {
   const workers = typeof mode.workers === 'string' ? Number(mode.workers) : undefined;
   engineChild(mode.engine, workers).catch((err: unknown) => {
     process.stderr.write(`drift benchmark (engine): ${(err as Error).stack ?? String(err)}\n`);
+    process.exitCode = 1;
+  });
+} else if (typeof mode['long-record'] === 'string') {
+  longRecordChild(mode['long-record']).catch((err: unknown) => {
+    process.stderr.write(`drift benchmark (long record): ${(err as Error).stack ?? String(err)}\n`);
     process.exitCode = 1;
   });
 } else if (typeof mode.ingest === 'string') {

@@ -17,6 +17,12 @@ import {
 import { ErrorType } from '../shared/errors';
 import { ModelManifest } from '../shared/gateway-api';
 
+/** Data that cannot be read or options that do not fit it: a non-retryable DataInvalid failure; anything else as is. */
+const badInput = (err: unknown) =>
+  err instanceof InvalidFileError || err instanceof RangeError
+    ? ApplicationFailure.create({ type: ErrorType.DataInvalid, message: err.message, nonRetryable: true })
+    : err;
+
 /**
  * Profiles a model's training set into its artifact folder (`profile.json` and its sorted values), with the roles the
  * manifest gives: its features, its label, and every other column an identifier that is never compared.
@@ -24,13 +30,19 @@ import { ModelManifest } from '../shared/gateway-api';
 export async function writeTrainingProfile(artifactDir: string, trainCsv: string): Promise<DataProfile> {
   const manifest = ModelManifest.parse(JSON.parse(await readFile(join(artifactDir, 'model.json'), 'utf8')));
   const types = Object.fromEntries(manifest.features.map((f) => [f.name, f.type]));
-  const data = await readData(trainCsv, { types });
   const features = manifest.features.map((f) => f.name);
-  const reference = await buildProfile(data, {
-    label: manifest.label,
-    features,
-    identifiers: data.columns.map((c) => c.name).filter((n) => n !== manifest.label && !features.includes(n)),
-  });
+  let reference;
+  try {
+    const data = await readData(trainCsv, { types });
+    reference = await buildProfile(data, {
+      label: manifest.label,
+      features,
+      identifiers: data.columns.map((c) => c.name).filter((n) => n !== manifest.label && !features.includes(n)),
+    });
+  } catch (err) {
+    // A training set the profile cannot read is as unreadable on the next attempt.
+    throw badInput(err);
+  }
   await saveProfile(reference, join(artifactDir, PROFILE_FILE));
   return reference.profile;
 }
@@ -39,11 +51,6 @@ export async function writeTrainingProfile(artifactDir: string, trainCsv: string
 function referencePath(path: string): string {
   return existsSync(join(path, PROFILE_FILE)) ? join(path, PROFILE_FILE) : path;
 }
-
-const badInput = (err: unknown) =>
-  err instanceof InvalidFileError || err instanceof RangeError
-    ? ApplicationFailure.create({ type: ErrorType.DataInvalid, message: err.message, nonRetryable: true })
-    : err;
 
 export interface CheckDataInput {
   /** A profile (`profile.json`), an artifact folder with one, or a reference data file. */

@@ -5,12 +5,14 @@ import { ApplicationFailure } from '@temporalio/activity';
 import { parse as parseCsv } from 'csv-parse/sync';
 import * as ort from 'onnxruntime-node';
 import { ErrorType } from '../shared/errors';
+import { own } from '../shared/own';
 import { ModelManifest } from '../shared/gateway-api';
 import { predictionBinIndex } from '../serving/telemetry';
 import { PREDICTION_BASELINE_FILE, PREDICTION_BINS, type PredictionBaseline } from '../shared/telemetry';
 import type { TestDataDrift } from '../shared/status';
 import type { TestDataSpec } from '../shared/spec';
-import { checkData, loadProfile, PROFILE_FILE, summarizeDrift } from '../drift';
+import { InvalidFileError } from '../config/yaml-file';
+import { checkData, loadProfile, PROFILE_FILE, summarizeDrift, type DriftReport } from '../drift';
 
 export interface EvaluateModelInput {
   artifactDir: string;
@@ -50,21 +52,30 @@ async function score(
   const session = await ort.InferenceSession.create(join(dir, 'model.onnx'));
   try {
     const n = rows.length;
-    const feeds: Record<string, ort.Tensor> = {};
-    for (const f of manifest.features) {
-      if (f.type === 'numeric') {
-        const values = Float32Array.from(rows, (r) => Number(r[f.name]));
-        feeds[f.name] = new ort.Tensor('float32', values, [n, 1]);
-      } else {
-        feeds[f.name] = new ort.Tensor(
-          'string',
-          rows.map((r) => r[f.name] ?? ''),
-          [n, 1],
-        );
-      }
-    }
+    // Feature names come from the manifest and the CSV header: read own cells only, build the feeds as own keys.
+    const feeds = Object.fromEntries(
+      manifest.features.map((f) =>
+        f.type === 'numeric'
+          ? [
+              f.name,
+              new ort.Tensor(
+                'float32',
+                Float32Array.from(rows, (r) => Number(own(r, f.name))),
+                [n, 1],
+              ),
+            ]
+          : [
+              f.name,
+              new ort.Tensor(
+                'string',
+                rows.map((r) => own(r, f.name) ?? ''),
+                [n, 1],
+              ),
+            ],
+      ),
+    );
     const out = await session.run(feeds);
-    const probs = out[manifest.outputs.probabilities];
+    const probs = own(out, manifest.outputs.probabilities);
     if (!probs) throw new Error(`output "${manifest.outputs.probabilities}" missing`);
     const data = probs.data as Float32Array;
     const width = probs.dims[1] ?? 2;
@@ -110,9 +121,10 @@ export function createEvaluationActivities(deps: { root: string }) {
           nonRetryable: true,
         });
       }
+      // `__proto__` is no metric name: passed on as an own key, a later Object.assign would make it a prototype.
       const metrics = Object.fromEntries(
         Object.entries(reported).filter(
-          (e): e is [string, number] => typeof e[1] === 'number' && Number.isFinite(e[1]),
+          (e): e is [string, number] => e[0] !== '__proto__' && typeof e[1] === 'number' && Number.isFinite(e[1]),
         ),
       );
       const file = join(resolve(input.dataDir), 'test.csv');
@@ -143,10 +155,30 @@ export function createEvaluationActivities(deps: { root: string }) {
       }
       const profileFile = join(input.artifactDir, PROFILE_FILE);
       if (!existsSync(profileFile)) return { metrics, smokeRows: rows.length };
-      const report = await checkData(await loadProfile(profileFile), file, {
-        driftShare: input.testData?.driftShare ?? 0.5,
-        features: input.testData?.features ?? {},
-      });
+      let report: DriftReport;
+      try {
+        report = await checkData(await loadProfile(profileFile), file, {
+          driftShare: input.testData?.driftShare ?? 0.5,
+          features: input.testData?.features ?? {},
+        });
+      } catch (err) {
+        // Reading again cannot help: a test set or profile that cannot be read, or options that do not fit them.
+        if (err instanceof InvalidFileError) {
+          throw ApplicationFailure.create({
+            type: ErrorType.ValidationFailed,
+            message: `cannot compare the test set with the training profile: ${err.message}`,
+            nonRetryable: true,
+          });
+        }
+        if (err instanceof RangeError) {
+          throw ApplicationFailure.create({
+            type: ErrorType.InvalidSpec,
+            message: `validation.testData.${err.message}`,
+            nonRetryable: true,
+          });
+        }
+        throw err;
+      }
       return { metrics, smokeRows: rows.length, testData: summarizeDrift(report) };
     },
   };

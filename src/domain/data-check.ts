@@ -28,6 +28,9 @@ export interface DataCheckFacts {
   at: string;
 }
 
+/** Longest read error an observation carries, in characters. */
+const MAX_ERROR_CHARS = 2000;
+
 const num = (x: number | null | undefined): string =>
   x === null || x === undefined
     ? '-'
@@ -100,7 +103,9 @@ export function dataCheckObservations(facts: DataCheckFacts): Observation[] {
   const out: Observation[] = [];
 
   if (!r) {
-    const error = facts.readError ?? 'the data could not be read';
+    // The reader's message is bounded; this bound holds whatever reached here, as summaries go out in alerts.
+    const raw = facts.readError ?? 'the data could not be read';
+    const error = raw.length > MAX_ERROR_CHARS ? `${raw.slice(0, MAX_ERROR_CHARS - 1)}…` : raw;
     // A summary is one line; the details keep the message as the reader wrote it.
     const [first = '', ...more] = error.split('\n').map((l) => l.trim().replace(/^- /, ''));
     const line = more.length ? `${first} ${more.filter(Boolean).join('; ')}` : first;

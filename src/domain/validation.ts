@@ -1,4 +1,5 @@
 import type { ValidationSpec } from '../shared/spec';
+import { own } from '../shared/own';
 import type { Decision, TestDataDrift } from '../shared/status';
 
 /** Metrics where a smaller value is better: a regression is a rise. */
@@ -20,7 +21,7 @@ export function evaluateOffline(
   const decisions: Decision[] = [];
   if (testData) decisions.push(...testDataDecisions(spec, testData, at));
   for (const [metric, t] of Object.entries(spec.thresholds)) {
-    const value = candidate[metric];
+    const value = own(candidate, metric);
     if (t.min !== undefined) {
       decisions.push({
         stage: 'validating',
@@ -48,8 +49,8 @@ export function evaluateOffline(
   }
   if (baseline) {
     for (const [metric, allowed] of Object.entries(spec.maxRegression)) {
-      const value = candidate[metric];
-      const base = baseline[metric];
+      const value = own(candidate, metric);
+      const base = own(baseline, metric);
       if (value === undefined || base === undefined) {
         decisions.push({
           stage: 'validating',

@@ -4,16 +4,58 @@
  * here, so profiling and comparison never see raw rows or strings per cell.
  */
 
+import { cut } from '../shared/text';
+
 export type ColumnType = 'numeric' | 'categorical';
 
 /** At most this many example cells are kept per column and problem. */
 export const MAX_EXAMPLES = 5;
 
+/**
+ * Longest value text an example or a report quotes, in characters: a cell may be megabytes long, and reports travel
+ * through workflow history and alerts.
+ */
+export const MAX_EXAMPLE_CHARS = 80;
+
+/**
+ * Longest CSV record or JSON Lines line read, in bytes (64 MiB). A longer one fails the read with its line number
+ * instead of being buffered further (for CSV, usually a quote never closed).
+ */
+export const MAX_RECORD_BYTES = 64 << 20;
+
+/**
+ * `text` cut to at most `max` characters, the last an ellipsis (never inside a surrogate pair), as a new string: a
+ * slice of a huge string would keep all of it alive. A cut text is not cut again. Workflow-safe (judging serving
+ * sketches runs in workflows): no Buffer.
+ */
+export function clip(text: string, max = MAX_EXAMPLE_CHARS): string {
+  return cut(text, max);
+}
+
+/** `"value"` for a message, cut to `MAX_EXAMPLE_CHARS` and then followed by its length: `"abc…" (3000000 chars)`. */
+export function quoted(text: string, length = text.length): string {
+  const shown = JSON.stringify(clip(text));
+  return length > MAX_EXAMPLE_CHARS ? `${shown} (${length} chars)` : shown;
+}
+
 /** A problem cell, for pointing at it: `row` counts data rows from 1; `line` is the file line when read from one. */
 export interface CellExample {
   row: number;
   line?: number;
+  /** The cell's text, cut to `MAX_EXAMPLE_CHARS` (then ending in `…`). */
   value: string;
+  /** The cell's length in characters, when `value` is cut. */
+  length?: number;
+}
+
+/** A cell example whose value is cut to `MAX_EXAMPLE_CHARS`, with its length when cut. */
+export function cellExample(row: number, line: number | undefined, text: string): CellExample {
+  return {
+    row,
+    ...(line !== undefined ? { line } : {}),
+    value: clip(text),
+    ...(text.length > MAX_EXAMPLE_CHARS ? { length: text.length } : {}),
+  };
 }
 
 export interface CellIssues {
@@ -147,10 +189,11 @@ export class NumericBuilder {
     this.set(row, NaN);
   }
 
-  wrongType(row: number, text: string, line?: number): void {
+  /** A cell of the wrong type; `text` may be a function, called only when the cell becomes an example. */
+  wrongType(row: number, text: string | (() => string), line?: number): void {
     this.issues.wrongType++;
     if (this.issues.wrongTypeExamples.length < MAX_EXAMPLES) {
-      this.issues.wrongTypeExamples.push({ row: row + 1, ...(line !== undefined ? { line } : {}), value: text });
+      this.issues.wrongTypeExamples.push(cellExample(row + 1, line, typeof text === 'string' ? text : text()));
     }
     this.set(row, NaN);
   }
@@ -267,10 +310,11 @@ export class CategoricalBuilder {
     this.put(row, -1);
   }
 
-  wrongType(row: number, text: string, line?: number): void {
+  /** A cell of the wrong type; `text` may be a function, called only when the cell becomes an example. */
+  wrongType(row: number, text: string | (() => string), line?: number): void {
     this.issues.wrongType++;
     if (this.issues.wrongTypeExamples.length < MAX_EXAMPLES) {
-      this.issues.wrongTypeExamples.push({ row: row + 1, ...(line !== undefined ? { line } : {}), value: text });
+      this.issues.wrongTypeExamples.push(cellExample(row + 1, line, typeof text === 'string' ? text : text()));
     }
     this.put(row, -1);
   }

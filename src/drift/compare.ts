@@ -1,14 +1,27 @@
+import { mapOf } from '../shared/own';
 import type { DriftSummary } from '../shared/status';
-import type { CategoricalColumn, CellIssues, ColumnarData, NumericColumn } from './columns';
+import {
+  cellExample,
+  clip,
+  MAX_EXAMPLE_CHARS,
+  MAX_EXAMPLES,
+  quoted,
+  type CategoricalColumn,
+  type CellExample,
+  type CellIssues,
+  type ColumnarData,
+  type NumericColumn,
+} from './columns';
 import { binOf, type NumericComparison } from './kernels';
 import { autoWorkers, runKernels, type KernelTask } from './parallel';
 import {
   CategoricalMethod,
   DEFAULT_THRESHOLDS,
-  DriftOptions,
   NumericMethod,
+  parseDriftOptions,
   TESTS,
   type DriftMethod,
+  type DriftOptions,
   type FeatureOverride,
   type Settings,
 } from './options';
@@ -63,8 +76,8 @@ export interface FeatureDrift {
   direction?: 'increase' | 'decrease';
   /** The bins or categories whose share moved most (shares 0..1). */
   moved: Moved[];
-  /** Categories of the current data the reference never had, most frequent first. */
-  unseen?: { value: string; count: number }[];
+  /** Categories of the current data the reference never had, most frequent first (values cut as examples are). */
+  unseen?: UnseenCategory[];
   /** Why the feature was not compared. */
   skipped?: string;
 }
@@ -82,6 +95,17 @@ export type ProblemKind =
   | 'out-of-range'
   | 'out-of-domain';
 
+/** A category the reference never had: its value cut to `MAX_EXAMPLE_CHARS`, with its length when cut. */
+export interface UnseenCategory {
+  value: string;
+  count: number;
+  length?: number;
+}
+
+/**
+ * A problem of the current data. Its message and examples quote at most a few values, each cut to
+ * `MAX_EXAMPLE_CHARS`: a report travels through workflow history and into alerts, whatever the batch holds.
+ */
 export interface DataProblem {
   kind: ProblemKind;
   feature?: string;
@@ -106,6 +130,9 @@ export interface DriftReport {
   /** No feature or label drifted and no data problem was found. */
   ok: boolean;
 }
+
+/** New columns named one by one in a report; more are counted in one problem. */
+const MAX_NEW_COLUMNS = 20;
 
 const share = (part: number, whole: number) => (whole > 0 ? part / whole : 0);
 const fmt = (x: number) => (Number.isInteger(x) ? String(x) : String(Number(x.toPrecision(6))));
@@ -229,22 +256,38 @@ function wrongTypeProblem(
   name: string,
   expected: string,
   count: number,
-  examples: unknown[],
+  examples: readonly CellExample[],
   rows: number,
 ) {
   if (count === 0) return;
+  // Cut again here: observations may come from elsewhere than this engine's readers.
+  const kept = examples.slice(0, MAX_EXAMPLES).map((e) => ({
+    ...cellExample(e.row, e.line, e.value),
+    ...(e.length !== undefined ? { length: e.length } : {}),
+  }));
   problems.push({
     kind: 'wrong-type',
     feature: name,
     count,
     share: round(share(count, rows)),
-    examples,
-    message: `${name}: ${count} value(s) that are not ${expected}, e.g. ${examples
+    examples: kept,
+    message: `${name}: ${count} value(s) that are not ${expected}, e.g. ${kept
       .slice(0, 3)
-      .map((e) => JSON.stringify((e as { value: string }).value))
+      .map((e) => quoted(e.value, e.length ?? e.value.length))
       .join(', ')}`,
   });
 }
+
+/** An unseen category as a report keeps it: the value cut, its length when cut. */
+const unseenEntry = (u: { value: string; count: number }): UnseenCategory => ({
+  value: clip(u.value),
+  count: u.count,
+  ...(u.value.length > MAX_EXAMPLE_CHARS ? { length: u.value.length } : {}),
+});
+
+/** A category as a label of `moved`: cut, with its length when cut. */
+const categoryLabel = (value: string) =>
+  value.length > MAX_EXAMPLE_CHARS ? `${clip(value)} (${value.length} chars)` : value;
 
 /**
  * What was seen of one numeric feature in the current data: counts on the reference's bins, cell problems, values
@@ -424,7 +467,11 @@ function categoricalDrift(
   if (o?.direction && o.direction !== 'both') {
     throw new RangeError(`features.${p.name}.direction: a direction applies to numeric features only`);
   }
-  const labels = [...p.domain.map((d) => d.value), '(other)', ...unseen.map((u) => `(unseen) ${u.value}`)];
+  const labels = [
+    ...p.domain.map((d) => categoryLabel(d.value)),
+    '(other)',
+    ...unseen.map((u) => `(unseen) ${categoryLabel(u.value)}`),
+  ];
   const ref = [...p.domain.map((d) => d.count), p.otherCount, ...unseen.map(() => 0)];
   const cur = [...current, ...unseen.map((u) => u.count)];
   const refSize = p.count;
@@ -456,7 +503,7 @@ function categoricalDrift(
     currentSize: curSize,
     statistics,
     moved: mostMoved(labels, ref, cur),
-    ...(unseen.length > 0 ? { unseen: unseen.slice(0, 10) } : {}),
+    ...(unseen.length > 0 ? { unseen: unseen.slice(0, 10).map(unseenEntry) } : {}),
     ...(empty ? { skipped: refSize === 0 ? 'the reference has no values' : 'the current data has no values' } : {}),
   };
   const problems: DataProblem[] = [];
@@ -471,11 +518,11 @@ function categoricalDrift(
       count: unseenCount,
       share: round(unseenShare),
       threshold: s.maxOutOfDomainShare,
-      examples: unseen.slice(0, 5),
+      examples: unseen.slice(0, MAX_EXAMPLES).map(unseenEntry),
       message: `${p.name}: ${unseenCount} value(s) (${pct(unseenShare)}) in categories the reference never had: ${unseen
-        .slice(0, 5)
-        .map((u) => `${JSON.stringify(u.value)} ×${u.count}`)
-        .join(', ')}`,
+        .slice(0, MAX_EXAMPLES)
+        .map((u) => `${quoted(u.value)} ×${u.count}`)
+        .join(', ')}${unseen.length > MAX_EXAMPLES ? `, … (${unseen.length} categories)` : ''}`,
     });
   }
   return { drift, problems };
@@ -544,18 +591,21 @@ export function judge(
   current: CurrentData,
   options: DriftOptions = {},
 ): DriftReport {
-  const s = DriftOptions.parse(options);
+  const s = parseDriftOptions(options);
+  const overrides = mapOf(s.features);
   const profile = reference;
-  for (const name of Object.keys(s.features)) {
+  for (const name of overrides.keys()) {
     if (!profile.features.some((f) => f.name === name)) {
-      throw new RangeError(`features.${name}: the reference has no column "${name}"`);
+      throw new RangeError(`features.${clip(name)}: the reference has no column ${quoted(name)}`);
     }
   }
   const problems: DataProblem[] = [];
   if (current.rows === 0) problems.push({ kind: 'no-rows', message: 'the current data has no rows' });
   const malformed = current.malformedRows ?? 0;
   if (malformed > 0) {
-    const examples = current.malformedExamples ?? [];
+    const examples = (current.malformedExamples ?? [])
+      .slice(0, MAX_EXAMPLES)
+      .map((m) => ({ ...m, problem: clip(m.problem) }));
     problems.push({
       kind: 'malformed-rows',
       count: malformed,
@@ -567,15 +617,23 @@ export function judge(
     });
   }
   const known = new Set(profile.features.map((f) => f.name));
-  for (const name of current.columns) {
-    if (!known.has(name)) {
-      problems.push({ kind: 'new-column', feature: name, message: `${name}: a column the reference does not have` });
-    }
+  const added = current.columns.filter((name) => !known.has(name));
+  for (const name of added.slice(0, MAX_NEW_COLUMNS)) {
+    const shown = clip(name);
+    problems.push({ kind: 'new-column', feature: shown, message: `${shown}: a column the reference does not have` });
+  }
+  if (added.length > MAX_NEW_COLUMNS) {
+    const more = added.length - MAX_NEW_COLUMNS;
+    problems.push({
+      kind: 'new-column',
+      count: more,
+      message: `${more} more column(s) the reference does not have (${added.length} in all)`,
+    });
   }
   const mismatched = new Map((current.typeMismatches ?? []).map((m) => [m.name, m.type]));
   const features: FeatureDrift[] = [];
   for (const p of profile.features) {
-    const o = s.features[p.name];
+    const o = overrides.get(p.name);
     const other = mismatched.get(p.name);
     if (other !== undefined) {
       problems.push({
@@ -642,14 +700,15 @@ export async function compareData(
   current: ColumnarData,
   options: DriftOptions = {},
 ): Promise<DriftReport> {
-  const s = DriftOptions.parse(options);
+  const s = parseDriftOptions(options);
+  const overrides = mapOf(s.features);
   const observations = new Map<string, Observation>();
   const typeMismatches: { name: string; type: string }[] = [];
   const exact: { p: NumericProfile; column: NumericColumn; values: Float64Array }[] = [];
   const profiles = new Map(reference.profile.features.map((f) => [f.name, f]));
   for (const column of current.columns) {
     const p = profiles.get(column.name);
-    if (!p || p.role === 'identifier' || s.features[p.name]?.skip) continue;
+    if (!p || p.role === 'identifier' || overrides.get(p.name)?.skip) continue;
     if (column.type !== p.type) typeMismatches.push({ name: p.name, type: column.type });
     else if (p.type === 'categorical') observations.set(p.name, observeCategorical(p, column as CategoricalColumn));
     else {
@@ -661,7 +720,7 @@ export async function compareData(
   const total = exact.reduce((n, e) => n + e.values.length + e.column.values.length, 0);
   const workers = s.workers ?? autoWorkers(total, exact.length);
   const tasks: KernelTask[] = exact.map(({ p, column, values }) => {
-    const direction = s.features[p.name]?.direction;
+    const direction = overrides.get(p.name)?.direction;
     return {
       kind: 'compare',
       reference: values,

@@ -1,9 +1,12 @@
-import { open } from 'node:fs/promises';
+import { open, type FileHandle } from 'node:fs/promises';
 import { InvalidFileError } from '../config/yaml-file';
+import { featureNameProblem } from '../shared/names';
+import { mapOf } from '../shared/own';
 import {
   builderFor,
   inferType,
   MAX_EXAMPLES,
+  MAX_RECORD_BYTES,
   NumericBuilder,
   type ColumnarData,
   type ColumnBuilder,
@@ -18,25 +21,77 @@ import {
  * The file is read in 1 MiB chunks and never held whole, nor as one string per cell: numeric cells are parsed from the
  * bytes (plain decimals exactly, by the correctly rounded fast path; anything else through `Number`), categorical
  * cells become integer codes. Column types come from `types` (a profile's schema) or are inferred from the first
- * `inferRows` rows, which are held back until then. A row with the wrong number of fields is skipped and reported,
- * an unterminated quote fails the read with its line.
+ * `inferRows` rows, which are held back until then. Every header name must be a feature name (src/shared/names.ts).
+ * A row with the wrong number of fields is skipped and reported; an unterminated quote, or a record longer than
+ * `maxRecordBytes`, fails the read with its line.
  */
 export interface ReadOptions {
   /** Column types by name; columns not named are inferred, or ignored when `onlyTyped` is set. */
-  types?: Record<string, ColumnType>;
+  types?: Readonly<Record<string, ColumnType>>;
   /** Read only the columns named in `types` (the others are listed in `ignoredColumns`). */
   onlyTyped?: boolean;
   /** Rows used to infer the types of columns not in `types`; default 10,000. */
   inferRows?: number;
+  /** Longest record (CSV) or line (JSON Lines) in bytes; default `MAX_RECORD_BYTES` (64 MiB). */
+  maxRecordBytes?: number;
+  /** Bytes per read; default 1 MiB (tests read in tiny chunks to put a chunk boundary everywhere). */
+  chunkBytes?: number;
 }
 
-const CHUNK_BYTES = 1 << 20;
-/** A record longer than this is taken for an unterminated quote rather than buffered further. */
-const MAX_RECORD_BYTES = 64 << 20;
+export const CHUNK_BYTES = 1 << 20;
 const QUOTE = 0x22;
 const COMMA = 0x2c;
 const LF = 0x0a;
 const CR = 0x0d;
+
+/** `64 MiB`, `4 KiB`, `100 bytes`. */
+export const bytesText = (n: number) =>
+  n % (1 << 20) === 0 ? `${n >> 20} MiB` : n % 1024 === 0 ? `${n >> 10} KiB` : `${n} bytes`;
+
+/**
+ * The bytes of a file not consumed yet, in one buffer: `fill` reads the next chunk after them, `drop` forgets a
+ * consumed prefix and moves the rest to the front. A record longer than a chunk grows the buffer by doubling, so each
+ * of its bytes is copied a bounded number of times, not once per chunk as concatenating the carry would.
+ */
+export class ReadWindow {
+  buf: Buffer;
+  /** Bytes held: `buf[0, end)`. */
+  end = 0;
+  private position = 0;
+
+  constructor(
+    private readonly handle: FileHandle,
+    private readonly chunk: number,
+  ) {
+    this.buf = Buffer.allocUnsafe(2 * chunk);
+  }
+
+  /** Reads the next chunk after the bytes held; 0 at the end of the file. */
+  async fill(): Promise<number> {
+    if (this.buf.length - this.end < this.chunk) {
+      const bigger = Buffer.allocUnsafe(Math.max(2 * this.buf.length, this.end + this.chunk));
+      this.buf.copy(bigger, 0, 0, this.end);
+      this.buf = bigger;
+    }
+    const { bytesRead } = await this.handle.read(this.buf, this.end, this.chunk, this.position);
+    this.end += bytesRead;
+    this.position += bytesRead;
+    return bytesRead;
+  }
+
+  /** Forgets the first `n` bytes held. */
+  drop(n: number): void {
+    if (n === 0) return;
+    const rest = this.end - n;
+    if (this.buf.length > 4 * this.chunk && rest <= this.chunk) {
+      // Past a long record: give its memory back.
+      const smaller = Buffer.allocUnsafe(2 * this.chunk);
+      this.buf.copy(smaller, 0, n, this.end);
+      this.buf = smaller;
+    } else this.buf.copyWithin(0, n, this.end);
+    this.end = rest;
+  }
+}
 
 /** Exact powers of ten: a decimal with at most 15 significant digits divided by one of them is correctly rounded. */
 const POW10 = Array.from({ length: 23 }, (_, i) => 10 ** i);
@@ -83,71 +138,140 @@ interface Spans {
 }
 
 const INCOMPLETE = -1;
+const UNTERMINATED = -2;
+
+// Where a record in progress stopped: at no record, before a field, in an unquoted field, inside quotes, in text
+// after a closing quote, after a CR that an LF may follow.
+const FRESH = 0;
+const FIELD = 1;
+const UNQUOTED = 2;
+const QUOTED = 3;
+const TRAILING = 4;
+const AFTER_CR = 5;
+
+/** Where `tokenize` stopped when the buffer ended inside a record; `phase` is FRESH between records. */
+interface Resume {
+  phase: number;
+  /** The field in progress: its first byte, or its opening quote (the CR for AFTER_CR). */
+  at: number;
+  /** Where the scan of that field goes on. */
+  scan: number;
+  escaped: number;
+}
+
+function suspend(r: Resume, phase: number, at: number, scan: number, escaped: number): number {
+  r.phase = phase;
+  r.at = at;
+  r.scan = scan;
+  r.escaped = escaped;
+  return INCOMPLETE;
+}
 
 /**
- * Tokenizes one record starting at `pos`; returns the position after it, or INCOMPLETE when `buf` ends inside the
- * record and more input may follow. Throws (via `unterminated`) on a quote left open at the end of input.
+ * Tokenizes one record starting at `pos`; returns the position after it, INCOMPLETE when `buf` ends inside the
+ * record and more input may follow, or UNTERMINATED for a quote still open at the end of input. After INCOMPLETE, `r`
+ * and `spans` hold how far the record got, and the next call (the record's bytes at the same offsets, more after
+ * them) goes on from there: a long record is scanned once, not again from its start after every read.
  */
-function tokenize(buf: Buffer, pos: number, end: number, final: boolean, spans: Spans): number {
-  spans.count = 0;
-  spans.innerLines = 0;
+function tokenize(buf: Buffer, pos: number, end: number, final: boolean, spans: Spans, r: Resume): number {
+  let phase = r.phase;
+  if (phase === FRESH) {
+    spans.count = 0;
+    spans.innerLines = 0;
+    phase = FIELD;
+  } else pos = r.at;
+  r.phase = FRESH;
   for (;;) {
+    if (phase === AFTER_CR) {
+      if (pos + 1 >= end) return final ? pos + 1 : suspend(r, AFTER_CR, pos, pos, 0);
+      return buf[pos + 1] === LF ? pos + 2 : pos + 1;
+    }
     if (spans.count === spans.starts.length) grow(spans);
     const k = spans.count;
-    if (pos < end && buf[pos] === QUOTE) {
-      let p = pos + 1;
-      let escaped = 0;
-      for (;;) {
-        const q = buf.indexOf(QUOTE, p);
-        if (q < 0 || q >= end) return final ? -2 : INCOMPLETE;
-        if (q + 1 < end && buf[q + 1] === QUOTE) {
-          escaped = 1;
-          p = q + 2;
-          continue;
-        }
-        if (q + 1 >= end && !final) return INCOMPLETE;
-        for (let j = buf.indexOf(LF, pos + 1); j >= 0 && j < q; j = buf.indexOf(LF, j + 1)) spans.innerLines++;
-        spans.starts[k] = pos + 1;
-        spans.ends[k] = q;
-        spans.escaped[k] = escaped;
-        spans.quoted[k] = 1;
-        pos = q + 1;
-        break;
-      }
-    } else {
-      let p = pos;
+    if (phase === UNQUOTED || (phase === FIELD && (pos >= end || buf[pos] !== QUOTE))) {
+      let p = phase === UNQUOTED ? r.scan : pos;
       while (p < end) {
         const c = buf[p]!;
         if (c === COMMA || c === LF || c === CR) break;
         p++;
       }
+      // An empty start may still turn out to be an opening quote.
+      if (p >= end && !final) return suspend(r, p === pos ? FIELD : UNQUOTED, pos, p, 0);
       spans.starts[k] = pos;
       spans.ends[k] = p;
       spans.escaped[k] = 0;
       spans.quoted[k] = 0;
       pos = p;
+    } else {
+      let escaped = phase === FIELD ? 0 : r.escaped;
+      let stop: number;
+      let trailing = phase === TRAILING;
+      let p = trailing ? r.scan : 0;
+      if (trailing) stop = p;
+      else {
+        let from = phase === QUOTED ? r.scan : pos + 1;
+        let q: number;
+        for (;;) {
+          q = buf.indexOf(QUOTE, from);
+          if (q < 0 || q >= end) return final ? UNTERMINATED : suspend(r, QUOTED, pos, end, escaped);
+          if (q + 1 < end && buf[q + 1] === QUOTE) {
+            escaped = 1;
+            from = q + 2;
+            continue;
+          }
+          // A quote that ends the buffer may be the first of an escaped pair: decide when more input is there.
+          if (q + 1 >= end && !final) return suspend(r, QUOTED, pos, q, escaped);
+          break;
+        }
+        // Within the field only: a search for the next LF could run on through a long record once per field.
+        for (let j = pos + 1; j < q; j++) if (buf[j] === LF) spans.innerLines++;
+        stop = q;
+        p = q + 1;
+        const c = buf[p];
+        // Text after the closing quote: kept in the field as written (lenient, like most readers).
+        trailing = p < end && c !== COMMA && c !== LF && c !== CR;
+      }
+      if (trailing) {
+        while (p < end) {
+          const c = buf[p]!;
+          if (c === COMMA || c === LF || c === CR) break;
+          p++;
+        }
+        if (p >= end && !final) return suspend(r, TRAILING, pos, p, 1);
+        escaped = 1;
+        stop = p;
+      }
+      spans.starts[k] = pos + 1;
+      spans.ends[k] = stop;
+      spans.escaped[k] = escaped;
+      spans.quoted[k] = 1;
+      pos = p;
     }
     spans.count++;
-    if (pos >= end) return final ? pos : INCOMPLETE;
+    phase = FIELD;
+    // Every field that meets the end of the buffer before its delimiter suspended above, unless this is the end.
+    if (pos >= end) return pos;
     const c = buf[pos];
     if (c === COMMA) {
       pos++;
       continue;
     }
     if (c === CR) {
-      if (pos + 1 >= end) return final ? pos + 1 : INCOMPLETE;
-      return buf[pos + 1] === LF ? pos + 2 : pos + 1;
+      phase = AFTER_CR;
+      continue;
     }
-    if (c === LF) return pos + 1;
-    // Text after a closing quote: keep it in the field as written (lenient, like most readers).
-    const q = buf.indexOf(COMMA, pos);
-    const l = buf.indexOf(LF, pos);
-    let stop = Math.min(q < 0 || q >= end ? end : q, l < 0 || l >= end ? end : l);
-    if (stop > pos && buf[stop - 1] === CR) stop--;
-    spans.ends[k] = stop;
-    spans.escaped[k] = 1;
-    pos = stop;
-    if (pos >= end) return final ? pos : INCOMPLETE;
+    return pos + 1;
+  }
+}
+
+/** Moves what `tokenize` holds of a record in progress `by` bytes to the front, as the window drops them. */
+function shiftResume(spans: Spans, r: Resume, by: number): void {
+  if (r.phase === FRESH || by === 0) return;
+  r.at -= by;
+  r.scan -= by;
+  for (let k = 0; k < spans.count; k++) {
+    spans.starts[k]! -= by;
+    spans.ends[k]! -= by;
   }
 }
 
@@ -167,17 +291,55 @@ function grow(spans: Spans): void {
 function fieldText(buf: Buffer, spans: Spans, k: number): string {
   const start = spans.starts[k]!;
   const end = spans.ends[k]!;
-  const text = buf.toString('utf8', start, end);
-  return spans.escaped[k] ? text.replace(/""/g, '"') : text;
+  if (!spans.escaped[k]) return buf.toString('utf8', start, end);
+  // `""` → `"` on the bytes, then one decode: a regex over a long field's string costs many times its length.
+  const out = Buffer.allocUnsafe(end - start);
+  let n = 0;
+  for (let i = start; i < end; i++) {
+    const c = buf[i]!;
+    out[n++] = c;
+    if (c === QUOTE && i + 1 < end && buf[i + 1] === QUOTE) i++;
+  }
+  return out.toString('utf8', 0, n);
 }
 
 function isBlank(spans: Spans): boolean {
   return spans.count === 1 && spans.starts[0] === spans.ends[0] && !spans.quoted[0];
 }
 
+/** At most this many problems of one file are listed; the rest are counted. */
+const MAX_LISTED = 10;
+
+/** `problems`, the first `MAX_LISTED` of them and a count of the others. */
+export function listed(problems: string[]): string[] {
+  return problems.length <= MAX_LISTED
+    ? problems
+    : [...problems.slice(0, MAX_LISTED), `… and ${problems.length - MAX_LISTED} more`];
+}
+
+/** Why `name` cannot name a column, saying what a name may be. */
+export const nameProblem = featureNameProblem;
+
+/** Why a header is unusable, a line per column: no name, not a feature name, or a name taken by an earlier column. */
+function headerProblems(header: readonly string[], line: number): string[] {
+  const problems: string[] = [];
+  const seen = new Map<string, number>();
+  header.forEach((name, i) => {
+    const at = `line ${line}, column ${i + 1} of the header`;
+    const first = seen.get(name);
+    if (name === '') problems.push(`${at} has no name (expected a feature name)`);
+    else if (nameProblem(name) !== null) problems.push(`${at}: ${nameProblem(name)}`);
+    else if (first !== undefined) problems.push(`${at}: "${name}" appears twice (first as column ${first + 1})`);
+    else seen.set(name, i);
+  });
+  return problems;
+}
+
 /** Reads a CSV file into typed columns. Bad structure throws InvalidFileError naming the file and line. */
 export async function readCsvColumns(path: string, options: ReadOptions = {}): Promise<ColumnarData> {
   const inferRows = options.inferRows ?? 10_000;
+  const maxRecordBytes = options.maxRecordBytes ?? MAX_RECORD_BYTES;
+  const types = mapOf(options.types);
   let handle;
   try {
     handle = await open(path, 'r');
@@ -210,7 +372,7 @@ export async function readCsvColumns(path: string, options: ReadOptions = {}): P
     const setupBuilders = (sample: string[][]) => {
       const names = header!;
       builders = names.map((name, i) => {
-        const known = options.types?.[name];
+        const known = types.get(name);
         if (!known && options.onlyTyped) {
           ignored.push(name);
           return null;
@@ -237,14 +399,8 @@ export async function readCsvColumns(path: string, options: ReadOptions = {}): P
       if (header === null) {
         header = Array.from({ length: spans.count }, (_, k) => fieldText(buf, spans, k).trim());
         if (header[0]?.charCodeAt(0) === 0xfeff) header[0] = header[0].slice(1);
-        const problems: string[] = [];
-        const seen = new Set<string>();
-        header.forEach((name, i) => {
-          if (name === '') problems.push(`line ${recordLine}: column ${i + 1} of the header has no name`);
-          else if (seen.has(name)) problems.push(`line ${recordLine}: column "${name}" appears twice in the header`);
-          seen.add(name);
-        });
-        if (problems.length > 0) throw new InvalidFileError(path, 'CSV data', problems);
+        const problems = headerProblems(header, recordLine);
+        if (problems.length > 0) throw new InvalidFileError(path, 'CSV data', listed(problems));
         return;
       }
       if (spans.count !== header.length) {
@@ -280,42 +436,48 @@ export async function readCsvColumns(path: string, options: ReadOptions = {}): P
       }
     };
 
-    let carry: Buffer = Buffer.alloc(0);
-    const chunk = Buffer.allocUnsafe(CHUNK_BYTES);
-    let position = 0;
-    let firstChunk = true;
+    const tooLong = () =>
+      new InvalidFileError(path, 'CSV data', [
+        `line ${line}: a record longer than ${bytesText(maxRecordBytes)} (a quoted field never closed?)`,
+      ]);
+
+    const window = new ReadWindow(handle, options.chunkBytes ?? CHUNK_BYTES);
+    const resume: Resume = { phase: FRESH, at: 0, scan: 0, escaped: 0 };
+    let atStart = true;
+    let sizing = true;
     for (;;) {
-      const { bytesRead } = await handle.read(chunk, 0, CHUNK_BYTES, position);
-      position += bytesRead;
+      const bytesRead = await window.fill();
       const final = bytesRead === 0;
-      const buf =
-        carry.length > 0 ? Buffer.concat([carry, chunk.subarray(0, bytesRead)]) : chunk.subarray(0, bytesRead);
-      let pos = 0;
-      if (firstChunk && buf.length >= 3 && buf[0] === 0xef && buf[1] === 0xbb && buf[2] === 0xbf) pos = 3;
+      // Only the bytes held: a search must not run on into the rest of the buffer.
+      const buf = window.buf.subarray(0, window.end);
       const end = buf.length;
+      let pos = 0;
+      if (atStart) {
+        if (end < 3 && !final) continue;
+        atStart = false;
+        if (end >= 3 && buf[0] === 0xef && buf[1] === 0xbb && buf[2] === 0xbf) pos = 3;
+      }
       while (pos < end) {
-        const next = tokenize(buf, pos, end, final, spans);
+        const next = tokenize(buf, pos, end, final, spans, resume);
         if (next === INCOMPLETE) break;
-        if (next === -2) {
+        if (next === UNTERMINATED) {
           throw new InvalidFileError(path, 'CSV data', [`line ${line}: a quoted field is never closed`]);
         }
+        if (next - pos > maxRecordBytes) throw tooLong();
         const recordLine = line;
         line += 1 + spans.innerLines;
         if (!isBlank(spans)) onRecord(buf, recordLine);
         pos = next;
       }
-      if (firstChunk && rows > 0 && bytesRead > 0) {
+      if (sizing && rows > 0 && bytesRead > 0) {
         // Size the columns from the bytes per row seen so far, so they rarely grow.
         capacity = Math.ceil((bytes / Math.max(pos, 1)) * rows * 1.05) + 1024;
       }
-      firstChunk = firstChunk && rows === 0;
+      sizing = sizing && rows === 0;
       if (final) break;
-      carry = Buffer.from(buf.subarray(pos));
-      if (carry.length > MAX_RECORD_BYTES) {
-        throw new InvalidFileError(path, 'CSV data', [
-          `line ${line}: a record longer than ${MAX_RECORD_BYTES >> 20} MiB (a quoted field never closed?)`,
-        ]);
-      }
+      shiftResume(spans, resume, pos);
+      window.drop(pos);
+      if (window.end > maxRecordBytes) throw tooLong();
     }
     if (header === null) throw new InvalidFileError(path, 'CSV data', ['the file is empty (no header line)']);
     if (pending) flushPending();

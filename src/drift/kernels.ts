@@ -120,8 +120,9 @@ export function profileNumeric(sorted: Float64Array, bins: number): NumericSumma
     const d = sorted[i]! - mean;
     squares += d * d;
   }
-  const quantiles: Record<string, number> = {};
-  for (const [name, q] of Object.entries(PROFILE_QUANTILES)) quantiles[name] = quantileOfSorted(sorted, q);
+  const quantiles = Object.fromEntries(
+    Object.entries(PROFILE_QUANTILES).map(([name, q]) => [name, quantileOfSorted(sorted, q)]),
+  );
   const edges = quantileEdges(sorted, bins);
   return {
     count: n,

@@ -1,4 +1,6 @@
 import { z } from 'zod';
+import { FeatureName, nameRecord } from '../shared/names';
+import { clip } from './columns';
 
 /**
  * Drift comparison options: which method and threshold each feature gets, one-sided checks, the data set's drift share
@@ -40,7 +42,8 @@ export const DriftOptions = z.strictObject({
   smallSample: z.number().int().positive().default(1000),
   /** Share of compared features that must drift for the data set to drift. */
   driftShare: z.number().min(0).max(1).default(0.5),
-  features: z.record(z.string(), FeatureOverride).default({}),
+  /** Per-feature overrides, keyed by feature name (src/shared/names.ts: `__proto__` and other non-names refused). */
+  features: nameRecord(FeatureName, FeatureOverride).default({}),
   /** Largest rise of a feature's missing-value share over the reference's before it is a problem. */
   maxMissingIncrease: z.number().min(0).max(1).default(0.05),
   /** Largest share of numbers outside the reference's [min, max] before it is a problem. */
@@ -52,3 +55,25 @@ export const DriftOptions = z.strictObject({
 });
 export type DriftOptions = z.input<typeof DriftOptions>;
 export type Settings = z.output<typeof DriftOptions>;
+
+/** One problem of a parse, with its path; a refused record key says why (zod's own text is "Invalid key in record"). */
+export function issueText(issue: z.core.$ZodIssue, top = '(options)'): string {
+  // A path holds the caller's keys: cut each as a report cuts a value.
+  const path = issue.path.length ? issue.path.map((k) => clip(String(k))).join('.') : top;
+  const why = issue.code === 'invalid_key' ? (issue.issues[0]?.message ?? issue.message) : issue.message;
+  return `${path}: ${why}`;
+}
+
+/**
+ * The options as the engine takes them from code: features keyed by any name a profile holds (a profile saved before
+ * names were checked, or built from arrays), read through a Map. Callers' options are checked at the edge with
+ * `DriftOptions`.
+ */
+const EngineOptions = DriftOptions.extend({ features: z.record(z.string(), FeatureOverride).default({}) });
+
+/** Drift options parsed, or a RangeError naming every problem by its path (`features.age.method: …`). */
+export function parseDriftOptions(options: DriftOptions): Settings {
+  const parsed = EngineOptions.safeParse(options);
+  if (!parsed.success) throw new RangeError(parsed.error.issues.map((i) => issueText(i)).join('; '));
+  return parsed.data;
+}

@@ -1,8 +1,10 @@
-import { open, readFile, rename, writeFile } from 'node:fs/promises';
+import { open, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { z } from 'zod';
 import { InvalidFileError } from '../config/yaml-file';
-import type { CategoricalColumn, ColumnarData, ColumnType, NumericColumn } from './columns';
+import { clip, type CategoricalColumn, type ColumnarData, type ColumnType, type NumericColumn } from './columns';
+import { listed } from './csv';
+import { issueText } from './options';
 import type { NumericSummary } from './kernels';
 import { autoWorkers, runKernels, type KernelTask, type ProfiledColumn } from './parallel';
 
@@ -204,37 +206,49 @@ export async function buildProfile(data: ColumnarData, options: ProfileOptions =
 export const sidecarName = (profileFile: string) => `${basename(profileFile).replace(/\.json$/i, '')}.values.f64`;
 
 /**
- * Writes the profile as JSON and, unless `values` is false, the sorted numeric values to the sidecar; each file is
- * written to a temporary name and renamed, so a reader never sees half a profile.
+ * Writes the profile as JSON and, unless `values` is false, the sorted numeric values to the sidecar. Both are
+ * written in full to temporary names first, then renamed into place (the sidecar first), so a reader never sees half
+ * a file; a failure before the renames removes what it wrote and leaves any earlier profile as it was.
  */
 export async function saveProfile(reference: Reference, file: string, options: { values?: boolean } = {}) {
   const profile: DataProfile = structuredClone(reference.profile);
   delete profile.values;
-  if (options.values !== false) {
-    const sidecar = sidecarName(file);
-    const tmp = join(dirname(file), `.${sidecar}.tmp`);
-    const handle = await open(tmp, 'w');
-    let offset = 0;
-    try {
-      for (const f of profile.features) {
-        if (f.type !== 'numeric') continue;
-        const values = reference.sorted.get(f.name);
-        if (!values) continue;
-        f.valuesOffset = offset;
-        await handle.write(new Uint8Array(values.buffer, values.byteOffset, values.byteLength));
-        offset += values.length;
+  const unique = `${process.pid}-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`;
+  const written: string[] = [];
+  const renames: [string, string][] = [];
+  try {
+    if (options.values !== false) {
+      const sidecar = sidecarName(file);
+      const tmp = join(dirname(file), `.${sidecar}.${unique}.tmp`);
+      written.push(tmp);
+      const handle = await open(tmp, 'w');
+      let offset = 0;
+      try {
+        for (const f of profile.features) {
+          if (f.type !== 'numeric') continue;
+          const values = reference.sorted.get(f.name);
+          if (!values) continue;
+          f.valuesOffset = offset;
+          await handle.write(new Uint8Array(values.buffer, values.byteOffset, values.byteLength));
+          offset += values.length;
+        }
+      } finally {
+        await handle.close();
       }
-    } finally {
-      await handle.close();
+      renames.push([tmp, join(dirname(file), sidecar)]);
+      profile.values = { file: sidecar, bytes: offset * 8 };
+    } else {
+      for (const f of profile.features) if (f.type === 'numeric') delete f.valuesOffset;
     }
-    await rename(tmp, join(dirname(file), sidecar));
-    profile.values = { file: sidecar, bytes: offset * 8 };
-  } else {
-    for (const f of profile.features) if (f.type === 'numeric') delete f.valuesOffset;
+    const tmp = join(dirname(file), `.${basename(file)}.${unique}.tmp`);
+    written.push(tmp);
+    await writeFile(tmp, `${JSON.stringify(profile, null, 2)}\n`);
+    renames.push([tmp, file]);
+    for (const [from, to] of renames) await rename(from, to);
+  } catch (err) {
+    await Promise.all(written.map((f) => rm(f, { force: true })));
+    throw err;
   }
-  const tmp = `${file}.tmp`;
-  await writeFile(tmp, `${JSON.stringify(profile, null, 2)}\n`);
-  await rename(tmp, file);
 }
 
 /** True when the file looks like a saved profile rather than data. */
@@ -255,14 +269,21 @@ export async function isProfileFile(file: string): Promise<boolean> {
  * validation, or a sidecar that is missing or of the wrong size, is an InvalidFileError naming the problem.
  */
 export async function loadProfile(file: string, options: { values?: boolean } = {}): Promise<Reference> {
-  let raw: unknown;
+  let text: string;
   try {
-    raw = JSON.parse(await readFile(file, 'utf8'));
+    text = await readFile(file, 'utf8');
   } catch (err) {
     throw new InvalidFileError(file, 'data profile', [
-      (err as NodeJS.ErrnoException).code
-        ? `cannot read the file: ${(err as NodeJS.ErrnoException).code}`
-        : String(err),
+      `cannot read the file: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
+    ]);
+  }
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch {
+    // V8's message quotes the file's bytes: say what is wrong instead.
+    throw new InvalidFileError(file, 'data profile', [
+      'not valid JSON (expected a profile written by `mlctl data profile`)',
     ]);
   }
   const parsed = DataProfile.safeParse(raw);
@@ -270,7 +291,7 @@ export async function loadProfile(file: string, options: { values?: boolean } = 
     throw new InvalidFileError(
       file,
       'data profile',
-      parsed.error.issues.map((i) => `${i.path.join('.') || '(top)'}: ${i.message}`),
+      listed(parsed.error.issues.map((i) => clip(issueText(i, '(top)'), 300))),
     );
   }
   const profile = parsed.data;

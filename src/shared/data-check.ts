@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { DriftOptions } from '../drift/options';
+import { DriftOptions, issueText } from '../drift/options';
 import type { AlertKind, Observation } from './alerts';
 import { Duration } from './duration';
 import { ModelName } from './gateway-api';
@@ -127,7 +127,7 @@ export type DataCheckSettings = z.output<typeof DataCheckInput>;
 
 /** Every problem of an invalid input on one line, each with its path: `driftShare: Too big: …; name: …`. */
 export function inputProblems(error: z.ZodError): string {
-  return error.issues.map((i) => `${i.path.length ? i.path.join('.') : '(input)'}: ${i.message}`).join('; ');
+  return error.issues.map((i) => issueText(i, '(input)')).join('; ');
 }
 
 /** The batch a run checks: `current` with `{date}` replaced. */

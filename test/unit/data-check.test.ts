@@ -165,6 +165,16 @@ describe('data check observations', () => {
     expect(obs['label-drift']!.firing).toBeNull();
   });
 
+  it('cuts a read error of any length in the observations it reports', () => {
+    const readError = `/b/x.csv: invalid CSV data:\n  - ${'e'.repeat(1_000_000)}`;
+    const out = dataCheckObservations({ settings: settings(), current: '/b/x.csv', report: null, readError, at: AT });
+    for (const o of out) {
+      expect(o.summary.length).toBeLessThan(2200);
+      expect(JSON.stringify(o.details).length).toBeLessThan(2200);
+    }
+    expect(out[2]!.summary).toMatch(/cannot read the batch: \/b\/x\.csv: invalid CSV data: e+…$/);
+  });
+
   it("fires data-quota-rate when a pool's resource runs out within the horizon or is above 90%", () => {
     const withPool = settings({ pool: 'etl', quotaHorizon: '6h' });
     const quota = (resources: ResourceUsage[]) =>
@@ -231,6 +241,19 @@ describe('data check input', () => {
     ])
       expect(text).toContain(path);
     expect(text).not.toContain('\n');
+  });
+
+  it('names a refused feature key of the options by its path and what a feature name is', () => {
+    const parsed = DataCheckInput.safeParse({
+      name: 'etl',
+      reference: 'r.json',
+      current: 'b.csv',
+      options: { features: { 'age ': { skip: true } } },
+    });
+    expect(parsed.success).toBe(false);
+    expect(inputProblems(parsed.error!)).toBe(
+      'options.features.age : a feature name: 1 to 128 characters, no control characters, no space at either end',
+    );
   });
 
   it("names a day's batch by the run's date", () => {

@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parse as parseCsv } from 'csv-parse/sync';
@@ -100,7 +100,9 @@ describe('readCsvColumns', () => {
       /line 3: a quoted field is never closed/,
     );
     await expect(readCsvColumns(file(''))).rejects.toThrow(/no header line/);
-    await expect(readCsvColumns(file('a,a\n1,2\n'))).rejects.toThrow(/column "a" appears twice/);
+    await expect(readCsvColumns(file('a,a\n1,2\n'))).rejects.toThrow(
+      /line 1, column 2 of the header: "a" appears twice \(first as column 1\)/,
+    );
     await expect(readCsvColumns(join(dir, 'absent.csv'))).rejects.toBeInstanceOf(InvalidFileError);
   });
 
@@ -212,5 +214,225 @@ describe('finiteValues', () => {
     }
     expect(Array.from(finiteValues(Float64Array.of(NaN, 1, 2, NaN, NaN, 3, Infinity), false))).toEqual([1, 2, 3]);
     expect(Array.from(finiteValues(Float64Array.of(4, 5), false))).toEqual([4, 5]);
+  });
+});
+
+/** Deterministic uniform [0, 1). */
+function rng(seed: number) {
+  let s = seed >>> 0;
+  return () => {
+    s = (s + 0x6d2b79f5) >>> 0;
+    let t = s;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/**
+ * A CSV (CRLF) with a header `k,text,v` whose text fields are plain, empty, quoted with commas, LF/CRLF newlines,
+ * escaped quotes, multibyte characters, or text after the closing quote; every 17th record has a field too many. Also
+ * the lines where those malformed records start, counted as the file's lines.
+ */
+function awkwardCsv(seed: number, records: number): { content: string; malformedLines: number[] } {
+  const r = rng(seed);
+  const texts = [
+    () => `plain${Math.floor(r() * 5)}`,
+    () => '',
+    () => '""',
+    () => '"a, b, c"',
+    () => '"two\nlines"',
+    () => '"crlf\r\ninside, too"',
+    () => '"say ""hi"""',
+    () => '"città ""東京"" 🙂"',
+    () => `"${'long, '.repeat(20 + Math.floor(r() * 40))}"`,
+  ];
+  const lines = ['k,text,v'];
+  const malformedLines: number[] = [];
+  let line = 2;
+  for (let i = 0; i < records; i++) {
+    const text = texts[Math.floor(r() * texts.length)]!();
+    const extra = i % 17 === 5 ? ',extra' : '';
+    if (extra) malformedLines.push(line);
+    lines.push(`${i},${text},${(i * 0.25).toFixed(2)}${extra}`);
+    line += 1 + (text.match(/\n/g)?.length ?? 0);
+  }
+  return { content: `${lines.join('\r\n')}\r\n`, malformedLines };
+}
+
+describe('readCsvColumns at chunk boundaries', () => {
+  it('reads every record as csv-parse does, wherever a read ends inside it', async () => {
+    for (const [records, sizes] of [
+      [60, [1, 2, 3]],
+      [400, [5, 8, 13, 64, 1000]],
+    ] as const) {
+      const { content, malformedLines } = awkwardCsv(records, records);
+      await sameAsCsvParse(content, malformedLines, sizes);
+    }
+  });
+
+  async function sameAsCsvParse(content: string, malformedLines: number[], sizes: readonly number[]) {
+    const path = file(content);
+    const theirs = (parseCsv(content, { relax_column_count: true }) as string[][])
+      .slice(1)
+      .filter((fields) => fields.length === 3);
+    for (const chunkBytes of sizes) {
+      const ours = await readCsvColumns(path, { chunkBytes, types: { text: 'categorical' } });
+      expect(ours.rows).toBe(theirs.length);
+      expect(decode(cat(ours.columns[1]))).toEqual(theirs.map((f) => (f[1] === '' ? null : f[1])));
+      expect(Array.from(num(ours.columns[2]).values)).toEqual(theirs.map((f) => Number(f[2])));
+      expect(ours.malformedRows).toBe(malformedLines.length);
+      expect(ours.malformedExamples.map((m) => m.line)).toEqual(malformedLines.slice(0, 5));
+    }
+  }
+
+  it('reads a quoted field of several MiB across many reads, with the lines after it counted', async () => {
+    const value = `${'lorem, "ipsum"\ndolor 🙂 '.repeat(220_000)}end`;
+    expect(value.length).toBeGreaterThan(5e6);
+    const content = `id,text\n1,"${value.replace(/"/g, '""')}"\n2,x,too many\n3,y\n`;
+    const data = await readCsvColumns(file(content));
+    expect(data.rows).toBe(2);
+    const text = cat(data.columns[1]);
+    expect(text.dictionary[text.codes[0]!]).toBe(value);
+    expect(decode(text)[1]).toBe('y');
+    expect(data.malformedExamples).toEqual([
+      { line: 2 + 220_000 + 1, fields: 3, problem: '3 fields where the header has 2' },
+    ]);
+  });
+
+  it('keeps text after a closing quote in its field, with the fields of the record counted right', async () => {
+    const data = await readCsvColumns(file('x,y\n"a"b,c\n"d"e\n"f"g,"h"\n'));
+    expect(decode(cat(data.columns[0]))).toEqual(['a"b', 'f"g']);
+    expect(decode(cat(data.columns[1]))).toEqual(['c', 'h']);
+    expect(data.malformedExamples).toEqual([{ line: 3, fields: 1, problem: '1 fields where the header has 2' }]);
+  });
+
+  it('refuses a record longer than maxRecordBytes, naming its line, whether or not it fits one read', async () => {
+    const content = `a,b\n1,2\n3,"${'x'.repeat(10_000)}"\n`;
+    for (const chunkBytes of [1024, 1 << 20]) {
+      await expect(readCsvColumns(file(content), { maxRecordBytes: 4096, chunkBytes })).rejects.toThrow(
+        /line 3: a record longer than 4 KiB \(a quoted field never closed\?\)/,
+      );
+    }
+    expect((await readCsvColumns(file(content), { maxRecordBytes: 16_384, chunkBytes: 1024 })).rows).toBe(2);
+  });
+});
+
+describe('readCsvColumns and column names', () => {
+  it('refuses a header whose names are not feature names, naming each column by its position', async () => {
+    const err = await readCsvColumns(file('id,__proto__,pri\u0007ce,,id\n1,2,3,4,5\n')).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(InvalidFileError);
+    expect((err as InvalidFileError).problems).toEqual([
+      'line 1, column 2 of the header: "__proto__" is not a valid feature name',
+      'line 1, column 3 of the header: "pri\u0007ce" is not a valid feature name: 1 to 128 characters, no control characters, no space at either end',
+      'line 1, column 4 of the header has no name (expected a feature name)',
+      'line 1, column 5 of the header: "id" appears twice (first as column 1)',
+    ]);
+  });
+
+  it('lists ten problems of a header with thousands of bad names, and counts the rest', async () => {
+    const names = Array.from({ length: 5000 }, (_, i) => `bad?${'x'.repeat(200)}${i}`);
+    const err = (await readCsvColumns(file(`${names.join(',')}\n`)).catch((e: unknown) => e)) as InvalidFileError;
+    expect(err.problems).toHaveLength(11);
+    expect(err.problems[10]).toBe('… and 4990 more');
+    expect(err.message.length).toBeLessThan(3000);
+  });
+
+  it('reads columns named like Object.prototype members as any others', async () => {
+    const content = 'a,constructor,toString,hasOwnProperty,valueOf\n1,__proto__,x,y,z\n2,constructor,x,y,z\n';
+    const data = await readCsvColumns(file(content), { types: { a: 'numeric' }, onlyTyped: true });
+    expect(data.columns.map((c) => c.name)).toEqual(['a']);
+    expect(data.ignoredColumns).toEqual(['constructor', 'toString', 'hasOwnProperty', 'valueOf']);
+    const all = await readCsvColumns(file(content));
+    expect(all.columns.map((c) => `${c.name}:${c.type}`)).toEqual([
+      'a:numeric',
+      'constructor:categorical',
+      'toString:categorical',
+      'hasOwnProperty:categorical',
+      'valueOf:categorical',
+    ]);
+    expect(decode(cat(all.columns[1]))).toEqual(['__proto__', 'constructor']);
+  });
+
+  it('cuts a wrong-type example to 80 characters and keeps its length', async () => {
+    const huge = 'x'.repeat(3_000_000);
+    const data = await readCsvColumns(file(`a\n1\n${huge}\n2\n`), { types: { a: 'numeric' } });
+    const [example] = num(data.columns[0]).issues.wrongTypeExamples;
+    expect(example).toEqual({ row: 2, line: 3, value: `${'x'.repeat(79)}…`, length: 3_000_000 });
+  });
+});
+
+describe('readJsonlColumns, bounded', () => {
+  it('reads lines wherever a read ends: CRLF, a BOM, multibyte text, blank lines', async () => {
+    const objects = Array.from({ length: 120 }, (_, i) => ({
+      i,
+      text: i % 3 === 0 ? `città 東京 🙂 ${i}` : `plain ${i % 7}`,
+      v: i % 11 === 0 ? null : i / 4,
+    }));
+    const content = `\ufeff${objects.map((o, i) => JSON.stringify(o) + (i % 5 === 0 ? '\r\n\r\n' : '\n')).join('')}`;
+    for (const chunkBytes of [1, 3, 7, 64, 1 << 20]) {
+      const data = await readJsonlColumns(file(content, 'jsonl'), { chunkBytes });
+      expect(data.malformedRows).toBe(0);
+      expect(data.rows).toBe(120);
+      expect(decode(cat(data.columns.find((c) => c.name === 'text')))).toEqual(objects.map((o) => o.text));
+      const v = num(data.columns.find((c) => c.name === 'v'));
+      expect(Array.from(v.values).map((x) => (Number.isNaN(x) ? null : x))).toEqual(objects.map((o) => o.v));
+    }
+  });
+
+  it('refuses a line longer than maxRecordBytes, naming it, whether or not it fits one read', async () => {
+    const content = `{"a":1}\n{"a":2}\n{"a":"${'x'.repeat(10_000)}"}\n{"a":4}\n`;
+    for (const chunkBytes of [1000, 1 << 20]) {
+      await expect(readJsonlColumns(file(content, 'jsonl'), { maxRecordBytes: 4096, chunkBytes })).rejects.toThrow(
+        /line 3: longer than 4 KiB \(one JSON object per line\)/,
+      );
+    }
+    expect((await readJsonlColumns(file(content, 'jsonl'), { maxRecordBytes: 16_384 })).rows).toBe(4);
+  });
+
+  it('stops at the default cap instead of buffering a 1 GB line', async () => {
+    const path = file('{"a":1}\n{"a":"', 'jsonl');
+    truncateSync(path, 1 << 30); // sparse: a 1 GiB line of NUL bytes that takes no disk
+    await expect(readJsonlColumns(path)).rejects.toThrow(/line 2: longer than 64 MiB/);
+  });
+
+  it('names the line of text that is not JSON without quoting it', async () => {
+    const secret = `{"a": "SECRET${'x'.repeat(3_000_000)}`;
+    const data = await readJsonlColumns(file(`{"a":1}\n${secret}\n[1]\n"s"\nnull\n`, 'jsonl'));
+    expect(data.malformedExamples).toEqual([
+      { line: 2, fields: 0, problem: 'not valid JSON' },
+      { line: 3, fields: 0, problem: 'an array, not a JSON object' },
+      { line: 4, fields: 0, problem: 'a string, not a JSON object' },
+      { line: 5, fields: 0, problem: 'null, not a JSON object' },
+    ]);
+  });
+
+  it('refuses a key that is not a feature name, naming its line', async () => {
+    await expect(readJsonlColumns(file('{"a":1}\n{"a":2}\n{"__proto__":{"x":1}}\n', 'jsonl'))).rejects.toThrow(
+      /line 3: "__proto__" is not a valid feature name \(every key of an object names a column\)/,
+    );
+    await expect(
+      readJsonlColumns(file('{"a":1}\n{"a":2," b":1}\n', 'jsonl'), { types: { a: 'numeric' }, onlyTyped: true }),
+    ).rejects.toThrow(/line 2: " b" is not a valid feature name: 1 to 128 characters/);
+    expect(({} as Record<string, unknown>).x).toBeUndefined();
+  });
+
+  it('reads keys named like Object.prototype members, missing where a line lacks them', async () => {
+    const content = [
+      '{"constructor": "__proto__", "toString": 1, "valueOf": "a"}',
+      '{"toString": 2}',
+      '{"constructor": "toString", "hasOwnProperty": "x"}',
+    ].join('\n');
+    for (const inferRows of [1, 10]) {
+      const data = await readJsonlColumns(file(content, 'jsonl'), { inferRows });
+      const byName = new Map(data.columns.map((c) => [c.name, c]));
+      const ctor = cat(byName.get('constructor'));
+      expect(decode(ctor)).toEqual(['__proto__', null, 'toString']);
+      expect(ctor.issues).toMatchObject({ missing: 1, wrongType: 0 });
+      const ts = num(byName.get('toString'));
+      expect(Array.from(ts.values).map(String)).toEqual(['1', '2', 'NaN']);
+      expect(ts.issues).toMatchObject({ missing: 1, wrongType: 0 });
+      if (inferRows === 10) expect(decode(cat(byName.get('hasOwnProperty')))).toEqual([null, null, 'x']);
+    }
   });
 });

@@ -58,6 +58,24 @@ describe('evaluateOffline', () => {
     ]);
   });
 
+  it('takes a metric named like an Object.prototype member as not reported, never as an inherited function', () => {
+    const spec = ValidationSpec.parse({
+      thresholds: { constructor: { min: 0.5 }, toString: { max: 1 } },
+      maxRegression: { valueOf: 0.1, hasOwnProperty: 0.1 },
+    });
+    const decisions = evaluateOffline(spec, { toString: 0.5, hasOwnProperty: 0.8 }, { hasOwnProperty: 0.85 }, AT);
+    expect(outcomes(decisions)).toEqual({
+      'constructor.min': ['fail', null],
+      'toString.max': ['pass', 0.5],
+      'valueOf.regression': ['fail', null],
+      'hasOwnProperty.regression': ['pass', 0.05],
+    });
+    expect(decisions.find((d) => d.check === 'constructor.min')!.detail).toBe('metric "constructor" was not reported');
+    expect(decisions.find((d) => d.check === 'valueOf.regression')!.detail).toBe(
+      'metric "valueOf" missing for the candidate',
+    );
+  });
+
   it('fails a higher-is-better metric (auc) that dropped more than allowed against production', () => {
     const spec = ValidationSpec.parse({ maxRegression: { auc: 0.02 } });
     expect(outcomes(evaluateOffline(spec, { auc: 0.85 }, { auc: 0.88 }, AT))).toEqual({
