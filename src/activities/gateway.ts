@@ -5,6 +5,7 @@ import { evaluateStage, inputSkew, requiredSamples, windowOf, type StageAnalysis
 import { loadProfile, PROFILE_FILE } from '../drift/profile';
 import type { LifecycleMetrics } from '../metrics/lifecycle-metrics';
 import type { AdminResult } from '../shared/gateway-api';
+import { own } from '../shared/own';
 import type { AnalysisSpec } from '../shared/spec';
 import type { ModelTelemetry } from '../shared/telemetry';
 import type { DeploymentTargetSpecInput } from '../targets/spec';
@@ -49,6 +50,9 @@ export interface AnalyzeStageInput extends TargetInput {
   candidateArtifactDir?: string;
 }
 
+/** One version's counters in a snapshot (an own property: version names such as `constructor` are valid). */
+const versionOf = (t: ModelTelemetry, version: string) => own(t.versions, version);
+
 /**
  * The deployment activities: deploy, weigh, undeploy and read telemetry on the input's target (the worker's serving
  * gateway by default). Every mutation carries the workflow's opId.
@@ -87,9 +91,9 @@ export function createGatewayActivities(deps: GatewayDeps) {
         profileFile && existsSync(profileFile) ? (await loadProfile(profileFile, { values: false })).profile : null;
       for (;;) {
         const now = await source.readTelemetry(input.model);
-        const candidate = windowOf(now.versions[input.candidate], input.before.versions[input.candidate]);
+        const candidate = windowOf(versionOf(now, input.candidate), versionOf(input.before, input.candidate));
         const stable =
-          input.stable === null ? null : windowOf(now.versions[input.stable], input.before.versions[input.stable]);
+          input.stable === null ? null : windowOf(versionOf(now, input.stable), versionOf(input.before, input.stable));
         const needed = requiredSamples(input.rules);
         const enough = candidate.requests >= needed && (stable === null || stable.successes >= needed);
         if (enough || Date.now() >= deadline) {
@@ -99,7 +103,7 @@ export function createGatewayActivities(deps: GatewayDeps) {
             at: new Date().toISOString(),
             candidate,
             ...(input.recentSince
-              ? { recent: windowOf(now.versions[input.candidate], input.recentSince.versions[input.candidate]) }
+              ? { recent: windowOf(versionOf(now, input.candidate), versionOf(input.recentSince, input.candidate)) }
               : {}),
             stable,
             rules: input.rules,

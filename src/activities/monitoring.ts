@@ -16,6 +16,7 @@ import { loadProfile, PROFILE_FILE } from '../drift/profile';
 import { countCsvRows } from './process-usage';
 import type { Observation } from '../shared/alerts';
 import { registryStateQuery } from '../shared/messages';
+import { own } from '../shared/own';
 import { qualityOf } from '../shared/quality';
 import { registryWorkflowId, type PromotionRecord } from '../shared/registry';
 import { AnalysisSpec, type MonitoringSpec } from '../shared/spec';
@@ -158,7 +159,7 @@ export function createMonitoringActivities(deps: MonitoringDeps) {
           ],
         };
       }
-      const now = snapshot.versions[version];
+      const now = own(snapshot.versions, version);
       const since = input.since?.version === version ? input.since.telemetry : null;
       const next = now ? { version, telemetry: now } : null;
       if (!now || !since) {

@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { parse as parseCsv } from 'csv-parse/sync';
 import { Agent, request } from 'undici';
 import { ShareCounter } from '../serving/faults';
+import { own } from '../shared/own';
 import type { LabelsResponse } from '../shared/quality';
 
 type Row = Record<string, number | string>;
@@ -83,7 +84,9 @@ export interface LoadStats {
 /** A row of deliberately broken input: alternately a feature left out and a numeric feature sent as a string. */
 function corruptRow(row: Row, n: number): Row {
   const names = Object.keys(row);
-  const numeric = names.filter((name) => typeof row[name] === 'number');
+  const numeric = Object.entries(row)
+    .filter(([, value]) => typeof value === 'number')
+    .map(([name]) => name);
   if (n % 2 === 1 && numeric.length > 0) {
     return { ...row, [numeric[Math.floor(n / 2) % numeric.length] as string]: 'n/a' };
   }
@@ -91,18 +94,18 @@ function corruptRow(row: Row, n: number): Row {
   return Object.fromEntries(Object.entries(row).filter(([name]) => name !== missing));
 }
 
-/**
- * Live traffic for the demo and tests: real HTTP predictions at a steady rate from a pool of simulated users, with
- * features drawn from a real data set, optionally a share of corrupt rows, and optionally the rows' ground-truth
- * labels after a delay (some flipped on purpose). Stops by itself when `stop()` is called.
- */
-export class LoadGenerator {
-  readonly stats: LoadStats = {
+/** Stats at zero; `byVersion` and `failedBy` read the Maps the generator counts in (a JSON object on each read). */
+function newStats(byVersion: ReadonlyMap<string, number>, failedBy: ReadonlyMap<string, number>): LoadStats {
+  return {
     sent: 0,
     ok: 0,
     failed: 0,
-    byVersion: {},
-    failedBy: {},
+    get byVersion() {
+      return Object.fromEntries(byVersion);
+    },
+    get failedBy() {
+      return Object.fromEntries(failedBy);
+    },
     lastError: null,
     corruptSent: 0,
     refusedCorrupt: 0,
@@ -113,6 +116,18 @@ export class LoadGenerator {
     labelsDuplicate: 0,
     labelsFailed: 0,
   };
+}
+
+/**
+ * Live traffic for the demo and tests: real HTTP predictions at a steady rate from a pool of simulated users, with
+ * features drawn from a real data set, optionally a share of corrupt rows, and optionally the rows' ground-truth
+ * labels after a delay (some flipped on purpose). Stops by itself when `stop()` is called.
+ */
+export class LoadGenerator {
+  /** Answers by version and failures by kind: names from the gateway's answers (`constructor` is a version name). */
+  private readonly answeredBy = new Map<string, number>();
+  private readonly failedByKind = new Map<string, number>();
+  readonly stats: LoadStats = newStats(this.answeredBy, this.failedByKind);
   private timer: NodeJS.Timeout | null = null;
   private inFlight = new Set<Promise<void>>();
   private readonly rows: Row[];
@@ -145,7 +160,7 @@ export class LoadGenerator {
     if (this.rows.length === 0) throw new Error(`${options.rowsCsv} has no rows`);
     this.corrupt = new ShareCounter(options.corruptShare ?? 0);
 
-    this.truths = raw.map((r) => cell(r[options.labelColumn] ?? ''));
+    this.truths = raw.map((r) => cell(own(r, options.labelColumn) ?? ''));
     this.labelPick = new ShareCounter(options.labelShare ?? 1);
     this.labelFlip = new ShareCounter(options.labelFlipShare ?? 0);
     const delay = options.labelDelayMs;
@@ -218,7 +233,7 @@ export class LoadGenerator {
 
   private fail(kind: string, message: string): void {
     this.stats.failed++;
-    this.stats.failedBy[kind] = (this.stats.failedBy[kind] ?? 0) + 1;
+    this.failedByKind.set(kind, (this.failedByKind.get(kind) ?? 0) + 1);
     this.stats.lastError = message;
   }
 
@@ -290,7 +305,7 @@ export class LoadGenerator {
           this.fail('corrupt-accepted', `a corrupt row was answered by ${body.version}: ${JSON.stringify(row)}`);
         } else if (res.statusCode === 200 && body.version) {
           this.stats.ok++;
-          this.stats.byVersion[body.version] = (this.stats.byVersion[body.version] ?? 0) + 1;
+          this.answeredBy.set(body.version, (this.answeredBy.get(body.version) ?? 0) + 1);
           this.queueLabel(i, body.requestId);
         } else {
           this.fail(String(res.statusCode), `${res.statusCode}: ${body.error ?? ''}`);

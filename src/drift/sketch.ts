@@ -4,15 +4,56 @@ import { judge, type DriftReport, type Observation } from './compare';
 import type { DriftOptions } from './options';
 import { binOf } from './kernels';
 import type { DataProfile } from './profile';
+import { featureNameProblem } from '../shared/names';
+import { own } from '../shared/own';
 
 /**
  * Serving-side sketches: per deployed version, cumulative counts of each input feature on the training profile's bins
  * and categories, plus cell problems. A few numbers per feature, updated in O(log bins) per request, so the gateway
  * never keeps raw rows; a window is the difference of two snapshots, judged against the profile like any data.
+ *
+ * Names that come from requests (unknown keys, unseen categories) are counted in bounded space whatever the traffic:
+ * at most {@link MAX_UNKNOWN_KEYS_TRACKED} unknown keys, {@link MAX_UNSEEN_TRACKED} unseen categories per feature and
+ * {@link MAX_UNSEEN_TRACKED_TOTAL} over all features are counted by name, each name cut to
+ * {@link MAX_TRACKED_NAME_LENGTH} characters ({@link trackedName}); the rest is counted together
+ * (`unknownKeysOther`, `unseenOther`). A name that is tracked stays tracked, so every occurrence lands in the same
+ * counter in every snapshot and a window (`sketchWindow`) is still the difference of two snapshots, name by name.
+ * {@link maxSketchJsonBytes} is the largest a snapshot can get in JSON.
  */
 
 /** Distinct unseen categories counted by name per feature; more are counted together. */
 export const MAX_UNSEEN_TRACKED = 50;
+
+/** Distinct unseen categories counted by name over all features of a sketch; more are counted together. */
+export const MAX_UNSEEN_TRACKED_TOTAL = 100;
+
+/** Distinct unknown request keys counted by name; more are counted together (`unknownKeysOther`). */
+export const MAX_UNKNOWN_KEYS_TRACKED = 50;
+
+/** Longest name (UTF-16 code units) a sketch keeps of an unseen category or an unknown key; longer ones are cut. */
+export const MAX_TRACKED_NAME_LENGTH = 64;
+
+/** What marks a name that was cut. */
+const CUT = '…';
+
+/** How observations name the unseen categories counted together. */
+export const UNTRACKED_CATEGORIES = '(other unseen categories)';
+
+/** How a serving window lists the unknown keys counted together among its columns. */
+export const UNTRACKED_KEYS = '(other unknown keys)';
+
+/**
+ * The name a sketch counts `value` under: itself, or its first {@link MAX_TRACKED_NAME_LENGTH} code units followed by
+ * `…` (never splitting a surrogate pair). Values that share those first characters are counted together. Undefined for
+ * `__proto__`, which JSON readers drop or turn into a prototype: it is counted with the untracked names.
+ */
+export function trackedName(value: string): string | undefined {
+  if (value.length <= MAX_TRACKED_NAME_LENGTH) return value === '__proto__' ? undefined : value;
+  let end = MAX_TRACKED_NAME_LENGTH;
+  const last = value.charCodeAt(end - 1);
+  if (last >= 0xd800 && last <= 0xdbff) end--;
+  return value.slice(0, end) + CUT;
+}
 
 export type SketchPlanFeature =
   | { name: string; type: 'numeric'; edges: number[]; min: number | null; max: number | null }
@@ -23,15 +64,19 @@ export interface SketchPlan {
   features: SketchPlanFeature[];
 }
 
+/** The plan of `profile`; throws when a feature's name is not a valid feature name (see src/shared/names.ts). */
 export function sketchPlanOf(profile: DataProfile): SketchPlan {
+  const features = profile.features.filter((f) => f.role === 'feature');
+  for (const [i, f] of features.entries()) {
+    const problem = featureNameProblem(f.name);
+    if (problem) throw new RangeError(`features[${i}].name: ${problem}`);
+  }
   return {
-    features: profile.features
-      .filter((f) => f.role === 'feature')
-      .map((f) =>
-        f.type === 'numeric'
-          ? { name: f.name, type: 'numeric', edges: f.bins.edges, min: f.min, max: f.max }
-          : { name: f.name, type: 'categorical', domain: f.domain.map((d) => d.value), hasOther: f.otherCount > 0 },
-      ),
+    features: features.map((f) =>
+      f.type === 'numeric'
+        ? { name: f.name, type: 'numeric', edges: f.bins.edges, min: f.min, max: f.max }
+        : { name: f.name, type: 'categorical', domain: f.domain.map((d) => d.value), hasOther: f.otherCount > 0 },
+    ),
   };
 }
 
@@ -59,8 +104,9 @@ export const FeatureSketch = z.discriminatedUnion('type', [
     ...Issues,
     /** Per domain category, then the "other" bucket. */
     counts: z.array(Count),
+    /** Unseen categories by name (see {@link trackedName}). */
     unseen: z.record(z.string(), Count),
-    /** Unseen values beyond MAX_UNSEEN_TRACKED distinct names. */
+    /** Unseen values not counted by name: beyond MAX_UNSEEN_TRACKED per feature or MAX_UNSEEN_TRACKED_TOTAL in all. */
     unseenOther: Count,
   }),
 ]);
@@ -69,28 +115,48 @@ export type FeatureSketch = z.infer<typeof FeatureSketch>;
 export const DataSketch = z.object({
   /** Requests seen. */
   rows: Count,
-  /** Request keys the profile does not know, with counts. */
+  /** Request keys the profile does not know, with counts (at most MAX_UNKNOWN_KEYS_TRACKED names). */
   unknownKeys: z.record(z.string(), Count),
+  /** Occurrences of unknown keys not counted by name; absent in snapshots of gateways that did not bound them. */
+  unknownKeysOther: Count.optional(),
   features: z.record(z.string(), FeatureSketch),
 });
 export type DataSketch = z.infer<typeof DataSketch>;
 
 type Value = number | string | null | undefined | unknown;
 
+type NumericSketch = Extract<FeatureSketch, { type: 'numeric' }>;
+type CategoricalSketch = Extract<FeatureSketch, { type: 'categorical' }>;
+
 interface NumericCounter {
   plan: Extract<SketchPlanFeature, { type: 'numeric' }>;
-  sketch: Extract<FeatureSketch, { type: 'numeric' }>;
+  sketch: NumericSketch;
 }
 interface CategoricalCounter {
   plan: Extract<SketchPlanFeature, { type: 'categorical' }>;
   index: Map<string, number>;
-  sketch: Extract<FeatureSketch, { type: 'categorical' }>;
+  /** Every counter but `unseen`, which is kept in `unseen` below. */
+  sketch: Omit<CategoricalSketch, 'unseen'>;
+  unseen: Map<string, number>;
 }
 
-/** Cumulative sketch of the requests one version received. */
+/** Adds one to `name` in `counts` when it is tracked, or may still be (below `limit` names); false when it is not. */
+function countName(counts: Map<string, number>, name: string | undefined, limit: number): boolean {
+  if (name === undefined) return false;
+  const n = counts.get(name);
+  if (n !== undefined) counts.set(name, n + 1);
+  else if (counts.size < limit) counts.set(name, 1);
+  else return false;
+  return true;
+}
+
+/** Cumulative sketch of the requests one version received; its memory and snapshots are bounded (see above). */
 export class DataSketcher {
   private rows = 0;
   private readonly unknownKeys = new Map<string, number>();
+  private unknownKeysOther = 0;
+  /** Unseen categories counted by name over all features, against MAX_UNSEEN_TRACKED_TOTAL. */
+  private unseenTracked = 0;
   private readonly known: Set<string>;
   private readonly counters: (NumericCounter | CategoricalCounter)[];
 
@@ -123,18 +189,18 @@ export class DataSketcher {
               missing: 0,
               wrongType: 0,
               counts: new Array<number>(f.domain.length + 1).fill(0),
-              unseen: {},
               unseenOther: 0,
             },
+            unseen: new Map(),
           },
     );
   }
 
-  /** Counts one request's features. */
+  /** Counts one request's features (own properties only: a feature the request lacks is missing). */
   record(features: Readonly<Record<string, Value>>): void {
     this.rows++;
     for (const c of this.counters) {
-      const v = features[c.plan.name];
+      const v = own(features, c.plan.name);
       const s = c.sketch;
       s.rows++;
       if (v === null || v === undefined || v === '') {
@@ -150,9 +216,7 @@ export class DataSketcher {
         const at = c.index.get(v);
         if (at !== undefined) sk.counts[at]!++;
         else if (c.plan.hasOther) sk.counts[c.plan.domain.length]!++;
-        else if (v in sk.unseen) sk.unseen[v]!++;
-        else if (Object.keys(sk.unseen).length < MAX_UNSEEN_TRACKED) sk.unseen[v] = 1;
-        else sk.unseenOther++;
+        else this.recordUnseen(c, v);
         continue;
       }
       const sk = (c as NumericCounter).sketch;
@@ -166,26 +230,86 @@ export class DataSketcher {
       else if (v === -Infinity) sk.negInf++;
       else {
         sk.counts[binOf(plan.edges, v)]!++;
-        sk.sum += v;
+        // Kept finite: values near ±1.8e308 would overflow it to ±Infinity, which JSON writes as null.
+        sk.sum = Math.min(Number.MAX_VALUE, Math.max(-Number.MAX_VALUE, sk.sum + v));
         if (plan.min !== null && v < plan.min) sk.belowMin++;
         else if (plan.max !== null && v > plan.max) sk.aboveMax++;
       }
     }
-    for (const key in features) {
-      if (!this.known.has(key)) this.unknownKeys.set(key, (this.unknownKeys.get(key) ?? 0) + 1);
+    for (const key of Object.keys(features)) {
+      if (this.known.has(key)) continue;
+      if (!countName(this.unknownKeys, trackedName(key), MAX_UNKNOWN_KEYS_TRACKED)) this.unknownKeysOther++;
     }
+  }
+
+  private recordUnseen(c: CategoricalCounter, value: string): void {
+    const name = trackedName(value);
+    const before = c.unseen.size;
+    const room = Math.min(MAX_UNSEEN_TRACKED, before + MAX_UNSEEN_TRACKED_TOTAL - this.unseenTracked);
+    if (!countName(c.unseen, name, room)) c.sketch.unseenOther++;
+    else if (c.unseen.size > before) this.unseenTracked++;
   }
 
   snapshot(): DataSketch {
     return {
       rows: this.rows,
       unknownKeys: Object.fromEntries(this.unknownKeys),
-      features: Object.fromEntries(this.counters.map((c) => [c.plan.name, structuredClone(c.sketch)])),
+      unknownKeysOther: this.unknownKeysOther,
+      features: Object.fromEntries(
+        this.counters.map((c): [string, FeatureSketch] =>
+          'index' in c
+            ? [c.plan.name, { ...c.sketch, counts: [...c.sketch.counts], unseen: Object.fromEntries(c.unseen) }]
+            : [c.plan.name, { ...c.sketch, counts: [...c.sketch.counts] }],
+        ),
+      ),
     };
   }
 }
 
+/**
+ * Largest JSON text (UTF-8 bytes) of a snapshot of a sketch on `plan`, whatever the requests were. Per tracked name
+ * (`"name":count,`): 64 code units of at most 6 bytes each (a control character is escaped as `\u001f`), the `…` (3),
+ * quotes, colon, comma and a count below 2^53 (16 digits): {@link TRACKED_NAME_JSON_BYTES}. Per feature: its name
+ * (a feature name: at most 128 code units of at most 3 bytes), the fixed keys, counters of 16 digits and a sum of 24
+ * characters, and one counter per bin or category (17 with its comma). So, with B_i bins (edges + 1) per numeric
+ * feature and D_j categories per categorical one:
+ *
+ *   140 + 50·407 + 100·407 + Σ_i (700 + 17·B_i) + Σ_j (600 + 17·(D_j + 1))
+ *
+ * (61 KB of names at most, of which unknown keys ≤ 20 KB and unseen categories ≤ 41 KB; the rest is the profile's.)
+ */
+export function maxSketchJsonBytes(plan: SketchPlan): number {
+  let bytes = SKETCH_FIXED_JSON_BYTES + (MAX_UNKNOWN_KEYS_TRACKED + MAX_UNSEEN_TRACKED_TOTAL) * TRACKED_NAME_JSON_BYTES;
+  for (const f of plan.features) {
+    bytes +=
+      f.type === 'numeric'
+        ? NUMERIC_FEATURE_JSON_BYTES + COUNT_JSON_BYTES * (f.edges.length + 1)
+        : CATEGORICAL_FEATURE_JSON_BYTES + COUNT_JSON_BYTES * (f.domain.length + 1);
+  }
+  return bytes;
+}
+
+/** A counter below 2^53 with its comma. */
+const COUNT_JSON_BYTES = 17;
+/** `"name":count,` for a tracked name: quotes, 64 code units of ≤ 6 bytes, `…`, colon, count, comma. */
+const TRACKED_NAME_JSON_BYTES = 2 + MAX_TRACKED_NAME_LENGTH * 6 + 3 + 1 + COUNT_JSON_BYTES;
+/** `{"rows":…,"unknownKeys":{},"unknownKeysOther":…,"features":{}}` with two counters. */
+const SKETCH_FIXED_JSON_BYTES = 140;
+/** A feature's name as a key (≤ 128 code units of ≤ 3 bytes, quoted), its fixed keys and 9 counters and a sum. */
+const NUMERIC_FEATURE_JSON_BYTES = 700;
+/** A feature's name as a key, its fixed keys and 5 counters. */
+const CATEGORICAL_FEATURE_JSON_BYTES = 600;
+
 const minus = (a: number, b: number | undefined) => Math.max(0, a - (b ?? 0));
+
+/** `after` minus `before`, name by name, keeping the names whose count grew. */
+function namesWindow(after: Readonly<Record<string, number>>, before: Readonly<Record<string, number>>) {
+  return Object.fromEntries(
+    Object.entries(after)
+      .map(([k, v]) => [k, minus(v, own(before, k))] as const)
+      .filter(([, v]) => v > 0),
+  );
+}
 
 /**
  * The sketch of the requests between two snapshots of one version (`before` may be missing: deployed after the
@@ -193,11 +317,11 @@ const minus = (a: number, b: number | undefined) => Math.max(0, a - (b ?? 0));
  */
 export function sketchWindow(after: DataSketch, before: DataSketch | undefined): DataSketch {
   if (!before || before.rows > after.rows) return after;
-  const features: Record<string, FeatureSketch> = {};
+  const features = new Map<string, FeatureSketch>();
   for (const [name, a] of Object.entries(after.features)) {
-    const b = before.features[name];
+    const b = own(before.features, name);
     if (!b || b.type !== a.type) {
-      features[name] = a;
+      features.set(name, a);
       continue;
     }
     const base = {
@@ -206,7 +330,7 @@ export function sketchWindow(after: DataSketch, before: DataSketch | undefined):
       wrongType: minus(a.wrongType, b.wrongType),
     };
     if (a.type === 'numeric' && b.type === 'numeric') {
-      features[name] = {
+      features.set(name, {
         ...a,
         ...base,
         nan: minus(a.nan, b.nan),
@@ -216,29 +340,24 @@ export function sketchWindow(after: DataSketch, before: DataSketch | undefined):
         belowMin: minus(a.belowMin, b.belowMin),
         aboveMax: minus(a.aboveMax, b.aboveMax),
         sum: a.sum - b.sum,
-      };
+      });
     } else if (a.type === 'categorical' && b.type === 'categorical') {
-      features[name] = {
+      features.set(name, {
         ...a,
         ...base,
         counts: a.counts.map((c, i) => minus(c, b.counts[i])),
-        unseen: Object.fromEntries(
-          Object.entries(a.unseen)
-            .map(([k, v]) => [k, minus(v, b.unseen[k])] as const)
-            .filter(([, v]) => v > 0),
-        ),
+        unseen: namesWindow(a.unseen, b.unseen),
         unseenOther: minus(a.unseenOther, b.unseenOther),
-      };
+      });
     }
   }
   return {
     rows: minus(after.rows, before.rows),
-    unknownKeys: Object.fromEntries(
-      Object.entries(after.unknownKeys)
-        .map(([k, v]) => [k, minus(v, before.unknownKeys[k])] as const)
-        .filter(([, v]) => v > 0),
-    ),
-    features,
+    unknownKeys: namesWindow(after.unknownKeys, before.unknownKeys),
+    ...(after.unknownKeysOther !== undefined
+      ? { unknownKeysOther: minus(after.unknownKeysOther, before.unknownKeysOther) }
+      : {}),
+    features: Object.fromEntries(features),
   };
 }
 
@@ -272,7 +391,7 @@ export function observationsOfSketch(sketch: DataSketch): Map<string, Observatio
       const unseen = Object.entries(s.unseen)
         .map(([value, count]) => ({ value, count }))
         .sort((a, b) => b.count - a.count);
-      if (s.unseenOther > 0) unseen.push({ value: `(${MAX_UNSEEN_TRACKED}+ more categories)`, count: s.unseenOther });
+      if (s.unseenOther > 0) unseen.push({ value: UNTRACKED_CATEGORIES, count: s.unseenOther });
       out.set(name, { type: 'categorical', rows: s.rows, issues: issuesOf(s), counts: s.counts, unseen });
     }
   }
@@ -289,7 +408,11 @@ export function compareSketch(profile: DataProfile, sketch: DataSketch, options:
     observationsOfSketch(sketch),
     {
       rows: sketch.rows,
-      columns: [...Object.keys(sketch.features), ...Object.keys(sketch.unknownKeys)],
+      columns: [
+        ...Object.keys(sketch.features),
+        ...Object.keys(sketch.unknownKeys),
+        ...((sketch.unknownKeysOther ?? 0) > 0 ? [UNTRACKED_KEYS] : []),
+      ],
       source: 'serving window',
       withoutLabel: true,
     },

@@ -2,10 +2,11 @@ import { existsSync } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import * as ort from 'onnxruntime-node';
-import { z } from 'zod';
 import { loadProfile, PROFILE_FILE } from '../drift/profile';
 import { sketchPlanOf, type SketchPlan } from '../drift/sketch';
 import { ModelManifest, type PredictRequest } from '../shared/gateway-api';
+import { own } from '../shared/own';
+import { firstProblem } from './issues';
 
 /** File names of a model version's artifact folder, as written by the trainer. */
 export const MODEL_FILE = 'model.onnx';
@@ -86,7 +87,7 @@ export class ModelHost {
       throw new ArtifactError(`${manifestPath} is not JSON: ${(err as Error).message}`, { cause: err });
     }
     const parsed = ModelManifest.safeParse(manifestJson);
-    if (!parsed.success) throw new ArtifactError(`${manifestPath} is invalid:\n${z.prettifyError(parsed.error)}`);
+    if (!parsed.success) throw new ArtifactError(`${manifestPath} is invalid: ${firstProblem(parsed.error)}`);
     const manifest = parsed.data;
     const duplicate = manifest.features.find((f, i) => manifest.features.findIndex((g) => g.name === f.name) !== i);
     if (duplicate) throw new ArtifactError(`${manifestPath} lists feature '${duplicate.name}' twice`);
@@ -131,22 +132,22 @@ export class ModelHost {
    * [1,1] per categorical one. Throws {@link InvalidInputError} naming the first bad feature.
    */
   prepare(features: Features): Feeds {
-    const feeds: Feeds = {};
+    const feeds: [string, ort.Tensor][] = [];
     const expected = this.manifest.features;
     for (const { name, type } of expected) {
-      const value = Object.hasOwn(features, name) ? features[name] : undefined;
+      const value = own(features, name);
       if (value === undefined) throw new InvalidInputError(`feature '${name}' is missing`);
       if (type === 'numeric') {
         if (typeof value !== 'number') {
           throw new InvalidInputError(`feature '${name}' must be a number, got ${describe(value)}`);
         }
         if (!Number.isFinite(value)) throw new InvalidInputError(`feature '${name}' must be a finite number`);
-        feeds[name] = new ort.Tensor('float32', Float32Array.of(value), this.shape);
+        feeds.push([name, new ort.Tensor('float32', Float32Array.of(value), this.shape)]);
       } else {
         if (typeof value !== 'string') {
           throw new InvalidInputError(`feature '${name}' must be a string, got ${describe(value)}`);
         }
-        feeds[name] = new ort.Tensor('string', [value], this.shape);
+        feeds.push([name, new ort.Tensor('string', [value], this.shape)]);
       }
     }
     // Every expected feature is present, so more keys than features means an unknown one.
@@ -155,7 +156,7 @@ export class ModelHost {
       const unknown = Object.keys(features).find((name) => !known.has(name));
       throw new InvalidInputError(`feature '${unknown}' is not an input of the model`);
     }
-    return feeds;
+    return Object.fromEntries(feeds);
   }
 
   /**
@@ -169,8 +170,8 @@ export class ModelHost {
     try {
       if (beforeInference) await beforeInference();
       const outputs = await this.session.run(feeds);
-      const label = outputs[this.labelOutput];
-      const probabilities = outputs[this.probabilitiesOutput];
+      const label = own(outputs, this.labelOutput);
+      const probabilities = own(outputs, this.probabilitiesOutput);
       if (!label || !probabilities) throw new Error('inference returned no label or probabilities');
       const labelValue = label.data[0];
       const probability = probabilities.data[1];

@@ -1,3 +1,4 @@
+import { MAX_LABEL_REQUEST_ID_LENGTH } from '../shared/quality';
 import type { VersionCounters } from './telemetry';
 
 /** One successful prediction the gateway remembers, so that its ground-truth label can join it when it arrives. */
@@ -20,7 +21,12 @@ export interface RememberedPrediction {
   labelled: boolean;
 }
 
-/** Bounds of the gateway's memory of predictions awaiting their labels. */
+/**
+ * Bounds of the gateway's memory of predictions awaiting their labels: count and age here, and the request id's length
+ * ({@link MAX_LABEL_REQUEST_ID_LENGTH}; model names are ModelNames). An entry takes about 1.0 KB of heap with a
+ * generated UUID and 1.2 KB with a request id of the longest length (measured on Node 20), so the default count
+ * holds the memory to about 125 MB whatever callers send.
+ */
 export interface PredictionMemoryOptions {
   /** Predictions remembered at most, all models together (default 100,000); the oldest are forgotten first. 0 keeps none. */
   maxEntries?: number;
@@ -61,9 +67,11 @@ export class PredictionMemory {
 
   /**
    * Remembers a successful prediction. A request id seen before for the model is replaced (moved to the newest end,
-   * unlabelled): the label that comes for it is about the latest answer.
+   * unlabelled): the label that comes for it is about the latest answer. A request id longer than a label can name
+   * ({@link MAX_LABEL_REQUEST_ID_LENGTH}) is not remembered: it could never be labelled.
    */
   remember(model: string, requestId: string, prediction: Omit<RememberedPrediction, 'atMs' | 'labelled'>): void {
+    if (requestId.length > MAX_LABEL_REQUEST_ID_LENGTH) return;
     const key = keyOf(model, requestId);
     const atMs = this.now();
     this.entries.delete(key);

@@ -13,6 +13,8 @@
  *   so users already on the candidate stay on it, and when it shrinks (roll back) only users at its upper end leave.
  */
 
+import { mapOf } from '../shared/own';
+
 /** Number of hash buckets; one bucket is 0.01% of the traffic. */
 export const BUCKET_COUNT = 10_000;
 
@@ -31,8 +33,8 @@ export interface RoutingRange {
 export interface RoutingTable {
   /** Every version named in the weights (zero weights included), in routing order (newest deploy first). */
   readonly ranges: readonly RoutingRange[];
-  /** The weights the table was built from. */
-  readonly weights: Readonly<Record<string, number>>;
+  /** The weights the table was built from, by version name. */
+  readonly weights: ReadonlyMap<string, number>;
   /** Upper bucket bounds (exclusive) of the versions with a non-empty range, parallel to `routedVersions`. */
   readonly upperBounds: Uint16Array;
   readonly routedVersions: readonly string[];
@@ -88,17 +90,23 @@ export function bucketOf(userId: string): number {
   return hashString(userId) % BUCKET_COUNT;
 }
 
+/** Weights by version name: a Map, or a JSON object (its own properties). */
+export type Weights = ReadonlyMap<string, number> | Readonly<Record<string, number>>;
+
+function weightMap(weights: Weights): ReadonlyMap<string, number> {
+  return weights instanceof Map ? weights : mapOf(weights as Readonly<Record<string, number>>);
+}
+
 /**
  * Every problem of a weight table against the deployed versions: unknown versions, weights that are not finite
  * percentages in [0, 100], a sum other than 100 (± {@link WEIGHT_SUM_TOLERANCE}). Empty when the table is usable.
  */
-export function weightProblems(weights: Readonly<Record<string, number>>, deployed: ReadonlySet<string>): string[] {
+export function weightProblems(weights: Weights, deployed: ReadonlySet<string>): string[] {
   const problems: string[] = [];
   let sum = 0;
   let allNumbers = true;
-  const names = Object.keys(weights);
-  for (const version of names) {
-    const weight = weights[version];
+  const table = weightMap(weights);
+  for (const [version, weight] of table) {
     if (!deployed.has(version)) problems.push(`version '${version}' is not deployed`);
     if (typeof weight !== 'number' || !Number.isFinite(weight) || weight < 0 || weight > 100) {
       problems.push(`weight of '${version}' must be a number in [0, 100], got ${String(weight)}`);
@@ -107,7 +115,7 @@ export function weightProblems(weights: Readonly<Record<string, number>>, deploy
       sum += weight;
     }
   }
-  if (names.length === 0) problems.push('no versions given');
+  if (table.size === 0) problems.push('no versions given');
   else if (allNumbers && Math.abs(sum - 100) > WEIGHT_SUM_TOLERANCE)
     problems.push(`weights must sum to 100, got ${sum}`);
   return problems;
@@ -117,11 +125,9 @@ export function weightProblems(weights: Readonly<Record<string, number>>, deploy
  * Builds the routing table for `weights`. `deployOrder` lists the deployed versions from oldest to newest deploy;
  * ranges are laid out newest first (see the module comment). Throws {@link InvalidWeightsError} on any problem.
  */
-export function buildRoutingTable(
-  weights: Readonly<Record<string, number>>,
-  deployOrder: readonly string[],
-): RoutingTable {
-  const problems = weightProblems(weights, new Set(deployOrder));
+export function buildRoutingTable(weights: Weights, deployOrder: readonly string[]): RoutingTable {
+  const table = new Map(weightMap(weights));
+  const problems = weightProblems(table, new Set(deployOrder));
   if (problems.length > 0) throw new InvalidWeightsError(problems);
 
   const ranges: RoutingRange[] = [];
@@ -131,7 +137,7 @@ export function buildRoutingTable(
   let from = 0;
   for (let i = deployOrder.length - 1; i >= 0; i--) {
     const version = deployOrder[i] as string;
-    const weight = weights[version];
+    const weight = table.get(version);
     if (weight === undefined) continue;
     cumulative += weight;
     // Cumulative rounding keeps every bound a pure, monotone function of the weights before it, and the total exact.
@@ -147,7 +153,7 @@ export function buildRoutingTable(
   if (bounds.length > 0) bounds[bounds.length - 1] = BUCKET_COUNT;
   return Object.freeze({
     ranges: Object.freeze(ranges),
-    weights: Object.freeze({ ...weights }),
+    weights: table,
     upperBounds: Uint16Array.from(bounds),
     routedVersions: Object.freeze(routedVersions),
   });

@@ -2,12 +2,25 @@ import { mkdir, open, readFile, rename, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import { z } from 'zod';
 import { AdminOp } from '../shared/gateway-api';
+import { mapOf } from '../shared/own';
 
 /** Name of the routing state file inside the gateway's data dir. */
 export const ROUTING_FILE = 'routing.json';
 
-/** How many admin ops the journal keeps; an opId stays idempotent while it is in the journal. */
-export const DEFAULT_JOURNAL_LIMIT = 10_000;
+/**
+ * How many admin ops the journal keeps; an opId stays idempotent while it is in the journal. Every admin op rewrites
+ * the whole state file, so the journal is also capped in bytes ({@link DEFAULT_JOURNAL_MAX_BYTES}): the newest ops are
+ * kept within both. A lifecycle's retries come within minutes, hundreds of ops before these bounds forget them.
+ */
+export const DEFAULT_JOURNAL_LIMIT = 1_000;
+
+/**
+ * Most bytes of JSON the journal's entries take together. An entry is at most about 6.5 KB (an opId of 200
+ * characters, model and version names of 63, a table of 64 weights) and usually under 250 bytes, so the journal keeps
+ * at least 160 ops, usually all 1,000, and routing.json is the deployed versions (about 4.3 KB each at most: an
+ * artifact path of up to 4,096 characters) plus at most this.
+ */
+export const DEFAULT_JOURNAL_MAX_BYTES = 1024 * 1024;
 
 export const DeployedVersionRecord = z.object({
   version: z.string(),
@@ -31,18 +44,50 @@ export type ModelRecord = z.infer<typeof ModelRecord>;
 export const JournalEntry = AdminOp.extend({ applied: z.boolean() });
 export type JournalEntry = z.infer<typeof JournalEntry>;
 
-/** Everything the gateway persists. Plain JSON; treat a loaded state as immutable and save a new one per change. */
-export const RoutingState = z.object({
+/** Everything the gateway persists, as written in routing.json. */
+export const RoutingFile = z.object({
   format: z.literal(1),
   nextSeq: z.number().int().nonnegative(),
   models: z.record(z.string(), ModelRecord),
-  /** Admin ops in the order they were accepted, oldest first, capped at the journal limit. */
+  /** Admin ops in the order they were accepted, oldest first, capped at the journal's limits. */
   ops: z.array(JournalEntry),
 });
-export type RoutingState = z.infer<typeof RoutingState>;
+export type RoutingFile = z.infer<typeof RoutingFile>;
+
+/** A model's routing in memory: its versions (oldest deploy first) and its weights by version name. */
+export interface ModelState {
+  readonly versions: readonly DeployedVersionRecord[];
+  readonly weights: ReadonlyMap<string, number>;
+}
+
+/**
+ * The routing state in memory, keyed by model and version names in Maps. Immutable: the gateway saves a new state per
+ * change and makes it current once it is on disk.
+ */
+export interface RoutingState {
+  readonly nextSeq: number;
+  readonly models: ReadonlyMap<string, ModelState>;
+  /** Admin ops in the order they were accepted, oldest first, capped at the journal's limits. */
+  readonly ops: readonly JournalEntry[];
+}
 
 export function emptyRoutingState(): RoutingState {
-  return { format: 1, nextSeq: 0, models: {}, ops: [] };
+  return { nextSeq: 0, models: new Map(), ops: [] };
+}
+
+/** The JSON of a state, as routing.json holds it (Object.fromEntries defines own properties only). */
+export function routingFileOf(state: RoutingState): RoutingFile {
+  return {
+    format: 1,
+    nextSeq: state.nextSeq,
+    models: Object.fromEntries(
+      [...state.models].map(([model, m]) => [
+        model,
+        { versions: [...m.versions], weights: Object.fromEntries(m.weights) },
+      ]),
+    ),
+    ops: [...state.ops],
+  };
 }
 
 /** The corrupt or unreadable state file; the gateway refuses to start rather than forget its routing. */
@@ -61,11 +106,18 @@ export class RoutingStateError extends Error {
 export class RoutingStore {
   readonly file: string;
   private tempCounter = 0;
+  /** JSON bytes of each journal entry, computed once (entries are immutable and shared between states). */
+  private readonly entryBytes = new WeakMap<JournalEntry, number>();
 
   constructor(
     readonly dataDir: string,
     readonly journalLimit: number = DEFAULT_JOURNAL_LIMIT,
+    readonly journalMaxBytes: number = DEFAULT_JOURNAL_MAX_BYTES,
   ) {
+    if (!(Number.isInteger(journalLimit) && journalLimit >= 1)) {
+      throw new RangeError(`journalLimit must be a whole number >= 1, got ${journalLimit}`);
+    }
+    if (!(journalMaxBytes > 0)) throw new RangeError(`journalMaxBytes must be > 0, got ${journalMaxBytes}`);
     this.file = path.join(dataDir, ROUTING_FILE);
   }
 
@@ -85,9 +137,17 @@ export class RoutingStore {
     } catch (err) {
       throw new RoutingStateError(`${this.file} is not JSON: ${(err as Error).message}`, { cause: err });
     }
-    const parsed = RoutingState.safeParse(json);
+    const parsed = RoutingFile.safeParse(json);
     if (!parsed.success) throw new RoutingStateError(`${this.file} is invalid:\n${z.prettifyError(parsed.error)}`);
-    return parsed.data;
+    const file = parsed.data;
+    return {
+      nextSeq: file.nextSeq,
+      models: new Map(
+        Object.entries(file.models).map(([model, m]) => [model, { versions: m.versions, weights: mapOf(m.weights) }]),
+      ),
+      // A journal written under larger limits is cut to the current ones.
+      ops: this.keep(file.ops),
+    };
   }
 
   /** Writes `state` atomically and durably. */
@@ -96,7 +156,7 @@ export class RoutingStore {
     try {
       const handle = await open(temp, 'w');
       try {
-        await handle.writeFile(JSON.stringify(state));
+        await handle.writeFile(JSON.stringify(routingFileOf(state)));
         await handle.sync();
       } finally {
         await handle.close();
@@ -109,10 +169,31 @@ export class RoutingStore {
     await syncDir(this.dataDir);
   }
 
-  /** `ops` with `entry` appended, keeping the newest `journalLimit` entries. */
+  /** `ops` with `entry` appended, keeping the newest entries within `journalLimit` and `journalMaxBytes`. */
   appendOp(ops: readonly JournalEntry[], entry: JournalEntry): JournalEntry[] {
-    const kept = ops.length >= this.journalLimit ? ops.slice(ops.length - this.journalLimit + 1) : ops;
-    return [...kept, entry];
+    return this.keep([...ops, entry]);
+  }
+
+  /** The newest entries of `ops` within the journal's limits (the newest one always). */
+  private keep(ops: readonly JournalEntry[]): JournalEntry[] {
+    let from = ops.length;
+    let bytes = 0;
+    while (from > 0 && ops.length - from < this.journalLimit) {
+      const next = bytes + this.bytesOf(ops[from - 1] as JournalEntry);
+      if (next > this.journalMaxBytes && from < ops.length) break;
+      bytes = next;
+      from--;
+    }
+    return ops.slice(from);
+  }
+
+  private bytesOf(entry: JournalEntry): number {
+    let bytes = this.entryBytes.get(entry);
+    if (bytes === undefined) {
+      bytes = Buffer.byteLength(JSON.stringify(entry)) + 1;
+      this.entryBytes.set(entry, bytes);
+    }
+    return bytes;
   }
 }
 

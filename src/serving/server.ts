@@ -7,6 +7,7 @@ import { z } from 'zod';
 import {
   DeployRequest,
   ModelName,
+  OpId,
   PredictRequest,
   SetFaultsRequest,
   SetWeightsRequest,
@@ -17,9 +18,10 @@ import {
   type PredictResponse,
   type VersionFaults,
 } from '../shared/gateway-api';
-import { LabelsRequest, MAX_LABEL_REQUEST_ID_LENGTH, type LabelsResponse } from '../shared/quality';
+import { LabelsRequest, type LabelsResponse } from '../shared/quality';
 import type { ModelTelemetry } from '../shared/telemetry';
 import { InjectedFaultError, VersionFaultState } from './faults';
+import { firstProblem } from './issues';
 import { ArtifactError, InvalidInputError, ModelHost } from './model-host';
 import { PredictionMemory, type PredictionMemoryOptions, type RememberedPrediction } from './prediction-memory';
 import { buildRoutingTable, InvalidWeightsError, route, type RoutingTable } from './router';
@@ -27,7 +29,7 @@ import {
   RoutingStore,
   type DeployedVersionRecord,
   type JournalEntry,
-  type ModelRecord,
+  type ModelState,
   type RoutingState,
 } from './routing-store';
 import { TelemetryRegistry, type VersionCounters } from './telemetry';
@@ -37,8 +39,10 @@ export interface GatewayOptions {
   /** Folder of the routing state file; created if missing. */
   dataDir: string;
   logger?: Logger;
-  /** How many admin ops the idempotency journal keeps (default 10,000). */
+  /** How many admin ops the idempotency journal keeps (default 1,000). */
   journalLimit?: number;
+  /** How many bytes of JSON the idempotency journal keeps (default 1 MiB). */
+  journalMaxBytes?: number;
   /**
    * Bounds of the memory of recent predictions that ground-truth labels join (default 100,000 predictions, 24 h);
    * a label for a prediction forgotten under them counts as unknown.
@@ -58,8 +62,8 @@ export class HttpError extends Error {
 }
 
 /** Query of DELETE /admin/models/:model/versions/:version. */
-const UndeployQuery = z.object({ opId: z.string().min(1) });
-const OpsQuery = z.object({ model: z.string().optional() });
+const UndeployQuery = z.object({ opId: OpId });
+const OpsQuery = z.object({ model: ModelName.optional() });
 const ModelParams = z.object({ model: ModelName });
 const VersionParams = z.object({ model: ModelName, version: VersionName });
 
@@ -89,34 +93,20 @@ interface LiveModel {
   table: RoutingTable | undefined;
 }
 
-/** `labels[3].requestId` from an issue's path. */
-function issuePath(path: readonly PropertyKey[]): string {
-  let out = '';
-  for (const key of path) out += typeof key === 'number' ? `[${key}]` : `${out ? '.' : ''}${String(key)}`;
-  return out || 'body';
-}
-
-/** The first problem of a parse, with its path, and how many more there are: one line even for 10,000 bad items. */
-function firstProblem(error: z.ZodError): string {
-  const [first] = error.issues;
-  const more = error.issues.length - 1;
-  const text = first ? `${issuePath(first.path)}: ${first.message}` : 'invalid';
-  return more > 0 ? `${text} (and ${more} more problem${more === 1 ? '' : 's'})` : text;
-}
-
 /** The class of `classes` that a ground-truth label names (`1` or `"1"`), undefined when it names none. */
 function classOf(label: number | string, classes: readonly number[]): number | undefined {
   return classes.find((c) => (typeof label === 'number' ? c === label : String(c) === label.trim()));
 }
 
+/** `value` parsed by `schema`, or a 400 `invalid <what>: <path>: <expected>` on one line. */
 function parse<T>(schema: z.ZodType<T>, value: unknown, what: string): T {
   const parsed = schema.safeParse(value);
-  if (!parsed.success) throw new HttpError(400, `invalid ${what}:\n${z.prettifyError(parsed.error)}`);
+  if (!parsed.success) throw new HttpError(400, `invalid ${what}: ${firstProblem(parsed.error)}`);
   return parsed.data;
 }
 
 /** Deploy order (oldest first) of a model's versions. */
-function deployOrder(record: ModelRecord): string[] {
+function deployOrder(record: ModelState): string[] {
   return [...record.versions].sort((a, b) => a.seq - b.seq).map((v) => v.version);
 }
 
@@ -144,10 +134,9 @@ class GatewayCore {
     this.state = await this.store.load();
     for (const entry of this.state.ops) this.journal.set(entry.opId, entry);
     const pending: [string, LiveVersion][] = [];
-    for (const [model, record] of Object.entries(this.state.models)) {
+    for (const [model, record] of this.state.models) {
       // Tables first: a state whose weights do not fit its versions fails the start before any model is loaded.
-      const table =
-        Object.keys(record.weights).length > 0 ? buildRoutingTable(record.weights, deployOrder(record)) : undefined;
+      const table = record.weights.size > 0 ? buildRoutingTable(record.weights, deployOrder(record)) : undefined;
       const live: LiveModel = { versions: new Map(), table };
       this.models.set(model, live);
       for (const versionRecord of record.versions) {
@@ -189,7 +178,7 @@ class GatewayCore {
       if (typeof userId === 'string' && userId.length > 0) {
         live.versions.get(route(table, userId))?.counters.recordInvalid();
       }
-      throw new HttpError(400, `invalid request:\n${z.prettifyError(parsed.error)}`);
+      throw new HttpError(400, `invalid request: ${firstProblem(parsed.error)}`);
     }
     const request = parsed.data;
     const versionName = route(table, request.userId);
@@ -236,15 +225,13 @@ class GatewayCore {
     const latencyMs = performance.now() - started;
     version.counters.recordSuccess(latencyMs, prediction.label === POSITIVE_LABEL, prediction.probability);
     const requestId = request.requestId ?? randomUUID();
-    if (requestId.length <= MAX_LABEL_REQUEST_ID_LENGTH) {
-      this.memory.remember(model, requestId, {
-        version: versionName,
-        counters: version.counters,
-        classes: host.manifest.classes,
-        label: prediction.label,
-        probability: prediction.probability,
-      });
-    }
+    this.memory.remember(model, requestId, {
+      version: versionName,
+      counters: version.counters,
+      classes: host.manifest.classes,
+      label: prediction.label,
+      probability: prediction.probability,
+    });
     return {
       requestId,
       model,
@@ -331,11 +318,14 @@ class GatewayCore {
         deployedAt: new Date().toISOString(),
         seq: this.state.nextSeq,
       };
-      const previous = this.state.models[model] ?? { versions: [], weights: {} };
+      const previous = this.state.models.get(model) ?? { versions: [], weights: new Map<string, number>() };
       try {
         await this.commit(
           op,
-          { ...this.state.models, [model]: { versions: [...previous.versions, record], weights: previous.weights } },
+          new Map(this.state.models).set(model, {
+            versions: [...previous.versions, record],
+            weights: previous.weights,
+          }),
           this.state.nextSeq + 1,
         );
       } catch (err) {
@@ -364,9 +354,9 @@ class GatewayCore {
 
       const live = this.models.get(model);
       const version = live?.versions.get(versionName);
-      const record = this.state.models[model];
+      const record = this.state.models.get(model);
       if (!live || !version || !record) return this.recordNoop(op);
-      const weight = record.weights[versionName] ?? 0;
+      const weight = record.weights.get(versionName) ?? 0;
       if (weight > 0) {
         throw new HttpError(
           409,
@@ -374,16 +364,16 @@ class GatewayCore {
         );
       }
       const versions = record.versions.filter((v) => v.version !== versionName);
-      const weights = Object.fromEntries(Object.entries(record.weights).filter(([name]) => name !== versionName));
-      const models = { ...this.state.models };
-      if (versions.length === 0 && Object.keys(weights).length === 0) delete models[model];
-      else models[model] = { versions, weights };
+      const weights = new Map(record.weights);
+      weights.delete(versionName);
+      const models = new Map(this.state.models);
+      if (versions.length === 0 && weights.size === 0) models.delete(model);
+      else models.set(model, { versions, weights });
       await this.commit(op, models);
 
       // The removed weight was zero, so the rebuilt table routes every user exactly as before.
-      const next = models[model];
-      if (live.table && next && Object.keys(next.weights).length > 0)
-        live.table = buildRoutingTable(next.weights, deployOrder(next));
+      const next = models.get(model);
+      if (live.table && next && next.weights.size > 0) live.table = buildRoutingTable(next.weights, deployOrder(next));
       live.versions.delete(versionName);
       if (!next) this.models.delete(model);
       this.telemetry.drop(model, versionName);
@@ -401,7 +391,7 @@ class GatewayCore {
       if (replay) return replay;
 
       const live = this.models.get(model);
-      const record = this.state.models[model];
+      const record = this.state.models.get(model);
       if (!live || !record) {
         throw new HttpError(404, `model '${model}' has no deployed version; deploy versions before setting weights`);
       }
@@ -413,13 +403,15 @@ class GatewayCore {
             ? undefined
             : buildRoutingTable(request.weights, deployOrder(record));
       } catch (err) {
-        if (err instanceof InvalidWeightsError) throw new HttpError(400, err.message);
+        if (err instanceof InvalidWeightsError) {
+          throw new HttpError(400, `invalid weights request: weights: ${err.problems.join('; ')}`);
+        }
         throw err;
       }
-      await this.commit(op, {
-        ...this.state.models,
-        [model]: { versions: record.versions, weights: table?.weights ?? {} },
-      });
+      await this.commit(
+        op,
+        new Map(this.state.models).set(model, { versions: record.versions, weights: table?.weights ?? new Map() }),
+      );
       live.table = table;
       this.log.info({ model, weights: request.weights, opId: op.opId }, 'model weights set');
       return { opId: op.opId, applied: true };
@@ -456,15 +448,15 @@ class GatewayCore {
   }
 
   routing(model: string): ModelRouting {
-    const record = this.state.models[model];
+    const record = this.state.models.get(model);
     if (!record) throw new HttpError(404, `model '${model}' is not deployed`);
     return toRouting(model, record);
   }
 
   listRouting(): ModelRouting[] {
-    return Object.keys(this.state.models)
-      .sort()
-      .map((model) => toRouting(model, this.state.models[model] as ModelRecord));
+    return [...this.state.models]
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+      .map(([model, record]) => toRouting(model, record));
   }
 
   modelTelemetry(model: string): ModelTelemetry {
@@ -472,7 +464,7 @@ class GatewayCore {
     return this.telemetry.snapshot(model);
   }
 
-  ops(model: string | undefined): JournalEntry[] {
+  ops(model: string | undefined): readonly JournalEntry[] {
     return model === undefined ? this.state.ops : this.state.ops.filter((op) => op.model === model);
   }
 
@@ -525,7 +517,6 @@ class GatewayCore {
   ): Promise<void> {
     const entry: JournalEntry = { ...op, at: new Date().toISOString(), applied };
     const next: RoutingState = {
-      format: 1,
       nextSeq,
       models,
       ops: this.store.appendOp(this.state.ops, entry),
@@ -547,16 +538,20 @@ class GatewayCore {
   }
 }
 
-function toRouting(model: string, record: ModelRecord): ModelRouting {
+function toRouting(model: string, record: ModelState): ModelRouting {
   return {
     model,
     // Routing order: newest deploy first, the order in which versions own buckets.
     versions: [...record.versions]
       .sort((a, b) => b.seq - a.seq)
       .map(({ version, artifactDir, deployedAt }) => ({ version, artifactDir, deployedAt })),
-    weights: record.weights,
+    weights: Object.fromEntries(record.weights),
   };
 }
+
+const INVALID_JSON_BODY =
+  'invalid body: not JSON, or JSON with a "__proto__" key or a "constructor" key holding "prototype" (refused: ' +
+  'such keys reach Object.prototype)';
 
 function sendError(reply: FastifyReply, statusCode: number, message: string): FastifyReply {
   return reply.code(statusCode).send({ error: message });
@@ -571,7 +566,7 @@ function sendError(reply: FastifyReply, statusCode: number, message: string): Fa
 export async function createGateway(options: GatewayOptions): Promise<FastifyInstance> {
   const logger = options.logger ?? pino({ level: 'silent' });
   const core = new GatewayCore(
-    new RoutingStore(options.dataDir, options.journalLimit),
+    new RoutingStore(options.dataDir, options.journalLimit, options.journalMaxBytes),
     logger,
     new PredictionMemory(options.predictionMemory),
   );
@@ -589,7 +584,11 @@ export async function createGateway(options: GatewayOptions): Promise<FastifyIns
     if (err instanceof HttpError) return sendError(reply, err.statusCode, err.message);
     const statusCode = (err as { statusCode?: unknown }).statusCode;
     if (typeof statusCode === 'number' && statusCode >= 400 && statusCode < 500) {
-      // Fastify's own client errors: malformed JSON, wrong content type, body too large.
+      // Fastify's parser also refuses JSON that would reach a prototype, with the message of malformed JSON.
+      if ((err as { code?: unknown }).code === 'FST_ERR_CTP_INVALID_JSON_BODY') {
+        return sendError(reply, statusCode, INVALID_JSON_BODY);
+      }
+      // Fastify's own client errors: wrong content type, body too large.
       return sendError(reply, statusCode, (err as Error).message);
     }
     request.log.error({ err, url: request.url }, 'unexpected error');
@@ -618,13 +617,7 @@ export async function createGateway(options: GatewayOptions): Promise<FastifyIns
 
   app.put('/admin/models/:model/weights', async (request) => {
     const { model } = parse(ModelParams, request.params, 'path');
-    const body = parse(SetWeightsRequest, request.body, 'weights request');
-    // Names that cannot be versions are reported with the other weight problems.
-    const badNames = Object.keys(body.weights).filter((name) => !VersionName.safeParse(name).success);
-    if (badNames.length > 0) {
-      throw new HttpError(400, `invalid weights: ${badNames.map((n) => `'${n}' is not a version name`).join('; ')}`);
-    }
-    return core.setWeights(model, body);
+    return core.setWeights(model, parse(SetWeightsRequest, request.body, 'weights request'));
   });
 
   const faultsPath = '/admin/models/:model/versions/:version/faults';

@@ -141,9 +141,9 @@ export class TelemetryRegistry {
     if (versions.size === 0) this.models.delete(model);
   }
 
+  /** Every version's counters of `model`; its JSON is at most `maxModelTelemetryBytes` (src/shared/telemetry.ts). */
   snapshot(model: string, now: Date = new Date()): ModelTelemetry {
-    const versions: Record<string, VersionTelemetry> = {};
-    for (const [version, counters] of this.models.get(model) ?? []) versions[version] = counters.snapshot();
-    return { model, at: now.toISOString(), versions };
+    const versions = [...(this.models.get(model) ?? [])].map(([version, counters]) => [version, counters.snapshot()]);
+    return { model, at: now.toISOString(), versions: Object.fromEntries(versions) };
   }
 }

@@ -1,25 +1,45 @@
 import { z } from 'zod';
+import { FeatureName, featureNameProblem, nameRecord, VersionName } from './names';
 
 /**
  * The serving gateway's HTTP contract. The admin API is what the serving activities call;
  * every mutating call carries an idempotency key (`opId`) so a retried activity changes nothing twice.
  */
 
-export const ModelName = z
-  .string()
-  .regex(/^[a-z0-9][a-z0-9-]{0,62}$/, 'lowercase letters, digits and dashes, starting with a letter or digit');
-export const VersionName = z
-  .string()
+export { ModelName, VersionName } from './names';
+
+/** Most versions one weights table may name. */
+export const MAX_WEIGHTS = 64;
+
+/**
+ * Longest opId. The gateway journals every opId it applied (routing.json), so its length bounds what one admin op adds
+ * to the file; lifecycle opIds (`lifecycle-<model>-<version>:weights:3`) are under 160.
+ */
+export const MAX_OP_ID_LENGTH = 200;
+
+/**
+ * An admin op's idempotency key: letters, digits and `. _ : @ / + = -`, starting with a letter or digit, at most
+ * {@link MAX_OP_ID_LENGTH} characters (`lifecycle-churn-v7:weights:2`, `rollback-churn-m3x9:deploy`).
+ */
+export const OpId = z
+  .string({ error: 'an opId (a string)' })
+  .max(MAX_OP_ID_LENGTH, `an opId of at most ${MAX_OP_ID_LENGTH} characters`)
   .regex(
-    /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/,
-    'letters, digits, dot, dash and underscore, starting with a letter or digit',
+    /^[A-Za-z0-9][A-Za-z0-9._:@/+=-]*$/,
+    'an opId: letters, digits and . _ : @ / + = -, starting with a letter or digit',
   );
+
+/** Longest artifact folder path (Linux's PATH_MAX). */
+export const MAX_ARTIFACT_DIR_LENGTH = 4096;
 
 /** PUT /admin/models/:model/versions/:version */
 export const DeployRequest = z.object({
-  opId: z.string().min(1),
+  opId: OpId,
   /** Folder holding model.onnx and model.json as written by the trainer. */
-  artifactDir: z.string().min(1),
+  artifactDir: z
+    .string()
+    .min(1, 'a folder path')
+    .max(MAX_ARTIFACT_DIR_LENGTH, `a folder path of at most ${MAX_ARTIFACT_DIR_LENGTH} characters`),
 });
 export type DeployRequest = z.infer<typeof DeployRequest>;
 
@@ -30,8 +50,9 @@ export type DeployRequest = z.infer<typeof DeployRequest>;
  * 100; an empty table takes the model out of service.
  */
 export const SetWeightsRequest = z.object({
-  opId: z.string().min(1),
-  weights: z.record(z.string(), z.number().min(0).max(100)),
+  opId: OpId,
+  /** Percentages by version name; at most {@link MAX_WEIGHTS} versions. */
+  weights: nameRecord(VersionName, z.number().min(0).max(100), { max: MAX_WEIGHTS, what: 'versions' }),
 });
 export type SetWeightsRequest = z.infer<typeof SetWeightsRequest>;
 
@@ -104,12 +125,69 @@ export const AdminOp = z.object({
 });
 export type AdminOp = z.infer<typeof AdminOp>;
 
+/** Most feature keys one prediction may carry, and most features a served model may have. */
+export const MAX_REQUEST_FEATURES = 1000;
+
+/** Longest string value of a feature (a category) in a prediction, in characters. */
+export const MAX_FEATURE_VALUE_LENGTH = 1024;
+
+/** A feature's value as a prediction may carry it: a number, a category or null (missing). */
+export type FeatureValue = number | string | null;
+
+/**
+ * Why `value` cannot be a feature's value, or null when it can: a finite number, a string of at most
+ * {@link MAX_FEATURE_VALUE_LENGTH} characters (a category), or null.
+ */
+function featureValueProblem(value: unknown): string | null {
+  if (value === null || (typeof value === 'number' && Number.isFinite(value))) return null;
+  if (typeof value !== 'string') return 'a number, a string (a category) or null';
+  return value.length > MAX_FEATURE_VALUE_LENGTH
+    ? `a category of at most ${MAX_FEATURE_VALUE_LENGTH} characters`
+    : null;
+}
+
+/**
+ * A prediction's features: at most {@link MAX_REQUEST_FEATURES} keys, each a feature name (src/shared/names.ts), each
+ * value a {@link FeatureValue}. Checked by hand in one pass over the keys: this runs on every prediction, and a huge
+ * object is refused at its size before any key is looked at.
+ */
+const RequestFeatures = z.unknown().transform((features, ctx): Record<string, FeatureValue> => {
+  if (typeof features !== 'object' || features === null || Array.isArray(features)) {
+    ctx.addIssue({ code: 'custom', message: 'an object of feature values: { "name": value, ... }' });
+    return z.NEVER;
+  }
+  const entries = Object.entries(features);
+  if (entries.length > MAX_REQUEST_FEATURES) {
+    ctx.addIssue({ code: 'custom', message: `at most ${MAX_REQUEST_FEATURES} features, got ${entries.length}` });
+    return z.NEVER;
+  }
+  let valid = true;
+  for (const [key, value] of entries) {
+    const keyProblem = featureNameProblem(key);
+    if (keyProblem) {
+      ctx.addIssue({ code: 'custom', message: keyProblem });
+      return z.NEVER;
+    }
+    const valueProblem = featureValueProblem(value);
+    if (valueProblem) {
+      ctx.addIssue({ code: 'custom', path: [key], message: valueProblem });
+      valid = false;
+    }
+  }
+  // Own properties of a JSON object, every key a feature name (never `__proto__`), every value checked.
+  return valid ? (features as Record<string, FeatureValue>) : z.NEVER;
+});
+
 /** POST /v1/models/:model/predict */
 export const PredictRequest = z.object({
   /** Sticky routing key: a user keeps its version while the weights hold. */
   userId: z.string().min(1),
+  /**
+   * Echoed in the answer; the key that ground-truth labels name. A longer one than MAX_LABEL_REQUEST_ID_LENGTH
+   * (src/shared/quality.ts) is served but not remembered for labels.
+   */
   requestId: z.string().min(1).optional(),
-  features: z.record(z.string(), z.union([z.number(), z.string(), z.null()])),
+  features: RequestFeatures,
 });
 export type PredictRequest = z.infer<typeof PredictRequest>;
 
@@ -127,7 +205,10 @@ export type PredictResponse = z.infer<typeof PredictResponse>;
 /** model.json, written by the trainer beside model.onnx. */
 export const ModelManifest = z.object({
   name: z.string(),
-  features: z.array(z.object({ name: z.string(), type: z.enum(['numeric', 'categorical']) })).min(1),
+  features: z
+    .array(z.object({ name: FeatureName, type: z.enum(['numeric', 'categorical']) }))
+    .min(1)
+    .max(MAX_REQUEST_FEATURES, `at most ${MAX_REQUEST_FEATURES} features (what a prediction may carry)`),
   label: z.string(),
   classes: z.array(z.number().int()),
   outputs: z.object({ label: z.string(), probabilities: z.string() }),

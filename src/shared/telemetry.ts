@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { DataSketch } from '../drift/sketch';
+import { DataSketch, maxSketchJsonBytes, type SketchPlan } from '../drift/sketch';
 import { QualityCounters } from './quality';
 
 /** Upper bounds (ms) of the gateway's latency histogram buckets; one more bucket counts everything above the last. */
@@ -27,8 +27,11 @@ export const VersionTelemetry = z.object({
   /** ISO time of the last successful prediction, if any. */
   lastSuccessAt: z.string().optional(),
   /**
-   * Every request's input features counted on the training profile's bins and categories (all requests routed to the
-   * version that carried features, valid or not); absent when the artifact has no profile.
+   * The input features of every request routed to the version that passed the request schema (PredictRequest), counted
+   * on the training profile's bins and categories, whether the model then took them or refused them (a missing or
+   * mistyped feature, an unknown key: what the input-quality and skew checks look at); absent when the artifact has no
+   * profile. Requests the schema refuses (too many keys, a category too long, not JSON) are counted in
+   * `invalidRequests` only.
    */
   inputs: DataSketch.optional(),
   /**
@@ -38,6 +41,37 @@ export const VersionTelemetry = z.object({
   quality: QualityCounters.optional(),
 });
 export type VersionTelemetry = z.infer<typeof VersionTelemetry>;
+
+/**
+ * How large telemetry gets. A snapshot travels through workflow history: the lifecycle's analysis returns one and
+ * sends two back (`before`, `recentSince`) in one activity input, and Temporal refuses payloads over 2 MB. Every part
+ * that traffic can grow is bounded (src/drift/sketch.ts: names tracked and their length; the rest are counters), so
+ * the JSON of one snapshot is at most {@link maxModelTelemetryBytes}:
+ *
+ *   200 + Σ over deployed versions (1,500 + maxSketchJsonBytes(plan of the version))
+ *
+ * with maxSketchJsonBytes = 140 + 150·407 + Σ numeric (700 + 17·bins) + Σ categorical (600 + 17·(categories + 1)):
+ * 61 KB per version for the names requests can bring, the rest fixed by the profile. The churn example (4 numeric
+ * features of 5 to 10 bins, 2 categorical of 3 and 4 categories) gives 67.4 KB per version, 135 KB for a rollout's two
+ * versions, whatever the traffic (a flood of hostile names measured 45 KB); a profile of 50 numeric features of 10 bins
+ * and 20 categorical ones of 50 categories gives 136 KB per version.
+ */
+export const VERSION_TELEMETRY_FIXED_JSON_BYTES = 1_500;
+const MODEL_TELEMETRY_FIXED_JSON_BYTES = 200;
+
+/** Largest JSON (UTF-8 bytes) of a ModelTelemetry whose versions count inputs on these plans (undefined: none). */
+export function maxModelTelemetryBytes(plans: readonly (SketchPlan | undefined)[]): number {
+  return plans.reduce(
+    (bytes, plan) => bytes + VERSION_TELEMETRY_FIXED_JSON_BYTES + (plan ? maxSketchJsonBytes(plan) : 0),
+    MODEL_TELEMETRY_FIXED_JSON_BYTES,
+  );
+}
+
+/**
+ * Largest telemetry answer a deployment target may give (JSON bytes): two snapshots and the rest of an activity input
+ * must stay well under Temporal's 2 MB payload limit. A larger answer is refused, naming its size.
+ */
+export const MAX_TELEMETRY_BYTES = 512 * 1024;
 
 export const ModelTelemetry = z.object({
   model: z.string(),

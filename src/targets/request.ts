@@ -24,6 +24,12 @@ export interface TargetAnswer {
 const MAX_QUOTED = 2000;
 
 /**
+ * Largest answer body read from a target. Telemetry, the largest answer, is refused above 512 KiB anyway
+ * (MAX_TELEMETRY_BYTES); this only keeps a runaway target from filling the worker's memory.
+ */
+export const MAX_ANSWER_BYTES = 4 * 1024 * 1024;
+
+/**
  * One HTTP call to a deployment target. A 4xx is the target refusing the request: non-retryable, the message is the
  * target's. A 5xx, a timeout or a connection failure is retryable: the target may be restarting. `retryable4xx` lists
  * client statuses that mean "later" rather than "no" (an HTTP target's 408 and 429).
@@ -52,7 +58,15 @@ export async function targetRequest(req: TargetRequest, retryable4xx: readonly n
       message: `${who} ${req.baseUrl} unreachable for ${method} ${path}: ${reason}`,
     });
   }
-  const text = await res.text();
+  const text = await readText(res);
+  if (text === undefined) {
+    throw ApplicationFailure.create({
+      type: ErrorType.GatewayRefused,
+      message: `${who} ${method} ${path} → ${res.status}: the answer is larger than ${MAX_ANSWER_BYTES} bytes`,
+      nonRetryable: true,
+      details: [{ status: res.status }],
+    });
+  }
   const json = parseJson(text);
   if (res.ok) return { status: res.status, text, json };
   const retryable = res.status >= 500 || retryable4xx.includes(res.status);
@@ -62,6 +76,24 @@ export async function targetRequest(req: TargetRequest, retryable4xx: readonly n
     nonRetryable: !retryable,
     details: [{ status: res.status }],
   });
+}
+
+/** The body as text, or undefined when it is larger than MAX_ANSWER_BYTES (then left unread). */
+async function readText(res: Response): Promise<string | undefined> {
+  if (Number(res.headers.get('content-length') ?? 0) > MAX_ANSWER_BYTES) {
+    await res.body?.cancel().catch(() => undefined);
+    return undefined;
+  }
+  if (!res.body) return '';
+  const chunks: Uint8Array[] = [];
+  let bytes = 0;
+  // Leaving the loop early cancels the stream.
+  for await (const chunk of res.body) {
+    bytes += chunk.byteLength;
+    if (bytes > MAX_ANSWER_BYTES) return undefined;
+    chunks.push(chunk);
+  }
+  return new TextDecoder().decode(Buffer.concat(chunks));
 }
 
 function parseJson(text: string): unknown {
@@ -78,7 +110,11 @@ function refusalMessage(json: unknown, text: string): string {
   if (json && typeof json === 'object') {
     const { error, message } = json as { error?: unknown; message?: unknown };
     const parts = [error, message].filter((p): p is string => typeof p === 'string' && p.length > 0);
-    if (parts.length > 0) return [...new Set(parts)].join(': ');
+    if (parts.length > 0) return clip([...new Set(parts)].join(': '));
   }
+  return clip(text);
+}
+
+function clip(text: string): string {
   return text.length > MAX_QUOTED ? `${text.slice(0, MAX_QUOTED)}…` : text;
 }

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { own } from '../shared/own';
 
 /**
  * Where a lifecycle deploys its versions and reads their telemetry. Workflow-safe (zod only): a lifecycle spec carries
@@ -60,14 +61,19 @@ export function resolveHeaderValues(
   values: Readonly<Record<string, HeaderValue>> | undefined,
   env: Readonly<Record<string, string | undefined>>,
 ): { headers: Record<string, string>; missing: { header: string; variable: string }[] } {
-  const headers: Record<string, string> = {};
+  const headers = new Map<string, string>();
   const missing: { header: string; variable: string }[] = [];
   for (const [header, value] of Object.entries(values ?? {})) {
-    const resolved = typeof value === 'string' ? value : env[value.fromEnv];
-    if (typeof value === 'string' || resolved) headers[header] = resolved!;
+    if (typeof value === 'string') {
+      headers.set(header, value);
+      continue;
+    }
+    // Own variables only: `{ fromEnv: 'constructor' }` must not read a member of the environment object.
+    const resolved = own(env, value.fromEnv);
+    if (resolved) headers.set(header, resolved);
     else missing.push({ header, variable: value.fromEnv });
   }
-  return { headers, missing };
+  return { headers: Object.fromEntries(headers), missing };
 }
 
 // RFC 9110 token: the characters a header name may hold.
@@ -146,7 +152,7 @@ function pathProblem(path: string, allowed: readonly string[]): string | null {
 /** The path with its placeholders filled, each value URL-encoded as one path segment or query value. */
 export function fillPath(path: string, values: Readonly<Record<string, string>>): string {
   return path.replace(PLACEHOLDER, (whole, name: string) => {
-    const value = values[name];
+    const value = own(values, name);
     return value === undefined ? whole : encodeURIComponent(value);
   });
 }

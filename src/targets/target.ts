@@ -2,7 +2,13 @@ import { ApplicationFailure } from '@temporalio/activity';
 import { z } from 'zod';
 import { ErrorType } from '../shared/errors';
 import { AdminResult } from '../shared/gateway-api';
-import { LATENCY_BUCKETS_MS, ModelTelemetry, PREDICTION_BINS, VersionTelemetry } from '../shared/telemetry';
+import {
+  LATENCY_BUCKETS_MS,
+  MAX_TELEMETRY_BYTES,
+  ModelTelemetry,
+  PREDICTION_BINS,
+  VersionTelemetry,
+} from '../shared/telemetry';
 import { targetRequest } from './request';
 import {
   DeploymentTargetSpec,
@@ -169,6 +175,9 @@ export class HttpTarget implements DeploymentTarget {
 
 const LATENCY_BUCKETS = LATENCY_BUCKETS_MS.length + 1;
 
+/** Problems of a malformed telemetry answer named in the failure. */
+const MAX_PROBLEMS = 20;
+
 /**
  * ModelTelemetry as the analysis reads it: histograms with the gateway's buckets and bins, every version under its own
  * name. Lengths are checked field by field so one answer reports every problem at once. Built by extending the shared
@@ -203,19 +212,29 @@ const TargetTelemetry = ModelTelemetry.extend({
 
 /**
  * The target's telemetry answer, validated. A wrong shape is a contract bug of the receiver that a retry will not fix:
- * non-retryable, naming every field that is wrong.
+ * non-retryable, naming every field that is wrong. So is an answer larger than {@link MAX_TELEMETRY_BYTES}: it would
+ * not fit in workflow history (the gateway's own answers are bounded far below it, see src/shared/telemetry.ts).
  */
 function checkTelemetry(who: string, call: string, model: string, json: unknown): ModelTelemetry {
   const fail = (problem: string) =>
     ApplicationFailure.create({
       type: ErrorType.GatewayRefused,
-      message: `${who} ${call}: the telemetry answer ${problem}`,
+      message: `${who} ${call}: the telemetry answer ${problem.length > 4000 ? `${problem.slice(0, 4000)}…` : problem}`,
       nonRetryable: true,
     });
   if (json === undefined) throw fail('is empty or not JSON (expected ModelTelemetry, see src/shared/telemetry.ts)');
   const parsed = TargetTelemetry.safeParse(json);
-  if (!parsed.success) throw fail(`is not ModelTelemetry:\n${z.prettifyError(parsed.error)}`);
+  if (!parsed.success) {
+    // The failure goes into workflow history: name the first problems only, however many the answer has.
+    const { issues } = parsed.error;
+    const more = issues.length > MAX_PROBLEMS ? `\n(and ${issues.length - MAX_PROBLEMS} more problems)` : '';
+    throw fail(`is not ModelTelemetry:\n${z.prettifyError(new z.ZodError(issues.slice(0, MAX_PROBLEMS)))}${more}`);
+  }
   if (parsed.data.model !== model) throw fail(`is for model "${parsed.data.model}", not "${model}"`);
+  const bytes = Buffer.byteLength(JSON.stringify(parsed.data));
+  if (bytes > MAX_TELEMETRY_BYTES) {
+    throw fail(`is ${bytes} bytes of JSON, more than ${MAX_TELEMETRY_BYTES} can be carried through workflow history`);
+  }
   return parsed.data;
 }
 

@@ -13,7 +13,13 @@ import { trainerPython } from '../../src/config/toolchain';
 import { ErrorType } from '../../src/shared/errors';
 import { AdminOp } from '../../src/shared/gateway-api';
 import { AnalysisSpec } from '../../src/shared/spec';
-import { LATENCY_BUCKETS_MS, PREDICTION_BINS, type VersionTelemetry } from '../../src/shared/telemetry';
+import {
+  LATENCY_BUCKETS_MS,
+  MAX_TELEMETRY_BYTES,
+  PREDICTION_BINS,
+  type VersionTelemetry,
+} from '../../src/shared/telemetry';
+import { MAX_ANSWER_BYTES } from '../../src/targets/request';
 import { DeploymentTargetSpec, type DeploymentTargetSpecInput, type HttpTargetSpec } from '../../src/targets/spec';
 import { EXAMPLE, ROOT, startGateway, uniqueName, type Gateway } from '../helpers/harness';
 
@@ -527,6 +533,48 @@ describe('deployment targets: an HTTP target', () => {
     const html = await failureOf(run(activities.readTelemetry, { model: 'churn', target }));
     expect(html).toMatchObject({ type: ErrorType.GatewayRefused, nonRetryable: true });
     expect(html.message).toMatch(/the telemetry answer is empty or not JSON/);
+  });
+
+  it('refuses, without retry and naming the size, telemetry too large for workflow history', async () => {
+    // Valid ModelTelemetry, but its input sketch names 10,000 keys: more than history can carry per snapshot.
+    const v1 = {
+      ...zeroCounters('v1'),
+      inputs: {
+        rows: 1,
+        unknownKeys: Object.fromEntries(Array.from({ length: 10_000 }, (_, i) => [`key-${i}`.padEnd(60, 'k'), 1])),
+        features: {},
+      },
+    };
+    platform.telemetryOverride = {
+      contentType: 'application/json',
+      body: JSON.stringify({ model: 'churn', at: new Date().toISOString(), versions: { v1 } }),
+    };
+    const large = await failureOf(run(activities.readTelemetry, { model: 'churn', target }));
+    expect(large).toMatchObject({ type: ErrorType.GatewayRefused, nonRetryable: true });
+    expect(large.message).toMatch(
+      new RegExp(`the telemetry answer is \\d+ bytes of JSON, more than ${MAX_TELEMETRY_BYTES} can be carried`),
+    );
+
+    // Malformed in thousands of places: the failure names the first problems only.
+    const broken = Object.fromEntries(Array.from({ length: 5000 }, (_, i) => [`v${i}`, { version: `v${i}` }]));
+    platform.telemetryOverride = {
+      contentType: 'application/json',
+      body: JSON.stringify({ model: 'churn', at: new Date().toISOString(), versions: broken }),
+    };
+    const malformed = await failureOf(run(activities.readTelemetry, { model: 'churn', target }));
+    expect(malformed.message).toMatch(/\(and \d+ more problems\)$/);
+    expect(malformed.message.length).toBeLessThan(5000);
+
+    // An answer larger than any a target needs is not even read whole.
+    platform.telemetryOverride = { contentType: 'application/json', body: `"${'x'.repeat(MAX_ANSWER_BYTES)}"` };
+    const huge = await failureOf(run(activities.readTelemetry, { model: 'churn', target }));
+    expect(huge).toMatchObject({ type: ErrorType.GatewayRefused, nonRetryable: true });
+    expect(huge.message).toMatch(new RegExp(`the answer is larger than ${MAX_ANSWER_BYTES} bytes$`));
+
+    // A refusal quotes at most 2,000 characters of what the target said.
+    platform.failNext(400, { error: 'e'.repeat(1_000_000) });
+    const refused = await failureOf(run(activities.readTelemetry, { model: 'churn', target }));
+    expect(refused.message.length).toBeLessThan(2200);
   });
 });
 

@@ -1,16 +1,39 @@
 import { execFile } from 'node:child_process';
-import { cp, mkdtemp, readFile, rename, rm } from 'node:fs/promises';
+import { cp, mkdtemp, readFile, rename, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { writeTrainingProfile } from '../../src/activities/data';
 import { LoadGenerator } from '../../src/dev/load-generator';
+import {
+  MAX_TRACKED_NAME_LENGTH,
+  MAX_UNKNOWN_KEYS_TRACKED,
+  sketchPlanOf,
+  type DataSketch,
+  type FeatureSketch,
+} from '../../src/drift/sketch';
 import { ModelHost } from '../../src/serving/model-host';
 import { createGateway } from '../../src/serving/server';
 import { latencyBucketIndex } from '../../src/serving/telemetry';
-import { AdminOp, ModelRouting, PredictResponse, VersionFaults } from '../../src/shared/gateway-api';
-import { LATENCY_BUCKETS_MS, ModelTelemetry, PREDICTION_BINS, type VersionTelemetry } from '../../src/shared/telemetry';
+import {
+  AdminOp,
+  MAX_FEATURE_VALUE_LENGTH,
+  MAX_OP_ID_LENGTH,
+  MAX_REQUEST_FEATURES,
+  ModelRouting,
+  PredictResponse,
+  VersionFaults,
+} from '../../src/shared/gateway-api';
+import {
+  LATENCY_BUCKETS_MS,
+  ModelTelemetry,
+  PREDICTION_BINS,
+  maxModelTelemetryBytes,
+  type VersionTelemetry,
+} from '../../src/shared/telemetry';
+import { resolveTarget } from '../../src/targets/target';
 
 const ROOT = path.resolve(__dirname, '../..');
 const PYTHON = path.join(ROOT, '.tools/venv/bin/python');
@@ -657,20 +680,21 @@ describe('serving gateway fault injection', () => {
   it('refuses invalid faults with a 400 naming the field, and versions that are not deployed with 404', async () => {
     expect((await client.faults('PUT', 'v2', { errorRate: 0.1 })).status).toBe(200);
     const cases: [unknown, RegExp][] = [
-      [{ errorRate: 1.5 }, /→ at errorRate/],
-      [{ errorRate: -0.1 }, /→ at errorRate/],
-      [{ errorRate: '0.5' }, /→ at errorRate/],
-      [{ delayMs: 2.5 }, /→ at delayMs/],
-      [{ delayMs: 60_001 }, /→ at delayMs/],
-      [{ down: 'yes' }, /→ at down/],
-      [{}, /at least one of errorRate, delayMs, down/],
-      [{ down: true, crash: true }, /Unrecognized key: "crash"/],
+      [{ errorRate: 1.5 }, /: errorRate: Too big/],
+      [{ errorRate: -0.1 }, /: errorRate: Too small/],
+      [{ errorRate: '0.5' }, /: errorRate: Invalid input: expected number/],
+      [{ delayMs: 2.5 }, /: delayMs: /],
+      [{ delayMs: 60_001 }, /: delayMs: Too big/],
+      [{ down: 'yes' }, /: down: Invalid input: expected boolean/],
+      [{}, /: body: give at least one of errorRate, delayMs, down/],
+      [{ down: true, crash: true }, /: body: Unrecognized key: "crash"/],
     ];
     for (const [body, message] of cases) {
       const reply = await client.faults('PUT', 'v2', body);
       expect(reply.status, JSON.stringify(body)).toBe(400);
-      expect((reply.body as { error: string }).error).toMatch(/^invalid faults request/);
+      expect((reply.body as { error: string }).error).toMatch(/^invalid faults request: /);
       expect((reply.body as { error: string }).error).toMatch(message);
+      expect((reply.body as { error: string }).error).not.toContain('\n');
     }
     // A refused PUT leaves the faults as they were.
     expect((await client.faults('GET', 'v2')).body).toEqual({
@@ -778,6 +802,226 @@ describe('load generator with corrupt rows', () => {
       for (const version of versions) expect(version.invalidRequests).toBeGreaterThan(0);
     } finally {
       if (load && !stopped) await load.stop();
+      await app.close();
+    }
+  });
+});
+
+/** Names that plain objects answer through their prototype. */
+const PROTOTYPE_NAMES = ['constructor', '__proto__', 'hasOwnProperty', 'toString', 'valueOf'];
+
+/** A request body sent as given: `__proto__` in a JS object literal would set a prototype, not a key. */
+async function rawCall(base: string, method: string, url: string, text: string): Promise<Reply<{ error?: string }>> {
+  const response = await fetch(base + url, { method, headers: { 'content-type': 'application/json' }, body: text });
+  return { status: response.status, body: (await response.json()) as { error?: string } };
+}
+
+/** A refusal as the issue asks for it: 400, one short line naming the field and what was expected. */
+function expectRefusal(reply: Reply, message: RegExp | string): void {
+  expect(reply.status, JSON.stringify(reply.body).slice(0, 300)).toBe(400);
+  const { error } = reply.body as { error: string };
+  expect(Object.keys(reply.body as object)).toEqual(['error']);
+  expect(error).not.toContain('\n');
+  expect(error.length).toBeLessThan(400);
+  if (typeof message === 'string') expect(error).toBe(message);
+  else expect(error).toMatch(message);
+}
+
+describe('serving gateway under hostile traffic', () => {
+  it('keeps a flooded version telemetry small and valid: prototype names counted, names and keys bounded', async () => {
+    const profiled = path.join(workDir, 'model-profiled');
+    await cp(modelA, profiled, { recursive: true });
+    const profile = await writeTrainingProfile(profiled, path.join(DATA, 'train.csv'));
+    const plan = sketchPlanOf(profile);
+    const { app, client } = await start(path.join(workDir, 'gateway-hostile'));
+    try {
+      await client.deploy('v1', 'h-deploy-v1', profiled);
+      await client.deploy('v2', 'h-deploy-v2', profiled);
+      await client.setWeights({ v1: 50, v2: 50 }, 'h-weights');
+      const predictRaw = (text: string) => rawCall(client.base, 'POST', '/v1/models/churn/predict', text);
+
+      // Prototype names as categories, first (tracked by name), all from one user: one version counts them.
+      const proto = 'user-proto';
+      for (const name of PROTOTYPE_NAMES) {
+        expect((await client.predict(proto, { ...row(0), plan: name, region: name })).status).toBeLessThan(500);
+      }
+      // ... and as request keys: unknown to the model (400), counted as unknown keys, never as inherited members.
+      for (const name of PROTOTYPE_NAMES.filter((n) => n !== '__proto__')) {
+        expectRefusal(
+          await client.predict(proto, { ...row(0), [name]: 1 }),
+          `invalid input: feature '${name}' is not an input of the model`,
+        );
+      }
+      // Fastify's parser refuses a `__proto__` key in any body (the schema refuses it too, for other parsers).
+      expectRefusal(
+        await predictRaw(`{"userId":"${proto}","features":{"age":30,"__proto__":{"polluted":true}}}`),
+        /^invalid body: not JSON, or JSON with a "__proto__" key/,
+      );
+      expect(({} as Record<string, unknown>).polluted).toBeUndefined();
+      // A feature the request lacks is missing, whatever its name.
+      const { region: _region, ...withoutRegion } = row(0);
+      expectRefusal(await client.predict(proto, withoutRegion), "invalid input: feature 'region' is missing");
+
+      // The flood: thousands of distinct unknown keys, long categories of control characters, huge values.
+      const unknownPerRequest = MAX_REQUEST_FEATURES - FEATURES.length;
+      const floods = Array.from({ length: 40 }, (_, i) => i);
+      for (const reply of await pool(floods, 8, (i) =>
+        client.predict(`user-f${i}`, {
+          ...row(i),
+          ...Object.fromEntries(Array.from({ length: unknownPerRequest }, (_, k) => [`junk_${i}_${k}`, k])),
+        }),
+      ))
+        expectRefusal(reply, /^invalid input: feature 'junk_\d+_0' is not an input of the model$/);
+      const hostile = (i: number) => `${i}`.padEnd(1000, '\u0001"\\');
+      const longCategories = Array.from({ length: 300 }, (_, i) => i);
+      await pool(longCategories, 8, (i) =>
+        client.predict(`user-c${i}`, { ...row(i), plan: hostile(i), region: hostile(i + 1000) }),
+      );
+      for (let i = 0; i < 5; i++) await client.predict(proto, { ...row(i), monthly_charges: 1e308 });
+
+      // Refused at the edge, before anything is counted but the refusal itself.
+      expectRefusal(
+        await client.predict('user-big', Object.fromEntries(Array.from({ length: 10_000 }, (_, k) => [`f${k}`, k]))),
+        `invalid request: features: at most ${MAX_REQUEST_FEATURES} features, got 10000`,
+      );
+      expectRefusal(
+        await client.predict('user-big', { ...row(0), plan: 'x'.repeat(1_000_000) }),
+        `invalid request: features.plan: a category of at most ${MAX_FEATURE_VALUE_LENGTH} characters`,
+      );
+
+      const response = await fetch(`${client.base}/admin/models/churn/telemetry`);
+      const text = await response.text();
+      const bytes = Buffer.byteLength(text);
+      const bound = maxModelTelemetryBytes([plan, plan]);
+      // Measured 45 KB; bounded by 135 KB for this profile's two versions whatever the traffic.
+      expect(bytes).toBeLessThanOrEqual(bound);
+      expect(bound).toBeLessThan(140_000);
+      expect(text).not.toContain('null');
+      // What the lifecycle reads: the deployment target's own check accepts it.
+      const telemetry = await resolveTarget(undefined, { gatewayUrl: client.base }).readTelemetry('churn');
+
+      const inputs = Object.values(telemetry.versions).map((v) => v.inputs!);
+      const feature = (i: DataSketch, name: string) =>
+        i.features[name] as Extract<FeatureSketch, { type: 'categorical' }>;
+      for (const i of inputs) {
+        expect(Object.keys(i.unknownKeys).length).toBeLessThanOrEqual(MAX_UNKNOWN_KEYS_TRACKED);
+        for (const name of ['plan', 'region']) {
+          for (const value of Object.keys(feature(i, name).unseen)) {
+            expect(value.length).toBeLessThanOrEqual(MAX_TRACKED_NAME_LENGTH + 1);
+          }
+        }
+      }
+      const total = (f: (i: DataSketch) => number) => inputs.reduce((n, i) => n + f(i), 0);
+      const counted = (r: Record<string, number>) => Object.values(r).reduce((a, b) => a + b, 0);
+      // Every occurrence is counted once, by name or together.
+      expect(total((i) => counted(i.unknownKeys) + (i.unknownKeysOther ?? 0))).toBe(
+        floods.length * unknownPerRequest + PROTOTYPE_NAMES.length - 1,
+      );
+      expect(total((i) => counted(feature(i, 'plan').unseen) + feature(i, 'plan').unseenOther)).toBe(
+        longCategories.length + PROTOTYPE_NAMES.length,
+      );
+      const protoVersion = (await client.predict(proto, row(0))).body.version;
+      const mine = telemetry.versions[protoVersion]!.inputs!;
+      expect(feature(mine, 'plan').unseen).toMatchObject({
+        constructor: 1,
+        hasOwnProperty: 1,
+        toString: 1,
+        valueOf: 1,
+      });
+      expect(mine.unknownKeys).toMatchObject({ constructor: 1, hasOwnProperty: 1, toString: 1, valueOf: 1 });
+      expect(feature(mine, 'region').missing).toBe(1);
+      expect(feature(mine, 'region').wrongType).toBe(0);
+      expect(Number.isFinite((mine.features.monthly_charges as { sum: number }).sum)).toBe(true);
+      // Refused at the edge: counted as invalid requests of the routed version, and nothing of their bodies kept.
+      expect(text).not.toContain('xxxxxxxxxx'.repeat(10));
+      expect(total((i) => i.rows)).toBe(PROTOTYPE_NAMES.length * 2 - 1 + 1 + floods.length + longCategories.length + 5);
+    } finally {
+      await app.close();
+    }
+  });
+});
+
+describe('serving gateway admin inputs', () => {
+  it('refuses over-long opIds and bad weights in one line, changing nothing; 300 re-PUTs keep routing.json small', async () => {
+    const dataDir = path.join(workDir, 'gateway-admin-bounds');
+    const file = path.join(dataDir, 'routing.json');
+    let { app, client } = await start(dataDir);
+    try {
+      await client.deploy('v1', 'a-deploy-v1', modelA);
+      await client.deploy('v2', 'a-deploy-v2', modelB);
+      await client.setWeights({ v1: 100, v2: 0 }, 'a-weights');
+      const fileBefore = await readFile(file);
+      const opsBefore = await client.call('GET', '/admin/ops');
+      const routingBefore = await client.routing();
+
+      // The review's amplification: re-PUTting the current weights with fresh 1 MB opIds.
+      const huge = Array.from({ length: 300 }, (_, i) => `${i}-`.padEnd(1_000_000, 'x'));
+      for (const reply of await pool(huge, 4, (opId) => client.setWeights({ v1: 100, v2: 0 }, opId))) {
+        expectRefusal(reply, `invalid weights request: opId: an opId of at most ${MAX_OP_ID_LENGTH} characters`);
+      }
+      const weightsRaw = (text: string) => rawCall(client.base, 'PUT', '/admin/models/churn/weights', text);
+      const refusals: [() => Promise<Reply>, RegExp | string][] = [
+        [() => client.setWeights({ v1: 100 }, 'has space'), /^invalid weights request: opId: an opId: letters, digits/],
+        [() => client.setWeights({ '-bad': 100 }, 'a-bad'), /^invalid weights request: weights\["-bad"\]: a version: /],
+        [() => weightsRaw('{"opId":"a-proto","weights":{"v1":100,"__proto__":0}}'), /^invalid body: .*"__proto__" key/],
+        [
+          () => client.setWeights(Object.fromEntries(Array.from({ length: 65 }, (_, i) => [`v${i}`, 0])), 'a-many'),
+          'invalid weights request: weights: at most 64 versions, got 65',
+        ],
+        [
+          () => client.setWeights({ v1: 50, v9: 50 }, 'a-v9'),
+          "invalid weights request: weights: version 'v9' is not deployed",
+        ],
+        [() => client.setWeights({ v1: 150, v2: 0 }, 'a-150'), /^invalid weights request: weights\.v1: Too big/],
+        [
+          () => client.undeploy('v2', 'u'.repeat(300)),
+          `invalid query: opId: an opId of at most ${MAX_OP_ID_LENGTH} characters`,
+        ],
+        [
+          () => client.deploy('v3', 'a-deploy-v3', '/'.repeat(5000)),
+          /^invalid deploy request: artifactDir: a folder path of at most 4096/,
+        ],
+        [
+          () => client.deploy('v3', 'y'.repeat(1_000_000), modelA),
+          /^invalid deploy request: opId: an opId of at most 200/,
+        ],
+      ];
+      for (const [send, message] of refusals) expectRefusal(await send(), message);
+
+      // Nothing half-applied: neither the file nor the gateway's memory moved.
+      expect((await readFile(file)).equals(fileBefore)).toBe(true);
+      expect(await client.call('GET', '/admin/ops')).toEqual(opsBefore);
+      expect(await client.routing()).toEqual(routingBefore);
+      expect((await client.predict('user-1', row(1))).body.version).toBe('v1');
+
+      // Accepted: fresh opIds of the longest length, the same weights again. Each op is journaled (about 330 bytes).
+      const long = Array.from({ length: 300 }, (_, i) =>
+        `lifecycle-churn-v2:weights:${i}:`.padEnd(MAX_OP_ID_LENGTH, 'z'),
+      );
+      for (const opId of long)
+        expect((await client.setWeights({ v1: 100, v2: 0 }, opId)).body).toEqual({ opId, applied: true });
+      const size = (await stat(file)).size;
+      expect(size).toBeLessThan(300 * 350 + 4096);
+      for (const opId of [long[0]!, long[299]!]) {
+        expect((await client.setWeights({ v1: 100, v2: 0 }, opId)).body).toEqual({ opId, applied: false });
+      }
+
+      // A gateway with a smaller journal keeps the newest ops only: the file stays within it whatever comes.
+      await app.close();
+      ({ app, client } = await start(dataDir, 100));
+      for (const opId of long.slice(0, 150)) await client.setWeights({ v1: 100, v2: 0 }, `again-${opId.slice(0, 190)}`);
+      expect((await client.call<AdminOp[]>('GET', '/admin/ops')).body).toHaveLength(100);
+      expect((await stat(file)).size).toBeLessThan(100 * 350 + 4096);
+      // An opId that left the journal applies again; one still in it replays.
+      expect((await client.setWeights({ v1: 100, v2: 0 }, long[299]!)).body).toEqual({
+        opId: long[299],
+        applied: true,
+      });
+      expect((await client.setWeights({ v1: 100, v2: 0 }, long[299]!)).body).toEqual({
+        opId: long[299],
+        applied: false,
+      });
+    } finally {
       await app.close();
     }
   });

@@ -1,9 +1,14 @@
 import { describe, expect, it } from 'vitest';
 import { windowOf } from '../../src/domain/guardrails';
-import { PredictionMemory, type RememberedPrediction } from '../../src/serving/prediction-memory';
+import {
+  DEFAULT_PREDICTION_MEMORY,
+  PredictionMemory,
+  type RememberedPrediction,
+} from '../../src/serving/prediction-memory';
 import { VersionCounters } from '../../src/serving/telemetry';
 import {
   LabelsRequest,
+  MAX_LABEL_REQUEST_ID_LENGTH,
   MAX_LABELS_PER_CALL,
   type QualityCounters,
   emptyQualityCounters,
@@ -110,6 +115,24 @@ describe('prediction memory for ground-truth labels', () => {
     time.set(10_500);
     expect(memory.find('churn', 'old')).toBeUndefined();
     expect(memory.find('churn', 'new')).toBeDefined();
+  });
+
+  it('never remembers a request id longer than a label can name: count, age and key length are all bounded', () => {
+    const counters = new VersionCounters('v1');
+    const memory = new PredictionMemory();
+    expect([memory.maxEntries, memory.maxAgeMs]).toEqual([
+      DEFAULT_PREDICTION_MEMORY.maxEntries,
+      DEFAULT_PREDICTION_MEMORY.maxAgeMs,
+    ]);
+    expect(DEFAULT_PREDICTION_MEMORY).toEqual({ maxEntries: 100_000, maxAgeMs: 24 * 60 * 60 * 1000 });
+    const longest = 'r'.repeat(MAX_LABEL_REQUEST_ID_LENGTH);
+    memory.remember('churn', longest, prediction(counters));
+    memory.remember('churn', `${longest}r`, prediction(counters));
+    memory.remember('churn', 'x'.repeat(1024 * 1024), prediction(counters));
+    expect(memory.size).toBe(1);
+    expect(memory.find('churn', longest)).toBeDefined();
+    // A label can never name the longer ones: they are refused at the labels endpoint.
+    expect(LabelsRequest.safeParse({ labels: [{ requestId: `${longest}r`, label: 1 }] }).success).toBe(false);
   });
 
   it('refuses bounds that cannot hold', () => {
