@@ -1,5 +1,6 @@
 import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
+import prototypeKeys from './scripts/eslint-prototype-keys.mjs';
 
 export default tseslint.config(
   { ignores: ['dist/**', '.tools/**', 'data/**', 'node_modules/**', 'bin/**', 'scripts/*.mjs', 'eslint.config.mjs'] },
@@ -15,6 +16,12 @@ export default tseslint.config(
       '@typescript-eslint/consistent-type-imports': ['error', { fixStyle: 'inline-type-imports' }],
       '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
     },
+  },
+  {
+    // Caller-chosen names (holders, resources, features, categories, incident keys) never index plain objects.
+    files: ['src/**/*.ts'],
+    plugins: { local: prototypeKeys },
+    rules: { 'local/no-prototype-keys': 'error' },
   },
   {
     // Workflow code is replayed deterministically in a sandbox: no I/O, no Node built-ins, no logger or config

@@ -19,7 +19,8 @@ let server: DevServer | undefined;
 export async function setup(project: TestProject): Promise<void> {
   server = await startDevServer();
   const { code } = await bundleWorkflowCode({
-    workflowsPath: join(projectRoot(), 'src', 'workflows', 'index.ts'),
+    // src/workflows plus a probe of the shared sandbox (test/fixtures/workflows).
+    workflowsPath: join(projectRoot(), 'test', 'fixtures', 'workflows', 'index.ts'),
     // As the workers' workflowModules (src/workers/workers.ts): replay and every test run with them.
     workflowInterceptorModules: [join(projectRoot(), 'src', 'workflows', 'interceptors.ts')],
     logger: quiet,

@@ -1,11 +1,16 @@
 import { ApplicationFailure, Context, log } from '@temporalio/activity';
-import { WithStartWorkflowOperation, WorkflowNotFoundError, type Client } from '@temporalio/client';
+import {
+  WithStartWorkflowOperation,
+  WorkflowNotFoundError,
+  WorkflowUpdateFailedError,
+  type Client,
+} from '@temporalio/client';
 import { chooseHardware, type HardwareClass } from '../domain/hardware';
 import { alertLogLevel, deliverAlert, type AlertSinkConfig } from '../alerts/sinks';
 import type { Alert } from '../shared/alerts';
 import { ErrorType } from '../shared/errors';
 import { PlanInputError, selectHardware } from '../client/hardware-planning';
-import { QuotaClient, UnknownPoolError } from '../client/quota-client';
+import { QuotaClient, QuotaOperationError, UnknownPoolError } from '../client/quota-client';
 import { InvalidFileError } from '../config/yaml-file';
 import { approverKeysPath, loadApproverKeyring } from '../config/approver-keys';
 import type { LifecycleMetrics } from '../metrics/lifecycle-metrics';
@@ -21,8 +26,10 @@ import type {
   ReserveQuotaResult,
 } from '../shared/quota';
 import { registryWorkflowId, type PromotionRecord, type RegistryState } from '../shared/registry';
-import type { HardwareSpec, LifecycleSpec } from '../shared/spec';
+import { describeIssues, type HardwareSpec, type LifecycleSpec } from '../shared/spec';
+import { z } from 'zod';
 import { LIFECYCLE_TASK_QUEUE } from '../shared/task-queues';
+import { own } from '../shared/own';
 // Starting entity workflows by name keeps workflow code out of the activity bundle.
 const MODEL_REGISTRY_WORKFLOW = 'modelRegistryWorkflow';
 
@@ -62,6 +69,29 @@ export function createControlPlaneActivities(deps: ControlPlaneDeps) {
     } catch (err) {
       if (err instanceof UnknownPoolError)
         throw ApplicationFailure.create({ type: ErrorType.QuotaRefused, message: err.message, nonRetryable: true });
+      // A request the pool's schema refuses is refused again on every retry: fail once, naming the field.
+      if (err instanceof z.ZodError || err instanceof QuotaOperationError)
+        throw ApplicationFailure.create({
+          type: ErrorType.InvalidInput,
+          message: err instanceof z.ZodError ? describeIssues(err).join('; ') : err.message,
+          nonRetryable: true,
+        });
+      throw err;
+    }
+  };
+
+  /** An update the workflow refused with a non-retryable failure is refused again on every retry: fail once. */
+  const refusedOnce = async <T>(call: () => Promise<T>): Promise<T> => {
+    try {
+      return await call();
+    } catch (err) {
+      const cause = err instanceof WorkflowUpdateFailedError ? err.cause : undefined;
+      if (cause instanceof ApplicationFailure && cause.nonRetryable)
+        throw ApplicationFailure.create({
+          type: cause.type ?? ErrorType.Refused,
+          message: cause.message,
+          nonRetryable: true,
+        });
       throw err;
     }
   };
@@ -79,7 +109,7 @@ export function createControlPlaneActivities(deps: ControlPlaneDeps) {
       }
       try {
         const keyring = loadApproverKeyring(file);
-        return Object.fromEntries(approvers.flatMap((a) => (keyring[a] ? [[a, keyring[a]]] : [])));
+        return Object.fromEntries(approvers.flatMap((a) => (own(keyring, a) ? [[a, own(keyring, a)!]] : [])));
       } catch (err) {
         if (err instanceof InvalidFileError)
           throw ApplicationFailure.create({ type: ErrorType.InvalidSpec, message: err.message, nonRetryable: true });
@@ -171,16 +201,18 @@ export function createControlPlaneActivities(deps: ControlPlaneDeps) {
 
     /** Moves the model's production alias; idempotent by the promoting lifecycle's id. */
     async recordPromotion(record: PromotionRecord): Promise<PromotionRecord> {
-      return client.workflow.executeUpdateWithStart(recordPromotionUpdate, {
-        args: [record],
-        updateId: `${record.kind === 'rollback' ? 'rollback' : 'promote'}:${record.lifecycleId}`,
-        startWorkflowOperation: new WithStartWorkflowOperation(MODEL_REGISTRY_WORKFLOW, {
-          workflowId: registryWorkflowId(record.model),
-          taskQueue: LIFECYCLE_TASK_QUEUE,
-          args: [{ model: record.model }],
-          workflowIdConflictPolicy: 'USE_EXISTING',
+      return refusedOnce(() =>
+        client.workflow.executeUpdateWithStart(recordPromotionUpdate, {
+          args: [record],
+          updateId: `${record.kind === 'rollback' ? 'rollback' : 'promote'}:${record.lifecycleId}`,
+          startWorkflowOperation: new WithStartWorkflowOperation(MODEL_REGISTRY_WORKFLOW, {
+            workflowId: registryWorkflowId(record.model),
+            taskQueue: LIFECYCLE_TASK_QUEUE,
+            args: [{ model: record.model }],
+            workflowIdConflictPolicy: 'USE_EXISTING',
+          }),
         }),
-      });
+      );
     },
 
     /**

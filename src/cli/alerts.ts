@@ -1,14 +1,18 @@
 import { WorkflowNotFoundError, WorkflowUpdateFailedError, type Client } from '@temporalio/client';
 import { Option, type Command } from 'commander';
 import { MONITOR_ACTIONS, type AlertRouterState, type MonitorAction } from '../shared/alerts';
-import { parseDurationMs } from '../shared/duration';
+import { durationArg, intArg } from './options';
 import {
   ALERT_ROUTER_WORKFLOW_ID,
+  AlertHistoryQuery,
   alertRouterQuery,
+  OverrideInput,
   overrideActionUpdate,
+  SilenceInput,
   silenceModelUpdate,
 } from '../shared/monitoring';
 import { Identity } from '../shared/spec';
+import { updateRefusal } from '../client/lifecycle-client';
 
 export interface AlertsCommandDeps {
   connect: () => Promise<Client>;
@@ -58,8 +62,7 @@ export function addAlertsCommands(program: Command, deps: AlertsCommandDeps): vo
     } catch (err) {
       if (err instanceof WorkflowNotFoundError)
         deps.notFound('no alert router is running yet: no alert or monitor check has been reported');
-      if (err instanceof WorkflowUpdateFailedError)
-        deps.refused((err.cause as Error | undefined)?.message ?? err.message);
+      if (err instanceof WorkflowUpdateFailedError) throw updateRefusal(err);
       throw err;
     }
   };
@@ -69,14 +72,15 @@ export function addAlertsCommands(program: Command, deps: AlertsCommandDeps): vo
     .description('alert history and open incidents (from the alert router); silence a model, override an action')
     .option('--model <model>', 'only this model')
     .option('--open', 'only open incidents and silences')
-    .addOption(new Option('--limit <n>', 'history entries, newest kept').default(100).argParser((v) => Number(v)))
+    .addOption(
+      new Option('--limit <n>', 'history entries, newest kept').default(100).argParser(intArg('--limit', 1, 1000)),
+    )
     .option('--json', 'machine-readable output')
     .action(async (o: { model?: string; open?: boolean; limit: number }, cmd: Command) => {
-      if (!Number.isInteger(o.limit) || o.limit < 1) deps.invalid('--limit: a whole number of entries, at least 1');
+      // The router's own schemas check every input here first: a bad one is exit 2 before anything is sent.
+      const query = AlertHistoryQuery.parse({ ...(o.model ? { model: o.model } : {}), limit: o.limit });
       const handle = await router();
-      const state = await routerCall(() =>
-        handle.query(alertRouterQuery, { ...(o.model ? { model: o.model } : {}), limit: o.limit }),
-      );
+      const state = await routerCall(() => handle.query(alertRouterQuery, query));
       deps.print(
         cmd,
         o.open ? { open: state.open, silences: state.silences } : state,
@@ -87,18 +91,18 @@ export function addAlertsCommands(program: Command, deps: AlertsCommandDeps): vo
   alerts
     .command('silence <model>')
     .description("silence a model's alerts for a while: incidents still open and resolve, quietly, and are recorded")
-    .requiredOption('--for <duration>', 'how long, e.g. 30m, 2h')
+    .requiredOption(
+      '--for <duration>',
+      'how long, e.g. 30m, 2h (at most 365d)',
+      durationArg('--for', { positive: true }),
+    )
     .requiredOption('--as <user>', 'your identity, recorded with the silence')
     .option('--reason <text>', 'recorded with the silence', '')
     .option('--json', 'machine-readable output')
-    .action(async (model: string, o: { for: string; as: string; reason: string }, cmd: Command) => {
-      const forMs = parseDurationMs(o.for);
-      if (forMs === undefined || forMs <= 0) deps.invalid(`--for: "${o.for}" is not a duration such as 30m or 2h`);
-      const by = who(o.as);
+    .action(async (model: string, o: { for: number; as: string; reason: string }, cmd: Command) => {
+      const input = SilenceInput.parse({ model, forMs: o.for, by: who(o.as), reason: o.reason });
       const handle = await router();
-      const silence = await routerCall(() =>
-        handle.executeUpdate(silenceModelUpdate, { args: [{ model, forMs: forMs!, by, reason: o.reason }] }),
-      );
+      const silence = await routerCall(() => handle.executeUpdate(silenceModelUpdate, { args: [input] }));
       deps.print(cmd, silence, `alerts of ${model} silenced until ${silence?.until}`);
     });
 
@@ -108,9 +112,9 @@ export function addAlertsCommands(program: Command, deps: AlertsCommandDeps): vo
     .requiredOption('--as <user>', 'your identity, recorded')
     .option('--json', 'machine-readable output')
     .action(async (model: string, o: { as: string }, cmd: Command) => {
-      const by = who(o.as);
+      const input = SilenceInput.parse({ model, forMs: 0, by: who(o.as) });
       const handle = await router();
-      const was = await routerCall(() => handle.executeUpdate(silenceModelUpdate, { args: [{ model, forMs: 0, by }] }));
+      const was = await routerCall(() => handle.executeUpdate(silenceModelUpdate, { args: [input] }));
       deps.print(cmd, { model, was }, was ? `alerts of ${model} unsilenced` : `${model} was not silenced`);
     });
 
@@ -124,11 +128,9 @@ export function addAlertsCommands(program: Command, deps: AlertsCommandDeps): vo
     .option('--reason <text>', 'recorded with the override', '')
     .option('--json', 'machine-readable output')
     .action(async (incident: string, o: { action: MonitorAction; as: string; reason: string }, cmd: Command) => {
-      const by = who(o.as);
+      const input = OverrideInput.parse({ incident, action: o.action, by: who(o.as), reason: o.reason });
       const handle = await router();
-      const ack = await routerCall(() =>
-        handle.executeUpdate(overrideActionUpdate, { args: [{ incident, action: o.action, by, reason: o.reason }] }),
-      );
+      const ack = await routerCall(() => handle.executeUpdate(overrideActionUpdate, { args: [input] }));
       deps.print(cmd, ack, `${incident}: ${ack.was} → ${ack.now}`);
     });
 }

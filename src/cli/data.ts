@@ -20,7 +20,8 @@ import {
   type DriftReport,
   type FeatureDrift,
 } from '../drift';
-import { formatDurationMs, parseDurationMs } from '../shared/duration';
+import { checkDuration, formatDurationMs } from '../shared/duration';
+import { intArg, numberArg } from './options';
 import type { DataCheckResult } from '../shared/data-check';
 import { table } from './format';
 
@@ -100,13 +101,11 @@ export function addDataCommands(program: Command, deps: DataCommandDeps): void {
     .option('--label <column>', 'the label column')
     .option('--identifier <columns>', 'columns that identify rows, never compared (comma-separated)', list)
     .option('--feature <columns>', 'columns that are features even if they look like identifiers', list)
-    .option('--bins <n>', 'quantile bins per numeric column', '10')
+    .option('--bins <n>', 'quantile bins per numeric column (2 to 1000)', intArg('--bins', 2, 1000), 10)
     .option('--no-values', 'do not store the sorted values (comparisons then work on the bins only)')
     .option('--json', 'machine-readable output')
     .action(async (file: string, o: ProfileFlags, cmd: Command) => {
-      const bins = Number(o.bins);
-      if (!Number.isInteger(bins) || bins < 2 || bins > 1000)
-        deps.invalid(`--bins: "${o.bins}" is not an integer in 2..1000`);
+      const bins = o.bins;
       const started = performance.now();
       const columns = await readData(file);
       const reference = await buildProfile(columns, {
@@ -154,7 +153,11 @@ export function addDataCommands(program: Command, deps: DataCommandDeps): void {
     .requiredOption('--reference <file>', 'training data (CSV/JSONL) or a profile written by `mlctl data profile`')
     .requiredOption('--current <file>', 'the data to check (CSV or JSONL)')
     .option('--options <yaml>', 'drift options: per-feature method/threshold/direction/skip, driftShare, limits')
-    .option('--drift-share <share>', 'share of drifted features that makes the data set drift')
+    .option(
+      '--drift-share <share>',
+      'share of drifted features that makes the data set drift',
+      numberArg('--drift-share', 0, 1),
+    )
     .option('--label <column>', 'the label column (when the reference is a data file)')
     .option('--identifier <columns>', 'identifier columns (when the reference is a data file)', list)
     .option('--json', 'machine-readable output')
@@ -162,9 +165,7 @@ export function addDataCommands(program: Command, deps: DataCommandDeps): void {
       let options: DriftOptions = {};
       if (o.options) options = loadYamlFile(o.options, DriftOptions, 'drift options');
       if (o.driftShare !== undefined) {
-        const share = Number(o.driftShare);
-        if (!(share >= 0 && share <= 1)) deps.invalid(`--drift-share: "${o.driftShare}" is not a number in 0..1`);
-        options = { ...options, driftShare: share };
+        options = { ...options, driftShare: o.driftShare };
       }
       const reference = await loadReference(o.reference, {
         ...(o.label ? { label: o.label } : {}),
@@ -249,21 +250,22 @@ function addScheduleCommands(data: Command, deps: DataCommandDeps): void {
     .option('--model <model>', 'the model the pipeline feeds (carried on its alerts)')
     .option('--pool <pool>', "watch this quota pool's burn rate (data-quota-rate)")
     .option('--quota-horizon <duration>', "alert when a pool's resource runs out within this (default 24h)")
-    .option('--drift-share <share>', 'share of drifted features that makes the data set drift (default 0.5)')
+    .option(
+      '--drift-share <share>',
+      'share of drifted features that makes the data set drift (default 0.5)',
+      numberArg('--drift-share', 0, 1),
+    )
     .option('--options <yaml>', 'drift options: per-feature method/threshold/direction/skip, problem limits')
     .option('--json', 'machine-readable output')
     .action(async (name: string, o: ScheduleFlags, cmd: Command) => {
       if (o.every !== undefined && o.cron !== undefined) deps.invalid('--every, --cron: give one of them, not both');
       let timing: DataScheduleTiming = { every: o.every ?? '1d' };
       if (o.cron !== undefined) timing = { cron: o.cron };
-      else if (parseDurationMs(timing.every as string) === undefined)
-        deps.invalid(`--every: "${o.every}" is not a duration (e.g. 30m, 1h, 1d)`);
-      let driftShare: number | undefined;
-      if (o.driftShare !== undefined) {
-        driftShare = Number(o.driftShare);
-        if (!(driftShare >= 0 && driftShare <= 1))
-          deps.invalid(`--drift-share: "${o.driftShare}" is not a number in 0..1`);
+      else {
+        const every = checkDuration(timing.every as string, { positive: true });
+        if (!every.ok) deps.invalid(`--every: "${o.every}" is not a duration (e.g. 30m, 1h, 1d): ${every.problem}`);
       }
+      let driftShare = o.driftShare;
       let options: Record<string, unknown> | undefined;
       if (o.options) {
         const { driftShare: fromFile, ...rest } = loadYamlFile(o.options, DriftOptions, 'drift options');
@@ -350,7 +352,7 @@ interface ProfileFlags {
   label?: string;
   identifier?: string[];
   feature?: string[];
-  bins: string;
+  bins: number;
   values: boolean;
 }
 
@@ -358,7 +360,7 @@ interface CheckFlags {
   reference: string;
   current: string;
   options?: string;
-  driftShare?: string;
+  driftShare?: number;
   label?: string;
   identifier?: string[];
 }
@@ -371,6 +373,6 @@ interface ScheduleFlags {
   model?: string;
   pool?: string;
   quotaHorizon?: string;
-  driftShare?: string;
+  driftShare?: number;
   options?: string;
 }

@@ -1,4 +1,5 @@
 import type { LifecycleSummary } from '../client/lifecycle-client';
+import { own } from '../shared/own';
 import type { RegistryState } from '../shared/registry';
 import type { LifecycleStatus } from '../shared/status';
 
@@ -92,10 +93,10 @@ export function formatHistory(r: RegistryState): string {
       : r.previous?.lifecycleId === lifecycleId
         ? 'previous'
         : '';
-  const metric = (m: Record<string, number>) =>
+  const metric = (m: Record<string, number | null>) =>
     ['auc', 'accuracy']
-      .filter((k) => m[k] !== undefined)
-      .map((k) => `${k}=${m[k]}`)
+      .filter((k) => own(m, k) !== undefined)
+      .map((k) => `${k}=${own(m, k)}`)
       .join(' ');
   return [
     `${r.model}`,

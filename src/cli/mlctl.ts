@@ -1,12 +1,12 @@
 import type { Client } from '@temporalio/client';
 import { Command, CommanderError, Option } from 'commander';
 import { z } from 'zod';
-import { LifecycleClient, NotFoundError, RefusedError } from '../client/lifecycle-client';
+import { InvalidInputError, LifecycleClient, NotFoundError, RefusedError } from '../client/lifecycle-client';
 import { PlanInputError } from '../client/hardware-planning';
 import { UnknownPoolError } from '../client/quota-client';
 import { loadSpecFile } from '../client/spec-file';
 import { KeyFileError, readPrivateKey } from '../client/approval-signing';
-import { parseDurationMs } from '../shared/duration';
+import { durationArg, intArg, OptionError } from './options';
 import { validRollbackSteps } from '../shared/registry';
 import { InvalidFileError } from '../config/yaml-file';
 import { connectClient } from '../config/temporal';
@@ -103,21 +103,24 @@ export function buildProgram(): Command {
     .requiredOption('--as <user>', 'your identity, recorded with the rollback')
     .requiredOption('--reason <text>', 'why, recorded in the registry')
     .option('--steps <percents>', "gradual: the restored version's traffic share per step, e.g. 25,50,100")
-    .option('--step-interval <duration>', 'time between gradual steps (e.g. 30s)', '1m')
+    .option(
+      '--step-interval <duration>',
+      'time between gradual steps (e.g. 30s)',
+      durationArg('--step-interval', { positive: true }),
+      60_000,
+    )
     .action(
       async (
         model: string,
-        o: { to?: string; as: string; reason: string; steps?: string; stepInterval: string },
+        o: { to?: string; as: string; reason: string; steps?: string; stepInterval: number },
         cmd: Command,
       ) => {
         const by = identity(o.as, '--as');
-        const steps = o.steps?.split(',').map((p) => Number(p.trim()));
+        const steps = o.steps?.split(',').map((p) => (/^\s*\d+(\.\d+)?\s*$/.test(p) ? Number(p) : NaN));
         if (steps && !validRollbackSteps(steps)) {
           throw new InputError(`--steps: "${o.steps}" must be increasing percentages in (0, 100] ending at 100`);
         }
-        const stepIntervalMs = parseDurationMs(o.stepInterval);
-        if (stepIntervalMs === undefined)
-          throw new InputError(`--step-interval: "${o.stepInterval}" is not a duration (e.g. 30s)`);
+        const stepIntervalMs = o.stepInterval;
         const result = await (
           await lifecycles()
         ).rollback(model, {
@@ -147,7 +150,9 @@ export function buildProgram(): Command {
     .description('lifecycles, newest first')
     .option('--model <model>', 'only this model')
     .option('--stage <stage>', 'only lifecycles in this stage')
-    .addOption(new Option('--limit <n>', 'at most this many').default('50').argParser((v) => Number.parseInt(v, 10)))
+    .addOption(
+      new Option('--limit <n>', 'at most this many (1 to 10000)').default(50).argParser(intArg('--limit', 1, 10_000)),
+    )
     .action(async (o: { model?: string; stage?: string; limit: number }, cmd: Command) => {
       const rows = await (await lifecycles()).list(o);
       print(merged(cmd), rows, formatList(rows));
@@ -284,7 +289,13 @@ export async function runMlctl(argv: string[]): Promise<number> {
       else process.stderr.write(`mlctl: ${err.message}\n`);
       return Exit.Invalid;
     }
-    if (err instanceof InputError || err instanceof PlanInputError) return fail(Exit.Invalid, err.message, opts, err);
+    if (
+      err instanceof InputError ||
+      err instanceof PlanInputError ||
+      err instanceof InvalidInputError ||
+      err instanceof OptionError
+    )
+      return fail(Exit.Invalid, err.message, opts, err);
     if (err instanceof z.ZodError) return fail(Exit.Invalid, z.prettifyError(err), opts, err);
     if (err instanceof NotFoundError || err instanceof UnknownPoolError)
       return fail(Exit.NotFound, err.message, opts, err);

@@ -5,14 +5,16 @@ import { checkPool, estimateLifecycle, estimateRun, type LifecycleEstimate } fro
 import { loadSpecFile } from '../client/spec-file';
 import { loadQuotaPools, quotaPoolsPath } from '../config/env';
 import type { RunEstimate } from '../domain/quota';
-import { parseDurationMs } from '../shared/duration';
+import { durationArg, intArg, numberArg } from './options';
 import {
   PipelineKind,
   ReserveQuotaInput,
+  ResourceName,
   type QuotaAlertState,
   type QuotaPoolState,
   type Resources,
 } from '../shared/quota';
+import { own } from '../shared/own';
 import { table } from './format';
 
 /** What the quota commands need from mlctl. */
@@ -37,22 +39,19 @@ const minutes = (ms: number) => (ms < 120_000 ? `${Math.round(ms / 1000)}s` : `$
 const until = (iso: string | null, now: number) => (iso === null ? 'never' : `in ${minutes(Date.parse(iso) - now)}`);
 
 function parseResources(text: string, ctx: QuotaCommandContext): Resources {
-  const out: Resources = {};
+  const out = new Map<string, number>();
   for (const part of text.split(',').filter(Boolean)) {
-    const [k, v] = part.split('=');
-    const amount = Number(v);
-    if (!k || v === undefined || !Number.isFinite(amount))
+    const [k, v, ...rest] = part.split('=');
+    const name = k?.trim() ?? '';
+    const amount = v !== undefined && /^\s*(\d+(\.\d*)?|\.\d+)\s*$/.test(v) ? Number(v) : NaN;
+    if (!name || rest.length > 0 || !Number.isFinite(amount))
       ctx.invalid(`--resources: "${part}" is not resource=amount (e.g. cpu=2,memoryGiB=4)`);
-    out[k.trim()] = amount;
+    const named = ResourceName.safeParse(name);
+    if (!named.success) ctx.invalid(`--resources: ${named.error.issues[0]?.message} ("${name}")`);
+    if (out.has(name)) ctx.invalid(`--resources: "${name}" is given twice`);
+    out.set(name, amount);
   }
-  return out;
-}
-
-function duration(text: string | undefined, flag: string, ctx: QuotaCommandContext): number | undefined {
-  if (text === undefined) return undefined;
-  const ms = parseDurationMs(text);
-  if (ms === undefined) ctx.invalid(`${flag}: "${text}" is not a duration (e.g. 90s, 10m, 1h)`);
-  return ms;
+  return Object.fromEntries(out);
 }
 
 export function formatPool(s: QuotaPoolState, alerts: readonly QuotaAlertState[] = []): string {
@@ -78,7 +77,7 @@ export function formatPool(s: QuotaPoolState, alerts: readonly QuotaAlertState[]
         `${Math.round(r.share * 100)}%`,
         n(r.burnPerHour),
         r.exhaustedAt ? until(r.exhaustedAt, now) : '-',
-        ...Object.values(s.byKind).map((k) => n(k[r.resource] ?? 0)),
+        ...Object.values(s.byKind).map((k) => n(own(k, r.resource) ?? 0)),
       ]),
     ),
   ];
@@ -188,13 +187,17 @@ export function addQuotaCommands(program: Command, ctx: QuotaCommandContext): vo
       'estimate what a lifecycle spec needs (training from similar runs, serving from QPS), ' +
         'or with --kind a data pipeline or experiment',
     )
-    .option('--factor <x>', 'similar runs have a dataset within this factor', (v) => Number(v), 2)
-    .option('--qps <n>', 'predicted queries per second (overrides serving.qps)', (v) => Number(v))
+    .option('--factor <x>', 'similar runs have a dataset within this factor', numberArg('--factor', 1, 1000), 2)
+    .option(
+      '--qps <n>',
+      'predicted queries per second (overrides serving.qps)',
+      numberArg('--qps', 0, 1e9, { exclusiveMin: true }),
+    )
     .option('--gateway <url>', 'serving gateway whose measured service time sizes serving', process.env.GATEWAY_URL)
     .addOption(new Option('--kind <kind>', 'estimate a pipeline that is not a lifecycle').choices(PipelineKind.options))
     .option('--pool <pool>', 'pool whose history to use (with --kind)', 'default')
     .option('--family <family>', 'model family or pipeline type (with --kind)')
-    .option('--rows <n>', 'dataset rows (with --kind)', (v) => Number(v))
+    .option('--rows <n>', 'dataset rows (with --kind)', intArg('--rows', 0, Number.MAX_SAFE_INTEGER))
     .action(
       async (
         file: string | undefined,
@@ -209,9 +212,6 @@ export function addQuotaCommands(program: Command, ctx: QuotaCommandContext): vo
         },
         cmd: Command,
       ) => {
-        if (!(o.factor >= 1)) ctx.invalid(`--factor: must be a number >= 1`);
-        if (o.qps !== undefined && !(o.qps > 0)) ctx.invalid(`--qps: must be a positive number`);
-        if (o.rows !== undefined && !(o.rows >= 0)) ctx.invalid(`--rows: must be a number of rows`);
         if ((file === undefined) === (o.kind === undefined)) ctx.invalid('give a lifecycle spec, or --kind (not both)');
         const client = await connect(cmd);
         if (o.kind) {
@@ -286,11 +286,15 @@ export function addQuotaCommands(program: Command, ctx: QuotaCommandContext): vo
     .requiredOption('--holder <pipeline>', 'the pipeline holding it; caps apply per holder')
     .addOption(new Option('--kind <kind>', 'pipeline kind').choices(PipelineKind.options).makeOptionMandatory())
     .requiredOption('--resources <list>', 'e.g. cpu=4,memoryGiB=16')
-    .option('--ttl <duration>', "lease TTL (default: the pool's); renew before it runs out")
-    .option('--wait <duration>', 'wait in the queue this long instead of being refused at once')
-    .option('--priority <n>', 'queue priority, higher first', (v) => Number.parseInt(v, 10), 0)
+    .option(
+      '--ttl <duration>',
+      "lease TTL (default: the pool's); renew before it runs out",
+      durationArg('--ttl', { positive: true }),
+    )
+    .option('--wait <duration>', 'wait in the queue this long instead of being refused at once', durationArg('--wait'))
+    .option('--priority <n>', 'queue priority, higher first', intArg('--priority', -100, 100), 0)
     .option('--family <family>', 'model family or pipeline type, for later estimates')
-    .option('--rows <n>', 'dataset rows, for later estimates', (v) => Number(v))
+    .option('--rows <n>', 'dataset rows, for later estimates', intArg('--rows', 0, Number.MAX_SAFE_INTEGER))
     .action(
       async (
         pool: string,
@@ -299,16 +303,16 @@ export function addQuotaCommands(program: Command, ctx: QuotaCommandContext): vo
           holder: string;
           kind: PipelineKind;
           resources: string;
-          ttl?: string;
-          wait?: string;
+          ttl?: number;
+          wait?: number;
           priority: number;
           family?: string;
           rows?: number;
         },
         cmd: Command,
       ) => {
-        const ttlMs = duration(o.ttl, '--ttl', ctx);
-        const waitMs = duration(o.wait, '--wait', ctx);
+        const ttlMs = o.ttl;
+        const waitMs = o.wait;
         const request = ReserveQuotaInput.safeParse({
           leaseId: o.lease,
           holder: o.holder,
@@ -347,9 +351,9 @@ export function addQuotaCommands(program: Command, ctx: QuotaCommandContext): vo
 
   withJson(quota.command('renew <pool> <lease>'))
     .description('extend a lease by its TTL (or --ttl)')
-    .option('--ttl <duration>', 'new TTL')
-    .action(async (pool: string, lease: string, o: { ttl?: string }, cmd: Command) => {
-      const ttlMs = duration(o.ttl, '--ttl', ctx);
+    .option('--ttl <duration>', 'new TTL', durationArg('--ttl', { positive: true }))
+    .action(async (pool: string, lease: string, o: { ttl?: number }, cmd: Command) => {
+      const ttlMs = o.ttl;
       const client = await connect(cmd);
       client.config(pool);
       const renewed = await client.renew(pool, { leaseId: lease, ...(ttlMs !== undefined ? { ttlMs } : {}) });

@@ -6,7 +6,7 @@ import {
   type ScheduleDescription,
   type ScheduleSummary,
 } from '@temporalio/client';
-import { formatDurationMs, parseDurationMs } from '../shared/duration';
+import { checkDuration, formatDurationMs, MAX_DURATION_MS } from '../shared/duration';
 import {
   DataCheckInput,
   DataPipelineName,
@@ -179,11 +179,12 @@ export function scheduleSpec(timing: DataScheduleTiming): {
   text: string;
 } {
   if ('every' in timing) {
-    const ms = typeof timing.every === 'number' ? timing.every : parseDurationMs(timing.every);
-    if (ms === undefined || !Number.isInteger(ms) || ms < SHORTEST_INTERVAL_MS)
+    const checked = typeof timing.every === 'number' ? null : checkDuration(timing.every, { positive: true });
+    const ms = typeof timing.every === 'number' ? timing.every : checked?.ok ? checked.ms : undefined;
+    if (ms === undefined || !Number.isInteger(ms) || ms < SHORTEST_INTERVAL_MS || ms > MAX_DURATION_MS)
       throw new DataScheduleInputError(
         'every',
-        `"${timing.every}" is not a duration of at least 1s (e.g. 30m, 1h, 1d)`,
+        `"${timing.every}" is not a duration of at least 1s and at most 365d (e.g. 30m, 1h, 1d)`,
       );
     return { spec: { intervals: [{ every: ms }] }, text: `every ${formatDurationMs(ms)}` };
   }

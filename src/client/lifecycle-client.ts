@@ -7,10 +7,11 @@ import {
   type WorkflowExecutionInfo,
 } from '@temporalio/client';
 import { ApplicationFailure, TypedSearchAttributes } from '@temporalio/common';
+import { z } from 'zod';
 import { ErrorType } from '../shared/errors';
 import { newNonce, signApproval } from './approval-signing';
 import type { ApprovalClaim } from '../shared/signed-approval';
-import type { ModelRollbackInput, ModelRollbackResult } from '../workflows/model-rollback';
+import type { ModelRollbackResult } from '../workflows/model-rollback';
 import {
   abortUpdate,
   approveGateUpdate,
@@ -24,16 +25,28 @@ import {
   type OperatorAck,
   type PromoteNowAck,
 } from '../shared/messages';
-import { registryWorkflowId, rollbackWorkflowId, type RegistryState } from '../shared/registry';
+import { ModelRollbackInput, registryWorkflowId, rollbackWorkflowId, type RegistryState } from '../shared/registry';
+import { ModelName } from '../shared/names';
 import { MlModel, MlStage, MlVersion } from '../shared/search-attributes';
 import { LifecycleSpec, lifecycleWorkflowId } from '../shared/spec';
-import type { GateDecisionInput, LifecycleStatus, OperatorAction } from '../shared/status';
+import { GateDecisionInput, OperatorAction, StageName, type LifecycleStatus } from '../shared/status';
 import { LIFECYCLE_TASK_QUEUE } from '../shared/task-queues';
 
 /** Why a request was refused (exit code 4 in mlctl): not an approver, self-approval, nothing pending, duplicate... */
 export class RefusedError extends Error {}
 /** No such lifecycle (exit code 3 in mlctl). */
 export class NotFoundError extends Error {}
+/** The workflow refused the input itself as malformed (exit code 2 in mlctl): the message names the field. */
+export class InvalidInputError extends Error {}
+
+/** A refused update as the error a caller acts on: malformed input, or a refusal in the workflow's state. */
+export function updateRefusal(err: WorkflowUpdateFailedError): InvalidInputError | RefusedError {
+  const cause = err.cause;
+  const message = cause instanceof Error ? cause.message : err.message;
+  return cause instanceof ApplicationFailure && cause.type === ErrorType.InvalidInput
+    ? new InvalidInputError(message)
+    : new RefusedError(message);
+}
 
 export interface LifecycleSummary {
   id: string;
@@ -87,16 +100,17 @@ export class LifecycleClient {
     model: string,
     options: { to?: string; by: string; reason: string; steps?: number[]; stepIntervalMs?: number },
   ): Promise<ModelRollbackResult> {
-    const workflowId = rollbackWorkflowId(model, Date.now());
+    // Checked here with the workflow's own schema: a bad input is refused before anything starts (ZodError).
+    const input = ModelRollbackInput.parse({
+      model,
+      by: options.by,
+      reason: options.reason,
+      ...(options.to ? { to: options.to } : {}),
+      ...(options.steps ? { steps: options.steps } : {}),
+      ...(options.stepIntervalMs !== undefined ? { stepIntervalMs: options.stepIntervalMs } : {}),
+    });
+    const workflowId = rollbackWorkflowId(input.model, Date.now());
     try {
-      const input: ModelRollbackInput = {
-        model,
-        by: options.by,
-        reason: options.reason,
-        ...(options.to ? { to: options.to } : {}),
-        ...(options.steps ? { steps: options.steps } : {}),
-        ...(options.stepIntervalMs !== undefined ? { stepIntervalMs: options.stepIntervalMs } : {}),
-      };
       return await this.client.workflow.execute<(i: ModelRollbackInput) => Promise<ModelRollbackResult>>(
         'modelRollbackWorkflow',
         {
@@ -108,6 +122,7 @@ export class LifecycleClient {
     } catch (err) {
       if (err instanceof WorkflowFailedError && err.cause instanceof ApplicationFailure) {
         if (err.cause.type === ErrorType.NotFound) throw new NotFoundError(err.cause.message);
+        if (err.cause.type === ErrorType.InvalidInput) throw new InvalidInputError(err.cause.message);
         throw new RefusedError(err.cause.message);
       }
       throw err;
@@ -116,6 +131,7 @@ export class LifecycleClient {
 
   /** The model's registry: production, previous, and every promotion (who, when, from which lifecycle). */
   async history(model: string): Promise<RegistryState> {
+    ModelName.parse(model);
     try {
       return await this.client.workflow.getHandle(registryWorkflowId(model)).query(registryStateQuery);
     } catch (err) {
@@ -132,17 +148,20 @@ export class LifecycleClient {
 
   /** Approves the pending gate; with `privateKeyPem`, the approval is signed for that gate's current opening. */
   async approve(id: string, decision: GateDecisionInput, privateKeyPem?: string): Promise<ApprovalAck> {
+    GateDecisionInput.parse(decision);
     const input = privateKeyPem ? await this.signDecision(id, decision, 'approved', privateKeyPem) : decision;
     return this.call(id, () => this.client.workflow.getHandle(id).executeUpdate(approveGateUpdate, { args: [input] }));
   }
 
   async reject(id: string, decision: GateDecisionInput, privateKeyPem?: string): Promise<ApprovalAck> {
+    GateDecisionInput.parse(decision);
     const input = privateKeyPem ? await this.signDecision(id, decision, 'rejected', privateKeyPem) : decision;
     return this.call(id, () => this.client.workflow.getHandle(id).executeUpdate(rejectGateUpdate, { args: [input] }));
   }
 
   /** Asks to skip the rest of the rollout and promote; granted once the `promote-now` quorum asked. */
   async promoteNow(id: string, request: GateDecisionInput, privateKeyPem?: string): Promise<PromoteNowAck> {
+    GateDecisionInput.parse(request);
     const input = privateKeyPem
       ? {
           ...request,
@@ -188,27 +207,37 @@ export class LifecycleClient {
   }
 
   async pause(id: string, action: OperatorAction): Promise<void> {
+    OperatorAction.parse(action);
     await this.signal(id, () => this.client.workflow.getHandle(id).signal(pauseSignal, action));
   }
 
   async resume(id: string, action: OperatorAction): Promise<void> {
+    OperatorAction.parse(action);
     await this.signal(id, () => this.client.workflow.getHandle(id).signal(resumeSignal, action));
   }
 
   /** Aborts and waits for the lifecycle to take it: before deployment it ends rejected, after it rolls back. */
   async abort(id: string, action: OperatorAction): Promise<OperatorAck> {
+    OperatorAction.parse(action);
     return this.call(id, () => this.client.workflow.getHandle(id).executeUpdate(abortUpdate, { args: [action] }));
   }
 
   /** Lifecycles newest first, optionally of one model or in one stage (search attributes). */
   async list(filter: { model?: string; stage?: string; limit?: number } = {}): Promise<LifecycleSummary[]> {
+    // Both values are checked against their patterns, so nothing a caller gives is quoted into the visibility query.
     const clauses = [`WorkflowType = 'modelLifecycleWorkflow'`];
-    if (filter.model) clauses.push(`MlModel = '${filter.model.replace(/'/g, '')}'`);
-    if (filter.stage) clauses.push(`MlStage = '${filter.stage.replace(/'/g, '')}'`);
+    if (filter.model) clauses.push(`MlModel = '${ModelName.parse(filter.model)}'`);
+    if (filter.stage) clauses.push(`MlStage = '${StageName.parse(filter.stage)}'`);
+    const limit = z
+      .number()
+      .int()
+      .min(1)
+      .max(10_000)
+      .parse(filter.limit ?? 100);
     const out: LifecycleSummary[] = [];
     for await (const wf of this.client.workflow.list({ query: clauses.join(' AND ') })) {
       out.push(summarize(wf));
-      if (out.length >= (filter.limit ?? 100)) break;
+      if (out.length >= limit) break;
     }
     return out;
   }
@@ -240,10 +269,7 @@ export class LifecycleClient {
         if (ended) throw new RefusedError(`lifecycle ${id} is ${ended.status.name.toLowerCase()}, not running`);
         throw new NotFoundError(`no lifecycle with id ${id}`);
       }
-      if (err instanceof WorkflowUpdateFailedError) {
-        const cause = err.cause instanceof Error ? err.cause.message : err.message;
-        throw new RefusedError(cause);
-      }
+      if (err instanceof WorkflowUpdateFailedError) throw updateRefusal(err);
       throw err;
     }
   }

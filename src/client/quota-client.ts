@@ -17,9 +17,9 @@ import {
   type QuotaPoolConfig,
   type QuotaPoolsFile,
   type QuotaPoolState,
-  type ReleaseQuotaInput,
-  type RenewQuotaInput,
-  type ReserveQuotaInput,
+  ReleaseQuotaInput,
+  RenewQuotaInput,
+  ReserveQuotaInput,
   type ReserveQuotaResult,
 } from '../shared/quota';
 import { LIFECYCLE_TASK_QUEUE } from '../shared/task-queues';
@@ -203,6 +203,8 @@ export class QuotaClient {
     request: ReserveQuotaInput,
     options: { onQueued?: (place: { position: number; deadline: string }) => void } = {},
   ): Promise<ReserveQuotaResult> {
+    // Checked with the pool's own schema first: a malformed request is a ZodError here, never sent.
+    ReserveQuotaInput.parse(request);
     // Idempotent by lease id: a reservation sent again is decided again (or answered with the lease it holds).
     const first = await this.submit<ReserveQuotaResult>(pool, { op: 'reserve', input: request });
     if (first.granted || !first.queued) return first;
@@ -233,11 +235,13 @@ export class QuotaClient {
 
   /** Extends a lease's TTL; null when the pool no longer holds it (released or expired). */
   async renew(pool: string, input: RenewQuotaInput): Promise<QuotaLease | null> {
+    RenewQuotaInput.parse(input);
     return orNull(() => this.submit<QuotaLease | null>(pool, { op: 'renew', input }));
   }
 
   /** Releases a lease; null when it was not held. */
   async release(pool: string, input: ReleaseQuotaInput): Promise<QuotaLease | null> {
+    ReleaseQuotaInput.parse(input);
     return orNull(() => this.submit<QuotaLease | null>(pool, { op: 'release', input }));
   }
 

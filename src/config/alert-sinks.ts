@@ -6,6 +6,7 @@ import { HeaderValue, resolveHeaderValues } from '../targets/spec';
 import { projectRoot } from './paths';
 import { InvalidFileError, loadYamlFile } from './yaml-file';
 import { parseDurationMs } from '../shared/duration';
+import { nameRecord } from '../shared/names';
 
 // RFC 9110 token: the characters a header name may hold.
 const HeaderName = z.string().regex(/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/, 'a header name');
@@ -17,7 +18,7 @@ export const AlertSinkSpec = z
     kind: z.enum(AlertSinkKind),
     /** The full endpoint: a webhook URL, a Slack incoming-webhook URL, or Alertmanager's `.../api/v2/alerts`. */
     url: z.url({ protocol: /^https?$/, error: 'an http:// or https:// URL' }),
-    headers: z.record(HeaderName, HeaderValue).optional(),
+    headers: nameRecord(HeaderName, HeaderValue).optional(),
     minSeverity: z.enum(SEVERITIES).default('info'),
     // At most 25 s: the quota monitor gives sendAlert 30 s (startToCloseTimeout), and sinks are called in parallel.
     timeoutMs: z.number().int().positive().max(25_000).default(DEFAULT_SINK_TIMEOUT_MS),

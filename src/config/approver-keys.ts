@@ -1,14 +1,14 @@
 import { isAbsolute, join } from 'node:path';
 import { z } from 'zod';
 import { Ed25519PublicKey, type ApproverKeyring } from '../shared/signed-approval';
-import { Identity } from '../shared/spec';
+import { Identity, nameRecord } from '../shared/names';
 import { projectRoot } from './paths';
 import { loadYamlFile } from './yaml-file';
 
 /** The approver keyring file the worker trusts: `approvers: { alice: { keys: ["<base64>", ...] } }`. */
 export const ApproverKeysFile = z
   .object({
-    approvers: z.record(Identity, z.object({ keys: z.array(Ed25519PublicKey).min(1) }).strict()),
+    approvers: nameRecord(Identity, z.object({ keys: z.array(Ed25519PublicKey).min(1) }).strict()),
   })
   .strict()
   .superRefine((file, ctx) => {

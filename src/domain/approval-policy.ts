@@ -1,5 +1,6 @@
 import type { ApprovalSpec } from '../shared/spec';
 import type { ApprovalRecord, PendingGate } from '../shared/status';
+import { own } from '../shared/own';
 
 /** The rules of one gate: the lifecycle's approval policy with the gate's own overrides applied. */
 export interface GatePolicy {
@@ -12,12 +13,12 @@ export interface GatePolicy {
 }
 
 export function gatePolicy(approval: ApprovalSpec, gate: string): GatePolicy {
-  const own = approval.gates?.[gate];
+  const rules = own(approval.gates, gate);
   return {
     gate,
-    approvers: [...(own?.approvers ?? approval.approvers)],
-    quorum: own?.quorum ?? approval.quorum ?? 1,
-    signed: own?.signed ?? approval.signed ?? false,
+    approvers: [...(rules?.approvers ?? approval.approvers)],
+    quorum: rules?.quorum ?? approval.quorum ?? 1,
+    signed: rules?.signed ?? approval.signed ?? false,
   };
 }
 

@@ -74,17 +74,18 @@ export function judgeSample(
   streaks: FailureStreaks,
   rules: AnalysisSpec,
 ): SampleVerdict {
-  const next: FailureStreaks = { ...streaks };
+  const next = new Map(Object.entries(streaks));
   const failed: Decision[] = [];
   const tolerated: Decision[] = [];
   for (const d of decisions) {
-    if (d.outcome === 'pass') next[d.check] = 0;
+    if (d.outcome === 'pass') next.set(d.check, 0);
     if (d.outcome !== 'fail') continue;
-    next[d.check] = (next[d.check] ?? 0) + 1;
-    if (next[d.check]! > failureLimitOf(rules, d.check)) failed.push(d);
+    const streak = (next.get(d.check) ?? 0) + 1;
+    next.set(d.check, streak);
+    if (streak > failureLimitOf(rules, d.check)) failed.push(d);
     else tolerated.push(d);
   }
   const outcome =
     failed.length > 0 ? 'fail' : decisions.some((d) => d.outcome === 'inconclusive') ? 'inconclusive' : 'pass';
-  return { outcome, failed, tolerated, streaks: next };
+  return { outcome, failed, tolerated, streaks: Object.fromEntries(next) };
 }

@@ -7,6 +7,7 @@ import type { DriftReport } from '../drift/compare';
 import type { AnalysisSpec } from '../shared/spec';
 import type { Decision } from '../shared/status';
 import { minSamplesOf, type CheckName } from './check-tolerance';
+import { own } from '../shared/own';
 
 export { failureLimitOf, judgeSample, minSamplesOf, requiredSamples } from './check-tolerance';
 
@@ -245,7 +246,7 @@ function inputQualityDecision(
   const sketch = candidate.inputs;
   if (sketch && profile) {
     for (const f of profile.features) {
-      const s = sketch.features[f.name];
+      const s = own(sketch.features, f.name);
       if (f.role !== 'feature' || !s || s.rows === 0) continue;
       const bad = s.missing + s.wrongType + (s.type === 'numeric' ? s.nan + s.posInf + s.negInf : 0);
       const share = bad / s.rows;

@@ -14,33 +14,58 @@ import type {
   ResourceUsage,
   Resources,
 } from '../shared/quota';
+import { own } from '../shared/own';
 
 /** Tolerance that keeps fractional requests (0.5 cpu) from being refused by float rounding. */
 const EPS = 1e-9;
 
-export function addResources(into: Resources, add: Resources, sign = 1): Resources {
-  for (const [resource, amount] of Object.entries(add)) {
-    const next = (into[resource] ?? 0) + sign * amount;
-    into[resource] = Math.abs(next) < EPS ? 0 : next;
+/**
+ * Sums of resources by name. Resource names come from callers (`toString` is a valid one), so sums are kept in a
+ * `Map` and turned into JSON with `Object.fromEntries`; a plain object would read inherited members.
+ */
+export class ResourceSums {
+  private readonly sums = new Map<string, number>();
+
+  add(resources: Resources, sign = 1): this {
+    for (const [resource, amount] of Object.entries(resources)) {
+      const next = (this.sums.get(resource) ?? 0) + sign * amount;
+      this.sums.set(resource, Math.abs(next) < EPS ? 0 : next);
+    }
+    return this;
   }
-  return into;
+
+  get(resource: string): number {
+    return this.sums.get(resource) ?? 0;
+  }
+
+  entries(): IterableIterator<[string, number]> {
+    return this.sums.entries();
+  }
+
+  toJSON(): Resources {
+    return Object.fromEntries(this.sums);
+  }
 }
 
 /** Sum of the resources of all leases. */
 export function usedResources(leases: Iterable<Pick<QuotaLease, 'resources'>>): Resources {
-  const used: Resources = {};
-  for (const lease of leases) addResources(used, lease.resources);
-  return used;
+  const used = new ResourceSums();
+  for (const lease of leases) used.add(lease.resources);
+  return used.toJSON();
 }
 
 /** The share a cap gives `resource` (undefined: not capped). `gpu:*` matches every `gpu:<type>`. */
 export function capShare(cap: Cap | undefined, resource: string): number | undefined {
   if (cap === undefined) return undefined;
   if (typeof cap === 'number') return cap;
-  if (cap[resource] !== undefined) return cap[resource];
+  const share = own(cap, resource);
+  if (share !== undefined) return share;
   const family = resource.includes(':') ? `${resource.split(':')[0]}:*` : undefined;
-  return family ? cap[family] : undefined;
+  return family ? own(cap, family) : undefined;
 }
+
+/** A pool's capacity of `resource` (0 when it has none). */
+const capacityOf = (capacity: Resources, resource: string): number => own(capacity, resource) ?? 0;
 
 export interface Assessment {
   fits: boolean;
@@ -68,7 +93,7 @@ export function assess(
   const all = [...leases];
   const requested = Object.entries(request.resources).filter(([, amount]) => amount > 0);
   const limitFor = (scope: QuotaShortfall['scope'], resource: string): number | undefined => {
-    const capacity = config.capacity[resource] ?? 0;
+    const capacity = capacityOf(config.capacity, resource);
     if (scope === 'pool') return capacity;
     const share = capShare(
       scope === 'pipeline' ? config.caps.perPipeline : config.caps.perKind[request.kind],
@@ -90,26 +115,31 @@ export function assess(
   }
   if (never.length > 0) return { fits: false, reason: 'never-fits', shortfalls: never };
 
-  const check = (scope: QuotaShortfall['scope'], held: Resources): QuotaShortfall[] => {
+  const check = (scope: QuotaShortfall['scope'], held: ResourceSums): QuotaShortfall[] => {
     const out: QuotaShortfall[] = [];
     for (const [resource, amount] of requested) {
       const limit = limitFor(scope, resource);
       if (limit === undefined) continue;
-      const available = Math.max(0, limit - (held[resource] ?? 0));
+      const available = Math.max(0, limit - held.get(resource));
       if (amount > available + EPS) out.push({ resource, requested: amount, available, limit, scope });
     }
     return out;
   };
-  const pipeline = check('pipeline', usedResources(all.filter((l) => l.holder === request.holder)));
+  const sum = (of: QuotaLease[]) => {
+    const sums = new ResourceSums();
+    for (const lease of of) sums.add(lease.resources);
+    return sums;
+  };
+  const pipeline = check('pipeline', sum(all.filter((l) => l.holder === request.holder)));
   if (pipeline.length > 0) return { fits: false, reason: 'pipeline-cap', shortfalls: pipeline };
-  const kind = check('kind', usedResources(all.filter((l) => l.kind === request.kind)));
+  const kind = check('kind', sum(all.filter((l) => l.kind === request.kind)));
   if (kind.length > 0) return { fits: false, reason: 'kind-cap', shortfalls: kind };
-  const pool = check('pool', usedResources(all));
+  const pool = check('pool', sum(all));
   if (pool.length > 0) return { fits: false, reason: 'capacity', shortfalls: pool };
   const ahead = requested
     .filter(([resource]) => blocked.has(resource))
     .map(([resource, amount]) => {
-      const limit = config.capacity[resource] ?? 0;
+      const limit = capacityOf(config.capacity, resource);
       return { resource, requested: amount, available: 0, limit, scope: 'pool' as const };
     });
   if (ahead.length > 0) return { fits: false, reason: 'queued-ahead', shortfalls: ahead };
@@ -120,7 +150,7 @@ export function assess(
 export function earliestRelease(leases: Iterable<QuotaLease>, resources: readonly string[]): string | null {
   let best: string | null = null;
   for (const lease of leases) {
-    if (!resources.some((r) => (lease.resources[r] ?? 0) > 0)) continue;
+    if (!resources.some((r) => (own(lease.resources, r) ?? 0) > 0)) continue;
     const at = lease.expectedReleaseAt ?? lease.expiresAt;
     if (at && (best === null || at < best)) best = at;
   }
@@ -151,16 +181,24 @@ export interface UsageBreakdown {
   byPipeline: Record<string, Resources>;
 }
 
+/** Usage in all, per kind and per pipeline (holder); holders are caller-chosen names, so they key a Map. */
 export function breakdown(leases: Iterable<QuotaLease>): UsageBreakdown {
-  const used: Resources = {};
-  const byKind: Partial<Record<PipelineKind, Resources>> = {};
-  const byPipeline: Record<string, Resources> = {};
+  const used = new ResourceSums();
+  const byKind = new Map<PipelineKind, ResourceSums>();
+  const byPipeline = new Map<string, ResourceSums>();
+  const into = <K>(map: Map<K, ResourceSums>, key: K) => {
+    let sums = map.get(key);
+    if (!sums) map.set(key, (sums = new ResourceSums()));
+    return sums;
+  };
   for (const lease of leases) {
-    addResources(used, lease.resources);
-    addResources((byKind[lease.kind] ??= {}), lease.resources);
-    addResources((byPipeline[lease.holder] ??= {}), lease.resources);
+    used.add(lease.resources);
+    into(byKind, lease.kind).add(lease.resources);
+    into(byPipeline, lease.holder).add(lease.resources);
   }
-  return { used, byKind, byPipeline };
+  const json = <K extends string>(map: Map<K, ResourceSums>) =>
+    Object.fromEntries([...map].map(([k, v]) => [k, v.toJSON()])) as Record<K, Resources>;
+  return { used: used.toJSON(), byKind: json(byKind), byPipeline: json(byPipeline) };
 }
 
 /** Usage of the pool right after a change, for burn rates. */
@@ -189,9 +227,9 @@ export function resourceUsage(
   const hours = windowMs / 3_600_000;
   const names = [...new Set([...Object.keys(capacity), ...Object.keys(used)])].sort();
   return names.map((resource) => {
-    const cap = capacity[resource] ?? 0;
-    const u = used[resource] ?? 0;
-    const burnPerHour = (u - (start[resource] ?? 0)) / hours;
+    const cap = own(capacity, resource) ?? 0;
+    const u = own(used, resource) ?? 0;
+    const burnPerHour = (u - (own(start, resource) ?? 0)) / hours;
     const free = cap - u;
     const exhaustedAt =
       burnPerHour > EPS && free > 0 ? new Date(nowMs + (free / burnPerHour) * 3_600_000).toISOString() : null;
@@ -445,8 +483,9 @@ export function estimateServing(input: {
   const perReplicaRps = { low: rps(Math.max(p99, mean)), mid: rps(mean), high: rps(Math.min(p50, mean)) };
   const need = (r: number) => Math.max(1, Math.ceil(input.qps / (r * util)));
   const replicas = { low: need(perReplicaRps.high), mid: need(perReplicaRps.mid), high: need(perReplicaRps.low) };
-  const resources: Resources = {};
-  for (const [k, v] of Object.entries(input.perReplica)) resources[k] = v * replicas.mid;
+  const resources: Resources = Object.fromEntries(
+    Object.entries(input.perReplica).map(([k, v]) => [k, v * replicas.mid]),
+  );
   return { qps: input.qps, perReplicaRps, targetUtilization: util, replicas, resources, basis: input.basis };
 }
 
@@ -462,29 +501,36 @@ export function checkCapacity(
   config: Pick<QuotaPoolConfig, 'capacity' | 'caps'>,
   pipelines: readonly { name: string; kind: PipelineKind; resources: Resources }[],
 ): CapacityCheck {
-  const demand: Resources = {};
-  const byKind: Partial<Record<PipelineKind, Resources>> = {};
+  const demand = new ResourceSums();
+  const byKind = new Map<PipelineKind, ResourceSums>();
   const problems: CapacityCheck['problems'] = [];
   for (const p of pipelines) {
-    addResources(demand, p.resources);
-    addResources((byKind[p.kind] ??= {}), p.resources);
+    demand.add(p.resources);
+    let kind = byKind.get(p.kind);
+    if (!kind) byKind.set(p.kind, (kind = new ResourceSums()));
+    kind.add(p.resources);
     for (const [resource, need] of Object.entries(p.resources)) {
       const share = capShare(config.caps.perPipeline, resource);
-      const limit = share === undefined ? undefined : share * (config.capacity[resource] ?? 0);
+      const limit = share === undefined ? undefined : share * capacityOf(config.capacity, resource);
       if (limit !== undefined && need > limit + EPS)
         problems.push({ resource, scope: 'pipeline', who: p.name, need, limit });
     }
   }
-  for (const [kind, used] of Object.entries(byKind) as [PipelineKind, Resources][]) {
-    for (const [resource, need] of Object.entries(used)) {
+  for (const [kind, used] of byKind) {
+    for (const [resource, need] of used.entries()) {
       const share = capShare(config.caps.perKind[kind], resource);
-      const limit = share === undefined ? undefined : share * (config.capacity[resource] ?? 0);
+      const limit = share === undefined ? undefined : share * capacityOf(config.capacity, resource);
       if (limit !== undefined && need > limit + EPS) problems.push({ resource, scope: 'kind', who: kind, need, limit });
     }
   }
-  for (const [resource, need] of Object.entries(demand)) {
-    const limit = config.capacity[resource] ?? 0;
+  for (const [resource, need] of demand.entries()) {
+    const limit = capacityOf(config.capacity, resource);
     if (need > limit + EPS) problems.push({ resource, scope: 'pool', who: 'all pipelines', need, limit });
   }
-  return { fits: problems.length === 0, demand, byKind, problems };
+  return {
+    fits: problems.length === 0,
+    demand: demand.toJSON(),
+    byKind: Object.fromEntries([...byKind].map(([k, v]) => [k, v.toJSON()])),
+    problems,
+  };
 }

@@ -1,6 +1,10 @@
 /** `ApplicationFailure.type` values raised by workflows and activities; tests and clients match on these. */
 export const ErrorType = {
   InvalidSpec: 'InvalidSpec',
+  /** A signal, update, query or workflow input that does not match its schema (the message names the field). */
+  InvalidInput: 'InvalidInput',
+  /** An update refused in the state the workflow is in (no such incident, nothing pending, already ended). */
+  Refused: 'Refused',
   TrainingFailed: 'TrainingFailed',
   TrainingBadInput: 'TrainingBadInput',
   ArtifactInvalid: 'ArtifactInvalid',

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { ResourceName } from './quota';
+import { nameRecord, ResourceName } from './names';
 
 export const Precision = z.enum(['fp32', 'bf16', 'fp16', 'int8']);
 export type Precision = z.infer<typeof Precision>;
@@ -25,7 +25,7 @@ export const DeviceSpec = z
     maxDevices: z.number().int().positive(),
     /** Quota pool the device's reservation comes from (default: the lifecycle's `quota.pool`), and what one device takes. */
     pool: z.string().min(1).optional(),
-    quota: z.record(ResourceName, z.number().nonnegative()),
+    quota: nameRecord(ResourceName, z.number().nonnegative()),
     /** Task queue served by workers on this hardware (training activities are routed to it). */
     taskQueue: z.string().min(1),
   })

@@ -1,6 +1,16 @@
 import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
-import type { Alert, AlertRouterState, ModelSilence, MonitorAction, Observation } from './alerts';
-import type { MonitoringSpec } from './spec';
+import { z } from 'zod';
+import {
+  MONITOR_ACTIONS,
+  type Alert,
+  type AlertRouterState,
+  type ModelSilence,
+  type MonitorAction,
+  type Observation,
+} from './alerts';
+import { MAX_DURATION_MS } from './duration';
+import { Identity, ModelName } from './names';
+import { MonitoringSpec } from './spec';
 
 /** The one alert router of a namespace: every alert and observation goes through it. */
 export const ALERT_ROUTER_WORKFLOW_ID = 'ml-alert-router';
@@ -10,8 +20,11 @@ export function servingMonitorWorkflowId(model: string): string {
   return `serving-monitor-${model}`;
 }
 
+/** A newly promoted version's monitoring policy and the lifecycle spec a `retrain` action starts from. */
+export const MonitorPolicy = z.object({ monitoring: MonitoringSpec, spec: z.unknown().optional() }).strict();
+export type MonitorPolicy = z.input<typeof MonitorPolicy>;
 /** A newly promoted version's monitoring policy and spec, for its model's serving monitor. */
-export const monitorPolicySignal = defineSignal<[{ monitoring: MonitoringSpec; spec: unknown }]>('monitorPolicy');
+export const monitorPolicySignal = defineSignal<[MonitorPolicy]>('monitorPolicy');
 
 export interface ServingMonitorState {
   model: string;
@@ -30,24 +43,30 @@ export const observeSignal = defineSignal<[Observation[]]>('observe');
 /** An alert raised once by a workflow (a training failure, a rollback). */
 export const raiseAlertSignal = defineSignal<[Alert]>('raiseAlert');
 
-export interface SilenceInput {
-  model: string;
-  /** How long from now (ms); 0 lifts the silence. */
-  forMs: number;
-  by: string;
-  reason?: string;
-}
+export const SilenceInput = z
+  .object({
+    model: ModelName,
+    /** How long from now (ms), at most 365 days; 0 lifts the silence. */
+    forMs: z.number().int().min(0).max(MAX_DURATION_MS, 'at most 365 days'),
+    by: Identity,
+    reason: z.string().max(2000).optional(),
+  })
+  .strict();
+export type SilenceInput = z.output<typeof SilenceInput>;
 /** Silences a model's alerts for a while (incidents still open and resolve, quietly); `forMs: 0` lifts it. */
 export const silenceModelUpdate = defineUpdate<ModelSilence | null, [SilenceInput]>('silenceModel');
 
-export interface OverrideInput {
-  /** The incident whose pending action is overridden (`serving:churn:prediction-drift#2`). */
-  incident: string;
-  /** What to do instead: `notify` cancels the action; another action replaces it and runs now. */
-  action: MonitorAction;
-  by: string;
-  reason?: string;
-}
+export const OverrideInput = z
+  .object({
+    /** The incident whose pending action is overridden (`serving:churn:prediction-drift#2`). */
+    incident: z.string().min(1).max(600),
+    /** What to do instead: `notify` cancels the action; another action replaces it and runs now. */
+    action: z.enum(MONITOR_ACTIONS),
+    by: Identity,
+    reason: z.string().max(2000).optional(),
+  })
+  .strict();
+export type OverrideInput = z.output<typeof OverrideInput>;
 export interface OverrideAck {
   incident: string;
   was: MonitorAction;
@@ -57,8 +76,8 @@ export interface OverrideAck {
 /** A human override of an automated action while it waits (its `actionDelay`). */
 export const overrideActionUpdate = defineUpdate<OverrideAck, [OverrideInput]>('overrideAction');
 
-export interface AlertHistoryQuery {
-  model?: string;
-  limit?: number;
-}
+export const AlertHistoryQuery = z
+  .object({ model: ModelName.optional(), limit: z.number().int().min(1).max(1000).optional() })
+  .strict();
+export type AlertHistoryQuery = z.output<typeof AlertHistoryQuery>;
 export const alertRouterQuery = defineQuery<AlertRouterState, [AlertHistoryQuery?]>('alertRouter');

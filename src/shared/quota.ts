@@ -1,13 +1,17 @@
 import { z } from 'zod';
-import { Duration } from './duration';
+import { MAX_DURATION_MS, PositiveDuration } from './duration';
+import { HolderName, LeaseId, nameRecord, PoolName, ResourceName } from './names';
 
-/** A resource name: `cpu`, `memoryGiB`, `gpu:t4`, `tpu:v5e`. */
-export const ResourceName = z
-  .string()
-  .regex(/^[a-z][a-zA-Z0-9]*(:[a-z0-9-]+)?$/, 'a resource name such as cpu, memoryGiB, gpu:t4 or tpu:v5e');
+export { ResourceName } from './names';
+
+/** Most resources one request, capacity or lease names. */
+export const MAX_RESOURCES = 32;
 
 /** Resource name → amount, e.g. `{ cpu: 4, memoryGiB: 16, 'gpu:t4': 1 }`. */
-export const Resources = z.record(ResourceName, z.number().nonnegative());
+export const Resources = nameRecord(ResourceName, z.number().nonnegative().max(1e12, 'at most 1e12')).refine(
+  (r) => Object.keys(r).length <= MAX_RESOURCES,
+  `at most ${MAX_RESOURCES} resources`,
+);
 export type Resources = z.infer<typeof Resources>;
 
 export const PipelineKind = z.enum(['training', 'serving', 'validation', 'data', 'experiment']);
@@ -22,7 +26,7 @@ const Fraction = z.number().gt(0, 'a share of capacity above 0').max(1, 'a share
  */
 export const Cap = z.union([
   Fraction,
-  z.record(
+  nameRecord(
     z.string().regex(/^[a-z][a-zA-Z0-9]*(:([a-z0-9-]+|\*))?$/, 'a resource name or a pattern such as gpu:*'),
     Fraction,
   ),
@@ -32,17 +36,17 @@ export type Cap = z.infer<typeof Cap>;
 /** A pipeline the pool is expected to run (for `mlctl quota check`). */
 export const RegisteredPipeline = z
   .object({
-    name: z.string().min(1),
+    name: z.string().min(1).max(256),
     kind: PipelineKind,
     resources: Resources,
-    description: z.string().optional(),
+    description: z.string().max(2000).optional(),
   })
   .strict();
 export type RegisteredPipeline = z.infer<typeof RegisteredPipeline>;
 
 export const QuotaPoolConfig = z
   .object({
-    name: z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/, 'lower-case letters, digits and dashes'),
+    name: PoolName,
     capacity: Resources.refine((r) => Object.keys(r).length > 0, 'name at least one resource'),
     caps: z
       .object({
@@ -54,22 +58,22 @@ export const QuotaPoolConfig = z
       .strict()
       .default({ perKind: {} }),
     /** A lease not renewed within its TTL expires and its quota returns to the pool. */
-    leaseTtl: Duration.default(10 * 60_000),
+    leaseTtl: PositiveDuration.default(10 * 60_000),
     /** Longest a reservation may wait in the pool's queue. */
-    maxWait: Duration.default(60 * 60_000),
+    maxWait: PositiveDuration.default(60 * 60_000),
     alerts: z
       .object({
         /** Usage shares of a resource that raise an alert (the highest crossed sets the severity). */
         usageThresholds: z.array(Fraction).min(1).default([0.8, 0.95]),
         /** Alert when the burn rate says a resource runs out within this horizon. */
-        forecastHorizon: Duration.default(60 * 60_000),
+        forecastHorizon: PositiveDuration.default(60 * 60_000),
         /** Window over which the burn rate (change of usage per hour) is measured. */
-        burnWindow: Duration.default(15 * 60_000),
+        burnWindow: PositiveDuration.default(15 * 60_000),
         /** A pipeline refused by its cap this many times within `faultyWindow` is flagged as faulty. */
         faultyAfter: z.number().int().min(1).default(5),
-        faultyWindow: Duration.default(10 * 60_000),
+        faultyWindow: PositiveDuration.default(10 * 60_000),
         /** How often the pool's monitor reads its state while it is in use (idle pools: every 5 minutes). */
-        checkEvery: Duration.default(30_000),
+        checkEvery: PositiveDuration.default(30_000),
       })
       .strict()
       .default({
@@ -98,7 +102,7 @@ export const QuotaPoolConfig = z
         for (const resource of Object.keys(cap)) {
           const known = resource.endsWith(':*')
             ? Object.keys(capacity).some((r) => r.startsWith(resource.slice(0, -1)))
-            : resource in capacity;
+            : Object.hasOwn(capacity, resource);
           if (!known) {
             ctx.addIssue({
               code: 'custom',
@@ -134,16 +138,19 @@ export const QuotaPoolsFile = z
   );
 export type QuotaPoolsFile = z.infer<typeof QuotaPoolsFile>;
 
+/** Milliseconds of a TTL, wait or expected duration: above 0, at most MAX_DURATION_MS (365 days). */
+const DurationMs = z.number().int().positive().max(MAX_DURATION_MS, `at most ${MAX_DURATION_MS} ms (365 days)`);
+
 /** What a run looked like, kept with its lease so later estimates can find similar runs. */
 export const RunProfile = z
   .object({
-    model: z.string().optional(),
+    model: z.string().max(256).optional(),
     /** Model family, e.g. the architecture `tree-ensemble`. */
-    family: z.string().optional(),
+    family: z.string().max(256).optional(),
     /** Size of the input data in rows (or tokens). */
     datasetRows: z.number().nonnegative().optional(),
     /** The device type it ran on and what the hardware planner estimated, for calibration. */
-    device: z.string().optional(),
+    device: z.string().max(256).optional(),
     estimatedMs: z.number().nonnegative().optional(),
   })
   .strict();
@@ -165,34 +172,32 @@ export type RunUsage = z.infer<typeof RunUsage>;
 export const ReserveQuotaInput = z
   .object({
     /** Idempotency key: reserving the same lease id again returns the existing lease. */
-    leaseId: z.string().min(1).max(256),
+    leaseId: LeaseId,
     /** The pipeline holding it (a lifecycle id, a model's serving deployment, ...). Caps apply per holder. */
-    holder: z.string().min(1).max(256),
+    holder: HolderName,
     kind: PipelineKind,
     resources: Resources.refine((r) => Object.values(r).some((v) => v > 0), 'request at least one resource'),
     /** Lease TTL; the pool's `leaseTtl` when absent; null never expires (a production deployment). */
-    ttlMs: z.number().int().positive().nullable().optional(),
+    ttlMs: DurationMs.nullable().optional(),
     /** Wait in the pool's queue for up to `timeoutMs` instead of being refused at once. */
     wait: z
-      .object({ timeoutMs: z.number().int().positive(), priority: z.number().int().min(-100).max(100).default(0) })
+      .object({ timeoutMs: DurationMs, priority: z.number().int().min(-100).max(100).default(0) })
       .strict()
       .optional(),
     /** How long the holder expects to keep it (for "earliest expected release"). */
-    expectedDurationMs: z.number().int().positive().optional(),
+    expectedDurationMs: DurationMs.optional(),
     profile: RunProfile.optional(),
   })
   .strict();
 export type ReserveQuotaInput = z.input<typeof ReserveQuotaInput>;
 export type ReserveQuotaRequest = z.output<typeof ReserveQuotaInput>;
 
-export const RenewQuotaInput = z
-  .object({ leaseId: z.string().min(1), ttlMs: z.number().int().positive().nullable().optional() })
-  .strict();
+export const RenewQuotaInput = z.object({ leaseId: LeaseId, ttlMs: DurationMs.nullable().optional() }).strict();
 export type RenewQuotaInput = z.input<typeof RenewQuotaInput>;
 
 export const ReleaseQuotaInput = z
   .object({
-    leaseId: z.string().min(1),
+    leaseId: LeaseId,
     /** What the run measured, kept in the pool's run history for estimates. */
     usage: RunUsage.optional(),
     /** Completes the profile given at reservation (e.g. the dataset size, known once the data was read). */
@@ -267,6 +272,15 @@ export type QuotaBatchOp =
   | { op: 'renew'; input: RenewQuotaInput }
   | { op: 'release'; input: ReleaseQuotaInput };
 
+/**
+ * A batch as the pool's validator checks it: 1 to MAX_QUOTA_BATCH operations of a known kind. Each operation's input
+ * is checked on its own when it is applied, so a malformed one fails alone.
+ */
+export const QuotaBatch = z
+  .array(z.object({ op: z.enum(['reserve', 'renew', 'release']), input: z.unknown() }).strict())
+  .min(1, `a batch is 1 to ${MAX_QUOTA_BATCH} operations`)
+  .max(MAX_QUOTA_BATCH, `a batch is 1 to ${MAX_QUOTA_BATCH} operations`);
+
 /** The answer to one operation of a batch, in the batch's order; a malformed operation fails alone. */
 export type QuotaBatchResult =
   { ok: true; value: ReserveQuotaResult | QuotaLease | null } | { ok: false; error: string };
@@ -304,6 +318,7 @@ export interface QuotaJournalEntry {
   used?: Resources;
 }
 
+/** A reservation waiting in a pool's queue: everything its grant needs, carried whole across continue-as-new. */
 export interface QuotaWaiting {
   leaseId: string;
   holder: string;
@@ -312,6 +327,10 @@ export interface QuotaWaiting {
   priority: number;
   enqueuedAt: string;
   deadline: string;
+  /** The lease TTL asked for (null: never expires); absent: the pool's `leaseTtl`. */
+  ttlMs?: number | null;
+  expectedDurationMs?: number;
+  profile?: RunProfile;
 }
 
 export interface QuotaAlertState {

@@ -1,23 +1,37 @@
-import type { DeploymentTargetSpec } from '../targets/spec';
+import { z } from 'zod';
+import { DeploymentTargetSpec } from '../targets/spec';
+import { HolderName, Identity, LeaseId, ModelName, nameRecord, PoolName, VersionName } from './names';
+import { MAX_DURATION_MS } from './duration';
+import { Resources } from './quota';
 
 /** Model registry: which version serves production, and the history of how it got there. */
-export interface PromotionRecord {
-  model: string;
-  version: string;
-  artifactDir: string;
-  metrics: Record<string, number>;
-  /** The lifecycle that promoted it: the idempotency key of the promotion. */
-  lifecycleId: string;
-  by: string;
-  at: string;
-  /** `rollback` when a rollback put this version back (its `lifecycleId` is then the rollback's workflow id). */
-  kind?: 'promotion' | 'rollback';
-  reason?: string;
-  /** The quota the version holds while it serves, so a rollback can hand it back and take it again. */
-  serving?: { pool: string; leaseId: string; resources: Record<string, number> };
-  /** Where it serves, when not the worker's gateway: a rollback acts on the same target. */
-  target?: DeploymentTargetSpec;
-}
+export const PromotionRecord = z
+  .object({
+    model: ModelName,
+    version: VersionName,
+    artifactDir: z.string().min(1).max(4096),
+    /** Offline metrics at validation (null: a metric that could not be computed). */
+    metrics: nameRecord(z.string().min(1).max(128), z.number().nullable()).refine(
+      (m) => Object.keys(m).length <= 200,
+      'at most 200 metrics',
+    ),
+    /** The lifecycle that promoted it: the idempotency key of the promotion. */
+    lifecycleId: HolderName,
+    by: Identity,
+    at: z
+      .string()
+      .max(64)
+      .refine((t) => Number.isFinite(Date.parse(t)), 'an ISO time'),
+    /** `rollback` when a rollback put this version back (its `lifecycleId` is then the rollback's workflow id). */
+    kind: z.enum(['promotion', 'rollback']).optional(),
+    reason: z.string().max(2000).optional(),
+    /** The quota the version holds while it serves, so a rollback can hand it back and take it again. */
+    serving: z.object({ pool: PoolName, leaseId: LeaseId, resources: Resources }).strict().optional(),
+    /** Where it serves, when not the worker's gateway: a rollback acts on the same target. */
+    target: DeploymentTargetSpec.optional(),
+  })
+  .strict();
+export type PromotionRecord = z.output<typeof PromotionRecord>;
 
 export interface RegistryState {
   model: string;
@@ -40,3 +54,32 @@ export function rollbackWorkflowId(model: string, at: number): string {
 export function validRollbackSteps(steps: readonly number[]): boolean {
   return steps.at(-1) === 100 && steps.every((p, i) => p > 0 && p <= 100 && (i === 0 || p > steps[i - 1]!));
 }
+
+/** What a rollback of a production model is asked to do (`mlctl rollback`, the alert router's `rollback` action). */
+export const ModelRollbackInput = z
+  .object({
+    model: ModelName,
+    /** The version to return to; default the registry's `previous`. */
+    to: VersionName.optional(),
+    by: Identity,
+    reason: z.string().max(2000),
+    /**
+     * Gradual rollback: the restored version's share of traffic at each step, increasing and ending at 100 (e.g.
+     * `[25, 50, 100]`), `stepIntervalMs` apart. Absent: all traffic at once.
+     */
+    steps: z
+      .array(z.number())
+      .min(1)
+      .max(100)
+      .superRefine((steps, ctx) => {
+        if (!validRollbackSteps(steps))
+          ctx.addIssue({
+            code: 'custom',
+            message: `rollback steps must increase within (0, 100] and end at 100, got ${steps.join(', ')}`,
+          });
+      })
+      .optional(),
+    stepIntervalMs: z.number().int().positive().max(MAX_DURATION_MS, 'at most 365 days').optional(),
+  })
+  .strict();
+export type ModelRollbackInput = z.input<typeof ModelRollbackInput>;

@@ -2,7 +2,8 @@ import { ed25519 } from '@noble/curves/ed25519';
 import { sha256 } from '@noble/hashes/sha2';
 import { bytesToHex, utf8ToBytes } from '@noble/hashes/utils';
 import { z } from 'zod';
-import { describeIssues, Identity } from './spec';
+import { describeIssues } from './spec';
+import { Identity, nameRecord } from './names';
 
 /*
  * Signed approvals: a production gate can require that an approval carries an Ed25519 signature by the approver's own
@@ -75,7 +76,7 @@ export const SignedApproval = z
 export type SignedApproval = z.infer<typeof SignedApproval>;
 
 /** Approver identity → their raw 32-byte Ed25519 public keys in base64; several keys allow rotation. */
-export const ApproverKeyring = z.record(Identity, z.array(Ed25519PublicKey).min(1));
+export const ApproverKeyring = nameRecord(Identity, z.array(Ed25519PublicKey).min(1));
 export type ApproverKeyring = z.infer<typeof ApproverKeyring>;
 
 /** The claim's keys in the order they are signed: a wire contract, change it only with a new domain version. */

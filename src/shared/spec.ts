@@ -1,15 +1,13 @@
 import { z } from 'zod';
 import { FeatureOverride } from '../drift/options';
 import { MONITOR_ACTIONS, SERVING_ALERT_KINDS } from './alerts';
-import { Duration } from './duration';
-import { ModelName, VersionName } from './gateway-api';
+import { Duration, PositiveDuration } from './duration';
+import { FeatureName, Identity, ModelName, nameRecord, VersionName } from './names';
 import { Architecture, Precision } from './hardware';
 import { DeploymentTargetSpec } from '../targets/spec';
+import { clipped } from './text';
 
-/** An approver or submitter identity: `alice`, `ci@pipelines`, `svc:nightly`. */
-export const Identity = z
-  .string()
-  .regex(/^[A-Za-z0-9][A-Za-z0-9._@:+-]{0,127}$/, 'an identity: letters, digits and . _ @ : + -');
+export { Identity } from './names';
 
 /** A metric threshold for validation: the candidate's offline metric must be >= min and/or <= max. */
 export const MetricThreshold = z
@@ -25,13 +23,13 @@ export const TrainingSpec = z
     /** Folder holding train.csv and test.csv. */
     dataDir: z.string().min(1),
     /** Passed to the program as JSON; the program rejects what it does not know (non-retryable). */
-    params: z.record(z.string(), z.unknown()).default({}),
+    params: nameRecord(z.string().max(256), z.unknown()).default({}),
     /** The training lease of lifecycles started before the hardware planner (which leases the chosen device). */
     resources: z
       .object({ cpu: z.number().positive().default(1), memoryGiB: z.number().positive().default(2) })
       .strict()
       .default({ cpu: 1, memoryGiB: 2 }),
-    timeout: Duration.default(30 * 60_000),
+    timeout: PositiveDuration.default(30 * 60_000),
     /** A crashed or killed training process is retried this many times in all. */
     maxAttempts: z.number().int().min(1).max(10).default(3),
     /** Size of the training data for the hardware planner; rows are counted from train.csv when absent. */
@@ -41,7 +39,7 @@ export const TrainingSpec = z
       .optional(),
     epochs: z.number().positive().default(1),
     /** The planner picks the cheapest hardware that trains within this. */
-    deadline: Duration.optional(),
+    deadline: PositiveDuration.optional(),
     /** The planner's fastest candidate stays within this. */
     budgetUsd: z.number().positive().optional(),
   })
@@ -68,7 +66,7 @@ export const TestDataSpec = z
     failOn: z.enum(['dataset-drift', 'any-drift', 'never']).default('dataset-drift'),
     driftShare: z.number().min(0).max(1).default(0.5),
     /** Per-feature method, threshold, direction or skip (see `mlctl data check --options`). */
-    features: z.record(z.string(), FeatureOverride).default({}),
+    features: nameRecord(FeatureName, FeatureOverride).default({}),
   })
   .strict();
 export type TestDataSpec = z.infer<typeof TestDataSpec>;
@@ -76,12 +74,12 @@ export type TestDataSpec = z.infer<typeof TestDataSpec>;
 export const ValidationSpec = z
   .object({
     /** Absolute gates on the candidate's offline metrics, e.g. `{ auc: { min: 0.8 } }`. */
-    thresholds: z.record(z.string(), MetricThreshold).default({}),
+    thresholds: nameRecord(z.string().max(128), MetricThreshold).default({}),
     /**
      * Largest allowed drop against the production version on the same test set, e.g. `{ auc: 0.02 }`.
      * For metrics where lower is better (names ending in `Loss` or `Error`) it is the largest allowed rise.
      */
-    maxRegression: z.record(z.string(), z.number().nonnegative()).default({}),
+    maxRegression: nameRecord(z.string().max(128), z.number().nonnegative()).default({}),
     /** Drift of the test set against the training set (R10): a test set unlike training makes the metrics moot. */
     testData: TestDataSpec.default(TestDataSpec.parse({})),
   })
@@ -108,15 +106,15 @@ export const ApprovalSpec = z
     /** Approvals from distinct approvers each gate needs (N of M); one rejection rejects the gate. */
     quorum: z.number().int().min(1).default(1),
     /** How long a gate waits before it expires and the lifecycle ends `rejected` (or rolls back, once deployed). */
-    timeout: Duration.default(24 * 3_600_000),
+    timeout: PositiveDuration.default(24 * 3_600_000),
     /** A gate still open this long after it opened raises an escalation alert naming `escalateTo`. */
-    escalateAfter: Duration.optional(),
+    escalateAfter: PositiveDuration.optional(),
     /** Who an escalation goes to (team leads, an on-call rota); carried in the alert. */
     escalateTo: z.array(Identity).default([]),
     /** Every gate's approvals must be signed by the approver's registered key (`mlctl keys generate`). */
     signed: z.boolean().default(false),
     /** Per-gate overrides: approvers, quorum, signatures. */
-    gates: z.record(z.string(), GatePolicySpec).default({}),
+    gates: nameRecord(z.string(), GatePolicySpec).default({}),
   })
   .strict()
   .superRefine(
@@ -176,7 +174,7 @@ export const AnalysisSpec = z
     /** Fewest candidate predictions a stage needs before it is judged; fewer is inconclusive. */
     minSamples: z.number().int().positive().default(100),
     /** After the bake, how long the analysis may wait for the minimum sample before calling it inconclusive. */
-    maxWaitForSamples: Duration.default(5 * 60_000),
+    maxWaitForSamples: PositiveDuration.default(5 * 60_000),
     /**
      * Sampling interval across the bake: each sample judges the traffic since the one before, so a breach stops the
      * rollout within an interval instead of at the end of the bake. The bake's end always takes a last readout of the
@@ -232,7 +230,7 @@ export type AnalysisSpec = z.infer<typeof AnalysisSpec>;
 
 export const RolloutSpec = z
   .object({
-    canary: z.object({ percent: z.number().gt(0).lt(100), bake: Duration }).strict(),
+    canary: z.object({ percent: z.number().gt(0).lt(100), bake: PositiveDuration }).strict(),
     /** Ramp stages after the canary, in increasing percent; the last one is 100. */
     steps: z.array(RolloutStep).min(1),
     analysis: AnalysisSpec.default(AnalysisSpec.parse({})),
@@ -319,7 +317,7 @@ export const StagingSpec = z
     target: DeploymentTargetSpec.optional(),
     /** The model name staging traffic is sent to. */
     route: ModelName.optional(),
-    bake: Duration,
+    bake: PositiveDuration,
     /** Wait for the `production` gate after staging passed. */
     gate: z.boolean().default(true),
   })
@@ -470,8 +468,10 @@ export function lifecycleWorkflowId(model: string, version: string): string {
 
 /** Formats zod problems one per line with their path, for CLI and failure messages. */
 export function describeIssues(error: z.ZodError): string[] {
-  return error.issues.map((issue) => {
-    const path = issue.path.length ? issue.path.map(String).join('.') : '(root)';
-    return `${path}: ${issue.message}`;
+  // Paths and messages quote the input (keys, unrecognized names): each is clipped, so a hostile payload cannot make
+  // an error message, a log line or a refusal megabytes long.
+  return error.issues.slice(0, 50).map((issue) => {
+    const path = issue.path.length ? issue.path.map((p) => clipped(String(p), 80)).join('.') : '(root)';
+    return `${clipped(path, 200)}: ${clipped(issue.message, 300)}`;
   });
 }

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { Identity } from './spec';
+import { Identity } from './names';
 
 /** Stages of a model lifecycle (DESIGN.md §4). */
 export const Stage = {
@@ -20,6 +20,10 @@ export const Stage = {
   Failed: 'failed',
 } as const;
 export type Stage = (typeof Stage)[keyof typeof Stage];
+/** A stage name as a caller gives it (`mlctl list --stage`). */
+export const StageName = z.enum(Object.values(Stage) as [Stage, ...Stage[]], {
+  error: `a stage: ${Object.values(Stage).join(', ')}`,
+});
 
 export const TERMINAL_STAGES: readonly Stage[] = [Stage.Promoted, Stage.RolledBack, Stage.Rejected, Stage.Failed];
 

@@ -1,6 +1,7 @@
 import type { LogLevel, LogMetadata, Logger } from '@temporalio/common';
 import pino from 'pino';
 import pretty from 'pino-pretty';
+import { own } from '../shared/own';
 
 /**
  * The process's root logger: JSON lines in production, readable lines on a terminal (`LOG_FORMAT=pretty|json`
@@ -35,10 +36,13 @@ export function prettyOptions(overrides: pretty.PrettyOptions = {}): pretty.Pret
  * finished`, `[churn] rollback step`, `[pool default] ...`; a line without context is just its message.
  */
 export function formatLogMessage(log: Record<string, unknown>, messageKey: string): string {
-  const field = (k: (typeof CONTEXT_FIELDS)[number]) => (typeof log[k] === 'string' && log[k] !== '' ? log[k] : null);
+  const field = (k: (typeof CONTEXT_FIELDS)[number]) => {
+    const v = own(log, k);
+    return typeof v === 'string' && v !== '' ? v : null;
+  };
   const pool = field('pool');
   const parts = [field('model'), field('version'), field('stage'), pool && `pool ${pool}`].filter(Boolean);
-  const message = log[messageKey] === undefined ? '' : String(log[messageKey]);
+  const message = own(log, messageKey) === undefined ? '' : String(own(log, messageKey));
   return parts.length > 0 ? `[${parts.join(' ')}] ${message}` : message;
 }
 

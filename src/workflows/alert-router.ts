@@ -9,28 +9,36 @@ import {
   startChild,
   workflowInfo,
   ApplicationFailure,
+  isCancellation,
 } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import { IncidentBook, type IncidentBookState, type IncidentEvent } from '../domain/incidents';
 import {
-  MONITOR_ACTIONS,
-  type Alert,
+  Alert,
+  MAX_OBSERVATIONS_PER_SIGNAL,
+  Observation,
   type AlertRecord,
   type AlertRouterState,
   type ModelSilence,
   type MonitorAction,
-  type Observation,
   type OpenIncident,
 } from '../shared/alerts';
 import { ErrorType } from '../shared/errors';
 import {
+  AlertHistoryQuery,
   alertRouterQuery,
   observeSignal,
+  OverrideInput,
   overrideActionUpdate,
   raiseAlertSignal,
+  SilenceInput,
   silenceModelUpdate,
   type OverrideAck,
 } from '../shared/monitoring';
+import { describeIssues } from '../shared/spec';
+import { z } from 'zod';
+import { cut } from '../shared/text';
+import { guardedSignal, guardedUpdate, guardedValidator, parseInput, refuse } from './handlers';
 import { rollbackWorkflowId } from '../shared/registry';
 import type { ModelRollbackInput, ModelRollbackResult } from './model-rollback';
 
@@ -131,13 +139,25 @@ export async function alertRouterWorkflow(input: AlertRouterInput = {}): Promise
     ...(a.pool ? { pool: a.pool } : {}),
   });
 
-  setHandler(observeSignal, (batch) => {
-    if (Array.isArray(batch) && batch.length > 0) inbox.push({ observations: batch });
-  });
-  setHandler(raiseAlertSignal, (alert) => {
-    if (alert && typeof alert.dedupKey === 'string') inbox.push({ alert });
-  });
-  setHandler(alertRouterQuery, (q): AlertRouterState => {
+  // Each observation of a batch is checked on its own: one malformed check does not drop its monitor's others.
+  setHandler(
+    observeSignal,
+    guardedSignal('observe', z.array(z.unknown()).min(1).max(MAX_OBSERVATIONS_PER_SIGNAL), (batch) => {
+      const good: Observation[] = [];
+      for (const [i, raw] of batch.entries()) {
+        const obs = Observation.safeParse(raw);
+        if (obs.success) good.push(obs.data);
+        else log.warn('ignored malformed observation', { index: i, problems: describeIssues(obs.error).slice(0, 10) });
+      }
+      if (good.length > 0) inbox.push({ observations: good });
+    }),
+  );
+  setHandler(
+    raiseAlertSignal,
+    guardedSignal('raiseAlert', Alert, (alert) => void inbox.push({ alert })),
+  );
+  setHandler(alertRouterQuery, (raw): AlertRouterState => {
+    const q = parseInput(AlertHistoryQuery.optional(), raw, 'alert history query');
     const model = q?.model;
     const limit = Math.max(1, Math.min(q?.limit ?? 100, HISTORY_KEPT));
     const mine = <T extends { model?: string }>(x: T) => model === undefined || modelOf(x) === model;
@@ -163,7 +183,8 @@ export async function alertRouterWorkflow(input: AlertRouterInput = {}): Promise
   });
   setHandler(
     silenceModelUpdate,
-    (s) => {
+    guardedUpdate('silenceModel', (raw: SilenceInput) => {
+      const s = parseInput(SilenceInput, raw, 'silence');
       if (s.forMs === 0) {
         const was = silences.get(s.model) ?? null;
         silences.delete(s.model);
@@ -184,18 +205,23 @@ export async function alertRouterWorkflow(input: AlertRouterInput = {}): Promise
         by: s.by,
       });
       return silence;
-    },
-    {
-      validator: (s) => {
-        if (!s || typeof s.model !== 'string' || s.model === '') throw new Error('silence: model is required');
-        if (typeof s.by !== 'string' || s.by === '') throw new Error('silence: by (who silences) is required');
-        if (!Number.isFinite(s.forMs) || s.forMs < 0) throw new Error('silence: forMs must be a duration >= 0');
-      },
-    },
+    }),
+    { validator: guardedValidator('silenceModel', (raw) => void parseInput(SilenceInput, raw, 'silence')) },
   );
+  /** The override, checked against what is open and pending now; a typed refusal otherwise. */
+  const checkOverride = (raw: unknown): OverrideInput => {
+    const o = parseInput(OverrideInput, raw, 'override');
+    if (!incidents.has(o.incident)) throw refuse(`override: no open incident "${o.incident}"`);
+    if (!actions.has(o.incident))
+      throw refuse(`override: incident "${o.incident}" has no pending action (it only notifies, or already acted)`);
+    if (o.action === 'retrain' && incidents.get(o.incident)!.retrainSpec === undefined)
+      throw refuse(`override: incident "${o.incident}" has no spec to retrain from`);
+    return o;
+  };
   setHandler(
     overrideActionUpdate,
-    (o): OverrideAck => {
+    guardedUpdate('overrideAction', (raw: OverrideInput): OverrideAck => {
+      const o = checkOverride(raw);
       const pending = actions.get(o.incident)!;
       const at = new Date().toISOString();
       const incident = incidents.get(o.incident)!;
@@ -210,21 +236,8 @@ export async function alertRouterWorkflow(input: AlertRouterInput = {}): Promise
       else actions.set(o.incident, { kind: o.action, dueAt: Date.now(), by: o.by });
       wake = true;
       return { incident: o.incident, was: pending.kind, now: o.action, at };
-    },
-    {
-      validator: (o) => {
-        if (!o || typeof o.by !== 'string' || o.by === '') throw new Error('override: by (who overrides) is required');
-        if (!(MONITOR_ACTIONS as readonly string[]).includes(o.action))
-          throw new Error(`override: action must be notify, hold, rollback or retrain, not "${String(o.action)}"`);
-        if (!incidents.has(o.incident)) throw new Error(`override: no open incident "${o.incident}"`);
-        if (!actions.has(o.incident))
-          throw new Error(
-            `override: incident "${o.incident}" has no pending action (it only notifies, or already acted)`,
-          );
-        if (o.action === 'retrain' && incidents.get(o.incident)!.retrainSpec === undefined)
-          throw new Error(`override: incident "${o.incident}" has no spec to retrain from`);
-      },
-    },
+    }),
+    { validator: guardedValidator('overrideAction', (raw) => void checkOverride(raw)) },
   );
 
   const notify = (alert: Alert) => {
@@ -452,7 +465,8 @@ export async function alertRouterWorkflow(input: AlertRouterInput = {}): Promise
     const incident = incidents.get(incidentId);
     if (!incident?.alert.model) return;
     const model = incident.alert.model;
-    const reason = `${incidentId}: ${incident.alert.summary}`;
+    // Within the 2000 characters a rollback or a pause takes as its reason.
+    const reason = cut(`${incidentId}: ${incident.alert.summary}`, 2000);
     actionsRunning++;
     try {
       let done: string;
@@ -532,8 +546,18 @@ export async function alertRouterWorkflow(input: AlertRouterInput = {}): Promise
     while (inbox.length > 0) {
       const item = inbox.shift()!;
       handled++;
-      if ('alert' in item) await handleRaised(item.alert);
-      else for (const obs of item.observations) await handleObservation(obs);
+      // Inputs were checked when they arrived; should handling one still throw, it is logged and dropped rather than
+      // failing the task on every replay (which would stop all alerting of the namespace).
+      try {
+        if ('alert' in item) await handleRaised(item.alert);
+        else for (const obs of item.observations) await handleObservation(obs);
+      } catch (err) {
+        if (isCancellation(err)) throw err;
+        log.error('alert router dropped an item it could not handle', {
+          item: 'alert' in item ? item.alert.dedupKey : item.observations.map((o) => o.key),
+          error: err instanceof Error ? err.message : String(err),
+        });
+      }
     }
     const now = Date.now();
     for (const [key, group] of [...groups]) {

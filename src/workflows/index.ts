@@ -1,4 +1,5 @@
-// The only workflowsPath: every workflow the workers run.
+// The only workflowsPath: every workflow the workers run. The sandbox is hardened before any of them loads.
+import './sandbox';
 export { modelLifecycleWorkflow } from './model-lifecycle';
 export { modelRegistryWorkflow } from './model-registry';
 export { quotaPoolWorkflow } from './quota-pool';

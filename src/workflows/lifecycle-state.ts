@@ -14,6 +14,8 @@ import {
   TERMINAL_STAGES,
 } from '../shared/status';
 import type { ApprovalAck, OperatorAck, PromoteNowAck } from '../shared/messages';
+import { ErrorType } from '../shared/errors';
+import { parseInput, refuse } from './handlers';
 
 /** How old a signed approval may be when it arrives. */
 const SIGNED_APPROVAL_MAX_AGE_MS = 10 * 60_000;
@@ -46,7 +48,7 @@ export class LifecycleState {
   /** Rules of the pending gate. */
   private gateRules: GatePolicy | null = null;
   /** How many times each gate has opened: the opening id of signed claims. */
-  private readonly openings: Record<string, number> = {};
+  private readonly openings = new Map<string, number>();
   /** Public keys of the approvers, loaded when a gate that needs signatures opens. */
   keyring: ApproverKeyring = {};
   /** True while the candidate takes traffic (between deployment and the end of the rollout). */
@@ -97,7 +99,8 @@ export class LifecycleState {
   openGate(gate: string, timeoutMs: number, escalateAfterMs?: number): void {
     const rules = gatePolicy(this.spec.approval, gate);
     const openedAt = new Date();
-    const n = (this.openings[gate] = (this.openings[gate] ?? 0) + 1);
+    const n = (this.openings.get(gate) ?? 0) + 1;
+    this.openings.set(gate, n);
     this.gateRules = rules;
     this.pendingGate = {
       gate,
@@ -129,7 +132,7 @@ export class LifecycleState {
 
   /** Update validator: throws (refusing the update, nothing recorded) unless this person may decide now. */
   validateGate(raw: unknown, decision: 'approved' | 'rejected'): void {
-    const input = GateDecisionInput.parse(raw);
+    const input = parseInput(GateDecisionInput, raw, 'gate decision');
     const pending = this.gateOutcome === null ? this.pendingGate : null;
     const result = checkGateDecision({
       pending,
@@ -140,7 +143,7 @@ export class LifecycleState {
       decision,
       recorded: this.approvals,
     });
-    if (!result.ok) throw new Error(result.reason);
+    if (!result.ok) throw refuse(result.reason, ErrorType.ApprovalRefused);
     if (pending?.signed) this.verifySignature(input, pending.gate, pending.opening!, decision);
   }
 
@@ -152,8 +155,9 @@ export class LifecycleState {
     decision: 'approved' | 'rejected',
   ): { keyId: string; nonce: string; reason: string } {
     if (input.signed === undefined) {
-      throw new Error(
+      throw refuse(
         `gate "${gate}" requires a signed approval (mlctl ${decision === 'approved' ? 'approve' : 'reject'} --key <file>)`,
+        ErrorType.ApprovalRefused,
       );
     }
     const verdict = verifySignedApproval(input.signed, this.keyring, {
@@ -166,14 +170,14 @@ export class LifecycleState {
       maxAgeMs: SIGNED_APPROVAL_MAX_AGE_MS,
       usedNonces: new Set(this.approvals.flatMap((a) => (a.nonce ? [a.nonce] : []))),
     });
-    if (!verdict.ok) throw new Error(verdict.reason);
+    if (!verdict.ok) throw refuse(verdict.reason, ErrorType.ApprovalRefused);
     return { keyId: verdict.keyId, nonce: verdict.claim.nonce, reason: verdict.claim.reason };
   }
 
   decideGate(raw: unknown, decision: 'approved' | 'rejected'): ApprovalAck {
-    const input = GateDecisionInput.parse(raw);
+    const input = parseInput(GateDecisionInput, raw, 'gate decision');
     const gate = this.pendingGate;
-    if (!gate || this.gateOutcome !== null) throw new Error('no gate is awaiting a decision');
+    if (!gate || this.gateOutcome !== null) throw refuse('no gate is awaiting a decision', ErrorType.ApprovalRefused);
     const signature = gate.signed ? this.verifySignature(input, gate.gate, gate.opening!, decision) : null;
     const at = this.now();
     const reason = signature?.reason || input.reason;
@@ -205,11 +209,14 @@ export class LifecycleState {
 
   /** Update validator of promote-now: an approver of the `promote-now` gate, while the candidate takes traffic. */
   validatePromoteNow(raw: unknown): void {
-    const input = GateDecisionInput.parse(raw);
+    const input = parseInput(GateDecisionInput, raw, 'promote-now request');
     if (!this.deployed || !(PROMOTABLE.includes(this.stage) || this.stage === Stage.AwaitingApproval)) {
-      throw new Error(`nothing to promote: the lifecycle is ${this.stage}, not in its canary or ramp`);
+      throw refuse(
+        `nothing to promote: the lifecycle is ${this.stage}, not in its canary or ramp`,
+        ErrorType.ApprovalRefused,
+      );
     }
-    if (this.promoteNow?.granted) throw new Error('promote-now was already granted');
+    if (this.promoteNow?.granted) throw refuse('promote-now was already granted', ErrorType.ApprovalRefused);
     const rules = gatePolicy(this.spec.approval, PROMOTE_NOW);
     const result = checkGateDecision({
       pending: {
@@ -226,12 +233,12 @@ export class LifecycleState {
       decision: 'approved',
       recorded: this.approvals,
     });
-    if (!result.ok) throw new Error(result.reason);
+    if (!result.ok) throw refuse(result.reason, ErrorType.ApprovalRefused);
     if (rules.signed) this.verifySignature(input, PROMOTE_NOW, `${PROMOTE_NOW}#1`, 'approved');
   }
 
   requestPromoteNow(raw: unknown): PromoteNowAck {
-    const input = GateDecisionInput.parse(raw);
+    const input = parseInput(GateDecisionInput, raw, 'promote-now request');
     const rules = gatePolicy(this.spec.approval, PROMOTE_NOW);
     const signature = rules.signed ? this.verifySignature(input, PROMOTE_NOW, `${PROMOTE_NOW}#1`, 'approved') : null;
     const at = this.now();
@@ -257,10 +264,8 @@ export class LifecycleState {
   }
 
   validateAbort(raw: unknown): void {
-    OperatorAction.parse(raw);
-    if (TERMINAL_STAGES.includes(this.stage)) {
-      throw new Error(`the lifecycle already ended ${this.stage}`);
-    }
+    parseInput(OperatorAction, raw, 'abort');
+    if (TERMINAL_STAGES.includes(this.stage)) throw refuse(`the lifecycle already ended ${this.stage}`);
   }
 
   abortNow(raw: unknown): OperatorAck {
@@ -283,21 +288,21 @@ export class LifecycleState {
   }
 
   pause(raw: unknown): void {
-    const a = OperatorAction.parse(raw);
+    const a = parseInput(OperatorAction, raw, 'operator action');
     if (this.paused) return;
     this.paused = true;
     this.event(`paused by ${a.by}${a.reason ? `: ${a.reason}` : ''}`);
   }
 
   resume(raw: unknown): void {
-    const a = OperatorAction.parse(raw);
+    const a = parseInput(OperatorAction, raw, 'operator action');
     if (!this.paused) return;
     this.paused = false;
     this.event(`resumed by ${a.by}${a.reason ? `: ${a.reason}` : ''}`);
   }
 
   requestAbort(raw: unknown): void {
-    const a = OperatorAction.parse(raw);
+    const a = parseInput(OperatorAction, raw, 'operator action');
     if (this.abort) return;
     this.abort = { by: a.by, reason: a.reason, at: this.now() };
     this.event(`abort requested by ${a.by}${a.reason ? `: ${a.reason}` : ''}`);

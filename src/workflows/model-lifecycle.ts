@@ -34,10 +34,12 @@ import type { TrainingOption } from '../shared/hardware';
 import type { QuotaLease, ReleaseQuotaInput, ReserveQuotaInput, ReserveQuotaResult } from '../shared/quota';
 import type { PromotionRecord } from '../shared/registry';
 import { MlModel, MlStage, MlVersion } from '../shared/search-attributes';
+import { own } from '../shared/own';
 import { LifecycleSpec, describeIssues, type StagingSpec } from '../shared/spec';
 import { OperatorAction, Stage, type Decision, type LifecycleResult } from '../shared/status';
 import type { ModelTelemetry } from '../shared/telemetry';
 import type { DeploymentTargetSpec } from '../targets/spec';
+import { guardedSignal, guardedUpdate, guardedValidator } from './handlers';
 import { LifecycleState } from './lifecycle-state';
 import { reportLifecycleError, reportStageChange } from './metrics-sink';
 import { setLogContext } from './log-context';
@@ -129,31 +131,39 @@ export async function modelLifecycleWorkflow(input: LifecycleInput): Promise<Lif
   ]);
 
   setHandler(statusQuery, () => lc.status());
-  setHandler(approveGateUpdate, (d) => lc.decideGate(d, 'approved'), {
-    validator: (d) => lc.validateGate(d, 'approved'),
-  });
-  setHandler(rejectGateUpdate, (d) => lc.decideGate(d, 'rejected'), {
-    validator: (d) => lc.validateGate(d, 'rejected'),
-  });
-  setHandler(promoteNowUpdate, (d) => lc.requestPromoteNow(d), { validator: (d) => lc.validatePromoteNow(d) });
-  setHandler(abortUpdate, (a) => lc.abortNow(a), { validator: (a) => lc.validateAbort(a) });
+  // Validators refuse with a typed failure before anything is written; handlers cannot fail the workflow task.
+  setHandler(
+    approveGateUpdate,
+    guardedUpdate('approveGate', (d) => lc.decideGate(d, 'approved')),
+    { validator: guardedValidator('approveGate', (d) => lc.validateGate(d, 'approved')) },
+  );
+  setHandler(
+    rejectGateUpdate,
+    guardedUpdate('rejectGate', (d) => lc.decideGate(d, 'rejected')),
+    { validator: guardedValidator('rejectGate', (d) => lc.validateGate(d, 'rejected')) },
+  );
+  setHandler(
+    promoteNowUpdate,
+    guardedUpdate('promoteNow', (d) => lc.requestPromoteNow(d)),
+    { validator: guardedValidator('promoteNow', (d) => lc.validatePromoteNow(d)) },
+  );
+  setHandler(
+    abortUpdate,
+    guardedUpdate('abortLifecycle', (a) => lc.abortNow(a)),
+    { validator: guardedValidator('abortLifecycle', (a) => lc.validateAbort(a)) },
+  );
   // Signals cannot answer the sender, so a malformed one is logged and dropped rather than failing the workflow.
-  const operator = (name: string, apply: (a: OperatorAction) => void) => (raw: OperatorAction) => {
-    const a = OperatorAction.safeParse(raw);
-    if (a.success) apply(a.data);
-    else log.warn('ignored malformed operator signal', { signal: name, problems: describeIssues(a.error) });
-  };
   setHandler(
     pauseSignal,
-    operator('pause', (a) => lc.pause(a)),
+    guardedSignal('pause', OperatorAction, (a) => lc.pause(a)),
   );
   setHandler(
     resumeSignal,
-    operator('resume', (a) => lc.resume(a)),
+    guardedSignal('resume', OperatorAction, (a) => lc.resume(a)),
   );
   setHandler(
     abortSignal,
-    operator('abort', (a) => lc.requestAbort(a)),
+    guardedSignal('abort', OperatorAction, (a) => lc.requestAbort(a)),
   );
 
   let alertsRaised = 0;
@@ -319,7 +329,8 @@ export async function modelLifecycleWorkflow(input: LifecycleInput): Promise<Lif
     const offline = evaluateOffline(
       spec.validation,
       evaluated.metrics,
-      production?.metrics ?? null,
+      // A metric that could not be computed reached the registry as null (JSON has no NaN), as it always has.
+      (production?.metrics as Record<string, number> | undefined) ?? null,
       new Date().toISOString(),
       evaluated.testData,
     );
@@ -460,7 +471,7 @@ export async function modelLifecycleWorkflow(input: LifecycleInput): Promise<Lif
       lc.event(`approver keyring unreadable: ${failureOf(err).message}`);
     }
     lc.keyring = { ...lc.keyring, ...keyring };
-    const missing = approvers.filter((a) => !keyring[a]);
+    const missing = approvers.filter((a) => !own(keyring, a));
     if (missing.length > 0) lc.event(`no signing key registered for ${missing.join(', ')}: they cannot approve`);
   }
 
@@ -687,7 +698,7 @@ export async function modelLifecycleWorkflow(input: LifecycleInput): Promise<Lif
         return new RolloutStop('failed-check', `${label} failed: ${describeFailures(verdict.failed)}`);
       }
       for (const d of verdict.tolerated) {
-        lc.event(`${label} sample ${sample}: ${d.check} failed (${streaks[d.check]} in a row, tolerated)`);
+        lc.event(`${label} sample ${sample}: ${d.check} failed (${own(streaks, d.check)} in a row, tolerated)`);
       }
     }
     const rest = end - Date.now();

@@ -1,6 +1,8 @@
 import { allHandlersFinished, condition, continueAsNew, setHandler, workflowInfo } from '@temporalio/workflow';
 import { recordPromotionUpdate, registryStateQuery } from '../shared/messages';
-import type { PromotionRecord, RegistryState } from '../shared/registry';
+import { ModelName } from '../shared/names';
+import { PromotionRecord, type RegistryState } from '../shared/registry';
+import { guardedUpdate, guardedValidator, parseInput, refuse } from './handlers';
 import { setLogContext } from './log-context';
 
 export interface ModelRegistryInput {
@@ -15,12 +17,24 @@ const HISTORY_LIMIT = 500;
  * promotions and rollbacks (who, when, from which lifecycle or rollback, why).
  */
 export async function modelRegistryWorkflow(input: ModelRegistryInput): Promise<void> {
-  const state: RegistryState = input.state ?? { model: input.model, production: null, previous: null, history: [] };
+  const state: RegistryState = input.state ?? {
+    model: parseInput(ModelName, input?.model, 'registry model'),
+    production: null,
+    previous: null,
+    history: [],
+  };
   setLogContext({ model: state.model });
 
+  /** A record of this model, checked with the schema every writer uses; a typed refusal otherwise. */
+  const checkRecord = (raw: unknown): PromotionRecord => {
+    const record = parseInput(PromotionRecord, raw, 'promotion record');
+    if (record.model !== state.model) throw refuse(`registry of "${state.model}" cannot record "${record.model}"`);
+    return record;
+  };
   setHandler(
     recordPromotionUpdate,
-    (record: PromotionRecord) => {
+    guardedUpdate('recordPromotion', (raw: PromotionRecord) => {
+      const record = checkRecord(raw);
       // Idempotent by lifecycle and kind: a lifecycle may promote its version and then, from its post-promotion
       // guard, put the previous one back.
       const kind = (r: PromotionRecord) => r.kind ?? 'promotion';
@@ -31,13 +45,8 @@ export async function modelRegistryWorkflow(input: ModelRegistryInput): Promise<
       state.history.push(record);
       if (state.history.length > HISTORY_LIMIT) state.history.splice(0, state.history.length - HISTORY_LIMIT);
       return record;
-    },
-    {
-      validator: (record: PromotionRecord) => {
-        if (record.model !== state.model)
-          throw new Error(`registry of "${state.model}" cannot record "${record.model}"`);
-      },
-    },
+    }),
+    { validator: guardedValidator('recordPromotion', (raw) => void checkRecord(raw)) },
   );
   setHandler(registryStateQuery, () => state);
 

@@ -1,7 +1,8 @@
 import { ApplicationFailure, log, proxyActivities, sleep, workflowInfo } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import { ErrorType } from '../shared/errors';
-import { validRollbackSteps, type PromotionRecord } from '../shared/registry';
+import { ModelRollbackInput, type PromotionRecord } from '../shared/registry';
+import { parseInput } from './handlers';
 import { setLogContext } from './log-context';
 
 const control = proxyActivities<Activities>({
@@ -9,19 +10,7 @@ const control = proxyActivities<Activities>({
   retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '20 seconds', maximumAttempts: 15 },
 });
 
-export interface ModelRollbackInput {
-  model: string;
-  /** The version to return to; default the registry's `previous`. */
-  to?: string;
-  by: string;
-  reason: string;
-  /**
-   * Gradual rollback: the restored version's share of traffic at each step, increasing and ending at 100 (e.g.
-   * `[25, 50, 100]`), `stepIntervalMs` apart. Absent: all traffic at once.
-   */
-  steps?: number[];
-  stepIntervalMs?: number;
-}
+export type { ModelRollbackInput } from '../shared/registry';
 
 export interface ModelRollbackResult {
   model: string;
@@ -38,11 +27,12 @@ export interface ModelRollbackResult {
  * between), records it in the registry as production (with who and why), then unloads the replaced version once its
  * in-flight predictions are done and returns its quota. Every step is idempotent by the workflow's id.
  */
-export async function modelRollbackWorkflow(input: ModelRollbackInput): Promise<ModelRollbackResult> {
+export async function modelRollbackWorkflow(raw: ModelRollbackInput): Promise<ModelRollbackResult> {
+  const input = parseInput(ModelRollbackInput, raw, 'rollback input');
   setLogContext({ model: input.model });
   const id = workflowInfo().workflowId;
   const started = Date.now();
-  const steps = rollbackSteps(input.steps);
+  const steps = input.steps && input.steps.length > 0 ? input.steps : [100];
   const registry = await control.getRegistry({ model: input.model });
   const current = registry?.production;
   if (!registry || !current) {
@@ -122,17 +112,4 @@ export async function modelRollbackWorkflow(input: ModelRollbackInput): Promise<
     await control.releaseQuota({ pool: current.serving.pool, leaseId: current.serving.leaseId });
   }
   return { model: input.model, from: current.version, to: target.version, trafficMovedMs, at };
-}
-
-/** The steps of a rollback, checked: increasing percentages in (0, 100], ending at 100. */
-function rollbackSteps(steps: number[] | undefined): number[] {
-  if (!steps || steps.length === 0) return [100];
-  if (!validRollbackSteps(steps)) {
-    throw ApplicationFailure.create({
-      type: ErrorType.InvalidSpec,
-      message: `rollback steps must increase within (0, 100] and end at 100, got ${steps.join(', ')}`,
-      nonRetryable: true,
-    });
-  }
-  return steps;
 }

@@ -4,6 +4,8 @@ import { poolAlerts } from '../domain/quota';
 import type { Alert } from '../shared/alerts';
 import { quotaMonitorQuery } from '../shared/messages';
 import type { QuotaAlertState, QuotaMonitorState } from '../shared/quota';
+import { PoolName } from '../shared/names';
+import { parseInput } from './handlers';
 import { setLogContext } from './log-context';
 
 export interface QuotaMonitorInput {
@@ -31,6 +33,7 @@ const IDLE_MS = 60_000;
  * clears. Alert delivery runs here, not in the pool, so the pool's workflow does nothing but grant and release.
  */
 export async function quotaMonitorWorkflow(input: QuotaMonitorInput): Promise<void> {
+  parseInput(PoolName, input?.pool, 'quota monitor pool');
   setLogContext({ pool: input.pool });
   const open = new Map<string, QuotaAlertState>((input.carried?.alerts ?? []).map((a) => [a.key, a]));
   // Leases that expired before the monitor first started are history, not news.

@@ -1,5 +1,4 @@
 import { allHandlersFinished, condition, continueAsNew, setHandler, workflowInfo } from '@temporalio/workflow';
-import { z } from 'zod';
 import {
   assess,
   breakdown,
@@ -18,8 +17,10 @@ import {
   reservationQuery,
   reserveQuotaUpdate,
 } from '../shared/messages';
-import { describeIssues } from '../shared/spec';
+import { ErrorType } from '../shared/errors';
+import { LeaseId } from '../shared/names';
 import {
+  QuotaBatch,
   QuotaPoolConfig as QuotaPoolConfigSchema,
   ReleaseQuotaInput,
   RenewQuotaInput,
@@ -30,7 +31,6 @@ import {
   type QuotaPoolState,
   type QuotaRun,
   type QuotaShortfall,
-  MAX_QUOTA_BATCH,
   type QuotaBatchResult,
   type QuotaWaiting,
   type RefusalReason,
@@ -38,6 +38,7 @@ import {
   type ReserveQuotaRequest,
   type ReserveQuotaResult,
 } from '../shared/quota';
+import { guardedUpdate, guardedValidator, parseInput, refuse } from './handlers';
 import { setLogContext } from './log-context';
 
 /** Entity state carried across continue-as-new (plain JSON). */
@@ -77,7 +78,7 @@ interface Waiter {
  * monitor workflow, which reads its state.
  */
 export async function quotaPoolWorkflow(input: QuotaPoolInput): Promise<void> {
-  let config = QuotaPoolConfigSchema.parse(input.config);
+  let config = parseInput(QuotaPoolConfigSchema, input?.config, 'pool configuration');
   setLogContext({ pool: config.name });
   const carried = input.carried;
   const leases = new Map<string, QuotaLease>((carried?.leases ?? []).map((l) => [l.leaseId, l]));
@@ -86,7 +87,7 @@ export async function quotaPoolWorkflow(input: QuotaPoolInput): Promise<void> {
   const samples: UsageSample[] = carried?.samples ?? [];
   const capRefusals = new Map<string, number[]>(carried?.capRefusals ?? []);
   const stats = { grants: 0, refusals: 0, releases: 0, expirations: 0, continuedAsNew: 0, ...carried?.stats };
-  // Waiting reservations keep their place across continue-as-new.
+  // Waiting reservations keep their place, and everything their grant needs, across continue-as-new.
   const queue: Waiter[] = (carried?.waiting ?? []).map((entry) => ({
     entry,
     request: {
@@ -98,6 +99,9 @@ export async function quotaPoolWorkflow(input: QuotaPoolInput): Promise<void> {
         timeoutMs: Math.max(Date.parse(entry.deadline) - Date.parse(entry.enqueuedAt), 1),
         priority: entry.priority,
       },
+      ...(entry.ttlMs !== undefined ? { ttlMs: entry.ttlMs } : {}),
+      ...(entry.expectedDurationMs !== undefined ? { expectedDurationMs: entry.expectedDurationMs } : {}),
+      ...(entry.profile !== undefined ? { profile: entry.profile } : {}),
     },
   }));
   /** Reservations that waited in vain, by lease id, for callers watching them (bounded). */
@@ -246,7 +250,7 @@ export async function quotaPoolWorkflow(input: QuotaPoolInput): Promise<void> {
 
   function reserve(raw: unknown): ReserveQuotaResult {
     ops++;
-    const req = ReserveQuotaInput.parse(raw);
+    const req = parseInput(ReserveQuotaInput, raw, 'reservation');
     const existing = leases.get(req.leaseId);
     if (existing) return { granted: true, lease: existing, waitedMs: existing.waitedMs };
     const queued = queue.find((w) => w.entry.leaseId === req.leaseId);
@@ -268,6 +272,9 @@ export async function quotaPoolWorkflow(input: QuotaPoolInput): Promise<void> {
         priority,
         enqueuedAt: iso(now),
         deadline: iso(now + timeoutMs),
+        ...(req.ttlMs !== undefined ? { ttlMs: req.ttlMs } : {}),
+        ...(req.expectedDurationMs !== undefined ? { expectedDurationMs: req.expectedDurationMs } : {}),
+        ...(req.profile !== undefined ? { profile: req.profile } : {}),
       },
       request: req,
       last: { reason: a.reason!, shortfalls: a.shortfalls },
@@ -280,7 +287,8 @@ export async function quotaPoolWorkflow(input: QuotaPoolInput): Promise<void> {
     return lease ? { granted: true, lease, waitedMs: 0 } : queuedResult(waiter);
   }
 
-  setHandler(reservationQuery, (leaseId): ReservationState => {
+  setHandler(reservationQuery, (raw): ReservationState => {
+    const leaseId = parseInput(LeaseId, raw, 'lease id');
     const lease = leases.get(leaseId);
     if (lease) return { state: 'granted', lease, waitedMs: lease.waitedMs };
     const waiter = queue.find((w) => w.entry.leaseId === leaseId);
@@ -312,7 +320,7 @@ export async function quotaPoolWorkflow(input: QuotaPoolInput): Promise<void> {
 
   function renew(raw: unknown): QuotaLease | null {
     ops++;
-    const req = RenewQuotaInput.parse(raw);
+    const req = parseInput(RenewQuotaInput, raw, 'renewal');
     const lease = leases.get(req.leaseId);
     if (!lease) return null;
     const ttlMs = req.ttlMs === undefined ? (lease.ttlMs ?? config.leaseTtl) : req.ttlMs;
@@ -330,7 +338,7 @@ export async function quotaPoolWorkflow(input: QuotaPoolInput): Promise<void> {
 
   function release(raw: unknown): QuotaLease | null {
     ops++;
-    const req = ReleaseQuotaInput.parse(raw);
+    const req = parseInput(ReleaseQuotaInput, raw, 'release');
     const lease = leases.get(req.leaseId);
     if (!lease) return null;
     leases.delete(req.leaseId);
@@ -341,35 +349,42 @@ export async function quotaPoolWorkflow(input: QuotaPoolInput): Promise<void> {
     return lease;
   }
 
-  setHandler(reserveQuotaUpdate, reserve, { validator: (raw) => void ReserveQuotaInput.parse(raw) });
-  setHandler(renewQuotaUpdate, renew, { validator: (raw) => void RenewQuotaInput.parse(raw) });
-  setHandler(releaseQuotaUpdate, release, { validator: (raw) => void ReleaseQuotaInput.parse(raw) });
+  setHandler(reserveQuotaUpdate, guardedUpdate('reserveQuota', reserve), {
+    validator: guardedValidator('reserveQuota', (raw) => void parseInput(ReserveQuotaInput, raw, 'reservation')),
+  });
+  setHandler(renewQuotaUpdate, guardedUpdate('renewQuota', renew), {
+    validator: guardedValidator('renewQuota', (raw) => void parseInput(RenewQuotaInput, raw, 'renewal')),
+  });
+  setHandler(releaseQuotaUpdate, guardedUpdate('releaseQuota', release), {
+    validator: guardedValidator('releaseQuota', (raw) => void parseInput(ReleaseQuotaInput, raw, 'release')),
+  });
   // Many operations in one update, applied in order: one workflow task for a burst of pipelines (QuotaClient batches).
+  const batchOps = { reserve, renew, release } as const;
   setHandler(
     quotaBatchUpdate,
-    (batch): QuotaBatchResult[] =>
-      batch.map((item): QuotaBatchResult => {
+    guardedUpdate('quotaBatch', (raw: unknown): QuotaBatchResult[] =>
+      parseInput(QuotaBatch, raw, 'batch').map((item): QuotaBatchResult => {
         try {
-          const apply = { reserve, renew, release }[item.op];
-          if (!apply) return { ok: false, error: `unknown operation "${String(item.op)}"` };
-          return { ok: true, value: apply(item.input) };
+          return { ok: true, value: batchOps[item.op](item.input) };
         } catch (err) {
-          return { ok: false, error: err instanceof z.ZodError ? describeIssues(err).join('; ') : String(err) };
+          return { ok: false, error: err instanceof Error ? err.message : String(err) };
         }
       }),
-    {
-      validator: (batch) => {
-        if (!Array.isArray(batch) || batch.length === 0 || batch.length > MAX_QUOTA_BATCH)
-          throw new Error(`a batch is 1 to ${MAX_QUOTA_BATCH} operations`);
-      },
-    },
+    ),
+    { validator: guardedValidator('quotaBatch', (raw) => void parseInput(QuotaBatch, raw, 'batch')) },
   );
 
+  /** The new configuration of this pool, or a typed refusal (another pool's name, an invalid configuration). */
+  const nextConfig = (raw: unknown): QuotaPoolConfig => {
+    const next = parseInput(QuotaPoolConfigSchema, raw, 'pool configuration');
+    if (next.name !== config.name)
+      throw refuse(`pool "${config.name}" cannot be reconfigured as "${next.name}"`, ErrorType.InvalidInput);
+    return next;
+  };
   setHandler(
     configurePoolUpdate,
-    (raw) => {
-      const next = QuotaPoolConfigSchema.parse(raw);
-      if (next.name !== config.name) throw new Error(`pool "${config.name}" cannot be reconfigured as "${next.name}"`);
+    guardedUpdate('configurePool', (raw: unknown) => {
+      const next = nextConfig(raw);
       const same = JSON.stringify(next) === JSON.stringify(config);
       if (!same) {
         config = next;
@@ -377,14 +392,8 @@ export async function quotaPoolWorkflow(input: QuotaPoolInput): Promise<void> {
         pump();
       }
       return { changed: !same };
-    },
-    {
-      validator: (raw) => {
-        const next = QuotaPoolConfigSchema.parse(raw);
-        if (next.name !== config.name)
-          throw new Error(`pool "${config.name}" cannot be reconfigured as "${next.name}"`);
-      },
-    },
+    }),
+    { validator: guardedValidator('configurePool', (raw) => void nextConfig(raw)) },
   );
 
   setHandler(poolStateQuery, (): QuotaPoolState => {

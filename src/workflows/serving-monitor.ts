@@ -1,8 +1,15 @@
 import { condition, continueAsNew, log, proxyActivities, setHandler, workflowInfo } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import type { CheckServingResult } from '../activities/monitoring';
-import { monitorPolicySignal, servingMonitorQuery, type ServingMonitorState } from '../shared/monitoring';
-import type { MonitoringSpec } from '../shared/spec';
+import {
+  MonitorPolicy,
+  monitorPolicySignal,
+  servingMonitorQuery,
+  type ServingMonitorState,
+} from '../shared/monitoring';
+import { ModelName } from '../shared/names';
+import { MonitoringSpec } from '../shared/spec';
+import { guardedSignal, parseInput } from './handlers';
 import { setLogContext } from './log-context';
 
 export interface ServingMonitorInput {
@@ -31,8 +38,9 @@ const monitor = proxyActivities<Activities>({
  * version's policy reaches it by signal.
  */
 export async function servingMonitorWorkflow(input: ServingMonitorInput): Promise<void> {
+  parseInput(ModelName, input?.model, 'serving monitor model');
   setLogContext({ model: input.model });
-  let monitoring = input.monitoring;
+  let monitoring = parseInput(MonitoringSpec, input.monitoring, 'serving monitor policy');
   let spec = input.spec;
   let since = input.carried?.since ?? null;
   let checks = input.carried?.checks ?? 0;
@@ -46,12 +54,15 @@ export async function servingMonitorWorkflow(input: ServingMonitorInput): Promis
     lastRequests: 0,
     latest: [],
   };
-  setHandler(monitorPolicySignal, (p) => {
-    monitoring = p.monitoring;
-    spec = p.spec;
-    state.enabled = monitoring.enabled;
-    policyChanged = true;
-  });
+  setHandler(
+    monitorPolicySignal,
+    guardedSignal('monitorPolicy', MonitorPolicy, (p) => {
+      monitoring = p.monitoring;
+      spec = p.spec;
+      state.enabled = monitoring.enabled;
+      policyChanged = true;
+    }),
+  );
   setHandler(servingMonitorQuery, () => ({ ...state, checks }));
 
   let run = 0;

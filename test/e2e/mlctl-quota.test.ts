@@ -53,7 +53,7 @@ describe('mlctl quota against a real dev server', () => {
     const r = await mlctl(stack.address, 'quota', 'show', '--pools', bad);
     expect(r.code).toBe(2);
     expect(r.stderr).toContain(`${bad}: invalid quota pools:`);
-    expect(r.stderr).toMatch(/pools\.0\.name \(line 2\): lower-case letters/);
+    expect(r.stderr).toMatch(/pools\.0\.name \(line 2\): a pool name: lowercase letters/);
     expect(r.stderr).toMatch(/pools\.0\.capacity\.cpu \(line 3\)/);
     expect(r.stderr).toMatch(/pools\.0\.caps\.perPipeline \(line 5\): a share of capacity of at most 1/);
     expect(r.stderr).toMatch(/pools\.0\.caps\.perKind \(line 6\): Unrecognized key: "batch"/);

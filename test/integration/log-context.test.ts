@@ -74,7 +74,7 @@ describe('log context of lifecycles on a real Temporal dev server', () => {
       // The stage is the one the lifecycle was in when the line was written (or the activity scheduled).
       expect(of('starting training')).toMatchObject({ sdkComponent: 'activity', stage: 'training' });
       expect(of('training finished')).toMatchObject({ sdkComponent: 'activity', stage: 'training' });
-      expect(of('ignored malformed operator signal')).toMatchObject({
+      expect(of('ignored malformed signal')).toMatchObject({
         sdkComponent: 'workflow',
         stage: 'awaiting-approval',
       });

@@ -288,15 +288,21 @@ describe('quota pools on a real dev server', () => {
     await quota.release(IDEMPOTENT, { leaseId: 'big' });
   });
 
-  it('continues as new with every lease and waiting reservation intact', async () => {
+  it('continues as new with every lease and waiting reservation intact, each with every field', async () => {
     for (let i = 0; i < 3; i++)
       await quota.reserve(ROLLING, { leaseId: `keep-${i}`, holder: `h${i}`, kind: 'serving', resources: { cpu: 1 } });
+    // A production serving lease that never expires, queued behind a full pool: its TTL, expected duration and
+    // profile must survive the pool continuing as new while it waits.
+    const profile = { family: 'tree-ensemble', datasetRows: 1000, device: 'cpu-4' };
     const waiting = quota.reserve(ROLLING, {
       leaseId: 'waiter',
       holder: 'w',
       kind: 'training',
       resources: { cpu: 2 },
       wait: { timeoutMs: 60_000 },
+      ttlMs: null,
+      expectedDurationMs: 3_600_000,
+      profile,
     });
     await expect.poll(async () => (await quota.state(ROLLING))?.waiting.length, { timeout: 15_000 }).toBe(1);
     // Churn past the threshold: reserve and release memory (the waiter holds back cpu) repeatedly.
@@ -313,11 +319,16 @@ describe('quota pools on a real dev server', () => {
     const state = (await quota.state(ROLLING))!;
     expect(state.stats.continuedAsNew).toBeGreaterThanOrEqual(1);
     expect(state.leases.map((l) => l.leaseId).sort()).toEqual(['keep-0', 'keep-1', 'keep-2']);
-    expect(state.waiting.map((w) => w.leaseId)).toEqual(['waiter']);
+    expect(state.waiting).toEqual([
+      expect.objectContaining({ leaseId: 'waiter', ttlMs: null, expectedDurationMs: 3_600_000, profile }),
+    ]);
     expect(state.stats.grants).toBe(18);
     await quota.release(ROLLING, { leaseId: 'keep-0' });
     const granted = await waiting;
-    expect(granted).toMatchObject({ granted: true, lease: { leaseId: 'waiter' } });
+    expect(granted).toMatchObject({
+      granted: true,
+      lease: { leaseId: 'waiter', ttlMs: null, expiresAt: null, profile, expectedReleaseAt: expect.any(String) },
+    });
     const { peak } = await peaksFromHistory(stack, ROLLING);
     expect(peak.cpu).toBeLessThanOrEqual(4);
     // `RECORD_HISTORIES=1 npx vitest run test/integration/quota-pool.test.ts` refreshes the replay fixture: the first

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import {
   assess,
+  breakdown,
   capShare,
   checkCapacity,
   describeRefusal,
@@ -17,6 +18,7 @@ import { describeIssues } from '../../src/shared/spec';
 import {
   QuotaPoolConfig,
   QuotaPoolsFile,
+  ReserveQuotaInput,
   type PipelineKind,
   type QuotaLease,
   type QuotaRun,
@@ -338,5 +340,56 @@ describe('quota pools file', () => {
   it('fills in defaults: 10-minute TTL, 80% and 95% thresholds, no caps', () => {
     const p = QuotaPoolConfig.parse({ name: 'p', capacity: { cpu: 1 } });
     expect(p).toMatchObject({ leaseTtl: 600_000, alerts: { usageThresholds: [0.8, 0.95] }, caps: { perKind: {} } });
+  });
+});
+
+describe('caller-chosen names', () => {
+  const HOSTILE = ['__proto__', 'constructor', 'toString', 'hasOwnProperty', 'valueOf'];
+  const prototypeKeys = () => Object.getOwnPropertyNames(Object.prototype).sort();
+
+  it('breaks usage down by holders named like Object.prototype members without touching it', () => {
+    const before = prototypeKeys();
+    const leases = HOSTILE.map((holder, i) => lease(`h${i}`, { cpu: i + 1 }, holder));
+    const { byPipeline, used } = breakdown(leases);
+    expect(prototypeKeys()).toEqual(before);
+    expect(({} as Record<string, unknown>).cpu).toBeUndefined();
+    expect(used).toEqual({ cpu: 15 });
+    for (const [i, holder] of HOSTILE.entries()) {
+      expect(Object.hasOwn(byPipeline, holder)).toBe(true);
+      expect(Object.getOwnPropertyDescriptor(byPipeline, holder)?.value).toEqual({ cpu: i + 1 });
+    }
+    expect(JSON.parse(JSON.stringify(byPipeline))).toEqual(
+      Object.fromEntries(HOSTILE.map((h, i) => [h, { cpu: i + 1 }])),
+    );
+  });
+
+  it('never reads an inherited member as a capacity, a cap or a usage', () => {
+    const pool = QuotaPoolConfig.parse({ name: 'p', capacity: { cpu: 4 }, caps: { perPipeline: 0.5 } });
+    for (const resource of ['toString', 'constructor', 'valueOf', 'hasOwnProperty']) {
+      const a = assess(pool, [], req({ [resource]: 1 }));
+      expect(a).toMatchObject({ fits: false, reason: 'never-fits' });
+      expect(a.shortfalls[0]).toMatchObject({ resource, limit: 0 });
+    }
+    // A held resource named like a member is counted as a number, not concatenated with a function.
+    const held = [lease('x', { toString: 2, cpu: 1 }, 'constructor')];
+    expect(usedResources(held)).toEqual({ toString: 2, cpu: 1 });
+    expect(assess(pool, held, req({ cpu: 2 }, 'constructor'))).toMatchObject({ fits: false, reason: 'pipeline-cap' });
+    expect(assess(pool, held, req({ cpu: 2 }, 'toString'))).toMatchObject({ fits: true });
+  });
+
+  it('refuses __proto__ and malformed names at the edge, naming the field', () => {
+    const base = { leaseId: 'l1', holder: 'ci', kind: 'experiment', resources: { cpu: 1 } } as const;
+    const problems = (input: unknown) => {
+      const r = ReserveQuotaInput.safeParse(input);
+      return r.success ? [] : describeIssues(r.error);
+    };
+    expect(problems(base)).toEqual([]);
+    expect(problems({ ...base, holder: 'constructor' })).toEqual([]);
+    expect(problems({ ...base, holder: '__proto__' })).toEqual([expect.stringMatching(/^holder: /)]);
+    expect(problems({ ...base, holder: 'a;b' })).toEqual([expect.stringMatching(/^holder: a holder: letters/)]);
+    expect(problems({ ...base, leaseId: 'x'.repeat(300) })).toEqual([expect.stringMatching(/^leaseId: /)]);
+    expect(problems({ ...base, resources: JSON.parse('{"__proto__": 1}') })).not.toEqual([]);
+    expect(problems({ ...base, ttlMs: 400 * 86_400_000 })).toEqual([expect.stringMatching(/^ttlMs: at most/)]);
+    expect(problems({ ...base, wait: { timeoutMs: 1e300 } })).not.toEqual([]);
   });
 });

@@ -109,6 +109,29 @@ describe('spec validation', () => {
     expect(['7d', ' 3s ', 0].map((d) => Duration.parse(d))).toEqual([604_800_000, 3000, 0]);
   });
 
+  it('refuses durations beyond 365 days, beyond any number, and 0 where it means nothing', () => {
+    const problems = problemsOf(
+      writeSpec(
+        VALID.replace('timeout: 1.5h', 'timeout: 0s')
+          .replace('timeout: 90s', 'timeout: 100000000d')
+          .replace('bake: 2m', `bake: ${'9'.repeat(400)}d`),
+      ),
+    );
+    expect(problems).toEqual([
+      'training.timeout (line 10): invalid duration "0s": must be above 0',
+      'approval.timeout (line 13): invalid duration "100000000d": at most 365d',
+      expect.stringMatching(
+        /^rollout\.canary\.bake \(line 15\): invalid duration "9{39}… \(401 chars\)": use a number/,
+      ),
+    ]);
+    expect(Duration.safeParse(365 * 86_400_000 + 1).success).toBe(false);
+    expect(Duration.safeParse(1e300).success).toBe(false);
+    expect(Duration.parse('365d')).toBe(365 * 86_400_000);
+    // Where 0 means "none" it stays allowed: no wait in the quota queue, no post-promotion guard.
+    const spec = loadSpecFile(writeSpec(`${VALID}quota: { wait: 0s }\n`));
+    expect(spec.quota.wait).toBe(0);
+  });
+
   it('fills in the defaults of the optional sections', () => {
     const spec = loadSpecFile(writeSpec(VALID));
     expect(spec.hardware).toEqual({
@@ -189,7 +212,7 @@ rollout:
     );
     expect(problems).toContain("rollout.steps.1.percent (line 19): must be greater than the previous stage's 50%");
     expect(problems).toContain('rollout.steps.2.percent (line 20): the last step must be 100');
-    expect(problems.find((p) => p.startsWith('model'))).toMatch(/^model \(line 4\): lowercase letters/);
+    expect(problems.find((p) => p.startsWith('model'))).toMatch(/^model \(line 4\): a model name: lowercase letters/);
     expect(problems.find((p) => p.startsWith('(root)'))).toContain('"colour"');
     expect(problems.find((p) => p.startsWith('training ('))).toContain('"gpus"');
   });
