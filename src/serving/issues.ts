@@ -10,16 +10,14 @@ import { clipped } from '../shared/text';
 const MAX_QUOTED_KEY = 64;
 const MAX_QUOTED_MESSAGE = 300;
 
-const clip = clipped;
-
 /** `labels[3].requestId`, `weights["-bad"]` from an issue's path, each key clipped. */
 function issuePath(path: readonly PropertyKey[]): string {
   let out = '';
   for (const key of path) {
     if (typeof key === 'number') out += `[${key}]`;
     else if (typeof key === 'string' && /^[A-Za-z_$][\w$]*$/.test(key))
-      out += `${out ? '.' : ''}${clip(key, MAX_QUOTED_KEY)}`;
-    else out += `[${JSON.stringify(clip(String(key), MAX_QUOTED_KEY))}]`;
+      out += `${out ? '.' : ''}${clipped(key, MAX_QUOTED_KEY)}`;
+    else out += `[${JSON.stringify(clipped(String(key), MAX_QUOTED_KEY))}]`;
   }
   return out || 'body';
 }
@@ -32,6 +30,6 @@ export function firstProblem(error: z.ZodError): string {
   const [first] = error.issues;
   const more = error.issues.length - 1;
   const inner = first?.code === 'invalid_key' ? first.issues[0] : undefined;
-  const text = first ? `${issuePath(first.path)}: ${clip((inner ?? first).message, MAX_QUOTED_MESSAGE)}` : 'invalid';
+  const text = first ? `${issuePath(first.path)}: ${clipped((inner ?? first).message, MAX_QUOTED_MESSAGE)}` : 'invalid';
   return more > 0 ? `${text} (and ${more} more problem${more === 1 ? '' : 's'})` : text;
 }

@@ -2,6 +2,7 @@ import { ApplicationFailure } from '@temporalio/activity';
 import { z } from 'zod';
 import { ErrorType } from '../shared/errors';
 import { AdminResult } from '../shared/gateway-api';
+import { cut } from '../shared/text';
 import {
   LATENCY_BUCKETS_MS,
   MAX_TELEMETRY_BYTES,
@@ -219,7 +220,7 @@ function checkTelemetry(who: string, call: string, model: string, json: unknown)
   const fail = (problem: string) =>
     ApplicationFailure.create({
       type: ErrorType.GatewayRefused,
-      message: `${who} ${call}: the telemetry answer ${problem.length > 4000 ? `${problem.slice(0, 4000)}…` : problem}`,
+      message: `${who} ${call}: the telemetry answer ${cut(problem, 4000)}`,
       nonRetryable: true,
     });
   if (json === undefined) throw fail('is empty or not JSON (expected ModelTelemetry, see src/shared/telemetry.ts)');
