@@ -38,6 +38,7 @@ const ACTING_STAGES: readonly string[] = [
   Stage.Ramping,
   Stage.Guarding,
   Stage.RollingBack,
+  Stage.RollbackStuck,
 ];
 
 const ROUTER_WORKFLOW = 'alertRouterWorkflow';

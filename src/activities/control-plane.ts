@@ -16,7 +16,12 @@ import { approverKeysPath, loadApproverKeyring } from '../config/approver-keys';
 import type { LifecycleMetrics } from '../metrics/lifecycle-metrics';
 import type { ApproverKeyring } from '../shared/signed-approval';
 import type { HardwareSelection } from '../shared/hardware';
-import { recordPromotionUpdate, registryStateQuery } from '../shared/messages';
+import {
+  acquireTrafficUpdate,
+  recordPromotionUpdate,
+  registryStateQuery,
+  releaseTrafficUpdate,
+} from '../shared/messages';
 import type {
   QuotaPoolsFile,
   QuotaPoolState,
@@ -25,7 +30,14 @@ import type {
   ReserveQuotaInput,
   ReserveQuotaResult,
 } from '../shared/quota';
-import { registryWorkflowId, type PromotionRecord, type RegistryState } from '../shared/registry';
+import {
+  registryWorkflowId,
+  type AcquireTrafficResult,
+  type PromotionRecord,
+  type RegistryState,
+  type TrafficHolder,
+  type TrafficLease,
+} from '../shared/registry';
 import { describeIssues, type HardwareSpec, type LifecycleSpec } from '../shared/spec';
 import { z } from 'zod';
 import { LIFECYCLE_TASK_QUEUE } from '../shared/task-queues';
@@ -204,7 +216,7 @@ export function createControlPlaneActivities(deps: ControlPlaneDeps) {
       return refusedOnce(() =>
         client.workflow.executeUpdateWithStart(recordPromotionUpdate, {
           args: [record],
-          updateId: `${record.kind === 'rollback' ? 'rollback' : 'promote'}:${record.lifecycleId}`,
+          updateId: `${record.kind === 'rollback' ? 'rollback' : 'promote'}:${record.lifecycleId}${record.runId ? `@${record.runId}` : ''}`,
           startWorkflowOperation: new WithStartWorkflowOperation(MODEL_REGISTRY_WORKFLOW, {
             workflowId: registryWorkflowId(record.model),
             taskQueue: LIFECYCLE_TASK_QUEUE,
@@ -213,6 +225,58 @@ export function createControlPlaneActivities(deps: ControlPlaneDeps) {
           }),
         }),
       );
+    },
+
+    /**
+     * Takes the model's traffic lease for `holder` (one writer of the model's weights at a time). A lease whose holder's
+     * workflow is no longer running (terminated, timed out: it could not release it) is taken over, and the answer
+     * names it in `replaced`. Refused, naming the holder, while the holder runs.
+     */
+    async acquireTrafficLease(input: {
+      model: string;
+      holder: TrafficHolder;
+    }): Promise<AcquireTrafficResult & { replaced?: TrafficLease }> {
+      const acquire = (replacing?: { workflowId: string; runId: string }) =>
+        refusedOnce(() =>
+          client.workflow.executeUpdateWithStart(acquireTrafficUpdate, {
+            args: [{ holder: input.holder, ...(replacing ? { replacing } : {}) }],
+            startWorkflowOperation: new WithStartWorkflowOperation(MODEL_REGISTRY_WORKFLOW, {
+              workflowId: registryWorkflowId(input.model),
+              taskQueue: LIFECYCLE_TASK_QUEUE,
+              args: [{ model: input.model }],
+              workflowIdConflictPolicy: 'USE_EXISTING',
+            }),
+          }),
+        );
+      const first = await acquire();
+      if (first.granted) return first;
+      const held = first.heldBy;
+      let running: boolean;
+      try {
+        const described = await client.workflow.getHandle(held.workflowId, held.runId).describe();
+        running = described.status.name === 'RUNNING';
+      } catch (err) {
+        if (!(err instanceof WorkflowNotFoundError)) throw err;
+        running = false;
+      }
+      if (running) return first;
+      const taken = await acquire({ workflowId: held.workflowId, runId: held.runId });
+      if (taken.granted) log.warn('traffic lease taken over from an ended holder', { model: input.model, held });
+      return taken.granted ? { ...taken, replaced: held } : taken;
+    },
+
+    /** Gives the model's traffic lease back; false when this run did not hold it (releasing twice is harmless). */
+    async releaseTrafficLease(input: { model: string; workflowId: string; runId: string }): Promise<boolean> {
+      try {
+        const handle = client.workflow.getHandle(registryWorkflowId(input.model));
+        const r = await handle.executeUpdate(releaseTrafficUpdate, {
+          args: [{ workflowId: input.workflowId, runId: input.runId }],
+        });
+        return r.released;
+      } catch (err) {
+        if (err instanceof WorkflowNotFoundError) return false;
+        throw err;
+      }
     },
 
     /**

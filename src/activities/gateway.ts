@@ -37,7 +37,10 @@ export interface AnalyzeStageInput extends TargetInput {
   model: string;
   candidate: string;
   stable: string | null;
-  /** Telemetry when the stage's traffic moved: the window is everything since. */
+  /**
+   * Telemetry when the stage's traffic moved: the window is everything since (or since the version's counters last
+   * restarted, when the gateway restarted in between: see `countersRestarted`).
+   */
   before: ModelTelemetry;
   /**
    * Where the latest interval started, when it is later than `before` (a sample whose window kept growing): the
@@ -76,6 +79,11 @@ export function createGatewayActivities(deps: GatewayDeps) {
 
     async readTelemetry({ model, target: spec }: ReadTelemetryInput): Promise<ModelTelemetry> {
       return target(spec).readTelemetry(model);
+    },
+
+    /** The weight table the target routes the model by now; null when the target cannot report it. */
+    async readTrafficWeights({ model, target: spec }: ReadTelemetryInput): Promise<Record<string, number> | null> {
+      return target(spec).readWeights(model);
     },
 
     /**

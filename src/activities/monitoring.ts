@@ -179,6 +179,7 @@ export function createMonitoringActivities(deps: MonitoringDeps) {
             ];
         return { version, since: next, requests: 0, observations: outage };
       }
+      // Counters that restarted since (gateway restart, redeploy) make the window the traffic since the restart.
       const window = windowOf(now, since);
       const observations: Observation[] = [];
 

@@ -8,6 +8,7 @@ import type { LifecycleMetrics } from '../metrics/lifecycle-metrics';
 import { ErrorType } from '../shared/errors';
 import { PROFILE_FILE } from '../drift/profile';
 import { writeTrainingProfile } from './data';
+import { killGroupOnExit, killLeftovers, terminateGroup, type GroupStop } from './process-group';
 import { countCsvRows, watchProcess, type ProcessUsage } from './process-usage';
 
 export interface TrainingDeps {
@@ -21,7 +22,17 @@ export interface TrainingDeps {
   renewLease?: (lease: TrainingLease) => Promise<boolean>;
   /** Where training durations go (the worker's Prometheus metrics). */
   metrics?: Pick<LifecycleMetrics, 'trainingFinished'>;
+  /** Between SIGTERM and SIGKILL to a stopped trainer's process group (default TRAINER_STOP_GRACE_MS). */
+  stopGraceMs?: number;
 }
+
+/**
+ * Grace period of a trainer whose activity is cancelled, timed out or shut down with its worker: the trainer's whole
+ * process group gets SIGTERM, then SIGKILL this long after if any of it still runs. Long enough to flush a checkpoint
+ * or a log, short enough that the hardware follows its quota lease (released on cancellation) back to the pool soon.
+ * The activity reports its cancellation only once the group is gone.
+ */
+export const TRAINER_STOP_GRACE_MS = 10_000;
 
 /** The quota lease training runs under; renewed while the trainer is alive. */
 export interface TrainingLease {
@@ -70,6 +81,7 @@ async function readMetrics(dir: string): Promise<Record<string, number> | null> 
 
 export function createTrainingActivities(deps: TrainingDeps) {
   const resolve = (p: string) => (isAbsolute(p) ? p : join(deps.root, p));
+  const graceMs = deps.stopGraceMs ?? TRAINER_STOP_GRACE_MS;
   const activities = {
     /**
      * Runs the training program as a real process and heartbeats its progress. The artifact is written to a
@@ -121,9 +133,29 @@ export function createTrainingActivities(deps: TrainingDeps) {
       };
       let progress: unknown = { step: 'start' };
 
-      const child = spawn(deps.python, args, { cwd: deps.root, stdio: ['ignore', 'pipe', 'pipe'] });
-      const onCancel = () => child.kill('SIGTERM');
+      // detached: the trainer leads its own process group, so that stopping it reaches every process it forked (data
+      // loaders, workers). Not unref'd: the worker still waits for the trainer and reads its output.
+      const child = spawn(deps.python, args, { cwd: deps.root, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+      const pgid = child.pid;
+      const untrack = pgid === undefined ? () => false : killGroupOnExit(pgid);
+      // Set once, by whichever comes first: cancellation (SIGTERM, SIGKILL after the grace period) or the trainer's
+      // own exit (SIGKILL at once to whatever it left running, which would also hold its stdout open).
+      const stop: { done?: Promise<GroupStop> } = {};
+      const onCancel = () => {
+        if (pgid === undefined || stop.done) return;
+        const why: unknown = ctx.cancellationSignal.reason;
+        const reason = why instanceof Error ? why.message : String(why);
+        // ctx.log, not log: the abort event runs outside the activity's async context.
+        ctx.log.warn('stopping the trainer: SIGTERM to its process group', { pgid, reason, graceMs });
+        ctx.heartbeat({ step: 'stopping', pgid, reason, graceMs });
+        stop.done = terminateGroup(pgid, graceMs, reason);
+      };
       ctx.cancellationSignal.addEventListener('abort', onCancel);
+      // A cancellation that came while the attempt folder was prepared was before this listener.
+      if (ctx.cancellationSignal.aborted) onCancel();
+      child.on('exit', () => {
+        if (pgid !== undefined && !stop.done) stop.done = killLeftovers(pgid, 'trainer-exited');
+      });
       createInterface({ input: child.stdout }).on('line', (line) => {
         keep(line);
         try {
@@ -163,6 +195,9 @@ export function createTrainingActivities(deps: TrainingDeps) {
         if (renew) clearInterval(renew);
         ctx.cancellationSignal.removeEventListener('abort', onCancel);
       });
+      const stopped = await stop.done;
+      if (stopped) reportStop(ctx, stopped);
+      if (!stopped?.survivors.length) untrack();
       const durationMs = performance.now() - started;
       const measured = { ...usage?.stop(durationMs), durationMs };
 
@@ -217,6 +252,23 @@ export function createTrainingActivities(deps: TrainingDeps) {
     },
   };
   return { trainModel: timed(activities.trainModel, deps.metrics) };
+}
+
+/** Logs (and heartbeats) how a trainer's process group was stopped: always after a cancellation, else if it left any. */
+function reportStop(ctx: Context, stopped: GroupStop): void {
+  const cancelled = stopped.reason !== 'trainer-exited';
+  if (!cancelled && stopped.killed.length === 0) return;
+  ctx.heartbeat({ step: 'stopped', ...stopped });
+  const message = !cancelled
+    ? 'trainer exited leaving processes running in its group: killed them with SIGKILL'
+    : stopped.endedBy === 'SIGKILL'
+      ? 'trainer stopped: SIGKILL was needed after the grace period'
+      : stopped.endedBy === 'SIGTERM'
+        ? 'trainer stopped: SIGTERM sufficed'
+        : 'trainer stopped: it had already exited';
+  if (stopped.survivors.length > 0) ctx.log.error(`${message}, but some processes survived SIGKILL`, { ...stopped });
+  else if (stopped.endedBy === 'SIGKILL') ctx.log.warn(message, { ...stopped });
+  else ctx.log.info(message, { ...stopped });
 }
 
 /**

@@ -1,8 +1,8 @@
 import { LATENCY_BUCKETS_MS, PREDICTION_BINS, type ModelTelemetry, type VersionTelemetry } from '../shared/telemetry';
 import { populationStabilityIndex } from '../drift/stats';
 import type { DataProfile } from '../drift/profile';
-import { compareSketch, sketchWindow, type DataSketch } from '../drift/sketch';
-import { qualityWindow, type QualityCounters } from '../shared/quality';
+import { compareSketch, sketchRestarted, sketchWindow, type DataSketch } from '../drift/sketch';
+import { qualityRestarted, qualityWindow, type QualityCounters } from '../shared/quality';
 import type { DriftReport } from '../drift/compare';
 import type { AnalysisSpec } from '../shared/spec';
 import type { Decision } from '../shared/status';
@@ -11,7 +11,7 @@ import { own } from '../shared/own';
 
 export { failureLimitOf, judgeSample, minSamplesOf, requiredSamples } from './check-tolerance';
 
-/** Counters of one version over a window: the difference of two cumulative snapshots. */
+/** Counters of one version over a window: the difference of two cumulative snapshots (see {@link windowOf}). */
 export interface WindowTelemetry {
   /** The window's input sketch on the training profile's bins, when the version counts its inputs. */
   inputs?: DataSketch;
@@ -28,20 +28,53 @@ export interface WindowTelemetry {
 const EMPTY_LATENCY = () => new Array<number>(LATENCY_BUCKETS_MS.length + 1).fill(0);
 const EMPTY_BINS = () => new Array<number>(PREDICTION_BINS).fill(0);
 
-/** `after - before`, where `before` may be missing (version deployed after the window started). */
+const countsDecreased = (after: readonly number[], before: readonly number[]) =>
+  before.some((b, i) => (after[i] ?? 0) < b);
+
+/**
+ * Whether `after`'s counters started again from zero since `before` was taken (a gateway restart, an undeploy and
+ * redeploy of the version), so that `after` minus `before` means nothing. True when
+ *
+ * - their epochs differ, one of them having none included (the gateway gives every new set of counters a new epoch,
+ *   and one that sends none is another gateway process); or
+ * - any cumulative counter of `after` is below `before`'s (a target that sends no epoch): requests, errors, invalid
+ *   requests, positive predictions, a latency bucket, a prediction bin, the input sketch's counters
+ *   (`sketchRestarted`) or the quality counters (`qualityRestarted`), each when both snapshots have it.
+ */
+export function countersRestarted(after: VersionTelemetry, before: VersionTelemetry): boolean {
+  if (after.epoch !== before.epoch) return true;
+  return (
+    after.requests < before.requests ||
+    after.errors < before.errors ||
+    after.invalidRequests < before.invalidRequests ||
+    after.positiveCount < before.positiveCount ||
+    countsDecreased(after.latencyBucketCounts, before.latencyBucketCounts) ||
+    countsDecreased(after.predictionBinCounts, before.predictionBinCounts) ||
+    (after.inputs !== undefined && before.inputs !== undefined && sketchRestarted(after.inputs, before.inputs)) ||
+    (after.quality !== undefined && before.quality !== undefined && qualityRestarted(after.quality, before.quality))
+  );
+}
+
+/**
+ * The version's counters between two cumulative snapshots: `after - before`, counter by counter. `before` may be
+ * missing (version deployed after the window started); when the counters restarted in between
+ * ({@link countersRestarted}) it is ignored too, and the window is `after` whole: the traffic since the restart.
+ * Every part follows that one decision (the input sketch and quality included), and no count is ever clamped.
+ */
 export function windowOf(after: VersionTelemetry | undefined, before: VersionTelemetry | undefined): WindowTelemetry {
+  const base = after && before && !countersRestarted(after, before) ? before : undefined;
   const sub = (a: readonly number[] | undefined, b: readonly number[] | undefined, empty: number[]) =>
-    empty.map((_, i) => Math.max(0, (a?.[i] ?? 0) - (b?.[i] ?? 0)));
-  const latencyBucketCounts = sub(after?.latencyBucketCounts, before?.latencyBucketCounts, EMPTY_LATENCY());
+    empty.map((_, i) => (a?.[i] ?? 0) - (b?.[i] ?? 0));
+  const latencyBucketCounts = sub(after?.latencyBucketCounts, base?.latencyBucketCounts, EMPTY_LATENCY());
   return {
-    ...(after?.inputs ? { inputs: sketchWindow(after.inputs, before?.inputs) } : {}),
-    requests: Math.max(0, (after?.requests ?? 0) - (before?.requests ?? 0)),
-    errors: Math.max(0, (after?.errors ?? 0) - (before?.errors ?? 0)),
-    invalidRequests: Math.max(0, (after?.invalidRequests ?? 0) - (before?.invalidRequests ?? 0)),
+    ...(after?.inputs ? { inputs: sketchWindow(after.inputs, base?.inputs) } : {}),
+    requests: (after?.requests ?? 0) - (base?.requests ?? 0),
+    errors: (after?.errors ?? 0) - (base?.errors ?? 0),
+    invalidRequests: (after?.invalidRequests ?? 0) - (base?.invalidRequests ?? 0),
     latencyBucketCounts,
-    predictionBinCounts: sub(after?.predictionBinCounts, before?.predictionBinCounts, EMPTY_BINS()),
+    predictionBinCounts: sub(after?.predictionBinCounts, base?.predictionBinCounts, EMPTY_BINS()),
     successes: latencyBucketCounts.reduce((a, b) => a + b, 0),
-    ...(after?.quality ? { quality: qualityWindow(after.quality, before?.quality) } : {}),
+    ...(after?.quality ? { quality: qualityWindow(after.quality, base?.quality) } : {}),
   };
 }
 

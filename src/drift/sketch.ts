@@ -300,7 +300,8 @@ const NUMERIC_FEATURE_JSON_BYTES = 700;
 /** A feature's name as a key, its fixed keys and 5 counters. */
 const CATEGORICAL_FEATURE_JSON_BYTES = 600;
 
-const minus = (a: number, b: number | undefined) => Math.max(0, a - (b ?? 0));
+/** `after`'s count less `before`'s; only called once {@link sketchRestarted} said no counter went down. */
+const minus = (a: number, b: number | undefined) => a - (b ?? 0);
 
 /** `after` minus `before`, name by name, keeping the names whose count grew. */
 function namesWindow(after: Readonly<Record<string, number>>, before: Readonly<Record<string, number>>) {
@@ -311,19 +312,56 @@ function namesWindow(after: Readonly<Record<string, number>>, before: Readonly<R
   );
 }
 
+/** A name of `before` that `after` lost, or counted less. */
+const namesDecreased = (after: Readonly<Record<string, number>>, before: Readonly<Record<string, number>>) =>
+  Object.entries(before).some(([k, v]) => (own(after, k) ?? 0) < v);
+
+const countsDecreased = (after: readonly number[], before: readonly number[]) =>
+  after.length !== before.length || before.some((b, i) => (after[i] ?? 0) < b);
+
+/**
+ * Whether `after` is not a continuation of `before`: a counter went down (rows, a feature's counter, bin or category,
+ * a name's count), or the features differ (another plan, so another sketcher). Every counter of a sketch only grows
+ * (a tracked name stays tracked; `sum` is not a counter), so this means the counting started again from zero: the
+ * gateway restarted, or the version was redeployed.
+ */
+export function sketchRestarted(after: DataSketch, before: DataSketch): boolean {
+  if (after.rows < before.rows || (after.unknownKeysOther ?? 0) < (before.unknownKeysOther ?? 0)) return true;
+  if (namesDecreased(after.unknownKeys, before.unknownKeys)) return true;
+  const features = Object.entries(after.features);
+  if (features.length !== Object.keys(before.features).length) return true;
+  return features.some(([name, a]) => {
+    const b = own(before.features, name);
+    if (!b || b.type !== a.type) return true;
+    if (a.rows < b.rows || a.missing < b.missing || a.wrongType < b.wrongType) return true;
+    if (countsDecreased(a.counts, b.counts)) return true;
+    if (a.type === 'numeric' && b.type === 'numeric') {
+      return (
+        a.nan < b.nan ||
+        a.posInf < b.posInf ||
+        a.negInf < b.negInf ||
+        a.belowMin < b.belowMin ||
+        a.aboveMax < b.aboveMax
+      );
+    }
+    return (
+      a.type === 'categorical' &&
+      b.type === 'categorical' &&
+      (a.unseenOther < b.unseenOther || namesDecreased(a.unseen, b.unseen))
+    );
+  });
+}
+
 /**
  * The sketch of the requests between two snapshots of one version (`before` may be missing: deployed after the
- * window started). A counter that went down means the gateway restarted: `after` is then taken whole.
+ * window started, or its counters restarted). When the counting restarted in between ({@link sketchRestarted}),
+ * `after` is the window whole: the requests since the restart. Counts are never clamped.
  */
 export function sketchWindow(after: DataSketch, before: DataSketch | undefined): DataSketch {
-  if (!before || before.rows > after.rows) return after;
+  if (!before || sketchRestarted(after, before)) return after;
   const features = new Map<string, FeatureSketch>();
   for (const [name, a] of Object.entries(after.features)) {
-    const b = own(before.features, name);
-    if (!b || b.type !== a.type) {
-      features.set(name, a);
-      continue;
-    }
+    const b = own(before.features, name)!;
     const base = {
       rows: minus(a.rows, b.rows),
       missing: minus(a.missing, b.missing),

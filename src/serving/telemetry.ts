@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { DataSketcher, type SketchPlan } from '../drift/sketch';
 import { emptyQualityCounters, lossesOf, type QualityCounters } from '../shared/quality';
 import { LATENCY_BUCKETS_MS, PREDICTION_BINS, type ModelTelemetry, type VersionTelemetry } from '../shared/telemetry';
@@ -22,7 +23,14 @@ export class VersionCounters {
   /** Counters of the ground-truth labels joined to this version's predictions; reported once there is one. */
   private readonly quality: QualityCounters = emptyQualityCounters();
 
-  constructor(readonly version: string) {}
+  /**
+   * @param epoch what the snapshots carry as `epoch`: unique to this set of counters, so a reader never differences
+   * them with the counters of an earlier deployment or gateway process.
+   */
+  constructor(
+    readonly version: string,
+    readonly epoch?: string,
+  ) {}
 
   /** Starts counting inputs on `plan` (from zero). */
   sketchInputs(plan: SketchPlan): void {
@@ -79,6 +87,7 @@ export class VersionCounters {
   snapshot(): VersionTelemetry {
     return {
       version: this.version,
+      ...(this.epoch !== undefined ? { epoch: this.epoch } : {}),
       requests: this.requests,
       errors: this.errors,
       invalidRequests: this.invalidRequests,
@@ -113,10 +122,16 @@ export function predictionBinIndex(probability: number): number {
 /**
  * Per model, per version telemetry of the gateway. In memory only: restarting the gateway resets every counter, and
  * a version's counters are dropped when it is undeployed (a redeploy starts from zero). Readers compute rates from
- * differences between snapshots and must treat a decrease as a reset.
+ * differences between snapshots; every new set of counters has a new `epoch` (this registry's boot id and a load
+ * sequence number), so a reader can tell a restart from traffic (`countersRestarted` in src/domain/guardrails.ts).
  */
 export class TelemetryRegistry {
   private readonly models = new Map<string, Map<string, VersionCounters>>();
+  /** Sets of counters created so far: the second half of their epochs. */
+  private loads = 0;
+
+  /** @param bootId random per registry (one per gateway process): the first half of every epoch it hands out. */
+  constructor(readonly bootId: string = randomUUID()) {}
 
   /** The counters of a version, created at zero on first use; keep the returned object for the hot path. */
   counters(model: string, version: string): VersionCounters {
@@ -127,7 +142,7 @@ export class TelemetryRegistry {
     }
     let counters = versions.get(version);
     if (!counters) {
-      counters = new VersionCounters(version);
+      counters = new VersionCounters(version, `${this.bootId}/${++this.loads}`);
       versions.set(version, counters);
     }
     return counters;

@@ -13,6 +13,10 @@ export const EVENT_ALERT_KINDS = [
   'approval-escalation',
   'rollout-inconclusive',
   'rollback',
+  /** Traffic could not be put back on the stable version: the candidate may still serve (critical, pages). */
+  'rollback-stuck',
+  /** An error the lifecycle did not expect ended it before anything reached traffic. */
+  'lifecycle-failed',
   'deployment-failed',
   'monitor-action',
 ] as const;

@@ -18,6 +18,12 @@ export const ErrorType = {
   RollbackRefused: 'RollbackRefused',
   /** Data that cannot be read or profiled (bad CSV, bad profile, bad drift options). */
   DataInvalid: 'DataInvalid',
+  /** Traffic could not be put back on the stable version: the lifecycle keeps its leases and pages. */
+  RollbackStuck: 'RollbackStuck',
+  /** Another writer (a lifecycle or a rollback of the same model) holds the model's traffic. */
+  TrafficHeld: 'TrafficHeld',
+  /** An error the lifecycle did not expect ended it; what it had deployed was rolled back. */
+  LifecycleError: 'LifecycleError',
   /** An alert some sink could not take now (5xx, 429, timeout, unreachable): retryable. */
   AlertDeliveryFailed: 'AlertDeliveryFailed',
 } as const;

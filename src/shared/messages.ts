@@ -13,7 +13,13 @@ import type {
   ReserveQuotaInput,
   ReserveQuotaResult,
 } from './quota';
-import type { RegistryState, PromotionRecord } from './registry';
+import type {
+  AcquireTrafficInput,
+  AcquireTrafficResult,
+  PromotionRecord,
+  RegistryState,
+  ReleaseTrafficInput,
+} from './registry';
 
 // Lifecycle. Gate decisions are updates: the approver gets a synchronous ack, or the validator's reason for refusing
 // (not an approver, self-approval, nothing pending), and nothing is written to history when it is refused.
@@ -76,3 +82,7 @@ export const reservationQuery = defineQuery<ReservationState, [string]>('reserva
 // Model registry entity. Promotion is an update so the lifecycle knows the alias moved before it reports `promoted`.
 export const recordPromotionUpdate = defineUpdate<PromotionRecord, [PromotionRecord]>('recordPromotion');
 export const registryStateQuery = defineQuery<RegistryState>('registryState');
+/** Takes the model's traffic lease (one writer of its weights at a time); refused naming the holder. */
+export const acquireTrafficUpdate = defineUpdate<AcquireTrafficResult, [AcquireTrafficInput]>('acquireTraffic');
+/** Gives the traffic lease back; false when this holder did not hold it (releasing twice is harmless). */
+export const releaseTrafficUpdate = defineUpdate<{ released: boolean }, [ReleaseTrafficInput]>('releaseTraffic');

@@ -89,12 +89,24 @@ export function qualityOf(quality: QualityCounters | undefined): Quality {
   };
 }
 
+const QUALITY_KEYS = Object.keys(QualityCounters.shape) as (keyof QualityCounters)[];
+
 /**
- * `after − before`, counter by counter and never below zero (a decrease is a reset, as for the other counters);
- * `before` may be missing: an older snapshot without quality, or a version that had no labels yet.
+ * Whether some counter of `after` is below `before`'s: the counting started again from zero in between (a gateway
+ * restart, an undeploy + redeploy). Every counter, the two sums included, only grows.
+ */
+export function qualityRestarted(after: QualityCounters, before: QualityCounters): boolean {
+  return QUALITY_KEYS.some((key) => after[key] < before[key]);
+}
+
+/**
+ * `after − before`, counter by counter; `before` may be missing: an older snapshot without quality, a version that had
+ * no labels yet, or counters that restarted in between. When a counter went down ({@link qualityRestarted}), `after`
+ * is the window whole (the labels since the restart), never a clamped difference.
  */
 export function qualityWindow(after: QualityCounters, before: QualityCounters | undefined): QualityCounters {
-  const sub = (key: keyof QualityCounters) => Math.max(0, after[key] - (before?.[key] ?? 0));
+  const base = before && !qualityRestarted(after, before) ? before : undefined;
+  const sub = (key: keyof QualityCounters) => after[key] - (base?.[key] ?? 0);
   return {
     labeled: sub('labeled'),
     correct: sub('correct'),

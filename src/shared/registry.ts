@@ -17,6 +17,8 @@ export const PromotionRecord = z
     ),
     /** The lifecycle that promoted it: the idempotency key of the promotion. */
     lifecycleId: HolderName,
+    /** The run of that lifecycle: a re-run of the same lifecycle id promotes (and rolls back) afresh. */
+    runId: z.string().min(1).max(64).optional(),
     by: Identity,
     at: z
       .string()
@@ -33,11 +35,55 @@ export const PromotionRecord = z
   .strict();
 export type PromotionRecord = z.output<typeof PromotionRecord>;
 
+/**
+ * Who may change a model's traffic weights now: one writer per model (a lifecycle from its canary to its end, a
+ * rollback while it runs), so two writers never overwrite each other's weight tables.
+ */
+export const TrafficHolder = z
+  .object({
+    workflowId: HolderName,
+    runId: z.string().min(1).max(64),
+    kind: z.enum(['lifecycle', 'rollback']),
+    /** What the holder is doing, for the refusal a second writer gets (`rollout of v9`). */
+    what: z.string().max(200),
+  })
+  .strict();
+export type TrafficHolder = z.infer<typeof TrafficHolder>;
+
+export interface TrafficLease extends TrafficHolder {
+  /** ISO time it was granted. */
+  since: string;
+}
+
+export const AcquireTrafficInput = z
+  .object({
+    holder: TrafficHolder,
+    /** Take the lease over from this holder (its workflow is no longer running); refused if someone else holds it. */
+    replacing: z
+      .object({ workflowId: HolderName, runId: z.string().min(1).max(64) })
+      .strict()
+      .optional(),
+  })
+  .strict();
+export type AcquireTrafficInput = z.infer<typeof AcquireTrafficInput>;
+
+export type AcquireTrafficResult = { granted: true; lease: TrafficLease } | { granted: false; heldBy: TrafficLease };
+
+export const ReleaseTrafficInput = z.object({ workflowId: HolderName, runId: z.string().min(1).max(64) }).strict();
+export type ReleaseTrafficInput = z.infer<typeof ReleaseTrafficInput>;
+
 export interface RegistryState {
   model: string;
   production: PromotionRecord | null;
   previous: PromotionRecord | null;
   history: PromotionRecord[];
+  /** The model's traffic writer, if any (absent in states written before traffic leases). */
+  traffic?: TrafficLease | null;
+}
+
+/** One sentence naming a traffic lease's holder, for refusals and events. */
+export function describeTrafficHolder(lease: TrafficLease): string {
+  return `${lease.kind} ${lease.workflowId} (${lease.what}, since ${lease.since})`;
 }
 
 /** Workflow id of a model's registry entity workflow. */

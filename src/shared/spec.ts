@@ -242,6 +242,18 @@ export const RolloutSpec = z
       .object({ window: Duration.default(0) })
       .strict()
       .default({ window: 0 }),
+    /**
+     * A rollback retries its weight swap, read back from the target, until it holds; after `stuckAfter` the lifecycle
+     * enters `rollback-stuck` and pages (a critical alert), keeps the candidate's quota, and goes on retrying.
+     */
+    rollback: z
+      .object({
+        stuckAfter: PositiveDuration.default(120_000),
+        /** A stuck rollback gives up after this long: it ends `rollback-stuck`, its leases kept for an operator. */
+        giveUpAfter: PositiveDuration.default(24 * 3_600_000),
+      })
+      .strict()
+      .default({ stuckAfter: 120_000, giveUpAfter: 24 * 3_600_000 }),
   })
   .strict()
   // `when: () => true` runs these cross-field checks even when another field failed (a bad duration, say), so one

@@ -15,6 +15,11 @@ export const Stage = {
   Guarding: 'guarding',
   Promoted: 'promoted',
   RollingBack: 'rolling-back',
+  /**
+   * A rollback whose weight swap did not hold (read back from the target): the candidate keeps its quota and the
+   * rollback keeps retrying; a critical alert pages. Terminal only when it gives up.
+   */
+  RollbackStuck: 'rollback-stuck',
   RolledBack: 'rolled-back',
   Rejected: 'rejected',
   Failed: 'failed',

@@ -8,9 +8,25 @@ export const LATENCY_BUCKETS_MS = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 200
 /** The positive-class probability is counted in this many equal-width bins over [0, 1]. */
 export const PREDICTION_BINS = 20;
 
+/** Longest `VersionTelemetry.epoch`; the gateway's own (a UUID, `/`, a load number) are at most 53 characters. */
+export const MAX_EPOCH_LENGTH = 100;
+
 /** Cumulative counters of one model version on the gateway since it was deployed. */
 export const VersionTelemetry = z.object({
   version: z.string(),
+  /**
+   * Opaque id of the run of counters this snapshot belongs to: it changes whenever the version's counters start from
+   * zero again (the gateway sends its boot id and the version's load sequence, so a restart or an undeploy + redeploy
+   * changes it). Two snapshots with different epochs are not differenced: the later one is the window whole
+   * (`countersRestarted` in src/domain/guardrails.ts). Absent from targets that do not send one; a decrease of any
+   * counter then marks the restart.
+   */
+  epoch: z
+    .string()
+    .min(1)
+    .max(MAX_EPOCH_LENGTH)
+    .regex(/^[\x21-\x7e]*$/, 'printable ASCII characters, no spaces')
+    .optional(),
   /** Predictions attempted (successful + failed), excluding requests rejected as invalid input. */
   requests: z.number().int().nonnegative(),
   /** Predictions that failed on the server side (inference error, model not loadable). */
@@ -55,6 +71,9 @@ export type VersionTelemetry = z.infer<typeof VersionTelemetry>;
  * features of 5 to 10 bins, 2 categorical of 3 and 4 categories) gives 67.4 KB per version, 135 KB for a rollout's two
  * versions, whatever the traffic (a flood of hostile names measured 45 KB); a profile of 50 numeric features of 10 bins
  * and 20 categorical ones of 50 categories gives 136 KB per version.
+ *
+ * The 1,500 bytes of a version cover its key, its version name, every counter at 2^53 and an epoch of
+ * MAX_EPOCH_LENGTH characters (1,343 bytes measured at their worst).
  */
 export const VERSION_TELEMETRY_FIXED_JSON_BYTES = 1_500;
 const MODEL_TELEMETRY_FIXED_JSON_BYTES = 200;

@@ -1,7 +1,7 @@
 import { ApplicationFailure } from '@temporalio/activity';
 import { z } from 'zod';
 import { ErrorType } from '../shared/errors';
-import { AdminResult } from '../shared/gateway-api';
+import { AdminResult, ModelRouting } from '../shared/gateway-api';
 import { cut } from '../shared/text';
 import {
   LATENCY_BUCKETS_MS,
@@ -55,6 +55,11 @@ export interface DeploymentTarget {
   undeploy(input: UndeployInput): Promise<AdminResult>;
   /** Cumulative per-version counters of the model; callers diff two snapshots. */
   readTelemetry(model: string): Promise<ModelTelemetry>;
+  /**
+   * The model's weight table as the target routes by it now ({} when the model is not routed at all), so that a
+   * rollback can check that it holds; null when the target cannot report it.
+   */
+  readWeights(model: string): Promise<Record<string, number> | null>;
 }
 
 export interface TargetDeps {
@@ -99,6 +104,19 @@ export class GatewayTarget implements DeploymentTarget {
   async readTelemetry(model: string): Promise<ModelTelemetry> {
     const path = `/admin/models/${enc(model)}/telemetry`;
     return checkTelemetry(this.label, `GET ${path}`, model, await this.call('GET', path));
+  }
+
+  async readWeights(model: string): Promise<Record<string, number>> {
+    // The list answers for a model that is not deployed too (it is absent: no weights), where GET of it is a 404.
+    const parsed = z.array(ModelRouting).safeParse(await this.call('GET', '/admin/models'));
+    if (!parsed.success) {
+      throw ApplicationFailure.create({
+        type: ErrorType.GatewayRefused,
+        message: `gateway GET /admin/models: not a list of model routings: ${cut(parsed.error.message, 500)}`,
+        nonRetryable: true,
+      });
+    }
+    return parsed.data.find((r) => r.model === model)?.weights ?? {};
   }
 }
 
@@ -171,6 +189,11 @@ export class HttpTarget implements DeploymentTarget {
   async readTelemetry(model: string): Promise<ModelTelemetry> {
     const { path, json } = await this.call('telemetry', { model }, { model });
     return checkTelemetry(this.label, `${this.spec.endpoints.telemetry.method} ${path}`, model, json);
+  }
+
+  /** The four endpoints have no read of the weight table: a rollback on this target trusts the acknowledged swap. */
+  readWeights(): Promise<null> {
+    return Promise.resolve(null);
   }
 }
 

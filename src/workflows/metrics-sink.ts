@@ -68,7 +68,7 @@ export function reportStageChange(lc: LifecycleView, stage: Stage): void {
   if (t.ended || stage === t.stage) return;
   const now = Date.now();
   lifecycleMetrics.stageEnded({ stage: t.stage, durationMs: Math.max(0, now - t.since) });
-  if (t.stage !== Stage.RollingBack) t.failedIn = t.stage;
+  if (t.stage !== Stage.RollingBack && t.stage !== Stage.RollbackStuck) t.failedIn = t.stage;
   t.stage = stage;
   t.since = now;
   if (stage === Stage.RolledBack || stage === Stage.Failed) {

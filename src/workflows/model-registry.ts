@@ -1,7 +1,18 @@
 import { allHandlersFinished, condition, continueAsNew, setHandler, workflowInfo } from '@temporalio/workflow';
-import { recordPromotionUpdate, registryStateQuery } from '../shared/messages';
+import {
+  acquireTrafficUpdate,
+  recordPromotionUpdate,
+  registryStateQuery,
+  releaseTrafficUpdate,
+} from '../shared/messages';
 import { ModelName } from '../shared/names';
-import { PromotionRecord, type RegistryState } from '../shared/registry';
+import {
+  AcquireTrafficInput,
+  PromotionRecord,
+  ReleaseTrafficInput,
+  type AcquireTrafficResult,
+  type RegistryState,
+} from '../shared/registry';
 import { guardedUpdate, guardedValidator, parseInput, refuse } from './handlers';
 import { setLogContext } from './log-context';
 
@@ -35,10 +46,12 @@ export async function modelRegistryWorkflow(input: ModelRegistryInput): Promise<
     recordPromotionUpdate,
     guardedUpdate('recordPromotion', (raw: PromotionRecord) => {
       const record = checkRecord(raw);
-      // Idempotent by lifecycle and kind: a lifecycle may promote its version and then, from its post-promotion
+      // Idempotent by lifecycle, run and kind: a lifecycle may promote its version and then, from its post-promotion
       // guard, put the previous one back.
       const kind = (r: PromotionRecord) => r.kind ?? 'promotion';
-      const done = state.history.find((h) => h.lifecycleId === record.lifecycleId && kind(h) === kind(record));
+      const done = state.history.find(
+        (h) => h.lifecycleId === record.lifecycleId && h.runId === record.runId && kind(h) === kind(record),
+      );
       if (done) return done;
       if (state.production) state.previous = state.production;
       state.production = record;
@@ -49,6 +62,34 @@ export async function modelRegistryWorkflow(input: ModelRegistryInput): Promise<
     { validator: guardedValidator('recordPromotion', (raw) => void checkRecord(raw)) },
   );
   setHandler(registryStateQuery, () => state);
+
+  // The traffic lease: one writer of the model's weights at a time. Granting is idempotent for the holder's run; a
+  // holder whose workflow ended without releasing is replaced by a caller that names it (checked outside).
+  setHandler(
+    acquireTrafficUpdate,
+    guardedUpdate('acquireTraffic', (raw: AcquireTrafficInput): AcquireTrafficResult => {
+      const { holder, replacing } = parseInput(AcquireTrafficInput, raw, 'traffic lease request');
+      const held = state.traffic ?? null;
+      const same = (a: { workflowId: string; runId: string } | null | undefined) =>
+        !!a && !!held && a.workflowId === held.workflowId && a.runId === held.runId;
+      if (held && !same(holder) && !same(replacing)) return { granted: false, heldBy: held };
+      if (held && same(holder)) return { granted: true, lease: held };
+      state.traffic = { ...holder, since: new Date().toISOString() };
+      return { granted: true, lease: state.traffic };
+    }),
+    { validator: guardedValidator('acquireTraffic', (raw) => void parseInput(AcquireTrafficInput, raw, 'request')) },
+  );
+  setHandler(
+    releaseTrafficUpdate,
+    guardedUpdate('releaseTraffic', (raw: ReleaseTrafficInput) => {
+      const { workflowId, runId } = parseInput(ReleaseTrafficInput, raw, 'traffic lease release');
+      const held = state.traffic;
+      if (!held || held.workflowId !== workflowId || held.runId !== runId) return { released: false };
+      state.traffic = null;
+      return { released: true };
+    }),
+    { validator: guardedValidator('releaseTraffic', (raw) => void parseInput(ReleaseTrafficInput, raw, 'release')) },
+  );
 
   await condition(() => workflowInfo().continueAsNewSuggested);
   await condition(allHandlersFinished);

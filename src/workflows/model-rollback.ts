@@ -1,7 +1,15 @@
-import { ApplicationFailure, log, proxyActivities, sleep, workflowInfo } from '@temporalio/workflow';
+import {
+  ApplicationFailure,
+  CancellationScope,
+  log,
+  patched,
+  proxyActivities,
+  sleep,
+  workflowInfo,
+} from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import { ErrorType } from '../shared/errors';
-import { ModelRollbackInput, type PromotionRecord } from '../shared/registry';
+import { describeTrafficHolder, ModelRollbackInput, type PromotionRecord } from '../shared/registry';
 import { parseInput } from './handlers';
 import { setLogContext } from './log-context';
 
@@ -11,6 +19,9 @@ const control = proxyActivities<Activities>({
 });
 
 export type { ModelRollbackInput } from '../shared/registry';
+
+/** Marks rollbacks that hold the model's traffic lease while they move its weights. */
+const TRAFFIC_LEASE = 'traffic-lease';
 
 export interface ModelRollbackResult {
   model: string;
@@ -30,6 +41,37 @@ export interface ModelRollbackResult {
 export async function modelRollbackWorkflow(raw: ModelRollbackInput): Promise<ModelRollbackResult> {
   const input = parseInput(ModelRollbackInput, raw, 'rollback input');
   setLogContext({ model: input.model });
+  if (!patched(TRAFFIC_LEASE)) return rollBack(input);
+  // One writer of the model's traffic: a rollout in progress is not overwritten (it is aborted instead, which puts
+  // its traffic back on its stable version); the registry is read once the traffic is ours.
+  const { workflowId, runId } = workflowInfo();
+  const lease = await control.acquireTrafficLease({
+    model: input.model,
+    holder: { workflowId, runId, kind: 'rollback', what: `rollback${input.to ? ` to ${input.to}` : ''}` },
+  });
+  if (!lease.granted) {
+    const held = lease.heldBy;
+    throw ApplicationFailure.create({
+      type: ErrorType.TrafficHeld,
+      message:
+        `the traffic of "${input.model}" is held by ${describeTrafficHolder(held)}: ` +
+        (held.kind === 'lifecycle'
+          ? `abort it (mlctl abort ${held.workflowId}) to put its traffic back on its stable version, ` +
+            'then roll production back once it has ended'
+          : 'wait for that rollback to end'),
+      nonRetryable: true,
+    });
+  }
+  try {
+    return await rollBack(input);
+  } finally {
+    await CancellationScope.nonCancellable(() =>
+      control.releaseTrafficLease({ model: input.model, workflowId, runId }),
+    );
+  }
+}
+
+async function rollBack(input: ReturnType<typeof ModelRollbackInput.parse>): Promise<ModelRollbackResult> {
   const id = workflowInfo().workflowId;
   const started = Date.now();
   const steps = input.steps && input.steps.length > 0 ? input.steps : [100];

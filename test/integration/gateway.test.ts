@@ -1,4 +1,5 @@
 import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { cp, mkdtemp, readFile, rename, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -7,6 +8,8 @@ import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { writeTrainingProfile } from '../../src/activities/data';
 import { LoadGenerator } from '../../src/dev/load-generator';
+import { startNode, type ManagedProcess } from '../../src/dev/processes';
+import { countersRestarted, windowOf } from '../../src/domain/guardrails';
 import {
   MAX_TRACKED_NAME_LENGTH,
   MAX_UNKNOWN_KEYS_TRACKED,
@@ -468,6 +471,50 @@ describe('serving gateway over HTTP', () => {
   });
 });
 
+const GATEWAY_MAIN = path.join(ROOT, 'dist', 'src', 'serving', 'main.js');
+
+/** The gateway as a real process on `dataDir` (from `npm run build`), once it listens; its log goes to the work dir. */
+async function startProcess(name: string, dataDir: string): Promise<{ gateway: ManagedProcess; client: Client }> {
+  if (!existsSync(GATEWAY_MAIN)) throw new Error(`${GATEWAY_MAIN} is missing: run npm run build first`);
+  const gateway = startNode(
+    name,
+    GATEWAY_MAIN,
+    { GATEWAY_PORT: '0', GATEWAY_DATA_DIR: dataDir, LOG_LEVEL: 'info' },
+    path.join(workDir, `${name}.log`),
+  );
+  const address = await new Promise<string>((resolve, reject) => {
+    let pending = '';
+    const onData = (chunk: Buffer) => {
+      const lines = (pending + chunk.toString('utf8')).split('\n');
+      pending = lines.pop() ?? '';
+      for (const line of lines) {
+        let entry: { msg?: unknown; address?: unknown } = {};
+        try {
+          entry = JSON.parse(line) as typeof entry;
+        } catch {
+          continue; // not a log record
+        }
+        if (entry.msg === 'serving gateway listening' && typeof entry.address === 'string') {
+          gateway.child.stdout?.off('data', onData);
+          gateway.child.off('exit', onExit);
+          resolve(entry.address);
+        }
+      }
+    };
+    const onExit = (code: number | null, signal: string | null) =>
+      reject(new Error(`${name} exited (${code ?? signal}) before listening; see ${workDir}/${name}.log`));
+    gateway.child.stdout?.on('data', onData);
+    gateway.child.once('exit', onExit);
+  });
+  return { gateway, client: new Client(address) };
+}
+
+/** Resolves once the process has exited. */
+async function exited({ child }: ManagedProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  await new Promise((resolve) => child.once('exit', resolve));
+}
+
 describe('serving gateway recovery and journal', () => {
   it('fails predictions visibly when a deployed artifact vanished before a restart, and a redeploy repairs it', async () => {
     const dataDir = path.join(workDir, 'gateway-vanish');
@@ -493,6 +540,46 @@ describe('serving gateway recovery and journal', () => {
       expect((await client.predict('u1', row(0))).status).toBe(200);
     } finally {
       await app.close();
+    }
+  });
+
+  it('restarts the window at a SIGKILLed gateway process restart: a new epoch, and only the traffic since', async () => {
+    const dataDir = path.join(workDir, 'gateway-sigkill');
+    const profiled = path.join(workDir, 'model-sigkill');
+    await cp(modelA, profiled, { recursive: true });
+    await writeTrainingProfile(profiled, path.join(DATA, 'train.csv'));
+    let { gateway, client } = await startProcess('gateway-sigkill-1', dataDir);
+    try {
+      expect((await client.deploy('v1', 'k-deploy', profiled)).body).toMatchObject({ applied: true });
+      expect((await client.setWeights({ v1: 100 }, 'k-weights')).body).toMatchObject({ applied: true });
+      const send = async (from: number, count: number) => {
+        for (let i = from; i < from + count; i++) expect((await client.predict(`user-${i}`, row(i))).status).toBe(200);
+      };
+      await send(0, 8);
+      const a = (await client.telemetry()).versions.v1!;
+      expect(a).toMatchObject({ requests: 8, inputs: { rows: 8 } });
+
+      gateway.child.kill('SIGKILL');
+      await exited(gateway);
+      ({ gateway, client } = await startProcess('gateway-sigkill-2', dataDir));
+      // More than before the restart: only the epoch tells the counters started again.
+      await send(8, 12);
+      const b = (await client.telemetry()).versions.v1!;
+      expect(a.epoch).toBeDefined();
+      expect(b.epoch).toBeDefined();
+      expect(b.epoch).not.toBe(a.epoch);
+      expect(countersRestarted(b, a)).toBe(true);
+      const window = windowOf(b, a);
+      expect(window).toMatchObject({ requests: 12, errors: 0, successes: 12, inputs: { rows: 12 } });
+      expect(window.predictionBinCounts.reduce((x, y) => x + y, 0)).toBe(12);
+
+      // Within one process the epoch holds and windows are differences.
+      await send(20, 3);
+      const c = (await client.telemetry()).versions.v1!;
+      expect(c.epoch).toBe(b.epoch);
+      expect(windowOf(c, b)).toMatchObject({ requests: 3, successes: 3, inputs: { rows: 3 } });
+    } finally {
+      await gateway.stop();
     }
   });
 

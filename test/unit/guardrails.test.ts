@@ -10,6 +10,7 @@ import {
 } from '../../src/domain/check-tolerance';
 import {
   binnedKolmogorovSmirnov,
+  countersRestarted,
   evaluateStage,
   inputSkew,
   populationStabilityIndex,
@@ -20,7 +21,8 @@ import {
 } from '../../src/domain/guardrails';
 import { AnalysisSpec } from '../../src/shared/spec';
 import type { Decision } from '../../src/shared/status';
-import { LATENCY_BUCKETS_MS, PREDICTION_BINS, type VersionTelemetry } from '../../src/shared/telemetry';
+import { TelemetryRegistry } from '../../src/serving/telemetry';
+import { LATENCY_BUCKETS_MS, PREDICTION_BINS, VersionTelemetry } from '../../src/shared/telemetry';
 
 const LATENCY_LEN = LATENCY_BUCKETS_MS.length + 1;
 
@@ -150,14 +152,172 @@ describe('windowOf', () => {
     expect(windowOf(undefined, undefined)).toEqual(makeWindow({ requests: 0 }));
   });
 
-  it('never reports negative counts when the counters went backwards (gateway restarted)', () => {
-    const before = telemetry({ requests: 500, errors: 5, latencyBucketCounts: bins(LATENCY_LEN, { 2: 495 }) });
-    const after = telemetry({ requests: 20, errors: 0, latencyBucketCounts: bins(LATENCY_LEN, { 2: 20 }) });
+  it('takes the later snapshot whole when a counter went down, the review example included (restart, no epoch)', () => {
+    // Restarted mid-window: 600 requests since the restart, more than the 500 before it, but bucket 2 went down.
+    const before = telemetry({ requests: 500, latencyBucketCounts: bins(LATENCY_LEN, { 2: 495 }) });
+    const after = telemetry({
+      requests: 600,
+      latencyBucketCounts: bins(LATENCY_LEN, { 2: 300, 8: 300 }),
+      predictionBinCounts: bins(PREDICTION_BINS, { 3: 600 }),
+    });
+    expect(countersRestarted(after, before)).toBe(true);
     const w = windowOf(after, before);
-    expect(w.requests).toBe(0);
-    expect(w.errors).toBe(0);
-    expect(w.successes).toBe(0);
-    expect(Math.min(...w.latencyBucketCounts)).toBe(0);
+    expect(w).toEqual({
+      requests: 600,
+      errors: 0,
+      invalidRequests: 0,
+      latencyBucketCounts: bins(LATENCY_LEN, { 2: 300, 8: 300 }),
+      predictionBinCounts: bins(PREDICTION_BINS, { 3: 600 }),
+      successes: 600,
+    });
+    // Fewer requests than before the restart: the window is what came since, never zero or negative.
+    const early = telemetry({ requests: 20, latencyBucketCounts: bins(LATENCY_LEN, { 2: 20 }) });
+    expect(
+      windowOf(early, telemetry({ requests: 500, errors: 5, latencyBucketCounts: bins(LATENCY_LEN, { 2: 495 }) })),
+    ).toMatchObject({ requests: 20, errors: 0, successes: 20 });
+  });
+
+  it('detects a restart from any cumulative counter that went down', () => {
+    const before = telemetry({
+      requests: 100,
+      errors: 2,
+      invalidRequests: 3,
+      positiveCount: 40,
+      latencyBucketCounts: bins(LATENCY_LEN, { 2: 98 }),
+      predictionBinCounts: bins(PREDICTION_BINS, { 4: 98 }),
+    });
+    const grown = (overrides: Partial<VersionTelemetry>) =>
+      telemetry({
+        requests: 200,
+        errors: 4,
+        invalidRequests: 6,
+        positiveCount: 80,
+        latencyBucketCounts: bins(LATENCY_LEN, { 2: 196 }),
+        predictionBinCounts: bins(PREDICTION_BINS, { 4: 196 }),
+        ...overrides,
+      });
+    expect(countersRestarted(grown({}), before)).toBe(false);
+    for (const lower of [
+      { requests: 99 },
+      { errors: 1 },
+      { invalidRequests: 2 },
+      { positiveCount: 39 },
+      { latencyBucketCounts: bins(LATENCY_LEN, { 2: 97, 3: 99 }) },
+      { predictionBinCounts: bins(PREDICTION_BINS, { 4: 97, 5: 99 }) },
+    ]) {
+      expect(countersRestarted(grown(lower), before), JSON.stringify(lower)).toBe(true);
+    }
+  });
+
+  it('takes the later snapshot whole when the epoch changed, even though every counter grew', () => {
+    const before = telemetry({
+      epoch: 'boot-a/1',
+      requests: 100,
+      latencyBucketCounts: bins(LATENCY_LEN, { 2: 100 }),
+      predictionBinCounts: bins(PREDICTION_BINS, { 3: 100 }),
+    });
+    const after = telemetry({
+      epoch: 'boot-b/1',
+      requests: 350,
+      errors: 4,
+      latencyBucketCounts: bins(LATENCY_LEN, { 2: 200, 3: 146 }),
+      predictionBinCounts: bins(PREDICTION_BINS, { 3: 150, 4: 196 }),
+    });
+    expect(countersRestarted(after, before)).toBe(true);
+    expect(windowOf(after, before)).toEqual(windowOf(after, undefined));
+    expect(windowOf(after, before)).toMatchObject({ requests: 350, errors: 4, successes: 346 });
+    // A snapshot with an epoch and one without come from different gateway processes.
+    const { epoch: _none, ...older } = before;
+    expect(countersRestarted(after, older)).toBe(true);
+    expect(countersRestarted(older, after)).toBe(true);
+  });
+
+  it('subtracts when the epoch is the same and the counters grew', () => {
+    const before = telemetry({
+      epoch: 'boot-a/1',
+      requests: 100,
+      errors: 1,
+      latencyBucketCounts: bins(LATENCY_LEN, { 2: 60, 3: 39 }),
+      predictionBinCounts: bins(PREDICTION_BINS, { 3: 50, 4: 49 }),
+    });
+    const after = telemetry({
+      epoch: 'boot-a/1',
+      requests: 350,
+      errors: 4,
+      latencyBucketCounts: bins(LATENCY_LEN, { 2: 200, 3: 140, 12: 6 }),
+      predictionBinCounts: bins(PREDICTION_BINS, { 3: 150, 4: 180, 19: 16 }),
+    });
+    expect(countersRestarted(after, before)).toBe(false);
+    expect(windowOf(after, before)).toEqual({
+      requests: 250,
+      errors: 3,
+      invalidRequests: 0,
+      latencyBucketCounts: bins(LATENCY_LEN, { 2: 140, 3: 101, 12: 6 }),
+      predictionBinCounts: bins(PREDICTION_BINS, { 3: 100, 4: 131, 19: 16 }),
+      successes: 247,
+    });
+  });
+
+  it('takes the input sketch and quality whole with the rest when the counters restarted', () => {
+    const plan = { features: [{ name: 'age', type: 'numeric' as const, edges: [30], min: 18, max: 90 }] };
+    const sketch = (ages: number[]) => {
+      const sketcher = new DataSketcher(plan);
+      for (const age of ages) sketcher.record({ age });
+      return sketcher.snapshot();
+    };
+    const quality = (labeled: number) => ({
+      labeled,
+      correct: labeled,
+      truePositives: labeled,
+      falsePositives: 0,
+      falseNegatives: 0,
+      trueNegatives: 0,
+      logLossSum: labeled * 0.1,
+      brierSum: labeled * 0.01,
+    });
+    const before = telemetry({ epoch: 'boot-a/1', requests: 2, inputs: sketch([20, 20]), quality: quality(2) });
+    const after = telemetry({ epoch: 'boot-b/1', requests: 3, inputs: sketch([20, 20, 40]), quality: quality(3) });
+    const w = windowOf(after, before);
+    expect(w.inputs).toBe(after.inputs);
+    expect(w.quality).toEqual(after.quality);
+    // Same epoch: every part is the difference.
+    const same = windowOf({ ...after, epoch: 'boot-a/1' }, before);
+    expect(same.inputs?.rows).toBe(1);
+    expect(same.quality?.labeled).toBe(1);
+    // No epoch, requests grew, but the sketch or the quality counted less: a restart all the same.
+    const { epoch: _a, ...noEpochBefore } = before;
+    const { epoch: _b, ...noEpochAfter } = after;
+    expect(countersRestarted({ ...noEpochAfter, inputs: sketch([20]) }, noEpochBefore)).toBe(true);
+    expect(countersRestarted({ ...noEpochAfter, quality: quality(1) }, noEpochBefore)).toBe(true);
+    expect(windowOf({ ...noEpochAfter, quality: quality(1) }, noEpochBefore)).toMatchObject({
+      requests: 3,
+      quality: quality(1),
+    });
+  });
+
+  it('sees a new epoch when the gateway restarts or redeploys a version, and none between its snapshots', () => {
+    const registry = new TelemetryRegistry();
+    const counters = registry.counters('churn', 'v2');
+    counters.recordSuccess(3, true, 0.7);
+    const first = registry.snapshot('churn').versions.v2!;
+    counters.recordSuccess(3, true, 0.7);
+    const second = registry.snapshot('churn').versions.v2!;
+    expect(second.epoch).toBe(first.epoch);
+    expect(VersionTelemetry.parse(second).epoch).toBe(first.epoch);
+    expect(windowOf(second, first).requests).toBe(1);
+    // Undeploy + redeploy in the same process.
+    registry.drop('churn', 'v2');
+    const redeployed = registry.counters('churn', 'v2');
+    for (let i = 0; i < 5; i++) redeployed.recordSuccess(3, true, 0.7);
+    const third = registry.snapshot('churn').versions.v2!;
+    expect(third.epoch).not.toBe(second.epoch);
+    expect(windowOf(third, second).requests).toBe(5);
+    // Another gateway process.
+    const restarted = new TelemetryRegistry();
+    restarted.counters('churn', 'v2').recordSuccess(3, true, 0.7);
+    const fourth = restarted.snapshot('churn').versions.v2!;
+    expect(fourth.epoch).not.toBe(first.epoch);
+    expect(windowOf(fourth, first).requests).toBe(1);
   });
 });
 

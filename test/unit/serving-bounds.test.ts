@@ -10,6 +10,7 @@ import {
   MAX_UNSEEN_TRACKED,
   MAX_UNSEEN_TRACKED_TOTAL,
   maxSketchJsonBytes,
+  sketchRestarted,
   sketchWindow,
   trackedName,
   type SketchPlan,
@@ -26,7 +27,7 @@ import {
   PredictRequest,
   SetWeightsRequest,
 } from '../../src/shared/gateway-api';
-import { ModelTelemetry, maxModelTelemetryBytes } from '../../src/shared/telemetry';
+import { MAX_EPOCH_LENGTH, ModelTelemetry, VersionTelemetry, maxModelTelemetryBytes } from '../../src/shared/telemetry';
 
 /** Names that plain objects answer through their prototype. */
 const PROTOTYPE_NAMES = ['constructor', '__proto__', 'hasOwnProperty', 'toString', 'valueOf'];
@@ -159,6 +160,27 @@ describe('serving sketch bounds', () => {
     expect(plan.unseen[`${'z'.repeat(64)}…`]).toBe(100);
   });
 
+  it('takes the later sketch whole when any of its counts went down or its features changed (a restart)', () => {
+    const sketcher = new DataSketcher(PLAN);
+    for (let i = 0; i < 10; i++) sketcher.record(row({ plan: 'gold', extra: 1 }));
+    const before = sketcher.snapshot();
+    sketcher.record(row());
+    const after = sketcher.snapshot();
+    expect(sketchRestarted(after, before)).toBe(false);
+    expect(sketchWindow(after, before).rows).toBe(1);
+    // A restarted gateway that already saw more requests than before, but fewer of the unseen category.
+    const restarted = new DataSketcher(PLAN);
+    for (let i = 0; i < 20; i++) restarted.record(row({ plan: i < 3 ? 'gold' : 'basic' }));
+    const again = restarted.snapshot();
+    expect(again.rows).toBeGreaterThan(before.rows);
+    expect(sketchRestarted(again, before)).toBe(true);
+    expect(sketchWindow(again, before)).toBe(again);
+    // Another plan (a redeploy from another artifact): another sketch.
+    const other = new DataSketcher({ features: PLAN.features.slice(1) });
+    for (let i = 0; i < 20; i++) other.record(row({ plan: 'gold', extra: 1 }));
+    expect(sketchWindow(other.snapshot(), before).rows).toBe(20);
+  });
+
   it('keeps the sum of a numeric feature finite when values near the float limit add up', () => {
     const sketcher = new DataSketcher(PLAN);
     for (let i = 0; i < 3; i++) sketcher.record(row({ age: 1e308 }));
@@ -223,8 +245,19 @@ describe('serving sketch bounds', () => {
     }
     const float = -(0.1 + 0.2) * 1e-300;
     const worst = JSON.parse(JSON.stringify(registry.snapshot(model)), (key, value: unknown) =>
-      typeof value === 'number' ? (/Sum|^sum$/.test(key) ? float : Number.MAX_SAFE_INTEGER) : value,
+      typeof value === 'number'
+        ? /Sum|^sum$/.test(key)
+          ? float
+          : Number.MAX_SAFE_INTEGER
+        : key === 'epoch'
+          ? '~'.repeat(MAX_EPOCH_LENGTH)
+          : value,
     ) as ModelTelemetry;
+    // The longest epoch the schema lets through, in one byte per character.
+    const epoch = VersionTelemetry.shape.epoch;
+    expect(epoch.safeParse('~'.repeat(MAX_EPOCH_LENGTH)).success).toBe(true);
+    expect(epoch.safeParse('~'.repeat(MAX_EPOCH_LENGTH + 1)).success).toBe(false);
+    expect(epoch.safeParse('é').success).toBe(false);
     const bytes = Buffer.byteLength(JSON.stringify(worst));
     expect(bytes).toBeLessThanOrEqual(maxModelTelemetryBytes([PLAN, PLAN]));
     expect(bytes).toBeGreaterThan(0.9 * maxModelTelemetryBytes([PLAN, PLAN]));

@@ -13,6 +13,7 @@ import {
   type QualityCounters,
   emptyQualityCounters,
   qualityOf,
+  qualityRestarted,
   qualityWindow,
 } from '../../src/shared/quality';
 import { VersionTelemetry } from '../../src/shared/telemetry';
@@ -259,9 +260,10 @@ describe('quality over a window of telemetry', () => {
     const { quality: _dropped, ...old } = after;
     expect(windowOf(old, before)).not.toHaveProperty('quality');
     expect(windowOf(undefined, before)).not.toHaveProperty('quality');
-    // A restarted gateway counts from zero again: the window never goes negative.
-    const reset = qualityWindow(before.quality as QualityCounters, after.quality);
-    expect(Object.values(reset).every((v) => v === 0)).toBe(true);
+    // A restarted gateway counts from zero again: a counter that went down makes the later counters the window whole.
+    expect(qualityRestarted(before.quality as QualityCounters, after.quality as QualityCounters)).toBe(true);
+    expect(qualityWindow(before.quality as QualityCounters, after.quality)).toEqual(before.quality);
+    expect(qualityRestarted(after.quality as QualityCounters, before.quality as QualityCounters)).toBe(false);
   });
 });
 

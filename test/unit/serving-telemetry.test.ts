@@ -27,7 +27,7 @@ describe('serving telemetry', () => {
   });
 
   it('counts successes, errors and invalid requests per version and snapshots in the shared schema', () => {
-    const registry = new TelemetryRegistry();
+    const registry = new TelemetryRegistry('boot-1');
     const v1 = registry.counters('churn', 'v1');
     const v2 = registry.counters('churn', 'v2');
     expect(registry.counters('churn', 'v1')).toBe(v1);
@@ -60,8 +60,10 @@ describe('serving telemetry', () => {
     bins[predictionBinIndex(0.93)]! += 1;
     expect(one?.predictionBinCounts).toEqual(bins);
 
+    expect(one?.epoch).toBe('boot-1/1');
     expect(snapshot.versions.v2).toEqual({
       version: 'v2',
+      epoch: 'boot-1/2',
       requests: 0,
       errors: 0,
       invalidRequests: 1,
@@ -72,13 +74,18 @@ describe('serving telemetry', () => {
     });
   });
 
-  it('drops the counters of an undeployed version, and a redeploy starts from zero', () => {
+  it('drops the counters of an undeployed version, and a redeploy starts from zero under a new epoch', () => {
     const registry = new TelemetryRegistry();
     registry.counters('churn', 'v1').recordError();
+    const epoch = registry.snapshot('churn').versions.v1?.epoch;
+    expect(epoch).toMatch(/^[0-9a-f-]{36}\/1$/);
     registry.counters('churn', 'v2').recordError();
     registry.drop('churn', 'v1');
     expect(Object.keys(registry.snapshot('churn').versions)).toEqual(['v2']);
     expect(registry.counters('churn', 'v1').requests).toBe(0);
+    expect(registry.snapshot('churn').versions.v1?.epoch).toBe(epoch?.replace(/1$/, '3'));
+    // Another gateway process: another boot id.
+    expect(new TelemetryRegistry().bootId).not.toBe(registry.bootId);
     expect(registry.snapshot('other').versions).toEqual({});
   });
 });

@@ -1,6 +1,6 @@
-import { checkGateDecision, gateOutcome, gatePolicy, type GatePolicy } from '../domain/approval-policy';
-import { verifySignedApproval, type ApproverKeyring } from '../shared/signed-approval';
-import type { LifecycleSpec } from '../shared/spec';
+import { checkGateDecision, gateOutcome, gatePolicy, type GatePolicy } from '../../domain/approval-policy';
+import { verifySignedApproval, type ApproverKeyring } from '../../shared/signed-approval';
+import type { LifecycleSpec } from '../../shared/spec';
 import {
   GateDecisionInput,
   OperatorAction,
@@ -12,10 +12,10 @@ import {
   type PendingGate,
   Stage,
   TERMINAL_STAGES,
-} from '../shared/status';
-import type { ApprovalAck, OperatorAck, PromoteNowAck } from '../shared/messages';
-import { ErrorType } from '../shared/errors';
-import { parseInput, refuse } from './handlers';
+} from '../../shared/status';
+import type { ApprovalAck, OperatorAck, PromoteNowAck } from '../../shared/messages';
+import { ErrorType } from '../../shared/errors';
+import { parseInput, refuse } from '../handlers';
 
 /** How old a signed approval may be when it arrives. */
 const SIGNED_APPROVAL_MAX_AGE_MS = 10 * 60_000;

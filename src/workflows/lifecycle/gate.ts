@@ -1,0 +1,88 @@
+import { condition, isCancellation } from '@temporalio/workflow';
+import type { Activities } from '../../activities';
+import { gatePolicy } from '../../domain/approval-policy';
+import { own } from '../../shared/own';
+import { Stage } from '../../shared/status';
+import { control, failureOf, type LifecycleContext } from './context';
+
+/**
+ * Waits for a gate decision: the policy's quorum of distinct approvers, or one rejection. A gate still open after
+ * `escalateAfter` raises an escalation alert; at the timeout it expires. True when approved (or overtaken by a
+ * granted promote-now); false when rejected, expired or aborted, with the lifecycle's error saying which. The caller
+ * decides what a refusal ends in (rejected before traffic moved, a rollback after).
+ */
+export async function gate(ctx: LifecycleContext, name: string): Promise<boolean> {
+  const { spec, lc } = ctx;
+  const rules = gatePolicy(spec.approval, name);
+  if (rules.signed) await loadKeyring(ctx, rules.approvers);
+  const { timeout, escalateAfter } = spec.approval;
+  lc.openGate(name, timeout, escalateAfter);
+  lc.enter(Stage.AwaitingApproval, `awaiting approval of gate "${name}"`);
+  ctx.details(
+    `awaiting approval "${name}" from ${rules.quorum > 1 ? `${rules.quorum} of ` : ''}${rules.approvers.join(', ')}`,
+  );
+  const done = () => lc.gateOutcome !== null || lc.abort !== null || lc.promoteNow?.granted === true;
+  let decided: boolean;
+  if (escalateAfter !== undefined) {
+    decided = await condition(done, escalateAfter);
+    if (!decided) {
+      lc.markEscalated();
+      const pending = lc.pendingGate;
+      await ctx.alert({
+        kind: 'approval-escalation',
+        severity: 'warning',
+        summary:
+          `gate "${name}" of ${spec.model} ${spec.version} is still waiting after ${escalateAfter} ms` +
+          `${spec.approval.escalateTo.length ? `; escalated to ${spec.approval.escalateTo.join(', ')}` : ''}`,
+        details: {
+          gate: name,
+          approvers: rules.approvers,
+          approvedBy: pending?.approvedBy ?? [],
+          quorum: rules.quorum,
+          escalateTo: spec.approval.escalateTo,
+          deadline: pending?.deadline,
+        },
+      });
+      decided = await condition(done, Math.max(0, timeout - escalateAfter));
+    }
+  } else {
+    decided = await condition(done, timeout);
+  }
+  const outcome = lc.gateOutcome;
+  if (!decided && outcome === null) lc.recordGateTimeout(name);
+  lc.closeGate();
+  if (outcome === 'approved') return true;
+  if (lc.promoteNow?.granted && outcome === null && !lc.abort) {
+    lc.event(`gate "${name}" overtaken by promote-now`);
+    return true;
+  }
+  if (!decided) {
+    lc.fail('ApprovalTimeout', `gate "${name}" was not decided within ${timeout} ms`);
+    await ctx.alert({
+      kind: 'approval-timeout',
+      severity: 'warning',
+      summary: `gate "${name}" of ${spec.model} ${spec.version} expired unapproved`,
+    });
+  } else if (outcome === 'rejected') {
+    const last = [...lc.approvals].reverse().find((a) => a.gate === name && a.decision === 'rejected');
+    lc.fail('Rejected', `gate "${name}" rejected by ${last?.by}${last?.reason ? `: ${last.reason}` : ''}`);
+  } else {
+    lc.fail('Aborted', ctx.abortMessage());
+  }
+  return false;
+}
+
+/** The approvers' public keys from the worker's keyring (ML_APPROVER_KEYS), for gates that need signatures. */
+async function loadKeyring(ctx: LifecycleContext, approvers: string[]): Promise<void> {
+  const { lc } = ctx;
+  let keyring: Awaited<ReturnType<Activities['approverKeys']>> = {};
+  try {
+    keyring = await control.approverKeys({ approvers });
+  } catch (err) {
+    if (isCancellation(err)) throw err;
+    lc.event(`approver keyring unreadable: ${failureOf(err).message}`);
+  }
+  lc.keyring = { ...lc.keyring, ...keyring };
+  const missing = approvers.filter((a) => !own(keyring, a));
+  if (missing.length > 0) lc.event(`no signing key registered for ${missing.join(', ')}: they cannot approve`);
+}

@@ -1,0 +1,227 @@
+import { CancellationScope, isCancellation, log, proxyActivities, sleep } from '@temporalio/workflow';
+import type { Activities } from '../../activities';
+import { ErrorType } from '../../shared/errors';
+import type { TrainingOption } from '../../shared/hardware';
+import type { QuotaLease, ReleaseQuotaInput, ReserveQuotaInput, ReserveQuotaResult } from '../../shared/quota';
+import { control, type LifecycleContext } from './context';
+
+/**
+ * TTL of the candidate's serving lease during the rollout. The lifecycle renews it from workflow timers, so the TTL
+ * sets how many renewals a long bake writes to history (one per 40 minutes) and how soon a terminated lifecycle's
+ * serving quota returns to the pool (within 2 hours). Training leases take the pool's TTL: their renewals ride on the
+ * trainer's activity heartbeats and write nothing to history.
+ */
+export const SERVING_LEASE_TTL_MS = 2 * 3_600_000;
+
+export interface PickedHardware {
+  option: TrainingOption & { label: string };
+  lease: QuotaLease;
+}
+
+const label = (o: TrainingOption) => `${o.count > 1 ? `${o.count}× ` : ''}${o.device}`;
+
+function formatHours(h: number): string {
+  return h < 1 / 60 ? `${Math.round(h * 3600)} s` : h < 1 ? `${Math.round(h * 60)} min` : `${h.toFixed(1)} h`;
+}
+
+/**
+ * Provisioning: the hardware planner's training options, tried in order; the first whose pool grants its lease is
+ * used and its release pushed on the compensation stack. Each refusal is recorded, and the lifecycle fails naming them
+ * all when none is granted (after waiting in the first option's queue, when the spec allows a wait).
+ */
+export async function provision(ctx: LifecycleContext, leaseId: string): Promise<PickedHardware | null> {
+  const { spec, lc } = ctx;
+  const plan = await control.planHardware({ spec, holder: lc.id });
+  const first = plan.training[0];
+  if (!first) {
+    await ctx.endFailed(ErrorType.InvalidSpec, 'the hardware planner found no way to train this model');
+    return null;
+  }
+  lc.hardware = {
+    training: label(first),
+    serving: `${plan.serving.replicas}× ${plan.serving.count > 1 ? `${plan.serving.count}× ` : ''}${plan.serving.device}`,
+    rationale: plan.rationale,
+  };
+  lc.event(plan.rationale);
+  if (plan.calibration)
+    lc.event(`estimates calibrated by ${plan.calibration.runs} earlier run(s): ×${plan.calibration.factor.toFixed(3)}`);
+  const refusals: { option: TrainingOption; result: ReserveQuotaResult & { granted: false } }[] = [];
+  for (const [i, option] of plan.training.entries()) {
+    const request = {
+      pool: option.pool,
+      leaseId,
+      holder: lc.id,
+      kind: 'training' as const,
+      resources: option.quota,
+      profile: {
+        model: spec.model,
+        family: spec.hardware.architecture,
+        device: option.device,
+        estimatedMs: Math.round(option.rawHours * 3_600_000),
+      },
+      expectedDurationMs: Math.min(Math.round(option.hours * 3_600_000), spec.training.timeout),
+    };
+    const last = i === plan.training.length - 1;
+    // Waiting is for the preferred option, and only once every option was refused at once.
+    const result = await control.reserveQuota(request);
+    if (result.granted) return chosen(ctx, option, result.lease, leaseId);
+    refusals.push({ option, result });
+    lc.event(
+      `${label(option)} refused by pool "${option.pool}": ${result.message}${last ? '' : '; trying the next option'}`,
+    );
+    if (last && spec.quota.wait > 0) {
+      const preferred = plan.training[0]!;
+      const waited = await reserveOrFail(ctx, leaseId, lc.id, 'training', preferred.quota, {
+        profile: request.profile,
+        expectedDurationMs: request.expectedDurationMs,
+        pool: preferred.pool,
+      });
+      return waited ? chosen(ctx, preferred, waited, leaseId) : null;
+    }
+  }
+  const message = `no training hardware could be reserved: ${refusals
+    .map(
+      (r) =>
+        `${label(r.option)} (${r.result.reason}: ${r.result.shortfalls.map((s) => `${s.resource} needs ${s.requested}, ${Math.round(s.available * 100) / 100} of ${Math.round(s.limit * 100) / 100}`).join(', ')})`,
+    )
+    .join('; ')}`;
+  await ctx.endFailed(ErrorType.QuotaRefused, message, {
+    kind: 'quota-refused',
+    severity: 'warning',
+    details: {
+      refusals: refusals.map((r) => ({
+        device: r.option.device,
+        count: r.option.count,
+        pool: r.option.pool,
+        reason: r.result.reason,
+        shortfalls: r.result.shortfalls,
+        earliestRelease: r.result.earliestRelease,
+      })),
+    },
+  });
+  return null;
+}
+
+function chosen(ctx: LifecycleContext, option: TrainingOption, lease: QuotaLease, leaseId: string): PickedHardware {
+  const { lc } = ctx;
+  ctx.trainingPool = option.pool;
+  ctx.comp.push('release training quota', () => releaseLease(ctx, leaseId, {}, option.pool));
+  if (lc.hardware) lc.hardware = { ...lc.hardware, training: label(option) };
+  lc.event(
+    `training on ${label(option)}: about ${formatHours(option.hours)}, $${option.costUsd.toFixed(4)}; lease from pool "${option.pool}"`,
+  );
+  return { option: { ...option, label: label(option) }, lease };
+}
+
+/**
+ * Reserves quota, waiting in the pool's queue for up to `quota.wait`; when the pool refuses, the lifecycle fails
+ * naming what is short and when quota is expected back, and alerts. Returns the lease, or null when refused.
+ */
+export async function reserveOrFail(
+  ctx: LifecycleContext,
+  leaseId: string,
+  holder: string,
+  kind: 'training' | 'serving',
+  resources: Record<string, number>,
+  extra: Pick<ReserveQuotaInput, 'profile' | 'expectedDurationMs' | 'ttlMs'> & { pool?: string } = {},
+): Promise<QuotaLease | null> {
+  const { spec, lc } = ctx;
+  const { pool = spec.quota.pool, ...rest } = extra;
+  const waitMs = spec.quota.wait;
+  if (waitMs > 0) lc.event(`reserving ${kind} quota; may wait up to ${waitMs} ms in pool "${pool}"`);
+  const reserver =
+    waitMs > 0
+      ? proxyActivities<Activities>({
+          startToCloseTimeout: waitMs + 60_000,
+          heartbeatTimeout: '30 seconds',
+          retry: { initialInterval: '1 second', maximumAttempts: 5 },
+        })
+      : control;
+  const reserved = await reserver.reserveQuota({
+    pool,
+    leaseId,
+    holder,
+    kind,
+    resources,
+    ...rest,
+    ...(waitMs > 0 ? { wait: { timeoutMs: waitMs, priority: spec.quota.priority } } : {}),
+  });
+  if (reserved.granted) {
+    if (reserved.waitedMs > 0) lc.event(`${kind} quota granted after waiting ${reserved.waitedMs} ms`);
+    return reserved.lease;
+  }
+  const when = reserved.earliestRelease ? `; quota expected back at ${reserved.earliestRelease}` : '';
+  await ctx.endFailed(ErrorType.QuotaRefused, `${reserved.message}${when}`, {
+    kind: 'quota-refused',
+    severity: 'warning',
+    summary: reserved.message,
+    details: { reason: reserved.reason, shortfalls: reserved.shortfalls, earliestRelease: reserved.earliestRelease },
+  });
+  return null;
+}
+
+export async function releaseLease(
+  ctx: LifecycleContext,
+  leaseId: string,
+  extra: Omit<ReleaseQuotaInput, 'leaseId'> = {},
+  pool = ctx.spec.quota.pool,
+): Promise<void> {
+  await control.releaseQuota({ pool, leaseId, ...extra });
+}
+
+/**
+ * Reserves a serving lease for the candidate (production or staging), renews it from workflow timers while the
+ * lifecycle holds it, and pushes its release (renewals stopped, quota returned) on the compensation stack under
+ * `name`. False when the pool refused (the lifecycle has ended failed).
+ */
+export async function reserveServing(
+  ctx: LifecycleContext,
+  leaseId: string,
+  holder: string,
+  name: string,
+): Promise<boolean> {
+  const { spec } = ctx;
+  const resources = { cpu: spec.quota.serving.cpu, memoryGiB: spec.quota.serving.memoryGiB };
+  const grant = await reserveOrFail(ctx, leaseId, holder, 'serving', resources, {
+    profile: { model: spec.model, family: spec.hardware.architecture },
+    ttlMs: SERVING_LEASE_TTL_MS,
+  });
+  if (!grant) return false;
+  const stopRenewing = grant.ttlMs !== null ? keepRenewing(ctx, leaseId, grant.ttlMs) : () => undefined;
+  ctx.comp.push(name, async () => {
+    stopRenewing();
+    await releaseLease(ctx, leaseId);
+  });
+  ctx.stopRenewing.set(leaseId, stopRenewing);
+  return true;
+}
+
+/**
+ * Renews a lease at a third of its TTL while the lifecycle holds it; a workflow that is terminated stops renewing
+ * and the pool takes the quota back when the TTL runs out. Returns the function that stops the renewals.
+ */
+function keepRenewing(ctx: LifecycleContext, leaseId: string, ttlMs: number): () => void {
+  const { spec, lc } = ctx;
+  const scope = new CancellationScope();
+  let held = true;
+  void scope
+    .run(async () => {
+      while (held) {
+        await sleep(Math.max(Math.floor(ttlMs / 3), 1_000));
+        if (!held) return;
+        const r = await control.renewQuota({ pool: spec.quota.pool, leaseId });
+        if (!r.renewed) {
+          lc.event(`quota lease ${leaseId} was no longer held by pool "${spec.quota.pool}" (expired)`);
+          return;
+        }
+      }
+    })
+    .catch((err: unknown) => {
+      if (!isCancellation(err)) log.warn('lease renewal stopped', { leaseId, error: String(err) });
+    });
+  return () => {
+    if (!held) return;
+    held = false;
+    scope.cancel();
+  };
+}

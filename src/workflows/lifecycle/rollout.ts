@@ -1,0 +1,312 @@
+import { CancellationScope, condition, isCancellation, workflowInfo } from '@temporalio/workflow';
+import { judgeSample, type FailureStreaks } from '../../domain/check-tolerance';
+import { stageWeights, type RampStage } from '../../domain/ramp-plan';
+import { own } from '../../shared/own';
+import { describeTrafficHolder, type PromotionRecord } from '../../shared/registry';
+import type { StagingSpec } from '../../shared/spec';
+import { Stage } from '../../shared/status';
+import type { ModelTelemetry } from '../../shared/telemetry';
+import {
+  analysis,
+  control,
+  describeFailures,
+  failureOf,
+  type LifecycleContext,
+  type RolloutStop,
+  type Where,
+} from './context';
+import { reserveServing } from './provision';
+import { restoreTraffic } from './rollback';
+import { gate } from './gate';
+
+/** Samples of a bake at most; a longer bake samples less often than its `interval`. */
+const MAX_SAMPLES_PER_BAKE = 120;
+/**
+ * How often a lifecycle waiting for its model's traffic asks again: soon at first, then less often (the holder may sit
+ * at a ramp gate for hours, and each ask is an activity and a timer in history).
+ */
+const TRAFFIC_RETRY_FIRST_MS = 5_000;
+const TRAFFIC_RETRY_MAX_MS = 5 * 60_000;
+
+/**
+ * Takes the model's traffic lease, waiting while another lifecycle or rollback of the model holds it, and pushes its
+ * release on the stack. Then reads the stable version: whatever is production once this lifecycle is the model's
+ * only traffic writer. Null when aborted while waiting; otherwise the production record (null: none yet).
+ */
+export async function takeTraffic(ctx: LifecycleContext): Promise<{ stable: PromotionRecord | null } | null> {
+  const { spec, lc } = ctx;
+  const { workflowId, runId } = workflowInfo();
+  const holder = { workflowId, runId, kind: 'lifecycle' as const, what: `rollout of ${spec.version}` };
+  let waitingFor = '';
+  for (let attempt = 0; ; attempt++) {
+    const r = await control.acquireTrafficLease({ model: spec.model, holder });
+    if (r.granted) {
+      if (r.replaced) lc.event(`took over the traffic of ${spec.model} from ${describeTrafficHolder(r.replaced)}`);
+      break;
+    }
+    const who = describeTrafficHolder(r.heldBy);
+    if (who !== waitingFor) {
+      lc.event(`waiting for the traffic of ${spec.model}: held by ${who}`);
+      ctx.details(`waiting for the traffic of ${spec.model} (held by ${r.heldBy.workflowId})`);
+      waitingFor = who;
+    }
+    const wait = Math.min(TRAFFIC_RETRY_FIRST_MS * 2 ** attempt, TRAFFIC_RETRY_MAX_MS);
+    if (await condition(() => lc.abort !== null, wait)) return null;
+  }
+  ctx.comp.push('release the traffic lease', () =>
+    control.releaseTrafficLease({ model: spec.model, workflowId, runId }),
+  );
+  const production = await control.getProductionVersion({ model: spec.model });
+  if ((production?.version ?? null) !== lc.stableVersion) {
+    lc.event(
+      `production is ${production?.version ?? 'none'} now, ${lc.stableVersion ?? 'none'} at validation: ` +
+        `the rollout compares with ${production?.version ?? 'nothing'}`,
+    );
+  }
+  lc.stableVersion = production?.version ?? null;
+  return { stable: production };
+}
+
+/**
+ * The candidate's serving lease, the stable version loaded (a gateway rebuilt from scratch has lost it) and the
+ * candidate deployed at 0%, each undo pushed on the stack, with the one that matters most on top: traffic back on the
+ * stable version, verified. Null when deployed; otherwise why the rollout stops.
+ */
+export async function deploy(ctx: LifecycleContext, production: PromotionRecord | null): Promise<RolloutStop | null> {
+  const { spec, lc, prod } = ctx;
+  const lease = ctx.servingLease(spec.version);
+  if (!(await reserveServing(ctx, lease, `${spec.model}/${spec.version}`, 'release serving quota'))) {
+    return { kind: 'rejected', message: lc.error?.message ?? 'serving quota refused' };
+  }
+  try {
+    if (production) {
+      await control.deployVersion({
+        ...prod,
+        version: production.version,
+        artifactDir: production.artifactDir,
+        opId: ctx.op('deploy-stable'),
+      });
+    }
+    ctx.comp.push('undeploy the candidate', () =>
+      control.undeployVersion({ ...prod, version: spec.version, opId: ctx.op('rollback-undeploy') }),
+    );
+    lc.deployed = true;
+    await control.deployVersion({
+      ...prod,
+      version: spec.version,
+      artifactDir: lc.artifactDir!,
+      opId: ctx.op('deploy'),
+    });
+    ctx.comp.push('traffic back to the stable version', () => restoreTraffic(ctx), { mustHold: true });
+    lc.event(`deployed ${spec.version} to ${spec.deployment.target ? 'its target' : 'the gateway'} at 0% traffic`);
+    return null;
+  } catch (err) {
+    if (isCancellation(err)) throw err;
+    return { kind: 'deploy-failed', message: `deployment failed: ${failureOf(err).message}` };
+  }
+}
+
+/**
+ * The staging environment: the candidate alone on its own route (or target) with its own serving lease, baked under
+ * the absolute checks, then the `production` gate. Staging is taken down (its part of the stack unwound) whatever
+ * the outcome; true when the lifecycle goes on to production.
+ */
+export async function runStaging(ctx: LifecycleContext, staging: StagingSpec): Promise<boolean> {
+  const { spec, lc } = ctx;
+  const target = staging.target ?? spec.deployment.target;
+  const where: Where = { model: staging.route ?? `${spec.model}-staging`, ...(target ? { target } : {}) };
+  const mark = ctx.comp.mark();
+  const lease = `${ctx.servingLease(spec.version)}:staging`;
+  if (!(await reserveServing(ctx, lease, `${spec.model}/${spec.version} (staging)`, 'release staging quota'))) {
+    return false;
+  }
+  let outcome: RolloutStop | null;
+  try {
+    ctx.comp.push('undeploy from staging', () =>
+      control.undeployVersion({ ...where, version: spec.version, opId: ctx.op('staging-undeploy') }),
+    );
+    await control.deployVersion({
+      ...where,
+      version: spec.version,
+      artifactDir: lc.artifactDir!,
+      opId: ctx.op('staging-deploy'),
+    });
+    const before = await control.readTelemetry(where);
+    ctx.comp.push('staging weights off', () =>
+      control.setTrafficWeights({ ...where, weights: {}, opId: ctx.op('staging-weights-off') }),
+    );
+    await control.setTrafficWeights({ ...where, weights: { [spec.version]: 100 }, opId: ctx.op('staging-weights') });
+    lc.enter(Stage.Staging, `staging: ${spec.version} serves route "${where.model}", baking ${staging.bake} ms`);
+    ctx.details(`staging on "${where.model}"`);
+    outcome = await bake(ctx, 'staging', staging.bake, before, null, where);
+    if (outcome === null && staging.gate && !(await gate(ctx, 'production'))) {
+      outcome = { kind: 'rejected', message: lc.error?.message ?? 'production gate not approved' };
+    }
+  } catch (err) {
+    if (isCancellation(err)) throw err;
+    outcome = { kind: 'deploy-failed', message: `staging deployment failed: ${failureOf(err).message}` };
+  }
+  await CancellationScope.nonCancellable(() => takeDownStaging(ctx, mark, where.model));
+  if (outcome === null) return true;
+  if (!lc.error) lc.fail(outcome.kind === 'failed-check' ? 'StagingFailed' : 'Aborted', outcome.message);
+  if (outcome.kind === 'failed-check') {
+    await ctx.alert({
+      kind: 'rollback',
+      severity: 'warning',
+      summary: `${spec.model} ${spec.version} ${outcome.message}`,
+    });
+  }
+  lc.enter(outcome.kind === 'failed-check' ? Stage.RolledBack : Stage.Rejected, outcome.message);
+  return false;
+}
+
+async function takeDownStaging(ctx: LifecycleContext, mark: number, route: string): Promise<void> {
+  await ctx.comp.unwind(
+    (name, err) => ctx.lc.event(`staging teardown step "${name}" failed: ${failureOf(err).message}`),
+    mark,
+  );
+  ctx.lc.event(`staging on "${route}" taken down`);
+}
+
+/** Runs one traffic stage; null when it passed, otherwise why the rollout stops. */
+export async function runStage(ctx: LifecycleContext, stage: RampStage): Promise<RolloutStop | null> {
+  const { spec, lc, prod } = ctx;
+  if (stage.gate && !(await gate(ctx, stage.gate))) {
+    return { kind: 'rejected', message: lc.error?.message ?? 'gate not approved' };
+  }
+  await waitWhilePaused(ctx);
+  if (lc.abort) return abortStop(ctx);
+  const stable = lc.stableVersion;
+  const before = await control.readTelemetry({ ...prod });
+  await control.setTrafficWeights({
+    ...prod,
+    weights: stageWeights(spec.version, stable, stage.percent),
+    opId: ctx.op(`weights:${stage.index}`),
+  });
+  lc.setTraffic(stage.percent);
+  lc.enter(
+    stage.kind === 'canary' ? Stage.Canary : Stage.Ramping,
+    `${stage.label}: ${stage.percent}% of traffic to ${spec.version}, baking ${stage.bakeMs} ms`,
+  );
+  ctx.details(`${stage.label} at ${stage.percent}%, baking`);
+  // At 100% the stable version takes no traffic: only the candidate's own checks apply.
+  return bake(ctx, stage.label, stage.bakeMs, before, stage.percent < 100 ? stable : null);
+}
+
+/**
+ * Bakes a stage for `bakeMs` under analysis: every `interval` a sample judges the traffic since the sample before
+ * (a breach stops the rollout within an interval), then a readout at the end judges the whole stage, waiting for the
+ * minimum sample. A check fails the stage once it fails more samples in a row than its `failureLimit`. Null when the
+ * stage passed.
+ */
+export async function bake(
+  ctx: LifecycleContext,
+  label: string,
+  bakeMs: number,
+  before: ModelTelemetry,
+  comparedTo: string | null,
+  where: Where = ctx.prod,
+): Promise<RolloutStop | null> {
+  const { spec, lc } = ctx;
+  const rules = spec.rollout.analysis;
+  const end = Date.now() + bakeMs;
+  // A granted promote-now ends a rollout stage's bake (not the post-promotion guard).
+  const skipping = () => where === ctx.prod && label !== 'post-promotion' && lc.promoteNow?.granted === true;
+  const interrupted = () => lc.abort !== null || skipping();
+  let streaks: FailureStreaks = {};
+  let windowStart = before;
+  /** Where the latest interval started (`windowStart` lags behind it while samples are unfinished). */
+  let lastSample = before;
+  const read = (from: ModelTelemetry, waitForSamples: boolean, recentSince?: ModelTelemetry) =>
+    analysis.analyzeStage({
+      ...where,
+      candidate: spec.version,
+      stable: comparedTo,
+      before: from,
+      ...(recentSince && recentSince !== from ? { recentSince } : {}),
+      rules: waitForSamples ? rules : { ...rules, maxWaitForSamples: 0 },
+      stage: label,
+      ...(lc.artifactDir ? { candidateArtifactDir: lc.artifactDir } : {}),
+    });
+  // Each sample carries two telemetry snapshots through history: a long bake samples less often than `interval`
+  // so that it takes at most MAX_SAMPLES_PER_BAKE.
+  const interval = Math.max(rules.interval, Math.ceil(bakeMs / MAX_SAMPLES_PER_BAKE));
+  for (let sample = 1; end - Date.now() > interval; sample++) {
+    await condition(interrupted, interval);
+    if (lc.abort) return abortStop(ctx);
+    if (skipping()) return null;
+    const result = await read(windowStart, false, lastSample);
+    const snapshot = result.telemetry ?? (await control.readTelemetry(where));
+    lastSample = snapshot;
+    let verdict = judgeSample(result.decisions, streaks, rules);
+    // A sample in which some check had too little traffic to judge is not over yet: its window keeps growing into
+    // the next interval (so a low-traffic canary is still judged, on longer windows), and only the outage check,
+    // judged on the interval alone, counts now. A breach beyond tolerance stops the rollout either way.
+    const complete = !result.decisions.some((d) => d.outcome === 'inconclusive' && d.check !== 'outage');
+    if (complete || verdict.outcome === 'fail') windowStart = snapshot;
+    else
+      verdict = judgeSample(
+        result.decisions.filter((d) => d.check === 'outage'),
+        streaks,
+        rules,
+      );
+    streaks = verdict.streaks;
+    // Passing samples leave no record; a failed one is evidence, tolerated or not.
+    lc.addDecisions(
+      [...verdict.tolerated, ...verdict.failed].map((d) => ({
+        ...d,
+        sample,
+        ...(verdict.tolerated.includes(d) ? { tolerated: true } : {}),
+      })),
+    );
+    if (verdict.outcome === 'fail') {
+      return { kind: 'failed-check', message: `${label} failed: ${describeFailures(verdict.failed)}` };
+    }
+    for (const d of verdict.tolerated) {
+      lc.event(`${label} sample ${sample}: ${d.check} failed (${own(streaks, d.check)} in a row, tolerated)`);
+    }
+  }
+  const rest = end - Date.now();
+  if (rest > 0) await condition(interrupted, rest);
+  if (lc.abort) return abortStop(ctx);
+  if (skipping()) return null;
+  for (;;) {
+    const result = await read(before, true, lastSample);
+    const verdict = judgeSample(result.decisions, streaks, rules);
+    lc.addDecisions(result.decisions.map((d) => (verdict.tolerated.includes(d) ? { ...d, tolerated: true } : d)));
+    if (verdict.outcome === 'pass') {
+      lc.event(`${label} passed its checks`);
+      return null;
+    }
+    if (verdict.outcome === 'fail') {
+      return { kind: 'failed-check', message: `${label} failed: ${describeFailures(verdict.failed)}` };
+    }
+    if (!(await holdInconclusive(ctx, label))) return abortStop(ctx);
+    if (skipping()) return null;
+  }
+}
+
+/** Too few samples to judge: hold the rollout and ask a human. True when resumed (re-analyse), false on abort. */
+async function holdInconclusive(ctx: LifecycleContext, label: string): Promise<boolean> {
+  const { spec, lc } = ctx;
+  lc.paused = true;
+  lc.event(`${label} inconclusive: too few samples; paused until resumed or aborted`);
+  await ctx.alert({
+    kind: 'rollout-inconclusive',
+    severity: 'warning',
+    summary: `${spec.model} ${spec.version} ${label} is inconclusive and paused`,
+  });
+  await waitWhilePaused(ctx);
+  return lc.abort === null;
+}
+
+function abortStop(ctx: LifecycleContext): RolloutStop {
+  return { kind: 'aborted', message: ctx.abortMessage() };
+}
+
+async function waitWhilePaused(ctx: LifecycleContext): Promise<void> {
+  const { lc } = ctx;
+  if (!lc.paused) return;
+  ctx.details('paused');
+  await condition(() => !lc.paused || lc.abort !== null || lc.promoteNow?.granted === true);
+}

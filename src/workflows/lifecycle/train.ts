@@ -1,0 +1,103 @@
+import { CancellationScope, isCancellation, proxyActivities, sleep } from '@temporalio/workflow';
+import type { Activities } from '../../activities';
+import { ErrorType } from '../../shared/errors';
+import { Stage } from '../../shared/status';
+import { control, failureOf, runTag, type LifecycleContext } from './context';
+import { releaseLease, type PickedHardware } from './provision';
+
+export type Trained = Awaited<ReturnType<Activities['trainModel']>>;
+
+/**
+ * Trains on a worker of the chosen hardware class. A run slower than the p95 of similar past runs is flagged while it
+ * still runs. The training lease is released however training ends, with the measured run (the pool's estimates for
+ * similar runs come from it). Null when training failed (the lifecycle has ended failed).
+ */
+export async function train(ctx: LifecycleContext, picked: PickedHardware, leaseId: string): Promise<Trained | null> {
+  const { spec, lc } = ctx;
+  const { option: hw, lease } = picked;
+  lc.enter(Stage.Training, `training on ${hw.label} (${hw.taskQueue})`);
+  ctx.details(`training on ${hw.label}`);
+  const trainer = proxyActivities<Activities>({
+    taskQueue: hw.taskQueue,
+    startToCloseTimeout: spec.training.timeout,
+    heartbeatTimeout: '30 seconds',
+    retry: { maximumAttempts: spec.training.maxAttempts, initialInterval: '2 seconds' },
+  });
+  const watch = await watchSlowTraining(ctx, hw);
+  let trained: Trained | undefined;
+  let trainingError: ReturnType<typeof failureOf> | undefined;
+  try {
+    trained = await trainer.trainModel({
+      // The artifact folder is per run: a re-run trains afresh (its params or data may have changed).
+      lifecycleId: `${lc.id}@${runTag(ctx.runId)}`,
+      model: spec.model,
+      version: spec.version,
+      program: spec.training.program,
+      dataDir: spec.training.dataDir,
+      params: spec.training.params,
+      // The trainer's worker renews the lease while the process lives; a vanished worker lets it expire.
+      ...(lease.ttlMs !== null ? { lease: { pool: hw.pool, leaseId, ttlMs: lease.ttlMs } } : {}),
+    });
+  } catch (err) {
+    if (isCancellation(err)) throw err;
+    trainingError = failureOf(err);
+  } finally {
+    watch.cancel();
+  }
+  // Released here with the run's usage, not by the stack: a cancellation unwinds the stack instead.
+  ctx.comp.drop('release training quota');
+  await CancellationScope.nonCancellable(() =>
+    releaseLease(
+      ctx,
+      leaseId,
+      {
+        ...(trained ? { usage: trained.usage } : {}),
+        ...(trained?.datasetRows !== undefined ? { profile: { datasetRows: trained.datasetRows } } : {}),
+      },
+      hw.pool,
+    ),
+  );
+  if (!trained) {
+    await ctx.endFailed(ErrorType.TrainingFailed, `training failed: ${trainingError?.message}`, {
+      kind: 'training-failed',
+      severity: 'warning',
+      summary: `${spec.model} ${spec.version}: training failed: ${trainingError?.message}`,
+      details: trainingError?.details,
+    });
+    return null;
+  }
+  lc.artifactDir = trained.artifactDir;
+  lc.event(
+    `trained in ${Math.round(trained.durationMs)} ms${trained.reused ? ' (artifact of an earlier attempt reused)' : trained.attempt > 1 ? ` (attempt ${trained.attempt})` : ''}`,
+  );
+  return trained;
+}
+
+/** A timer that alerts when training runs longer than the p95 of similar past runs; cancel it when training ends. */
+async function watchSlowTraining(ctx: LifecycleContext, hw: PickedHardware['option']): Promise<CancellationScope> {
+  const { spec, lc } = ctx;
+  const watch = new CancellationScope();
+  const baseline = await control.trainingBaseline({
+    pool: hw.pool,
+    family: spec.hardware.architecture,
+    dataDir: spec.training.dataDir,
+  });
+  if (baseline.p95Ms === null) return watch;
+  const limitMs = Math.max(1000, Math.round(baseline.p95Ms));
+  lc.event(`training counts as slow after ${limitMs} ms (the p95 of ${baseline.similarRuns} similar runs)`);
+  watch
+    .run(async () => {
+      await sleep(limitMs);
+      await ctx.alert({
+        kind: 'training-slow',
+        severity: 'warning',
+        summary:
+          `${spec.model} ${spec.version}: training on ${hw.label} still running after ${limitMs} ms, ` +
+          `above the p95 of ${baseline.similarRuns} similar runs (family ${spec.hardware.architecture}` +
+          `${baseline.datasetRows !== null ? `, ${baseline.datasetRows} rows` : ''})`,
+        details: { ...baseline, limitMs, hardware: hw.label },
+      });
+    })
+    .catch(() => undefined);
+  return watch;
+}
