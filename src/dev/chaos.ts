@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Client, Connection } from '@temporalio/client';
@@ -136,6 +136,19 @@ export class ChaosStack {
     );
   }
 
+  /**
+   * The worker's pools: room for every case's production version (each keeps its serving lease) and the training
+   * and serving leases of the case running, so that a long matrix never runs out of quota.
+   */
+  private get poolsFile(): string {
+    const file = join(this.dir, 'quota-pools.yaml');
+    writeFileSync(
+      file,
+      'pools:\n  - name: default\n    capacity: { cpu: 4096, memoryGiB: 16384 }\n    leaseTtl: 10m\n',
+    );
+    return file;
+  }
+
   private startWorker(): void {
     this.worker = startNode(
       `worker-${++this.restarts}`,
@@ -145,6 +158,7 @@ export class ChaosStack {
         GATEWAY_URL: this.gatewayUrl,
         ML_DATA_DIR: join(this.dir, 'data'),
         ALERT_GROUP_WAIT: '300ms',
+        QUOTA_POOLS_FILE: this.poolsFile,
         LOG_LEVEL: 'warn',
       },
       this.workerLog,
@@ -253,6 +267,8 @@ export async function runChaosCase(stack: ChaosStack, c: ChaosCase, name: string
   const model = name;
   const { lifecycles } = stack;
   const load = stack.traffic(model);
+  // Staging serves a route of its own: it needs traffic of its own to be judged.
+  const staging = c.at === 'staging' ? stack.traffic(`${model}-staging`) : null;
   const logStart = safeSize(stack.workerLog);
   try {
     const v1 = await lifecycles.start(chaosSpec(model, 'v1', { at: 'provisioning', candidate: 'good' }));
@@ -274,6 +290,8 @@ export async function runChaosCase(stack: ChaosStack, c: ChaosCase, name: string
     const end = await drive(stack, id, () => false, 15 * 60_000);
     const endedMs = Date.now() - restarted;
     await load.stop();
+    // The alert router delivers after its group wait: give the last alert of the case time to reach the log.
+    await sleep(2000);
     return {
       case: c,
       model,
@@ -288,6 +306,7 @@ export async function runChaosCase(stack: ChaosStack, c: ChaosCase, name: string
     };
   } finally {
     await load.stop();
+    await staging?.stop();
   }
 }
 
