@@ -10,6 +10,7 @@
  * Run: `npm run bench` (builds, then `node dist/bench/gateway-throughput.js`).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { cpus, loadavg, tmpdir } from 'node:os';
@@ -21,6 +22,7 @@ import { projectRoot } from '../src/config/paths';
 import { trainerPython } from '../src/config/toolchain';
 import type { PredictResponse } from '../src/shared/gateway-api';
 import type { ModelTelemetry } from '../src/shared/telemetry';
+import { artifactDigest } from '../src/artifacts/digest';
 import { benchFacts, percentile, printAligned, printLoad, runBenchmark } from './report';
 import { writeTrainingProfile } from '../src/activities/data';
 
@@ -158,17 +160,32 @@ async function waitForHealthz(baseUrl: string, child: ChildProcess, dispatcher: 
   throw new Error('the gateway did not answer /healthz within 20 s');
 }
 
+/** The gateway's admin API as a benchmark calls it: the admin listener's URL and the bearer token it was given. */
+export interface AdminEndpoint {
+  url: string;
+  token: string;
+}
+
+/** A fresh admin endpoint on a free port, with a random token (give both to the gateway through its environment). */
+export async function newAdminEndpoint(): Promise<AdminEndpoint & { port: number }> {
+  const port = await freePort();
+  return { port, url: `http://127.0.0.1:${port}`, token: randomBytes(32).toString('base64url') };
+}
+
 export async function adminCall(
   dispatcher: Agent,
-  baseUrl: string,
+  admin: AdminEndpoint,
   method: 'PUT' | 'GET',
   path: string,
   body?: unknown,
 ): Promise<unknown> {
-  const res = await request(`${baseUrl}${path}`, {
+  const res = await request(`${admin.url}${path}`, {
     dispatcher,
     method,
-    headers: body === undefined ? {} : { 'content-type': 'application/json' },
+    headers: {
+      authorization: `Bearer ${admin.token}`,
+      ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+    },
     body: body === undefined ? undefined : JSON.stringify(body),
   });
   const text = await res.body.text();
@@ -177,8 +194,11 @@ export async function adminCall(
 }
 
 /** Successes and summed server-side inference latency over every version of the model. */
-async function serverTotals(dispatcher: Agent, baseUrl: string): Promise<{ successes: number; latencySumMs: number }> {
-  const t = (await adminCall(dispatcher, baseUrl, 'GET', `/admin/models/${MODEL}/telemetry`)) as ModelTelemetry;
+async function serverTotals(
+  dispatcher: Agent,
+  admin: AdminEndpoint,
+): Promise<{ successes: number; latencySumMs: number }> {
+  const t = (await adminCall(dispatcher, admin, 'GET', `/admin/models/${MODEL}/telemetry`)) as ModelTelemetry;
   let successes = 0;
   let latencySumMs = 0;
   for (const v of Object.values(t.versions)) {
@@ -252,13 +272,14 @@ async function runPhase(
   predictAgent: Agent,
   adminAgent: Agent,
   baseUrl: string,
+  admin: AdminEndpoint,
   rows: Row[],
   cursor: { next: number },
   opSeq: { next: number },
 ): Promise<PhaseResult> {
   const url = `${baseUrl}/v1/models/${MODEL}/predict`;
   const warm = await drive(predictAgent, url, rows, WARMUP, spec.concurrency, cursor);
-  const before = await serverTotals(adminAgent, baseUrl);
+  const before = await serverTotals(adminAgent, admin);
 
   let swaps = 0;
   let swapFailures = 0;
@@ -273,7 +294,7 @@ async function runPhase(
       if (!swapping) break;
       const started = performance.now();
       try {
-        await adminCall(adminAgent, baseUrl, 'PUT', `/admin/models/${MODEL}/weights`, {
+        await adminCall(adminAgent, admin, 'PUT', `/admin/models/${MODEL}/weights`, {
           opId: `bench-weights-${opSeq.next++}`,
           weights: useB ? WEIGHTS_B : WEIGHTS_A,
         });
@@ -294,10 +315,10 @@ async function runPhase(
     swapping = false;
     await swapLoop;
   }
-  const after = await serverTotals(adminAgent, baseUrl);
+  const after = await serverTotals(adminAgent, admin);
   if (spec.swapWeights) {
     // Leave the phase with the starting weights, as the next run would find them.
-    await adminCall(adminAgent, baseUrl, 'PUT', `/admin/models/${MODEL}/weights`, {
+    await adminCall(adminAgent, admin, 'PUT', `/admin/models/${MODEL}/weights`, {
       opId: `bench-weights-${opSeq.next++}`,
       weights: WEIGHTS_A,
     });
@@ -390,8 +411,10 @@ async function main(): Promise<number> {
   const loadBefore = loadavg();
 
   const trainStarted = performance.now();
-  const stableDir = tempDir('mll-bench-v1-');
-  const candidateDir = tempDir('mll-bench-v2-');
+  // Both artifacts under one folder: the gateway's artifact root, the only place it loads from.
+  const artifactRoot = tempDir('mll-bench-artifacts-');
+  const stableDir = join(artifactRoot, STABLE);
+  const candidateDir = join(artifactRoot, CANDIDATE);
   await Promise.all([train(stableDir, {}), train(candidateDir, { seed: 11 })]);
   // As the training activity does: the training profile in the artifact, so the gateway sketches every request's
   // inputs (the cost measured here). `--no-input-sketch` leaves it out.
@@ -409,12 +432,16 @@ async function main(): Promise<number> {
   const dataDir = tempDir('mll-bench-gw-');
   const port = await freePort();
   const baseUrl = `http://127.0.0.1:${port}`;
+  const admin = await newAdminEndpoint();
   gateway = spawn(process.execPath, [mainJs], {
     cwd: root,
     env: {
       ...process.env,
       GATEWAY_PORT: String(port),
       GATEWAY_HOST: '127.0.0.1',
+      GATEWAY_ADMIN_PORT: String(admin.port),
+      GATEWAY_ADMIN_TOKEN: admin.token,
+      GATEWAY_ARTIFACT_ROOT: artifactRoot,
       GATEWAY_DATA_DIR: dataDir,
       LOG_LEVEL: 'warn',
     },
@@ -433,12 +460,13 @@ async function main(): Promise<number> {
       [STABLE, stableDir],
       [CANDIDATE, candidateDir],
     ] as const) {
-      await adminCall(adminAgent, baseUrl, 'PUT', `/admin/models/${MODEL}/versions/${version}`, {
+      await adminCall(adminAgent, admin, 'PUT', `/admin/models/${MODEL}/versions/${version}`, {
         opId: `bench-deploy-${version}`,
         artifactDir: dir,
+        artifactDigest: await artifactDigest(dir),
       });
     }
-    await adminCall(adminAgent, baseUrl, 'PUT', `/admin/models/${MODEL}/weights`, {
+    await adminCall(adminAgent, admin, 'PUT', `/admin/models/${MODEL}/weights`, {
       opId: `bench-weights-${opSeq.next++}`,
       weights: WEIGHTS_A,
     });
@@ -453,10 +481,10 @@ async function main(): Promise<number> {
     if (initial.non200 > 0) throw new Error(`${initial.non200} of the ${INITIAL_WARMUP} warm-up requests failed`);
     const results: PhaseResult[] = [];
     for (const spec of PHASES) {
-      results.push(await runPhase(spec, predictAgent, adminAgent, baseUrl, rows, cursor, opSeq));
+      results.push(await runPhase(spec, predictAgent, adminAgent, baseUrl, admin, rows, cursor, opSeq));
     }
 
-    const total = await serverTotals(adminAgent, baseUrl);
+    const total = await serverTotals(adminAgent, admin);
     const serverMeanMs = total.successes > 0 ? total.latencySumMs / total.successes : 0;
     const peakKiB = peakRssKiB(gatewayPid);
     const loadAfter = loadavg();

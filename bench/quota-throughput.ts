@@ -422,7 +422,7 @@ async function main(): Promise<number> {
   const activities = createActivities({
     client,
     // Nothing here calls the gateway or trains.
-    gatewayUrl: 'http://127.0.0.1:9',
+    gateway: { url: 'http://127.0.0.1:9', token: 'unused-nothing-calls-the-gateway' },
     artifactsDir,
     python: trainerPython(),
     root,

@@ -25,6 +25,7 @@
  *   --bake D              canary bake of the candidates (60s)
  *   --canary-percent P    canary share of the candidates (the spec's, 10)
  */
+import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -193,13 +194,19 @@ const sleep = (ms: number) => new Promise<void>((done) => setTimeout(done, ms));
 /** Wall-clock ms with sub-ms precision, comparable with the server's and the worker's timestamps. */
 const wallNow = () => performance.timeOrigin + performance.now();
 
+/** A fresh admin token for the run's gateway and worker (through their environment only). */
+const adminToken = randomBytes(32).toString('base64url');
+
+/** A call of the gateway's admin API (an admin URL), with the run's token. */
 async function getJson<T>(url: string, init: { method?: 'GET' | 'PUT'; body?: unknown } = {}): Promise<T> {
   const res = await request(url, {
     method: init.method ?? 'GET',
     dispatcher: pollAgent,
-    ...(init.body === undefined
-      ? {}
-      : { headers: { 'content-type': 'application/json' }, body: JSON.stringify(init.body) }),
+    headers: {
+      authorization: `Bearer ${adminToken}`,
+      ...(init.body === undefined ? {} : { 'content-type': 'application/json' }),
+    },
+    ...(init.body === undefined ? {} : { body: JSON.stringify(init.body) }),
   });
   const text = await res.body.text();
   if (res.statusCode !== 200) throw new Error(`${init.method ?? 'GET'} ${url}: ${res.statusCode} ${text}`);
@@ -345,12 +352,19 @@ function startLoad(gatewayUrl: string, model: string, rate: number): LoadGenerat
 /** One candidate: train, approve, canary, breach, time to 0 %, rolled back; then the checks of the run. */
 async function runOnce(
   run: number,
-  ctx: { client: Client; lifecycles: LifecycleClient; gatewayUrl: string; model: string; options: Options },
+  ctx: {
+    client: Client;
+    lifecycles: LifecycleClient;
+    gatewayUrl: string;
+    gatewayAdminUrl: string;
+    model: string;
+    options: Options;
+  },
 ): Promise<RunResult> {
-  const { client, lifecycles, gatewayUrl, model, options } = ctx;
+  const { client, lifecycles, gatewayUrl, gatewayAdminUrl, model, options } = ctx;
   const version = `v${run + 1}`;
-  const telemetryUrl = `${gatewayUrl}/admin/models/${model}/telemetry`;
-  const routingUrl = `${gatewayUrl}/admin/models/${model}`;
+  const telemetryUrl = `${gatewayAdminUrl}/admin/models/${model}/telemetry`;
+  const routingUrl = `${gatewayAdminUrl}/admin/models/${model}`;
   const stableErrorsNow = async () =>
     (await getJson<ModelTelemetry>(telemetryUrl)).versions[STABLE]?.errors ?? Number.NaN;
 
@@ -372,7 +386,7 @@ async function runOnce(
 
   const breachAt = wallNow();
   const breachPerf = performance.now();
-  await getJson(`${gatewayUrl}/admin/models/${model}/versions/${version}/faults`, {
+  await getJson(`${gatewayAdminUrl}/admin/models/${model}/versions/${version}/faults`, {
     method: 'PUT',
     body: { errorRate: options.errorRate },
   });
@@ -485,22 +499,36 @@ async function main(): Promise<number> {
   const lifecycles = new LifecycleClient(client);
 
   const gatewayPort = await freePort();
+  const gatewayAdminPort = await freePort();
   const gatewayUrl = `http://127.0.0.1:${gatewayPort}`;
+  const gatewayAdminUrl = `http://127.0.0.1:${gatewayAdminPort}`;
   const gateway = startNode(
     'gateway',
     join(root, 'dist', 'src', 'serving', 'main.js'),
-    { GATEWAY_PORT: String(gatewayPort), GATEWAY_DATA_DIR: join(dir, 'gateway') },
+    {
+      GATEWAY_PORT: String(gatewayPort),
+      GATEWAY_ADMIN_PORT: String(gatewayAdminPort),
+      GATEWAY_ADMIN_TOKEN: adminToken,
+      GATEWAY_DATA_DIR: join(dir, 'gateway'),
+      // The worker's ML_DATA_DIR/artifacts: what it trains is what the gateway may load.
+      GATEWAY_ARTIFACT_ROOT: join(dir, 'data', 'artifacts'),
+    },
     join(logs, 'gateway.log'),
   );
   children.push(gateway);
-  await waitFor('serving gateway', async () => (await fetch(`${gatewayUrl}/healthz`)).ok, 30_000);
+  await waitFor(
+    'serving gateway',
+    async () => (await fetch(`${gatewayUrl}/healthz`)).ok && (await fetch(`${gatewayAdminUrl}/healthz`)).ok,
+    30_000,
+  );
   const worker = startNode(
     'worker',
     join(root, 'dist', 'src', 'workers', 'main.js'),
     {
       TEMPORAL_ADDRESS: server.address,
       TEMPORAL_NAMESPACE: 'default',
-      GATEWAY_URL: gatewayUrl,
+      GATEWAY_ADMIN_URL: gatewayAdminUrl,
+      GATEWAY_ADMIN_TOKEN: adminToken,
       ML_DATA_DIR: join(dir, 'data'),
     },
     join(logs, 'worker.log'),
@@ -541,7 +569,7 @@ async function main(): Promise<number> {
   const results: RunResult[] = [];
   for (let run = 1; run <= options.runs; run++) {
     const runStarted = performance.now();
-    const r = await runOnce(run, { client, lifecycles, gatewayUrl, model, options });
+    const r = await runOnce(run, { client, lifecycles, gatewayUrl, gatewayAdminUrl, model, options });
     results.push(r);
     console.log(
       `run ${run} ${r.version}: ${r.toZeroMs.toFixed(0)} ms to 0% (${r.failedCheck}, sample ${r.sample ?? 'end'}, ` +

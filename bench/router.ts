@@ -23,7 +23,17 @@ import { Agent, request } from 'undici';
 import { writeTrainingProfile } from '../src/activities/data';
 import { projectRoot } from '../src/config/paths';
 import { ModelHost, type Features } from '../src/serving/model-host';
-import { adminCall, drive, freePort, loadRows, train, type LoadOutcome, type Row } from './gateway-throughput';
+import { artifactDigest } from '../src/artifacts/digest';
+import {
+  adminCall,
+  drive,
+  freePort,
+  loadRows,
+  newAdminEndpoint,
+  train,
+  type LoadOutcome,
+  type Row,
+} from './gateway-throughput';
 import { benchFacts, percentile, printAligned, printLoad, runBenchmark } from './report';
 
 const MODEL = 'churn';
@@ -285,7 +295,9 @@ async function main(): Promise<number> {
   const loadBefore = loadavg();
 
   const trainStarted = performance.now();
-  const artifactDir = tempDir('mll-bench-router-v1-');
+  // Inside a folder of its own: the gateway's artifact root, the only place it loads from.
+  const artifactRoot = tempDir('mll-bench-router-artifacts-');
+  const artifactDir = join(artifactRoot, VERSION);
   await train(artifactDir, {});
   // As the training activity does: with the profile in the artifact the gateway sketches every request's inputs.
   await writeTrainingProfile(artifactDir, join(root, 'examples', 'churn', 'data', 'train.csv'));
@@ -297,12 +309,16 @@ async function main(): Promise<number> {
   const gatewayPort = await freePort();
   const directBase = `http://127.0.0.1:${directPort}`;
   const gatewayBase = `http://127.0.0.1:${gatewayPort}`;
+  const admin = await newAdminEndpoint();
   const direct = startChild([__filename, '--direct-server', artifactDir, String(directPort)], process.env);
   const gatewayArgs = profDir ? ['--cpu-prof', '--cpu-prof-dir', resolve(profDir), mainJs] : [mainJs];
   const gateway = startChild(gatewayArgs, {
     ...process.env,
     GATEWAY_PORT: String(gatewayPort),
     GATEWAY_HOST: '127.0.0.1',
+    GATEWAY_ADMIN_PORT: String(admin.port),
+    GATEWAY_ADMIN_TOKEN: admin.token,
+    GATEWAY_ARTIFACT_ROOT: artifactRoot,
     GATEWAY_DATA_DIR: tempDir('mll-bench-router-gw-'),
     LOG_LEVEL: 'warn',
   });
@@ -315,11 +331,12 @@ async function main(): Promise<number> {
       waitForHealthz('direct', directBase, direct, adminAgent),
       waitForHealthz('gateway', gatewayBase, gateway, adminAgent),
     ]);
-    await adminCall(adminAgent, gatewayBase, 'PUT', `/admin/models/${MODEL}/versions/${VERSION}`, {
+    await adminCall(adminAgent, admin, 'PUT', `/admin/models/${MODEL}/versions/${VERSION}`, {
       opId: `bench-deploy-${VERSION}`,
       artifactDir,
+      artifactDigest: await artifactDigest(artifactDir),
     });
-    await adminCall(adminAgent, gatewayBase, 'PUT', `/admin/models/${MODEL}/weights`, {
+    await adminCall(adminAgent, admin, 'PUT', `/admin/models/${MODEL}/weights`, {
       opId: 'bench-weights-1',
       weights: { [VERSION]: 100 },
     });

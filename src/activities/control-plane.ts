@@ -3,22 +3,28 @@ import {
   WithStartWorkflowOperation,
   WorkflowNotFoundError,
   WorkflowUpdateFailedError,
+  isGrpcServiceError,
   type Client,
 } from '@temporalio/client';
 import { chooseHardware, type HardwareClass } from '../domain/hardware';
 import { alertLogLevel, deliverAlert, type AlertSinkConfig } from '../alerts/sinks';
 import type { Alert } from '../shared/alerts';
 import { ErrorType } from '../shared/errors';
+import { cut } from '../shared/text';
 import { PlanInputError, selectHardware } from '../client/hardware-planning';
 import { QuotaClient, QuotaOperationError, UnknownPoolError } from '../client/quota-client';
 import { InvalidFileError } from '../config/yaml-file';
 import { approverKeysPath, loadApproverKeyring } from '../config/approver-keys';
+import { PolicySource, policyPath } from '../config/policy';
+import { normalizeIdentity, policyViolations, type ModelPolicy, type PolicedSpec } from '../shared/policy';
+import { authorizeOperation, type Authorization, type OperationRequest } from '../shared/signed-operation';
 import type { LifecycleMetrics } from '../metrics/lifecycle-metrics';
 import type { ApproverKeyring } from '../shared/signed-approval';
 import type { HardwareSelection } from '../shared/hardware';
 import {
   acquireTrafficUpdate,
   recordPromotionUpdate,
+  statusQuery,
   registryStateQuery,
   releaseTrafficUpdate,
 } from '../shared/messages';
@@ -31,6 +37,7 @@ import type {
   ReserveQuotaResult,
 } from '../shared/quota';
 import {
+  ModelRollbackInput as ModelRollbackInputSchema,
   registryWorkflowId,
   type AcquireTrafficResult,
   type PromotionRecord,
@@ -41,9 +48,14 @@ import {
 import { describeIssues, type HardwareSpec, type LifecycleSpec } from '../shared/spec';
 import { z } from 'zod';
 import { LIFECYCLE_TASK_QUEUE } from '../shared/task-queues';
-import { own } from '../shared/own';
 // Starting entity workflows by name keeps workflow code out of the activity bundle.
 const MODEL_REGISTRY_WORKFLOW = 'modelRegistryWorkflow';
+const RUN_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+/** gRPC INVALID_ARGUMENT: the server's answer to a workflow or run id that cannot name anything. */
+const isInvalidArgument = (err: unknown): boolean => {
+  const cause = err instanceof Error && err.cause !== undefined ? err.cause : err;
+  return isGrpcServiceError(cause) && cause.code === 3;
+};
 
 export interface ControlPlaneDeps {
   client: Client;
@@ -58,6 +70,8 @@ export interface ControlPlaneDeps {
   alertSinks?: AlertSinkConfig[];
   /** The approver keyring signed approvals are verified with (default: ML_APPROVER_KEYS). */
   approverKeysFile?: string;
+  /** The platform policy and keyring privileged operations are checked against (default: ML_POLICY_FILE). */
+  policy?: PolicySource;
   /** Counts delivered alerts (the worker's Prometheus metrics). */
   metrics?: Pick<LifecycleMetrics, 'alertDelivered'>;
 }
@@ -108,7 +122,74 @@ export function createControlPlaneActivities(deps: ControlPlaneDeps) {
     }
   };
 
+  let policySource = deps.policy;
+  /** The policy source, created on first use from the environment when the worker did not pass one. */
+  const policy = (): PolicySource => {
+    policySource ??= new PolicySource(policyPath(), deps.approverKeysFile ?? approverKeysPath());
+    return policySource;
+  };
+  /** `fn` with an unusable policy or keyring file turned into a non-retryable PolicyInvalid failure. */
+  const withPolicy = <T>(fn: (source: PolicySource) => T): T => {
+    try {
+      return fn(policy());
+    } catch (err) {
+      if (err instanceof InvalidFileError)
+        throw ApplicationFailure.create({ type: ErrorType.PolicyInvalid, message: err.message, nonRetryable: true });
+      throw err;
+    }
+  };
+
   return {
+    /**
+     * The platform policy's rules for a lifecycle's model, with the spec checked against them: every way the spec
+     * loosens the policy, each naming the spec field and the rule. Also the keys of the people the rules name, for
+     * the workflow's validators (the worker checks the keyring as it is now again before anything is recorded).
+     */
+    async resolvePolicy(input: {
+      model: string;
+      spec: PolicedSpec;
+      program: string;
+    }): Promise<{ ok: true; policy: ModelPolicy; keyring: ApproverKeyring } | { ok: false; problems: string[] }> {
+      return withPolicy((source) => {
+        const rules = source.forModel(input.model);
+        const problems = policyViolations(input.spec, rules);
+        const program = source.programProblem(input.model, input.program);
+        if (program) problems.push(program);
+        if (problems.length > 0) return { ok: false, problems };
+        const named = new Set(
+          [
+            ...rules.approval.approvers,
+            ...Object.values(rules.approval.gates).flatMap((g) => g.approvers),
+            ...Object.values(rules.operators).flat(),
+          ].map(normalizeIdentity),
+        );
+        const keyring = Object.fromEntries(
+          Object.entries(source.keys()).filter(([who]) => named.has(normalizeIdentity(who))),
+        );
+        return { ok: true, policy: rules, keyring };
+      });
+    },
+
+    /**
+     * Whether a privileged operation may happen now: the person is allowed by the policy as it is now, and the
+     * signature (required unless the policy lets the operation go unsigned) verifies with the keyring as it is now, so
+     * a revoked key or a removed operator stops working at once. Nonces are checked by the calling workflow.
+     */
+    async authorizeOperation(input: { model: string; request: OperationRequest }): Promise<Authorization> {
+      return withPolicy((source) => {
+        const verdict = authorizeOperation(source.forModel(input.model), source.keys(), input.request, Date.now());
+        log.info('privileged operation checked', {
+          model: input.model,
+          op: input.request.op,
+          by: input.request.by,
+          target: input.request.target,
+          ok: verdict.ok,
+          ...(verdict.ok ? { keyId: verdict.keyId } : { reason: verdict.reason }),
+        });
+        return verdict;
+      });
+    },
+
     /**
      * The registered public keys of these approvers, read from the keyring file at each call (so a rotated key takes
      * effect at the next gate). No keyring configured: no keys, and signed gates refuse every approval.
@@ -121,7 +202,9 @@ export function createControlPlaneActivities(deps: ControlPlaneDeps) {
       }
       try {
         const keyring = loadApproverKeyring(file);
-        return Object.fromEntries(approvers.flatMap((a) => (own(keyring, a) ? [[a, own(keyring, a)!]] : [])));
+        // Identities compare case-insensitively: the keyring's `Alice` is the policy's `alice`.
+        const wanted = new Set(approvers.map(normalizeIdentity));
+        return Object.fromEntries(Object.entries(keyring).filter(([who]) => wanted.has(normalizeIdentity(who))));
       } catch (err) {
         if (err instanceof InvalidFileError)
           throw ApplicationFailure.create({ type: ErrorType.InvalidSpec, message: err.message, nonRetryable: true });
@@ -209,6 +292,73 @@ export function createControlPlaneActivities(deps: ControlPlaneDeps) {
         if (err instanceof WorkflowNotFoundError) return null;
         throw err;
       }
+    },
+
+    /**
+     * Whether a registry record comes from where it says (H8): a promotion from a running lifecycle of this model and
+     * version on the lifecycle task queue, with the artifact digest it trained and a deploy approval it recorded
+     * (every approval the record lists among them); a rollback from a running rollback of this model, or from the
+     * lifecycle whose guard window puts its stable version back. A forged record names no such workflow.
+     */
+    async verifyRegistryRecord(input: {
+      record: PromotionRecord;
+    }): Promise<{ ok: true } | { ok: false; reason: string }> {
+      const { record } = input;
+      const refuse = (reason: string) => ({ ok: false as const, reason: `forged or stale registry record: ${reason}` });
+      if (!record.runId) return refuse('it names no run of its lifecycle or rollback');
+      // The server names every run with a UUID; anything else is refused here rather than retried as a server error.
+      if (!RUN_ID.test(record.runId)) return refuse(`"${cut(record.runId, 60)}" is not a run id`);
+      const handle = client.workflow.getHandle(record.lifecycleId, record.runId);
+      let description;
+      try {
+        description = await handle.describe();
+      } catch (err) {
+        if (err instanceof WorkflowNotFoundError || isInvalidArgument(err))
+          return refuse(`no workflow ${record.lifecycleId} run ${record.runId}`);
+        throw err;
+      }
+      if (description.status.name !== 'RUNNING')
+        return refuse(`${record.lifecycleId} is ${description.status.name.toLowerCase()}, not recording anything now`);
+      if (description.taskQueue !== LIFECYCLE_TASK_QUEUE)
+        return refuse(`${record.lifecycleId} runs on task queue ${description.taskQueue}, not ${LIFECYCLE_TASK_QUEUE}`);
+      const kind = record.kind ?? 'promotion';
+      if (description.type === 'modelRollbackWorkflow' && kind === 'rollback') {
+        const history = await handle.fetchHistory();
+        const started = history.events?.[0]?.workflowExecutionStartedEventAttributes;
+        const payload = started?.input?.payloads?.[0];
+        const args = payload?.data ? (JSON.parse(Buffer.from(payload.data).toString('utf8')) as unknown) : null;
+        const parsed = ModelRollbackInputSchema.safeParse(args);
+        if (!parsed.success) return refuse(`the input of rollback ${record.lifecycleId} cannot be read`);
+        if (parsed.data.model !== record.model)
+          return refuse(`rollback ${record.lifecycleId} is of ${parsed.data.model}`);
+        if (parsed.data.to !== undefined && parsed.data.to !== record.version)
+          return refuse(`rollback ${record.lifecycleId} restores ${parsed.data.to}, not ${record.version}`);
+        return { ok: true };
+      }
+      if (description.type !== 'modelLifecycleWorkflow')
+        return refuse(`${record.lifecycleId} is a ${description.type}, which does not record ${kind}s`);
+      const status = await handle.query(statusQuery);
+      if (status.model !== record.model) return refuse(`lifecycle ${record.lifecycleId} is of ${status.model}`);
+      if (kind === 'rollback') {
+        // The guard window's undo: the lifecycle puts back the version it replaced.
+        if (status.stableVersion !== record.version)
+          return refuse(
+            `lifecycle ${record.lifecycleId} replaced ${status.stableVersion ?? 'nothing'}, not ${record.version}`,
+          );
+        return { ok: true };
+      }
+      if (status.version !== record.version)
+        return refuse(`lifecycle ${record.lifecycleId} rolls out ${status.version}, not ${record.version}`);
+      if (status.runId !== undefined && (status.artifactDigest ?? undefined) !== record.artifactDigest)
+        return refuse(`the artifact digest differs from the one lifecycle ${record.lifecycleId} trained`);
+      const approved = status.approvals.filter((a) => a.decision === 'approved' && a.by !== 'system');
+      if (!approved.some((a) => a.gate === 'deploy'))
+        return refuse(`lifecycle ${record.lifecycleId} has no approved deploy gate`);
+      for (const a of record.approvals ?? []) {
+        if (!approved.some((x) => x.gate === a.gate && x.by === a.by && (x.keyId ?? undefined) === a.keyId))
+          return refuse(`approval of gate "${a.gate}" by ${a.by} is not one lifecycle ${record.lifecycleId} recorded`);
+      }
+      return { ok: true };
     },
 
     /** Moves the model's production alias; idempotent by the promoting lifecycle's id. */

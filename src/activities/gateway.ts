@@ -9,10 +9,17 @@ import { own } from '../shared/own';
 import type { AnalysisSpec } from '../shared/spec';
 import type { ModelTelemetry } from '../shared/telemetry';
 import type { DeploymentTargetSpecInput } from '../targets/spec';
-import { resolveTarget, type DeployRequestInput, type SetWeightsInput, type UndeployInput } from '../targets/target';
+import {
+  resolveTarget,
+  type DeployRequestInput,
+  type GatewayAdminAccess,
+  type SetWeightsInput,
+  type UndeployInput,
+} from '../targets/target';
 
 export interface GatewayDeps {
-  gatewayUrl: string;
+  /** The worker's gateway: its admin URL (GATEWAY_ADMIN_URL) and admin token (GATEWAY_ADMIN_TOKEN). */
+  gateway: GatewayAdminAccess;
   /** Interval between telemetry reads while an analysis waits for its minimum sample. */
   pollIntervalMs?: number;
   /** Where `{ fromEnv }` header values of HTTP targets are read (default: process.env). */
@@ -26,6 +33,10 @@ export interface TargetInput {
   target?: DeploymentTargetSpecInput;
 }
 
+/**
+ * A deploy carries the artifact's digest recorded at training (required): the target loads the version only from
+ * files that still have it.
+ */
 export type DeployVersionInput = DeployRequestInput & TargetInput;
 export type SetTrafficWeightsInput = SetWeightsInput & TargetInput;
 export type UndeployVersionInput = UndeployInput & TargetInput;
@@ -62,7 +73,7 @@ const versionOf = (t: ModelTelemetry, version: string) => own(t.versions, versio
  */
 export function createGatewayActivities(deps: GatewayDeps) {
   const target = (spec: DeploymentTargetSpecInput | undefined) =>
-    resolveTarget(spec, { gatewayUrl: deps.gatewayUrl, ...(deps.env ? { env: deps.env } : {}) });
+    resolveTarget(spec, { gateway: deps.gateway, ...(deps.env ? { env: deps.env } : {}) });
 
   return {
     async deployVersion({ target: spec, ...input }: DeployVersionInput): Promise<AdminResult> {

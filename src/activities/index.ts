@@ -11,11 +11,16 @@ import { createDataActivities } from './data';
 import { createEvaluationActivities } from './evaluation';
 import { createGatewayActivities } from './gateway';
 import { createMonitoringActivities } from './monitoring';
-import { createTrainingActivities } from './training';
+import type { GatewayAdminAccess } from '../targets/target';
+import { createTrainingActivities, DEFAULT_TRAINER_POLICY, type TrainingDeps } from './training';
+
+import { approverKeysPath } from '../config/approver-keys';
+import { PolicySource, policyPath } from '../config/policy';
 
 export interface ActivityDeps {
   client: Client;
-  gatewayUrl: string;
+  /** The worker's serving gateway: its admin URL (GATEWAY_ADMIN_URL) and admin token (GATEWAY_ADMIN_TOKEN). */
+  gateway: GatewayAdminAccess;
   artifactsDir: string;
   python: string;
   root: string;
@@ -32,16 +37,26 @@ export interface ActivityDeps {
   hardwareCatalogFile?: string;
   /** Approver keyring for signed approvals (default: ML_APPROVER_KEYS). */
   approverKeysFile?: string;
+  /** The platform policy and keyring privileged operations are checked against (default: ML_POLICY_FILE). */
+  policy?: PolicySource;
   /** The worker's Prometheus metrics: training durations, rollout readouts and drift, alerts delivered. */
   metrics?: LifecycleMetrics;
+  /** Worker-side rules for a model's trainer, from the platform policy (absent: DEFAULT_TRAINER_POLICY). */
+  trainerPolicy?: TrainingDeps['trainerPolicy'];
+  /**
+   * The secret the worker's lease owner keys derive from, shared by every worker of a deployment (absent:
+   * ML_WORKER_SECRET, ML_WORKER_SECRET_FILE or `<data>/worker-secret`, read on first use: see loadWorkerSecret).
+   */
+  workerSecret?: string;
 }
 
 /** Every activity of the project, built once per worker from its dependencies. */
 export function createActivities(deps: ActivityDeps) {
-  const quota = new QuotaClient(deps.client, deps.quotaPools);
+  const quota = QuotaClient.forWorker(deps.client, deps.quotaPools, deps.workerSecret);
+  const policy = deps.policy ?? new PolicySource(policyPath(), deps.approverKeysFile ?? approverKeysPath(), deps.root);
   return {
-    ...createControlPlaneActivities({ ...deps, quota }),
-    ...createMonitoringActivities({ client: deps.client, gatewayUrl: deps.gatewayUrl, quota, root: deps.root }),
+    ...createControlPlaneActivities({ ...deps, quota, policy }),
+    ...createMonitoringActivities({ client: deps.client, gateway: deps.gateway, quota, root: deps.root }),
     ...createAlertingActivities({
       client: deps.client,
       alertConfig: { sinks: deps.alertSinks ?? [], routes: deps.alertRoutes ?? [] },
@@ -52,7 +67,7 @@ export function createActivities(deps: ActivityDeps) {
     ...createEvaluationActivities({ root: deps.root }),
     ...createDataActivities({ root: deps.root }),
     ...createGatewayActivities({
-      gatewayUrl: deps.gatewayUrl,
+      gateway: deps.gateway,
       pollIntervalMs: deps.analysisPollIntervalMs,
       metrics: deps.metrics,
     }),
@@ -62,6 +77,17 @@ export function createActivities(deps: ActivityDeps) {
       root: deps.root,
       renewLease: async ({ pool, leaseId, ttlMs }) => (await quota.renew(pool, { leaseId, ttlMs })) !== null,
       metrics: deps.metrics,
+      // The policy's training rules, read when each training starts (the file is re-read when it changes).
+      trainerPolicy:
+        deps.trainerPolicy ??
+        ((model) => {
+          const { env, roots } = policy.forModel(model).training;
+          return {
+            // The policy's variables come on top of the few a Python process needs to run (none of them a secret).
+            env: [...new Set([...DEFAULT_TRAINER_POLICY.env, ...(env ?? [])])],
+            programRoots: roots.length > 0 ? roots : DEFAULT_TRAINER_POLICY.programRoots,
+          };
+        }),
     }),
   };
 }

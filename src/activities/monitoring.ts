@@ -26,13 +26,14 @@ import {
   type PredictionBaseline,
   type VersionTelemetry,
 } from '../shared/telemetry';
-import { resolveTarget } from '../targets/target';
+import { resolveTarget, type GatewayAdminAccess } from '../targets/target';
 
 export interface MonitoringDeps {
   client: Client;
   /** Project root: relative data folders of specs are resolved from it. */
   root: string;
-  gatewayUrl: string;
+  /** The worker's gateway: its admin URL and admin token. */
+  gateway: GatewayAdminAccess;
   quota: QuotaClient;
   env?: Readonly<Record<string, string | undefined>>;
   /** Told of each check's drift scores (the worker's metrics). */
@@ -137,7 +138,7 @@ export function createMonitoringActivities(deps: MonitoringDeps) {
       let snapshot: ModelTelemetry;
       try {
         snapshot = await resolveTarget(prod.target, {
-          gatewayUrl: deps.gatewayUrl,
+          gateway: deps.gateway,
           ...(deps.env ? { env: deps.env } : {}),
         }).readTelemetry(model);
       } catch (err) {

@@ -1,11 +1,15 @@
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdir, readFile, rename, rm } from 'node:fs/promises';
-import { isAbsolute, join } from 'node:path';
+import { mkdir, mkdtemp, readFile, realpath, rename, rm, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { basename, delimiter, dirname, isAbsolute, join, sep } from 'node:path';
 import { createInterface } from 'node:readline';
 import { ApplicationFailure, Context, log } from '@temporalio/activity';
+import { artifactDigest, ArtifactReadError } from '../artifacts/digest';
 import type { LifecycleMetrics } from '../metrics/lifecycle-metrics';
 import { ErrorType } from '../shared/errors';
+import { lineRedactor, MIN_KNOWN_SECRET_LENGTH } from '../shared/redact';
+import { clipped } from '../shared/text';
 import { PROFILE_FILE } from '../drift/profile';
 import { writeTrainingProfile } from './data';
 import { killGroupOnExit, killLeftovers, terminateGroup, type GroupStop } from './process-group';
@@ -24,7 +28,45 @@ export interface TrainingDeps {
   metrics?: Pick<LifecycleMetrics, 'trainingFinished'>;
   /** Between SIGTERM and SIGKILL to a stopped trainer's process group (default TRAINER_STOP_GRACE_MS). */
   stopGraceMs?: number;
+  /** Worker-side rules for a model's trainer, from the platform policy (absent: DEFAULT_TRAINER_POLICY). */
+  trainerPolicy?: (model: string) => TrainerPolicy;
 }
+
+/** What a model's trainer may use of the worker: decided on the worker (platform policy), never by the spec. */
+export interface TrainerPolicy {
+  /** Names of the worker's environment variables the trainer gets, when set; nothing else of the environment. */
+  env: readonly string[];
+  /**
+   * Folders the training program must resolve under (symbolic links followed); relative ones are from the project
+   * root. Empty: no program may run.
+   */
+  programRoots: readonly string[];
+}
+
+/**
+ * What a Python trainer needs to run, and nothing with credentials: the search path, home and temp folders, locale
+ * and time zone, the interpreter's module path and virtualenv, thread counts of the numeric libraries, and the GPUs
+ * the worker was given.
+ */
+export const DEFAULT_TRAINER_ENV: readonly string[] = [
+  'PATH',
+  'HOME',
+  'LANG',
+  'LC_ALL',
+  'LC_CTYPE',
+  'TZ',
+  'TMPDIR',
+  'PYTHONPATH',
+  'VIRTUAL_ENV',
+  'PYTHONHASHSEED',
+  'OMP_NUM_THREADS',
+  'OPENBLAS_NUM_THREADS',
+  'MKL_NUM_THREADS',
+  'CUDA_VISIBLE_DEVICES',
+];
+
+/** The default environment, and programs only from the project itself. */
+export const DEFAULT_TRAINER_POLICY: TrainerPolicy = { env: DEFAULT_TRAINER_ENV, programRoots: ['.'] };
 
 /**
  * Grace period of a trainer whose activity is cancelled, timed out or shut down with its worker: the trainer's whole
@@ -64,9 +106,13 @@ export interface TrainModelResult {
   usage: ProcessUsage & { durationMs?: number };
   /** Rows of the training set. */
   datasetRows?: number;
+  /** `artifactDigest` of the artifact folder, computed once the trainer had exited and profile.json was written. */
+  artifactDigest: string;
 }
 
 const LOG_TAIL_LINES = 40;
+/** A log-tail line is cut to this: the tail goes into workflow history and alerts. */
+const LOG_LINE_CHARS = 2_000;
 const HEARTBEAT_EVERY_MS = 5_000;
 
 /** The trainer exits 2 when its input (params, data paths) is wrong: retrying cannot help. */
@@ -79,42 +125,142 @@ async function readMetrics(dir: string): Promise<Record<string, number> | null> 
   return Object.fromEntries(Object.entries(raw).filter((e): e is [string, number] => typeof e[1] === 'number'));
 }
 
+/** The trainer's environment: the variables of `names` that the worker has set (own properties only), nothing else. */
+export function trainerEnv(names: readonly string[], from: NodeJS.ProcessEnv = process.env): Record<string, string> {
+  return Object.fromEntries(
+    names.flatMap((name) => {
+      const value = Object.hasOwn(from, name) ? from[name] : undefined;
+      return value === undefined ? [] : [[name, value] as const];
+    }),
+  );
+}
+
+/**
+ * Values of the worker's environment the trainer was not given, redacted wherever they appear in its log: it may have
+ * found them another way (a credentials file, another process). Short values are left out, and so are existing folders
+ * and search paths: they are no secret, and redacting them would garble every path the trainer logs.
+ */
+export function workerSecrets(
+  given: Readonly<Record<string, string>>,
+  from: NodeJS.ProcessEnv = process.env,
+): string[] {
+  const passed = new Set(Object.values(given));
+  return Object.entries(from).flatMap(([name, value]) =>
+    value === undefined ||
+    Object.hasOwn(given, name) ||
+    passed.has(value) ||
+    value.length < MIN_KNOWN_SECRET_LENGTH ||
+    existingPaths(value)
+      ? []
+      : [value],
+  );
+}
+
+function existingPaths(value: string): boolean {
+  const parts = value.split(delimiter).filter((p) => p !== '');
+  return parts.length > 0 && parts.every((p) => isAbsolute(p) && existsSync(p));
+}
+
+/**
+ * Where `path` really is: its real path when it resolves, else the real path of its deepest ancestor that does with
+ * the rest appended (a link in that ancestor still counts, so a missing file behind a link is placed where it points).
+ */
+async function realLocation(path: string): Promise<{ real: string; found: boolean }> {
+  const real = await realpath(path).catch(() => null);
+  if (real !== null) return { real, found: true };
+  const rest: string[] = [];
+  for (let dir = path; dirname(dir) !== dir;) {
+    rest.unshift(basename(dir));
+    dir = dirname(dir);
+    const ancestor = await realpath(dir).catch(() => null);
+    if (ancestor !== null) return { real: join(ancestor, ...rest), found: false };
+  }
+  return { real: path, found: false };
+}
+
+/**
+ * The real path of the training program, which must be a file under one of `roots` (real paths compared, links
+ * followed); else a non-retryable InvalidSpec. A program outside the roots gets the same refusal whether or not it
+ * exists: the spec's author learns nothing about the worker's files outside them.
+ */
+async function allowedProgram(program: string, named: string, roots: readonly string[]): Promise<string> {
+  const realRoots = (await Promise.all(roots.map((r) => realpath(r).catch(() => null)))).filter(
+    (r): r is string => r !== null,
+  );
+  const { real, found } = await realLocation(program);
+  const refuse = (why: string) =>
+    ApplicationFailure.create({
+      type: ErrorType.InvalidSpec,
+      message: `training program ${named} ${why}`,
+      nonRetryable: true,
+      details: [{ program: named, programRoots: roots }],
+    });
+  if (!realRoots.some((root) => real.startsWith(root.endsWith(sep) ? root : root + sep))) {
+    throw refuse(`is not under an allowed program root (${roots.join(', ') || 'none allowed'})`);
+  }
+  const file =
+    found &&
+    (await stat(real).then(
+      (s) => s.isFile(),
+      () => false,
+    ));
+  if (!file) throw refuse('is not a readable file');
+  return real;
+}
+
 export function createTrainingActivities(deps: TrainingDeps) {
   const resolve = (p: string) => (isAbsolute(p) ? p : join(deps.root, p));
+  const artifactsDir = resolve(deps.artifactsDir);
   const graceMs = deps.stopGraceMs ?? TRAINER_STOP_GRACE_MS;
+  const policyOf = deps.trainerPolicy ?? (() => DEFAULT_TRAINER_POLICY);
   const activities = {
     /**
      * Runs the training program as a real process and heartbeats its progress. The artifact is written to a
      * per-attempt folder and renamed into place only when complete, so a retry after a crash finds either a finished
      * artifact (returned as is: training is done once) or nothing, never a half-written one.
+     *
+     * The trainer runs with least privilege: a program from the policy's roots only, the policy's environment
+     * variables only, in a working folder of its own (removed after the run), in its own process group. Its log tail
+     * is redacted, and the artifact's digest is taken once it has exited.
      */
     async trainModel(input: TrainModelInput): Promise<TrainModelResult> {
       const ctx = Context.current();
+      const policy = policyOf(input.model);
+      const program = await allowedProgram(resolve(input.program), input.program, policy.programRoots.map(resolve));
       const safeId = input.lifecycleId.replace(/[^A-Za-z0-9._-]/g, '_');
-      const artifactDir = join(deps.artifactsDir, input.model, input.version, safeId);
+      const artifactDir = join(artifactsDir, input.model, input.version, safeId);
+      const trainCsv = join(resolve(input.dataDir), 'train.csv');
+      const datasetRows = await countCsvRows(trainCsv);
       const existing = await readMetrics(artifactDir);
-      const datasetRows = await countCsvRows(join(resolve(input.dataDir), 'train.csv'));
       if (existing) {
         log.info('training artifact already complete; reusing it', { artifactDir });
-        if (!existsSync(join(artifactDir, PROFILE_FILE))) {
-          await writeTrainingProfile(artifactDir, join(resolve(input.dataDir), 'train.csv'));
+        if (!existsSync(join(artifactDir, PROFILE_FILE))) await writeTrainingProfile(artifactDir, trainCsv);
+        const digest = await artifactDigest(artifactDir).catch((err: unknown) => {
+          if (!(err instanceof ArtifactReadError)) throw err;
+          return null;
+        });
+        if (digest !== null) {
+          return {
+            artifactDir,
+            metrics: existing,
+            durationMs: 0,
+            reused: true,
+            logTail: [],
+            attempt: ctx.info.attempt,
+            usage: {},
+            datasetRows,
+            artifactDigest: digest,
+          };
         }
-        return {
-          artifactDir,
-          metrics: existing,
-          durationMs: 0,
-          reused: true,
-          logTail: [],
-          attempt: ctx.info.attempt,
-          usage: {},
-          datasetRows,
-        };
+        // Not an artifact the gateway would load (a link, a folder where a file should be): train afresh.
+        log.warn('training artifact of an earlier attempt is unusable; training again', { artifactDir });
+        await rm(artifactDir, { recursive: true, force: true });
       }
       const attemptDir = `${artifactDir}.attempt-${ctx.info.attempt}.tmp`;
       await rm(attemptDir, { recursive: true, force: true });
       await mkdir(attemptDir, { recursive: true });
 
-      const program = resolve(input.program);
+      // Every path the trainer gets is absolute: it runs in a working folder of its own, not in the project.
       const args = [
         program,
         '--data-dir',
@@ -124,18 +270,32 @@ export function createTrainingActivities(deps: TrainingDeps) {
         '--params',
         JSON.stringify(input.params),
       ];
-      log.info('starting training', { program, attempt: ctx.info.attempt, attemptDir });
+      const env = trainerEnv(policy.env);
+      const known = workerSecrets(env);
+      const workDir = await mkdtemp(join(tmpdir(), `ml-train-${input.model}-`));
+      log.info('starting training', {
+        program,
+        attempt: ctx.info.attempt,
+        attemptDir,
+        workDir,
+        env: Object.keys(env),
+      });
       const started = performance.now();
       const tail: string[] = [];
       const keep = (line: string) => {
-        tail.push(line);
+        tail.push(clipped(line, LOG_LINE_CHARS));
         if (tail.length > LOG_TAIL_LINES) tail.shift();
       };
       let progress: unknown = { step: 'start' };
 
       // detached: the trainer leads its own process group, so that stopping it reaches every process it forked (data
       // loaders, workers). Not unref'd: the worker still waits for the trainer and reads its output.
-      const child = spawn(deps.python, args, { cwd: deps.root, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+      const child = spawn(deps.python, args, {
+        cwd: workDir,
+        env,
+        stdio: ['ignore', 'pipe', 'pipe'],
+        detached: true,
+      });
       const pgid = child.pid;
       const untrack = pgid === undefined ? () => false : killGroupOnExit(pgid);
       // Set once, by whichever comes first: cancellation (SIGTERM, SIGKILL after the grace period) or the trainer's
@@ -156,7 +316,10 @@ export function createTrainingActivities(deps: TrainingDeps) {
       child.on('exit', () => {
         if (pgid !== undefined && !stop.done) stop.done = killLeftovers(pgid, 'trainer-exited');
       });
-      createInterface({ input: child.stdout }).on('line', (line) => {
+      // Every line is redacted before it is kept or heartbeated: both leave the worker (history, alerts).
+      const redactOut = lineRedactor(known);
+      createInterface({ input: child.stdout }).on('line', (raw) => {
+        const line = redactOut(raw);
         keep(line);
         try {
           const event = JSON.parse(line) as { event?: string };
@@ -168,7 +331,8 @@ export function createTrainingActivities(deps: TrainingDeps) {
           // Not every stdout line is an event.
         }
       });
-      createInterface({ input: child.stderr }).on('line', keep);
+      const redactErr = lineRedactor(known);
+      createInterface({ input: child.stderr }).on('line', (raw) => keep(redactErr(raw)));
       const beat = setInterval(() => ctx.heartbeat(progress), HEARTBEAT_EVERY_MS);
       const usage = child.pid ? watchProcess(child.pid) : null;
       // The lease lives while the trainer does: renew it well within its TTL; a lost lease is logged, not fatal.
@@ -200,6 +364,8 @@ export function createTrainingActivities(deps: TrainingDeps) {
       if (!stopped?.survivors.length) untrack();
       const durationMs = performance.now() - started;
       const measured = { ...usage?.stop(durationMs), durationMs };
+      // The working folder goes once the trainer's group has: nothing of it outlives the run.
+      await rm(workDir, { recursive: true, force: true });
 
       if (exit.error || exit.code !== 0) {
         await rm(attemptDir, { recursive: true, force: true });
@@ -227,7 +393,7 @@ export function createTrainingActivities(deps: TrainingDeps) {
       }
       // The training set's profile travels with the artifact: every later drift check compares against it.
       try {
-        await writeTrainingProfile(attemptDir, join(resolve(input.dataDir), 'train.csv'));
+        await writeTrainingProfile(attemptDir, trainCsv);
       } catch (err) {
         await rm(attemptDir, { recursive: true, force: true });
         throw ApplicationFailure.create({
@@ -238,7 +404,21 @@ export function createTrainingActivities(deps: TrainingDeps) {
       }
       await rm(artifactDir, { recursive: true, force: true });
       await rename(attemptDir, artifactDir);
-      log.info('training finished', { artifactDir, durationMs: Math.round(durationMs) });
+      // Taken from the final folder, after the trainer's whole group has gone: what is recorded is what is served,
+      // and any later change of the model files is caught by the gateway's digest check.
+      let digest: string;
+      try {
+        digest = await artifactDigest(artifactDir);
+      } catch (err) {
+        if (!(err instanceof ArtifactReadError)) throw err;
+        await rm(artifactDir, { recursive: true, force: true });
+        throw ApplicationFailure.create({
+          type: ErrorType.ArtifactInvalid,
+          message: `the trainer's artifact cannot be served: ${err.message}`,
+          details: [{ logTail: tail }],
+        });
+      }
+      log.info('training finished', { artifactDir, artifactDigest: digest, durationMs: Math.round(durationMs) });
       return {
         artifactDir,
         metrics,
@@ -248,6 +428,7 @@ export function createTrainingActivities(deps: TrainingDeps) {
         attempt: ctx.info.attempt,
         usage: measured,
         datasetRows,
+        artifactDigest: digest,
       };
     },
   };

@@ -1,7 +1,10 @@
+import { operationClaim, signOperation } from '../client/approval-signing';
+import type { Operation } from '../shared/policy';
+import { OperationTarget } from '../shared/signed-operation';
 import { WorkflowNotFoundError, WorkflowUpdateFailedError, type Client } from '@temporalio/client';
 import { Option, type Command } from 'commander';
 import { MONITOR_ACTIONS, type AlertRouterState, type MonitorAction } from '../shared/alerts';
-import { durationArg, intArg } from './options';
+import { signingKeyArg, durationArg, intArg } from './options';
 import {
   ALERT_ROUTER_WORKFLOW_ID,
   AlertHistoryQuery,
@@ -98,9 +101,15 @@ export function addAlertsCommands(program: Command, deps: AlertsCommandDeps): vo
     )
     .requiredOption('--as <user>', 'your identity, recorded with the silence')
     .option('--reason <text>', 'recorded with the silence', '')
+    .option('--key <file>', KEY_HELP)
     .option('--json', 'machine-readable output')
-    .action(async (model: string, o: { for: number; as: string; reason: string }, cmd: Command) => {
-      const input = SilenceInput.parse({ model, forMs: o.for, by: who(o.as), reason: o.reason });
+    .action(async (model: string, o: { for: number; as: string; reason: string; key?: string }, cmd: Command) => {
+      const input = signed(
+        SilenceInput.parse({ model, forMs: o.for, by: who(o.as), reason: o.reason }),
+        'alert-silence',
+        OperationTarget.silence(model, o.for),
+        o.key,
+      );
       const handle = await router();
       const silence = await routerCall(() => handle.executeUpdate(silenceModelUpdate, { args: [input] }));
       deps.print(cmd, silence, `alerts of ${model} silenced until ${silence?.until}`);
@@ -110,9 +119,15 @@ export function addAlertsCommands(program: Command, deps: AlertsCommandDeps): vo
     .command('unsilence <model>')
     .description("lift a model's silence")
     .requiredOption('--as <user>', 'your identity, recorded')
+    .option('--key <file>', KEY_HELP)
     .option('--json', 'machine-readable output')
-    .action(async (model: string, o: { as: string }, cmd: Command) => {
-      const input = SilenceInput.parse({ model, forMs: 0, by: who(o.as) });
+    .action(async (model: string, o: { as: string; key?: string }, cmd: Command) => {
+      const input = signed(
+        SilenceInput.parse({ model, forMs: 0, by: who(o.as) }),
+        'alert-silence',
+        OperationTarget.silence(model, 0),
+        o.key,
+      );
       const handle = await router();
       const was = await routerCall(() => handle.executeUpdate(silenceModelUpdate, { args: [input] }));
       deps.print(cmd, { model, was }, was ? `alerts of ${model} unsilenced` : `${model} was not silenced`);
@@ -126,11 +141,38 @@ export function addAlertsCommands(program: Command, deps: AlertsCommandDeps): vo
     )
     .requiredOption('--as <user>', 'your identity, recorded with the override')
     .option('--reason <text>', 'recorded with the override', '')
+    .option('--key <file>', KEY_HELP)
     .option('--json', 'machine-readable output')
-    .action(async (incident: string, o: { action: MonitorAction; as: string; reason: string }, cmd: Command) => {
-      const input = OverrideInput.parse({ incident, action: o.action, by: who(o.as), reason: o.reason });
-      const handle = await router();
-      const ack = await routerCall(() => handle.executeUpdate(overrideActionUpdate, { args: [input] }));
-      deps.print(cmd, ack, `${incident}: ${ack.was} → ${ack.now}`);
-    });
+    .action(
+      async (
+        incident: string,
+        o: { action: MonitorAction; as: string; reason: string; key?: string },
+        cmd: Command,
+      ) => {
+        const input = signed(
+          OverrideInput.parse({ incident, action: o.action, by: who(o.as), reason: o.reason }),
+          'alert-override',
+          OperationTarget.incident(incident, o.action),
+          o.key,
+        );
+        const handle = await router();
+        const ack = await routerCall(() => handle.executeUpdate(overrideActionUpdate, { args: [input] }));
+        deps.print(cmd, ack, `${incident}: ${ack.was} → ${ack.now}`);
+      },
+    );
+}
+
+const KEY_HELP = 'sign with this private key (default: $MLCTL_SIGNING_KEY); required by the default policy';
+
+/** `input` with a signed claim of `op` on `target` when a key is given (`--key` or MLCTL_SIGNING_KEY). */
+function signed<T extends { by: string; reason?: string }>(
+  input: T,
+  op: Operation,
+  target: string,
+  keyFile?: string,
+): T {
+  const key = signingKeyArg(keyFile);
+  if (!key) return input;
+  const claim = operationClaim({ op, target, by: input.by, reason: input.reason ?? '' });
+  return { ...input, signed: signOperation(claim, key) };
 }

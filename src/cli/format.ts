@@ -1,3 +1,4 @@
+import type { AuditEntry } from '../client/audit';
 import type { LifecycleSummary } from '../client/lifecycle-client';
 import { own } from '../shared/own';
 import type { RegistryState } from '../shared/registry';
@@ -118,4 +119,16 @@ export function formatHistory(r: RegistryState): string {
         ]),
     ),
   ].join('\n');
+}
+
+/** `mlctl audit`: one line per privileged action, oldest first. */
+export function formatAudit(trail: { model: string; entries: AuditEntry[]; unavailable: string[] }): string {
+  const rows = trail.entries.map((e) => [e.at, e.by, e.action, e.target, e.keyId ?? 'unsigned', e.detail]);
+  const lines = [
+    trail.entries.length
+      ? table(['AT', 'WHO', 'ACTION', 'TARGET', 'KEY', 'DETAIL'], rows)
+      : `no recorded actions on ${trail.model}`,
+  ];
+  if (trail.unavailable.length) lines.push(`not readable now: ${trail.unavailable.join(', ')}`);
+  return lines.join('\n');
 }

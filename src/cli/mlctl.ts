@@ -5,14 +5,15 @@ import { InvalidInputError, LifecycleClient, NotFoundError, RefusedError } from 
 import { PlanInputError } from '../client/hardware-planning';
 import { UnknownPoolError } from '../client/quota-client';
 import { loadSpecFile } from '../client/spec-file';
-import { KeyFileError, readPrivateKey } from '../client/approval-signing';
-import { durationArg, intArg, OptionError } from './options';
+import { durationArg, intArg, OptionError, signingKeyArg } from './options';
 import { validRollbackSteps } from '../shared/registry';
 import { InvalidFileError } from '../config/yaml-file';
 import { connectClient } from '../config/temporal';
 import { registerSearchAttributes } from '../dev/register-search-attributes';
 import { Identity } from '../shared/spec';
-import { formatHistory, formatList, formatStatus } from './format';
+import { formatAudit, formatHistory, formatList, formatStatus } from './format';
+import { auditModel } from '../client/audit';
+import { ModelName } from '../shared/names';
 import { addAlertsCommands } from './alerts';
 import { addDataCommands } from './data';
 import { addHardwareCommands } from './hardware';
@@ -72,8 +73,15 @@ export function buildProgram(): Command {
         print(opts, { valid: true, spec }, `${file}: valid (${spec.model} ${spec.version})`);
         return;
       }
-      const started = await (await lifecycles()).start(spec);
-      print(opts, { id: started.id, runId: started.runId, model: spec.model, version: spec.version }, started.id);
+      const client = await lifecycles();
+      const started = await client.start(spec);
+      // A spec that loosens the platform policy is refused by the worker at once: say so here, not in the status.
+      const policyRule = await client.awaitPolicy(started.id);
+      print(
+        opts,
+        { id: started.id, runId: started.runId, model: spec.model, version: spec.version, policyRule },
+        started.id,
+      );
     });
 
   withJson(program.command('init'))
@@ -97,11 +105,14 @@ export function buildProgram(): Command {
       print(merged(cmd), status, formatStatus(status));
     });
 
+  /** The signer's private key: `--key`, else MLCTL_SIGNING_KEY; unsigned when neither is set. */
+  const signingKey = (file: string | undefined): string | undefined => signingKeyArg(file);
   withJson(program.command('rollback <model>'))
     .description('put an earlier version back in production now: one atomic traffic swap, recorded in the registry')
     .option('--to <version>', 'the version to return to (default: the previous production version)')
     .requiredOption('--as <user>', 'your identity, recorded with the rollback')
     .requiredOption('--reason <text>', 'why, recorded in the registry')
+    .option('--key <file>', 'sign with this private key (default: $MLCTL_SIGNING_KEY); required by the default policy')
     .option('--steps <percents>', "gradual: the restored version's traffic share per step, e.g. 25,50,100")
     .option(
       '--step-interval <duration>',
@@ -112,7 +123,7 @@ export function buildProgram(): Command {
     .action(
       async (
         model: string,
-        o: { to?: string; as: string; reason: string; steps?: string; stepInterval: number },
+        o: { to?: string; as: string; reason: string; key?: string; steps?: string; stepInterval: number },
         cmd: Command,
       ) => {
         const by = identity(o.as, '--as');
@@ -121,14 +132,19 @@ export function buildProgram(): Command {
           throw new InputError(`--steps: "${o.steps}" must be increasing percentages in (0, 100] ending at 100`);
         }
         const stepIntervalMs = o.stepInterval;
+        const key = signingKey(o.key);
         const result = await (
           await lifecycles()
-        ).rollback(model, {
-          by,
-          reason: o.reason,
-          ...(o.to ? { to: o.to } : {}),
-          ...(steps ? { steps, stepIntervalMs } : {}),
-        });
+        ).rollback(
+          model,
+          {
+            by,
+            reason: o.reason,
+            ...(o.to ? { to: o.to } : {}),
+            ...(steps ? { steps, stepIntervalMs } : {}),
+          },
+          key,
+        );
         print(
           merged(cmd),
           result,
@@ -146,6 +162,24 @@ export function buildProgram(): Command {
       print(merged(cmd), registry, formatHistory(registry));
     });
 
+  withJson(program.command('audit <model>'))
+    .description(
+      'who did what to a model and when, with key ids: approvals, rejections, aborts, pauses, rollbacks, overrides, silences, promotions',
+    )
+    .addOption(
+      new Option('--lifecycles <n>', 'read at most this many of its lifecycles (1 to 10000)')
+        .default(200)
+        .argParser(intArg('--lifecycles', 1, 10_000)),
+    )
+    .action(async (model: string, o: { lifecycles: number }, cmd: Command) => {
+      const parsedModel = ModelName.safeParse(model);
+      if (!parsedModel.success)
+        throw new InputError(`"${model}" is not a model name (${parsedModel.error.issues[0]?.message})`);
+      client = await connectClient();
+      const trail = await auditModel(client, parsedModel.data, { lifecycles: o.lifecycles });
+      print(merged(cmd), trail, formatAudit(trail));
+    });
+
   withJson(program.command('list'))
     .description('lifecycles, newest first')
     .option('--model <model>', 'only this model')
@@ -158,17 +192,6 @@ export function buildProgram(): Command {
       print(merged(cmd), rows, formatList(rows));
     });
 
-  /** The approver's private key: `--key`, else MLCTL_SIGNING_KEY; unsigned when neither is set. */
-  const signingKey = (file: string | undefined): string | undefined => {
-    const path = file ?? process.env.MLCTL_SIGNING_KEY;
-    if (!path) return undefined;
-    try {
-      return readPrivateKey(path);
-    } catch (err) {
-      if (err instanceof KeyFileError) throw new InputError(err.message);
-      throw err;
-    }
-  };
   for (const decision of ['approve', 'reject'] as const) {
     withJson(program.command(`${decision} <id>`))
       .description(`${decision} the gate a lifecycle is waiting on`)
@@ -214,10 +237,12 @@ export function buildProgram(): Command {
     .description('stop a lifecycle: before deployment it ends rejected, after it rolls back')
     .requiredOption('--as <user>', 'your identity, recorded with the action')
     .option('--reason <text>', 'recorded with the action', '')
-    .action(async (id: string, o: { as: string; reason: string }, cmd: Command) => {
+    .option('--key <file>', 'sign with this private key (default: $MLCTL_SIGNING_KEY); required by the default policy')
+    .action(async (id: string, o: { as: string; reason: string; key?: string }, cmd: Command) => {
       const by = identity(o.as, '--as');
-      const ack = await (await lifecycles()).abort(id, { by, reason: o.reason });
-      print(merged(cmd), { id, by, ...ack }, `${id}: abort accepted in stage ${ack.stage}`);
+      const key = signingKey(o.key);
+      const ack = await (await lifecycles()).abort(id, { by, reason: o.reason }, key);
+      print(merged(cmd), { id, by, ...ack }, `${id}: abort accepted in stage ${ack.stage}${key ? ' (signed)' : ''}`);
     });
 
   for (const action of ['pause', 'resume'] as const) {
@@ -225,11 +250,20 @@ export function buildProgram(): Command {
       .description(`${action} a rollout at its next stage boundary`)
       .requiredOption('--as <user>', 'your identity, recorded with the action')
       .option('--reason <text>', 'recorded with the action', '')
-      .action(async (id: string, o: { as: string; reason: string }, cmd: Command) => {
+      .option(
+        '--key <file>',
+        'sign with this private key (default: $MLCTL_SIGNING_KEY); required by the default policy',
+      )
+      .action(async (id: string, o: { as: string; reason: string; key?: string }, cmd: Command) => {
         const by = identity(o.as, '--as');
+        const key = signingKey(o.key);
         const client = await lifecycles();
-        await client[action](id, { by, reason: o.reason });
-        print(merged(cmd), { id, action, by }, `${id}: ${action} sent`);
+        const ack = await client[action](id, { by, reason: o.reason }, key);
+        print(
+          merged(cmd),
+          { id, action, by, ...(ack ? { accepted: true, stage: ack.stage } : {}) },
+          ack ? `${id}: ${action} accepted in stage ${ack.stage}` : `${id}: ${action} sent`,
+        );
       });
   }
   addHardwareCommands(

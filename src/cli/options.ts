@@ -1,3 +1,4 @@
+import { KeyFileError, readPrivateKey } from '../client/approval-signing';
 import { checkDuration } from '../shared/duration';
 import { clipped } from '../shared/text';
 
@@ -54,4 +55,16 @@ export function durationArg(flag: string, options: { positive?: boolean } = {}):
       );
     return checked.ms;
   };
+}
+
+/** The signer's private key: `--key <file>`, else MLCTL_SIGNING_KEY; undefined (unsigned) when neither is set. */
+export function signingKeyArg(file: string | undefined, env: NodeJS.ProcessEnv = process.env): string | undefined {
+  const path = file ?? env.MLCTL_SIGNING_KEY;
+  if (!path) return undefined;
+  try {
+    return readPrivateKey(path);
+  } catch (err) {
+    if (err instanceof KeyFileError) throw new OptionError(`--key: ${err.message}`);
+    throw err;
+  }
 }

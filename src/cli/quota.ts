@@ -1,11 +1,15 @@
-import type { Client } from '@temporalio/client';
+import { WorkflowUpdateFailedError, type Client } from '@temporalio/client';
 import { type Command, Option } from 'commander';
+import { operationClaim, signOperation } from '../client/approval-signing';
+import { updateRefusal } from '../client/lifecycle-client';
 import { QuotaClient } from '../client/quota-client';
 import { checkPool, estimateLifecycle, estimateRun, type LifecycleEstimate } from '../client/quota-planning';
 import { loadSpecFile } from '../client/spec-file';
 import { loadQuotaPools, quotaPoolsPath } from '../config/env';
 import type { RunEstimate } from '../domain/quota';
-import { durationArg, intArg, numberArg } from './options';
+import { durationArg, intArg, numberArg, signingKeyArg } from './options';
+import { Identity } from '../shared/names';
+import { OperationTarget } from '../shared/signed-operation';
 import {
   PipelineKind,
   ReserveQuotaInput,
@@ -193,7 +197,11 @@ export function addQuotaCommands(program: Command, ctx: QuotaCommandContext): vo
       'predicted queries per second (overrides serving.qps)',
       numberArg('--qps', 0, 1e9, { exclusiveMin: true }),
     )
-    .option('--gateway <url>', 'serving gateway whose measured service time sizes serving', process.env.GATEWAY_URL)
+    .option(
+      '--gateway <url>',
+      "the serving gateway's admin API, whose measured service time sizes serving (default: $GATEWAY_ADMIN_URL)",
+      process.env.GATEWAY_ADMIN_URL,
+    )
     .addOption(new Option('--kind <kind>', 'estimate a pipeline that is not a lifecycle').choices(PipelineKind.options))
     .option('--pool <pool>', 'pool whose history to use (with --kind)', 'default')
     .option('--family <family>', 'model family or pipeline type (with --kind)')
@@ -233,7 +241,7 @@ export function addQuotaCommands(program: Command, ctx: QuotaCommandContext): vo
         const spec = loadSpecFile(file!);
         client.config(spec.quota.pool);
         const e = await estimateLifecycle(client, spec, {
-          gatewayUrl: (o.gateway ?? 'http://127.0.0.1:8700').replace(/\/$/, ''),
+          gatewayUrl: (o.gateway ?? 'http://127.0.0.1:8701').replace(/\/$/, ''),
           factor: o.factor,
           ...(o.qps !== undefined ? { qps: o.qps } : {}),
         });
@@ -247,7 +255,11 @@ export function addQuotaCommands(program: Command, ctx: QuotaCommandContext): vo
         'exit 0 yes, 5 no (naming what falls short)',
     )
     .option('--spec <file...>', 'lifecycle specs to include at their estimates')
-    .option('--gateway <url>', 'serving gateway whose measured service time sizes serving', process.env.GATEWAY_URL)
+    .option(
+      '--gateway <url>',
+      "the serving gateway's admin API, whose measured service time sizes serving (default: $GATEWAY_ADMIN_URL)",
+      process.env.GATEWAY_ADMIN_URL,
+    )
     .action(async (pool: string | undefined, o: { spec?: string[]; gateway?: string }, cmd: Command) => {
       const client = await connect(cmd);
       const name = pool ?? 'default';
@@ -259,7 +271,7 @@ export function addQuotaCommands(program: Command, ctx: QuotaCommandContext): vo
       const estimates = [];
       for (const s of specs)
         estimates.push(
-          await estimateLifecycle(client, s, { gatewayUrl: (o.gateway ?? 'http://127.0.0.1:8700').replace(/\/$/, '') }),
+          await estimateLifecycle(client, s, { gatewayUrl: (o.gateway ?? 'http://127.0.0.1:8701').replace(/\/$/, '') }),
         );
       const check = checkPool(config, await client.state(name), estimates);
       if (!check.fits) ctx.problemsFound();
@@ -349,24 +361,61 @@ export function addQuotaCommands(program: Command, ctx: QuotaCommandContext): vo
       },
     );
 
+  /**
+   * Who renews or releases: mlctl holds no lease's owner key (its client lives for one command), so both are privileged
+   * operations on the pool: `--as` a quota operator or the lease's holder, signed with `--key` (or MLCTL_SIGNING_KEY)
+   * where the platform policy requires it. A refusal is exit 4.
+   */
+  const acting = (
+    pool: string,
+    lease: string,
+    op: 'quota-renew' | 'quota-release',
+    o: { as: string; key?: string },
+  ): { by: string; signed?: unknown } => {
+    const who = Identity.safeParse(o.as);
+    if (!who.success) ctx.invalid(`--as: "${o.as}" is not a valid identity (${who.error.issues[0]?.message})`);
+    const key = signingKeyArg(o.key);
+    if (!key) return { by: who.data };
+    const claim = operationClaim({ op, target: OperationTarget.lease(pool, lease), by: who.data });
+    return { by: who.data, signed: signOperation(claim, key) };
+  };
+  const refusals = async <T>(call: () => Promise<T>): Promise<T> => {
+    try {
+      return await call();
+    } catch (err) {
+      if (err instanceof WorkflowUpdateFailedError) throw updateRefusal(err);
+      throw err;
+    }
+  };
+  const AS_HELP = "your identity: a quota operator, or the lease's holder (recorded in the pool's journal)";
+  const KEY_HELP = 'sign with this private key (default: $MLCTL_SIGNING_KEY); required by the default policy';
+
   withJson(quota.command('renew <pool> <lease>'))
     .description('extend a lease by its TTL (or --ttl)')
+    .requiredOption('--as <user>', AS_HELP)
+    .option('--key <file>', KEY_HELP)
     .option('--ttl <duration>', 'new TTL', durationArg('--ttl', { positive: true }))
-    .action(async (pool: string, lease: string, o: { ttl?: number }, cmd: Command) => {
+    .action(async (pool: string, lease: string, o: { as: string; key?: string; ttl?: number }, cmd: Command) => {
       const ttlMs = o.ttl;
+      const who = acting(pool, lease, 'quota-renew', o);
       const client = await connect(cmd);
       client.config(pool);
-      const renewed = await client.renew(pool, { leaseId: lease, ...(ttlMs !== undefined ? { ttlMs } : {}) });
+      const renewed = await refusals(() =>
+        client.renew(pool, { leaseId: lease, ...(ttlMs !== undefined ? { ttlMs } : {}), ...who }),
+      );
       if (!renewed) ctx.refused(`pool "${pool}" does not hold lease ${lease} (released or expired)`);
       ctx.print(cmd, renewed, `${lease} renewed until ${renewed.expiresAt ?? 'never'}`);
     });
 
   withJson(quota.command('release <pool> <lease>'))
     .description('release a lease (releasing twice is harmless)')
-    .action(async (pool: string, lease: string, _o: unknown, cmd: Command) => {
+    .requiredOption('--as <user>', AS_HELP)
+    .option('--key <file>', KEY_HELP)
+    .action(async (pool: string, lease: string, o: { as: string; key?: string }, cmd: Command) => {
+      const who = acting(pool, lease, 'quota-release', o);
       const client = await connect(cmd);
       client.config(pool);
-      const released = await client.release(pool, { leaseId: lease });
+      const released = await refusals(() => client.release(pool, { leaseId: lease, ...who }));
       ctx.print(
         cmd,
         { released: released !== null, lease: released },

@@ -1,6 +1,7 @@
 import { createPrivateKey, createPublicKey, generateKeyPairSync, randomBytes, sign, type KeyObject } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { ApprovalClaim, approvalMessage, keyFingerprint, type SignedApproval } from '../shared/signed-approval';
+import { OperationClaim, operationMessage, type SignedOperation } from '../shared/signed-operation';
 
 /** A private key file that cannot be used for signing approvals; names the file. */
 export class KeyFileError extends Error {
@@ -79,4 +80,30 @@ export function readPrivateKey(path: string): string {
 /** A single-use nonce for a claim: 18 random bytes, base64url (24 characters). */
 export function newNonce(): string {
   return randomBytes(18).toString('base64url');
+}
+
+/** Signs an operation claim (validated first; a bad claim throws a ZodError) with the person's PKCS#8 PEM key. */
+export function signOperation(claim: OperationClaim, privateKeyPem: string): SignedOperation {
+  const parsed = OperationClaim.parse(claim);
+  const key = ed25519PrivateKey(privateKeyPem);
+  return {
+    claim: parsed,
+    keyId: keyFingerprint(rawPublicKey(createPublicKey(key))),
+    signature: sign(null, operationMessage(parsed), key).toString('base64'),
+  };
+}
+
+/** A fresh claim of `op` on `target` by `by`, issued now with a new nonce. */
+export function operationClaim(
+  fields: Pick<OperationClaim, 'op' | 'target' | 'by'> &
+    Partial<Pick<OperationClaim, 'reason' | 'specDigest' | 'artifactDigest'>>,
+): OperationClaim {
+  return {
+    specDigest: '',
+    artifactDigest: '',
+    reason: '',
+    ...fields,
+    issuedAt: new Date().toISOString(),
+    nonce: newNonce(),
+  };
 }

@@ -9,13 +9,16 @@ import {
 import { ApplicationFailure, TypedSearchAttributes } from '@temporalio/common';
 import { z } from 'zod';
 import { ErrorType } from '../shared/errors';
-import { newNonce, signApproval } from './approval-signing';
+import { newNonce, operationClaim, signApproval, signOperation } from './approval-signing';
 import type { ApprovalClaim } from '../shared/signed-approval';
+import { OperationTarget } from '../shared/signed-operation';
 import type { ModelRollbackResult } from '../workflows/model-rollback';
 import {
   abortUpdate,
   approveGateUpdate,
   pauseSignal,
+  pauseUpdate,
+  resumeUpdate,
   promoteNowUpdate,
   rejectGateUpdate,
   registryStateQuery,
@@ -93,12 +96,30 @@ export class LifecycleClient {
   }
 
   /**
+   * Waits until a just-started lifecycle has been checked against the platform policy (up to `timeoutMs`): resolves
+   * when it runs under a rule (or was started before policies), throws RefusedError naming every field and rule the
+   * spec loosens.
+   */
+  async awaitPolicy(id: string, timeoutMs = 30_000): Promise<string | null> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const status = await this.status(id).catch(() => null);
+      if (status?.policyRule) return status.policyRule;
+      if (status?.error?.type === ErrorType.PolicyViolation) throw new RefusedError(status.error.message);
+      if (status && !status.runId) return null;
+      if (Date.now() > deadline) return null;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  }
+
+  /**
    * Rolls a production model back (to `to`, default the previous production version) and waits for it: traffic moves
    * in one atomic swap. No production version → NotFoundError; nothing to roll back to → RefusedError.
    */
   async rollback(
     model: string,
     options: { to?: string; by: string; reason: string; steps?: number[]; stepIntervalMs?: number },
+    privateKeyPem?: string,
   ): Promise<ModelRollbackResult> {
     // Checked here with the workflow's own schema: a bad input is refused before anything starts (ZodError).
     const input = ModelRollbackInput.parse({
@@ -110,13 +131,26 @@ export class LifecycleClient {
       ...(options.stepIntervalMs !== undefined ? { stepIntervalMs: options.stepIntervalMs } : {}),
     });
     const workflowId = rollbackWorkflowId(input.model, Date.now());
+    // The claim names this rollback's workflow id, which is never reused: it cannot start a second rollback.
+    const signed = privateKeyPem
+      ? signOperation(
+          operationClaim({
+            op: 'rollback',
+            target: OperationTarget.rollback(input.model, workflowId, input.to),
+            by: input.by,
+            reason: input.reason,
+          }),
+          privateKeyPem,
+        )
+      : undefined;
     try {
       return await this.client.workflow.execute<(i: ModelRollbackInput) => Promise<ModelRollbackResult>>(
         'modelRollbackWorkflow',
         {
           taskQueue: LIFECYCLE_TASK_QUEUE,
           workflowId,
-          args: [input],
+          args: [{ ...input, ...(signed ? { signed } : {}) }],
+          workflowIdReusePolicy: 'REJECT_DUPLICATE',
         },
       );
     } catch (err) {
@@ -146,7 +180,10 @@ export class LifecycleClient {
     return this.call(id, () => this.client.workflow.getHandle(id).query(statusQuery));
   }
 
-  /** Approves the pending gate; with `privateKeyPem`, the approval is signed for that gate's current opening. */
+  /**
+   * Approves the pending gate; with `privateKeyPem`, the approval is signed for that gate's current opening (and, for
+   * a lifecycle under the platform policy, its run and the spec and artifact digests).
+   */
   async approve(id: string, decision: GateDecisionInput, privateKeyPem?: string): Promise<ApprovalAck> {
     GateDecisionInput.parse(decision);
     const input = privateKeyPem ? await this.signDecision(id, decision, 'approved', privateKeyPem) : decision;
@@ -162,12 +199,25 @@ export class LifecycleClient {
   /** Asks to skip the rest of the rollout and promote; granted once the `promote-now` quorum asked. */
   async promoteNow(id: string, request: GateDecisionInput, privateKeyPem?: string): Promise<PromoteNowAck> {
     GateDecisionInput.parse(request);
-    const input = privateKeyPem
-      ? {
-          ...request,
-          signed: signApproval(this.claim(id, 'promote-now', 'promote-now#1', 'approved', request), privateKeyPem),
-        }
-      : request;
+    let input: GateDecisionInput = request;
+    if (privateKeyPem) {
+      const status = await this.status(id);
+      input = {
+        ...request,
+        signed: status.runId
+          ? signOperation(
+              operationClaim({
+                op: 'promote-now',
+                target: OperationTarget.promoteNow(id, status.runId),
+                by: request.by,
+                reason: request.reason ?? '',
+                ...digestsOf(status),
+              }),
+              privateKeyPem,
+            )
+          : signApproval(this.claim(id, 'promote-now', 'promote-now#1', 'approved', request), privateKeyPem),
+      };
+    }
     return this.call(id, () => this.client.workflow.getHandle(id).executeUpdate(promoteNowUpdate, { args: [input] }));
   }
 
@@ -178,10 +228,21 @@ export class LifecycleClient {
     outcome: 'approved' | 'rejected',
     privateKeyPem: string,
   ): Promise<GateDecisionInput> {
-    const pending = (await this.status(id)).pendingGate;
+    const status = await this.status(id);
+    const pending = status.pendingGate;
     if (!pending?.opening) throw new RefusedError(`${id} has no gate awaiting a decision`);
     if (decision.gate !== undefined && decision.gate !== pending.gate) {
       throw new RefusedError(`gate "${decision.gate}" is not pending (pending: "${pending.gate}")`);
+    }
+    if (status.runId) {
+      const claim = operationClaim({
+        op: outcome === 'approved' ? 'approve' : 'reject',
+        target: OperationTarget.gate(id, status.runId, pending.opening),
+        by: decision.by,
+        reason: decision.reason ?? '',
+        ...digestsOf(status),
+      });
+      return { ...decision, signed: signOperation(claim, privateKeyPem) };
     }
     const claim = this.claim(id, pending.gate, pending.opening, outcome, decision);
     return { ...decision, signed: signApproval(claim, privateKeyPem) };
@@ -206,20 +267,59 @@ export class LifecycleClient {
     };
   }
 
-  async pause(id: string, action: OperatorAction): Promise<void> {
-    OperatorAction.parse(action);
-    await this.signal(id, () => this.client.workflow.getHandle(id).signal(pauseSignal, action));
+  /** An operator action, signed for the lifecycle's run when a key is given. */
+  private async operatorInput(
+    id: string,
+    action: 'abort' | 'pause' | 'resume',
+    input: OperatorAction,
+    privateKeyPem: string | undefined,
+  ): Promise<{ input: OperatorAction; enforced: boolean }> {
+    OperatorAction.parse(input);
+    const status = await this.status(id);
+    if (!status.runId) {
+      if (privateKeyPem) throw new RefusedError(`${id} was started before signed operations: send it without --key`);
+      return { input, enforced: false };
+    }
+    if (!privateKeyPem) return { input, enforced: true };
+    const claim = operationClaim({
+      op: action,
+      target: OperationTarget.lifecycle(id, status.runId),
+      by: input.by,
+      reason: input.reason ?? '',
+      ...digestsOf(status),
+    });
+    return { input: { ...input, signed: signOperation(claim, privateKeyPem) }, enforced: true };
   }
 
-  async resume(id: string, action: OperatorAction): Promise<void> {
-    OperatorAction.parse(action);
-    await this.signal(id, () => this.client.workflow.getHandle(id).signal(resumeSignal, action));
+  /** Pauses at the next stage boundary; under the platform policy the lifecycle answers whether it accepted. */
+  async pause(id: string, action: OperatorAction, privateKeyPem?: string): Promise<OperatorAck | null> {
+    return this.pauseOrResume(id, 'pause', action, privateKeyPem);
+  }
+
+  async resume(id: string, action: OperatorAction, privateKeyPem?: string): Promise<OperatorAck | null> {
+    return this.pauseOrResume(id, 'resume', action, privateKeyPem);
+  }
+
+  private async pauseOrResume(
+    id: string,
+    action: 'pause' | 'resume',
+    raw: OperatorAction,
+    privateKeyPem: string | undefined,
+  ): Promise<OperatorAck | null> {
+    const { input, enforced } = await this.operatorInput(id, action, raw, privateKeyPem);
+    const handle = this.client.workflow.getHandle(id);
+    if (enforced)
+      return this.call(id, () =>
+        handle.executeUpdate(action === 'pause' ? pauseUpdate : resumeUpdate, { args: [input] }),
+      );
+    await this.signal(id, () => handle.signal(action === 'pause' ? pauseSignal : resumeSignal, input));
+    return null;
   }
 
   /** Aborts and waits for the lifecycle to take it: before deployment it ends rejected, after it rolls back. */
-  async abort(id: string, action: OperatorAction): Promise<OperatorAck> {
-    OperatorAction.parse(action);
-    return this.call(id, () => this.client.workflow.getHandle(id).executeUpdate(abortUpdate, { args: [action] }));
+  async abort(id: string, action: OperatorAction, privateKeyPem?: string): Promise<OperatorAck> {
+    const { input } = await this.operatorInput(id, 'abort', action, privateKeyPem);
+    return this.call(id, () => this.client.workflow.getHandle(id).executeUpdate(abortUpdate, { args: [input] }));
   }
 
   /** Lifecycles newest first, optionally of one model or in one stage (search attributes). */
@@ -286,4 +386,9 @@ function summarize(wf: WorkflowExecutionInfo): LifecycleSummary {
     startTime: wf.startTime.toISOString(),
     closeTime: wf.closeTime?.toISOString() ?? null,
   };
+}
+
+/** The digests a signed claim on this lifecycle binds. */
+function digestsOf(status: LifecycleStatus): { specDigest: string; artifactDigest: string } {
+  return { specDigest: status.specDigest ?? '', artifactDigest: status.artifactDigest ?? '' };
 }

@@ -1,9 +1,15 @@
-import { WorkflowNotFoundError, type Client } from '@temporalio/client';
+import { createHmac, randomBytes } from 'node:crypto';
+import { linkSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { dirname, isAbsolute, join } from 'node:path';
+import { WorkflowNotFoundError, type Client, type WorkflowHandle } from '@temporalio/client';
+import { projectRoot } from '../config/paths';
 import {
   configurePoolUpdate,
   poolStateQuery,
   quotaMonitorQuery,
   quotaBatchUpdate,
+  releaseQuotaUpdate,
+  renewQuotaUpdate,
   reservationQuery,
 } from '../shared/messages';
 import {
@@ -57,8 +63,16 @@ async function orNull<T>(call: () => Promise<T>): Promise<T | null> {
   }
 }
 
-/** A pool refused one operation of a batch as malformed. */
-export class QuotaOperationError extends Error {}
+/** A pool refused one operation of a batch: malformed (`InvalidInput`), or not the owner's (`Unauthorized`). */
+export class QuotaOperationError extends Error {
+  constructor(
+    message: string,
+    /** The failure type the pool gave, when it gave one. */
+    readonly type?: string,
+  ) {
+    super(message);
+  }
+}
 
 interface PendingOp {
   op: QuotaBatchOp;
@@ -99,7 +113,7 @@ class Batcher {
               const r = results[i];
               if (!r) p.reject(new Error('the pool answered a batch with fewer results than operations'));
               else if (r.ok) p.resolve(r.value);
-              else p.reject(new QuotaOperationError(r.error));
+              else p.reject(new QuotaOperationError(r.error, r.type));
             }),
           (err: unknown) => batch.forEach((p) => p.reject(err)),
         )
@@ -118,23 +132,133 @@ export class UnknownPoolError extends Error {
   }
 }
 
+/** Shortest worker secret accepted (ML_WORKER_SECRET, its file, or a secret passed in). */
+export const MIN_WORKER_SECRET_LENGTH = 32;
+
+/** The worker secret cannot be read or made (names the variable or file). */
+export class WorkerSecretError extends Error {}
+
+/**
+ * The worker's secret, from which its QuotaClient derives the owner key of every lease it reserves, renews and
+ * releases: ML_WORKER_SECRET (at least 32 characters), else the file ML_WORKER_SECRET_FILE names, else
+ * `<ML_DATA_DIR or data>/worker-secret`, made on first use with 32 random bytes (mode 0600).
+ *
+ * Every worker of a deployment must have the same secret (set ML_WORKER_SECRET or ML_WORKER_SECRET_FILE from one
+ * secret store, or share the data folder): serving leases pass from one workflow to the next, and a lifecycle's lease
+ * may be released by a rollback or a later promotion running on another worker. A worker with another secret is a
+ * stranger to those leases, and its renewals and releases of them are refused. Changing the secret orphans every
+ * lease held: a quota operator then releases them (`mlctl quota release --as`), or they expire.
+ */
+export function loadWorkerSecret(env: NodeJS.ProcessEnv = process.env): string {
+  const checked = (secret: string, where: string) => {
+    if (secret.length < MIN_WORKER_SECRET_LENGTH)
+      throw new WorkerSecretError(
+        `${where}: the worker secret must be at least ${MIN_WORKER_SECRET_LENGTH} characters`,
+      );
+    return secret;
+  };
+  if (env.ML_WORKER_SECRET) return checked(env.ML_WORKER_SECRET, 'ML_WORKER_SECRET');
+  const root = projectRoot();
+  const abs = (p: string) => (isAbsolute(p) ? p : join(root, p));
+  if (env.ML_WORKER_SECRET_FILE) {
+    const file = abs(env.ML_WORKER_SECRET_FILE);
+    return checked(readSecretFile(file, 'ML_WORKER_SECRET_FILE'), `ML_WORKER_SECRET_FILE ${file}`);
+  }
+  const file = join(abs(env.ML_DATA_DIR || 'data'), 'worker-secret');
+  try {
+    return checked(readFileSync(file, 'utf8').trim(), file);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw asSecretError(err, file);
+  }
+  // First use: written aside, then linked into place, so a worker starting alongside reads a whole secret or makes
+  // none of its own (the link fails when the file appeared meanwhile, and the one there wins).
+  try {
+    mkdirSync(dirname(file), { recursive: true });
+    const aside = `${file}.${process.pid}.${randomBytes(4).toString('hex')}`;
+    writeFileSync(aside, `${randomBytes(32).toString('base64url')}\n`, { mode: 0o600, flag: 'wx' });
+    try {
+      linkSync(aside, file);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    } finally {
+      rmSync(aside, { force: true });
+    }
+    return checked(readFileSync(file, 'utf8').trim(), file);
+  } catch (err) {
+    throw err instanceof WorkerSecretError ? err : asSecretError(err, file);
+  }
+}
+
+function readSecretFile(file: string, what: string): string {
+  try {
+    return readFileSync(file, 'utf8').trim();
+  } catch (err) {
+    throw asSecretError(err, `${what} ${file}`);
+  }
+}
+
+const asSecretError = (err: unknown, where: string) =>
+  new WorkerSecretError(
+    `${where}: cannot read or make the worker secret: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
+  );
+
+export interface QuotaClientOptions {
+  /**
+   * Batch updates this client keeps in flight per pool. The server admits 10 in-flight updates per workflow and a
+   * pool pushed past that stalls; with batching one in flight is also the fastest (bench/README.md), and ten
+   * processes can share a pool. Default 1.
+   */
+  maxInFlight?: number;
+  /**
+   * The secret this client derives lease owner keys from (the worker's: see {@link loadWorkerSecret}), or a function
+   * that reads it on first use. Absent: a random secret of this client alone, so it owns the leases it reserves for as
+   * long as it lives (a script, a test); mlctl's clients live for one command, so mlctl renews and releases as a
+   * privileged operation (`--as`).
+   */
+  ownerSecret?: string | (() => string);
+}
+
 /**
  * Reserve, renew and release quota on the pools' entity workflows, and read their state. Every pool is started on
- * first use with its configuration from the pools file.
+ * first use with its configuration from the pools file. Every reservation, renewal and release carries the lease's
+ * owner key, HMAC-SHA256(secret, "<pool>/<leaseId>") in base64url: one key per lease, the same from every client
+ * that shares the secret, and the secret itself never leaves the process.
  */
 export class QuotaClient {
   private readonly batchers = new Map<string, Batcher>();
+  private readonly maxInFlight: number;
+  private secretSource: string | (() => string);
+  private secret: string | undefined;
 
   constructor(
     private readonly client: Client,
     private readonly pools: QuotaPoolsFile,
-    /**
-     * Batch updates this client keeps in flight per pool. The server admits 10 in-flight updates per workflow and a
-     * pool pushed past that stalls; with batching one in flight is also the fastest (bench/README.md), and ten
-     * processes can share a pool.
-     */
-    private readonly maxInFlight = 1,
-  ) {}
+    /** Options, or (as before) just the batch updates kept in flight per pool. */
+    options: number | QuotaClientOptions = {},
+  ) {
+    const o = typeof options === 'number' ? { maxInFlight: options } : options;
+    this.maxInFlight = o.maxInFlight ?? 1;
+    if (typeof o.ownerSecret === 'string' && o.ownerSecret.length < MIN_WORKER_SECRET_LENGTH)
+      throw new WorkerSecretError(`the owner secret must be at least ${MIN_WORKER_SECRET_LENGTH} characters`);
+    this.secretSource = o.ownerSecret ?? randomBytes(32).toString('base64url');
+  }
+
+  /** The worker's client: owner keys from `secret`, else from the worker secret of the environment (on first use). */
+  static forWorker(client: Client, pools: QuotaPoolsFile, secret?: string): QuotaClient {
+    return new QuotaClient(client, pools, { ownerSecret: secret ?? (() => loadWorkerSecret()) });
+  }
+
+  /** The owner key of `leaseId` in `pool` for this client's secret. */
+  ownerKey(pool: string, leaseId: string): string {
+    if (this.secret === undefined) {
+      const secret = typeof this.secretSource === 'string' ? this.secretSource : this.secretSource();
+      if (secret.length < MIN_WORKER_SECRET_LENGTH)
+        throw new WorkerSecretError(`the owner secret must be at least ${MIN_WORKER_SECRET_LENGTH} characters`);
+      this.secret = secret;
+      this.secretSource = '';
+    }
+    return createHmac('sha256', this.secret).update(`${pool}/${leaseId}`).digest('base64url');
+  }
 
   /** Runs one operation on a pool through its batcher (started first if needed), retrying server back-pressure. */
   private async submit<T>(pool: string, op: QuotaBatchOp): Promise<T> {
@@ -205,8 +329,9 @@ export class QuotaClient {
   ): Promise<ReserveQuotaResult> {
     // Checked with the pool's own schema first: a malformed request is a ZodError here, never sent.
     ReserveQuotaInput.parse(request);
+    const input = { ...request, ownerKey: request.ownerKey ?? this.ownerKey(pool, request.leaseId) };
     // Idempotent by lease id: a reservation sent again is decided again (or answered with the lease it holds).
-    const first = await this.submit<ReserveQuotaResult>(pool, { op: 'reserve', input: request });
+    const first = await this.submit<ReserveQuotaResult>(pool, { op: 'reserve', input });
     if (first.granted || !first.queued) return first;
     const handle = this.client.workflow.getHandle(quotaPoolWorkflowId(pool));
     let last = first;
@@ -233,16 +358,34 @@ export class QuotaClient {
     }
   }
 
-  /** Extends a lease's TTL; null when the pool no longer holds it (released or expired). */
+  /**
+   * Extends a lease's TTL; null when the pool no longer holds it (released or expired). With `by` (and `signed`) it is
+   * someone else's lease: sent on its own, and refused with an Unauthorized update failure unless the platform policy
+   * allows it.
+   */
   async renew(pool: string, input: RenewQuotaInput): Promise<QuotaLease | null> {
     RenewQuotaInput.parse(input);
-    return orNull(() => this.submit<QuotaLease | null>(pool, { op: 'renew', input }));
+    const owned = { ...input, ownerKey: input.ownerKey ?? this.ownerKey(pool, input.leaseId) };
+    if (privileged(input)) return this.single(pool, (h) => h.executeUpdate(renewQuotaUpdate, { args: [owned] }));
+    return orNull(() => this.submit<QuotaLease | null>(pool, { op: 'renew', input: owned }));
   }
 
-  /** Releases a lease; null when it was not held. */
+  /** Releases a lease; null when it was not held. With `by` (and `signed`), as {@link renew}. */
   async release(pool: string, input: ReleaseQuotaInput): Promise<QuotaLease | null> {
     ReleaseQuotaInput.parse(input);
-    return orNull(() => this.submit<QuotaLease | null>(pool, { op: 'release', input }));
+    const owned = { ...input, ownerKey: input.ownerKey ?? this.ownerKey(pool, input.leaseId) };
+    if (privileged(input)) return this.single(pool, (h) => h.executeUpdate(releaseQuotaUpdate, { args: [owned] }));
+    return orNull(() => this.submit<QuotaLease | null>(pool, { op: 'release', input: owned }));
+  }
+
+  /** One renew or release as its own update (the pool takes operations on another's lease only that way). */
+  private async single(
+    pool: string,
+    send: (handle: WorkflowHandle) => Promise<QuotaLease | null>,
+  ): Promise<QuotaLease | null> {
+    this.config(pool);
+    const handle = this.client.workflow.getHandle(quotaPoolWorkflowId(pool));
+    return orNull(() => withBackpressure(() => send(handle)));
   }
 
   /** The pool's state; null when the pool has never been used (nothing reserved yet). */
@@ -279,3 +422,6 @@ export class QuotaClient {
     return this.pools.pools.map((p) => p.name);
   }
 }
+
+/** An operation on a lease by someone who says who they are: the pool's privileged path. */
+const privileged = (input: { by?: string; signed?: unknown }) => input.by !== undefined || input.signed !== undefined;

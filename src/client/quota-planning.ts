@@ -1,5 +1,6 @@
 import { join } from 'node:path';
 import { countCsvRows } from '../activities/process-usage';
+import { readToken } from '../config/tokens';
 import {
   checkCapacity,
   estimateFromRuns,
@@ -23,20 +24,33 @@ export interface LifecycleEstimate {
   serving: ServingEstimate | { unavailable: string };
 }
 
-/** Latency of a model's busiest version on the gateway, from its cumulative telemetry. */
+/**
+ * Latency of a model's busiest version on the gateway, from its cumulative telemetry: `gatewayUrl` is the gateway's
+ * admin URL (GATEWAY_ADMIN_URL), `adminToken` its admin bearer token.
+ */
 export async function measuredLatency(
   gatewayUrl: string,
   model: string,
+  adminToken?: string,
 ): Promise<{ version: string; samples: number; mean: number; p50: number; p99: number } | string> {
   let res: Response;
   try {
     res = await fetch(`${gatewayUrl}/admin/models/${encodeURIComponent(model)}/telemetry`, {
+      headers: adminToken === undefined ? {} : { authorization: `Bearer ${adminToken}` },
       signal: AbortSignal.timeout(10_000),
     });
   } catch (err) {
     return `gateway ${gatewayUrl} unreachable: ${(err as Error).message}`;
   }
-  if (res.status === 404) return `model "${model}" is not on the gateway at ${gatewayUrl}: no measured service time`;
+  if (res.status === 401) {
+    return `gateway ${gatewayUrl} refused the admin call (401): set GATEWAY_ADMIN_TOKEN or GATEWAY_ADMIN_TOKEN_FILE`;
+  }
+  if (res.status === 404) {
+    return (
+      `model "${model}" is not on the gateway at ${gatewayUrl}, or that is not its admin URL ` +
+      '(GATEWAY_ADMIN_URL, port 8701 by default): no measured service time'
+    );
+  }
   if (!res.ok) return `gateway answered ${res.status} for the telemetry of "${model}"`;
   const telemetry = ModelTelemetry.parse(await res.json());
   const busiest = Object.values(telemetry.versions).sort((a, b) => b.requests - a.requests)[0];
@@ -53,7 +67,14 @@ export async function measuredLatency(
 export async function estimateLifecycle(
   quota: QuotaClient,
   spec: LifecycleSpec,
-  options: { gatewayUrl: string; factor?: number; qps?: number },
+  options: {
+    /** The gateway's admin URL (GATEWAY_ADMIN_URL). */
+    gatewayUrl: string;
+    /** Its admin bearer token; default: GATEWAY_ADMIN_TOKEN or GATEWAY_ADMIN_TOKEN_FILE, read when needed. */
+    adminToken?: string;
+    factor?: number;
+    qps?: number;
+  },
 ): Promise<LifecycleEstimate> {
   const pool = spec.quota.pool;
   const state = await quota.state(pool);
@@ -75,7 +96,11 @@ export async function estimateLifecycle(
   let serving: LifecycleEstimate['serving'];
   if (qps === undefined) serving = { unavailable: 'no predicted QPS: set serving.qps in the spec or pass --qps' };
   else {
-    const latency = await measuredLatency(options.gatewayUrl, spec.model);
+    const latency = await measuredLatency(
+      options.gatewayUrl,
+      spec.model,
+      options.adminToken ?? readToken(process.env, 'GATEWAY_ADMIN_TOKEN'),
+    );
     serving =
       typeof latency === 'string'
         ? { unavailable: latency }

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -91,16 +92,23 @@ export class ChaosStack {
   worker!: ManagedProcess;
   client!: Client;
   lifecycles!: LifecycleClient;
+  /** The gateway's public URL (predictions); its admin API is on {@link gatewayAdminUrl}. */
   gatewayUrl = '';
+  gatewayAdminUrl = '';
+  /** A fresh admin token per stack, given to the gateway and the worker through their environment only. */
+  private readonly adminToken = randomBytes(32).toString('base64url');
   private serverPort = 0;
   private gatewayPort = 0;
+  private gatewayAdminPort = 0;
   private restarts = 0;
 
   static async start(): Promise<ChaosStack> {
     const stack = new ChaosStack();
     stack.serverPort = await freePort();
     stack.gatewayPort = await freePort();
+    stack.gatewayAdminPort = await freePort();
     stack.gatewayUrl = `http://127.0.0.1:${stack.gatewayPort}`;
+    stack.gatewayAdminUrl = `http://127.0.0.1:${stack.gatewayAdminPort}`;
     await stack.startServer();
     await stack.startGateway();
     stack.startWorker();
@@ -125,12 +133,21 @@ export class ChaosStack {
     this.gateway = startNode(
       'gateway',
       join(ROOT, 'dist', 'src', 'serving', 'main.js'),
-      { GATEWAY_PORT: String(this.gatewayPort), GATEWAY_DATA_DIR: join(this.dir, 'gateway'), LOG_LEVEL: 'warn' },
+      {
+        GATEWAY_PORT: String(this.gatewayPort),
+        GATEWAY_ADMIN_PORT: String(this.gatewayAdminPort),
+        GATEWAY_DATA_DIR: join(this.dir, 'gateway'),
+        // The worker's ML_DATA_DIR/artifacts: where it trains, and so the one folder the gateway loads from.
+        GATEWAY_ARTIFACT_ROOT: join(this.dir, 'data', 'artifacts'),
+        GATEWAY_ADMIN_TOKEN: this.adminToken,
+        LOG_LEVEL: 'warn',
+      },
       join(this.dir, 'gateway.log'),
     );
+    // Both listeners up and the routing restored: an admin read answers only then.
     await waitFor(
       `gateway on ${this.gatewayUrl}`,
-      async () => (await fetch(`${this.gatewayUrl}/admin/models`)).ok,
+      async () => (await fetch(`${this.gatewayUrl}/healthz`)).ok && (await this.admin('/admin/models')).ok,
       30_000,
       100,
     );
@@ -149,20 +166,59 @@ export class ChaosStack {
     return file;
   }
 
+  /**
+   * The worker's platform policy: the chaos approver may approve unsigned. What is under test here is what survives
+   * a kill, not who may approve (test/e2e/security.test.ts is about that).
+   */
+  private get policyFile(): string {
+    const file = join(this.dir, 'policy.yaml');
+    writeFileSync(
+      file,
+      [
+        'version: 1',
+        'defaults:',
+        '  approval: { approvers: [alice, bob] }',
+        '  signatures: { required: false }',
+        "  training: { roots: ['.'] }",
+        'quota: { operators: [alice] }',
+        '',
+      ].join('\n'),
+    );
+    return file;
+  }
+
   private startWorker(): void {
     this.worker = startNode(
       `worker-${++this.restarts}`,
       join(ROOT, 'dist', 'src', 'workers', 'main.js'),
       {
         TEMPORAL_ADDRESS: this.address,
-        GATEWAY_URL: this.gatewayUrl,
+        GATEWAY_ADMIN_URL: this.gatewayAdminUrl,
+        GATEWAY_ADMIN_TOKEN: this.adminToken,
         ML_DATA_DIR: join(this.dir, 'data'),
         ALERT_GROUP_WAIT: '300ms',
         QUOTA_POOLS_FILE: this.poolsFile,
+        ML_POLICY_FILE: this.policyFile,
         LOG_LEVEL: 'warn',
       },
       this.workerLog,
     );
+  }
+
+  /** Whether the worker runs, and the last lines of its log: what a stuck case reports. */
+  workerState(lines = 25): string {
+    const child = this.worker.child;
+    const state =
+      child.exitCode !== null || child.signalCode !== null
+        ? `exited (${child.exitCode ?? child.signalCode})`
+        : `running (pid ${child.pid})`;
+    let tail = '';
+    try {
+      tail = readFileSync(this.workerLog, 'utf8').trimEnd().split('\n').slice(-lines).join('\n');
+    } catch {
+      tail = '(no log)';
+    }
+    return `worker ${this.restarts}: ${state}; its log ends:\n${tail}`;
   }
 
   /** SIGKILL, waiting until the process is gone. */
@@ -195,13 +251,18 @@ export class ChaosStack {
     return load;
   }
 
+  /** A GET of the gateway's admin API, with the stack's token. */
+  private admin(path: string): Promise<Response> {
+    return fetch(`${this.gatewayAdminUrl}${path}`, { headers: { authorization: `Bearer ${this.adminToken}` } });
+  }
+
   async routing(model: string): Promise<ModelRouting | null> {
-    const all = (await (await fetch(`${this.gatewayUrl}/admin/models`)).json()) as ModelRouting[];
+    const all = (await (await this.admin('/admin/models')).json()) as ModelRouting[];
     return all.find((r) => r.model === model) ?? null;
   }
 
   async ops(model: string): Promise<(AdminOp & { applied?: boolean })[]> {
-    return (await (await fetch(`${this.gatewayUrl}/admin/ops?model=${encodeURIComponent(model)}`)).json()) as never;
+    return (await (await this.admin(`/admin/ops?model=${encodeURIComponent(model)}`)).json()) as never;
   }
 
   async registry(model: string): Promise<RegistryState> {
@@ -263,21 +324,30 @@ function atKillPoint(s: LifecycleStatus, at: KillPoint): boolean {
  * kill point the process is killed, left down for `downMs`, restarted; the lifecycle is driven to its end (gates
  * approved as they open) and the four invariants are checked.
  */
-export async function runChaosCase(stack: ChaosStack, c: ChaosCase, name: string): Promise<ChaosOutcome> {
+export async function runChaosCase(
+  stack: ChaosStack,
+  c: ChaosCase,
+  name: string,
+  budgetMs = 60 * 60_000,
+): Promise<ChaosOutcome> {
   const model = name;
   const { lifecycles } = stack;
+  // Every phase waits at most its own limit and what is left of the case's budget, so that a stuck case fails with
+  // the phase it was in, the lifecycle's last status and the worker's last words, not with a bare test timeout.
+  const caseDeadline = Date.now() + budgetMs;
+  const within = (limitMs: number) => Math.max(0, Math.min(limitMs, caseDeadline - Date.now()));
   const load = stack.traffic(model);
   // Staging serves a route of its own: it needs traffic of its own to be judged.
   const staging = c.at === 'staging' ? stack.traffic(`${model}-staging`) : null;
   const logStart = safeSize(stack.workerLog);
   try {
     const v1 = await lifecycles.start(chaosSpec(model, 'v1', { at: 'provisioning', candidate: 'good' }));
-    const first = await drive(stack, v1.id, () => false, 180_000);
+    const first = await drive(stack, v1.id, () => false, within(180_000), 'driving v1 to promotion');
     if (first.stage !== 'promoted') throw new Error(`v1 ended ${first.stage}: ${first.error?.message}`);
     const failedBefore = load.stats.failed;
 
     const { id } = await lifecycles.start(chaosSpec(model, 'v2', c));
-    const atKill = await drive(stack, id, (s) => atKillPoint(s, c.at), 180_000);
+    const atKill = await drive(stack, id, (s) => atKillPoint(s, c.at), within(180_000), `driving v2 to ${c.at}`);
     if (ended(atKill)) throw new Error(`v2 ended ${atKill.stage} before reaching ${c.at}`);
     if (c.at === 'rolling-back') {
       await lifecycles.abort(id, { by: 'alice', reason: 'chaos: roll back now' });
@@ -286,8 +356,14 @@ export async function runChaosCase(stack: ChaosStack, c: ChaosCase, name: string
     if (c.downMs) await sleep(c.downMs);
     await stack.restart(c.kill);
     const restarted = Date.now();
-    const consistentMs = await timeToConsistent(stack, id, model);
-    const end = await drive(stack, id, () => false, 15 * 60_000);
+    const consistentMs = await timeToConsistent(stack, id, model, within(15 * 60_000));
+    const end = await drive(
+      stack,
+      id,
+      () => false,
+      within(15 * 60_000),
+      `driving v2 to its end after the ${c.kill} restart`,
+    );
     const endedMs = Date.now() - restarted;
     await load.stop();
     // The alert router delivers after its group wait: give the last alert of the case time to reach the log.
@@ -319,9 +395,11 @@ async function drive(
   id: string,
   until: (s: LifecycleStatus) => boolean,
   timeoutMs: number,
+  phase: string,
 ): Promise<LifecycleStatus> {
   const deadline = Date.now() + timeoutMs;
   let last: LifecycleStatus | null = null;
+  let lastError = '';
   const approved = new Set<string>();
   while (Date.now() < deadline) {
     try {
@@ -333,31 +411,49 @@ async function drive(
         await stack.lifecycles.approve(id, { by: 'alice', gate: gate.gate, reason: 'chaos approver' });
         approved.add(key);
       }
-    } catch {
+    } catch (err) {
       // a process is down, or the worker has not picked the workflow up yet
+      lastError = err instanceof Error ? err.message : String(err);
     }
     await sleep(50);
   }
   throw new Error(
-    `timed out driving ${id}: ${JSON.stringify(last && { stage: last.stage, events: last.events.slice(-5) })}`,
+    `${phase}: ${id} did not get there in ${timeoutMs} ms; last status ` +
+      `${JSON.stringify(
+        last && {
+          stage: last.stage,
+          trafficPercent: last.trafficPercent,
+          events: last.events.slice(-5),
+          // What held it: the checks of the last readout that were not a pass.
+          unsettled: last.decisions.filter((d) => d.outcome !== 'pass').slice(-6),
+        },
+      )}` +
+      `${lastError ? `; last error: ${lastError}` : ''}\n${stack.workerState()}`,
   );
 }
 
 /** Polls until the lifecycle answers and its traffic share of the candidate is the gateway's weight of it. */
-async function timeToConsistent(stack: ChaosStack, id: string, model: string): Promise<number> {
+async function timeToConsistent(stack: ChaosStack, id: string, model: string, timeoutMs: number): Promise<number> {
   const started = Date.now();
+  let seen = '';
   for (;;) {
     try {
       const s = await stack.lifecycles.status(id);
       const routing = await stack.routing(model);
       const weight = routing?.weights['v2'] ?? 0;
+      seen = `lifecycle ${s.stage} at ${s.trafficPercent}%, gateway weight of v2 ${weight}`;
       if (weight === s.trafficPercent || (ended(s) && weight === (s.stage === 'promoted' ? 100 : 0))) {
         return Date.now() - started;
       }
-    } catch {
-      // not answering yet
+    } catch (err) {
+      seen = `not answering: ${err instanceof Error ? err.message : String(err)}`;
     }
-    if (Date.now() - started > 15 * 60_000) return Number.NaN;
+    if (Date.now() - started > timeoutMs) {
+      throw new Error(
+        `lifecycle ${id} and the gateway did not agree within ${timeoutMs} ms (last: ${seen || 'nothing read'})\n` +
+          stack.workerState(),
+      );
+    }
     await sleep(100);
   }
 }

@@ -1,6 +1,9 @@
+import { randomBytes } from 'node:crypto';
+import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import { Command } from 'commander';
+import { generateApproverKey } from '../client/approval-signing';
 import { LifecycleClient } from '../client/lifecycle-client';
 import { loadSpecFile } from '../client/spec-file';
 import { projectRoot } from '../config/paths';
@@ -28,7 +31,8 @@ const options = new Command('demo')
   )
   .option('--temporal-port <port>', 'Temporal gRPC port', '7233')
   .option('--ui-port <port>', 'Temporal Web UI port', '8233')
-  .option('--gateway-port <port>', 'serving gateway port', '8700')
+  .option('--gateway-port <port>', 'serving gateway port (predictions and labels)', '8700')
+  .option('--gateway-admin-port <port>', "serving gateway's admin port (the worker's deploys and reads)", '8701')
   .option('--metrics-port <port>', "the worker's Prometheus endpoint (0: off)", '9464')
   .option('--rate <rps>', 'live predictions per second', '50')
   .parse()
@@ -39,6 +43,7 @@ const options = new Command('demo')
     temporalPort: string;
     uiPort: string;
     gatewayPort: string;
+    gatewayAdminPort: string;
     metricsPort: string;
     rate: string;
   }>();
@@ -46,12 +51,40 @@ const options = new Command('demo')
 const root = projectRoot();
 const MODEL = 'churn';
 const APPROVER = 'alice';
+/** The people of the shipped policy (config/policy.yaml): approvers and the operator. */
+const PEOPLE = ['alice', 'bob', 'ops'] as const;
+
+/**
+ * The demo's signing keys: one Ed25519 key per person of the shipped policy, kept in `<data>/keys/<name>.pem` (mode
+ * 0600; made once, reused on later starts), and the keyring the worker trusts, written from their public keys.
+ */
+function demoKeys(dataDir: string): { dir: string; keyring: string; privateKey: (who: string) => string } {
+  const dir = join(dataDir, 'keys');
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const lines: string[] = ['approvers:'];
+  for (const who of PEOPLE) {
+    const pemFile = join(dir, `${who}.pem`);
+    const pubFile = join(dir, `${who}.pub`);
+    if (!existsSync(pemFile) || !existsSync(pubFile)) {
+      const key = generateApproverKey();
+      writeFileSync(pemFile, key.privateKeyPem, { mode: 0o600 });
+      chmodSync(pemFile, 0o600);
+      writeFileSync(pubFile, `${key.publicKey}\n`);
+    }
+    lines.push(`  ${who}: { keys: ["${readFileSync(pubFile, 'utf8').trim()}"] }`);
+  }
+  const keyring = join(dir, 'keyring.yaml');
+  writeFileSync(keyring, `${lines.join('\n')}\n`);
+  return { dir, keyring, privateKey: (who) => readFileSync(join(dir, `${who}.pem`), 'utf8') };
+}
 const say = (text: string) => process.stdout.write(`${text}\n`);
 
 const children: ManagedProcess[] = [];
 let server: DevServer | null = null;
 let load: LoadGenerator | null = null;
 let stopping = false;
+
+let keys: ReturnType<typeof demoKeys> | undefined;
 
 async function shutdown(code: number): Promise<never> {
   if (!stopping) {
@@ -71,10 +104,21 @@ async function main(): Promise<void> {
   const temporalPort = Number(options.temporalPort);
   const uiPort = Number(options.uiPort);
   const gatewayPort = Number(options.gatewayPort);
+  const gatewayAdminPort = Number(options.gatewayAdminPort);
   const metricsPort = Number(options.metricsPort);
   const address = `127.0.0.1:${temporalPort}`;
   const gatewayUrl = `http://127.0.0.1:${gatewayPort}`;
+  const gatewayAdminUrl = `http://127.0.0.1:${gatewayAdminPort}`;
   const logs = join(options.dataDir, 'logs');
+  // Fresh tokens for every run, known only to the demo's own processes (through their environment). The admin token
+  // is also written to a file only the user can read, for trying the admin API by hand.
+  const adminToken = randomBytes(32).toString('base64url');
+  const labelsToken = randomBytes(32).toString('base64url');
+  const adminTokenFile = join(options.dataDir, 'gateway-admin.token');
+  mkdirSync(options.dataDir, { recursive: true });
+  keys = demoKeys(options.dataDir);
+  writeFileSync(adminTokenFile, `${adminToken}\n`, { mode: 0o600 });
+  chmodSync(adminTokenFile, 0o600);
 
   if (await portOpen(temporalPort)) {
     say(`Temporal: something already listens on ${address}; using it`);
@@ -90,15 +134,29 @@ async function main(): Promise<void> {
 
   if (await portOpen(gatewayPort))
     throw new Error(`port ${gatewayPort} is taken: stop what listens there or pass --gateway-port`);
+  if (await portOpen(gatewayAdminPort))
+    throw new Error(`port ${gatewayAdminPort} is taken: stop what listens there or pass --gateway-admin-port`);
   const gateway = startNode(
     'gateway',
     join(root, 'dist', 'src', 'serving', 'main.js'),
-    { GATEWAY_PORT: String(gatewayPort), GATEWAY_DATA_DIR: join(options.dataDir, 'gateway') },
+    {
+      GATEWAY_PORT: String(gatewayPort),
+      GATEWAY_ADMIN_PORT: String(gatewayAdminPort),
+      GATEWAY_DATA_DIR: join(options.dataDir, 'gateway'),
+      // Where the worker writes what it trains (ML_DATA_DIR/artifacts): the only folder the gateway loads from.
+      GATEWAY_ARTIFACT_ROOT: join(options.dataDir, 'artifacts'),
+      GATEWAY_ADMIN_TOKEN: adminToken,
+      GATEWAY_LABELS_TOKEN: labelsToken,
+    },
     join(logs, 'gateway.log'),
   );
   children.push(gateway);
-  await waitFor('serving gateway', async () => (await fetch(`${gatewayUrl}/healthz`)).ok, 30_000);
-  say(`Gateway: ${gatewayUrl} (log ${join(logs, 'gateway.log')})`);
+  await waitFor(
+    'serving gateway',
+    async () => (await fetch(`${gatewayUrl}/healthz`)).ok && (await fetch(`${gatewayAdminUrl}/healthz`)).ok,
+    30_000,
+  );
+  say(`Gateway: ${gatewayUrl}, admin API ${gatewayAdminUrl} (log ${join(logs, 'gateway.log')})`);
 
   const metricsOn = metricsPort > 0 && !(await portOpen(metricsPort));
   const worker = startNode(
@@ -107,8 +165,11 @@ async function main(): Promise<void> {
     {
       TEMPORAL_ADDRESS: address,
       TEMPORAL_NAMESPACE: 'default',
-      GATEWAY_URL: gatewayUrl,
+      GATEWAY_ADMIN_URL: gatewayAdminUrl,
+      GATEWAY_ADMIN_TOKEN: adminToken,
       ML_DATA_DIR: options.dataDir,
+      // The shipped platform policy (config/policy.yaml: signatures required) and the demo's keyring.
+      ML_APPROVER_KEYS: keys.keyring,
       ...(metricsOn ? { METRICS_PORT: String(metricsPort) } : {}),
     },
     join(logs, 'worker.log'),
@@ -133,6 +194,9 @@ async function main(): Promise<void> {
     labelColumn: 'churned',
     dropColumns: ['customer_id'],
     ratePerSecond: Number(options.rate),
+    // Ground truth follows each answer a second later, as a labelling pipeline would send it, with its own token.
+    labelDelayMs: 1000,
+    labelsToken,
   });
   load.start();
   say(
@@ -172,7 +236,8 @@ async function main(): Promise<void> {
 Where to look
   Temporal UI:   ${uiUrl}/namespaces/default/workflows?query=${encodeURIComponent(`MlModel="${MODEL}"`)}
 ${ran.map((id) => `                 ${uiUrl}/namespaces/default/workflows/${id}`).join('\n')}
-  Gateway:       ${gatewayUrl}/admin/models/${MODEL}   ${gatewayUrl}/admin/models/${MODEL}/telemetry
+  Gateway admin: curl -H "authorization: Bearer $(cat ${adminTokenFile})" ${gatewayAdminUrl}/admin/models/${MODEL}
+                 (and ${gatewayAdminUrl}/admin/models/${MODEL}/telemetry; the token is new on every demo start)
 ${metricsOn ? `  Metrics:       http://127.0.0.1:${metricsPort}/metrics (Grafana: deploy/grafana/ml-lifecycle-dashboard.json)\n` : ''}  Monitor:       ${uiUrl}/namespaces/default/workflows/serving-monitor-${MODEL} (checks production every minute)
   Logs:          ${logs}
 
@@ -181,10 +246,11 @@ Try (in another terminal, from ${root}):
   npx mlctl status ${ran.at(-1)}
   npx mlctl status ${ran.at(-1)} --json
   npx mlctl run examples/churn/specs/good.yaml --model-version v${next}
-  npx mlctl approve lifecycle-${MODEL}-v${next} --as bob --reason "looks good"
+  npx mlctl approve lifecycle-${MODEL}-v${next} --as bob --key ${join(keys!.dir, 'bob.pem')} --reason "looks good"
+  npx mlctl audit ${MODEL}
   npx mlctl alerts --model ${MODEL}
   npx mlctl quota show
-  npx mlctl quota estimate examples/churn/specs/good.yaml --qps 200
+  GATEWAY_ADMIN_TOKEN_FILE=${adminTokenFile} npx mlctl quota estimate examples/churn/specs/good.yaml --qps 200 --gateway ${gatewayAdminUrl}
   npx mlctl quota check default --spec examples/churn/specs/good.yaml
 `);
   if (options.exit) await shutdown(0);
@@ -213,14 +279,18 @@ async function runOne(lifecycles: LifecycleClient, spec: LifecycleSpec, uiUrl: s
     if (gate && !announced.has(gate.gate)) {
       announced.add(gate.gate);
       if (options.interactive) {
-        say(`  >> waiting for you: npx mlctl approve ${id} --as ${APPROVER} --reason "..."   (or reject)`);
+        say(
+          `  >> waiting for you: npx mlctl approve ${id} --as ${APPROVER} --key ${join(keys!.dir, `${APPROVER}.pem`)} --reason "..."   (or reject)`,
+        );
       } else {
-        const ack = await lifecycles.approve(id, {
-          by: APPROVER,
-          gate: gate.gate,
-          reason: 'scripted approver of the demo',
-        });
-        say(`  >> ${APPROVER} approved gate "${ack.gate}" (the same update \`mlctl approve\` sends)`);
+        const ack = await lifecycles.approve(
+          id,
+          { by: APPROVER, gate: gate.gate, reason: 'scripted approver of the demo' },
+          keys!.privateKey(APPROVER),
+        );
+        say(
+          `  >> ${APPROVER} approved gate "${ack.gate}", signed with her key (the same update \`mlctl approve --key\` sends)`,
+        );
       }
     }
     await new Promise((r) => setTimeout(r, 1000));

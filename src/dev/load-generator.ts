@@ -40,6 +40,8 @@ export interface LoadGeneratorOptions {
    * labels still waiting at once. Unset (default): no labels are sent.
    */
   labelDelayMs?: number;
+  /** Bearer token of the labels endpoint (the gateway's GATEWAY_LABELS_TOKEN); without it the gateway refuses labels. */
+  labelsToken?: string;
   /** Share in [0, 1] of the answered rows whose label is sent (default 1): exactly ⌊n · share⌋ of n, by a counter. */
   labelShare?: number;
   /**
@@ -266,10 +268,14 @@ export class LoadGenerator {
       this.stats.labelsFailed += batch.length;
       this.stats.lastError = message;
     };
+    const { labelsToken } = this.options;
     const p = request(`${this.options.gatewayUrl}/v1/models/${this.options.model}/labels`, {
       method: 'POST',
       dispatcher: this.agent,
-      headers: { 'content-type': 'application/json' },
+      headers: {
+        'content-type': 'application/json',
+        ...(labelsToken === undefined ? {} : { authorization: `Bearer ${labelsToken}` }),
+      },
       body: JSON.stringify({ labels: batch.map(({ requestId, label }) => ({ requestId, label })) }),
     })
       .then(async (res) => {

@@ -1,6 +1,7 @@
 import type { ApprovalSpec } from '../shared/spec';
 import type { ApprovalRecord, PendingGate } from '../shared/status';
 import { own } from '../shared/own';
+import { listed, normalizeIdentity, sameIdentity } from '../shared/policy';
 
 /** The rules of one gate: the lifecycle's approval policy with the gate's own overrides applied. */
 export interface GatePolicy {
@@ -46,10 +47,10 @@ export function checkGateDecision(input: GatePolicyInput): GatePolicyResult {
   if (input.gate !== undefined && input.gate !== pending.gate) {
     return { ok: false, reason: `gate "${input.gate}" is not pending (pending: "${pending.gate}")` };
   }
-  if (input.by === input.submittedBy) {
+  if (sameIdentity(input.by, input.submittedBy)) {
     return { ok: false, reason: `"${input.by}" submitted this lifecycle and cannot approve or reject its own gates` };
   }
-  if (!input.approvers.includes(input.by)) {
+  if (!listed(input.approvers, input.by)) {
     return {
       ok: false,
       reason: `"${input.by}" is not an approver of gate "${pending.gate}" (approvers: ${input.approvers.join(', ')})`,
@@ -58,7 +59,7 @@ export function checkGateDecision(input: GatePolicyInput): GatePolicyResult {
   const sameOpening = (r: ApprovalRecord) =>
     r.gate === pending.gate &&
     (pending.opening === undefined || r.opening === undefined || r.opening === pending.opening);
-  if (input.recorded.some((r) => sameOpening(r) && r.by === input.by)) {
+  if (input.recorded.some((r) => sameOpening(r) && sameIdentity(r.by, input.by))) {
     return { ok: false, reason: `"${input.by}" has already decided gate "${pending.gate}"` };
   }
   return { ok: true, gate: pending.gate };
@@ -71,6 +72,6 @@ export function checkGateDecision(input: GatePolicyInput): GatePolicyResult {
 export function gateOutcome(pending: PendingGate, recorded: readonly ApprovalRecord[]): 'approved' | 'rejected' | null {
   const mine = recorded.filter((r) => r.gate === pending.gate && r.opening === pending.opening && r.by !== 'system');
   if (mine.some((r) => r.decision === 'rejected')) return 'rejected';
-  const approvedBy = new Set(mine.filter((r) => r.decision === 'approved').map((r) => r.by));
+  const approvedBy = new Set(mine.filter((r) => r.decision === 'approved').map((r) => normalizeIdentity(r.by)));
   return approvedBy.size >= (pending.quorum ?? 1) ? 'approved' : null;
 }

@@ -150,7 +150,10 @@ export interface StageAnalysisInput {
   inputSkew?: DriftReport;
   /** The candidate's training profile: the missing-value shares its inputs are held to. */
   profile?: DataProfile;
-  /** The candidate's most recent traffic, when `candidate` is a longer window: the outage check is about now. */
+  /**
+   * The candidate's most recent traffic, when `candidate` is a longer window: the outage check is about now (about the
+   * whole window when nothing was routed to the candidate lately).
+   */
   recent?: WindowTelemetry;
 }
 
@@ -173,8 +176,10 @@ export function evaluateStage(input: StageAnalysisInput): StageAnalysis {
   const min = (check: CheckName) => minSamplesOf(rules, check);
   const push = (d: Omit<Decision, 'stage' | 'at'>) => decisions.push({ stage, at, ...d });
 
-  // Outage: the candidate was routed traffic but answered none of it (lately, when a recent window is given).
-  const latest = input.recent ?? candidate;
+  // Outage: the candidate was routed traffic but answered none of it (lately, when a recent window is given). A recent
+  // window nothing was routed to says nothing about now (a readout taken moments after the last sample, as after a
+  // worker restart): the whole window is judged then, or the stage would hold as inconclusive with plenty of traffic.
+  const latest = input.recent && input.recent.requests > 0 ? input.recent : candidate;
   const outage = latest.requests > 0 && latest.successes === 0;
   push({
     check: 'outage',

@@ -16,7 +16,11 @@ import type {
 } from '../shared/quota';
 import { own } from '../shared/own';
 
-/** Tolerance that keeps fractional requests (0.5 cpu) from being refused by float rounding. */
+/**
+ * Tolerance that keeps fractional requests (0.5 cpu) from being refused by float rounding. Reservations ask for 0 or at
+ * least MIN_REQUEST_AMOUNT (0.001) of a resource (the zod schema refuses less), a million times this tolerance, so a
+ * full pool grants nothing: no request fits in the rounding slack.
+ */
 const EPS = 1e-9;
 
 /**
@@ -96,7 +100,7 @@ export function assess(
     const capacity = capacityOf(config.capacity, resource);
     if (scope === 'pool') return capacity;
     const share = capShare(
-      scope === 'pipeline' ? config.caps.perPipeline : config.caps.perKind[request.kind],
+      scope === 'pipeline' ? config.caps.perPipeline : own(config.caps.perKind, request.kind),
       resource,
     );
     return share === undefined ? undefined : share * capacity;
@@ -518,7 +522,7 @@ export function checkCapacity(
   }
   for (const [kind, used] of byKind) {
     for (const [resource, need] of used.entries()) {
-      const share = capShare(config.caps.perKind[kind], resource);
+      const share = capShare(own(config.caps.perKind, kind), resource);
       const limit = share === undefined ? undefined : share * capacityOf(config.capacity, resource);
       if (limit !== undefined && need > limit + EPS) problems.push({ resource, scope: 'kind', who: kind, need, limit });
     }

@@ -1,12 +1,10 @@
-import { existsSync } from 'node:fs';
-import { readFile, stat } from 'node:fs/promises';
-import path from 'node:path';
 import * as ort from 'onnxruntime-node';
-import { loadProfile, PROFILE_FILE } from '../drift/profile';
+import type { z } from 'zod';
+import { ArtifactReadError, digestOfFiles, readArtifactFiles, type ArtifactFiles } from '../artifacts/digest';
+import { DataProfile, PROFILE_FILE } from '../drift/profile';
 import { sketchPlanOf, type SketchPlan } from '../drift/sketch';
 import { ModelManifest, type PredictRequest } from '../shared/gateway-api';
 import { own } from '../shared/own';
-import { firstProblem } from './issues';
 
 /** File names of a model version's artifact folder, as written by the trainer. */
 export const MODEL_FILE = 'model.onnx';
@@ -20,13 +18,35 @@ export class InvalidInputError extends Error {
   }
 }
 
-/** The artifact folder cannot be served: missing or invalid files, or a manifest that does not match the ONNX graph. */
+/**
+ * Why an artifact cannot be served:
+ * - `unavailable`: a file is missing, unreadable or not a regular file (or, for the gateway, the folder is outside its
+ *   artifact root): one kind on purpose, so that an answer never tells which;
+ * - `digest-mismatch`: the files are not the ones the digest was recorded for;
+ * - `invalid`: the files are the recorded ones but cannot be served (manifest, graph or profile problems).
+ */
+export type ArtifactProblem = 'unavailable' | 'digest-mismatch' | 'invalid';
+
+/**
+ * The artifact folder cannot be served. `message` may be answered to a caller: it names files and fields, never a
+ * byte of their contents nor a path. `detail` is for the operator's log only: the real cause, names included.
+ */
 export class ArtifactError extends Error {
-  constructor(message: string, options?: ErrorOptions) {
+  constructor(
+    readonly problem: ArtifactProblem,
+    message: string,
+    readonly detail: string = message,
+    options?: ErrorOptions,
+  ) {
     super(message, options);
     this.name = 'ArtifactError';
   }
 }
+
+/** The message of every {@link ArtifactError} of kind `unavailable`. */
+export const ARTIFACT_UNAVAILABLE = 'not found, unreadable or outside the artifact root';
+/** The message of every {@link ArtifactError} of kind `digest-mismatch`. */
+export const ARTIFACT_DIGEST_MISMATCH = 'artifact digest does not match the digest recorded at training';
 
 /** Result of one inference. */
 export interface Prediction {
@@ -68,54 +88,99 @@ export class ModelHost {
     readonly sketchPlan: SketchPlan | undefined,
   ) {}
 
-  /** Loads `artifactDir` (model.onnx + model.json); throws {@link ArtifactError} with a clear message if it cannot. */
-  static async load(artifactDir: string): Promise<ModelHost> {
-    const dirStat = await stat(artifactDir).catch(() => undefined);
-    if (!dirStat?.isDirectory()) throw new ArtifactError(`artifact folder ${artifactDir} does not exist`);
-
-    const manifestPath = path.join(artifactDir, MANIFEST_FILE);
-    let manifestText: string;
+  /**
+   * Reads the artifact in `artifactDir` once (src/artifacts/digest.ts), checks those bytes against `digest` when one
+   * is given, and loads the model from the same bytes: a file swapped between the check and the load is never served.
+   * Throws {@link ArtifactError}.
+   */
+  static async load(artifactDir: string, options: { digest?: string } = {}): Promise<ModelHost> {
+    let files: ArtifactFiles;
     try {
-      manifestText = await readFile(manifestPath, 'utf8');
+      files = await readArtifactFiles(artifactDir);
     } catch (err) {
-      throw new ArtifactError(`cannot read ${manifestPath}: ${(err as Error).message}`, { cause: err });
+      if (!(err instanceof ArtifactReadError)) throw err;
+      throw new ArtifactError('unavailable', ARTIFACT_UNAVAILABLE, `${artifactDir}: ${err.message}`, { cause: err });
     }
-    let manifestJson: unknown;
-    try {
-      manifestJson = JSON.parse(manifestText);
-    } catch (err) {
-      throw new ArtifactError(`${manifestPath} is not JSON: ${(err as Error).message}`, { cause: err });
+    if (options.digest !== undefined) {
+      const actual = digestOfFiles(files);
+      if (actual !== options.digest) {
+        throw new ArtifactError(
+          'digest-mismatch',
+          ARTIFACT_DIGEST_MISMATCH,
+          `${artifactDir} has digest ${actual}, the deploy names ${options.digest}`,
+        );
+      }
     }
-    const parsed = ModelManifest.safeParse(manifestJson);
-    if (!parsed.success) throw new ArtifactError(`${manifestPath} is invalid: ${firstProblem(parsed.error)}`);
-    const manifest = parsed.data;
-    const duplicate = manifest.features.find((f, i) => manifest.features.findIndex((g) => g.name === f.name) !== i);
-    if (duplicate) throw new ArtifactError(`${manifestPath} lists feature '${duplicate.name}' twice`);
+    return ModelHost.fromFiles(artifactDir, files);
+  }
 
-    const modelPath = path.join(artifactDir, MODEL_FILE);
-    const modelStat = await stat(modelPath).catch(() => undefined);
-    if (!modelStat?.isFile()) throw new ArtifactError(`${modelPath} does not exist`);
+  /**
+   * Builds a host from already-read artifact files (model.json and model.onnx required, profile.json optional), never
+   * touching the file system. Throws {@link ArtifactError}: `unavailable` when a required file is absent, `invalid`
+   * naming the file and the field otherwise.
+   */
+  static async fromFiles(artifactDir: string, files: ArtifactFiles): Promise<ModelHost> {
+    const manifestBytes = files.get(MANIFEST_FILE);
+    const modelBytes = files.get(MODEL_FILE);
+    if (!manifestBytes || !modelBytes) {
+      throw new ArtifactError(
+        'unavailable',
+        ARTIFACT_UNAVAILABLE,
+        `${artifactDir}: ${MANIFEST_FILE} or ${MODEL_FILE} missing`,
+      );
+    }
+    const manifest = parseJsonFile(MANIFEST_FILE, manifestBytes, ModelManifest);
+    const duplicate = manifest.features.findIndex(
+      (f, i) => manifest.features.findIndex((g) => g.name === f.name) !== i,
+    );
+    if (duplicate >= 0) {
+      const first = manifest.features.findIndex((g) => g.name === manifest.features[duplicate]?.name);
+      throw new ArtifactError(
+        'invalid',
+        `${MANIFEST_FILE} is invalid: features[${duplicate}].name repeats features[${first}].name`,
+        `${MANIFEST_FILE} lists feature '${manifest.features[duplicate]?.name}' twice`,
+      );
+    }
+
+    // The profile before the session: a profile that cannot be used leaves no session to release.
+    let sketchPlan: SketchPlan | undefined;
+    const profileBytes = files.get(PROFILE_FILE);
+    if (profileBytes) {
+      const profile = parseJsonFile(PROFILE_FILE, profileBytes, DataProfile);
+      try {
+        sketchPlan = sketchPlanOf(profile);
+      } catch (err) {
+        throw new ArtifactError(
+          'invalid',
+          `${PROFILE_FILE} cannot be used`,
+          `cannot use ${PROFILE_FILE}: ${(err as Error).message}`,
+          {
+            cause: err,
+          },
+        );
+      }
+    }
+
     let session: ort.InferenceSession;
     try {
-      session = await ort.InferenceSession.create(modelPath, SESSION_OPTIONS);
+      session = await ort.InferenceSession.create(modelBytes, SESSION_OPTIONS);
     } catch (err) {
-      throw new ArtifactError(`cannot load ${modelPath}: ${(err as Error).message}`, { cause: err });
+      // ONNX Runtime's parse errors can quote the graph: the reason goes to the log only.
+      throw new ArtifactError(
+        'invalid',
+        `${MODEL_FILE} cannot be loaded by ONNX Runtime`,
+        `cannot load ${MODEL_FILE}: ${(err as Error).message}`,
+        { cause: err },
+      );
     }
-
     const problems = graphProblems(manifest, session);
     if (problems.length > 0) {
       await session.release().catch(() => undefined);
-      throw new ArtifactError(`${modelPath} does not match ${MANIFEST_FILE}: ${problems.join('; ')}`);
-    }
-    let sketchPlan: SketchPlan | undefined;
-    const profileFile = path.join(artifactDir, PROFILE_FILE);
-    if (existsSync(profileFile)) {
-      try {
-        sketchPlan = sketchPlanOf((await loadProfile(profileFile, { values: false })).profile);
-      } catch (err) {
-        await session.release().catch(() => undefined);
-        throw new ArtifactError(`cannot use ${profileFile}: ${(err as Error).message}`, { cause: err });
-      }
+      throw new ArtifactError(
+        'invalid',
+        `${MODEL_FILE} does not match ${MANIFEST_FILE}: ${problems.map((p) => p.answer).join('; ')}`,
+        `${MODEL_FILE} does not match ${MANIFEST_FILE}: ${problems.map((p) => p.detail).join('; ')}`,
+      );
     }
     return new ModelHost(
       artifactDir,
@@ -204,33 +269,98 @@ function describe(value: unknown): string {
   return value === null ? 'null' : typeof value;
 }
 
-function graphProblems(manifest: ModelManifest, session: ort.InferenceSession): string[] {
-  const problems: string[] = [];
+/** One mismatch between manifest and graph: `answer` names fields only, `detail` (logged) names the names too. */
+interface GraphProblem {
+  answer: string;
+  detail: string;
+}
+
+function graphProblems(manifest: ModelManifest, session: ort.InferenceSession): GraphProblem[] {
+  const problems: GraphProblem[] = [];
   const inputs = new Map<string, ort.InferenceSession.ValueMetadata>();
   session.inputNames.forEach((name, i) => {
     const meta = session.inputMetadata[i];
     if (meta) inputs.set(name, meta);
   });
   const featureNames = new Set(manifest.features.map((f) => f.name));
-  for (const { name, type } of manifest.features) {
+  manifest.features.forEach(({ name, type }, i) => {
     const meta = inputs.get(name);
     if (!meta) {
-      problems.push(`feature '${name}' is not an input of the graph`);
-      continue;
+      problems.push({
+        answer: `features[${i}] is not an input of the graph`,
+        detail: `feature '${name}' is not an input of the graph`,
+      });
+      return;
     }
     const want = type === 'numeric' ? 'float32' : 'string';
     if (meta.isTensor && meta.type !== want) {
-      problems.push(`input '${name}' is ${meta.type}, the manifest says ${type} (${want})`);
+      problems.push({
+        answer: `the graph input of features[${i}] is not ${want} (the manifest says ${type})`,
+        detail: `input '${name}' is ${meta.type}, the manifest says ${type} (${want})`,
+      });
+    }
+  });
+  const extra = session.inputNames.filter((name) => !featureNames.has(name));
+  if (extra.length > 0) {
+    problems.push({
+      answer: `${extra.length} graph input${extra.length === 1 ? ' is' : 's are'} not a feature of the manifest`,
+      detail: `graph inputs not in the manifest: ${extra.map((n) => `'${n}'`).join(', ')}`,
+    });
+  }
+  for (const field of ['label', 'probabilities'] as const) {
+    const output = manifest.outputs[field];
+    if (!session.outputNames.includes(output)) {
+      problems.push({
+        answer: `outputs.${field} is not an output of the graph`,
+        detail: `output '${output}' is not an output of the graph`,
+      });
     }
   }
-  for (const name of session.inputNames) {
-    if (!featureNames.has(name)) problems.push(`graph input '${name}' is not a feature of the manifest`);
-  }
-  for (const output of [manifest.outputs.label, manifest.outputs.probabilities]) {
-    if (!session.outputNames.includes(output)) problems.push(`output '${output}' is not an output of the graph`);
-  }
   if (manifest.classes.length !== 2) {
-    problems.push(`the gateway serves binary classifiers; the manifest lists ${manifest.classes.length} classes`);
+    const text = `the gateway serves binary classifiers; the manifest lists ${manifest.classes.length} classes`;
+    problems.push({ answer: text, detail: text });
   }
   return problems;
+}
+
+/** Longest message of an issue quoted in an answer (messages are the schema's own, never the file's bytes). */
+const MAX_ISSUE_MESSAGE = 200;
+
+/**
+ * `bytes` as UTF-8 JSON validated by `schema`. Problems name the file, the field's path and what was expected, never
+ * the bytes: no `JSON.parse` message (V8 quotes the input), no unknown key's name, no key that is not a plain field
+ * name. The detail for the log says the same: a file of the artifact is not evidence to copy into logs either.
+ */
+function parseJsonFile<T>(file: string, bytes: Uint8Array, schema: z.ZodType<T>): T {
+  let json: unknown;
+  try {
+    json = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(bytes));
+  } catch {
+    throw new ArtifactError('invalid', `${file} is not UTF-8 JSON`);
+  }
+  const parsed = schema.safeParse(json);
+  if (parsed.success) return parsed.data;
+  const [first] = parsed.error.issues;
+  const more = parsed.error.issues.length - 1;
+  const where = first ? fieldPath(first.path) : 'body';
+  const what = !first
+    ? 'invalid'
+    : first.code === 'unrecognized_keys'
+      ? 'has a field the format does not know'
+      : first.message;
+  const text = `${file} is invalid: ${where}: ${what.slice(0, MAX_ISSUE_MESSAGE)}${
+    more > 0 ? ` (and ${more} more problem${more === 1 ? '' : 's'})` : ''
+  }`;
+  throw new ArtifactError('invalid', text);
+}
+
+/** `features[2].name` from an issue's path: plain field names and indices only, any other key as `[…]`. */
+function fieldPath(path: readonly PropertyKey[]): string {
+  let out = '';
+  for (const key of path) {
+    if (typeof key === 'number') out += `[${key}]`;
+    else if (typeof key === 'string' && /^[A-Za-z_][A-Za-z0-9_]{0,63}$/.test(key)) out += `${out ? '.' : ''}${key}`;
+    else out += '[…]';
+  }
+  return out || '(top)';
 }

@@ -66,17 +66,24 @@ export class PredictionMemory {
   }
 
   /**
-   * Remembers a successful prediction. A request id seen before for the model is replaced (moved to the newest end,
-   * unlabelled): the label that comes for it is about the latest answer. A request id longer than a label can name
-   * ({@link MAX_LABEL_REQUEST_ID_LENGTH}) is not remembered: it could never be labelled.
+   * Remembers a successful prediction, and says whether it did. Request ids are the caller's choice, so one may name
+   * a prediction that is still remembered and waiting for its label: then the first prediction wins and this one is
+   * not remembered (false). Otherwise anyone who learnt or guessed another caller's request id could replace that
+   * caller's prediction with one of their own, and the label meant for it would judge the wrong answer (review M9).
+   * A request id whose prediction was labelled already is free again: it is replaced (moved to the newest end,
+   * unlabelled), and the label that comes for it is about the latest answer. A request id longer than a label can
+   * name ({@link MAX_LABEL_REQUEST_ID_LENGTH}) is not remembered: it could never be labelled.
    */
-  remember(model: string, requestId: string, prediction: Omit<RememberedPrediction, 'atMs' | 'labelled'>): void {
-    if (requestId.length > MAX_LABEL_REQUEST_ID_LENGTH) return;
+  remember(model: string, requestId: string, prediction: Omit<RememberedPrediction, 'atMs' | 'labelled'>): boolean {
+    if (requestId.length > MAX_LABEL_REQUEST_ID_LENGTH) return false;
     const key = keyOf(model, requestId);
     const atMs = this.now();
+    const earlier = this.entries.get(key);
+    if (earlier && !earlier.labelled && earlier.atMs > atMs - this.maxAgeMs) return false;
     this.entries.delete(key);
     this.entries.set(key, { ...prediction, atMs, labelled: false });
     this.evict(atMs);
+    return this.entries.has(key);
   }
 
   /** The remembered prediction, or undefined when there is none (never made, failed, or already forgotten). */

@@ -1,6 +1,7 @@
 import { mkdir, open, readFile, rename, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import { z } from 'zod';
+import { ArtifactDigest } from '../shared/artifact-digest';
 import { AdminOp } from '../shared/gateway-api';
 import { mapOf } from '../shared/own';
 
@@ -17,15 +18,21 @@ export const DEFAULT_JOURNAL_LIMIT = 1_000;
 /**
  * Most bytes of JSON the journal's entries take together. An entry is at most about 6.5 KB (an opId of 200
  * characters, model and version names of 63, a table of 64 weights) and usually under 250 bytes, so the journal keeps
- * at least 160 ops, usually all 1,000, and routing.json is the deployed versions (about 4.3 KB each at most: an
- * artifact path of up to 4,096 characters) plus at most this.
+ * at least 160 ops, usually all 1,000, and routing.json is the deployed versions (about 4.4 KB each at most: an
+ * artifact path of up to 4,096 characters and a digest of 71) plus at most this.
  */
 export const DEFAULT_JOURNAL_MAX_BYTES = 1024 * 1024;
 
 export const DeployedVersionRecord = z.object({
   version: z.string(),
-  /** Absolute path of the artifact folder. */
+  /** Real path (symbolic links resolved) of the artifact folder, inside the gateway's artifact root when deployed. */
   artifactDir: z.string(),
+  /**
+   * The artifact's digest as recorded at training (src/artifacts/digest.ts), checked again whenever the gateway loads
+   * the version. Absent in records written before digests: such a version is not reloaded until it is redeployed
+   * with its digest.
+   */
+  artifactDigest: ArtifactDigest.optional(),
   deployedAt: z.string(),
   /** Deploy sequence number, unique and increasing across the gateway: the routing order (newest first). */
   seq: z.number().int().nonnegative(),

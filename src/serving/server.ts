@@ -1,9 +1,11 @@
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID, timingSafeEqual } from 'node:crypto';
+import { mkdir, realpath } from 'node:fs/promises';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply } from 'fastify';
 import pino, { type Logger } from 'pino';
 import { z } from 'zod';
+import { tokenProblem } from '../config/tokens';
 import {
   DeployRequest,
   ModelName,
@@ -22,7 +24,7 @@ import { LabelsRequest, type LabelsResponse } from '../shared/quality';
 import type { ModelTelemetry } from '../shared/telemetry';
 import { InjectedFaultError, VersionFaultState } from './faults';
 import { firstProblem } from './issues';
-import { ArtifactError, InvalidInputError, ModelHost } from './model-host';
+import { ARTIFACT_UNAVAILABLE, ArtifactError, InvalidInputError, ModelHost } from './model-host';
 import { PredictionMemory, type PredictionMemoryOptions, type RememberedPrediction } from './prediction-memory';
 import { buildRoutingTable, InvalidWeightsError, route, type RoutingTable } from './router';
 import {
@@ -38,6 +40,18 @@ import { TelemetryRegistry, type VersionCounters } from './telemetry';
 export interface GatewayOptions {
   /** Folder of the routing state file; created if missing. */
   dataDir: string;
+  /**
+   * Folder every deployed artifact must lie in once symbolic links are resolved (created if missing). A deploy naming
+   * a folder elsewhere is refused, and so is a version whose folder left it when the gateway restarts.
+   */
+  artifactRoot: string;
+  /** Bearer token every `/admin/...` route requires: at least 16 printable ASCII characters, no spaces. */
+  adminToken: string;
+  /**
+   * Bearer token of `POST /v1/models/:model/labels`, which feeds the quality checks and through them automated
+   * rollbacks (review M9). Without one the gateway takes no labels: every call is refused with 401.
+   */
+  labelsToken?: string;
   logger?: Logger;
   /** How many admin ops the idempotency journal keeps (default 1,000). */
   journalLimit?: number;
@@ -74,10 +88,13 @@ const POSITIVE_LABEL = 1;
 const LABELS_BODY_LIMIT = 8 * 1024 * 1024;
 
 interface LiveVersion {
-  readonly record: DeployedVersionRecord;
-  /** Undefined when the artifact could not be loaded on restore; predictions routed here fail (counted as errors). */
+  /** Replaced when a deploy repairs a version that failed to load (it may add the digest of an older record). */
+  record: DeployedVersionRecord;
+  /**
+   * Undefined when the artifact could not be loaded on restore (the log says why); predictions routed here fail
+   * (counted as errors).
+   */
   host: ModelHost | undefined;
-  loadError: string | undefined;
   readonly counters: VersionCounters;
   /**
    * Faults an operator injected for a rollback rehearsal. In memory only on purpose (not journaled, not restored
@@ -105,6 +122,12 @@ function parse<T>(schema: z.ZodType<T>, value: unknown, what: string): T {
   return parsed.data;
 }
 
+/** Whether the real path `dir` is `root` or inside it (both absolute, symbolic links resolved). */
+function isInside(root: string, dir: string): boolean {
+  const relative = path.relative(root, dir);
+  return relative === '' || (relative !== '..' && !relative.startsWith(`..${path.sep}`) && !path.isAbsolute(relative));
+}
+
 /** Deploy order (oldest first) of a model's versions. */
 function deployOrder(record: ModelState): string[] {
   return [...record.versions].sort((a, b) => a.seq - b.seq).map((v) => v.version);
@@ -127,6 +150,8 @@ class GatewayCore {
     private readonly log: Logger,
     /** Recent successful predictions, for the ground-truth labels that arrive later. */
     private readonly memory: PredictionMemory,
+    /** Real path of the artifact root: every artifact is loaded from inside it. */
+    private readonly artifactRoot: string,
   ) {}
 
   /** Restores routing from the data dir and reloads every deployed version's model. */
@@ -143,7 +168,6 @@ class GatewayCore {
         const version: LiveVersion = {
           record: versionRecord,
           host: undefined,
-          loadError: undefined,
           counters: this.telemetry.counters(model, versionRecord.version),
           faults: undefined,
         };
@@ -153,13 +177,21 @@ class GatewayCore {
     }
     await Promise.all(
       pending.map(async ([model, version]) => {
+        const { artifactDir, artifactDigest } = version.record;
         try {
-          version.host = await ModelHost.load(version.record.artifactDir);
+          if (artifactDigest === undefined) {
+            throw new ArtifactError('invalid', 'no artifact digest is recorded (deployed before digests were)');
+          }
+          // The same checks as a deploy: the root may have changed since, and the files must still be the trained ones.
+          version.host = await ModelHost.load(await this.artifactFolder(artifactDir), { digest: artifactDigest });
           if (version.host.sketchPlan) version.counters.sketchInputs(version.host.sketchPlan);
         } catch (err) {
-          // Keep routing as it was: the version's traffic fails visibly (errors) instead of moving silently.
-          version.loadError = (err as Error).message;
-          this.log.error({ model, version: version.record.version, err }, 'cannot reload deployed model version');
+          // Keep routing as it was: the version's traffic fails visibly (errors) instead of moving silently. A deploy
+          // of the same folder and digest retries the load.
+          this.log.error(
+            { model, version: version.record.version, artifactDir, err, ...artifactDetail(err) },
+            'cannot reload deployed model version',
+          );
         }
       }),
     );
@@ -195,7 +227,12 @@ class GatewayCore {
     const host = version.host;
     if (!host) {
       version.counters.recordError();
-      throw new HttpError(500, `version '${versionName}' of model '${model}' is not loaded: ${version.loadError}`);
+      // Public callers learn nothing about artifacts: the reason is in the gateway's log.
+      throw new HttpError(
+        500,
+        `version '${versionName}' of model '${model}' is not loaded: its artifact failed to load when the gateway ` +
+          "started (see the gateway's log)",
+      );
     }
     let feeds;
     try {
@@ -225,6 +262,8 @@ class GatewayCore {
     const latencyMs = performance.now() - started;
     version.counters.recordSuccess(latencyMs, prediction.label === POSITIVE_LABEL, prediction.probability);
     const requestId = request.requestId ?? randomUUID();
+    // A caller-chosen request id still waiting for its label keeps its first prediction: this one is answered, not
+    // remembered (see PredictionMemory.remember), so nobody can swap another caller's prediction under its label.
     this.memory.remember(model, requestId, {
       version: versionName,
       counters: version.counters,
@@ -284,41 +323,61 @@ class GatewayCore {
       const replay = this.replay(op);
       if (replay) return replay;
 
-      const artifactDir = path.resolve(request.artifactDir);
+      const { artifactDigest } = request;
+      const artifactDir = await this.refusingArtifact(model, versionName, () =>
+        this.artifactFolder(request.artifactDir),
+      );
       const live = this.models.get(model);
       const existing = live?.versions.get(versionName);
+      const previous = this.state.models.get(model) ?? { versions: [], weights: new Map<string, number>() };
       if (existing) {
-        if (existing.record.artifactDir !== artifactDir) {
+        const recorded = existing.record;
+        if (recorded.artifactDir !== artifactDir) {
           throw new HttpError(
             409,
-            `version '${versionName}' of model '${model}' is already deployed from ${existing.record.artifactDir}; ` +
+            `version '${versionName}' of model '${model}' is already deployed from ${recorded.artifactDir}; ` +
               'undeploy it first or deploy under a new version name',
           );
         }
+        if (recorded.artifactDigest !== undefined && recorded.artifactDigest !== artifactDigest) {
+          throw new HttpError(
+            409,
+            `version '${versionName}' of model '${model}' is already deployed with artifact digest ` +
+              `${recorded.artifactDigest}; undeploy it first or deploy under a new version name`,
+          );
+        }
         if (existing.host) return this.recordNoop(op);
-        // Its artifact failed to load on restore: a deploy of the same folder retries the load.
-        const host = await this.loadArtifact(artifactDir);
+        // Its artifact failed to load on restore: a deploy of the same folder retries the load, and records the
+        // digest of a version deployed before digests were.
+        const host = await this.loadArtifact(model, versionName, artifactDir, artifactDigest);
+        const record: DeployedVersionRecord = { ...recorded, artifactDigest };
         try {
-          await this.commit(op, this.state.models);
+          await this.commit(
+            op,
+            new Map(this.state.models).set(model, {
+              versions: previous.versions.map((v) => (v.version === versionName ? record : v)),
+              weights: previous.weights,
+            }),
+          );
         } catch (err) {
           await host.release().catch(() => undefined);
           throw err;
         }
+        existing.record = record;
         existing.host = host;
-        existing.loadError = undefined;
         if (host.sketchPlan) existing.counters.sketchInputs(host.sketchPlan);
         this.log.info({ model, version: versionName, artifactDir, opId: op.opId }, 'model version reloaded');
         return { opId: op.opId, applied: true };
       }
 
-      const host = await this.loadArtifact(artifactDir);
+      const host = await this.loadArtifact(model, versionName, artifactDir, artifactDigest);
       const record: DeployedVersionRecord = {
         version: versionName,
         artifactDir,
+        artifactDigest,
         deployedAt: new Date().toISOString(),
         seq: this.state.nextSeq,
       };
-      const previous = this.state.models.get(model) ?? { versions: [], weights: new Map<string, number>() };
       try {
         await this.commit(
           op,
@@ -340,8 +399,11 @@ class GatewayCore {
       this.telemetry.drop(model, versionName);
       const counters = this.telemetry.counters(model, versionName);
       if (host.sketchPlan) counters.sketchInputs(host.sketchPlan);
-      target.versions.set(versionName, { record, host, loadError: undefined, counters, faults: undefined });
-      this.log.info({ model, version: versionName, artifactDir, opId: op.opId }, 'model version deployed');
+      target.versions.set(versionName, { record, host, counters, faults: undefined });
+      this.log.info(
+        { model, version: versionName, artifactDir, artifactDigest, opId: op.opId },
+        'model version deployed',
+      );
       return { opId: op.opId, applied: true };
     });
   }
@@ -528,14 +590,55 @@ class GatewayCore {
     this.state = next;
   }
 
-  private async loadArtifact(artifactDir: string): Promise<ModelHost> {
+  /**
+   * The real folder of `requested` (a relative path from the gateway's working directory), which must lie inside the
+   * artifact root once symbolic links are resolved. A folder that does not exist and one outside the root are the
+   * same {@link ArtifactError} (`unavailable`): an answer must not tell which paths exist on the gateway's host.
+   */
+  private async artifactFolder(requested: string): Promise<string> {
+    const resolved = path.resolve(requested);
+    let real: string;
     try {
-      return await ModelHost.load(artifactDir);
+      real = await realpath(resolved);
     } catch (err) {
-      if (err instanceof ArtifactError) throw new HttpError(400, err.message);
-      throw err;
+      const code = (err as NodeJS.ErrnoException).code ?? 'error';
+      throw new ArtifactError('unavailable', ARTIFACT_UNAVAILABLE, `${resolved}: ${code}`, { cause: err });
+    }
+    if (!isInside(this.artifactRoot, real)) {
+      throw new ArtifactError(
+        'unavailable',
+        ARTIFACT_UNAVAILABLE,
+        `${resolved} resolves to ${real}, outside the artifact root ${this.artifactRoot}`,
+      );
+    }
+    // The files are read below this folder, not through `requested` again. A folder swapped for a link after this
+    // check could still send the reads elsewhere, but only bytes with the recorded digest are ever loaded.
+    return real;
+  }
+
+  /** Loads the artifact of a deploy from `artifactDir` (a real path inside the root) if its bytes have `digest`. */
+  private loadArtifact(model: string, version: string, artifactDir: string, digest: string): Promise<ModelHost> {
+    return this.refusingArtifact(model, version, () => ModelHost.load(artifactDir, { digest }));
+  }
+
+  /**
+   * Runs `fn`; an {@link ArtifactError} becomes a 422 that carries its answerable message only, and its detail (which
+   * paths, which file, which bytes) goes to the log at warn level: the admin API is no file oracle (review L5).
+   */
+  private async refusingArtifact<T>(model: string, version: string, fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (err) {
+      if (!(err instanceof ArtifactError)) throw err;
+      this.log.warn({ model, version, ...artifactDetail(err) }, 'deploy refused: artifact cannot be loaded');
+      throw new HttpError(422, `artifact for model '${model}' version '${version}' cannot be loaded: ${err.message}`);
     }
   }
+}
+
+/** What the log says about an artifact failure: the kind and the real cause. */
+function artifactDetail(err: unknown): { problem?: string; detail?: string } {
+  return err instanceof ArtifactError ? { problem: err.problem, detail: err.detail } : {};
 }
 
 function toRouting(model: string, record: ModelState): ModelRouting {
@@ -544,7 +647,12 @@ function toRouting(model: string, record: ModelState): ModelRouting {
     // Routing order: newest deploy first, the order in which versions own buckets.
     versions: [...record.versions]
       .sort((a, b) => b.seq - a.seq)
-      .map(({ version, artifactDir, deployedAt }) => ({ version, artifactDir, deployedAt })),
+      .map(({ version, artifactDir, artifactDigest, deployedAt }) => ({
+        version,
+        artifactDir,
+        ...(artifactDigest === undefined ? {} : { artifactDigest }),
+        deployedAt,
+      })),
     weights: Object.fromEntries(record.weights),
   };
 }
@@ -557,28 +665,74 @@ function sendError(reply: FastifyReply, statusCode: number, message: string): Fa
   return reply.code(statusCode).send({ error: message });
 }
 
-/**
- * Creates the serving gateway: restores routing from `dataDir`, reloads every deployed model version, and returns a
- * fastify instance that is not listening yet. `close()` on it also releases every model session.
- * Telemetry is in memory only and starts from zero on every start; so are injected faults, which start cleared, and
- * the predictions remembered for ground-truth labels (labels of predictions made before a restart count as unknown).
- */
-export async function createGateway(options: GatewayOptions): Promise<FastifyInstance> {
-  const logger = options.logger ?? pino({ level: 'silent' });
-  const core = new GatewayCore(
-    new RoutingStore(options.dataDir, options.journalLimit, options.journalMaxBytes),
-    logger,
-    new PredictionMemory(options.predictionMemory),
-  );
-  await core.restore();
+/** Where a listener binds. */
+export interface ListenAddress {
+  port: number;
+  host: string;
+}
 
+/**
+ * The serving gateway: one routing state and model set behind two listeners, so that the admin API can be bound where
+ * only the control plane reaches it while predictions are served to everyone.
+ */
+export interface Gateway {
+  /** `POST /v1/models/:model/predict`, `POST /v1/models/:model/labels` (labels token) and `GET /healthz`. */
+  readonly public: FastifyInstance;
+  /** Every `/admin/...` route, each behind the admin bearer token, and `GET /healthz` (without one). */
+  readonly admin: FastifyInstance;
+  /**
+   * Starts both listeners; resolves with their addresses (`http://127.0.0.1:8700`). When the admin one cannot bind,
+   * the public one may already listen: `close()` stops it.
+   */
+  listen(addresses: { public: ListenAddress; admin: ListenAddress }): Promise<{ public: string; admin: string }>;
+  /** Stops both listeners, waits for the admin op in progress, then releases every model session; idempotent. */
+  close(): Promise<void>;
+}
+
+/** The answer to an admin call without the right token: the same whether the header is missing, malformed or wrong. */
+const ADMIN_UNAUTHORIZED =
+  'admin API: missing or wrong bearer token (send Authorization: Bearer <the token the gateway was given in ' +
+  'GATEWAY_ADMIN_TOKEN or GATEWAY_ADMIN_TOKEN_FILE>)';
+const LABELS_UNAUTHORIZED =
+  'labels: missing or wrong bearer token (send Authorization: Bearer <the token the gateway was given in ' +
+  'GATEWAY_LABELS_TOKEN or GATEWAY_LABELS_TOKEN_FILE>)';
+const LABELS_UNCONFIGURED =
+  'labels need a token configured on the gateway (GATEWAY_LABELS_TOKEN or GATEWAY_LABELS_TOKEN_FILE); ' +
+  'this gateway has none, so it takes no labels';
+
+/**
+ * A token's SHA-256. Tokens are compared by their digests: `timingSafeEqual` needs inputs of one length, and comparing
+ * digests takes the same time whatever the caller sent, so the time of a refusal says nothing about the token.
+ */
+function tokenDigest(token: string): Buffer {
+  return createHash('sha256').update(token, 'utf8').digest();
+}
+
+/** Whether the Authorization header is `Bearer <token>` for the token whose digest is `expected`. */
+function bearerMatches(header: string | undefined, expected: Buffer): boolean {
+  const given = /^Bearer[ \t]+(\S+)[ \t]*$/i.exec(header ?? '')?.[1] ?? '';
+  return timingSafeEqual(tokenDigest(given), expected);
+}
+
+function unauthorized(reply: FastifyReply, message: string): FastifyReply {
+  return reply.code(401).header('www-authenticate', 'Bearer').send({ error: message });
+}
+
+/** The digest of a configured token, refusing one that is too weak to guard anything. */
+function configuredToken(name: string, token: string): Buffer {
+  const problem = tokenProblem(token);
+  if (problem) throw new RangeError(`${name}: ${problem}`);
+  return tokenDigest(token);
+}
+
+/** A fastify instance with the gateway's error answers (`{ error }`, one line) and `GET /healthz`. */
+function listener(logger: Logger): FastifyInstance {
   const baseLogger: FastifyBaseLogger = logger;
   const app = Fastify({
     loggerInstance: baseLogger,
     // Per-request log lines would cost more than a prediction; admin ops and failures are logged explicitly.
     logController: new LogController({ disableRequestLogging: true }),
   });
-
   app.setErrorHandler((err: unknown, request, reply) => {
     // HttpErrors are expected outcomes, logged (if at all) where they are raised.
     if (err instanceof HttpError) return sendError(reply, err.statusCode, err.message);
@@ -595,52 +749,110 @@ export async function createGateway(options: GatewayOptions): Promise<FastifyIns
     return sendError(reply, 500, `internal error: ${(err as Error).message}`);
   });
   app.setNotFoundHandler((request, reply) => sendError(reply, 404, `no route ${request.method} ${request.url}`));
-  app.addHook('onClose', () => core.close());
+  app.get('/healthz', async () => ({ ok: true }));
+  return app;
+}
 
-  app.post<{ Params: { model: string } }>('/v1/models/:model/predict', async (request) =>
+/**
+ * Creates the serving gateway: restores routing from `dataDir`, reloads every deployed model version (checking each
+ * against its recorded digest), and returns its two listeners, not listening yet.
+ * Telemetry is in memory only and starts from zero on every start; so are injected faults, which start cleared, and
+ * the predictions remembered for ground-truth labels (labels of predictions made before a restart count as unknown).
+ */
+export async function createGateway(options: GatewayOptions): Promise<Gateway> {
+  const logger = options.logger ?? pino({ level: 'silent' });
+  const adminToken = configuredToken('adminToken', options.adminToken);
+  const labelsToken =
+    options.labelsToken === undefined ? undefined : configuredToken('labelsToken', options.labelsToken);
+  const requestedRoot = path.resolve(options.artifactRoot);
+  await mkdir(requestedRoot, { recursive: true });
+  // Compared with real paths of artifact folders, so the root is one too (/tmp may be a link, as on macOS).
+  const artifactRoot = await realpath(requestedRoot);
+  const core = new GatewayCore(
+    new RoutingStore(options.dataDir, options.journalLimit, options.journalMaxBytes),
+    logger,
+    new PredictionMemory(options.predictionMemory),
+    artifactRoot,
+  );
+  await core.restore();
+
+  const publicApp = listener(logger);
+  publicApp.post<{ Params: { model: string } }>('/v1/models/:model/predict', async (request) =>
     core.predict(request.params.model, request.body),
   );
-
-  app.post('/v1/models/:model/labels', { bodyLimit: LABELS_BODY_LIMIT }, async (request) =>
-    core.labels(parse(ModelParams, request.params, 'path').model, request.body),
+  publicApp.post(
+    '/v1/models/:model/labels',
+    {
+      bodyLimit: LABELS_BODY_LIMIT,
+      // Before the body is read (up to 8 MiB): a caller without the token costs no parsing and counts nothing.
+      onRequest: async (request, reply) => {
+        if (!labelsToken) return unauthorized(reply, LABELS_UNCONFIGURED);
+        if (!bearerMatches(request.headers.authorization, labelsToken)) return unauthorized(reply, LABELS_UNAUTHORIZED);
+      },
+    },
+    async (request) => core.labels(parse(ModelParams, request.params, 'path').model, request.body),
   );
 
-  app.put('/admin/models/:model/versions/:version', async (request) => {
+  const admin = listener(logger);
+  // Every request but the health check, known route or not, before its body is read: a caller without the token
+  // changes nothing, has nothing parsed and learns nothing, not even which routes exist.
+  admin.addHook('onRequest', async (request, reply) => {
+    if (request.routeOptions.url === '/healthz') return;
+    if (!bearerMatches(request.headers.authorization, adminToken)) return unauthorized(reply, ADMIN_UNAUTHORIZED);
+  });
+
+  admin.put('/admin/models/:model/versions/:version', async (request) => {
     const { model, version } = parse(VersionParams, request.params, 'path');
     return core.deploy(model, version, parse(DeployRequest, request.body, 'deploy request'));
   });
 
-  app.delete('/admin/models/:model/versions/:version', async (request) => {
+  admin.delete('/admin/models/:model/versions/:version', async (request) => {
     const { model, version } = parse(VersionParams, request.params, 'path');
     return core.undeploy(model, version, parse(UndeployQuery, request.query, 'query').opId);
   });
 
-  app.put('/admin/models/:model/weights', async (request) => {
+  admin.put('/admin/models/:model/weights', async (request) => {
     const { model } = parse(ModelParams, request.params, 'path');
     return core.setWeights(model, parse(SetWeightsRequest, request.body, 'weights request'));
   });
 
   const faultsPath = '/admin/models/:model/versions/:version/faults';
-  app.put(faultsPath, async (request) => {
+  admin.put(faultsPath, async (request) => {
     const { model, version } = parse(VersionParams, request.params, 'path');
     return core.setFaults(model, version, parse(SetFaultsRequest, request.body, 'faults request'));
   });
-  app.get(faultsPath, async (request) => {
+  admin.get(faultsPath, async (request) => {
     const { model, version } = parse(VersionParams, request.params, 'path');
     return core.faults(model, version);
   });
-  app.delete(faultsPath, async (request) => {
+  admin.delete(faultsPath, async (request) => {
     const { model, version } = parse(VersionParams, request.params, 'path');
     return core.clearFaults(model, version);
   });
 
-  app.get('/admin/models', async () => core.listRouting());
-  app.get('/admin/models/:model', async (request) => core.routing(parse(ModelParams, request.params, 'path').model));
-  app.get('/admin/models/:model/telemetry', async (request) =>
+  admin.get('/admin/models', async () => core.listRouting());
+  admin.get('/admin/models/:model', async (request) => core.routing(parse(ModelParams, request.params, 'path').model));
+  admin.get('/admin/models/:model/telemetry', async (request) =>
     core.modelTelemetry(parse(ModelParams, request.params, 'path').model),
   );
-  app.get('/admin/ops', async (request) => core.ops(parse(OpsQuery, request.query, 'query').model));
-  app.get('/healthz', async () => ({ ok: true }));
+  admin.get('/admin/ops', async (request) => core.ops(parse(OpsQuery, request.query, 'query').model));
 
-  return app;
+  let closing: Promise<void> | undefined;
+  return {
+    public: publicApp,
+    admin,
+    async listen(addresses) {
+      const publicAddress = await publicApp.listen(addresses.public);
+      const adminAddress = await admin.listen(addresses.admin);
+      return { public: publicAddress, admin: adminAddress };
+    },
+    close() {
+      closing ??= (async () => {
+        // Listeners first, so that no new request reaches the models while their sessions are released.
+        await Promise.all([publicApp.close(), admin.close()]);
+        await core.close();
+      })();
+      return closing;
+    },
+  };
 }

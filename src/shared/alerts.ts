@@ -203,6 +203,8 @@ export interface AlertRecord {
   owner?: string;
   sinks?: string[];
   by?: string;
+  /** The key `by` signed a silence or override with. */
+  keyId?: string;
 }
 
 /** An open incident as the router holds it. */

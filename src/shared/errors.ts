@@ -26,5 +26,11 @@ export const ErrorType = {
   LifecycleError: 'LifecycleError',
   /** An alert some sink could not take now (5xx, 429, timeout, unreachable): retryable. */
   AlertDeliveryFailed: 'AlertDeliveryFailed',
+  /** A spec that asks for more than the platform policy allows (an approver, a target, a secret, a trainer). */
+  PolicyViolation: 'PolicyViolation',
+  /** A privileged operation the policy does not allow this person, or that lacks a valid signature. */
+  Unauthorized: 'Unauthorized',
+  /** The platform policy or keyring file cannot be used: everything privileged is refused until it is fixed. */
+  PolicyInvalid: 'PolicyInvalid',
 } as const;
 export type ErrorType = (typeof ErrorType)[keyof typeof ErrorType];

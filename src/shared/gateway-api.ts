@@ -1,9 +1,12 @@
 import { z } from 'zod';
+import { ArtifactDigest } from './artifact-digest';
 import { FeatureName, featureNameProblem, nameRecord, VersionName } from './names';
 
 /**
- * The serving gateway's HTTP contract. The admin API is what the serving activities call;
- * every mutating call carries an idempotency key (`opId`) so a retried activity changes nothing twice.
+ * The serving gateway's HTTP contract. Two listeners: the public one serves `/v1/...` (predictions, and labels with
+ * their own bearer token); the admin one serves `/admin/...`, every route behind the admin bearer token. The admin
+ * API is what the serving activities call; every mutating call carries an idempotency key (`opId`) so a retried
+ * activity changes nothing twice.
  */
 
 export { ModelName, VersionName } from './names';
@@ -32,7 +35,11 @@ export const OpId = z
 /** Longest artifact folder path (Linux's PATH_MAX). */
 export const MAX_ARTIFACT_DIR_LENGTH = 4096;
 
-/** PUT /admin/models/:model/versions/:version */
+/**
+ * PUT /admin/models/:model/versions/:version. The folder must resolve (symbolic links followed) inside the gateway's
+ * artifact root, and its files must have `artifactDigest`: the gateway loads the model from the very bytes it hashed.
+ * Refusals about the artifact are 422; whether a folder is missing, unreadable or outside the root is never told apart.
+ */
 export const DeployRequest = z.object({
   opId: OpId,
   /** Folder holding model.onnx and model.json as written by the trainer. */
@@ -40,6 +47,8 @@ export const DeployRequest = z.object({
     .string()
     .min(1, 'a folder path')
     .max(MAX_ARTIFACT_DIR_LENGTH, `a folder path of at most ${MAX_ARTIFACT_DIR_LENGTH} characters`),
+  /** The artifact's digest recorded at training (src/artifacts/digest.ts). */
+  artifactDigest: ArtifactDigest,
 });
 export type DeployRequest = z.infer<typeof DeployRequest>;
 
@@ -109,7 +118,15 @@ export type AdminResult = z.infer<typeof AdminResult>;
 /** GET /admin/models/:model */
 export const ModelRouting = z.object({
   model: z.string(),
-  versions: z.array(z.object({ version: z.string(), artifactDir: z.string(), deployedAt: z.string() })),
+  versions: z.array(
+    z.object({
+      version: z.string(),
+      artifactDir: z.string(),
+      /** Absent for a version deployed before digests were recorded. */
+      artifactDigest: z.string().optional(),
+      deployedAt: z.string(),
+    }),
+  ),
   weights: z.record(z.string(), z.number()),
 });
 export type ModelRouting = z.infer<typeof ModelRouting>;

@@ -32,6 +32,9 @@ export const abortSignal = defineSignal<[OperatorAction]>('abort');
 export const statusQuery = defineQuery<LifecycleStatus>('status');
 /** Abort with an answer: the caller learns at once that the lifecycle took it (a signal cannot answer). */
 export const abortUpdate = defineUpdate<OperatorAck, [OperatorAction]>('abortLifecycle');
+/** Pause and resume as updates, so the caller learns whether the policy accepted them (the signals cannot answer). */
+export const pauseUpdate = defineUpdate<OperatorAck, [OperatorAction]>('pauseLifecycle');
+export const resumeUpdate = defineUpdate<OperatorAck, [OperatorAction]>('resumeLifecycle');
 /**
  * Skip the remaining stages and promote: accepted only from an approver of the `promote-now` gate (never the
  * submitter, signed when its policy says so); the rollout jumps to 100% once the gate's quorum asked for it.

@@ -50,6 +50,8 @@ export const SilenceInput = z
     forMs: z.number().int().min(0).max(MAX_DURATION_MS, 'at most 365 days'),
     by: Identity,
     reason: z.string().max(2000).optional(),
+    /** The operator's signed claim (`mlctl alerts silence --key`), where the platform policy requires one. */
+    signed: z.unknown().optional(),
   })
   .strict();
 export type SilenceInput = z.output<typeof SilenceInput>;
@@ -64,6 +66,8 @@ export const OverrideInput = z
     action: z.enum(MONITOR_ACTIONS),
     by: Identity,
     reason: z.string().max(2000).optional(),
+    /** The operator's signed claim (`mlctl alerts override --key`), where the platform policy requires one. */
+    signed: z.unknown().optional(),
   })
   .strict();
 export type OverrideInput = z.output<typeof OverrideInput>;

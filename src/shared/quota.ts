@@ -1,6 +1,8 @@
+import { sha256 } from '@noble/hashes/sha2';
+import { bytesToHex, utf8ToBytes } from '@noble/hashes/utils';
 import { z } from 'zod';
 import { MAX_DURATION_MS, PositiveDuration } from './duration';
-import { HolderName, LeaseId, nameRecord, PoolName, ResourceName } from './names';
+import { HolderName, Identity, LeaseId, nameRecord, PoolName, ResourceName } from './names';
 
 export { ResourceName } from './names';
 
@@ -169,6 +171,41 @@ export const RunUsage = z
   .strict();
 export type RunUsage = z.infer<typeof RunUsage>;
 
+/**
+ * The smallest amount of a resource a reservation may ask for (0 aside). Float tolerance in the capacity checks is far
+ * below it, so a full pool grants nothing: a request cannot hide in rounding (review M6).
+ */
+export const MIN_REQUEST_AMOUNT = 0.001;
+
+/** What a reservation asks for: every amount 0 or at least MIN_REQUEST_AMOUNT, and at least one above 0. */
+export const RequestedResources = nameRecord(
+  ResourceName,
+  z
+    .number()
+    .nonnegative()
+    .max(1e12, 'at most 1e12')
+    .refine(
+      (v) => v === 0 || v >= MIN_REQUEST_AMOUNT,
+      `0 or at least ${MIN_REQUEST_AMOUNT}: smaller amounts are below what a pool accounts for`,
+    ),
+)
+  .refine((r) => Object.keys(r).length <= MAX_RESOURCES, `at most ${MAX_RESOURCES} resources`)
+  .refine((r) => Object.values(r).some((v) => v > 0), 'request at least one resource');
+
+/**
+ * A lease's owner key: whoever reserved the lease with it renews and releases it without further checks. 32 to 128
+ * URL-safe characters (a worker sends HMAC-SHA256 of its secret and the lease, base64url). The pool keeps only its
+ * SHA-256 ({@link ownerDigest}) and never shows even that.
+ */
+export const OwnerKey = z
+  .string()
+  .regex(/^[A-Za-z0-9_-]{32,128}$/, 'an owner key: 32 to 128 characters of letters, digits, _ and -');
+
+/** The digest a pool keeps of a lease's owner key: SHA-256, hex (workflow-safe, pure JS). */
+export function ownerDigest(ownerKey: string): string {
+  return bytesToHex(sha256(utf8ToBytes(ownerKey)));
+}
+
 export const ReserveQuotaInput = z
   .object({
     /** Idempotency key: reserving the same lease id again returns the existing lease. */
@@ -176,7 +213,9 @@ export const ReserveQuotaInput = z
     /** The pipeline holding it (a lifecycle id, a model's serving deployment, ...). Caps apply per holder. */
     holder: HolderName,
     kind: PipelineKind,
-    resources: Resources.refine((r) => Object.values(r).some((v) => v > 0), 'request at least one resource'),
+    resources: RequestedResources,
+    /** Makes the lease its own: renewals and releases with this key are the owner's (see {@link OwnerKey}). */
+    ownerKey: OwnerKey.optional(),
     /** Lease TTL; the pool's `leaseTtl` when absent; null never expires (a production deployment). */
     ttlMs: DurationMs.nullable().optional(),
     /** Wait in the pool's queue for up to `timeoutMs` instead of being refused at once. */
@@ -192,12 +231,28 @@ export const ReserveQuotaInput = z
 export type ReserveQuotaInput = z.input<typeof ReserveQuotaInput>;
 export type ReserveQuotaRequest = z.output<typeof ReserveQuotaInput>;
 
-export const RenewQuotaInput = z.object({ leaseId: LeaseId, ttlMs: DurationMs.nullable().optional() }).strict();
+/**
+ * Who acts on a lease. The owner sends the key the lease was reserved with; anyone else (a quota operator, the holder
+ * by name) sends `by`, signed where the platform policy requires it, and the pool has the worker check it against the
+ * policy as it is now. Such an operation is sent on its own, never in a batch.
+ */
+const LeaseActor = {
+  ownerKey: OwnerKey.optional(),
+  /** Who renews or releases a lease they do not own (recorded in the pool's journal). */
+  by: Identity.optional(),
+  /** Their signed claim of `quota-renew`/`quota-release` on `pool/<pool>/lease/<leaseId>` (mlctl --key). */
+  signed: z.unknown().optional(),
+};
+
+export const RenewQuotaInput = z
+  .object({ leaseId: LeaseId, ttlMs: DurationMs.nullable().optional(), ...LeaseActor })
+  .strict();
 export type RenewQuotaInput = z.input<typeof RenewQuotaInput>;
 
 export const ReleaseQuotaInput = z
   .object({
     leaseId: LeaseId,
+    ...LeaseActor,
     /** What the run measured, kept in the pool's run history for estimates. */
     usage: RunUsage.optional(),
     /** Completes the profile given at reservation (e.g. the dataset size, known once the data was read). */
@@ -281,9 +336,12 @@ export const QuotaBatch = z
   .min(1, `a batch is 1 to ${MAX_QUOTA_BATCH} operations`)
   .max(MAX_QUOTA_BATCH, `a batch is 1 to ${MAX_QUOTA_BATCH} operations`);
 
-/** The answer to one operation of a batch, in the batch's order; a malformed operation fails alone. */
+/**
+ * The answer to one operation of a batch, in the batch's order; a malformed or refused operation fails alone, with the
+ * failure type where it has one (`InvalidInput`, `Unauthorized`).
+ */
 export type QuotaBatchResult =
-  { ok: true; value: ReserveQuotaResult | QuotaLease | null } | { ok: false; error: string };
+  { ok: true; value: ReserveQuotaResult | QuotaLease | null } | { ok: false; error: string; type?: string };
 
 /** What became of a reservation, by lease id (the reservation query). */
 export type ReservationState =
@@ -305,6 +363,9 @@ export interface QuotaRun {
   ended: 'released' | 'expired';
   profile?: RunProfile;
   usage?: RunUsage;
+  /** Released by someone other than its owner: who, and the key they signed with (none: unsigned, as allowed). */
+  releasedBy?: string;
+  keyId?: string;
 }
 
 export interface QuotaJournalEntry {
@@ -316,6 +377,9 @@ export interface QuotaJournalEntry {
   reason?: RefusalReason;
   /** Usage per resource right after the operation. */
   used?: Resources;
+  /** A renewal or release by someone other than the lease's owner: who, and the key they signed with. */
+  by?: string;
+  keyId?: string;
 }
 
 /** A reservation waiting in a pool's queue: everything its grant needs, carried whole across continue-as-new. */

@@ -20,6 +20,8 @@ export const PromotionRecord = z
     /** The run of that lifecycle: a re-run of the same lifecycle id promotes (and rolls back) afresh. */
     runId: z.string().min(1).max(64).optional(),
     by: Identity,
+    /** The key `by` signed the operation with (a signed approval, a signed rollback). */
+    keyId: z.string().max(64).optional(),
     at: z
       .string()
       .max(64)
@@ -31,6 +33,24 @@ export const PromotionRecord = z
     serving: z.object({ pool: PoolName, leaseId: LeaseId, resources: Resources }).strict().optional(),
     /** Where it serves, when not the worker's gateway: a rollback acts on the same target. */
     target: DeploymentTargetSpec.optional(),
+    /** SHA-256 of the artifact as trained (`sha256:<hex>`): the gateway refuses to load files that differ. */
+    artifactDigest: z
+      .string()
+      .regex(/^sha256:[0-9a-f]{64}$/, 'sha256: and 64 lowercase hex digits')
+      .optional(),
+    /** The approvals that let it through, as the lifecycle recorded them: the registry checks them with the lifecycle. */
+    approvals: z
+      .array(
+        z
+          .object({
+            gate: z.string().min(1).max(200),
+            by: Identity,
+            keyId: z.string().max(64).optional(),
+          })
+          .strict(),
+      )
+      .max(100)
+      .optional(),
   })
   .strict();
 export type PromotionRecord = z.output<typeof PromotionRecord>;
@@ -126,6 +146,8 @@ export const ModelRollbackInput = z
       })
       .optional(),
     stepIntervalMs: z.number().int().positive().max(MAX_DURATION_MS, 'at most 365 days').optional(),
+    /** The requester's signed claim (`mlctl rollback --key`), where the platform policy requires one. */
+    signed: z.unknown().optional(),
   })
   .strict();
 export type ModelRollbackInput = z.input<typeof ModelRollbackInput>;

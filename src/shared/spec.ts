@@ -103,16 +103,22 @@ export const ApprovalSpec = z
   .object({
     /** Who may approve or reject this lifecycle's gates. The submitter never approves its own lifecycle. */
     approvers: z.array(Identity).min(1),
-    /** Approvals from distinct approvers each gate needs (N of M); one rejection rejects the gate. */
-    quorum: z.number().int().min(1).default(1),
+    /**
+     * Approvals from distinct approvers each gate needs (N of M; default 1, or the platform policy's quorum); one
+     * rejection rejects the gate.
+     */
+    quorum: z.number().int().min(1).optional(),
     /** How long a gate waits before it expires and the lifecycle ends `rejected` (or rolls back, once deployed). */
     timeout: PositiveDuration.default(24 * 3_600_000),
     /** A gate still open this long after it opened raises an escalation alert naming `escalateTo`. */
     escalateAfter: PositiveDuration.optional(),
     /** Who an escalation goes to (team leads, an on-call rota); carried in the alert. */
     escalateTo: z.array(Identity).default([]),
-    /** Every gate's approvals must be signed by the approver's registered key (`mlctl keys generate`). */
-    signed: z.boolean().default(false),
+    /**
+     * Every gate's approvals must be signed by the approver's registered key (`mlctl keys generate`). Absent: as the
+     * platform policy says (signed by default); `false` where the policy requires signatures is refused at start.
+     */
+    signed: z.boolean().optional(),
     /** Per-gate overrides: approvers, quorum, signatures. */
     gates: nameRecord(z.string(), GatePolicySpec).default({}),
   })

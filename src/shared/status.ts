@@ -139,6 +139,24 @@ export interface LifecycleStatus {
   promoteNow?: { requestedBy: string[]; quorum: number; granted: boolean } | null;
   startedAt: string;
   updatedAt: string;
+  /** The run: signed operations name it, so a claim never carries over to a re-run. */
+  runId?: string;
+  /** Digest of the spec as validated, and of the candidate artifact once trained: signed claims bind both. */
+  specDigest?: string;
+  artifactDigest?: string | null;
+  /** The platform policy rule the lifecycle runs under (absent: started before platform policies). */
+  policyRule?: string;
+  /** Abort, pause and resume as they were accepted: who, when, with which key. */
+  operatorActions?: OperatorRecord[];
+}
+
+/** One accepted operator action, for the audit trail. */
+export interface OperatorRecord {
+  action: 'abort' | 'pause' | 'resume';
+  by: string;
+  at: string;
+  reason: string;
+  keyId?: string;
 }
 
 /** Argument of the approve and reject updates. */
@@ -154,11 +172,13 @@ export const GateDecisionInput = z
   .strict();
 export type GateDecisionInput = z.input<typeof GateDecisionInput>;
 
-/** Argument of the pause, resume and abort signals. */
+/** Argument of the pause, resume and abort signals and updates. */
 export const OperatorAction = z
   .object({
     by: Identity,
     reason: z.string().max(2000).default(''),
+    /** The operator's signed claim, where the platform policy requires one (`mlctl abort --key`). */
+    signed: z.unknown().optional(),
   })
   .strict();
 export type OperatorAction = z.input<typeof OperatorAction>;

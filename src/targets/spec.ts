@@ -12,7 +12,10 @@ const HttpUrl = z.url({ protocol: /^https?$/, error: 'an http:// or https:// URL
 export const GatewayTargetSpec = z
   .object({
     kind: z.literal('gateway'),
-    /** Another gateway than the worker's (`GATEWAY_URL`). */
+    /**
+     * The admin URL (its admin listener, GATEWAY_ADMIN_PORT) of another gateway than the worker's
+     * (`GATEWAY_ADMIN_URL`); the worker sends it its admin token.
+     */
     url: HttpUrl.optional(),
   })
   .strict();
@@ -81,7 +84,7 @@ const HeaderName = z.string().regex(/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/, 'a header n
 
 /**
  * Any platform behind four HTTP endpoints (an adapter in front of KServe, SageMaker, Istio, ...). Bodies are JSON:
- * deploy `{ model, version, artifactDir, opId }`, setWeights `{ model, weights, opId }`, undeploy
+ * deploy `{ model, version, artifactDir, artifactDigest, opId }`, setWeights `{ model, weights, opId }`, undeploy
  * `{ model, version, opId }`; telemetry answers `ModelTelemetry`.
  */
 export const HttpTargetSpec = z

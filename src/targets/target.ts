@@ -26,6 +26,8 @@ export interface DeployRequestInput {
   version: string;
   /** Folder holding model.onnx and model.json as written by the trainer. */
   artifactDir: string;
+  /** The artifact's digest recorded at training (src/artifacts/digest.ts): the target loads only files that have it. */
+  artifactDigest: string;
   opId: string;
 }
 
@@ -62,9 +64,20 @@ export interface DeploymentTarget {
   readWeights(model: string): Promise<Record<string, number> | null>;
 }
 
+/** How the worker reaches a serving gateway's admin API. */
+export interface GatewayAdminAccess {
+  /** Base URL of the admin listener (GATEWAY_ADMIN_URL), without a trailing slash. */
+  url: string;
+  /**
+   * Bearer token of the admin API (GATEWAY_ADMIN_TOKEN): sent to the worker's gateway, and also to the admin URL a
+   * spec names with `{ kind: gateway, url }` (gateways of one platform share it).
+   */
+  token: string;
+}
+
 export interface TargetDeps {
   /** The worker's gateway: the target when none is given. */
-  gatewayUrl: string;
+  gateway: GatewayAdminAccess;
   /** Where `{ fromEnv }` header values are read (default: process.env). */
   env?: Readonly<Record<string, string | undefined>>;
 }
@@ -72,14 +85,27 @@ export interface TargetDeps {
 const enc = encodeURIComponent;
 const GATEWAY_TIMEOUT_MS = 30_000;
 
-/** The project's serving gateway, through its admin API (src/serving). */
+/** The project's serving gateway, through its admin API (src/serving): its admin listener, with its bearer token. */
 export class GatewayTarget implements DeploymentTarget {
   readonly label = 'gateway';
+  private readonly url: string;
+  private readonly headers: Record<string, string>;
 
-  constructor(private readonly url: string) {}
+  constructor(access: GatewayAdminAccess) {
+    this.url = access.url.replace(/\/+$/, '');
+    this.headers = { authorization: `Bearer ${access.token}` };
+  }
 
   private async call<T>(method: string, path: string, body?: unknown): Promise<T> {
-    const req = { who: 'gateway', baseUrl: this.url, method, path, body, timeoutMs: GATEWAY_TIMEOUT_MS };
+    const req = {
+      who: 'gateway',
+      baseUrl: this.url,
+      method,
+      path,
+      headers: this.headers,
+      body,
+      timeoutMs: GATEWAY_TIMEOUT_MS,
+    };
     return (await targetRequest(req)).json as T;
   }
 
@@ -87,6 +113,7 @@ export class GatewayTarget implements DeploymentTarget {
     return this.call('PUT', `/admin/models/${enc(input.model)}/versions/${enc(input.version)}`, {
       opId: input.opId,
       artifactDir: input.artifactDir,
+      artifactDigest: input.artifactDigest,
     });
   }
 
@@ -169,8 +196,12 @@ export class HttpTarget implements DeploymentTarget {
   }
 
   async deploy(input: DeployRequestInput): Promise<AdminResult> {
-    const { model, version, artifactDir, opId } = input;
-    const { json } = await this.call('deploy', { model, version }, { model, version, artifactDir, opId });
+    const { model, version, artifactDir, artifactDigest, opId } = input;
+    const { json } = await this.call(
+      'deploy',
+      { model, version },
+      { model, version, artifactDir, artifactDigest, opId },
+    );
     return HttpTarget.result(json, opId);
   }
 
@@ -267,7 +298,7 @@ function checkTelemetry(who: string, call: string, model: string, json: unknown)
  * or a header whose environment variable is unset is a non-retryable InvalidSpec naming the problem.
  */
 export function resolveTarget(spec: DeploymentTargetSpecInput | undefined, deps: TargetDeps): DeploymentTarget {
-  if (spec === undefined) return new GatewayTarget(deps.gatewayUrl);
+  if (spec === undefined) return new GatewayTarget(deps.gateway);
   const parsed = DeploymentTargetSpec.safeParse(spec);
   if (!parsed.success) {
     throw ApplicationFailure.create({
@@ -277,7 +308,10 @@ export function resolveTarget(spec: DeploymentTargetSpecInput | undefined, deps:
     });
   }
   const target = parsed.data;
-  if (target.kind === 'gateway') return new GatewayTarget(target.url ?? deps.gatewayUrl);
+  if (target.kind === 'gateway') {
+    // Another gateway's admin URL: the platform's gateways share the admin token, so the worker's goes there too.
+    return new GatewayTarget(target.url ? { url: target.url, token: deps.gateway.token } : deps.gateway);
+  }
   return new HttpTarget(target, resolveHeaders(target, deps.env ?? process.env));
 }
 

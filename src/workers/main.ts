@@ -4,6 +4,9 @@ import { createActivities } from '../activities';
 import { QuotaClient } from '../client/quota-client';
 import { alertGroupWaitFromEnv, loadAlertConfigFromEnv } from '../config/alert-sinks';
 import { loadConfig } from '../config/env';
+import { TokenConfigError } from '../config/tokens';
+import { approverKeysPath } from '../config/approver-keys';
+import { PolicySource, policyPath } from '../config/policy';
 import { InvalidFileError } from '../config/yaml-file';
 import { LifecycleMetrics } from '../metrics/lifecycle-metrics';
 import { startMetricsServer, temporalPrometheusTelemetry, type MetricsServer } from '../metrics/server';
@@ -17,6 +20,9 @@ async function main(): Promise<void> {
   // Read once at start, secrets included: a bad sinks file or a missing secret stops the worker (exit 2).
   const { sinks: alertSinks, routes: alertRoutes } = loadAlertConfigFromEnv();
   const alertGroupWaitMs = alertGroupWaitFromEnv();
+  // The platform policy and the keyring are checked now (exit 2 naming the field and line) and re-read on change.
+  const policy = new PolicySource(policyPath(), approverKeysPath(), config.root);
+  policy.check();
   const logger = createLogger(config.logLevel, 'worker');
   const { metrics: metricsConfig } = config;
   // The SDK's own metrics come from the Runtime, which a process installs once: its endpoint is decided here.
@@ -34,13 +40,14 @@ async function main(): Promise<void> {
   const metrics = new LifecycleMetrics({ client, quotaPools: config.quotaPools, logger, processMetrics: true });
   const activities = createActivities({
     client,
-    gatewayUrl: config.gatewayUrl,
+    gateway: config.gateway,
     artifactsDir: config.artifactsDir,
     python: config.python,
     root: config.root,
     quotaPools: config.quotaPools,
     alertSinks,
     alertRoutes,
+    policy,
     ...(alertGroupWaitMs !== undefined ? { alertGroupWaitMs } : {}),
     metrics,
   });
@@ -52,7 +59,13 @@ async function main(): Promise<void> {
     logger.info({ address: `${metricsServer.url}/metrics` }, 'metrics endpoint');
   }
   logger.info(
-    { address: settings.connection.address, namespace, trainingClasses, alertSinks: alertSinks.map((s) => s.name) },
+    {
+      address: settings.connection.address,
+      namespace,
+      trainingClasses,
+      alertSinks: alertSinks.map((s) => s.name),
+      policy: policy.policyFile,
+    },
     'worker running',
   );
   const running = Promise.all(workers.map((w) => w.run()));
@@ -74,6 +87,6 @@ async function main(): Promise<void> {
 
 main().catch((err: unknown) => {
   console.error(`worker: ${err instanceof Error ? err.message : String(err)}`);
-  // A bad configuration file is invalid input (exit 2), like mlctl's.
-  process.exit(err instanceof InvalidFileError ? 2 : 1);
+  // A bad configuration file or admin token is invalid input (exit 2), like mlctl's.
+  process.exit(err instanceof InvalidFileError || err instanceof TokenConfigError ? 2 : 1);
 });

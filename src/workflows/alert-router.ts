@@ -4,6 +4,7 @@ import {
   continueAsNew,
   log,
   ParentClosePolicy,
+  patched,
   proxyActivities,
   setHandler,
   startChild,
@@ -40,6 +41,7 @@ import { z } from 'zod';
 import { cut } from '../shared/text';
 import { guardedSignal, guardedUpdate, guardedValidator, parseInput, refuse } from './handlers';
 import { rollbackWorkflowId } from '../shared/registry';
+import { NonceLedger, OperationTarget } from '../shared/signed-operation';
 import type { ModelRollbackInput, ModelRollbackResult } from './model-rollback';
 
 export interface AlertRouterInput {
@@ -94,6 +96,9 @@ const delivery = proxyActivities<Activities>({
   scheduleToCloseTimeout: '6 hours',
   retry: { initialInterval: '2 seconds', backoffCoefficient: 2, maximumInterval: '5 minutes' },
 });
+
+/** Marks routers that authorize silences and overrides with the platform policy before applying them. */
+const AUTHORIZED_OPERATORS = 'authorized-operators';
 
 const modelOf = (a: { model?: string }) => a.model;
 const groupOf = (a: Alert) => (a.model ? `model:${a.model}` : a.pool ? `pool:${a.pool}` : 'global');
@@ -181,14 +186,58 @@ export async function alertRouterWorkflow(input: AlertRouterInput = {}): Promise
       deliveries: { ...deliveries },
     };
   });
+  // Silences and overrides are privileged: the worker checks them with the platform policy and keyring as they are
+  // now. Routers started before this check (their histories) apply them as they did then.
+  const enforced = patched(AUTHORIZED_OPERATORS);
+  const usedNonces = new NonceLedger();
+  /** The signing key id when the operation may happen (null: unsigned and allowed); a refusal otherwise. */
+  const authorize = async (op: {
+    op: 'alert-silence' | 'alert-override';
+    model: string | undefined;
+    by: string;
+    signed: unknown;
+    target: string;
+  }): Promise<string | null> => {
+    if (!enforced) return null;
+    if (op.model === undefined) throw refuse(`${op.op}: the incident names no model, so no policy rule covers it`);
+    const verdict = await quick.authorizeOperation({
+      model: op.model,
+      request: {
+        op: op.op,
+        by: op.by,
+        ...(op.signed !== undefined ? { signed: op.signed } : {}),
+        target: op.target,
+        specDigest: '',
+        artifactDigest: '',
+      },
+    });
+    if (!verdict.ok) throw refuse(verdict.reason, ErrorType.Unauthorized);
+    if (verdict.nonce !== null && !usedNonces.take(verdict.nonce))
+      throw refuse(`the claim's nonce ${verdict.nonce} was already used: replayed`, ErrorType.Unauthorized);
+    return verdict.keyId;
+  };
   setHandler(
     silenceModelUpdate,
-    guardedUpdate('silenceModel', (raw: SilenceInput) => {
+    guardedUpdate('silenceModel', async (raw: SilenceInput) => {
       const s = parseInput(SilenceInput, raw, 'silence');
+      const keyId = await authorize({
+        op: 'alert-silence',
+        model: s.model,
+        by: s.by,
+        signed: s.signed,
+        target: OperationTarget.silence(s.model, s.forMs),
+      });
+      const signedBy = keyId ? { keyId } : {};
       if (s.forMs === 0) {
         const was = silences.get(s.model) ?? null;
         silences.delete(s.model);
-        record({ event: 'unsilenced', model: s.model, summary: `alerts of ${s.model} unsilenced`, by: s.by });
+        record({
+          event: 'unsilenced',
+          model: s.model,
+          summary: `alerts of ${s.model} unsilenced`,
+          by: s.by,
+          ...signedBy,
+        });
         return was;
       }
       const silence: ModelSilence = {
@@ -203,6 +252,7 @@ export async function alertRouterWorkflow(input: AlertRouterInput = {}): Promise
         model: s.model,
         summary: `alerts of ${s.model} silenced until ${silence.until}${s.reason ? `: ${s.reason}` : ''}`,
         by: s.by,
+        ...signedBy,
       });
       return silence;
     }),
@@ -220,8 +270,17 @@ export async function alertRouterWorkflow(input: AlertRouterInput = {}): Promise
   };
   setHandler(
     overrideActionUpdate,
-    guardedUpdate('overrideAction', (raw: OverrideInput): OverrideAck => {
-      const o = checkOverride(raw);
+    guardedUpdate('overrideAction', async (raw: OverrideInput): Promise<OverrideAck> => {
+      let o = checkOverride(raw);
+      const model = incidents.get(o.incident)!.alert.model;
+      const keyId = await authorize({
+        op: 'alert-override',
+        model,
+        by: o.by,
+        signed: o.signed,
+        target: OperationTarget.incident(o.incident, o.action),
+      });
+      o = checkOverride(raw); // the incident may have resolved or acted while the worker was asked
       const pending = actions.get(o.incident)!;
       const at = new Date().toISOString();
       const incident = incidents.get(o.incident)!;
@@ -231,6 +290,7 @@ export async function alertRouterWorkflow(input: AlertRouterInput = {}): Promise
         ...about(incident.alert),
         summary: `${pending.kind} → ${o.action}${o.reason ? `: ${o.reason}` : ''}`,
         by: o.by,
+        ...(keyId ? { keyId } : {}),
       });
       if (o.action === 'notify') actions.delete(o.incident);
       else actions.set(o.incident, { kind: o.action, dueAt: Date.now(), by: o.by });

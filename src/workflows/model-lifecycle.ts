@@ -16,9 +16,11 @@ import {
   abortUpdate,
   approveGateUpdate,
   pauseSignal,
+  pauseUpdate,
   promoteNowUpdate,
   rejectGateUpdate,
   resumeSignal,
+  resumeUpdate,
   statusQuery,
 } from '../shared/messages';
 import { MlModel, MlStage, MlVersion } from '../shared/search-attributes';
@@ -28,6 +30,14 @@ import { guardedSignal, guardedUpdate, guardedValidator } from './handlers';
 import { control, failureOf, LifecycleContext, type LifecycleInput } from './lifecycle/context';
 import { gate } from './lifecycle/gate';
 import { legacyLifecycle } from './lifecycle/legacy';
+import {
+  applyPolicy,
+  decideAuthorized,
+  operatorAuthorized,
+  operatorSignal,
+  PLATFORM_POLICY,
+  promoteNowAuthorized,
+} from './lifecycle/policy';
 import { promote } from './lifecycle/promote';
 import { provision } from './lifecycle/provision';
 import { rollback } from './lifecycle/rollback';
@@ -79,11 +89,14 @@ export async function modelLifecycleWorkflow(input: LifecycleInput): Promise<Lif
     { key: MlVersion, value: spec.version },
     { key: MlStage, value: lc.stage },
   ]);
+  lc.enforced = patched(PLATFORM_POLICY);
+  lc.runId = info.runId;
   registerHandlers(lc);
   const ctx = new LifecycleContext(spec, input, lc, info.runId);
 
   try {
-    await runLifecycle(ctx);
+    // Under the platform policy nothing is reserved before the spec is known to stay within it.
+    if (!lc.enforced || (await applyPolicy(ctx))) await runLifecycle(ctx);
   } catch (err) {
     if (isCancellation(err)) {
       // Cancelled from outside (UI or API): undo whatever is held, then let the cancellation stand.
@@ -199,27 +212,54 @@ async function stoppedBeforeDeploy(ctx: LifecycleContext): Promise<boolean> {
 
 function registerHandlers(lc: LifecycleState): void {
   setHandler(statusQuery, () => lc.status());
-  // Validators refuse with a typed failure before anything is written; handlers cannot fail the workflow task.
+  // Validators refuse with a typed failure before anything is written; handlers cannot fail the workflow task. Under
+  // the platform policy each handler asks the worker to authorize the operation before it records anything.
+  const enforced = lc.enforced;
   setHandler(
     approveGateUpdate,
-    guardedUpdate('approveGate', (d) => lc.decideGate(d, 'approved')),
+    guardedUpdate('approveGate', (d) =>
+      enforced ? decideAuthorized(lc, d, 'approved') : lc.decideGate(d, 'approved'),
+    ),
     { validator: guardedValidator('approveGate', (d) => lc.validateGate(d, 'approved')) },
   );
   setHandler(
     rejectGateUpdate,
-    guardedUpdate('rejectGate', (d) => lc.decideGate(d, 'rejected')),
+    guardedUpdate('rejectGate', (d) => (enforced ? decideAuthorized(lc, d, 'rejected') : lc.decideGate(d, 'rejected'))),
     { validator: guardedValidator('rejectGate', (d) => lc.validateGate(d, 'rejected')) },
   );
   setHandler(
     promoteNowUpdate,
-    guardedUpdate('promoteNow', (d) => lc.requestPromoteNow(d)),
+    guardedUpdate('promoteNow', (d) => (enforced ? promoteNowAuthorized(lc, d) : lc.requestPromoteNow(d))),
     { validator: guardedValidator('promoteNow', (d) => lc.validatePromoteNow(d)) },
   );
   setHandler(
     abortUpdate,
-    guardedUpdate('abortLifecycle', (a) => lc.abortNow(a)),
-    { validator: guardedValidator('abortLifecycle', (a) => lc.validateAbort(a)) },
+    guardedUpdate('abortLifecycle', (a) => (enforced ? operatorAuthorized(lc, a, 'abort') : lc.abortNow(a))),
+    {
+      validator: guardedValidator('abortLifecycle', (a) => {
+        lc.validateAbort(a);
+        lc.validateOperator(a, 'abort');
+      }),
+    },
   );
+  if (enforced) {
+    for (const [update, action] of [
+      [pauseUpdate, 'pause'],
+      [resumeUpdate, 'resume'],
+    ] as const) {
+      setHandler(
+        update,
+        guardedUpdate(`${action}Lifecycle`, (a) => operatorAuthorized(lc, a, action)),
+        {
+          validator: guardedValidator(`${action}Lifecycle`, (a) => lc.validateOperator(a, action)),
+        },
+      );
+    }
+    setHandler(pauseSignal, operatorSignal(lc, 'pause'));
+    setHandler(resumeSignal, operatorSignal(lc, 'resume'));
+    setHandler(abortSignal, operatorSignal(lc, 'abort'));
+    return;
+  }
   // Signals cannot answer the sender, so a malformed one is logged and dropped rather than failing the workflow.
   setHandler(
     pauseSignal,

@@ -1,4 +1,14 @@
-import { allHandlersFinished, condition, continueAsNew, setHandler, workflowInfo } from '@temporalio/workflow';
+import {
+  allHandlersFinished,
+  condition,
+  continueAsNew,
+  patched,
+  proxyActivities,
+  setHandler,
+  workflowInfo,
+} from '@temporalio/workflow';
+import type { Activities } from '../activities';
+import { ErrorType } from '../shared/errors';
 import {
   acquireTrafficUpdate,
   recordPromotionUpdate,
@@ -23,6 +33,14 @@ export interface ModelRegistryInput {
 
 const HISTORY_LIMIT = 500;
 
+/** Marks registries that check each record with the workflow it names before writing it (forged records refused). */
+const VERIFIED_RECORDS = 'verified-records';
+
+const control = proxyActivities<Activities>({
+  startToCloseTimeout: '1 minute',
+  retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '20 seconds', maximumAttempts: 10 },
+});
+
 /**
  * One entity workflow per model: which version serves production, which served before it, and the history of
  * promotions and rollbacks (who, when, from which lifecycle or rollback, why).
@@ -42,22 +60,48 @@ export async function modelRegistryWorkflow(input: ModelRegistryInput): Promise<
     if (record.model !== state.model) throw refuse(`registry of "${state.model}" cannot record "${record.model}"`);
     return record;
   };
+  /** The earlier record of the same lifecycle run and kind: a retried record is answered with it. */
+  const recorded = (record: PromotionRecord) => {
+    // Idempotent by lifecycle, run and kind: a lifecycle may promote its version and then, from its post-promotion
+    // guard, put the previous one back.
+    const kind = (r: PromotionRecord) => r.kind ?? 'promotion';
+    return state.history.find(
+      (h) => h.lifecycleId === record.lifecycleId && h.runId === record.runId && kind(h) === kind(record),
+    );
+  };
+  const write = (record: PromotionRecord) => {
+    if (state.production) state.previous = state.production;
+    state.production = record;
+    state.history.push(record);
+    if (state.history.length > HISTORY_LIMIT) state.history.splice(0, state.history.length - HISTORY_LIMIT);
+    return record;
+  };
+  /** A rollback puts back a version that was production before, from the same artifact. */
+  const wasProduction = (record: PromotionRecord) =>
+    state.history.some(
+      (h) =>
+        h.version === record.version &&
+        h.artifactDir === record.artifactDir &&
+        (h.artifactDigest ?? null) === (record.artifactDigest ?? null),
+    );
   setHandler(
     recordPromotionUpdate,
-    guardedUpdate('recordPromotion', (raw: PromotionRecord) => {
+    guardedUpdate('recordPromotion', async (raw: PromotionRecord) => {
       const record = checkRecord(raw);
-      // Idempotent by lifecycle, run and kind: a lifecycle may promote its version and then, from its post-promotion
-      // guard, put the previous one back.
-      const kind = (r: PromotionRecord) => r.kind ?? 'promotion';
-      const done = state.history.find(
-        (h) => h.lifecycleId === record.lifecycleId && h.runId === record.runId && kind(h) === kind(record),
-      );
+      const done = recorded(record);
       if (done) return done;
-      if (state.production) state.previous = state.production;
-      state.production = record;
-      state.history.push(record);
-      if (state.history.length > HISTORY_LIMIT) state.history.splice(0, state.history.length - HISTORY_LIMIT);
-      return record;
+      if (patched(VERIFIED_RECORDS)) {
+        if (record.kind === 'rollback' && !wasProduction(record))
+          throw refuse(
+            `${record.model} ${record.version} from ${record.artifactDir} was never production: a rollback restores an earlier production version`,
+            ErrorType.Unauthorized,
+          );
+        const verdict = await control.verifyRegistryRecord({ record });
+        if (!verdict.ok) throw refuse(verdict.reason, ErrorType.Unauthorized);
+        const meanwhile = recorded(record);
+        if (meanwhile) return meanwhile;
+      }
+      return write(record);
     }),
     { validator: guardedValidator('recordPromotion', (raw) => void checkRecord(raw)) },
   );

@@ -10,6 +10,8 @@ import {
 import type { Activities } from '../activities';
 import { ErrorType } from '../shared/errors';
 import { describeTrafficHolder, ModelRollbackInput, type PromotionRecord } from '../shared/registry';
+import { ALERT_ROUTER_WORKFLOW_ID } from '../shared/monitoring';
+import { OperationTarget } from '../shared/signed-operation';
 import { parseInput } from './handlers';
 import { setLogContext } from './log-context';
 
@@ -22,6 +24,8 @@ export type { ModelRollbackInput } from '../shared/registry';
 
 /** Marks rollbacks that hold the model's traffic lease while they move its weights. */
 const TRAFFIC_LEASE = 'traffic-lease';
+/** Marks rollbacks authorized by the platform policy before they touch anything. */
+const AUTHORIZED_ROLLBACK = 'authorized-rollback';
 
 export interface ModelRollbackResult {
   model: string;
@@ -42,6 +46,7 @@ export async function modelRollbackWorkflow(raw: ModelRollbackInput): Promise<Mo
   const input = parseInput(ModelRollbackInput, raw, 'rollback input');
   setLogContext({ model: input.model });
   if (!patched(TRAFFIC_LEASE)) return rollBack(input);
+  const keyId = patched(AUTHORIZED_ROLLBACK) ? await authorize(input) : null;
   // One writer of the model's traffic: a rollout in progress is not overwritten (it is aborted instead, which puts
   // its traffic back on its stable version); the registry is read once the traffic is ours.
   const { workflowId, runId } = workflowInfo();
@@ -63,7 +68,7 @@ export async function modelRollbackWorkflow(raw: ModelRollbackInput): Promise<Mo
     });
   }
   try {
-    return await rollBack(input);
+    return await rollBack(input, keyId);
   } finally {
     await CancellationScope.nonCancellable(() =>
       control.releaseTrafficLease({ model: input.model, workflowId, runId }),
@@ -71,7 +76,35 @@ export async function modelRollbackWorkflow(raw: ModelRollbackInput): Promise<Mo
   }
 }
 
-async function rollBack(input: ReturnType<typeof ModelRollbackInput.parse>): Promise<ModelRollbackResult> {
+/**
+ * A rollback of production is a privileged operation: the requester must be one the platform policy allows, signed
+ * unless the policy lets rollbacks go unsigned. The alert router's automated rollback (its child) is the platform's
+ * own action, decided by an incident policy, and returns production to a version that was approved before.
+ */
+async function authorize(input: ReturnType<typeof ModelRollbackInput.parse>): Promise<string | null> {
+  const { workflowId, parent } = workflowInfo();
+  if (parent?.workflowId === ALERT_ROUTER_WORKFLOW_ID) return null;
+  const verdict = await control.authorizeOperation({
+    model: input.model,
+    request: {
+      op: 'rollback',
+      by: input.by,
+      ...(input.signed !== undefined ? { signed: input.signed } : {}),
+      target: OperationTarget.rollback(input.model, workflowId, input.to),
+      specDigest: '',
+      artifactDigest: '',
+    },
+  });
+  if (!verdict.ok)
+    throw ApplicationFailure.create({ type: ErrorType.Unauthorized, message: verdict.reason, nonRetryable: true });
+  log.info('rollback authorized', { model: input.model, by: input.by, keyId: verdict.keyId });
+  return verdict.keyId;
+}
+
+async function rollBack(
+  input: ReturnType<typeof ModelRollbackInput.parse>,
+  keyId: string | null = null,
+): Promise<ModelRollbackResult> {
   const id = workflowInfo().workflowId;
   const started = Date.now();
   const steps = input.steps && input.steps.length > 0 ? input.steps : [100];
@@ -105,6 +138,7 @@ async function rollBack(input: ReturnType<typeof ModelRollbackInput.parse>): Pro
     ...on(target),
     version: target.version,
     artifactDir: target.artifactDir,
+    artifactDigest: target.artifactDigest ?? '',
     opId: `${id}:deploy`,
   });
   if (target.serving) {
@@ -144,7 +178,10 @@ async function rollBack(input: ReturnType<typeof ModelRollbackInput.parse>): Pro
   await control.recordPromotion({
     ...target,
     lifecycleId: id,
+    // This rollback's run, which the registry checks the record against (not the run that first promoted it).
+    runId: workflowInfo().runId,
     by: input.by,
+    ...(keyId ? { keyId } : { keyId: undefined }),
     at,
     kind: 'rollback',
     reason: input.reason,

@@ -1,4 +1,16 @@
-import { allHandlersFinished, condition, continueAsNew, setHandler, workflowInfo } from '@temporalio/workflow';
+import {
+  ActivityFailure,
+  allHandlersFinished,
+  ApplicationFailure,
+  condition,
+  continueAsNew,
+  log,
+  patched,
+  proxyActivities,
+  setHandler,
+  workflowInfo,
+} from '@temporalio/workflow';
+import type { Activities } from '../activities';
 import {
   assess,
   breakdown,
@@ -19,12 +31,15 @@ import {
 } from '../shared/messages';
 import { ErrorType } from '../shared/errors';
 import { LeaseId } from '../shared/names';
+import { NonceLedger, OperationTarget } from '../shared/signed-operation';
 import {
+  ownerDigest,
   QuotaBatch,
   QuotaPoolConfig as QuotaPoolConfigSchema,
   ReleaseQuotaInput,
   RenewQuotaInput,
   ReserveQuotaInput,
+  Resources,
   type QuotaJournalEntry,
   type QuotaLease,
   type QuotaPoolConfig,
@@ -51,6 +66,10 @@ export interface QuotaPoolCarried {
   samples: UsageSample[];
   capRefusals: [string, number[]][];
   stats: Omit<QuotaPoolState['stats'], 'opsThisRun'>;
+  /** Lease id → SHA-256 of its owner key, for granted and waiting reservations (never shown by a query). */
+  owners?: [string, string][];
+  /** Nonces of signed operations already used here, oldest first (bounded). */
+  nonces?: string[];
 }
 
 export interface QuotaPoolInput {
@@ -59,6 +78,30 @@ export interface QuotaPoolInput {
 }
 
 const JOURNAL_LIMIT = 1000;
+
+/**
+ * Marks pools whose leases are owned (review M6): the owner key a lease was reserved with renews and releases it;
+ * anyone else needs the platform policy's leave, asked of the worker. Runs before it keep the open behaviour.
+ */
+const LEASE_OWNERS = 'lease-owners';
+
+/**
+ * The worker's check of a privileged lease operation. It runs on the pool's own task queue (`ml-lifecycle`, where the
+ * control worker registers the control-plane activities); an operator waits for the answer, so it gives up within
+ * about a minute rather than retrying for long.
+ */
+/**
+ * Reservations as runs from before LEASE_OWNERS applied them: any amount above 0 (no 0.001 minimum), so their
+ * histories replay as they ran. New updates are checked by the validators with the current schema either way.
+ */
+const ReserveQuotaInputBefore = ReserveQuotaInput.extend({
+  resources: Resources.refine((r) => Object.values(r).some((v) => v > 0), 'request at least one resource'),
+});
+
+const policyCheck = proxyActivities<Activities>({
+  startToCloseTimeout: '30 seconds',
+  retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '10 seconds', maximumAttempts: 5 },
+});
 
 const RUNS_LIMIT = 500;
 const SAMPLES_LIMIT = 2000;
@@ -74,12 +117,15 @@ interface Waiter {
  * One entity workflow per quota pool. Every reservation, renewal and release is an update on it, so the pool's
  * history is the audit trail and a single writer keeps "never above capacity or a cap" without locks. Leases expire
  * after their TTL unless renewed, reservations may wait in a priority/FIFO queue, and the whole state continues as new
- * intact. The pool calls no activities: its history holds only its operations, and its alerts come from the pool's
- * monitor workflow, which reads its state.
+ * intact. A lease belongs to the key it was reserved with: its owner renews and releases it at once; anyone else
+ * needs the platform policy's leave, the one thing the pool asks of an activity (`authorizeOperation`). Its alerts
+ * come from the pool's monitor workflow, which reads its state.
  */
 export async function quotaPoolWorkflow(input: QuotaPoolInput): Promise<void> {
   let config = parseInput(QuotaPoolConfigSchema, input?.config, 'pool configuration');
   setLogContext({ pool: config.name });
+  // Decided once per run: every handler of this run follows the same rule.
+  const owned = patched(LEASE_OWNERS);
   const carried = input.carried;
   const leases = new Map<string, QuotaLease>((carried?.leases ?? []).map((l) => [l.leaseId, l]));
   const journal: QuotaJournalEntry[] = carried?.journal ?? [];
@@ -106,6 +152,12 @@ export async function quotaPoolWorkflow(input: QuotaPoolInput): Promise<void> {
   }));
   /** Reservations that waited in vain, by lease id, for callers watching them (bounded). */
   const timedOut = new Map<string, ReserveQuotaResult & { granted: false }>(carried?.timedOut ?? []);
+  /**
+   * Owner digests by lease id, of granted and waiting reservations. Kept apart from the leases so that no answer or
+   * query can show one; a lease without a digest (reserved without a key, or before owners) has no owner.
+   */
+  const owners = new Map<string, string>(carried?.owners ?? []);
+  const usedNonces = new NonceLedger(carried?.nonces);
   let ops = 0;
   let dirty = false;
 
@@ -132,7 +184,9 @@ export async function quotaPoolWorkflow(input: QuotaPoolInput): Promise<void> {
     ended: QuotaRun['ended'],
     usage?: QuotaRun['usage'],
     profile?: QuotaRun['profile'],
+    acting?: Acting,
   ) => {
+    owners.delete(lease.leaseId);
     const merged = lease.profile || profile ? { ...lease.profile, ...profile } : undefined;
     runs.push({
       leaseId: lease.leaseId,
@@ -145,6 +199,7 @@ export async function quotaPoolWorkflow(input: QuotaPoolInput): Promise<void> {
       ended,
       ...(merged ? { profile: merged } : {}),
       ...(usage ? { usage } : {}),
+      ...(acting ? { releasedBy: acting.by, ...signedWith(acting) } : {}),
     });
     if (runs.length > RUNS_LIMIT) runs.splice(0, runs.length - RUNS_LIMIT);
   };
@@ -188,6 +243,7 @@ export async function quotaPoolWorkflow(input: QuotaPoolInput): Promise<void> {
     shortfalls: QuotaShortfall[],
   ): ReserveQuotaResult & { granted: false } => {
     stats.refusals++;
+    owners.delete(req.leaseId);
     if (reason === 'pipeline-cap') {
       const times = capRefusals.get(req.holder) ?? [];
       times.push(nowMs());
@@ -250,13 +306,15 @@ export async function quotaPoolWorkflow(input: QuotaPoolInput): Promise<void> {
 
   function reserve(raw: unknown): ReserveQuotaResult {
     ops++;
-    const req = parseInput(ReserveQuotaInput, raw, 'reservation');
+    const req = parseInput(owned ? ReserveQuotaInput : ReserveQuotaInputBefore, raw, 'reservation');
     const existing = leases.get(req.leaseId);
     if (existing) return { granted: true, lease: existing, waitedMs: existing.waitedMs };
     const queued = queue.find((w) => w.entry.leaseId === req.leaseId);
     // The same reservation again (a retried call): it keeps its place.
     if (queued) return queuedResult(queued);
     timedOut.delete(req.leaseId);
+    // The lease (or its place in the queue) belongs to the key it is reserved with; the pool keeps only its digest.
+    if (owned && req.ownerKey !== undefined) owners.set(req.leaseId, ownerDigest(req.ownerKey));
     const priority = req.wait?.priority ?? 0;
     const a = assess(config, leases.values(), req, blockedFor(priority));
     if (a.fits) return grant(req, 0);
@@ -308,6 +366,7 @@ export async function quotaPoolWorkflow(input: QuotaPoolInput): Promise<void> {
   function timeOut(waiter: Waiter): void {
     const i = queue.indexOf(waiter);
     if (i >= 0) queue.splice(i, 1);
+    // refusal() forgets its owner digest.
     const r = refusal(waiter.request, 'wait-timeout', waiter.last?.shortfalls ?? []);
     const cause = waiter.last ? `: ${describeRefusal(config.name, waiter.last.reason, waiter.last.shortfalls)}` : '';
     timedOut.set(waiter.entry.leaseId, {
@@ -318,48 +377,162 @@ export async function quotaPoolWorkflow(input: QuotaPoolInput): Promise<void> {
     dirty = true;
   }
 
-  function renew(raw: unknown): QuotaLease | null {
-    ops++;
-    const req = parseInput(RenewQuotaInput, raw, 'renewal');
-    const lease = leases.get(req.leaseId);
-    if (!lease) return null;
-    const ttlMs = req.ttlMs === undefined ? (lease.ttlMs ?? config.leaseTtl) : req.ttlMs;
-    const now = nowMs();
-    const renewed: QuotaLease = {
-      ...lease,
-      renewedAt: iso(now),
-      ttlMs,
-      expiresAt: ttlMs === null ? null : iso(now + ttlMs),
-    };
-    leases.set(lease.leaseId, renewed);
-    dirty = true;
-    return renewed;
+  /** Whether `ownerKey` is the key `leaseId` was reserved with. */
+  const isOwner = (leaseId: string, ownerKey: string | undefined): boolean => {
+    const digest = owners.get(leaseId);
+    return digest !== undefined && ownerKey !== undefined && ownerDigest(ownerKey) === digest;
+  };
+  const notOwner = (op: LeaseOp, leaseId: string, batched: boolean) =>
+    `pool "${config.name}": ${op} of lease ${leaseId} without its owner's key ` +
+    (batched
+      ? 'is a privileged operation, not taken in a batch: send it on its own (the renewQuota/releaseQuota update) ' +
+        'with `by` (mlctl quota renew|release --as <you> [--key <file>])'
+      : 'is a privileged operation: say who you are (`by`; mlctl --as), a quota operator or the lease holder, ' +
+        'and sign it where the platform policy requires (mlctl --key)');
+
+  /**
+   * Whether someone other than its owner may act on `lease`: the worker checks `by` and the signature against the
+   * platform policy and keyring as they are now (quota operators, or the lease's holder acting on its own lease), and
+   * the claim's nonce must be new here. Refusals are Unauthorized failures and change nothing.
+   */
+  async function authorize(
+    op: LeaseOp,
+    req: RenewQuotaRequest | ReleaseQuotaRequest,
+    lease: QuotaLease,
+  ): Promise<Acting> {
+    if (req.by === undefined) throw refuse(notOwner(op, req.leaseId, false), ErrorType.Unauthorized);
+    let verdict;
+    try {
+      // A pool is no model: with model '' only a `*` rule applies, else the policy's defaults and `quota.operators`.
+      verdict = await policyCheck.authorizeOperation({
+        model: '',
+        request: {
+          op: op === 'renew' ? 'quota-renew' : 'quota-release',
+          by: req.by,
+          ...(req.signed !== undefined ? { signed: req.signed } : {}),
+          target: OperationTarget.lease(config.name, req.leaseId),
+          specDigest: '',
+          artifactDigest: '',
+          holder: lease.holder,
+        },
+      });
+    } catch (err) {
+      // The policy or keyring cannot be used (PolicyInvalid), or the worker did not answer: nothing is done.
+      const cause = err instanceof ActivityFailure && err.cause instanceof ApplicationFailure ? err.cause : undefined;
+      const why = cause?.message ?? (err instanceof Error ? err.message : String(err));
+      throw refuse(
+        `pool "${config.name}": cannot check ${op} of lease ${req.leaseId}: ${why}`,
+        cause?.type === ErrorType.PolicyInvalid ? ErrorType.PolicyInvalid : ErrorType.Unauthorized,
+      );
+    }
+    if (!verdict.ok) throw refuse(verdict.reason, ErrorType.Unauthorized);
+    if (verdict.nonce !== null) {
+      if (!usedNonces.take(verdict.nonce))
+        throw refuse(`the claim's nonce ${verdict.nonce} was already used: replayed`, ErrorType.Unauthorized);
+      dirty = true;
+    }
+    return { by: verdict.by, keyId: verdict.keyId };
   }
 
-  function release(raw: unknown): QuotaLease | null {
-    ops++;
-    const req = parseInput(ReleaseQuotaInput, raw, 'release');
+  /**
+   * Runs `apply` on the lease `req` names: at once for its owner, after the worker's check for anyone else (refused
+   * in a batch). Null when the pool does not hold the lease (nothing is asked), or no longer holds the one checked.
+   */
+  function onLease<R>(
+    op: LeaseOp,
+    req: RenewQuotaRequest | ReleaseQuotaRequest,
+    batched: boolean,
+    apply: (lease: QuotaLease, acting?: Acting) => R,
+  ): R | null | Promise<R | null> {
     const lease = leases.get(req.leaseId);
     if (!lease) return null;
-    leases.delete(req.leaseId);
-    stats.releases++;
-    endRun(lease, 'released', req.usage, req.profile);
-    changed({ op: 'release', leaseId: lease.leaseId, holder: lease.holder, resources: lease.resources });
-    pump();
-    return lease;
+    if (!owned || isOwner(req.leaseId, req.ownerKey)) return apply(lease);
+    if (batched) throw refuse(notOwner(op, req.leaseId, true), ErrorType.Unauthorized);
+    return authorize(op, req, lease).then((acting) => {
+      // Released (and perhaps granted again to someone else) while the worker checked: not the lease checked.
+      const now = leases.get(req.leaseId);
+      if (!now || now.grantedAt !== lease.grantedAt || now.holder !== lease.holder) return null;
+      log.info(`lease ${op === 'renew' ? 'renewed' : 'released'} by someone other than its owner`, {
+        leaseId: req.leaseId,
+        holder: lease.holder,
+        by: acting.by,
+        keyId: acting.keyId,
+      });
+      return apply(now, acting);
+    });
   }
+
+  function renew(raw: unknown, batched = false): QuotaLease | null | Promise<QuotaLease | null> {
+    ops++;
+    const req = parseInput(RenewQuotaInput, raw, 'renewal');
+    return onLease('renew', req, batched, (lease, acting) => {
+      const ttlMs = req.ttlMs === undefined ? (lease.ttlMs ?? config.leaseTtl) : req.ttlMs;
+      const now = nowMs();
+      const renewed: QuotaLease = {
+        ...lease,
+        renewedAt: iso(now),
+        ttlMs,
+        expiresAt: ttlMs === null ? null : iso(now + ttlMs),
+      };
+      leases.set(lease.leaseId, renewed);
+      // The owner's renewals are routine (a trainer renews every few seconds); someone else's is on the record.
+      if (acting)
+        record({ op: 'renew', leaseId: lease.leaseId, holder: lease.holder, by: acting.by, ...signedWith(acting) });
+      dirty = true;
+      return renewed;
+    });
+  }
+
+  function release(raw: unknown, batched = false): QuotaLease | null | Promise<QuotaLease | null> {
+    ops++;
+    const req = parseInput(ReleaseQuotaInput, raw, 'release');
+    return onLease('release', req, batched, (lease, acting) => {
+      leases.delete(lease.leaseId);
+      stats.releases++;
+      endRun(lease, 'released', req.usage, req.profile, acting);
+      changed({
+        op: 'release',
+        leaseId: lease.leaseId,
+        holder: lease.holder,
+        resources: lease.resources,
+        ...(acting ? { by: acting.by, ...signedWith(acting) } : {}),
+      });
+      pump();
+      return lease;
+    });
+  }
+
+  /**
+   * A single renew/release update's validator: the input is well formed, and an operation on someone else's lease
+   * says who acts (refused here, before anything is written, when it does not).
+   */
+  const validateLeaseOp = (op: LeaseOp, raw: unknown) => {
+    const req =
+      op === 'renew' ? parseInput(RenewQuotaInput, raw, 'renewal') : parseInput(ReleaseQuotaInput, raw, 'release');
+    if (owned && leases.has(req.leaseId) && !isOwner(req.leaseId, req.ownerKey) && req.by === undefined)
+      throw refuse(notOwner(op, req.leaseId, false), ErrorType.Unauthorized);
+  };
 
   setHandler(reserveQuotaUpdate, guardedUpdate('reserveQuota', reserve), {
     validator: guardedValidator('reserveQuota', (raw) => void parseInput(ReserveQuotaInput, raw, 'reservation')),
   });
-  setHandler(renewQuotaUpdate, guardedUpdate('renewQuota', renew), {
-    validator: guardedValidator('renewQuota', (raw) => void parseInput(RenewQuotaInput, raw, 'renewal')),
-  });
-  setHandler(releaseQuotaUpdate, guardedUpdate('releaseQuota', release), {
-    validator: guardedValidator('releaseQuota', (raw) => void parseInput(ReleaseQuotaInput, raw, 'release')),
-  });
+  setHandler(
+    renewQuotaUpdate,
+    guardedUpdate('renewQuota', (raw: unknown) => renew(raw)),
+    { validator: guardedValidator('renewQuota', (raw) => validateLeaseOp('renew', raw)) },
+  );
+  setHandler(
+    releaseQuotaUpdate,
+    guardedUpdate('releaseQuota', (raw: unknown) => release(raw)),
+    { validator: guardedValidator('releaseQuota', (raw) => validateLeaseOp('release', raw)) },
+  );
   // Many operations in one update, applied in order: one workflow task for a burst of pipelines (QuotaClient batches).
-  const batchOps = { reserve, renew, release } as const;
+  // Owners' operations only: one that needs the worker's check would hold up the whole batch, so it is refused alone.
+  const batchOps = {
+    reserve,
+    renew: (raw: unknown) => renew(raw, true) as QuotaLease | null,
+    release: (raw: unknown) => release(raw, true) as QuotaLease | null,
+  } as const;
   setHandler(
     quotaBatchUpdate,
     guardedUpdate('quotaBatch', (raw: unknown): QuotaBatchResult[] =>
@@ -367,7 +540,8 @@ export async function quotaPoolWorkflow(input: QuotaPoolInput): Promise<void> {
         try {
           return { ok: true, value: batchOps[item.op](item.input) };
         } catch (err) {
-          return { ok: false, error: err instanceof Error ? err.message : String(err) };
+          const type = err instanceof ApplicationFailure && err.type ? { type: err.type } : {};
+          return { ok: false, error: err instanceof Error ? err.message : String(err), ...type };
         }
       }),
     ),
@@ -485,6 +659,20 @@ export async function quotaPoolWorkflow(input: QuotaPoolInput): Promise<void> {
       samples,
       capRefusals: [...capRefusals],
       stats,
+      owners: [...owners],
+      nonces: usedNonces.toArray(),
     },
   });
 }
+
+type LeaseOp = 'renew' | 'release';
+type RenewQuotaRequest = ReturnType<typeof RenewQuotaInput.parse>;
+type ReleaseQuotaRequest = ReturnType<typeof ReleaseQuotaInput.parse>;
+
+/** Someone other than a lease's owner, allowed by the platform policy: who, and the key they signed with. */
+interface Acting {
+  by: string;
+  keyId: string | null;
+}
+
+const signedWith = (acting: Acting): { keyId?: string } => (acting.keyId ? { keyId: acting.keyId } : {});

@@ -10,12 +10,17 @@ interface Demo {
   child: ChildProcess;
   output: () => string;
   exited: Promise<number | null>;
-  ports: { temporal: number; ui: number; gateway: number };
+  ports: { temporal: number; ui: number; gateway: number; gatewayAdmin: number };
 }
 
 /** The main job as a newcomer runs it (the built demo), on ports and a data dir of its own. */
 async function startDemo(dataDir: string, ...extra: string[]): Promise<Demo> {
-  const ports = { temporal: await freePort(), ui: await freePort(), gateway: await freePort() };
+  const ports = {
+    temporal: await freePort(),
+    ui: await freePort(),
+    gateway: await freePort(),
+    gatewayAdmin: await freePort(),
+  };
   const child = spawn(
     process.execPath,
     [
@@ -28,6 +33,8 @@ async function startDemo(dataDir: string, ...extra: string[]): Promise<Demo> {
       String(ports.ui),
       '--gateway-port',
       String(ports.gateway),
+      '--gateway-admin-port',
+      String(ports.gatewayAdmin),
       ...extra,
     ],
     { stdio: ['ignore', 'pipe', 'pipe'] },
@@ -73,6 +80,7 @@ describe('the demo (main job)', () => {
     expect(second.output()).toMatch(/stopped; state kept in/);
     expect(await portOpen(second.ports.temporal)).toBe(false);
     expect(await portOpen(second.ports.gateway)).toBe(false);
+    expect(await portOpen(second.ports.gatewayAdmin)).toBe(false);
     expect(await portOpen(second.ports.ui)).toBe(false);
   }, 420_000);
 });

@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { artifactDigest } from '../../src/artifacts/digest';
 import type { QuotaPoolConfigInput } from '../../src/shared/quota';
 import { EXAMPLE, liveTraffic, startStack, testSpec, uniqueName, waitForStatus, type Stack } from '../helpers/harness';
 import { mlctl } from '../helpers/mlctl';
@@ -108,11 +109,11 @@ describe('mlctl quota against a real dev server', () => {
     expect(text.stdout).toMatch(/gpu:t4\s+1\s+2\s+50%/);
     expect(text.stdout).toMatch(/etl-1\s+etl\s+data\s+cpu=4 memoryGiB=16 gpu:t4=1\s+in 15m/);
 
-    expect((await run('quota', 'release', POOL, 'etl-1')).stdout).toMatch(/released etl-1/);
-    const again = await run('quota', 'release', POOL, 'etl-1');
+    expect((await run('quota', 'release', POOL, 'etl-1', '--as', 'ops')).stdout).toMatch(/released etl-1/);
+    const again = await run('quota', 'release', POOL, 'etl-1', '--as', 'ops');
     expect(again.code).toBe(0);
     expect(again.stdout).toMatch(/was not held/);
-    expect((await run('quota', 'renew', POOL, 'etl-1')).code).toBe(4);
+    expect((await run('quota', 'renew', POOL, 'etl-1', '--as', 'ops')).code).toBe(4);
     const unknown = await run('quota', 'show', 'no-such-pool');
     expect(unknown.code).toBe(3);
     expect(unknown.stderr).toContain('unknown quota pool "no-such-pool"');
@@ -125,18 +126,18 @@ describe('mlctl quota against a real dev server', () => {
     const trained = await waitForStatus(stack.lifecycles, id, (s) => s.pendingGate !== null);
     await stack.lifecycles.reject(id, { by: 'alice', reason: 'only for the estimate' });
     // Serve the trained artifact with live traffic, so the gateway has measured service times.
-    const gw = stack.gateway.url;
+    const gw = stack.gateway.adminUrl;
     const put = (path: string, body: unknown) =>
-      fetch(`${gw}${path}`, {
+      stack.gateway.admin(path, {
         method: 'PUT',
         headers: { 'content-type': 'application/json' },
         body: JSON.stringify(body),
       });
-    expect((await put(`/admin/models/${model}/versions/v1`, { opId: 'd', artifactDir: trained.artifactDir! })).ok).toBe(
-      true,
-    );
+    const artifactDir = trained.artifactDir!;
+    const deploy = { opId: 'd', artifactDir, artifactDigest: await artifactDigest(artifactDir) };
+    expect((await put(`/admin/models/${model}/versions/v1`, deploy)).ok).toBe(true);
     expect((await put(`/admin/models/${model}/weights`, { opId: 'w', weights: { v1: 100 } })).ok).toBe(true);
-    const load = liveTraffic(gw, model, 200);
+    const load = liveTraffic(stack.gateway.url, model, 200);
     await new Promise((r) => setTimeout(r, 1500));
     await load.stop();
 
@@ -151,6 +152,8 @@ describe('mlctl quota against a real dev server', () => {
         serving: { qps: 400, latencyP99Ms: 100 },
       }),
     );
+    // mlctl reads the gateway's admin token from its environment, as an operator's shell would hold it.
+    process.env.GATEWAY_ADMIN_TOKEN = stack.gateway.adminToken;
     const r = await run('quota', 'estimate', spec, '--gateway', gw, '--json');
     expect(r.code).toBe(0);
     const e = JSON.parse(r.stdout) as {
@@ -164,6 +167,7 @@ describe('mlctl quota against a real dev server', () => {
     expect(e.serving.replicas.low).toBeLessThanOrEqual(e.serving.replicas.mid);
     expect(e.serving.replicas.mid).toBeLessThanOrEqual(e.serving.replicas.high);
     const text = await run('quota', 'estimate', spec, '--gateway', gw);
+    delete process.env.GATEWAY_ADMIN_TOKEN;
     expect(text.stdout).toMatch(/training: 1 similar runs \(kind training, family tree-ensemble/);
     expect(text.stdout).toMatch(/serving: 400 QPS at 70% target utilisation/);
 
@@ -253,6 +257,6 @@ describe('mlctl quota against a real dev server', () => {
     };
     expect(json.fits).toBe(false);
     expect(json.problems).toContainEqual(expect.objectContaining({ resource: 'cpu', scope: 'pool' }));
-    for (const lease of ['exp-a', 'exp-b']) await run('quota', 'release', PLAN, lease);
+    for (const lease of ['exp-a', 'exp-b']) await run('quota', 'release', PLAN, lease, '--as', 'ops');
   });
 });

@@ -1,20 +1,21 @@
 import type { Logger } from '@temporalio/common';
+import { randomBytes } from 'node:crypto';
 import { historyToJSON } from '@temporalio/common/lib/proto-utils';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import { NativeConnection, Runtime, type TelemetryOptions, type Worker } from '@temporalio/worker';
-import type { FastifyInstance } from 'fastify';
 import { inject } from 'vitest';
 import { createActivities, type Activities } from '../../src/activities';
+import { PolicySource } from '../../src/config/policy';
 import { LifecycleClient } from '../../src/client/lifecycle-client';
 import { loadSpecFile } from '../../src/client/spec-file';
 import { projectRoot } from '../../src/config/paths';
 import { trainerPython } from '../../src/config/toolchain';
 import { LoadGenerator } from '../../src/dev/load-generator';
 import type { LifecycleMetrics } from '../../src/metrics/lifecycle-metrics';
-import { createGateway } from '../../src/serving/server';
+import { createGateway, type Gateway as GatewayServer, type GatewayOptions } from '../../src/serving/server';
 import { poolStateQuery } from '../../src/shared/messages';
 import { QuotaClient } from '../../src/client/quota-client';
 import {
@@ -30,10 +31,15 @@ import { LIFECYCLE_TASK_QUEUE } from '../../src/shared/task-queues';
 import type { AlertSinkConfig } from '../../src/alerts/sinks';
 import type { AlertRouteSpec } from '../../src/config/alert-sinks';
 import type { LifecycleStatus } from '../../src/shared/status';
+import type { GatewayAdminAccess } from '../../src/targets/target';
 import { createWorkers } from '../../src/workers/workers';
 
 export const ROOT = projectRoot();
+/** The policy of test stacks that are not about policy: open and unsigned (see the file). */
+export const OPEN_POLICY = join(ROOT, 'test/fixtures/policy/open.yaml');
 export const EXAMPLE = join(ROOT, 'examples', 'churn');
+/** The test workers' secret (ActivityDeps.workerSecret): a QuotaClient with it owns the leases the workers hold. */
+export const WORKER_SECRET = 'test-worker-secret-0123456789abcdef';
 
 let runtimeInstalled = false;
 /** The alert router's group wait in tests: short, so assertions do not wait 10 s, but long enough to group. */
@@ -59,17 +65,60 @@ export function uniqueName(prefix: string): string {
   return `${prefix}-${Date.now().toString(36)}${Math.floor(Math.random() * 1e6).toString(36)}`;
 }
 
+/** A random bearer token, as an operator would generate one (`openssl rand -base64 32`). */
+export function newToken(): string {
+  return randomBytes(32).toString('base64url');
+}
+
+/** An in-process gateway on two loopback ports, with fresh admin and labels tokens. */
 export interface Gateway {
-  app: FastifyInstance;
+  server: GatewayServer;
+  /** The public listener: predictions, labels (with {@link labelsToken}). */
   url: string;
+  /** The admin listener: every /admin/... route (with {@link adminToken}). */
+  adminUrl: string;
+  adminToken: string;
+  labelsToken: string;
+  /** How the worker's activities reach it (createActivities, resolveTarget). */
+  access: GatewayAdminAccess;
   dataDir: string;
+  /** The only folder it loads artifacts from. */
+  artifactRoot: string;
+  /** `fetch` of its admin API at `path`, with the admin token. */
+  admin(path: string, init?: RequestInit): Promise<Response>;
   close(): Promise<void>;
 }
 
-export async function startGateway(dataDir = mkdtempSync(join(tmpdir(), 'mll-gw-'))): Promise<Gateway> {
-  const app = await createGateway({ dataDir });
-  const url = await app.listen({ port: 0, host: '127.0.0.1' });
-  return { app, url, dataDir, close: () => app.close() };
+export async function startGateway(
+  options: { dataDir?: string; artifactRoot?: string } & Partial<Omit<GatewayOptions, 'dataDir' | 'artifactRoot'>> = {},
+): Promise<Gateway> {
+  const dataDir = options.dataDir ?? mkdtempSync(join(tmpdir(), 'mll-gw-'));
+  const artifactRoot = options.artifactRoot ?? mkdtempSync(join(tmpdir(), 'mll-gw-art-'));
+  const adminToken = options.adminToken ?? newToken();
+  const labelsToken = options.labelsToken ?? newToken();
+  const server = await createGateway({ ...options, dataDir, artifactRoot, adminToken, labelsToken });
+  const loopback = { port: 0, host: '127.0.0.1' };
+  const urls = await server.listen({ public: loopback, admin: loopback }).catch(async (err: unknown) => {
+    await server.close();
+    throw err;
+  });
+  const admin = (path: string, init: RequestInit = {}) =>
+    fetch(`${urls.admin}${path}`, {
+      ...init,
+      headers: { ...(init.headers as Record<string, string> | undefined), authorization: `Bearer ${adminToken}` },
+    });
+  return {
+    server,
+    url: urls.public,
+    adminUrl: urls.admin,
+    adminToken,
+    labelsToken,
+    access: { url: urls.admin, token: adminToken },
+    dataDir,
+    artifactRoot,
+    admin,
+    close: () => server.close(),
+  };
 }
 
 export interface Stack {
@@ -100,6 +149,8 @@ export async function startStack(
     hardwareCatalogFile?: string;
     /** Approver keyring signed approvals are verified with. */
     approverKeysFile?: string;
+    /** The platform policy of the stack's worker (default: test/fixtures/policy/open.yaml, unsigned and open). */
+    policyFile?: string;
     /** Alert sinks and routes of the stack's worker (ALERT_SINKS_FILE's). */
     alertSinks?: AlertSinkConfig[];
     alertRoutes?: AlertRouteSpec[];
@@ -110,8 +161,9 @@ export async function startStack(
   installQuietRuntime();
   const address = inject('temporalAddress');
   const client = new Client({ connection: await Connection.connect({ address }) });
-  const gateway = await startGateway();
+  // The workers train into artifactsDir: the gateway's artifact root, as in a deployment.
   const artifactsDir = mkdtempSync(join(tmpdir(), 'mll-art-'));
+  const gateway = await startGateway({ artifactRoot: artifactsDir });
   const alerts: Alert[] = [];
   const quotaPools = QuotaPoolsFile.parse({
     pools: [options.pool ?? { name: 'default', capacity: { cpu: 64, memoryGiB: 256 } }, ...(options.pools ?? [])],
@@ -119,7 +171,7 @@ export async function startStack(
   const metrics = options.metrics?.({ client, quotaPools });
   const activities: Activities = createActivities({
     client,
-    gatewayUrl: gateway.url,
+    gateway: gateway.access,
     artifactsDir,
     python: trainerPython(),
     root: ROOT,
@@ -132,6 +184,8 @@ export async function startStack(
     metrics,
     ...(options.hardwareCatalogFile ? { hardwareCatalogFile: options.hardwareCatalogFile } : {}),
     ...(options.approverKeysFile ? { approverKeysFile: options.approverKeysFile } : {}),
+    policy: new PolicySource(options.policyFile ?? OPEN_POLICY, options.approverKeysFile, ROOT),
+    workerSecret: WORKER_SECRET,
   });
   let workers: Worker[] = [];
   let running: Promise<unknown> | null = null;
@@ -202,7 +256,7 @@ export function testSpec(
   return out;
 }
 
-/** Live traffic for a model on a gateway (rows of the example's test set). */
+/** Live traffic for a model on a gateway's public URL (rows of the example's test set). */
 export function liveTraffic(gatewayUrl: string, model: string, ratePerSecond = 100): LoadGenerator {
   const load = new LoadGenerator({
     gatewayUrl,

@@ -9,6 +9,7 @@ import Fastify, { type FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { z } from 'zod';
 import { createGatewayActivities, type AnalyzeStageInput } from '../../src/activities/gateway';
+import { artifactDigest } from '../../src/artifacts/digest';
 import { trainerPython } from '../../src/config/toolchain';
 import { ErrorType } from '../../src/shared/errors';
 import { AdminOp } from '../../src/shared/gateway-api';
@@ -26,6 +27,8 @@ import { EXAMPLE, ROOT, startGateway, uniqueName, type Gateway } from '../helper
 /** The environment variable the receiver's bearer token comes from, as an operator would set it on the worker. */
 const TOKEN_ENV = 'MLL_TEST_PLATFORM_TOKEN';
 const TOKEN = 'tok-3f9a1c';
+/** The digest an HTTP target is sent with each deploy (its own business to check; the gateway's is tested below). */
+const DIGEST = `sha256:${'ab'.repeat(32)}`;
 
 interface Call {
   method: string;
@@ -255,7 +258,10 @@ describe('deployment targets: an HTTP target', () => {
   const env = new MockActivityEnvironment(undefined, { logger: QUIET });
   const run = <I, O>(activity: (input: I) => Promise<O>, input: I) => runIn(env, activity, input);
   // The worker's own gateway is nowhere: every call below must go to the target.
-  const activities = createGatewayActivities({ gatewayUrl: 'http://127.0.0.1:9', pollIntervalMs: 50 });
+  const activities = createGatewayActivities({
+    gateway: { url: 'http://127.0.0.1:9', token: 'never-sent-to-the-target' },
+    pollIntervalMs: 50,
+  });
   let app: FastifyInstance;
   let target: ReturnType<typeof platformTarget>;
 
@@ -278,6 +284,7 @@ describe('deployment targets: an HTTP target', () => {
       model: 'churn',
       version: 'v2',
       artifactDir: '/artifacts/churn/v2',
+      artifactDigest: DIGEST,
       opId: 'lc-1:deploy',
       target,
     });
@@ -286,6 +293,7 @@ describe('deployment targets: an HTTP target', () => {
       model: 'churn',
       version: 'v1',
       artifactDir: '/artifacts/churn/v1',
+      artifactDigest: DIGEST,
       opId: 'lc-1:deploy-stable',
       target,
     });
@@ -315,8 +323,20 @@ describe('deployment targets: an HTTP target', () => {
       'DELETE /platform/v1/models/churn/revisions/v2?opId=lc-1%3Aundeploy',
     ]);
     expect(platform.calls.map((c) => c.body)).toEqual([
-      { model: 'churn', version: 'v2', artifactDir: '/artifacts/churn/v2', opId: 'lc-1:deploy' },
-      { model: 'churn', version: 'v1', artifactDir: '/artifacts/churn/v1', opId: 'lc-1:deploy-stable' },
+      {
+        model: 'churn',
+        version: 'v2',
+        artifactDir: '/artifacts/churn/v2',
+        artifactDigest: DIGEST,
+        opId: 'lc-1:deploy',
+      },
+      {
+        model: 'churn',
+        version: 'v1',
+        artifactDir: '/artifacts/churn/v1',
+        artifactDigest: DIGEST,
+        opId: 'lc-1:deploy-stable',
+      },
       { model: 'churn', weights: { v1: 90, v2: 10 }, opId: 'lc-1:weights:0' },
       { model: 'churn', weights: { v1: 100 }, opId: 'lc-1:rollback-weights' },
       { model: 'churn', version: 'v2', opId: 'lc-1:undeploy' },
@@ -349,6 +369,7 @@ describe('deployment targets: an HTTP target', () => {
       model: 'fraud',
       version,
       artifactDir: '/a',
+      artifactDigest: DIGEST,
       opId: 'op:1',
       target,
     });
@@ -384,7 +405,14 @@ describe('deployment targets: an HTTP target', () => {
 
     platform.failNext(503, { error: 'upstream connect error' });
     const unavailable = await failureOf(
-      run(activities.deployVersion, { model: 'churn', version: 'v3', artifactDir: '/a', opId: 'lc-2:d', target }),
+      run(activities.deployVersion, {
+        model: 'churn',
+        version: 'v3',
+        artifactDir: '/a',
+        artifactDigest: DIGEST,
+        opId: 'lc-2:d',
+        target,
+      }),
     );
     expect(unavailable).toMatchObject({ type: ErrorType.GatewayUnavailable, nonRetryable: false });
     expect(unavailable.message).toMatch(/POST \/v1\/models\/churn\/revisions\/v3 → 503: upstream connect error$/);
@@ -418,7 +446,14 @@ describe('deployment targets: an HTTP target', () => {
       headers: { authorization: { fromEnv: 'MLL_TEST_UNSET_TOKEN' }, 'x-tenant': 'ml-team' },
     });
     const failure = await failureOf(
-      run(activities.deployVersion, { model: 'churn', version: 'v9', artifactDir: '/a', opId: 'x', target: spec }),
+      run(activities.deployVersion, {
+        model: 'churn',
+        version: 'v9',
+        artifactDir: '/a',
+        artifactDigest: DIGEST,
+        opId: 'x',
+        target: spec,
+      }),
     );
     expect(failure).toMatchObject({ type: ErrorType.InvalidSpec, nonRetryable: true });
     expect(failure.message).toBe(
@@ -466,7 +501,7 @@ describe('deployment targets: an HTTP target', () => {
       ['v1', 'a:deploy-stable'],
       ['v2', 'a:deploy'],
     ] as const) {
-      await run(activities.deployVersion, { model, version, artifactDir: '/a', opId, target });
+      await run(activities.deployVersion, { model, version, artifactDir: '/a', artifactDigest: DIGEST, opId, target });
     }
     await run(activities.setTrafficWeights, { model, weights: { v1: 100 }, opId: 'a:w0', target });
     platform.serve(model, 500);
@@ -584,6 +619,7 @@ describe('deployment targets: the default gateway target', () => {
   let gateway: Gateway;
   let workDir: string;
   let artifactDir: string;
+  let digest: string;
   let features: Record<string, number | string>[];
 
   beforeAll(async () => {
@@ -606,7 +642,8 @@ describe('deployment targets: the default gateway target', () => {
       }
       return row;
     });
-    gateway = await startGateway();
+    digest = await artifactDigest(artifactDir);
+    gateway = await startGateway({ artifactRoot: workDir });
   });
 
   afterAll(async () => {
@@ -615,11 +652,10 @@ describe('deployment targets: the default gateway target', () => {
   });
 
   it('reaches the worker gateway when the input has no target, exactly as before targets', async () => {
-    const activities = createGatewayActivities({ gatewayUrl: gateway.url });
+    const activities = createGatewayActivities({ gateway: gateway.access });
     const model = uniqueName('targets');
-    expect(await run(activities.deployVersion, { model, version: 'v1', artifactDir, opId: `${model}:deploy` })).toEqual(
-      { opId: `${model}:deploy`, applied: true },
-    );
+    const deploy = { model, version: 'v1', artifactDir, artifactDigest: digest, opId: `${model}:deploy` };
+    expect(await run(activities.deployVersion, deploy)).toEqual({ opId: `${model}:deploy`, applied: true });
     await run(activities.setTrafficWeights, { model, weights: { v1: 100 }, opId: `${model}:weights` });
     for (const [i, row] of features.entries()) {
       const res = await fetch(`${gateway.url}/v1/models/${model}/predict`, {
@@ -640,7 +676,7 @@ describe('deployment targets: the default gateway target', () => {
 
     await run(activities.setTrafficWeights, { model, weights: {}, opId: `${model}:weights-off` });
     await run(activities.undeployVersion, { model, version: 'v1', opId: `${model}:undeploy` });
-    const ops = AdminOp.array().parse(await (await fetch(`${gateway.url}/admin/ops?model=${model}`)).json());
+    const ops = AdminOp.array().parse(await (await gateway.admin(`/admin/ops?model=${model}`)).json());
     expect(ops.map((o) => [o.kind, o.opId])).toEqual([
       ['deploy', `${model}:deploy`],
       ['set-weights', `${model}:weights`],
@@ -649,16 +685,50 @@ describe('deployment targets: the default gateway target', () => {
     ]);
   });
 
-  it("reaches another gateway given as { kind: 'gateway', url }, and retries while it is down", async () => {
-    const activities = createGatewayActivities({ gatewayUrl: 'http://127.0.0.1:9' });
+  it("reaches another gateway's admin URL given as { kind: 'gateway', url }, and retries while it is down", async () => {
+    // The worker's own gateway is nowhere; the other one shares the platform's admin token, which the worker sends.
+    const activities = createGatewayActivities({ gateway: { url: 'http://127.0.0.1:9', token: gateway.adminToken } });
     const model = uniqueName('targets');
-    const target = { kind: 'gateway', url: gateway.url } as const;
-    await run(activities.deployVersion, { model, version: 'v1', artifactDir, opId: `${model}:deploy`, target });
+    const target = { kind: 'gateway', url: gateway.adminUrl } as const;
+    await run(activities.deployVersion, {
+      model,
+      version: 'v1',
+      artifactDir,
+      artifactDigest: digest,
+      opId: `${model}:deploy`,
+      target,
+    });
     const telemetry = await run(activities.readTelemetry, { model, target });
     expect(telemetry.versions.v1).toMatchObject({ requests: 0 });
 
     const down = await failureOf(run(activities.readTelemetry, { model }));
     expect(down).toMatchObject({ type: ErrorType.GatewayUnavailable, nonRetryable: false });
     expect(down.message).toMatch(/^gateway http:\/\/127\.0\.0\.1:9 unreachable for GET \/admin\/models\//);
+  });
+
+  it('is refused without retry with a wrong admin token, at the public URL, and with a digest that does not match', async () => {
+    const model = uniqueName('targets');
+    const deploy = { model, version: 'v1', artifactDir, artifactDigest: digest, opId: `${model}:deploy` };
+    const wrong = createGatewayActivities({ gateway: { url: gateway.adminUrl, token: 'not-the-gateway-token-0' } });
+    const unauthorized = await failureOf(run(wrong.deployVersion, deploy));
+    expect(unauthorized).toMatchObject({ type: ErrorType.GatewayRefused, nonRetryable: true });
+    expect(unauthorized.message).toMatch(/→ 401: admin API: missing or wrong bearer token/);
+
+    // The admin API does not exist on the public listener.
+    const publicUrl = createGatewayActivities({ gateway: { url: gateway.url, token: gateway.adminToken } });
+    const notThere = await failureOf(run(publicUrl.deployVersion, deploy));
+    expect(notThere).toMatchObject({ type: ErrorType.GatewayRefused, nonRetryable: true });
+    expect(notThere.message).toMatch(/→ 404: no route PUT \/admin\/models\//);
+
+    const activities = createGatewayActivities({ gateway: gateway.access });
+    const tampered = await failureOf(
+      run(activities.deployVersion, { ...deploy, artifactDigest: `sha256:${'0'.repeat(64)}` }),
+    );
+    expect(tampered).toMatchObject({ type: ErrorType.GatewayRefused, nonRetryable: true });
+    expect(tampered.message).toMatch(
+      /→ 422: artifact for model '[^']+' version 'v1' cannot be loaded: artifact digest does not match the digest recorded at training$/,
+    );
+    const ops = AdminOp.array().parse(await (await gateway.admin(`/admin/ops?model=${model}`)).json());
+    expect(ops).toEqual([]);
   });
 });

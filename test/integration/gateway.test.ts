@@ -4,7 +4,6 @@ import { cp, mkdtemp, readFile, rename, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { writeTrainingProfile } from '../../src/activities/data';
 import { LoadGenerator } from '../../src/dev/load-generator';
@@ -17,8 +16,9 @@ import {
   type DataSketch,
   type FeatureSketch,
 } from '../../src/drift/sketch';
+import { artifactDigest } from '../../src/artifacts/digest';
 import { ModelHost } from '../../src/serving/model-host';
-import { createGateway } from '../../src/serving/server';
+import { createGateway, type Gateway } from '../../src/serving/server';
 import { latencyBucketIndex } from '../../src/serving/telemetry';
 import {
   AdminOp,
@@ -36,7 +36,8 @@ import {
   maxModelTelemetryBytes,
   type VersionTelemetry,
 } from '../../src/shared/telemetry';
-import { resolveTarget } from '../../src/targets/target';
+import { resolveTarget, type GatewayAdminAccess } from '../../src/targets/target';
+import { newToken } from '../helpers/harness';
 
 const ROOT = path.resolve(__dirname, '../..');
 const PYTHON = path.join(ROOT, '.tools/venv/bin/python');
@@ -76,13 +77,41 @@ async function loadRows(): Promise<Features[]> {
   });
 }
 
+/** The gateway's admin token in these tests (one for every gateway the file starts). */
+const ADMIN_TOKEN = newToken();
+
+/** A digest that no artifact has: for deploys refused before their digest matters. */
+const NO_DIGEST = `sha256:${'0'.repeat(64)}`;
+
+/** The digest of the artifact in `dir`, as training records it; {@link NO_DIGEST} when it cannot be read. */
+function digestOf(dir: string): Promise<string> {
+  return artifactDigest(dir).catch(() => NO_DIGEST);
+}
+
+/** Both listeners of a gateway: `/admin/...` goes to the admin one with its token, everything else to the public one. */
 class Client {
-  constructor(readonly base: string) {}
+  constructor(
+    readonly base: string,
+    readonly adminBase: string,
+  ) {}
+
+  /** How the worker's deployment target reaches this gateway. */
+  get access(): GatewayAdminAccess {
+    return { url: this.adminBase, token: ADMIN_TOKEN };
+  }
+
+  /** The full URL of `url` and the headers it needs (the admin token for admin routes). */
+  target(url: string): { href: string; headers: Record<string, string> } {
+    return url.startsWith('/admin/')
+      ? { href: this.adminBase + url, headers: { authorization: `Bearer ${ADMIN_TOKEN}` } }
+      : { href: this.base + url, headers: {} };
+  }
 
   async call<T = unknown>(method: string, url: string, body?: unknown): Promise<Reply<T>> {
-    const response = await fetch(this.base + url, {
+    const { href, headers } = this.target(url);
+    const response = await fetch(href, {
       method,
-      headers: body === undefined ? {} : { 'content-type': 'application/json' },
+      headers: body === undefined ? headers : { ...headers, 'content-type': 'application/json' },
       body: body === undefined ? undefined : JSON.stringify(body),
     });
     return { status: response.status, body: (await response.json()) as T };
@@ -92,8 +121,10 @@ class Client {
     return this.call('POST', `/v1/models/${model}/predict`, { userId, features });
   }
 
-  deploy(version: string, opId: string, artifactDir: string, model = 'churn'): Promise<Reply> {
-    return this.call('PUT', `/admin/models/${model}/versions/${version}`, { opId, artifactDir });
+  /** Deploys with the artifact's own digest unless `digest` is given. */
+  async deploy(version: string, opId: string, artifactDir: string, model = 'churn', digest?: string): Promise<Reply> {
+    const artifactDigest = digest ?? (await digestOf(artifactDir));
+    return this.call('PUT', `/admin/models/${model}/versions/${version}`, { opId, artifactDir, artifactDigest });
   }
 
   undeploy(version: string, opId: string, model = 'churn'): Promise<Reply> {
@@ -122,10 +153,12 @@ class Client {
   }
 }
 
-async function start(dataDir: string, journalLimit?: number): Promise<{ app: FastifyInstance; client: Client }> {
-  const app = await createGateway({ dataDir, journalLimit });
-  const address = await app.listen({ port: 0, host: '127.0.0.1' });
-  return { app, client: new Client(address) };
+/** A gateway on `dataDir` loading artifacts from the work dir, both listeners on loopback. */
+async function start(dataDir: string, journalLimit?: number): Promise<{ app: Gateway; client: Client }> {
+  const app = await createGateway({ dataDir, journalLimit, artifactRoot: workDir, adminToken: ADMIN_TOKEN });
+  const loopback = { port: 0, host: '127.0.0.1' };
+  const urls = await app.listen({ public: loopback, admin: loopback });
+  return { app, client: new Client(urls.public, urls.admin) };
 }
 
 function row(i: number): Features {
@@ -164,7 +197,7 @@ afterAll(async () => {
 
 describe('serving gateway over HTTP', () => {
   let dataDir: string;
-  let app: FastifyInstance;
+  let app: Gateway;
   let client: Client;
   const USERS = Array.from({ length: 2000 }, (_, i) => `user-${i}`);
   const assignment = new Map<string, string>();
@@ -208,16 +241,24 @@ describe('serving gateway over HTTP', () => {
     expect(list.body.map((m) => m.model)).toEqual(['churn']);
   });
 
-  it('refuses artifacts that are missing or invalid with a clear 400', async () => {
+  it('refuses artifacts that are missing or invalid with a 422 that tells nothing about the files', async () => {
+    const unavailable = {
+      error:
+        "artifact for model 'churn' version 'v9' cannot be loaded: not found, unreadable or outside the artifact root",
+    };
     const missing = await client.deploy('v9', 'deploy-missing', path.join(workDir, 'nowhere'));
-    expect(missing.status).toBe(400);
-    expect(missing.body).toEqual({ error: `artifact folder ${path.join(workDir, 'nowhere')} does not exist` });
+    expect(missing).toEqual({ status: 422, body: unavailable });
     const noModel = await client.deploy('v9', 'deploy-no-model', workDir);
-    expect(noModel.status).toBe(400);
-    expect((noModel.body as { error: string }).error).toMatch(/model\.json/);
+    expect(noModel).toEqual({ status: 422, body: unavailable });
     const badName = await client.deploy('-bad', 'deploy-bad-name', modelA);
     expect(badName.status).toBe(400);
     expect((badName.body as { error: string }).error).toMatch(/version/);
+    const noDigest = await client.call('PUT', '/admin/models/churn/versions/v9', {
+      opId: 'deploy-no-digest',
+      artifactDir: modelA,
+    });
+    expect(noDigest.status).toBe(400);
+    expect((noDigest.body as { error: string }).error).toMatch(/^invalid deploy request: artifactDigest: /);
     // A refused op is not journaled: the same opId can be used once the problem is fixed.
     const ops = await client.call<AdminOp[]>('GET', '/admin/ops');
     expect(ops.body.map((op) => op.opId)).toEqual(['deploy-v1', 'deploy-v2']);
@@ -479,25 +520,37 @@ async function startProcess(name: string, dataDir: string): Promise<{ gateway: M
   const gateway = startNode(
     name,
     GATEWAY_MAIN,
-    { GATEWAY_PORT: '0', GATEWAY_DATA_DIR: dataDir, LOG_LEVEL: 'info' },
+    {
+      GATEWAY_PORT: '0',
+      GATEWAY_ADMIN_PORT: '0',
+      GATEWAY_ADMIN_TOKEN: ADMIN_TOKEN,
+      GATEWAY_ARTIFACT_ROOT: workDir,
+      GATEWAY_DATA_DIR: dataDir,
+      LOG_LEVEL: 'info',
+    },
     path.join(workDir, `${name}.log`),
   );
-  const address = await new Promise<string>((resolve, reject) => {
+  const addresses = await new Promise<{ public: string; admin: string }>((resolve, reject) => {
     let pending = '';
     const onData = (chunk: Buffer) => {
       const lines = (pending + chunk.toString('utf8')).split('\n');
       pending = lines.pop() ?? '';
       for (const line of lines) {
-        let entry: { msg?: unknown; address?: unknown } = {};
+        let entry: { msg?: unknown; address?: unknown; adminAddress?: unknown } = {};
         try {
           entry = JSON.parse(line) as typeof entry;
         } catch {
           continue; // not a log record
         }
-        if (entry.msg === 'serving gateway listening' && typeof entry.address === 'string') {
+        const { address, adminAddress } = entry;
+        if (
+          entry.msg === 'serving gateway listening' &&
+          typeof address === 'string' &&
+          typeof adminAddress === 'string'
+        ) {
           gateway.child.stdout?.off('data', onData);
           gateway.child.off('exit', onExit);
-          resolve(entry.address);
+          resolve({ public: address, admin: adminAddress });
         }
       }
     };
@@ -506,7 +559,7 @@ async function startProcess(name: string, dataDir: string): Promise<{ gateway: M
     gateway.child.stdout?.on('data', onData);
     gateway.child.once('exit', onExit);
   });
-  return { gateway, client: new Client(address) };
+  return { gateway, client: new Client(addresses.public, addresses.admin) };
 }
 
 /** Resolves once the process has exited. */
@@ -614,7 +667,7 @@ async function until(done: () => boolean, timeoutMs = 30_000): Promise<void> {
 
 describe('serving gateway fault injection', () => {
   let dataDir: string;
-  let app: FastifyInstance;
+  let app: Gateway;
   let client: Client;
   const FAILED = "injected fault: version 'v2' of model 'churn' failed";
   const DOWN = "injected fault: version 'v2' of model 'churn' is down";
@@ -898,8 +951,13 @@ describe('load generator with corrupt rows', () => {
 const PROTOTYPE_NAMES = ['constructor', '__proto__', 'hasOwnProperty', 'toString', 'valueOf'];
 
 /** A request body sent as given: `__proto__` in a JS object literal would set a prototype, not a key. */
-async function rawCall(base: string, method: string, url: string, text: string): Promise<Reply<{ error?: string }>> {
-  const response = await fetch(base + url, { method, headers: { 'content-type': 'application/json' }, body: text });
+async function rawCall(client: Client, method: string, url: string, text: string): Promise<Reply<{ error?: string }>> {
+  const { href, headers } = client.target(url);
+  const response = await fetch(href, {
+    method,
+    headers: { ...headers, 'content-type': 'application/json' },
+    body: text,
+  });
   return { status: response.status, body: (await response.json()) as { error?: string } };
 }
 
@@ -925,7 +983,7 @@ describe('serving gateway under hostile traffic', () => {
       await client.deploy('v1', 'h-deploy-v1', profiled);
       await client.deploy('v2', 'h-deploy-v2', profiled);
       await client.setWeights({ v1: 50, v2: 50 }, 'h-weights');
-      const predictRaw = (text: string) => rawCall(client.base, 'POST', '/v1/models/churn/predict', text);
+      const predictRaw = (text: string) => rawCall(client, 'POST', '/v1/models/churn/predict', text);
 
       // Prototype names as categories, first (tracked by name), all from one user: one version counts them.
       const proto = 'user-proto';
@@ -976,7 +1034,8 @@ describe('serving gateway under hostile traffic', () => {
         `invalid request: features.plan: a category of at most ${MAX_FEATURE_VALUE_LENGTH} characters`,
       );
 
-      const response = await fetch(`${client.base}/admin/models/churn/telemetry`);
+      const { href, headers } = client.target('/admin/models/churn/telemetry');
+      const response = await fetch(href, { headers });
       const text = await response.text();
       const bytes = Buffer.byteLength(text);
       const bound = maxModelTelemetryBytes([plan, plan]);
@@ -985,7 +1044,7 @@ describe('serving gateway under hostile traffic', () => {
       expect(bound).toBeLessThan(140_000);
       expect(text).not.toContain('null');
       // What the lifecycle reads: the deployment target's own check accepts it.
-      const telemetry = await resolveTarget(undefined, { gatewayUrl: client.base }).readTelemetry('churn');
+      const telemetry = await resolveTarget(undefined, { gateway: client.access }).readTelemetry('churn');
 
       const inputs = Object.values(telemetry.versions).map((v) => v.inputs!);
       const feature = (i: DataSketch, name: string) =>
@@ -1046,7 +1105,7 @@ describe('serving gateway admin inputs', () => {
       for (const reply of await pool(huge, 4, (opId) => client.setWeights({ v1: 100, v2: 0 }, opId))) {
         expectRefusal(reply, `invalid weights request: opId: an opId of at most ${MAX_OP_ID_LENGTH} characters`);
       }
-      const weightsRaw = (text: string) => rawCall(client.base, 'PUT', '/admin/models/churn/weights', text);
+      const weightsRaw = (text: string) => rawCall(client, 'PUT', '/admin/models/churn/weights', text);
       const refusals: [() => Promise<Reply>, RegExp | string][] = [
         [() => client.setWeights({ v1: 100 }, 'has space'), /^invalid weights request: opId: an opId: letters, digits/],
         [() => client.setWeights({ '-bad': 100 }, 'a-bad'), /^invalid weights request: weights\["-bad"\]: a version: /],

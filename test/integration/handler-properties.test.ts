@@ -366,23 +366,29 @@ describe('every handler of every workflow under random and hostile payloads', ()
     });
     expect(granted).toMatchObject({ granted: true });
     expect((await poolHandle.query(poolStateQuery)).byPipeline).toMatchObject({ constructor: { cpu: 2 } });
-    expect(await poolHandle.executeUpdate('releaseQuota', { args: [{ leaseId: 'after-fuzz' }] })).toMatchObject({
+    expect(
+      await poolHandle.executeUpdate('releaseQuota', { args: [{ leaseId: 'after-fuzz', by: 'ops' }] }),
+    ).toMatchObject({
       leaseId: 'after-fuzz',
     });
 
-    // The registry records a valid promotion.
+    // The registry still refuses a record no lifecycle made, and answers its query.
     const registry = stack.client.workflow.getHandle(registryWorkflowId(model));
+    const before = await registry.query(registryStateQuery);
     const record = {
       model,
       version: 'v2',
       artifactDir: '/tmp/artifact',
       metrics: { auc: 0.9 },
       lifecycleId: 'after-fuzz',
+      runId: 'no-such-run',
       by: 'alice',
       at: new Date().toISOString(),
     };
-    await registry.executeUpdate('recordPromotion', { args: [record] });
-    expect((await registry.query(registryStateQuery)).production).toMatchObject({ version: 'v2' });
+    await expect(registry.executeUpdate('recordPromotion', { args: [record] })).rejects.toMatchObject({
+      cause: { message: expect.stringMatching(/forged or stale registry record: "no-such-run" is not a run id/) },
+    });
+    expect((await registry.query(registryStateQuery)).production).toEqual(before.production);
 
     // The serving monitor takes a new policy.
     const monitor = stack.client.workflow.getHandle(servingMonitorWorkflowId(model));

@@ -40,7 +40,7 @@ describe('model lifecycle on a real Temporal dev server', () => {
   const record = (id: string, name: string) => recordHistory(stack.client, id, name);
   /** The gateway's routing for the model; a model with no version deployed (404) routes nothing. */
   const routing = async (): Promise<{ weights: Record<string, number>; versions: { version: string }[] }> => {
-    const res = await fetch(`${stack.gateway.url}/admin/models/${model}`);
+    const res = await stack.gateway.admin(`/admin/models/${model}`);
     if (res.status === 404) return { weights: {}, versions: [] };
     expect(res.status).toBe(200);
     return (await res.json()) as { weights: Record<string, number>; versions: { version: string }[] };

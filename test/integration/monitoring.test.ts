@@ -117,7 +117,7 @@ describe('serving monitor and alert router', () => {
   const events = async (model: string, event: AlertRecord['event'], kind?: string) =>
     (await routerState(model)).history.filter((h) => h.event === event && (kind === undefined || h.kind === kind));
   const inject = async (model: string, version: string, faults: FaultSettings | null) => {
-    const res = await fetch(`${stack.gateway.url}/admin/models/${model}/versions/${version}/faults`, {
+    const res = await stack.gateway.admin(`/admin/models/${model}/versions/${version}/faults`, {
       method: faults ? 'PUT' : 'DELETE',
       headers: faults ? { 'content-type': 'application/json' } : {},
       ...(faults ? { body: JSON.stringify(faults) } : {}),
@@ -153,6 +153,7 @@ describe('serving monitor and alert router', () => {
       ratePerSecond: 40,
       // Ground truth arrives a little after each prediction, as a labelling pipeline would send it.
       labelDelayMs: 200,
+      labelsToken: stack.gateway.labelsToken,
     });
     load.start();
     loads.push(load);
@@ -174,6 +175,7 @@ describe('serving monitor and alert router', () => {
         dropColumns: ['customer_id'],
         ratePerSecond: 40,
         labelDelayMs: 200,
+        labelsToken: stack.gateway.labelsToken,
       });
       generator.start();
       loads.push(generator);

@@ -3,7 +3,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Fastify from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { generateApproverKey, newNonce, signApproval } from '../../src/client/approval-signing';
+import { generateApproverKey, operationClaim, signOperation } from '../../src/client/approval-signing';
+import { OperationTarget, type OperationClaim } from '../../src/shared/signed-operation';
 import type { LoadGenerator } from '../../src/dev/load-generator';
 import type { FaultSettings } from '../../src/shared/gateway-api';
 import type { LifecycleSpec } from '../../src/shared/spec';
@@ -53,12 +54,12 @@ describe('rollout analysis and controls', () => {
     return load;
   };
   const routing = async (model: string): Promise<{ weights: Record<string, number> }> => {
-    const res = await fetch(`${stack.gateway.url}/admin/models/${model}`);
+    const res = await stack.gateway.admin(`/admin/models/${model}`);
     if (res.status === 404) return { weights: {} };
     return (await res.json()) as { weights: Record<string, number> };
   };
   const inject = async (model: string, version: string, faults: FaultSettings) => {
-    const res = await fetch(`${stack.gateway.url}/admin/models/${model}/versions/${version}/faults`, {
+    const res = await stack.gateway.admin(`/admin/models/${model}/versions/${version}/faults`, {
       method: 'PUT',
       headers: { 'content-type': 'application/json' },
       body: JSON.stringify(faults),
@@ -319,32 +320,36 @@ describe('rollout analysis and controls', () => {
     );
     const open = await waitForStatus(stack.lifecycles, id, (s) => s.pendingGate !== null, 120_000);
     expect(open.pendingGate).toMatchObject({ signed: true, opening: 'deploy#1', quorum: 2 });
-    const claim = (over: Partial<Parameters<typeof signApproval>[0]> = {}) => ({
-      lifecycleId: id,
-      gate: 'deploy',
-      gateOpening: 'deploy#1',
-      decision: 'approved' as const,
-      by: 'alice',
-      reason: 'signed off',
-      issuedAt: new Date().toISOString(),
-      nonce: newNonce(),
+    const target = OperationTarget.gate(id, open.runId!, 'deploy#1');
+    const claim = (over: Partial<OperationClaim> = {}): OperationClaim => ({
+      ...operationClaim({
+        op: 'approve',
+        target,
+        by: 'alice',
+        reason: 'signed off',
+        specDigest: open.specDigest!,
+        artifactDigest: open.artifactDigest ?? '',
+      }),
       ...over,
     });
     await expect(stack.lifecycles.approve(id, { by: 'alice' })).rejects.toThrow(/requires a signed approval/);
     // Mallory signs a claim in alice's name with her own key, then passes it off under alice's key id.
-    const forged = signApproval(claim(), mallory.privateKeyPem);
+    const forged = signOperation(claim(), mallory.privateKeyPem);
     await expect(stack.lifecycles.approve(id, { by: 'alice', signed: forged })).rejects.toThrow(
-      /is not a registered key of approver alice/,
+      /is not a registered key of alice/,
     );
     await expect(
       stack.lifecycles.approve(id, { by: 'alice', signed: { ...forged, keyId: alice.keyId } }),
     ).rejects.toThrow(/does not verify .*forged or altered/);
-    // Really signed by alice, but for another lifecycle, or altered after signing.
-    const elsewhere = signApproval(claim({ lifecycleId: 'lifecycle-other-v9' }), alice.privateKeyPem);
-    await expect(stack.lifecycles.approve(id, { by: 'alice', signed: elsewhere })).rejects.toThrow(
-      /for lifecycle "lifecycle-other-v9".*replayed or misused/,
+    // Really signed by alice, but for another lifecycle (or another run), or altered after signing.
+    const elsewhere = signOperation(
+      claim({ target: OperationTarget.gate('lifecycle-other-v9', open.runId!, 'deploy#1') }),
+      alice.privateKeyPem,
     );
-    const genuine = signApproval(claim(), alice.privateKeyPem);
+    await expect(stack.lifecycles.approve(id, { by: 'alice', signed: elsewhere })).rejects.toThrow(
+      /for target "lifecycle\/lifecycle-other-v9.*replayed or misused/,
+    );
+    const genuine = signOperation(claim(), alice.privateKeyPem);
     const altered = { ...genuine, claim: { ...genuine.claim, reason: 'something else' } };
     await expect(stack.lifecycles.approve(id, { by: 'alice', signed: altered })).rejects.toThrow(/forged or altered/);
     // Carol is an approver but has no registered key.
@@ -356,7 +361,7 @@ describe('rollout analysis and controls', () => {
     expect(first).toMatchObject({ approvals: 1, quorum: 2, outcome: null });
     // Replays: the same approval again, and bob's claim reusing the nonce alice's approval spent.
     await expect(stack.lifecycles.approve(id, { by: 'alice', signed: genuine })).rejects.toThrow(/already decided/);
-    const reused = signApproval(claim({ by: 'bob', nonce: genuine.claim.nonce }), bob.privateKeyPem);
+    const reused = signOperation(claim({ by: 'bob', nonce: genuine.claim.nonce }), bob.privateKeyPem);
     await expect(stack.lifecycles.approve(id, { by: 'bob', signed: reused })).rejects.toThrow(
       /nonce .* was already used: replayed/,
     );
@@ -434,7 +439,7 @@ describe('rollout analysis and controls', () => {
       if (req.headers.authorization !== `Bearer ${token}`) return reply.code(401).send({ error: 'bad token' });
     });
     const forward = async (method: string, path: string, body?: unknown) => {
-      const res = await fetch(`${stack.gateway.url}${path}`, {
+      const res = await stack.gateway.admin(path, {
         method,
         headers: body === undefined ? {} : { 'content-type': 'application/json' },
         body: body === undefined ? undefined : JSON.stringify(body),
@@ -442,12 +447,13 @@ describe('rollout analysis and controls', () => {
       return { status: res.status, body: (await res.json()) as unknown };
     };
     type Params = { model: string; version: string };
-    type Body = { artifactDir?: string; opId: string; weights?: Record<string, number> };
+    type Body = { artifactDir?: string; artifactDigest?: string; opId: string; weights?: Record<string, number> };
     adapter.post<{ Params: Params; Body: Body }>('/platform/:model/revisions/:version', async (req, reply) => {
       calls.push(`deploy ${req.params.version}`);
       const r = await forward('PUT', `/admin/models/${req.params.model}/versions/${req.params.version}`, {
         opId: req.body.opId,
         artifactDir: req.body.artifactDir,
+        artifactDigest: req.body.artifactDigest,
       });
       return reply.code(r.status).send(r.body);
     });

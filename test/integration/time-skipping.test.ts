@@ -6,6 +6,7 @@ import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { Worker } from '@temporalio/worker';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { createActivities } from '../../src/activities';
+import { PolicySource } from '../../src/config/policy';
 import { LifecycleClient } from '../../src/client/lifecycle-client';
 import { QuotaClient } from '../../src/client/quota-client';
 import { registerSearchAttributes } from '../../src/dev/register-search-attributes';
@@ -16,11 +17,13 @@ import { LIFECYCLE_TASK_QUEUE, trainingTaskQueue } from '../../src/shared/task-q
 import {
   installQuietRuntime,
   liveTraffic,
+  OPEN_POLICY,
   ROOT,
   startGateway,
   testSpec,
   uniqueName,
   waitForStatus,
+  WORKER_SECRET,
   type Gateway,
 } from '../helpers/harness';
 
@@ -50,15 +53,19 @@ describe('a rollout whose stages bake for hours', () => {
       server: { executable: { type: 'existing-path', path: temporalTestServerPath() } },
     });
     await registerSearchAttributes(env.connection, 'default');
-    gateway = await startGateway();
+    // The worker trains into the gateway's artifact root, as in a deployment.
+    const artifactsDir = mkdtempSync(join(tmpdir(), 'mll-skip-'));
+    gateway = await startGateway({ artifactRoot: artifactsDir });
     load = liveTraffic(gateway.url, model);
     const { trainModel, ...control } = createActivities({
       client: env.client,
-      gatewayUrl: gateway.url,
-      artifactsDir: mkdtempSync(join(tmpdir(), 'mll-skip-')),
+      gateway: gateway.access,
+      artifactsDir,
       python: trainerPython(),
       root: ROOT,
       quotaPools: POOLS,
+      policy: new PolicySource(OPEN_POLICY, undefined, ROOT),
+      workerSecret: WORKER_SECRET,
       analysisPollIntervalMs: 250,
       alertSink: (a) => {
         if (a.kind === 'quota-lease-expired') expiredAlerts.push(a.summary);

@@ -40,7 +40,7 @@ describe('the traffic lease: one writer of a model’s weights at a time', () =>
 
   /** The gateway's routing for the model, read in one request; a model with nothing deployed (404) routes nothing. */
   const routing = async (): Promise<Routing> => {
-    const res = await fetch(`${stack.gateway.url}/admin/models/${model}`);
+    const res = await stack.gateway.admin(`/admin/models/${model}`);
     if (res.status === 404) return { weights: {}, versions: [] };
     expect(res.status).toBe(200);
     return (await res.json()) as Routing;
@@ -217,7 +217,7 @@ describe('the traffic lease: one writer of a model’s weights at a time', () =>
     expect((await registry()).production).toMatchObject({ version: 'v5', lifecycleId: id, runId: run2.runId });
 
     // The gateway journal holds both runs' ops, each run under its own run part, each deploy applied.
-    const res = await fetch(`${stack.gateway.url}/admin/ops?model=${model}`);
+    const res = await stack.gateway.admin(`/admin/ops?model=${model}`);
     expect(res.status).toBe(200);
     const ops = ((await res.json()) as JournalEntry[]).filter((op) => op.opId.startsWith(`${id}@`));
     const runParts = new Set(ops.map((op) => op.opId.slice(id.length + 1).split(':')[0]));

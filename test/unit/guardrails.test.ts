@@ -590,6 +590,26 @@ describe('evaluateStage', () => {
     expect(byCheck.errorRate).toMatchObject({ outcome: 'fail', sampleSize: 500 });
   });
 
+  it('judges the outage on the whole window when nothing was routed to the candidate lately', () => {
+    const stageOf = (candidate: WindowTelemetry) => ({
+      stage: 'ramping:50',
+      at: 'now',
+      candidate,
+      stable: STABLE,
+      rules: RULES,
+    });
+    // A readout taken moments after the last sample (a worker restarted late in the bake): its recent window is empty.
+    const candidate = makeWindow({ requests: 500 });
+    const healthy = evaluateStage({ ...stageOf(candidate), recent: makeWindow({ requests: 0 }) });
+    expect(healthy.decisions.find((d) => d.check === 'outage')).toMatchObject({ outcome: 'pass', sampleSize: 500 });
+    expect(healthy.outcome).toBe('pass');
+    const down = evaluateStage({
+      ...stageOf(makeWindow({ requests: 40, errors: 40 })),
+      recent: makeWindow({ requests: 0 }),
+    });
+    expect(down.decisions.find((d) => d.check === 'outage')).toMatchObject({ outcome: 'fail', sampleSize: 40 });
+  });
+
   it('detects an outage even below the minimum sample', () => {
     const result = evaluate(makeWindow({ requests: 3, errors: 3 }));
     expect(result.outcome).toBe('fail');

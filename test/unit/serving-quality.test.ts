@@ -80,6 +80,23 @@ describe('prediction memory for ground-truth labels', () => {
     expect(memory.label(again!, 0, POSITIVE)).toBe('accepted');
   });
 
+  it('keeps the first prediction of a request id still waiting for its label: a re-use is not remembered', () => {
+    const time = clock(0);
+    const counters = new VersionCounters('v1');
+    const memory = new PredictionMemory({ maxEntries: 10, maxAgeMs: 1000 }, time.now);
+    expect(memory.remember('churn', 'a', prediction(counters, 1, 0.9))).toBe(true);
+    time.set(10);
+    expect(memory.remember('churn', 'a', prediction(counters, 0, 0.1))).toBe(false);
+    expect(memory.find('churn', 'a')).toMatchObject({ label: 1, probability: 0.9, atMs: 0, labelled: false });
+    // The same id for another model is another prediction.
+    expect(memory.remember('other', 'a', prediction(counters, 0, 0.2))).toBe(true);
+    // Once the first one has expired, the id is free again.
+    time.set(1000);
+    expect(memory.remember('churn', 'a', prediction(counters, 0, 0.3))).toBe(true);
+    expect(memory.find('churn', 'a')).toMatchObject({ label: 0, probability: 0.3, atMs: 1000 });
+    expect(memory.size).toBe(2);
+  });
+
   it('keeps none with a size of 0', () => {
     const memory = new PredictionMemory({ maxEntries: 0 });
     memory.remember('churn', 'a', prediction(new VersionCounters('v1')));

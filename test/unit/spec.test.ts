@@ -301,7 +301,8 @@ describe('approval, analysis and deployment policy in the spec', () => {
         ),
       ),
     );
-    expect(spec.approval).toMatchObject({ quorum: 2, escalateAfter: 1_200_000, escalateTo: ['lead'], signed: false });
+    expect(spec.approval).toMatchObject({ quorum: 2, escalateAfter: 1_200_000, escalateTo: ['lead'] });
+    expect(spec.approval.signed).toBeUndefined(); // absent: as the platform policy says;
     expect(spec.approval.gates['ramp-100']).toEqual({ quorum: 3, signed: true });
   });
 

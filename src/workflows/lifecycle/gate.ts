@@ -1,6 +1,5 @@
 import { condition, isCancellation } from '@temporalio/workflow';
 import type { Activities } from '../../activities';
-import { gatePolicy } from '../../domain/approval-policy';
 import { own } from '../../shared/own';
 import { Stage } from '../../shared/status';
 import { control, failureOf, type LifecycleContext } from './context';
@@ -13,7 +12,7 @@ import { control, failureOf, type LifecycleContext } from './context';
  */
 export async function gate(ctx: LifecycleContext, name: string): Promise<boolean> {
   const { spec, lc } = ctx;
-  const rules = gatePolicy(spec.approval, name);
+  const rules = lc.rulesOf(name);
   if (rules.signed) await loadKeyring(ctx, rules.approvers);
   const { timeout, escalateAfter } = spec.approval;
   lc.openGate(name, timeout, escalateAfter);
@@ -82,7 +81,8 @@ async function loadKeyring(ctx: LifecycleContext, approvers: string[]): Promise<
     if (isCancellation(err)) throw err;
     lc.event(`approver keyring unreadable: ${failureOf(err).message}`);
   }
-  lc.keyring = { ...lc.keyring, ...keyring };
+  // Under the platform policy the keyring is replaced, never merged, so a key removed from the file is gone here too.
+  lc.keyring = lc.enforced ? keyring : { ...lc.keyring, ...keyring };
   const missing = approvers.filter((a) => !own(keyring, a));
   if (missing.length > 0) lc.event(`no signing key registered for ${missing.join(', ')}: they cannot approve`);
 }

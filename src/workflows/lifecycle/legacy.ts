@@ -488,6 +488,8 @@ export async function legacyLifecycle(input: LifecycleInput): Promise<LifecycleR
       if (production) {
         // Make sure the stable version is loaded (a gateway rebuilt from scratch has lost it).
         await control.deployVersion({
+          // Frozen code: no digest was recorded then, and the gateway refuses a deploy without one.
+          artifactDigest: '',
           ...prod,
           version: production.version,
           artifactDir: production.artifactDir,
@@ -497,6 +499,8 @@ export async function legacyLifecycle(input: LifecycleInput): Promise<LifecycleR
       deployed = true;
       lc.deployed = true;
       await control.deployVersion({
+        // Frozen code: no digest was recorded then, and the gateway refuses a deploy without one.
+        artifactDigest: '',
         ...prod,
         version: spec.version,
         artifactDir: lc.artifactDir!,
@@ -549,6 +553,8 @@ export async function legacyLifecycle(input: LifecycleInput): Promise<LifecycleR
     inStaging = true;
     try {
       await control.deployVersion({
+        // Frozen code: no digest was recorded then, and the gateway refuses a deploy without one.
+        artifactDigest: '',
         ...where,
         version: spec.version,
         artifactDir: lc.artifactDir!,

@@ -89,7 +89,8 @@ async function finishPromotion(ctx: LifecycleContext, production: PromotionRecor
 
 function promotionRecord(ctx: LifecycleContext, evidence: Promotable): PromotionRecord {
   const { spec, lc } = ctx;
-  const approver = [...lc.approvals].reverse().find((a) => a.decision === 'approved')?.by ?? spec.submittedBy;
+  const approval = [...lc.approvals].reverse().find((a) => a.decision === 'approved' && a.by !== 'system');
+  const approver = approval?.by ?? spec.submittedBy;
   return {
     model: spec.model,
     version: spec.version,
@@ -98,6 +99,7 @@ function promotionRecord(ctx: LifecycleContext, evidence: Promotable): Promotion
     lifecycleId: lc.id,
     runId: ctx.runId,
     by: approver,
+    ...(lc.enforced && approval?.keyId ? { keyId: approval.keyId } : {}),
     at: new Date().toISOString(),
     kind: 'promotion',
     serving: {
@@ -106,5 +108,13 @@ function promotionRecord(ctx: LifecycleContext, evidence: Promotable): Promotion
       resources: { cpu: spec.quota.serving.cpu, memoryGiB: spec.quota.serving.memoryGiB },
     },
     ...(spec.deployment.target ? { target: spec.deployment.target } : {}),
+    ...(lc.artifactDigest ? { artifactDigest: lc.artifactDigest } : {}),
+    ...(lc.enforced
+      ? {
+          approvals: lc.approvals
+            .filter((a) => a.decision === 'approved' && a.by !== 'system')
+            .map((a) => ({ gate: a.gate, by: a.by, ...(a.keyId ? { keyId: a.keyId } : {}) })),
+        }
+      : {}),
   };
 }

@@ -84,6 +84,8 @@ export async function deploy(ctx: LifecycleContext, production: PromotionRecord 
         ...prod,
         version: production.version,
         artifactDir: production.artifactDir,
+        // A record from before artifacts were hashed has none, and the gateway refuses it: retrain, or roll back.
+        artifactDigest: production.artifactDigest ?? '',
         opId: ctx.op('deploy-stable'),
       });
     }
@@ -95,6 +97,7 @@ export async function deploy(ctx: LifecycleContext, production: PromotionRecord 
       ...prod,
       version: spec.version,
       artifactDir: lc.artifactDir!,
+      artifactDigest: lc.artifactDigest ?? '',
       opId: ctx.op('deploy'),
     });
     ctx.comp.push('traffic back to the stable version', () => restoreTraffic(ctx), { mustHold: true });
@@ -129,6 +132,7 @@ export async function runStaging(ctx: LifecycleContext, staging: StagingSpec): P
       ...where,
       version: spec.version,
       artifactDir: lc.artifactDir!,
+      artifactDigest: lc.artifactDigest ?? '',
       opId: ctx.op('staging-deploy'),
     });
     const before = await control.readTelemetry(where);

@@ -1,5 +1,14 @@
 import { checkGateDecision, gateOutcome, gatePolicy, type GatePolicy } from '../../domain/approval-policy';
 import { verifySignedApproval, type ApproverKeyring } from '../../shared/signed-approval';
+import {
+  listed,
+  normalizeIdentity,
+  policyGate,
+  signatureRequired,
+  type ModelPolicy,
+  type Operation,
+} from '../../shared/policy';
+import { OperationTarget, verifySignedOperation, type Authorization } from '../../shared/signed-operation';
 import type { LifecycleSpec } from '../../shared/spec';
 import {
   GateDecisionInput,
@@ -9,6 +18,7 @@ import {
   type LifecycleEvent,
   type LifecycleResult,
   type LifecycleStatus,
+  type OperatorRecord,
   type PendingGate,
   Stage,
   TERMINAL_STAGES,
@@ -55,6 +65,16 @@ export class LifecycleState {
   deployed = false;
   promoteNow: { requestedBy: string[]; quorum: number; granted: boolean } | null = null;
   updatedAt: string;
+  /** Runs under the platform policy (lifecycles started before it follow their spec alone). */
+  enforced = false;
+  /** The platform policy's rules for this model, once loaded at start. */
+  policy: ModelPolicy | null = null;
+  runId = '';
+  specDigest = '';
+  artifactDigest: string | null = null;
+  /** Nonces of every signed operation accepted: a second one with the same nonce is a replay. */
+  readonly nonces = new Set<string>();
+  readonly operatorActions: OperatorRecord[] = [];
 
   constructor(
     readonly spec: LifecycleSpec,
@@ -96,8 +116,23 @@ export class LifecycleState {
     this.error = { type, message };
   }
 
-  openGate(gate: string, timeoutMs: number, escalateAfterMs?: number): void {
+  /**
+   * The rules of `gate`: the spec's, tightened by the platform policy (its quorum at least, signatures where the
+   * policy requires them; the spec's approvers are a subset of the policy's, checked at start).
+   */
+  rulesOf(gate: string): GatePolicy {
     const rules = gatePolicy(this.spec.approval, gate);
+    if (!this.policy) return rules;
+    const op: Operation = gate === PROMOTE_NOW ? 'promote-now' : 'approve';
+    return {
+      ...rules,
+      quorum: Math.max(rules.quorum, policyGate(this.policy, gate).quorum),
+      signed: rules.signed || signatureRequired(this.policy, op),
+    };
+  }
+
+  openGate(gate: string, timeoutMs: number, escalateAfterMs?: number): void {
+    const rules = this.rulesOf(gate);
     const openedAt = new Date();
     const n = (this.openings.get(gate) ?? 0) + 1;
     this.openings.set(gate, n);
@@ -144,7 +179,97 @@ export class LifecycleState {
       recorded: this.approvals,
     });
     if (!result.ok) throw refuse(result.reason, ErrorType.ApprovalRefused);
+    if (this.enforced) {
+      const op = decision === 'approved' ? 'approve' : 'reject';
+      this.checkSignedInput(
+        op,
+        input,
+        OperationTarget.gate(this.id, this.runId, pending!.opening!),
+        pending!.signed ?? false,
+      );
+      return;
+    }
     if (pending?.signed) this.verifySignature(input, pending.gate, pending.opening!, decision);
+  }
+
+  /**
+   * Validator half of a privileged operation under the platform policy: a signature where one is required, and one
+   * that verifies with the keys loaded at start when they include the person's (the worker checks it again against
+   * the keyring as it is now before anything is recorded).
+   */
+  private checkSignedInput(op: Operation, input: { by: string; signed?: unknown }, target: string, required: boolean) {
+    if (!this.policy) throw refuse('the lifecycle is still loading its platform policy: try again in a moment');
+    if (input.signed === undefined) {
+      if (required || signatureRequired(this.policy, op)) {
+        const gate = this.pendingGate?.gate;
+        const what =
+          (op === 'approve' || op === 'reject') && gate
+            ? `gate "${gate}" requires a signed approval`
+            : `policy rule ${this.policy.rule} requires a signed ${op}`;
+        throw refuse(
+          `${what}: sign it with your key (mlctl ${op} --key <file>, or MLCTL_SIGNING_KEY)`,
+          ErrorType.Unauthorized,
+        );
+      }
+      return;
+    }
+    const me = normalizeIdentity(input.by);
+    if (!Object.keys(this.keyring).some((who) => normalizeIdentity(who) === me)) return;
+    const verdict = verifySignedOperation(input.signed, this.keyring, {
+      op,
+      target,
+      ...this.digests(),
+      by: input.by,
+      nowMs: Date.now(),
+      usedNonces: this.nonces,
+    });
+    if (!verdict.ok) throw refuse(verdict.reason, ErrorType.Unauthorized);
+  }
+
+  /** What signed claims on this lifecycle bind besides their target. */
+  digests(): { specDigest: string; artifactDigest: string } {
+    return { specDigest: this.specDigest, artifactDigest: this.artifactDigest ?? '' };
+  }
+
+  /** Validator of an operator action under the platform policy: the person may do it, signed where required. */
+  validateOperator(raw: unknown, action: 'abort' | 'pause' | 'resume'): void {
+    const input = parseInput(OperatorAction, raw, action);
+    if (!this.enforced) return;
+    if (!this.policy) throw refuse('the lifecycle is still loading its platform policy: try again in a moment');
+    const allowed = action === 'abort' ? this.policy.operators.abort : this.policy.operators.pause;
+    if (!listed(allowed, input.by))
+      throw refuse(
+        `${input.by} may not ${action} lifecycles of ${this.spec.model}: policy rule ${this.policy.rule} allows ${allowed.join(', ') || 'no one'}`,
+        ErrorType.Unauthorized,
+      );
+    this.checkSignedInput(action, input, OperationTarget.lifecycle(this.id, this.runId), false);
+  }
+
+  /** Records the nonce of an authorized operation; false when it was used already (a replay). */
+  useNonce(auth: Extract<Authorization, { ok: true }>): boolean {
+    if (auth.nonce === null) return true;
+    if (this.nonces.has(auth.nonce)) return false;
+    this.nonces.add(auth.nonce);
+    return true;
+  }
+
+  /** An operator action the worker authorized: recorded for the audit trail, then applied. */
+  applyOperator(raw: unknown, action: 'abort' | 'pause' | 'resume', auth: Extract<Authorization, { ok: true }>) {
+    const input = parseInput(OperatorAction, raw, action);
+    const reason = auth.reason ?? input.reason;
+    this.operatorActions.push({
+      action,
+      by: input.by,
+      at: this.now(),
+      reason,
+      ...(auth.keyId ? { keyId: auth.keyId } : {}),
+    });
+    if (this.operatorActions.length > EVENTS_LIMIT) this.operatorActions.splice(0, 1);
+    const signedBy = auth.keyId ? ` (signed, key ${auth.keyId})` : '';
+    const plain = { by: input.by, reason };
+    if (action === 'abort') this.requestAbort(plain, signedBy);
+    else if (action === 'pause') this.pause(plain, signedBy);
+    else this.resume(plain, signedBy);
   }
 
   /** Throws unless `input` carries a valid, fresh, unused signature of its approver for this decision. */
@@ -174,13 +299,24 @@ export class LifecycleState {
     return { keyId: verdict.keyId, nonce: verdict.claim.nonce, reason: verdict.claim.reason };
   }
 
-  decideGate(raw: unknown, decision: 'approved' | 'rejected'): ApprovalAck {
+  decideGate(
+    raw: unknown,
+    decision: 'approved' | 'rejected',
+    auth?: Extract<Authorization, { ok: true }>,
+  ): ApprovalAck {
     const input = parseInput(GateDecisionInput, raw, 'gate decision');
     const gate = this.pendingGate;
     if (!gate || this.gateOutcome !== null) throw refuse('no gate is awaiting a decision', ErrorType.ApprovalRefused);
-    const signature = gate.signed ? this.verifySignature(input, gate.gate, gate.opening!, decision) : null;
+    // Under the platform policy the worker authorized it (auth); a signed claim's own reason is the one recorded.
+    const signature = auth
+      ? auth.keyId
+        ? { keyId: auth.keyId, nonce: auth.nonce!, reason: auth.reason ?? '' }
+        : null
+      : gate.signed
+        ? this.verifySignature(input, gate.gate, gate.opening!, decision)
+        : null;
     const at = this.now();
-    const reason = signature?.reason || input.reason;
+    const reason = auth ? (auth.reason ?? input.reason) : signature?.reason || input.reason;
     this.approvals.push({
       gate: gate.gate,
       ...(gate.opening ? { opening: gate.opening } : {}),
@@ -193,9 +329,11 @@ export class LifecycleState {
     });
     const outcome = gateOutcome(gate, this.approvals);
     const approvedBy = [
-      ...new Set(
-        this.approvals.filter((a) => a.opening === gate.opening && a.decision === 'approved').map((a) => a.by),
-      ),
+      ...new Map(
+        this.approvals
+          .filter((a) => a.opening === gate.opening && a.decision === 'approved')
+          .map((a) => [normalizeIdentity(a.by), a.by]),
+      ).values(),
     ];
     this.pendingGate = { ...gate, approvedBy };
     this.gateOutcome = outcome;
@@ -217,7 +355,14 @@ export class LifecycleState {
       );
     }
     if (this.promoteNow?.granted) throw refuse('promote-now was already granted', ErrorType.ApprovalRefused);
-    const rules = gatePolicy(this.spec.approval, PROMOTE_NOW);
+    if (this.enforced && this.pendingGate) {
+      // A promote-now would close the open gate under its own, possibly weaker, rules: decide the gate instead.
+      throw refuse(
+        `gate "${this.pendingGate.gate}" is open: approve it (its own quorum and signatures apply), then ask for promote-now`,
+        ErrorType.ApprovalRefused,
+      );
+    }
+    const rules = this.rulesOf(PROMOTE_NOW);
     const result = checkGateDecision({
       pending: {
         gate: PROMOTE_NOW,
@@ -234,15 +379,25 @@ export class LifecycleState {
       recorded: this.approvals,
     });
     if (!result.ok) throw refuse(result.reason, ErrorType.ApprovalRefused);
+    if (this.enforced) {
+      this.checkSignedInput('promote-now', input, OperationTarget.promoteNow(this.id, this.runId), rules.signed);
+      return;
+    }
     if (rules.signed) this.verifySignature(input, PROMOTE_NOW, `${PROMOTE_NOW}#1`, 'approved');
   }
 
-  requestPromoteNow(raw: unknown): PromoteNowAck {
+  requestPromoteNow(raw: unknown, auth?: Extract<Authorization, { ok: true }>): PromoteNowAck {
     const input = parseInput(GateDecisionInput, raw, 'promote-now request');
-    const rules = gatePolicy(this.spec.approval, PROMOTE_NOW);
-    const signature = rules.signed ? this.verifySignature(input, PROMOTE_NOW, `${PROMOTE_NOW}#1`, 'approved') : null;
+    const rules = this.rulesOf(PROMOTE_NOW);
+    const signature = auth
+      ? auth.keyId
+        ? { keyId: auth.keyId, nonce: auth.nonce!, reason: auth.reason ?? '' }
+        : null
+      : rules.signed
+        ? this.verifySignature(input, PROMOTE_NOW, `${PROMOTE_NOW}#1`, 'approved')
+        : null;
     const at = this.now();
-    const reason = signature?.reason || input.reason;
+    const reason = auth ? (auth.reason ?? input.reason) : signature?.reason || input.reason;
     this.approvals.push({
       gate: PROMOTE_NOW,
       opening: `${PROMOTE_NOW}#1`,
@@ -253,7 +408,11 @@ export class LifecycleState {
       at,
       ...(signature ? { keyId: signature.keyId, nonce: signature.nonce } : {}),
     });
-    const requestedBy = [...new Set(this.approvals.filter((a) => a.gate === PROMOTE_NOW).map((a) => a.by))];
+    const requestedBy = [
+      ...new Map(
+        this.approvals.filter((a) => a.gate === PROMOTE_NOW).map((a) => [normalizeIdentity(a.by), a.by]),
+      ).values(),
+    ];
     const granted = requestedBy.length >= rules.quorum;
     this.promoteNow = { requestedBy, quorum: rules.quorum, granted };
     this.event(
@@ -287,25 +446,25 @@ export class LifecycleState {
     this.event(`gate "${gate}" timed out`);
   }
 
-  pause(raw: unknown): void {
+  pause(raw: unknown, signedBy = ''): void {
     const a = parseInput(OperatorAction, raw, 'operator action');
     if (this.paused) return;
     this.paused = true;
-    this.event(`paused by ${a.by}${a.reason ? `: ${a.reason}` : ''}`);
+    this.event(`paused by ${a.by}${signedBy}${a.reason ? `: ${a.reason}` : ''}`);
   }
 
-  resume(raw: unknown): void {
+  resume(raw: unknown, signedBy = ''): void {
     const a = parseInput(OperatorAction, raw, 'operator action');
     if (!this.paused) return;
     this.paused = false;
-    this.event(`resumed by ${a.by}${a.reason ? `: ${a.reason}` : ''}`);
+    this.event(`resumed by ${a.by}${signedBy}${a.reason ? `: ${a.reason}` : ''}`);
   }
 
-  requestAbort(raw: unknown): void {
+  requestAbort(raw: unknown, signedBy = ''): void {
     const a = parseInput(OperatorAction, raw, 'operator action');
     if (this.abort) return;
     this.abort = { by: a.by, reason: a.reason, at: this.now() };
-    this.event(`abort requested by ${a.by}${a.reason ? `: ${a.reason}` : ''}`);
+    this.event(`abort requested by ${a.by}${signedBy}${a.reason ? `: ${a.reason}` : ''}`);
   }
 
   status(): LifecycleStatus {
@@ -329,6 +488,15 @@ export class LifecycleState {
       promoteNow: this.promoteNow,
       startedAt: this.startedAt,
       updatedAt: this.updatedAt,
+      ...(this.enforced
+        ? {
+            runId: this.runId,
+            specDigest: this.specDigest,
+            artifactDigest: this.artifactDigest,
+            ...(this.policy ? { policyRule: this.policy.rule } : {}),
+            operatorActions: this.operatorActions,
+          }
+        : {}),
     };
   }
 

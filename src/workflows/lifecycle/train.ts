@@ -67,6 +67,8 @@ export async function train(ctx: LifecycleContext, picked: PickedHardware, lease
     return null;
   }
   lc.artifactDir = trained.artifactDir;
+  // Results recorded before artifacts were hashed have no digest.
+  lc.artifactDigest = (trained as { artifactDigest?: string }).artifactDigest ?? null;
   lc.event(
     `trained in ${Math.round(trained.durationMs)} ms${trained.reused ? ' (artifact of an earlier attempt reused)' : trained.attempt > 1 ? ` (attempt ${trained.attempt})` : ''}`,
   );
