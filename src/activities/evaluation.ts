@@ -6,9 +6,13 @@ import { parse as parseCsv } from 'csv-parse/sync';
 import * as ort from 'onnxruntime-node';
 import { ErrorType } from '../shared/errors';
 import { own } from '../shared/own';
-import { ModelManifest } from '../shared/gateway-api';
-import { predictionBinIndex } from '../serving/telemetry';
+import { ArtifactError, ModelHost, type Prediction } from '../serving/model-host';
+import { predictionBinIndex, valueBinIndex } from '../serving/telemetry';
 import { PREDICTION_BASELINE_FILE, PREDICTION_BINS, type PredictionBaseline } from '../shared/telemetry';
+import type { Task } from '../shared/task';
+import { BinnedProbability, calibrateAccuracy } from '../domain/performance-estimation';
+import { measureMetrics } from '../domain/task-metrics';
+import { quantileOfSorted } from '../drift/kernels';
 import type { TestDataDrift } from '../shared/status';
 import type { TestDataSpec } from '../shared/spec';
 import { InvalidFileError } from '../config/yaml-file';
@@ -20,6 +24,8 @@ export interface EvaluateModelInput {
   dataDir: string;
   /** How the test set is compared with the training profile (absent: the defaults). */
   testData?: Partial<TestDataSpec>;
+  /** What the spec says the model predicts: the artifact's manifest must say the same (absent: not checked). */
+  task?: Task;
 }
 
 export interface EvaluateModelResult {
@@ -27,77 +33,114 @@ export interface EvaluateModelResult {
   smokeRows: number;
   /** The test set against the training set's profile (absent for artifacts without a profile). */
   testData?: TestDataDrift;
+  /** The task of the artifact, as its manifest declares it. */
+  task?: Task;
+  /** The task's metrics as measured here on the test set through the serving runtime (those the trainer did not report are in `metrics`). */
+  measured?: Record<string, number>;
 }
 
 type Row = Record<string, string>;
 
-async function loadManifest(dir: string): Promise<ModelManifest> {
+const failure = (type: string, message: string) => ApplicationFailure.create({ type, message, nonRetryable: true });
+
+/**
+ * Loads the artifact as the gateway will (the same manifest schema and graph checks: outputs the task needs, one
+ * probability column per class) and checks its task against the spec's.
+ */
+async function loadHost(dir: string, task: Task | undefined): Promise<ModelHost> {
+  let host: ModelHost;
   try {
-    return ModelManifest.parse(JSON.parse(await readFile(join(dir, 'model.json'), 'utf8')));
+    host = await ModelHost.load(dir);
   } catch (err) {
-    throw ApplicationFailure.create({
-      type: ErrorType.ArtifactInvalid,
-      message: `invalid model.json in ${dir}: ${(err as Error).message}`,
-      nonRetryable: true,
-    });
+    if (!(err instanceof ArtifactError)) throw err;
+    // The worker's own artifact: the detail (names included) is for the lifecycle's operator.
+    throw failure(ErrorType.ArtifactInvalid, `the artifact in ${dir} cannot be served: ${err.detail}`);
   }
+  if (task !== undefined && host.task !== task) {
+    await host.release().catch(() => undefined);
+    throw failure(
+      ErrorType.ArtifactInvalid,
+      `the spec's task is ${task} but the artifact's model.json says ${host.task}: train the model the spec ` +
+        'describes, or declare its task',
+    );
+  }
+  return host;
 }
 
-/** Scores every row in one batch: one tensor of shape [n, 1] per feature, as the trainer exports them. */
-async function score(
-  dir: string,
-  rows: readonly Row[],
-): Promise<{ manifest: ModelManifest; probabilities: Float64Array }> {
-  const manifest = await loadManifest(dir);
-  const session = await ort.InferenceSession.create(join(dir, 'model.onnx'));
-  try {
-    const n = rows.length;
-    // Feature names come from the manifest and the CSV header: read own cells only, build the feeds as own keys.
-    const feeds = Object.fromEntries(
-      manifest.features.map((f) =>
-        f.type === 'numeric'
-          ? [
-              f.name,
-              new ort.Tensor(
-                'float32',
-                Float32Array.from(rows, (r) => Number(own(r, f.name))),
-                [n, 1],
-              ),
-            ]
-          : [
-              f.name,
-              new ort.Tensor(
-                'string',
-                rows.map((r) => own(r, f.name) ?? ''),
-                [n, 1],
-              ),
-            ],
-      ),
-    );
-    const out = await session.run(feeds);
-    const probs = own(out, manifest.outputs.probabilities);
-    if (!probs) throw new Error(`output "${manifest.outputs.probabilities}" missing`);
-    const data = probs.data as Float32Array;
-    const width = probs.dims[1] ?? 2;
-    const probabilities = Float64Array.from({ length: n }, (_, i) => data[i * width + 1] ?? 0);
-    return { manifest, probabilities };
-  } finally {
-    await session.release();
-  }
+/**
+ * Scores every row through the served runtime in one batch: one tensor of shape [n, 1] per feature, as the trainer
+ * exports them. Numeric cells are read as numbers (an empty one as NaN, which the graph's imputer may take).
+ */
+async function score(host: ModelHost, rows: readonly Row[]): Promise<Prediction[]> {
+  const n = rows.length;
+  // Feature names come from the manifest and the CSV header: read own cells only, build the feeds as own keys.
+  const feeds = Object.fromEntries(
+    host.manifest.features.map((f) =>
+      f.type === 'numeric'
+        ? [
+            f.name,
+            new ort.Tensor(
+              'float32',
+              Float32Array.from(rows, (r) => Number(own(r, f.name))),
+              [n, 1],
+            ),
+          ]
+        : [
+            f.name,
+            new ort.Tensor(
+              'string',
+              rows.map((r) => own(r, f.name) ?? ''),
+              [n, 1],
+            ),
+          ],
+    ),
+  );
+  return host.run(feeds, n);
 }
 
 /** Test rows scored at validation: the smoke test, and the serving monitor's baseline of predictions. */
 const BASELINE_ROWS = 50_000;
 
 /**
- * The validation-time predictions, binned as the gateway bins live ones: the serving monitor compares production's
- * predictions with them (prediction drift).
+ * The validation-time predictions, binned as the gateway bins live ones (the serving monitor compares production's
+ * predictions with them), with what the task needs besides: a regression's bin edges (its predictions' ventiles,
+ * which the gateway bins live values on) and a classifier's calibration of accuracy per bin (for estimating it
+ * without labels), when the test set has labels.
  */
-async function writeBaseline(dir: string, probabilities: Float64Array): Promise<void> {
+function baselineOf(
+  task: Task,
+  classes: readonly number[],
+  predictions: Prediction[],
+  truth: (number | undefined)[],
+): PredictionBaseline {
   const bins = new Array<number>(PREDICTION_BINS).fill(0);
-  for (const p of probabilities) bins[predictionBinIndex(p)]!++;
-  const baseline: PredictionBaseline = { rows: probabilities.length, predictionBinCounts: bins };
-  await writeFile(join(dir, PREDICTION_BASELINE_FILE), `${JSON.stringify(baseline)}\n`);
+  if (task === 'regression') {
+    const sorted = Float64Array.from(predictions, (p) => p.binned).sort();
+    const edges = Array.from({ length: PREDICTION_BINS - 1 }, (_, i) =>
+      quantileOfSorted(sorted, (i + 1) / PREDICTION_BINS),
+    );
+    for (const p of predictions) bins[valueBinIndex(p.binned, edges)]!++;
+    return { task, rows: predictions.length, predictionBinCounts: bins, edges };
+  }
+  const binIndexes = predictions.map((p) => predictionBinIndex(p.binned));
+  for (const b of binIndexes) bins[b]!++;
+  const baseline: PredictionBaseline = { task, rows: predictions.length, predictionBinCounts: bins };
+  if (task === 'multiclass-classification') {
+    const counts = new Array<number>(classes.length).fill(0);
+    for (const p of predictions) counts[p.classIndex ?? 0]!++;
+    baseline.classCounts = counts;
+  }
+  const labelled = truth.every((t) => t !== undefined);
+  if (labelled && predictions.length > 0) {
+    baseline.calibration = calibrateAccuracy(
+      binIndexes,
+      predictions.map((p) => (task === 'binary-classification' ? Math.max(p.binned, 1 - p.binned) : p.binned)),
+      predictions.map((p, i) => p.label === truth[i]),
+      PREDICTION_BINS,
+      task === 'binary-classification' ? BinnedProbability.Positive : BinnedProbability.TopClass,
+    );
+  }
+  return baseline;
 }
 
 export function createEvaluationActivities(deps: { root: string }) {
@@ -143,18 +186,41 @@ export function createEvaluationActivities(deps: { root: string }) {
           nonRetryable: true,
         });
       }
-      const { probabilities } = await score(input.artifactDir, rows);
-      const bad = probabilities.findIndex((p) => !Number.isFinite(p) || p < 0 || p > 1);
-      if (bad < 0) await writeBaseline(input.artifactDir, probabilities);
-      if (bad >= 0) {
-        throw ApplicationFailure.create({
-          type: ErrorType.ArtifactInvalid,
-          message: `the served model answers row ${bad + 1} of ${file} with probability ${probabilities[bad]}`,
-          nonRetryable: true,
-        });
+      if (rows.length === 0) throw failure(ErrorType.ValidationFailed, `test set ${file} has no rows`);
+      const host = await loadHost(input.artifactDir, input.task);
+      let predictions: Prediction[];
+      try {
+        predictions = await score(host, rows);
+      } catch (err) {
+        throw failure(
+          ErrorType.ArtifactInvalid,
+          `the served model cannot answer the raw rows of ${file}: ${(err as Error).message}`,
+        );
+      } finally {
+        await host.release().catch(() => undefined);
       }
+      const { task, classes, label } = host.manifest;
+      // The true labels, when the test set has the label column (a class of the model, or a number for a regression).
+      const truth = rows.map((r) => {
+        const cell = own(r, label);
+        const value = cell === undefined || cell === '' ? Number.NaN : Number(cell);
+        return Number.isFinite(value) && (task === 'regression' || classes.includes(value)) ? value : undefined;
+      });
+      const measured = truth.every((t) => t !== undefined)
+        ? measureMetrics(host.manifest, predictions, truth as number[])
+        : {};
+      // The trainer's figures stand where it reported them; the measured ones fill in the task's other metrics.
+      const combined = Object.fromEntries([
+        ...Object.entries(measured).filter(([name]) => !Object.hasOwn(metrics, name)),
+        ...Object.entries(metrics),
+      ]);
+      await writeFile(
+        join(input.artifactDir, PREDICTION_BASELINE_FILE),
+        `${JSON.stringify(baselineOf(task, classes, predictions, truth))}\n`,
+      );
       const profileFile = join(input.artifactDir, PROFILE_FILE);
-      if (!existsSync(profileFile)) return { metrics, smokeRows: rows.length };
+      const evaluated = { metrics: combined, smokeRows: rows.length, task, measured };
+      if (!existsSync(profileFile)) return evaluated;
       let report: DriftReport;
       try {
         report = await checkData(await loadProfile(profileFile), file, {
@@ -179,7 +245,7 @@ export function createEvaluationActivities(deps: { root: string }) {
         }
         throw err;
       }
-      return { metrics, smokeRows: rows.length, testData: summarizeDrift(report) };
+      return { ...evaluated, testData: summarizeDrift(report) };
     },
   };
 }

@@ -1,13 +1,14 @@
 import { Context, sleep } from '@temporalio/activity';
 import { existsSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { evaluateStage, inputSkew, requiredSamples, windowOf, type StageAnalysis } from '../domain/guardrails';
 import { loadProfile, PROFILE_FILE } from '../drift/profile';
 import type { LifecycleMetrics } from '../metrics/lifecycle-metrics';
-import type { AdminResult } from '../shared/gateway-api';
+import { PredictionEdges, type AdminResult } from '../shared/gateway-api';
 import { own } from '../shared/own';
 import type { AnalysisSpec } from '../shared/spec';
-import type { ModelTelemetry } from '../shared/telemetry';
+import { PREDICTION_BASELINE_FILE, type ModelTelemetry, type PredictionBaseline } from '../shared/telemetry';
 import type { DeploymentTargetSpecInput } from '../targets/spec';
 import {
   resolveTarget,
@@ -64,6 +65,19 @@ export interface AnalyzeStageInput extends TargetInput {
   candidateArtifactDir?: string;
 }
 
+/** The bin edges validation recorded for a regression's predictions beside its artifact, if any. */
+async function predictionEdgesOf(artifactDir: string): Promise<number[] | undefined> {
+  let baseline: PredictionBaseline;
+  try {
+    baseline = JSON.parse(await readFile(join(artifactDir, PREDICTION_BASELINE_FILE), 'utf8')) as PredictionBaseline;
+  } catch {
+    // None (a classifier, an artifact validated before tasks) or unreadable: a regression's deploy then says so.
+    return undefined;
+  }
+  const edges = PredictionEdges.safeParse(baseline?.edges);
+  return edges.success ? edges.data : undefined;
+}
+
 /** One version's counters in a snapshot (an own property: version names such as `constructor` are valid). */
 const versionOf = (t: ModelTelemetry, version: string) => own(t.versions, version);
 
@@ -77,7 +91,10 @@ export function createGatewayActivities(deps: GatewayDeps) {
 
   return {
     async deployVersion({ target: spec, ...input }: DeployVersionInput): Promise<AdminResult> {
-      return target(spec).deploy(input);
+      // A regression's live predictions are binned on its validation predictions' ventiles: validation wrote them
+      // beside the artifact (the worker's own file; classifiers and older artifacts have none).
+      const edges = input.predictionEdges ?? (await predictionEdgesOf(input.artifactDir));
+      return target(spec).deploy({ ...input, ...(edges ? { predictionEdges: edges } : {}) });
     },
 
     async setTrafficWeights({ target: spec, ...input }: SetTrafficWeightsInput): Promise<AdminResult> {
@@ -117,7 +134,10 @@ export function createGatewayActivities(deps: GatewayDeps) {
         const enough = candidate.requests >= needed && (stable === null || stable.successes >= needed);
         if (enough || Date.now() >= deadline) {
           const skew = profile && candidate.inputs ? inputSkew(profile, candidate.inputs, input.rules) : undefined;
+          // The gateway says what the version predicts (targets that do not are binary classifiers).
+          const task = versionOf(now, input.candidate)?.task;
           const analysis = evaluateStage({
+            ...(task ? { task } : {}),
             stage: input.stage,
             at: new Date().toISOString(),
             candidate,

@@ -3,14 +3,7 @@ import { readFile } from 'node:fs/promises';
 import { isAbsolute, join } from 'node:path';
 import { WorkflowNotFoundError, type Client } from '@temporalio/client';
 import type { QuotaClient } from '../client/quota-client';
-import {
-  binnedKolmogorovSmirnov,
-  evaluateStage,
-  inputSkew,
-  populationStabilityIndex,
-  windowOf,
-  type WindowTelemetry,
-} from '../domain/guardrails';
+import { evaluateStage, inputSkew, windowOf, type WindowTelemetry } from '../domain/guardrails';
 import { durationP95 } from '../domain/quota';
 import { loadProfile, PROFILE_FILE } from '../drift/profile';
 import { countCsvRows } from './process-usage';
@@ -18,6 +11,10 @@ import type { Observation } from '../shared/alerts';
 import { registryStateQuery } from '../shared/messages';
 import { own } from '../shared/own';
 import { qualityOf } from '../shared/quality';
+import { DEFAULT_TASK } from '../shared/task';
+import { QUALITY_RULES } from '../shared/spec';
+import { AccuracyCalibration, estimateAccuracy } from '../domain/performance-estimation';
+import { comparePredictions, drifted } from '../domain/prediction-drift';
 import { registryWorkflowId, type PromotionRecord } from '../shared/registry';
 import { AnalysisSpec, type MonitoringSpec } from '../shared/spec';
 import {
@@ -255,26 +252,9 @@ export function createMonitoringActivities(deps: MonitoringDeps) {
       // Predictions against the validation-time predictions of the same version.
       observations.push(await predictionDrift(prod, window, m, observation));
 
-      // Quality from ground-truth labels that arrived in the window.
-      const q = qualityOf(window.quality);
-      const { minAccuracy, maxLogLoss, minLabels, severity } = m.quality;
-      if (minAccuracy !== undefined || maxLogLoss !== undefined) {
-        const enough = q.labeled >= minLabels;
-        const bad =
-          (minAccuracy !== undefined && q.accuracy !== null && q.accuracy < minAccuracy) ||
-          (maxLogLoss !== undefined && q.logLoss !== null && q.logLoss > maxLogLoss);
-        observations.push(
-          observation(
-            'model-quality',
-            severity,
-            enough ? bad : null,
-            `${model} ${version}: accuracy ${q.accuracy === null ? 'n/a' : round(q.accuracy)}` +
-              `${minAccuracy !== undefined ? ` (min ${minAccuracy})` : ''}, log loss ${q.logLoss === null ? 'n/a' : round(q.logLoss)}` +
-              `${maxLogLoss !== undefined ? ` (max ${maxLogLoss})` : ''} on ${q.labeled} labels`,
-            { ...q, minAccuracy, maxLogLoss, minLabels },
-          ),
-        );
-      }
+      // Quality from ground-truth labels that arrived in the window, and estimated from the predictions without them.
+      const quality = qualityObservations(prod, window, m, await readBaseline(prod.artifactDir));
+      observations.push(...quality.map((o) => observation(o.kind, m.quality.severity, o.firing, o.summary, o.details)));
 
       // The serving pool: the share of each resource in use.
       if (prod.serving) {
@@ -307,6 +287,91 @@ export function createMonitoringActivities(deps: MonitoringDeps) {
   };
 }
 
+/** The version's validation-time predictions (src/shared/telemetry.ts), or null when it has none or it is unreadable. */
+async function readBaseline(artifactDir: string): Promise<PredictionBaseline | null> {
+  try {
+    return JSON.parse(await readFile(join(artifactDir, PREDICTION_BASELINE_FILE), 'utf8')) as PredictionBaseline;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * The quality observations of a window: `model-quality` from the labels that arrived in it against the spec's rules
+ * of the task (accuracy, log loss, macro-F1; MAE, RMSE, R²), and `estimated-quality`, a classifier's accuracy
+ * estimated from its prediction bins (CBPE, src/domain/performance-estimation.ts) against `minEstimatedAccuracy`,
+ * with the realised accuracy beside it when labels arrived. Regressions get no estimate: without labels, a
+ * regression's error cannot be read from its outputs alone (its output drift is the prediction-drift check).
+ */
+export function qualityObservations(
+  prod: Pick<PromotionRecord, 'model' | 'version'>,
+  window: WindowTelemetry,
+  m: MonitoringSpec,
+  baseline: PredictionBaseline | null,
+): {
+  kind: 'model-quality' | 'estimated-quality';
+  firing: boolean | null;
+  summary: string;
+  details: Record<string, unknown>;
+}[] {
+  const label = `${prod.model} ${prod.version}`;
+  const out: ReturnType<typeof qualityObservations> = [];
+  const q = qualityOf(window.quality);
+  const rules = QUALITY_RULES.filter((r) => r.field !== 'minEstimatedAccuracy' && m.quality[r.field] !== undefined);
+  if (rules.length > 0) {
+    const enough = q.labeled >= m.quality.minLabels;
+    const parts = rules.map((r) => {
+      const bound = m.quality[r.field] as number;
+      const value = q[r.metric as keyof typeof q] as number | null;
+      const bad = value !== null && (r.min ? value < bound : value > bound);
+      return { bad, text: `${r.metric} ${value === null ? 'n/a' : round(value)} (${r.min ? 'min' : 'max'} ${bound})` };
+    });
+    out.push({
+      kind: 'model-quality',
+      firing: enough ? parts.some((p) => p.bad) : null,
+      summary: `${label}: ${parts.map((p) => p.text).join(', ')} on ${q.labeled} labels`,
+      details: {
+        ...q,
+        ...Object.fromEntries(rules.map((r) => [r.field, m.quality[r.field]])),
+        minLabels: m.quality.minLabels,
+      },
+    });
+  }
+  const minEstimated = m.quality.minEstimatedAccuracy;
+  const calibration = baseline?.calibration ? AccuracyCalibration.safeParse(baseline.calibration) : null;
+  if (minEstimated !== undefined) {
+    if (!calibration?.success) {
+      out.push({
+        kind: 'estimated-quality',
+        firing: null,
+        summary: `${label}: no calibration from validation to estimate accuracy with (a test set without labels?)`,
+        details: { minEstimatedAccuracy: minEstimated },
+      });
+    } else {
+      const estimate = estimateAccuracy(calibration.data, window.predictionBinCounts);
+      const enough = estimate.rows >= m.minSamples && estimate.estimate !== null;
+      const realised = q.labeled > 0 ? ` (realised ${round(q.accuracy ?? 0)} on ${q.labeled} labels)` : '';
+      out.push({
+        kind: 'estimated-quality',
+        firing: enough ? (estimate.estimate as number) < minEstimated : null,
+        summary:
+          `${label}: estimated accuracy ${estimate.estimate === null ? 'n/a' : round(estimate.estimate)} ` +
+          `(min ${minEstimated}) on ${estimate.rows} predictions${realised}`,
+        details: {
+          estimatedAccuracy: estimate.estimate,
+          standardError: estimate.standardError,
+          calibrationError: estimate.calibrationError,
+          rows: estimate.rows,
+          minEstimatedAccuracy: minEstimated,
+          realisedAccuracy: q.labeled > 0 ? q.accuracy : null,
+          labels: q.labeled,
+        },
+      });
+    }
+  }
+  return out;
+}
+
 async function predictionDrift(
   prod: PromotionRecord,
   window: WindowTelemetry,
@@ -321,12 +386,7 @@ async function predictionDrift(
 ): Promise<Observation> {
   const label = `${prod.model} ${prod.version}`;
   const file = join(prod.artifactDir, PREDICTION_BASELINE_FILE);
-  let baseline: PredictionBaseline | null = null;
-  try {
-    baseline = JSON.parse(await readFile(file, 'utf8')) as PredictionBaseline;
-  } catch {
-    baseline = null;
-  }
+  const baseline = await readBaseline(prod.artifactDir);
   if (!baseline)
     return observation(
       'prediction-drift',
@@ -338,22 +398,25 @@ async function predictionDrift(
       },
     );
   const { maxPsi, alpha, severity } = m.predictionDrift;
-  const psi = populationStabilityIndex(baseline.predictionBinCounts, window.predictionBinCounts);
-  const ks = binnedKolmogorovSmirnov(baseline.predictionBinCounts, window.predictionBinCounts);
-  const enough = window.successes >= m.minSamples;
+  const drift = comparePredictions(baseline.task ?? DEFAULT_TASK, baseline, window);
+  const enough = window.predictedRows >= m.minSamples;
+  const test =
+    drift.test === 'ks' ? `KS p=${drift.pValue.toPrecision(3)}` : `chi-squared p=${drift.pValue.toPrecision(3)}`;
   return observation(
     'prediction-drift',
     severity,
-    enough ? psi > maxPsi && ks.pValue < alpha : null,
-    `${label}: prediction drift PSI ${round(psi)} against validation (max ${maxPsi}; KS p=${ks.pValue.toPrecision(3)}) on ${window.successes} predictions`,
+    enough ? drifted(drift, { maxPsi, alpha }) : null,
+    `${label}: prediction drift PSI ${round(drift.psi)} against validation (max ${maxPsi}; ${test}) on ${window.predictedRows} predictions`,
     {
-      psi: round(psi),
-      ksD: round(ks.d),
-      ksPValue: ks.pValue,
+      psi: round(drift.psi),
+      test: drift.test,
+      statistic: round(drift.statistic),
+      pValue: drift.pValue,
       maxPsi,
       alpha,
-      live: window.predictionBinCounts,
-      validation: baseline.predictionBinCounts,
+      compared: drift.what,
+      live: [...drift.current],
+      validation: [...drift.reference],
     },
   );
 }

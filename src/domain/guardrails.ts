@@ -8,6 +8,8 @@ import type { AnalysisSpec } from '../shared/spec';
 import type { Decision } from '../shared/status';
 import { minSamplesOf, type CheckName } from './check-tolerance';
 import { own } from '../shared/own';
+import { DEFAULT_TASK, type Task } from '../shared/task';
+import { binnedKolmogorovSmirnov, comparePredictions, describeDrift, drifted } from './prediction-drift';
 
 export { failureLimitOf, judgeSample, minSamplesOf, requiredSamples } from './check-tolerance';
 
@@ -20,7 +22,12 @@ export interface WindowTelemetry {
   invalidRequests: number;
   latencyBucketCounts: number[];
   predictionBinCounts: number[];
+  /** Multiclass: the window's predictions per class. */
+  classCounts?: number[];
+  /** Successful prediction requests (a batch once): the latency checks' sample. */
   successes: number;
+  /** Successful rows (the prediction bins' total): the prediction drift check's sample. */
+  predictedRows: number;
   /** The window's quality counters, when the later snapshot has them (labels arrived for the version). */
   quality?: QualityCounters;
 }
@@ -50,6 +57,7 @@ export function countersRestarted(after: VersionTelemetry, before: VersionTeleme
     after.positiveCount < before.positiveCount ||
     countsDecreased(after.latencyBucketCounts, before.latencyBucketCounts) ||
     countsDecreased(after.predictionBinCounts, before.predictionBinCounts) ||
+    countsDecreased(after.classCounts ?? [], before.classCounts ?? []) ||
     (after.inputs !== undefined && before.inputs !== undefined && sketchRestarted(after.inputs, before.inputs)) ||
     (after.quality !== undefined && before.quality !== undefined && qualityRestarted(after.quality, before.quality))
   );
@@ -66,14 +74,20 @@ export function windowOf(after: VersionTelemetry | undefined, before: VersionTel
   const sub = (a: readonly number[] | undefined, b: readonly number[] | undefined, empty: number[]) =>
     empty.map((_, i) => (a?.[i] ?? 0) - (b?.[i] ?? 0));
   const latencyBucketCounts = sub(after?.latencyBucketCounts, base?.latencyBucketCounts, EMPTY_LATENCY());
+  const predictionBinCounts = sub(after?.predictionBinCounts, base?.predictionBinCounts, EMPTY_BINS());
+  const classes = after?.classCounts?.length ?? 0;
   return {
     ...(after?.inputs ? { inputs: sketchWindow(after.inputs, base?.inputs) } : {}),
     requests: (after?.requests ?? 0) - (base?.requests ?? 0),
     errors: (after?.errors ?? 0) - (base?.errors ?? 0),
     invalidRequests: (after?.invalidRequests ?? 0) - (base?.invalidRequests ?? 0),
     latencyBucketCounts,
-    predictionBinCounts: sub(after?.predictionBinCounts, base?.predictionBinCounts, EMPTY_BINS()),
+    predictionBinCounts,
+    ...(classes > 0
+      ? { classCounts: sub(after?.classCounts, base?.classCounts, new Array<number>(classes).fill(0)) }
+      : {}),
     successes: latencyBucketCounts.reduce((a, b) => a + b, 0),
+    predictedRows: predictionBinCounts.reduce((a, b) => a + b, 0),
     ...(after?.quality ? { quality: qualityWindow(after.quality, base?.quality) } : {}),
   };
 }
@@ -101,40 +115,7 @@ export function quantileFromBuckets(counts: readonly number[], q: number): numbe
 }
 
 export { populationStabilityIndex };
-
-/**
- * Two-sample Kolmogorov–Smirnov test on binned data: D is the largest gap between the two empirical CDFs at the bin
- * edges, and the p-value comes from the asymptotic Kolmogorov distribution with the effective sample size
- * n·m/(n+m) and Stephens' small-sample correction. Binning can only lower D, so the test is conservative.
- */
-export function binnedKolmogorovSmirnov(a: readonly number[], b: readonly number[]): { d: number; pValue: number } {
-  const n = a.reduce((x, y) => x + y, 0);
-  const m = b.reduce((x, y) => x + y, 0);
-  if (n === 0 || m === 0) return { d: 0, pValue: 1 };
-  let ca = 0;
-  let cb = 0;
-  let d = 0;
-  for (let i = 0; i < Math.max(a.length, b.length); i++) {
-    ca += a[i] ?? 0;
-    cb += b[i] ?? 0;
-    d = Math.max(d, Math.abs(ca / n - cb / m));
-  }
-  const ne = Math.sqrt((n * m) / (n + m));
-  const lambda = (ne + 0.12 + 0.11 / ne) * d;
-  return { d, pValue: kolmogorovSurvival(lambda) };
-}
-
-/** P(K > λ) for the Kolmogorov distribution: 2 Σ (-1)^(k-1) e^(-2k²λ²). */
-function kolmogorovSurvival(lambda: number): number {
-  if (lambda < 0.2) return 1;
-  let sum = 0;
-  for (let k = 1; k <= 100; k++) {
-    const term = Math.exp(-2 * k * k * lambda * lambda);
-    sum += k % 2 === 1 ? term : -term;
-    if (term < 1e-12) break;
-  }
-  return Math.min(1, Math.max(0, 2 * sum));
-}
+export { binnedKolmogorovSmirnov };
 
 export interface StageAnalysisInput {
   stage: string;
@@ -150,6 +131,8 @@ export interface StageAnalysisInput {
   inputSkew?: DriftReport;
   /** The candidate's training profile: the missing-value shares its inputs are held to. */
   profile?: DataProfile;
+  /** What the model predicts (default binary classification): how prediction drift is measured. */
+  task?: Task;
   /**
    * The candidate's most recent traffic, when `candidate` is a longer window: the outage check is about now (about the
    * whole window when nothing was routed to the candidate lately).
@@ -231,28 +214,24 @@ export function evaluateStage(input: StageAnalysisInput): StageAnalysis {
         detail: stableP99 === null ? undefined : `stable p99 ${round(stableP99, 2)} ms`,
       });
     }
-    // PSI measures how far the distributions moved; the KS p-value says whether a small sample can tell. Both must
-    // agree before a rollout is stopped, so sampling noise in a 5% canary does not read as drift.
+    // PSI measures how far the distributions moved; the test's p-value says whether a small sample can tell. Both
+    // must agree before a rollout is stopped, so sampling noise in a 5% canary does not read as drift.
     const { maxPsi, alpha } = rules.predictionDrift;
-    const psi = populationStabilityIndex(stable.predictionBinCounts, candidate.predictionBinCounts);
-    const ks = binnedKolmogorovSmirnov(stable.predictionBinCounts, candidate.predictionBinCounts);
-    const drifted = psi > maxPsi && ks.pValue < alpha;
+    const drift = comparePredictions(input.task ?? DEFAULT_TASK, stable, candidate);
     const driftSamples = min('predictionDrift');
     push({
       check: 'predictionDrift',
-      value: round(psi),
+      value: round(drift.psi),
       threshold: maxPsi,
       outcome:
-        candidate.successes < driftSamples || stable.successes < driftSamples
+        candidate.predictedRows < driftSamples || stable.predictedRows < driftSamples
           ? 'inconclusive'
-          : drifted
+          : drifted(drift, { maxPsi, alpha })
             ? 'fail'
             : 'pass',
-      rule: `PSI(candidate vs stable predictions) <= ${maxPsi}, unless KS p-value >= ${alpha}`,
-      sampleSize: Math.min(candidate.successes, stable.successes),
-      detail:
-        `KS D=${round(ks.d)} p=${ks.pValue.toPrecision(3)}; positive-probability bins ` +
-        `candidate [${candidate.predictionBinCounts.join(',')}] stable [${stable.predictionBinCounts.join(',')}]`,
+      rule: `PSI(candidate vs stable predictions) <= ${maxPsi}, unless ${drift.test === 'ks' ? 'KS' : 'chi-squared'} p-value >= ${alpha}`,
+      sampleSize: Math.min(candidate.predictedRows, stable.predictedRows),
+      detail: describeDrift(drift, { current: 'candidate', reference: 'stable' }),
     });
   }
 

@@ -1,11 +1,10 @@
 import type { ValidationSpec } from '../shared/spec';
 import { own } from '../shared/own';
 import type { Decision, TestDataDrift } from '../shared/status';
+import { lowerIsBetter, type Task } from '../shared/task';
+import { DEFAULT_MAX_REGRESSION } from './task-metrics';
 
-/** Metrics where a smaller value is better: a regression is a rise. */
-export function lowerIsBetter(metric: string): boolean {
-  return /(loss|error)$/i.test(metric);
-}
+export { lowerIsBetter };
 
 /**
  * Offline validation of a candidate: absolute thresholds on its metrics, and the largest allowed regression against
@@ -17,6 +16,7 @@ export function evaluateOffline(
   baseline: Record<string, number> | null,
   at: string,
   testData?: TestDataDrift,
+  task?: Task,
 ): Decision[] {
   const decisions: Decision[] = [];
   if (testData) decisions.push(...testDataDecisions(spec, testData, at));
@@ -48,9 +48,13 @@ export function evaluateOffline(
     }
   }
   if (baseline) {
-    for (const [metric, allowed] of Object.entries(spec.maxRegression)) {
+    // The spec's allowances, or the task's defaults when it names none (each compared only where both sides have it).
+    const named = Object.keys(spec.maxRegression).length > 0;
+    const allowances = named ? spec.maxRegression : task ? DEFAULT_MAX_REGRESSION[task] : {};
+    for (const [metric, allowed] of Object.entries(allowances)) {
       const value = own(candidate, metric);
       const base = own(baseline, metric);
+      if (!named && (value === undefined || base === undefined)) continue;
       if (value === undefined || base === undefined) {
         decisions.push({
           stage: 'validating',
@@ -71,7 +75,7 @@ export function evaluateOffline(
         value: Math.round(regression * 1e6) / 1e6,
         threshold: allowed,
         outcome: regression <= allowed ? 'pass' : 'fail',
-        rule: `regression of ${metric} against production <= ${allowed}`,
+        rule: `regression of ${metric} against production <= ${allowed}${named ? '' : ` (the ${task} default)`}`,
         at,
         detail: `candidate ${value}, production ${base}`,
       });

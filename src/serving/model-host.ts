@@ -3,7 +3,9 @@ import type { z } from 'zod';
 import { ArtifactReadError, digestOfFiles, readArtifactFiles, type ArtifactFiles } from '../artifacts/digest';
 import { DataProfile, PROFILE_FILE } from '../drift/profile';
 import { sketchPlanOf, type SketchPlan } from '../drift/sketch';
-import { ModelManifest, type PredictRequest } from '../shared/gateway-api';
+import { ModelManifest, type RowPrediction } from '../shared/gateway-api';
+import type { FeatureValue } from '../shared/gateway-api';
+import type { Task } from '../shared/task';
 import { own } from '../shared/own';
 
 /** File names of a model version's artifact folder, as written by the trainer. */
@@ -48,18 +50,23 @@ export const ARTIFACT_UNAVAILABLE = 'not found, unreadable or outside the artifa
 /** The message of every {@link ArtifactError} of kind `digest-mismatch`. */
 export const ARTIFACT_DIGEST_MISMATCH = 'artifact digest does not match the digest recorded at training';
 
-/** Result of one inference. */
-export interface Prediction {
-  label: number;
-  /** Probability of the positive class (index 1 of the probabilities output). */
-  probability: number;
+/**
+ * One row's prediction (src/shared/gateway-api.ts `RowPrediction`), with what the gateway's telemetry counts of it:
+ * `binned`, the value placed in the prediction bins (a binary classifier's positive-class probability, a multiclass
+ * one's top-class probability, a regression's value), and a multiclass prediction's `classIndex` in the manifest's
+ * classes.
+ */
+export interface Prediction extends RowPrediction {
+  binned: number;
+  classIndex?: number;
 }
 
-export type Features = PredictRequest['features'];
+export type Features = Readonly<Record<string, FeatureValue>>;
 type Feeds = Record<string, ort.Tensor>;
 
 const SESSION_OPTIONS: ort.InferenceSession.SessionOptions = {
-  // One row per request: extra intra-op threads only add hand-off cost, and requests already overlap on the loop.
+  // Mostly one row per request: extra intra-op threads only add hand-off cost, and requests already overlap on the
+  // loop; a batch is a few hundred rows at most.
   intraOpNumThreads: 1,
   interOpNumThreads: 1,
   executionMode: 'sequential',
@@ -76,17 +83,18 @@ export class ModelHost {
   private inFlight = 0;
   private drained: (() => void) | undefined;
   private releasing: Promise<void> | undefined;
-  private readonly shape = [1, 1] as const;
 
   private constructor(
     readonly artifactDir: string,
     readonly manifest: ModelManifest,
     private readonly session: ort.InferenceSession,
-    private readonly labelOutput: string,
-    private readonly probabilitiesOutput: string,
     /** What to count of the inputs: the training profile's bins and categories, when the artifact has a profile. */
     readonly sketchPlan: SketchPlan | undefined,
   ) {}
+
+  get task(): Task {
+    return this.manifest.task;
+  }
 
   /**
    * Reads the artifact in `artifactDir` once (src/artifacts/digest.ts), checks those bytes against `digest` when one
@@ -182,77 +190,81 @@ export class ModelHost {
         `${MODEL_FILE} does not match ${MANIFEST_FILE}: ${problems.map((p) => p.detail).join('; ')}`,
       );
     }
-    return new ModelHost(
-      artifactDir,
-      manifest,
-      session,
-      manifest.outputs.label,
-      manifest.outputs.probabilities,
-      sketchPlan,
-    );
+    return new ModelHost(artifactDir, manifest, session, sketchPlan);
   }
 
   /**
-   * Checks `features` against the manifest and builds the input tensors: float32 [1,1] per numeric feature, string
-   * [1,1] per categorical one. Throws {@link InvalidInputError} naming the first bad feature.
+   * Checks every row against the manifest and builds the input tensors: float32 [n,1] per numeric feature, string
+   * [n,1] per categorical one. Throws {@link InvalidInputError} naming the first bad feature (and, in a batch, its
+   * row: `rows[3]: feature 'age' is missing`).
    */
-  prepare(features: Features): Feeds {
-    const feeds: [string, ort.Tensor][] = [];
+  prepare(rows: readonly Features[], batch = rows.length > 1): Feeds {
+    const n = rows.length;
     const expected = this.manifest.features;
+    const known = new Set(expected.map((f) => f.name));
+    const feeds: [string, ort.Tensor][] = [];
     for (const { name, type } of expected) {
-      const value = own(features, name);
-      if (value === undefined) throw new InvalidInputError(`feature '${name}' is missing`);
-      if (type === 'numeric') {
-        if (typeof value !== 'number') {
-          throw new InvalidInputError(`feature '${name}' must be a number, got ${describe(value)}`);
+      const numbers = type === 'numeric' ? new Float32Array(n) : undefined;
+      const strings = type === 'numeric' ? undefined : new Array<string>(n);
+      for (let i = 0; i < n; i++) {
+        const at = batch ? `rows[${i}]: ` : '';
+        const value = own(rows[i] as Features, name);
+        if (value === undefined) throw new InvalidInputError(`${at}feature '${name}' is missing`);
+        if (numbers) {
+          if (typeof value !== 'number') {
+            throw new InvalidInputError(`${at}feature '${name}' must be a number, got ${describe(value)}`);
+          }
+          if (!Number.isFinite(value)) throw new InvalidInputError(`${at}feature '${name}' must be a finite number`);
+          numbers[i] = value;
+        } else {
+          if (typeof value !== 'string') {
+            throw new InvalidInputError(`${at}feature '${name}' must be a string, got ${describe(value)}`);
+          }
+          strings![i] = value;
         }
-        if (!Number.isFinite(value)) throw new InvalidInputError(`feature '${name}' must be a finite number`);
-        feeds.push([name, new ort.Tensor('float32', Float32Array.of(value), this.shape)]);
-      } else {
-        if (typeof value !== 'string') {
-          throw new InvalidInputError(`feature '${name}' must be a string, got ${describe(value)}`);
-        }
-        feeds.push([name, new ort.Tensor('string', [value], this.shape)]);
       }
+      feeds.push([
+        name,
+        numbers ? new ort.Tensor('float32', numbers, [n, 1]) : new ort.Tensor('string', strings!, [n, 1]),
+      ]);
     }
-    // Every expected feature is present, so more keys than features means an unknown one.
-    if (Object.keys(features).length > expected.length) {
-      const known = new Set(expected.map((f) => f.name));
-      const unknown = Object.keys(features).find((name) => !known.has(name));
-      throw new InvalidInputError(`feature '${unknown}' is not an input of the model`);
-    }
+    // Every expected feature is present in every row, so more keys than features means an unknown one.
+    rows.forEach((row, i) => {
+      if (Object.keys(row).length > expected.length) {
+        const unknown = Object.keys(row).find((name) => !known.has(name));
+        throw new InvalidInputError(`${batch ? `rows[${i}]: ` : ''}feature '${unknown}' is not an input of the model`);
+      }
+    });
     return Object.fromEntries(feeds);
   }
 
   /**
-   * Runs inference on prepared feeds. Throws on inference failure (a server-side error). `beforeInference` (the
-   * gateway's injected delays and failures) runs first, while the prediction already counts as in flight, so an
-   * undeploy waits for it like for any prediction routed to the version; what it throws, `run` throws.
+   * Runs inference on prepared feeds of `rows` rows and reads each row's prediction as the task says. Throws on
+   * inference failure or an unusable output (a server-side error). `beforeInference` (the gateway's injected delays
+   * and failures) runs first, while the prediction already counts as in flight, so an undeploy waits for it like for
+   * any prediction routed to the version; what it throws, `run` throws.
    */
-  async run(feeds: Feeds, beforeInference?: () => Promise<void>): Promise<Prediction> {
+  async run(feeds: Feeds, rows: number, beforeInference?: () => Promise<void>): Promise<Prediction[]> {
     if (this.releasing) throw new Error('model session is released');
     this.inFlight++;
     try {
       if (beforeInference) await beforeInference();
-      const outputs = await this.session.run(feeds);
-      const label = own(outputs, this.labelOutput);
-      const probabilities = own(outputs, this.probabilitiesOutput);
-      if (!label || !probabilities) throw new Error('inference returned no label or probabilities');
-      const labelValue = label.data[0];
-      const probability = probabilities.data[1];
-      if (labelValue === undefined || typeof probability !== 'number' || !Number.isFinite(probability)) {
-        throw new Error(`inference returned an unusable result (label ${labelValue}, probability ${probability})`);
-      }
-      return { label: Number(labelValue), probability };
+      return readPredictions(this.manifest, await this.session.run(feeds), rows);
     } finally {
       this.inFlight--;
       if (this.inFlight === 0) this.drained?.();
     }
   }
 
-  /** Validates and predicts in one call. */
+  /** Validates and predicts one row. */
   async predict(features: Features): Promise<Prediction> {
-    return this.run(this.prepare(features));
+    const [prediction] = await this.run(this.prepare([features]), 1);
+    return prediction!;
+  }
+
+  /** Validates and predicts a batch, in order. */
+  predictRows(rows: readonly Features[]): Promise<Prediction[]> {
+    return this.run(this.prepare(rows), rows.length);
   }
 
   /** Releases the session once in-flight predictions have finished; idempotent. */
@@ -263,6 +275,62 @@ export class ModelHost {
     })();
     return this.releasing;
   }
+}
+
+/**
+ * Each row's prediction from the graph's outputs, as the manifest's task reads them: a classifier's label tensor [n]
+ * or [n,1] (int64 or float) and probabilities [n,k] in the order of its classes; a regression's value [n] or [n,1].
+ */
+export function readPredictions(
+  manifest: ModelManifest,
+  outputs: ort.InferenceSession.OnnxValueMapType,
+  rows: number,
+): Prediction[] {
+  const tensorOf = (name: string | undefined) => {
+    const tensor = name === undefined ? undefined : own(outputs, name);
+    if (!tensor) throw new Error(`inference returned no output '${name}'`);
+    if (tensor.data.length < rows)
+      throw new Error(`output '${name}' has ${tensor.data.length} values for ${rows} rows`);
+    return tensor;
+  };
+  const out: Prediction[] = new Array(rows);
+  if (manifest.task === 'regression') {
+    const values = tensorOf(manifest.outputs.value);
+    const width = values.data.length / rows;
+    for (let i = 0; i < rows; i++) {
+      const value = Number(values.data[i * width]);
+      if (!Number.isFinite(value)) throw new Error(`inference returned an unusable value (${value}) for row ${i}`);
+      out[i] = { value, binned: value };
+    }
+    return out;
+  }
+  const labels = tensorOf(manifest.outputs.label);
+  const probabilities = tensorOf(manifest.outputs.probabilities);
+  const k = manifest.classes.length;
+  if (probabilities.data.length !== rows * k) {
+    throw new Error(
+      `output '${manifest.outputs.probabilities}' has ${probabilities.data.length} values, not ${rows}×${k}`,
+    );
+  }
+  const labelWidth = labels.data.length / rows;
+  for (let i = 0; i < rows; i++) {
+    const label = Number(labels.data[i * labelWidth]);
+    const p = Array.from({ length: k }, (_, c) => Number(probabilities.data[i * k + c]));
+    const classIndex = manifest.classes.indexOf(label);
+    if (classIndex < 0 || p.some((x) => !(x >= 0 && x <= 1))) {
+      throw new Error(
+        `inference returned an unusable result for row ${i} (label ${label}, probabilities ${p.join(', ')})`,
+      );
+    }
+    if (manifest.task === 'binary-classification') {
+      // The positive class is 1; its probability is at its index in the classes (1 for [0, 1]).
+      const probability = p[manifest.classes.indexOf(1)] as number;
+      out[i] = { label, probability, binned: probability };
+    } else {
+      out[i] = { label, probability: p[classIndex] as number, probabilities: p, binned: Math.max(...p), classIndex };
+    }
+  }
+  return out;
 }
 
 function describe(value: unknown): string {
@@ -307,17 +375,26 @@ function graphProblems(manifest: ModelManifest, session: ort.InferenceSession): 
       detail: `graph inputs not in the manifest: ${extra.map((n) => `'${n}'`).join(', ')}`,
     });
   }
-  for (const field of ['label', 'probabilities'] as const) {
+  const wanted: ('label' | 'probabilities' | 'value')[] =
+    manifest.task === 'regression' ? ['value'] : ['label', 'probabilities'];
+  for (const field of wanted) {
     const output = manifest.outputs[field];
-    if (!session.outputNames.includes(output)) {
+    if (output === undefined || !session.outputNames.includes(output)) {
       problems.push({
-        answer: `outputs.${field} is not an output of the graph`,
+        answer: `outputs.${field} is not an output of the graph (a ${manifest.task} model needs it)`,
         detail: `output '${output}' is not an output of the graph`,
       });
     }
   }
-  if (manifest.classes.length !== 2) {
-    const text = `the gateway serves binary classifiers; the manifest lists ${manifest.classes.length} classes`;
+  // The graph's probabilities must have one column per class, when the graph says how many.
+  const probabilities = manifest.outputs.probabilities;
+  const index = probabilities === undefined ? -1 : session.outputNames.indexOf(probabilities);
+  const meta = index >= 0 ? session.outputMetadata[index] : undefined;
+  const columns = meta && meta.isTensor ? meta.shape[1] : undefined;
+  if (manifest.task !== 'regression' && typeof columns === 'number' && columns !== manifest.classes.length) {
+    const text =
+      `the graph's outputs.probabilities has ${columns} columns, the manifest lists ` +
+      `${manifest.classes.length} classes (a ${manifest.task} model)`;
     problems.push({ answer: text, detail: text });
   }
   return problems;

@@ -1,4 +1,5 @@
-import { MAX_LABEL_REQUEST_ID_LENGTH } from '../shared/quality';
+import { MAX_LABEL_REQUEST_ID_LENGTH, type LabelledPrediction } from '../shared/quality';
+import type { Task } from '../shared/task';
 import type { VersionCounters } from './telemetry';
 
 /** One successful prediction the gateway remembers, so that its ground-truth label can join it when it arrives. */
@@ -9,12 +10,19 @@ export interface RememberedPrediction {
    * counters: an undeploy (or an undeploy and a redeploy under the same name) makes its earlier predictions unknown.
    */
   readonly counters: VersionCounters;
-  /** The classes of the model that answered (its manifest's array, shared): the labels it accepts. */
+  /** What the model that answered predicts: how a label is read and counted. */
+  readonly task: Task;
+  /** The classes of the model that answered (its manifest's array, shared): the labels it accepts; [] for regression. */
   readonly classes: readonly number[];
-  /** The predicted class label. */
-  readonly label: number;
-  /** The positive-class probability the prediction answered. */
-  readonly probability: number;
+  /** A classifier's predicted class label. */
+  readonly label?: number;
+  /** A binary classifier's positive-class probability. */
+  readonly probability?: number;
+  /** A multiclass classifier's probabilities (in the order of `classes`) and its predicted class's index. */
+  readonly probabilities?: Float32Array;
+  readonly classIndex?: number;
+  /** A regression's predicted value. */
+  readonly value?: number;
   /** Epoch milliseconds of the prediction. */
   readonly atMs: number;
   /** A label has joined this prediction; later ones are duplicates. */
@@ -25,7 +33,7 @@ export interface RememberedPrediction {
  * Bounds of the gateway's memory of predictions awaiting their labels: count and age here, and the request id's length
  * ({@link MAX_LABEL_REQUEST_ID_LENGTH}; model names are ModelNames). An entry takes about 1.0 KB of heap with a
  * generated UUID and 1.2 KB with a request id of the longest length (measured on Node 20), so the default count
- * holds the memory to about 125 MB whatever callers send.
+ * holds the memory to about 125 MB whatever callers send; a multiclass prediction adds 4 bytes per class (at most 64).
  */
 export interface PredictionMemoryOptions {
   /** Predictions remembered at most, all models together (default 100,000); the oldest are forgotten first. 0 keeps none. */
@@ -100,13 +108,14 @@ export class PredictionMemory {
   }
 
   /**
-   * Joins a label (a class of the model) to a remembered prediction and counts it in the version's quality counters,
-   * once: a second label for the same prediction is a duplicate and changes nothing.
+   * Joins a label to a remembered prediction and counts it in the version's quality counters, once: a second label
+   * for the same prediction is a duplicate and changes nothing. `actual` is a class of the model (its value, as in
+   * `classes`) for a classifier, the true value for a regression.
    */
-  label(entry: RememberedPrediction, actual: number, positiveLabel: number): 'accepted' | 'duplicate' {
+  label(entry: RememberedPrediction, actual: number): 'accepted' | 'duplicate' {
     if (entry.labelled) return 'duplicate';
     entry.labelled = true;
-    entry.counters.recordLabel(entry.label, entry.probability, actual, positiveLabel);
+    entry.counters.recordLabel(labelled(entry, actual));
     return 'accepted';
   }
 
@@ -122,4 +131,17 @@ export class PredictionMemory {
 // Model names cannot hold a newline (ModelName), so the key is unambiguous.
 function keyOf(model: string, requestId: string): string {
   return `${model}\n${requestId}`;
+}
+
+function labelled(entry: RememberedPrediction, actual: number): LabelledPrediction {
+  if (entry.task === 'regression') return { task: 'regression', value: entry.value ?? 0, actual };
+  if (entry.task === 'multiclass-classification') {
+    return {
+      task: 'multiclass-classification',
+      classIndex: entry.classIndex ?? 0,
+      probabilities: entry.probabilities ?? new Float32Array(entry.classes.length),
+      actualIndex: entry.classes.indexOf(actual),
+    };
+  }
+  return { task: 'binary-classification', label: entry.label ?? 0, probability: entry.probability ?? 0, actual };
 }

@@ -33,6 +33,8 @@ export const DeployedVersionRecord = z.object({
    * with its digest.
    */
   artifactDigest: ArtifactDigest.optional(),
+  /** A regression's prediction bin edges, as the deploy gave them (src/shared/gateway-api.ts `PredictionEdges`). */
+  predictionEdges: z.array(z.number()).optional(),
   deployedAt: z.string(),
   /** Deploy sequence number, unique and increasing across the gateway: the routing order (newest first). */
   seq: z.number().int().nonnegative(),

@@ -14,17 +14,33 @@ import {
   SetFaultsRequest,
   SetWeightsRequest,
   VersionName,
+  MAX_BATCH_ROWS,
+  PREDICTION_EDGES,
   type AdminOp,
   type AdminResult,
+  type BatchPredictResponse,
+  type ModelManifest,
   type ModelRouting,
   type PredictResponse,
+  type RowPrediction,
   type VersionFaults,
 } from '../shared/gateway-api';
 import { LabelsRequest, type LabelsResponse } from '../shared/quality';
-import type { ModelTelemetry } from '../shared/telemetry';
+import { PREDICTION_BASELINE_FILE, type ModelTelemetry } from '../shared/telemetry';
 import { InjectedFaultError, VersionFaultState } from './faults';
 import { firstProblem } from './issues';
-import { ARTIFACT_UNAVAILABLE, ArtifactError, InvalidInputError, ModelHost } from './model-host';
+import { HttpError } from './http-error';
+import { openInference } from './oip';
+
+export { HttpError };
+import {
+  ARTIFACT_UNAVAILABLE,
+  ArtifactError,
+  InvalidInputError,
+  ModelHost,
+  type Features,
+  type Prediction,
+} from './model-host';
 import { PredictionMemory, type PredictionMemoryOptions, type RememberedPrediction } from './prediction-memory';
 import { buildRoutingTable, InvalidWeightsError, route, type RoutingTable } from './router';
 import {
@@ -34,7 +50,7 @@ import {
   type ModelState,
   type RoutingState,
 } from './routing-store';
-import { TelemetryRegistry, type VersionCounters } from './telemetry';
+import { TelemetryRegistry, type PredictionBinning, type VersionCounters } from './telemetry';
 
 /** Options of {@link createGateway}. */
 export interface GatewayOptions {
@@ -64,25 +80,17 @@ export interface GatewayOptions {
   predictionMemory?: PredictionMemoryOptions;
 }
 
-/** An error with the HTTP status it maps to; its message is the `error` of the reply body. */
-export class HttpError extends Error {
-  constructor(
-    readonly statusCode: number,
-    message: string,
-  ) {
-    super(message);
-    this.name = 'HttpError';
-  }
-}
-
 /** Query of DELETE /admin/models/:model/versions/:version. */
 const UndeployQuery = z.object({ opId: OpId });
 const OpsQuery = z.object({ model: ModelName.optional() });
 const ModelParams = z.object({ model: ModelName });
 const VersionParams = z.object({ model: ModelName, version: VersionName });
 
-/** Label of the positive class; its probability is index 1 of the model's probabilities output. */
-const POSITIVE_LABEL = 1;
+/**
+ * A prediction body can carry a batch of MAX_BATCH_ROWS rows (each up to MAX_REQUEST_FEATURES values): above fastify's
+ * default of 1 MiB.
+ */
+const PREDICT_BODY_LIMIT = 8 * 1024 * 1024;
 
 /** A labels body can be long (10,000 labels with their request ids): above fastify's default of 1 MiB. */
 const LABELS_BODY_LIMIT = 8 * 1024 * 1024;
@@ -113,6 +121,28 @@ interface LiveModel {
 /** The class of `classes` that a ground-truth label names (`1` or `"1"`), undefined when it names none. */
 function classOf(label: number | string, classes: readonly number[]): number | undefined {
   return classes.find((c) => (typeof label === 'number' ? c === label : String(c) === label.trim()));
+}
+
+/** A regression's true value from a label (`12.5` or `"12.5"`), undefined when it is not a finite number. */
+function valueOf(label: number | string): number | undefined {
+  const value = typeof label === 'number' ? label : label.trim() === '' ? Number.NaN : Number(label);
+  return Number.isFinite(value) ? value : undefined;
+}
+
+/** A row's prediction as answered: the task's fields only. */
+function answerOf(p: Prediction): RowPrediction {
+  return {
+    ...(p.label !== undefined ? { label: p.label } : {}),
+    ...(p.probability !== undefined ? { probability: p.probability } : {}),
+    ...(p.probabilities !== undefined ? { probabilities: p.probabilities } : {}),
+    ...(p.value !== undefined ? { value: p.value } : {}),
+  };
+}
+
+/** How many rows a request that failed the schema says it carries (for counting its refusal); 1 unless a batch. */
+function rowsClaimed(body: unknown): number {
+  const rows = (body as { rows?: unknown } | null)?.rows;
+  return Array.isArray(rows) ? Math.min(Math.max(rows.length, 1), MAX_BATCH_ROWS) : 1;
 }
 
 /** `value` parsed by `schema`, or a 400 `invalid <what>: <path>: <expected>` on one line. */
@@ -183,8 +213,15 @@ class GatewayCore {
             throw new ArtifactError('invalid', 'no artifact digest is recorded (deployed before digests were)');
           }
           // The same checks as a deploy: the root may have changed since, and the files must still be the trained ones.
-          version.host = await ModelHost.load(await this.artifactFolder(artifactDir), { digest: artifactDigest });
-          if (version.host.sketchPlan) version.counters.sketchInputs(version.host.sketchPlan);
+          const host = await ModelHost.load(await this.artifactFolder(artifactDir), { digest: artifactDigest });
+          const binning = binningOf(host, version.record.predictionEdges);
+          if (typeof binning === 'string') {
+            await host.release().catch(() => undefined);
+            throw new ArtifactError('invalid', binning);
+          }
+          version.host = host;
+          version.counters.binPredictions(binning);
+          if (host.sketchPlan) version.counters.sketchInputs(host.sketchPlan);
         } catch (err) {
           // Keep routing as it was: the version's traffic fails visibly (errors) instead of moving silently. A deploy
           // of the same folder and digest retries the load.
@@ -198,7 +235,7 @@ class GatewayCore {
     this.log.info({ models: this.models.size, ops: this.journal.size }, 'gateway routing restored');
   }
 
-  async predict(model: string, body: unknown): Promise<PredictResponse> {
+  async predict(model: string, body: unknown): Promise<PredictResponse | BatchPredictResponse> {
     const live = this.models.get(model);
     const table = live?.table;
     if (!live || !table) throw new HttpError(404, `model '${model}' has no routing (no version has traffic)`);
@@ -208,25 +245,118 @@ class GatewayCore {
       // Count the refusal against the version the user is routed to, when the request says who the user is.
       const userId = (body as { userId?: unknown } | null)?.userId;
       if (typeof userId === 'string' && userId.length > 0) {
-        live.versions.get(route(table, userId))?.counters.recordInvalid();
+        live.versions.get(route(table, userId))?.counters.recordInvalid(rowsClaimed(body));
       }
       throw new HttpError(400, `invalid request: ${firstProblem(parsed.error)}`);
     }
     const request = parsed.data;
-    const versionName = route(table, request.userId);
+    const batch = request.rows !== undefined;
+    const served = await this.serveRows(model, {
+      userId: request.userId,
+      rows: request.rows ?? [request.features!],
+      batch,
+      ...(request.requestId !== undefined ? { requestId: request.requestId } : {}),
+      ...(request.requestIds !== undefined ? { requestIds: request.requestIds } : {}),
+    });
+    const { version, host, predictions, latencyMs, requestId, ids } = served;
+    if (!batch) return { requestId, model, version, task: host.task, ...answerOf(predictions[0]!), latencyMs };
+    return {
+      requestId,
+      model,
+      version,
+      task: host.task,
+      predictions: predictions.map((p, i) => ({ requestId: ids[i]!, ...answerOf(p) })),
+      latencyMs,
+    };
+  }
+
+  /**
+   * Routes a request's rows (by `userId`: sticky), predicts them on the version, counts them and remembers each row's
+   * prediction under its request id for labels: one row under `requestId` (generated when absent), a batch's rows
+   * under `requestIds` or `<requestId>/<i>`. What `/v1` and the Open Inference Protocol's `/v2` both serve.
+   */
+  async serveRows(
+    model: string,
+    request: {
+      userId: string;
+      rows: readonly Features[];
+      batch: boolean;
+      requestId?: string;
+      requestIds?: string[];
+      /** Serve only if the user is routed to this version (409 otherwise, before anything is counted). */
+      version?: string;
+    },
+  ): Promise<{
+    version: string;
+    host: ModelHost;
+    predictions: Prediction[];
+    latencyMs: number;
+    requestId: string;
+    ids: string[];
+  }> {
+    const { live, version } = this.routed(model, request.userId);
+    if (request.version !== undefined && request.version !== version) {
+      throw new HttpError(
+        409,
+        `this caller is routed to version '${version}' of model '${model}', not '${request.version}'; ` +
+          'predict without a version to be routed',
+      );
+    }
+    const { predictions, latencyMs, host } = await this.inferRows(model, live, version, request.rows, request.batch);
+    const requestId = request.requestId ?? randomUUID();
+    const ids = request.batch ? (request.requestIds ?? request.rows.map((_, i) => `${requestId}/${i}`)) : [requestId];
+    this.remember(model, version, host, ids, predictions);
+    return { version, host, predictions, latencyMs, requestId, ids };
+  }
+
+  /**
+   * What the Open Inference Protocol's metadata and readiness answer about a model: its deployed versions (routing
+   * order) and, for `version` or else the newest version with traffic, its manifest and whether it is loaded. 404 when
+   * the model (or that version) is not deployed.
+   */
+  modelInfo(
+    model: string,
+    version?: string,
+  ): { versions: string[]; version: string; manifest: ModelManifest | undefined; ready: boolean } {
+    const live = this.models.get(model);
+    const record = this.state.models.get(model);
+    if (!live || !record) throw new HttpError(404, `model '${model}' is not deployed`);
+    const order = [...record.versions].sort((a, b) => b.seq - a.seq).map((v) => v.version);
+    const serving = order.find((v) => (record.weights.get(v) ?? 0) > 0);
+    const chosen = version ?? serving ?? order[0];
+    const found = chosen === undefined ? undefined : live.versions.get(chosen);
+    if (!found || chosen === undefined) {
+      throw new HttpError(404, `version '${version}' of model '${model}' is not deployed`);
+    }
+    const ready = found.host !== undefined && (version === undefined ? live.table !== undefined : true);
+    return { versions: order, version: chosen, manifest: found.host?.manifest, ready };
+  }
+
+  /**
+   * Predicts `rows` on a version (routed already), counting everything in its telemetry: the rows' inputs, then
+   * either a refusal (invalid input, 400), a failure (down, not loaded, inference: 5xx) or a success with its latency
+   * and each row's prediction. Shared by `/v1` and the Open Inference Protocol's `/v2`.
+   */
+  async inferRows(
+    model: string,
+    live: LiveModel,
+    versionName: string,
+    rows: readonly Features[],
+    batch: boolean,
+  ): Promise<{ predictions: Prediction[]; latencyMs: number; host: ModelHost }> {
     const version = live.versions.get(versionName);
     if (!version) throw new Error(`routing table of '${model}' names undeployed version '${versionName}'`);
-    version.counters.recordInputs(request.features);
+    for (const row of rows) version.counters.recordInputs(row);
     const faults = version.faults;
     if (faults?.down) {
       // An unreachable version answers nothing, not even input checks (those are the version's own).
-      version.counters.recordError();
+      version.counters.recordError(rows.length);
       const outage = faults.outage();
       throw new HttpError(outage.statusCode, outage.message);
     }
     const host = version.host;
     if (!host) {
-      version.counters.recordError();
+      version.counters.recordError(rows.length);
       // Public callers learn nothing about artifacts: the reason is in the gateway's log.
       throw new HttpError(
         500,
@@ -236,21 +366,21 @@ class GatewayCore {
     }
     let feeds;
     try {
-      feeds = host.prepare(request.features);
+      feeds = host.prepare(rows, batch);
     } catch (err) {
       if (err instanceof InvalidInputError) {
-        version.counters.recordInvalid();
+        version.counters.recordInvalid(rows.length);
         throw new HttpError(400, `invalid input: ${err.message}`);
       }
-      version.counters.recordError();
+      version.counters.recordError(rows.length);
       throw err;
     }
     const started = performance.now();
-    let prediction;
+    let predictions: Prediction[];
     try {
-      prediction = await host.run(feeds, faults?.beforeInference());
+      predictions = await host.run(feeds, rows.length, faults?.beforeInference());
     } catch (err) {
-      version.counters.recordError();
+      version.counters.recordError(rows.length);
       // Injected on purpose by an operator (logged when the faults were set): an expected outcome.
       if (err instanceof InjectedFaultError) throw new HttpError(err.statusCode, err.message);
       this.log.error({ model, version: versionName, err }, 'inference failed');
@@ -260,25 +390,47 @@ class GatewayCore {
       );
     }
     const latencyMs = performance.now() - started;
-    version.counters.recordSuccess(latencyMs, prediction.label === POSITIVE_LABEL, prediction.probability);
-    const requestId = request.requestId ?? randomUUID();
-    // A caller-chosen request id still waiting for its label keeps its first prediction: this one is answered, not
-    // remembered (see PredictionMemory.remember), so nobody can swap another caller's prediction under its label.
-    this.memory.remember(model, requestId, {
-      version: versionName,
-      counters: version.counters,
-      classes: host.manifest.classes,
-      label: prediction.label,
-      probability: prediction.probability,
+    version.counters.recordSuccess(latencyMs, predictions);
+    return { predictions, latencyMs, host };
+  }
+
+  /**
+   * Remembers each row's prediction under its request id for the labels that arrive later. A caller-chosen request id
+   * still waiting for its label keeps its first prediction: a later one is answered, not remembered (see
+   * PredictionMemory.remember), so nobody can swap another caller's prediction under its label.
+   */
+  remember(
+    model: string,
+    versionName: string,
+    host: ModelHost,
+    ids: readonly string[],
+    predictions: Prediction[],
+  ): void {
+    const counters = this.models.get(model)?.versions.get(versionName)?.counters;
+    if (!counters) return;
+    const { task, classes } = host.manifest;
+    predictions.forEach((p, i) => {
+      this.memory.remember(model, ids[i]!, {
+        version: versionName,
+        counters,
+        task,
+        classes,
+        ...(p.label !== undefined ? { label: p.label } : {}),
+        ...(task === 'binary-classification' && p.probability !== undefined ? { probability: p.probability } : {}),
+        ...(p.probabilities !== undefined
+          ? { probabilities: Float32Array.from(p.probabilities), classIndex: p.classIndex ?? 0 }
+          : {}),
+        ...(p.value !== undefined ? { value: p.value } : {}),
+      });
     });
-    return {
-      requestId,
-      model,
-      version: versionName,
-      label: prediction.label,
-      probability: prediction.probability,
-      latencyMs,
-    };
+  }
+
+  /** The live model of `model` and the version a user is routed to; 404 when it has no routing. */
+  routed(model: string, userId: string): { live: LiveModel; version: string } {
+    const live = this.models.get(model);
+    const table = live?.table;
+    if (!live || !table) throw new HttpError(404, `model '${model}' has no routing (no version has traffic)`);
+    return { live, version: route(table, userId) };
   }
 
   /**
@@ -299,19 +451,22 @@ class GatewayCore {
         joins.push(undefined);
         return;
       }
-      const actual = classOf(label, entry.classes);
+      const regression = entry.task === 'regression';
+      const actual = regression ? valueOf(label) : classOf(label, entry.classes);
       if (actual === undefined) {
+        const why = regression
+          ? `not a number, and version '${entry.version}' of model '${model}' is a regression`
+          : `not a class of version '${entry.version}' of model '${model}' (classes ${entry.classes.join(', ')})`;
         throw new HttpError(
           400,
-          `invalid labels request: labels[${i}].label: ${JSON.stringify(label)} is not a class of version ` +
-            `'${entry.version}' of model '${model}' (classes ${entry.classes.join(', ')}); no label of this call was counted`,
+          `invalid labels request: labels[${i}].label: ${JSON.stringify(label)} is ${why}; no label of this call was counted`,
         );
       }
       joins.push({ entry, actual });
     });
     const result: LabelsResponse = { accepted: 0, unknown: 0, duplicate: 0 };
     for (const join of joins) {
-      if (join) result[this.memory.label(join.entry, join.actual, POSITIVE_LABEL)]++;
+      if (join) result[this.memory.label(join.entry, join.actual)]++;
       else result.unknown++;
     }
     return result;
@@ -349,8 +504,8 @@ class GatewayCore {
         if (existing.host) return this.recordNoop(op);
         // Its artifact failed to load on restore: a deploy of the same folder retries the load, and records the
         // digest of a version deployed before digests were.
-        const host = await this.loadArtifact(model, versionName, artifactDir, artifactDigest);
-        const record: DeployedVersionRecord = { ...recorded, artifactDigest };
+        const { host, binning } = await this.loadArtifact(model, versionName, artifactDir, request);
+        const record: DeployedVersionRecord = { ...recorded, artifactDigest, ...edgesOf(binning) };
         try {
           await this.commit(
             op,
@@ -365,16 +520,18 @@ class GatewayCore {
         }
         existing.record = record;
         existing.host = host;
+        existing.counters.binPredictions(binning);
         if (host.sketchPlan) existing.counters.sketchInputs(host.sketchPlan);
         this.log.info({ model, version: versionName, artifactDir, opId: op.opId }, 'model version reloaded');
         return { opId: op.opId, applied: true };
       }
 
-      const host = await this.loadArtifact(model, versionName, artifactDir, artifactDigest);
+      const { host, binning } = await this.loadArtifact(model, versionName, artifactDir, request);
       const record: DeployedVersionRecord = {
         version: versionName,
         artifactDir,
         artifactDigest,
+        ...edgesOf(binning),
         deployedAt: new Date().toISOString(),
         seq: this.state.nextSeq,
       };
@@ -398,6 +555,7 @@ class GatewayCore {
       }
       this.telemetry.drop(model, versionName);
       const counters = this.telemetry.counters(model, versionName);
+      counters.binPredictions(binning);
       if (host.sketchPlan) counters.sketchInputs(host.sketchPlan);
       target.versions.set(versionName, { record, host, counters, faults: undefined });
       this.log.info(
@@ -617,8 +775,17 @@ class GatewayCore {
   }
 
   /** Loads the artifact of a deploy from `artifactDir` (a real path inside the root) if its bytes have `digest`. */
-  private loadArtifact(model: string, version: string, artifactDir: string, digest: string): Promise<ModelHost> {
-    return this.refusingArtifact(model, version, () => ModelHost.load(artifactDir, { digest }));
+  /** Loads a deploy's artifact and checks that the deploy gives what its task needs (a regression's bin edges). */
+  private async loadArtifact(model: string, version: string, artifactDir: string, request: DeployRequest) {
+    const host = await this.refusingArtifact(model, version, () =>
+      ModelHost.load(artifactDir, { digest: request.artifactDigest }),
+    );
+    const binning = binningOf(host, request.predictionEdges);
+    if (typeof binning === 'string') {
+      await host.release().catch(() => undefined);
+      throw new HttpError(422, `invalid deploy request: ${binning}`);
+    }
+    return { host, binning };
   }
 
   /**
@@ -635,6 +802,24 @@ class GatewayCore {
     }
   }
 }
+
+/**
+ * How a loaded version's predictions are binned, or why they cannot be: a regression needs the bin edges its
+ * validation computed (the deploy's `predictionEdges`); a classifier's bins are fixed.
+ */
+function binningOf(host: ModelHost, edges: readonly number[] | undefined): PredictionBinning | string {
+  const { task, classes } = host.manifest;
+  if (task !== 'regression') return { task, classes: classes.length };
+  if (!edges || edges.length !== PREDICTION_EDGES) {
+    return (
+      `predictionEdges: a regression model is deployed with the ${PREDICTION_EDGES} bin edges of its validation ` +
+      `predictions (${PREDICTION_BASELINE_FILE} beside the artifact)`
+    );
+  }
+  return { task, edges };
+}
+
+const edgesOf = (binning: PredictionBinning) => (binning.edges ? { predictionEdges: [...binning.edges] } : {});
 
 /** What the log says about an artifact failure: the kind and the real cause. */
 function artifactDetail(err: unknown): { problem?: string; detail?: string } {
@@ -777,9 +962,13 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
   await core.restore();
 
   const publicApp = listener(logger);
-  publicApp.post<{ Params: { model: string } }>('/v1/models/:model/predict', async (request) =>
-    core.predict(request.params.model, request.body),
+  publicApp.post<{ Params: { model: string } }>(
+    '/v1/models/:model/predict',
+    { bodyLimit: PREDICT_BODY_LIMIT },
+    async (request) => core.predict(request.params.model, request.body),
   );
+  // The Open Inference Protocol (KServe v2) beside /v1: the same routing, telemetry and labels.
+  await publicApp.register(openInference(core, PREDICT_BODY_LIMIT));
   publicApp.post(
     '/v1/models/:model/labels',
     {

@@ -1,7 +1,23 @@
 import { randomUUID } from 'node:crypto';
 import { DataSketcher, type SketchPlan } from '../drift/sketch';
-import { emptyQualityCounters, lossesOf, type QualityCounters } from '../shared/quality';
+import { countLabel, emptyQualityCounters, type LabelledPrediction, type QualityCounters } from '../shared/quality';
+import { DEFAULT_TASK, type Task } from '../shared/task';
 import { LATENCY_BUCKETS_MS, PREDICTION_BINS, type ModelTelemetry, type VersionTelemetry } from '../shared/telemetry';
+
+/** How a version's predictions are binned: its task, a multiclass model's number of classes, a regression's edges. */
+export interface PredictionBinning {
+  task: Task;
+  classes?: number;
+  /** Regression: the PREDICTION_BINS − 1 inner edges (bin i holds (edges[i-1], edges[i]]). */
+  edges?: readonly number[];
+}
+
+/** What the counters need of one successful row (src/serving/model-host.ts `Prediction`). */
+export interface CountedPrediction {
+  label?: number;
+  binned: number;
+  classIndex?: number;
+}
 
 /**
  * Cumulative counters of one deployed model version, cheap to update on the prediction hot path (plain numbers and
@@ -17,6 +33,8 @@ export class VersionCounters {
   lastSuccessAtMs = 0;
   readonly latencyBucketCounts = new Float64Array(LATENCY_BUCKETS_MS.length + 1);
   readonly predictionBinCounts = new Float64Array(PREDICTION_BINS);
+  private binning: PredictionBinning = { task: DEFAULT_TASK };
+  private classCounts: Float64Array | undefined;
 
   /** Input sketch on the training profile's bins; set when the version's artifact has a profile. */
   private inputs: DataSketcher | undefined;
@@ -32,6 +50,17 @@ export class VersionCounters {
     readonly epoch?: string,
   ) {}
 
+  /** How this version's predictions are binned: set when its model is loaded, before any prediction. */
+  binPredictions(binning: PredictionBinning): void {
+    this.binning = binning;
+    this.classCounts =
+      binning.task === 'multiclass-classification' ? new Float64Array(binning.classes ?? 0) : undefined;
+  }
+
+  get task(): Task {
+    return this.binning.task;
+  }
+
   /** Starts counting inputs on `plan` (from zero). */
   sketchInputs(plan: SketchPlan): void {
     this.inputs = new DataSketcher(plan);
@@ -42,52 +71,48 @@ export class VersionCounters {
     this.inputs?.record(features);
   }
 
-  /** A successful prediction: its latency, predicted label and positive-class probability. */
-  recordSuccess(latencyMs: number, positive: boolean, probability: number, nowMs: number = Date.now()): void {
-    this.requests++;
+  /**
+   * A successful prediction request: its latency (counted once, per request) and each row's prediction (counted per
+   * row: its bin, a binary classifier's positive label, a multiclass one's class).
+   */
+  recordSuccess(latencyMs: number, rows: readonly CountedPrediction[], nowMs: number = Date.now()): void {
+    this.requests += rows.length;
     this.latencySumMs += latencyMs;
     const bucket = latencyBucketIndex(latencyMs);
     this.latencyBucketCounts[bucket] = (this.latencyBucketCounts[bucket] as number) + 1;
-    const bin = predictionBinIndex(probability);
-    this.predictionBinCounts[bin] = (this.predictionBinCounts[bin] as number) + 1;
-    if (positive) this.positiveCount++;
+    const { task, edges } = this.binning;
+    for (const row of rows) {
+      const bin = task === 'regression' ? valueBinIndex(row.binned, edges ?? []) : predictionBinIndex(row.binned);
+      this.predictionBinCounts[bin] = (this.predictionBinCounts[bin] as number) + 1;
+      if (task === 'binary-classification' && row.label === 1) this.positiveCount++;
+      if (this.classCounts && row.classIndex !== undefined && row.classIndex < this.classCounts.length) {
+        this.classCounts[row.classIndex] = (this.classCounts[row.classIndex] as number) + 1;
+      }
+    }
     this.lastSuccessAtMs = nowMs;
   }
 
-  /** A prediction that failed on the server side (inference error, model not loaded). */
-  recordError(): void {
-    this.requests++;
-    this.errors++;
+  /** A prediction request of `rows` rows that failed on the server side (inference error, model not loaded). */
+  recordError(rows = 1): void {
+    this.requests += rows;
+    this.errors += rows;
   }
 
-  /** A request refused as invalid input; not counted in `requests`. */
-  recordInvalid(): void {
-    this.invalidRequests++;
+  /** A request of `rows` rows refused as invalid input; not counted in `requests`. */
+  recordInvalid(rows = 1): void {
+    this.invalidRequests += rows;
   }
 
-  /**
-   * The ground-truth label of one of this version's successful predictions: `predicted` and `actual` are class labels,
-   * `probability` the positive-class probability the prediction answered.
-   */
-  recordLabel(predicted: number, probability: number, actual: number, positiveLabel: number): void {
-    const q = this.quality;
-    const predictedPositive = predicted === positiveLabel;
-    const actualPositive = actual === positiveLabel;
-    q.labeled++;
-    if (predicted === actual) q.correct++;
-    if (predictedPositive && actualPositive) q.truePositives++;
-    else if (predictedPositive) q.falsePositives++;
-    else if (actualPositive) q.falseNegatives++;
-    else q.trueNegatives++;
-    const losses = lossesOf(probability, actualPositive);
-    q.logLossSum += losses.logLoss;
-    q.brierSum += losses.brier;
+  /** The ground-truth label of one of this version's successful predictions. */
+  recordLabel(prediction: LabelledPrediction): void {
+    countLabel(this.quality, prediction);
   }
 
   snapshot(): VersionTelemetry {
     return {
       version: this.version,
       ...(this.epoch !== undefined ? { epoch: this.epoch } : {}),
+      task: this.binning.task,
       requests: this.requests,
       errors: this.errors,
       invalidRequests: this.invalidRequests,
@@ -95,9 +120,10 @@ export class VersionCounters {
       latencySumMs: this.latencySumMs,
       predictionBinCounts: Array.from(this.predictionBinCounts),
       positiveCount: this.positiveCount,
+      ...(this.classCounts ? { classCounts: Array.from(this.classCounts) } : {}),
       ...(this.lastSuccessAtMs > 0 ? { lastSuccessAt: new Date(this.lastSuccessAtMs).toISOString() } : {}),
       ...(this.inputs ? { inputs: this.inputs.snapshot() } : {}),
-      ...(this.quality.labeled > 0 ? { quality: { ...this.quality } } : {}),
+      ...(this.quality.labeled > 0 ? { quality: copyQuality(this.quality) } : {}),
     };
   }
 }
@@ -117,6 +143,31 @@ export function predictionBinIndex(probability: number): number {
   if (!(probability > 0)) return 0; // also NaN
   const bin = Math.floor(probability * PREDICTION_BINS);
   return bin >= PREDICTION_BINS ? PREDICTION_BINS - 1 : bin;
+}
+
+/**
+ * Index of the bin of a regression's predicted value: bin i holds (edges[i-1], edges[i]], the first is open below and
+ * the last open above. With tied edges the value goes to the first bin whose upper edge reaches it.
+ */
+export function valueBinIndex(value: number, edges: readonly number[]): number {
+  let lo = 0;
+  let hi = edges.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if ((edges[mid] as number) < value) lo = mid + 1;
+    else hi = mid;
+  }
+  return Math.min(lo, PREDICTION_BINS - 1);
+}
+
+/** A copy whose arrays are not the live counters'. */
+function copyQuality(q: QualityCounters): QualityCounters {
+  return {
+    ...q,
+    ...(q.classTruePositives ? { classTruePositives: [...q.classTruePositives] } : {}),
+    ...(q.classFalsePositives ? { classFalsePositives: [...q.classFalsePositives] } : {}),
+    ...(q.classFalseNegatives ? { classFalseNegatives: [...q.classFalseNegatives] } : {}),
+  };
 }
 
 /**

@@ -29,6 +29,7 @@ export const SERVING_ALERT_KINDS = [
   'serving-latency',
   'serving-outage',
   'model-quality',
+  'estimated-quality',
   'serving-quota',
 ] as const;
 

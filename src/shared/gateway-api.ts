@@ -1,6 +1,8 @@
 import { z } from 'zod';
 import { ArtifactDigest } from './artifact-digest';
 import { FeatureName, featureNameProblem, nameRecord, VersionName } from './names';
+import { DEFAULT_TASK, MAX_CLASSES, Task } from './task';
+import { PREDICTION_BINS } from './prediction-bins';
 
 /**
  * The serving gateway's HTTP contract. Two listeners: the public one serves `/v1/...` (predictions, and labels with
@@ -35,6 +37,18 @@ export const OpId = z
 /** Longest artifact folder path (Linux's PATH_MAX). */
 export const MAX_ARTIFACT_DIR_LENGTH = 4096;
 
+/** Most quantile edges a deploy may give: one fewer than the prediction bins. */
+export const PREDICTION_EDGES = PREDICTION_BINS - 1;
+
+/**
+ * The inner edges of a regression's prediction bins: the ventiles of its predictions on the test set at validation,
+ * non-decreasing (ties leave empty bins). Bin i holds (edges[i-1], edges[i]].
+ */
+export const PredictionEdges = z
+  .array(z.number().finite())
+  .length(PREDICTION_EDGES, `${PREDICTION_EDGES} edges (the ventiles of the validation predictions)`)
+  .refine((e) => e.every((x, i) => i === 0 || x >= (e[i - 1] as number)), 'edges in non-decreasing order');
+
 /**
  * PUT /admin/models/:model/versions/:version. The folder must resolve (symbolic links followed) inside the gateway's
  * artifact root, and its files must have `artifactDigest`: the gateway loads the model from the very bytes it hashed.
@@ -49,6 +63,11 @@ export const DeployRequest = z.object({
     .max(MAX_ARTIFACT_DIR_LENGTH, `a folder path of at most ${MAX_ARTIFACT_DIR_LENGTH} characters`),
   /** The artifact's digest recorded at training (src/artifacts/digest.ts). */
   artifactDigest: ArtifactDigest,
+  /**
+   * A regression's prediction bin edges from validation (required for one: its telemetry bins predictions on them);
+   * ignored for classifiers, whose bins are fixed.
+   */
+  predictionEdges: PredictionEdges.optional(),
 });
 export type DeployRequest = z.infer<typeof DeployRequest>;
 
@@ -195,39 +214,134 @@ const RequestFeatures = z.unknown().transform((features, ctx): Record<string, Fe
   return valid ? (features as Record<string, FeatureValue>) : z.NEVER;
 });
 
-/** POST /v1/models/:model/predict */
-export const PredictRequest = z.object({
-  /** Sticky routing key: a user keeps its version while the weights hold. */
-  userId: z.string().min(1),
-  /**
-   * Echoed in the answer; the key that ground-truth labels name. A longer one than MAX_LABEL_REQUEST_ID_LENGTH
-   * (src/shared/quality.ts) is served but not remembered for labels.
-   */
-  requestId: z.string().min(1).optional(),
-  features: RequestFeatures,
-});
+/** Most rows one prediction request may carry (`rows`): a batch is routed, checked and answered as a whole. */
+export const MAX_BATCH_ROWS = 1000;
+
+/**
+ * POST /v1/models/:model/predict: one row (`features`) or a batch (`rows`, at most {@link MAX_BATCH_ROWS}), never
+ * both. A batch goes to one version (the user's, by `userId`), is refused whole when any row is invalid (the error
+ * names the row) and is answered row by row in order.
+ */
+export const PredictRequest = z
+  .object({
+    /** Sticky routing key: a user keeps its version while the weights hold. */
+    userId: z.string().min(1),
+    /**
+     * Echoed in the answer; the key that ground-truth labels name. A longer one than MAX_LABEL_REQUEST_ID_LENGTH
+     * (src/shared/quality.ts) is served but not remembered for labels. In a batch, row i is remembered as
+     * `<requestId>/<i>` unless `requestIds` names each row.
+     */
+    requestId: z.string().min(1).optional(),
+    features: RequestFeatures.optional(),
+    rows: z
+      .array(RequestFeatures)
+      .min(1, 'at least one row')
+      .max(MAX_BATCH_ROWS, `at most ${MAX_BATCH_ROWS} rows per request`)
+      .optional(),
+    /** A batch's request id per row (the keys its labels name), as many as rows. */
+    requestIds: z.array(z.string().min(1)).max(MAX_BATCH_ROWS).optional(),
+  })
+  .superRefine((r, ctx) => {
+    if ((r.features === undefined) === (r.rows === undefined)) {
+      ctx.addIssue({ code: 'custom', message: 'give either features (one row) or rows (a batch)' });
+    }
+    if (r.requestIds !== undefined && r.requestIds.length !== (r.rows?.length ?? -1)) {
+      ctx.addIssue({ code: 'custom', path: ['requestIds'], message: 'one request id per row of rows' });
+    }
+  });
 export type PredictRequest = z.infer<typeof PredictRequest>;
 
-export const PredictResponse = z.object({
+/**
+ * One row's prediction, by task: a classifier's `label` (a class of the manifest), a binary classifier's `probability`
+ * of the positive class (label 1), a multiclass classifier's `probabilities` in the manifest's order of classes and
+ * `probability` of its predicted class; a regression's `value`.
+ */
+export const RowPrediction = z.object({
+  label: z.number().int().optional(),
+  probability: z.number().optional(),
+  probabilities: z.array(z.number()).optional(),
+  value: z.number().optional(),
+});
+export type RowPrediction = z.infer<typeof RowPrediction>;
+
+/** Answer to one row: the row's prediction beside the request's fields. */
+export const PredictResponse = RowPrediction.extend({
   requestId: z.string(),
   model: z.string(),
   version: z.string(),
-  label: z.number().int(),
-  /** Probability of the positive class (label 1). */
-  probability: z.number(),
+  task: Task.optional(),
   latencyMs: z.number(),
 });
 export type PredictResponse = z.infer<typeof PredictResponse>;
 
-/** model.json, written by the trainer beside model.onnx. */
-export const ModelManifest = z.object({
-  name: z.string(),
-  features: z
-    .array(z.object({ name: FeatureName, type: z.enum(['numeric', 'categorical']) }))
-    .min(1)
-    .max(MAX_REQUEST_FEATURES, `at most ${MAX_REQUEST_FEATURES} features (what a prediction may carry)`),
-  label: z.string(),
-  classes: z.array(z.number().int()),
-  outputs: z.object({ label: z.string(), probabilities: z.string() }),
+/** Answer to a batch: one prediction per row, in order, each with the request id its label names. */
+export const BatchPredictResponse = z.object({
+  requestId: z.string(),
+  model: z.string(),
+  version: z.string(),
+  task: Task,
+  predictions: z.array(RowPrediction.extend({ requestId: z.string() })),
+  /** The whole batch's latency; per row it is this divided by the rows. */
+  latencyMs: z.number(),
 });
+export type BatchPredictResponse = z.infer<typeof BatchPredictResponse>;
+
+/** model.json, written by the trainer beside model.onnx. */
+export const ModelManifest = z
+  .object({
+    name: z.string(),
+    /** What the model predicts; manifests written before tasks existed are binary classifiers. */
+    task: Task.default(DEFAULT_TASK),
+    features: z
+      .array(z.object({ name: FeatureName, type: z.enum(['numeric', 'categorical']) }))
+      .min(1)
+      .max(MAX_REQUEST_FEATURES, `at most ${MAX_REQUEST_FEATURES} features (what a prediction may carry)`),
+    label: z.string(),
+    /** A classifier's classes, as its label output answers them; the positive class of a binary one is 1. */
+    classes: z.array(z.number().int()).max(MAX_CLASSES, `at most ${MAX_CLASSES} classes`).default([]),
+    /** Optional display names of the classes, in the same order. */
+    classNames: z.array(z.string().min(1).max(128)).max(MAX_CLASSES).optional(),
+    /** The graph's output names: `label` and `probabilities` of a classifier, `value` of a regression. */
+    outputs: z.object({
+      label: z.string().optional(),
+      probabilities: z.string().optional(),
+      value: z.string().optional(),
+    }),
+  })
+  .superRefine((m, ctx) => {
+    const need = (field: 'label' | 'probabilities' | 'value') => {
+      if (m.outputs[field] === undefined) {
+        ctx.addIssue({ code: 'custom', path: ['outputs', field], message: `a ${m.task} model needs outputs.${field}` });
+      }
+    };
+    if (m.task === 'regression') {
+      need('value');
+      if (m.classes.length > 0) {
+        ctx.addIssue({ code: 'custom', path: ['classes'], message: 'a regression model has no classes' });
+      }
+      return;
+    }
+    need('label');
+    need('probabilities');
+    if (m.task === 'binary-classification' && (m.classes.length !== 2 || !m.classes.includes(1))) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['classes'],
+        message: `a binary-classification model has two classes, 1 the positive one; got ${m.classes.length}`,
+      });
+    }
+    if (m.task === 'multiclass-classification' && m.classes.length < 3) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['classes'],
+        message: `a multiclass-classification model has at least 3 classes; got ${m.classes.length}`,
+      });
+    }
+    if (new Set(m.classes).size !== m.classes.length) {
+      ctx.addIssue({ code: 'custom', path: ['classes'], message: 'classes repeat' });
+    }
+    if (m.classNames !== undefined && m.classNames.length !== m.classes.length) {
+      ctx.addIssue({ code: 'custom', path: ['classNames'], message: 'one name per class' });
+    }
+  });
 export type ModelManifest = z.infer<typeof ModelManifest>;

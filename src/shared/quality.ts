@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { MAX_CLASSES, type Task } from './task';
 
 /**
  * Model quality from delayed ground-truth labels: the labels API of the gateway and the arithmetic on its counters.
@@ -35,8 +36,20 @@ export const QualityCounters = z.object({
    * the true class clipped to [ε, 1 − ε] in each term.
    */
   logLossSum: z.number().nonnegative(),
-  /** Σ (p − y)² over labelled predictions. */
+  /** Σ (p − y)² over labelled predictions (multiclass: Σ over classes of (p_k − y_k)²). */
   brierSum: z.number().nonnegative(),
+  /**
+   * Multiclass: per class (the manifest's order), labelled predictions that predicted it rightly, predicted it
+   * wrongly, and missed it; macro-F1 is the mean of the classes' F1. The binary counters above stay 0.
+   */
+  classTruePositives: z.array(z.number().int().nonnegative()).max(MAX_CLASSES).optional(),
+  classFalsePositives: z.array(z.number().int().nonnegative()).max(MAX_CLASSES).optional(),
+  classFalseNegatives: z.array(z.number().int().nonnegative()).max(MAX_CLASSES).optional(),
+  /** Regression: Σ |ŷ − y|, Σ (ŷ − y)², Σ y and Σ y² over labelled predictions (MAE, RMSE and R² from them). */
+  absoluteErrorSum: z.number().nonnegative().optional(),
+  squaredErrorSum: z.number().nonnegative().optional(),
+  labelSum: z.number().optional(),
+  labelSquaredSum: z.number().nonnegative().optional(),
 });
 export type QualityCounters = z.infer<typeof QualityCounters>;
 
@@ -52,6 +65,12 @@ export interface Quality {
   logLoss: number | null;
   /** Mean Brier score. */
   brier: number | null;
+  /** Multiclass: the mean over classes of each class's F1 (a class never predicted nor labelled counts 0). */
+  macroF1: number | null;
+  /** Regression: mean absolute error, root mean squared error, coefficient of determination. */
+  mae: number | null;
+  rmse: number | null;
+  r2: number | null;
 }
 
 export function emptyQualityCounters(): QualityCounters {
@@ -86,17 +105,121 @@ export function qualityOf(quality: QualityCounters | undefined): Quality {
     recall: rate(q.truePositives, q.truePositives + q.falseNegatives),
     logLoss: rate(q.logLossSum, q.labeled),
     brier: rate(q.brierSum, q.labeled),
+    macroF1: macroF1Of(q),
+    mae: q.absoluteErrorSum === undefined ? null : rate(q.absoluteErrorSum, q.labeled),
+    rmse: q.squaredErrorSum === undefined || q.labeled === 0 ? null : Math.sqrt(q.squaredErrorSum / q.labeled),
+    r2: r2Of(q),
   };
 }
 
-const QUALITY_KEYS = Object.keys(QualityCounters.shape) as (keyof QualityCounters)[];
+function macroF1Of(q: QualityCounters): number | null {
+  const tp = q.classTruePositives;
+  const fp = q.classFalsePositives;
+  const fn = q.classFalseNegatives;
+  if (!tp || !fp || !fn || q.labeled === 0 || tp.length === 0) return null;
+  let sum = 0;
+  for (let c = 0; c < tp.length; c++) {
+    const denominator = 2 * (tp[c] ?? 0) + (fp[c] ?? 0) + (fn[c] ?? 0);
+    sum += denominator > 0 ? (2 * (tp[c] ?? 0)) / denominator : 0;
+  }
+  return sum / tp.length;
+}
+
+/** 1 − SSE/SST, SST = Σy² − (Σy)²/n; null without labels or when the labels do not vary. */
+function r2Of(q: QualityCounters): number | null {
+  if (q.squaredErrorSum === undefined || q.labelSum === undefined || q.labelSquaredSum === undefined) return null;
+  if (q.labeled < 2) return null;
+  const sst = q.labelSquaredSum - (q.labelSum * q.labelSum) / q.labeled;
+  return sst > 1e-12 * Math.max(1, q.labelSquaredSum) ? 1 - q.squaredErrorSum / sst : null;
+}
+
+/** A labelled prediction as the counters need it, by task. */
+export type LabelledPrediction =
+  | { task: 'binary-classification'; label: number; probability: number; actual: number }
+  | {
+      task: 'multiclass-classification';
+      classIndex: number;
+      probabilities: ArrayLike<number>;
+      actualIndex: number;
+    }
+  | { task: 'regression'; value: number; actual: number };
+
+/** Counts one labelled prediction into `q` (cumulative counters of its version). The positive class is label 1. */
+export function countLabel(q: QualityCounters, p: LabelledPrediction): void {
+  q.labeled++;
+  if (p.task === 'regression') {
+    const error = p.value - p.actual;
+    q.absoluteErrorSum = (q.absoluteErrorSum ?? 0) + Math.abs(error);
+    q.squaredErrorSum = (q.squaredErrorSum ?? 0) + error * error;
+    q.labelSum = (q.labelSum ?? 0) + p.actual;
+    q.labelSquaredSum = (q.labelSquaredSum ?? 0) + p.actual * p.actual;
+    return;
+  }
+  if (p.task === 'multiclass-classification') {
+    const k = p.probabilities.length;
+    const tp = (q.classTruePositives ??= new Array<number>(k).fill(0));
+    const fp = (q.classFalsePositives ??= new Array<number>(k).fill(0));
+    const fn = (q.classFalseNegatives ??= new Array<number>(k).fill(0));
+    if (p.classIndex === p.actualIndex) {
+      q.correct++;
+      tp[p.actualIndex] = (tp[p.actualIndex] ?? 0) + 1;
+    } else {
+      fp[p.classIndex] = (fp[p.classIndex] ?? 0) + 1;
+      fn[p.actualIndex] = (fn[p.actualIndex] ?? 0) + 1;
+    }
+    const truth = p.probabilities[p.actualIndex] ?? 0;
+    q.logLossSum += -Math.log(Math.min(1 - LOG_LOSS_EPSILON, Math.max(LOG_LOSS_EPSILON, truth)));
+    let brier = 0;
+    for (let c = 0; c < k; c++) brier += ((p.probabilities[c] ?? 0) - (c === p.actualIndex ? 1 : 0)) ** 2;
+    q.brierSum += brier;
+    return;
+  }
+  const predictedPositive = p.label === 1;
+  const actualPositive = p.actual === 1;
+  if (p.label === p.actual) q.correct++;
+  if (predictedPositive && actualPositive) q.truePositives++;
+  else if (predictedPositive) q.falsePositives++;
+  else if (actualPositive) q.falseNegatives++;
+  else q.trueNegatives++;
+  const losses = lossesOf(p.probability, actualPositive);
+  q.logLossSum += losses.logLoss;
+  q.brierSum += losses.brier;
+}
+
+/** The quality metrics a task's labels measure, the names the serving monitor's thresholds use. */
+export function qualityMetricsOf(task: Task): readonly (keyof Quality)[] {
+  return task === 'regression'
+    ? ['mae', 'rmse', 'r2']
+    : task === 'multiclass-classification'
+      ? ['accuracy', 'macroF1', 'logLoss']
+      : ['accuracy', 'precision', 'recall', 'logLoss', 'brier'];
+}
+
+const SCALAR_KEYS = [
+  'labeled',
+  'correct',
+  'truePositives',
+  'falsePositives',
+  'falseNegatives',
+  'trueNegatives',
+  'logLossSum',
+  'brierSum',
+  'absoluteErrorSum',
+  'squaredErrorSum',
+  'labelSquaredSum',
+] as const;
+const ARRAY_KEYS = ['classTruePositives', 'classFalsePositives', 'classFalseNegatives'] as const;
 
 /**
  * Whether some counter of `after` is below `before`'s: the counting started again from zero in between (a gateway
  * restart, an undeploy + redeploy). Every counter, the two sums included, only grows.
  */
 export function qualityRestarted(after: QualityCounters, before: QualityCounters): boolean {
-  return QUALITY_KEYS.some((key) => after[key] < before[key]);
+  // Σ y may fall (negative labels): it is differenced, never compared.
+  return (
+    SCALAR_KEYS.some((key) => (after[key] ?? 0) < (before[key] ?? 0)) ||
+    ARRAY_KEYS.some((key) => (before[key] ?? []).some((b, i) => (after[key]?.[i] ?? 0) < b))
+  );
 }
 
 /**
@@ -106,17 +229,26 @@ export function qualityRestarted(after: QualityCounters, before: QualityCounters
  */
 export function qualityWindow(after: QualityCounters, before: QualityCounters | undefined): QualityCounters {
   const base = before && !qualityRestarted(after, before) ? before : undefined;
-  const sub = (key: keyof QualityCounters) => after[key] - (base?.[key] ?? 0);
-  return {
-    labeled: sub('labeled'),
-    correct: sub('correct'),
-    truePositives: sub('truePositives'),
-    falsePositives: sub('falsePositives'),
-    falseNegatives: sub('falseNegatives'),
-    trueNegatives: sub('trueNegatives'),
-    logLossSum: sub('logLossSum'),
-    brierSum: sub('brierSum'),
+  const out: QualityCounters = {
+    labeled: after.labeled - (base?.labeled ?? 0),
+    correct: after.correct - (base?.correct ?? 0),
+    truePositives: after.truePositives - (base?.truePositives ?? 0),
+    falsePositives: after.falsePositives - (base?.falsePositives ?? 0),
+    falseNegatives: after.falseNegatives - (base?.falseNegatives ?? 0),
+    trueNegatives: after.trueNegatives - (base?.trueNegatives ?? 0),
+    logLossSum: after.logLossSum - (base?.logLossSum ?? 0),
+    brierSum: after.brierSum - (base?.brierSum ?? 0),
   };
+  for (const key of ['absoluteErrorSum', 'squaredErrorSum', 'labelSum', 'labelSquaredSum'] as const) {
+    const a = after[key];
+    // Sums of floats: rounding may leave a hair below zero in an empty window.
+    if (a !== undefined) out[key] = key === 'labelSum' ? a - (base?.[key] ?? 0) : Math.max(0, a - (base?.[key] ?? 0));
+  }
+  for (const key of ARRAY_KEYS) {
+    const a = after[key];
+    if (a !== undefined) out[key] = a.map((x, i) => x - (base?.[key]?.[i] ?? 0));
+  }
+  return out;
 }
 
 /**
@@ -125,8 +257,8 @@ export function qualityWindow(after: QualityCounters, before: QualityCounters | 
  */
 export const GroundTruthLabel = z.object({
   requestId: z.string().min(1, 'a non-empty request id').max(MAX_LABEL_REQUEST_ID_LENGTH),
-  label: z.union([z.number().int(), z.string().min(1)], {
-    error: 'a class label of the model: an integer such as 0 or 1, or the same as a string',
+  label: z.union([z.number().finite(), z.string().min(1).max(64)], {
+    error: 'a class label of the model (an integer such as 0 or 1, or the same as a string), or a regression target',
   }),
 });
 export type GroundTruthLabel = z.infer<typeof GroundTruthLabel>;

@@ -6,6 +6,7 @@ import { FeatureName, Identity, ModelName, nameRecord, VersionName } from './nam
 import { Architecture, Precision } from './hardware';
 import { DeploymentTargetSpec } from '../targets/spec';
 import { clipped } from './text';
+import { DEFAULT_TASK, Task } from './task';
 
 export { Identity } from './names';
 
@@ -398,11 +399,22 @@ export const MonitoringSpec = z
       .object({ severity: Severity.default('critical') })
       .strict()
       .default({ severity: 'critical' }),
-    /** From ground-truth labels joined to predictions by request id (`POST /v1/models/:model/labels`). */
+    /**
+     * From ground-truth labels joined to predictions by request id (`POST /v1/models/:model/labels`), by task:
+     * classifiers `minAccuracy` and `maxLogLoss`, multiclass also `minMacroF1`, regressions `maxMae`, `maxRmse` and
+     * `minR2` (a rule of another task is refused at start). `minEstimatedAccuracy` (classifiers) alerts
+     * (`estimated-quality`) when the accuracy estimated from the live prediction bins, calibrated on the test set at
+     * validation, falls below it, before any label arrives.
+     */
     quality: z
       .object({
         minAccuracy: z.number().gt(0).max(1).optional(),
         maxLogLoss: z.number().positive().optional(),
+        minMacroF1: z.number().gt(0).max(1).optional(),
+        maxMae: z.number().positive().optional(),
+        maxRmse: z.number().positive().optional(),
+        minR2: z.number().max(1).optional(),
+        minEstimatedAccuracy: z.number().gt(0).max(1).optional(),
         minLabels: z.number().int().positive().default(50),
         severity: Severity.default('warning'),
       })
@@ -421,12 +433,41 @@ export const MonitoringSpec = z
   .strict();
 export type MonitoringSpec = z.infer<typeof MonitoringSpec>;
 
+/**
+ * The serving monitor's quality rules: the spec field, the metric of src/shared/quality.ts it bounds, the bound's
+ * direction and the tasks that have the metric.
+ */
+export const QUALITY_RULES = [
+  {
+    field: 'minAccuracy',
+    metric: 'accuracy',
+    min: true,
+    tasks: ['binary-classification', 'multiclass-classification'],
+  },
+  { field: 'maxLogLoss', metric: 'logLoss', min: false, tasks: ['binary-classification', 'multiclass-classification'] },
+  { field: 'minMacroF1', metric: 'macroF1', min: true, tasks: ['multiclass-classification'] },
+  { field: 'maxMae', metric: 'mae', min: false, tasks: ['regression'] },
+  { field: 'maxRmse', metric: 'rmse', min: false, tasks: ['regression'] },
+  { field: 'minR2', metric: 'r2', min: true, tasks: ['regression'] },
+  {
+    field: 'minEstimatedAccuracy',
+    metric: 'estimatedAccuracy',
+    min: true,
+    tasks: ['binary-classification', 'multiclass-classification'],
+  },
+] as const satisfies readonly { field: string; metric: string; min: boolean; tasks: readonly Task[] }[];
+
 export const LifecycleSpec = z
   .object({
     apiVersion: z.literal('ml-lifecycle/v1'),
     kind: z.literal('Lifecycle'),
     model: ModelName,
     version: VersionName,
+    /**
+     * What the model predicts: `binary-classification` (default), `multiclass-classification` or `regression`. The
+     * artifact's manifest must say the same; telemetry, drift, validation and quality follow it.
+     */
+    task: Task.default(DEFAULT_TASK),
     description: z.string().max(2000).optional(),
     /** Identity of the pipeline or person starting the lifecycle; it may not approve its own gates. */
     submittedBy: Identity,
@@ -443,6 +484,19 @@ export const LifecycleSpec = z
   .strict()
   .superRefine(
     (spec, ctx) => {
+      // A quality rule of another task would never fire: refuse it, naming the task.
+      const quality = spec?.monitoring?.quality;
+      if (quality && typeof spec?.task === 'string') {
+        for (const rule of QUALITY_RULES) {
+          if (quality[rule.field] !== undefined && !(rule.tasks as readonly Task[]).includes(spec.task)) {
+            ctx.addIssue({
+              code: 'custom',
+              path: ['monitoring', 'quality', rule.field],
+              message: `not a rule of a ${spec.task} model (it applies to ${rule.tasks.join(', ')})`,
+            });
+          }
+        }
+      }
       const lists: [(string | number)[], unknown][] = [
         [['approval', 'approvers'], spec?.approval?.approvers],
         ...Object.entries(spec?.approval?.gates ?? {}).map(([gate, p]): [(string | number)[], unknown] => [

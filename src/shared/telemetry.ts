@@ -1,12 +1,12 @@
 import { z } from 'zod';
 import { DataSketch, maxSketchJsonBytes, type SketchPlan } from '../drift/sketch';
 import { QualityCounters } from './quality';
+import { MAX_CLASSES, Task } from './task';
 
 /** Upper bounds (ms) of the gateway's latency histogram buckets; one more bucket counts everything above the last. */
 export const LATENCY_BUCKETS_MS = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000] as const;
 
-/** The positive-class probability is counted in this many equal-width bins over [0, 1]. */
-export const PREDICTION_BINS = 20;
+export { PREDICTION_BINS } from './prediction-bins';
 
 /** Longest `VersionTelemetry.epoch`; the gateway's own (a UUID, `/`, a load number) are at most 53 characters. */
 export const MAX_EPOCH_LENGTH = 100;
@@ -27,19 +27,30 @@ export const VersionTelemetry = z.object({
     .max(MAX_EPOCH_LENGTH)
     .regex(/^[\x21-\x7e]*$/, 'printable ASCII characters, no spaces')
     .optional(),
-  /** Predictions attempted (successful + failed), excluding requests rejected as invalid input. */
+  /** What the version predicts (absent from snapshots of targets that do not say: a binary classifier). */
+  task: Task.optional(),
+  /**
+   * Rows whose prediction was attempted (successful + failed), excluding rows refused as invalid input. A request
+   * of one row counts 1, a batch its rows.
+   */
   requests: z.number().int().nonnegative(),
-  /** Predictions that failed on the server side (inference error, model not loadable). */
+  /** Rows whose prediction failed on the server side (inference error, model not loadable). */
   errors: z.number().int().nonnegative(),
-  /** Requests refused as invalid input (400) for this version. */
+  /** Rows refused as invalid input (400) for this version. */
   invalidRequests: z.number().int().nonnegative(),
-  /** Length LATENCY_BUCKETS_MS.length + 1; non-cumulative counts per bucket of successful predictions. */
+  /**
+   * Length LATENCY_BUCKETS_MS.length + 1; non-cumulative counts per bucket of successful prediction requests (a
+   * batch once, with its whole latency): the latency a caller sees. Per row it is `latencySumMs / (requests −
+   * errors)`.
+   */
   latencyBucketCounts: z.array(z.number().int().nonnegative()),
   latencySumMs: z.number().nonnegative(),
-  /** Length PREDICTION_BINS; counts of the positive-class probability per bin. */
+  /** Length PREDICTION_BINS; successful rows per prediction bin (see {@link PREDICTION_BINS}). */
   predictionBinCounts: z.array(z.number().int().nonnegative()),
-  /** Successful predictions whose predicted label is the positive class. */
+  /** Successful rows whose predicted label is the positive class (binary classifiers; 0 otherwise). */
   positiveCount: z.number().int().nonnegative(),
+  /** Multiclass: successful rows per predicted class, in the manifest's order of classes. */
+  classCounts: z.array(z.number().int().nonnegative()).max(MAX_CLASSES).optional(),
   /** ISO time of the last successful prediction, if any. */
   lastSuccessAt: z.string().optional(),
   /**
@@ -100,9 +111,21 @@ export const ModelTelemetry = z.object({
 });
 export type ModelTelemetry = z.infer<typeof ModelTelemetry>;
 
-/** Written next to a model's artifact at validation: its predictions on the test set, binned like live ones. */
+/**
+ * Written next to a model's artifact at validation: its predictions on the test set, binned like live ones, with what
+ * the gateway needs to bin a regression's live predictions (`edges`) and what estimates a classifier's accuracy
+ * without labels (`calibration`, src/domain/performance-estimation.ts). Files written before tasks existed have
+ * `rows` and `predictionBinCounts` only (a binary classifier).
+ */
 export const PREDICTION_BASELINE_FILE = 'validation-predictions.json';
 export interface PredictionBaseline {
+  task?: Task;
   rows: number;
   predictionBinCounts: number[];
+  /** Multiclass: rows per predicted class. */
+  classCounts?: number[];
+  /** Regression: the inner bin edges, the ventiles of the predictions (PREDICTION_BINS − 1 of them). */
+  edges?: number[];
+  /** Classifiers with a label column in the test set: accuracy per prediction bin. */
+  calibration?: { bins: number; counts: number[]; correct: number[]; confidence: number[] };
 }

@@ -28,6 +28,11 @@ export interface DeployRequestInput {
   artifactDir: string;
   /** The artifact's digest recorded at training (src/artifacts/digest.ts): the target loads only files that have it. */
   artifactDigest: string;
+  /**
+   * A regression's prediction bin edges, from its validation (the deploy activity reads them from
+   * validation-predictions.json beside the artifact): the target bins live predictions on them.
+   */
+  predictionEdges?: number[];
   opId: string;
 }
 
@@ -114,6 +119,7 @@ export class GatewayTarget implements DeploymentTarget {
       opId: input.opId,
       artifactDir: input.artifactDir,
       artifactDigest: input.artifactDigest,
+      ...(input.predictionEdges ? { predictionEdges: input.predictionEdges } : {}),
     });
   }
 
@@ -196,11 +202,11 @@ export class HttpTarget implements DeploymentTarget {
   }
 
   async deploy(input: DeployRequestInput): Promise<AdminResult> {
-    const { model, version, artifactDir, artifactDigest, opId } = input;
+    const { model, version, artifactDir, artifactDigest, predictionEdges, opId } = input;
     const { json } = await this.call(
       'deploy',
       { model, version },
-      { model, version, artifactDir, artifactDigest, opId },
+      { model, version, artifactDir, artifactDigest, ...(predictionEdges ? { predictionEdges } : {}), opId },
     );
     return HttpTarget.result(json, opId);
   }

@@ -11,6 +11,10 @@ import { windowOf } from '../../src/domain/guardrails';
 import { artifactDigest } from '../../src/artifacts/digest';
 import { createGateway } from '../../src/serving/server';
 import { PredictResponse } from '../../src/shared/gateway-api';
+
+/** A binary classifier's answer: its label and positive-class probability are always there. */
+const BinaryAnswer = PredictResponse.required({ label: true, probability: true });
+type BinaryAnswer = ReturnType<typeof BinaryAnswer.parse>;
 import {
   MAX_LABEL_REQUEST_ID_LENGTH,
   MAX_LABELS_PER_CALL,
@@ -189,11 +193,11 @@ describe('gateway ground-truth labels', () => {
   it('joins labels posted over HTTP to real predictions and reports quality per version', async () => {
     const gw = gateway;
     await deploy(gw, 'churn', { v1: 50, v2: 50 });
-    const answers: PredictResponse[] = [];
+    const answers: BinaryAnswer[] = [];
     for (let i = 0; i < 60; i++) {
       const reply = await predict(gw, 'churn', i, `req-${i}`);
       expect(reply.status).toBe(200);
-      answers.push(PredictResponse.parse(reply.body));
+      answers.push(BinaryAnswer.parse(reply.body));
     }
     expect(new Set(answers.map((a) => a.version))).toEqual(new Set(['v1', 'v2']));
     const before = await telemetry(gw, 'churn');
@@ -327,16 +331,18 @@ describe('gateway ground-truth labels', () => {
     expect((await predict(gw, 'churn-bad', 1, 'b-1')).status).toBe(200);
 
     const missing = await postLabels(gw, 'churn-bad', {
-      labels: [{ requestId: 'b-0', label: 1 }, { label: 1 }, { requestId: 'b-1', label: 0.5 }],
+      labels: [{ requestId: 'b-0', label: 1 }, { label: 1 }, { requestId: 'b-1', label: true }],
     });
     expect(missing.status).toBe(400);
     expect(missing.body.error).toMatch(/^invalid labels request: labels\[1\]\.requestId: .*\(and 1 more problem\)$/);
     expect(missing.body.error?.split('\n')).toHaveLength(1);
 
+    // A fraction is a regression's target, never a class of a classifier.
     const fraction = await postLabels(gw, 'churn-bad', { labels: [{ requestId: 'b-1', label: 0.5 }] });
     expect(fraction.status).toBe(400);
     expect(fraction.body.error).toBe(
-      'invalid labels request: labels[0].label: a class label of the model: an integer such as 0 or 1, or the same as a string',
+      `invalid labels request: labels[0].label: 0.5 is not a class of version 'v1' of model 'churn-bad' ` +
+        '(classes 0, 1); no label of this call was counted',
     );
 
     // A label the version's manifest does not know refuses the whole call, the good label before it included.
@@ -427,10 +433,10 @@ describe('gateway ground-truth labels', () => {
   it('keeps the first prediction of a request id that waits for its label: a re-use cannot replace it', async () => {
     const gw = gateway;
     await deploy(gw, 'churn-reuse', { v1: 100 });
-    const first = PredictResponse.parse((await predict(gw, 'churn-reuse', 0, 'shared-id')).body);
+    const first = BinaryAnswer.parse((await predict(gw, 'churn-reuse', 0, 'shared-id')).body);
     // Another row under the same caller-chosen id: answered, not remembered.
     const other = rows.findIndex((r, i) => i > 0 && r.churned !== (rows[0] as Row).churned);
-    const second = PredictResponse.parse((await predict(gw, 'churn-reuse', other, 'shared-id')).body);
+    const second = BinaryAnswer.parse((await predict(gw, 'churn-reuse', other, 'shared-id')).body);
     expect(second.requestId).toBe('shared-id');
     expect(second.probability).not.toBe(first.probability);
 
@@ -448,7 +454,7 @@ describe('gateway ground-truth labels', () => {
     );
 
     // Once labelled, the id is free again: a new prediction under it takes a label of its own.
-    const third = PredictResponse.parse((await predict(gw, 'churn-reuse', other, 'shared-id')).body);
+    const third = BinaryAnswer.parse((await predict(gw, 'churn-reuse', other, 'shared-id')).body);
     const otherActual = (rows[other] as Row).churned;
     expect(
       (await postLabels(gw, 'churn-reuse', { labels: [{ requestId: 'shared-id', label: otherActual }] })).body,

@@ -311,7 +311,7 @@ describe('serving gateway over HTTP', () => {
     expect(reply.body.requestId).toBe('req-123');
     expect(reply.body.probability).toBeGreaterThanOrEqual(0);
     expect(reply.body.probability).toBeLessThanOrEqual(1);
-    expect(reply.body.label).toBe(reply.body.probability > 0.5 ? 1 : 0);
+    expect(reply.body.label).toBe(reply.body.probability! > 0.5 ? 1 : 0);
   });
 
   it('refuses invalid input with a 400 naming the field, counted against the routed version', async () => {
@@ -880,7 +880,7 @@ describe('serving gateway fault injection', () => {
     const host = await ModelHost.load(modelA);
     let open!: () => void;
     const gate = new Promise<void>((resolve) => (open = resolve));
-    const running = host.run(host.prepare(row(0)), () => gate);
+    const running = host.run(host.prepare([row(0)]), 1, () => gate);
     let released = false;
     const releasing = host.release().then(() => {
       released = true;
@@ -888,8 +888,8 @@ describe('serving gateway fault injection', () => {
     await new Promise((resolve) => setTimeout(resolve, 50));
     expect(released).toBe(false);
     open();
-    const prediction = await running;
-    expect(prediction.probability).toBeGreaterThanOrEqual(0);
+    const [prediction] = await running;
+    expect(prediction?.probability).toBeGreaterThanOrEqual(0);
     await releasing;
     expect(released).toBe(true);
   });

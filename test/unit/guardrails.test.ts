@@ -66,7 +66,15 @@ function makeWindow(opts: {
     successes === 0 ? new Array<number>(LATENCY_LEN).fill(0) : scaleTo(opts.latency ?? FAST, successes);
   const predictionBinCounts =
     successes === 0 ? new Array<number>(PREDICTION_BINS).fill(0) : scaleTo(opts.predictions ?? PREDICTIONS, successes);
-  return { requests: opts.requests, errors, invalidRequests: 0, latencyBucketCounts, predictionBinCounts, successes };
+  return {
+    requests: opts.requests,
+    errors,
+    invalidRequests: 0,
+    latencyBucketCounts,
+    predictionBinCounts,
+    successes,
+    predictedRows: predictionBinCounts.reduce((a, b) => a + b, 0),
+  };
 }
 
 const RULES = AnalysisSpec.parse({}); // minSamples 100, errorRate 1%, p99 500 ms and 3x stable, PSI 0.25 at alpha 0.01
@@ -128,6 +136,7 @@ describe('windowOf', () => {
       latencyBucketCounts: bins(LATENCY_LEN, { 2: 140, 3: 101, 12: 6 }),
       predictionBinCounts: bins(PREDICTION_BINS, { 3: 100, 4: 131, 19: 16 }),
       successes: 247,
+      predictedRows: 247,
     });
   });
 
@@ -145,6 +154,7 @@ describe('windowOf', () => {
       latencyBucketCounts: bins(LATENCY_LEN, { 4: 38 }),
       predictionBinCounts: bins(PREDICTION_BINS, { 10: 38 }),
       successes: 38,
+      predictedRows: 38,
     });
   });
 
@@ -169,6 +179,7 @@ describe('windowOf', () => {
       latencyBucketCounts: bins(LATENCY_LEN, { 2: 300, 8: 300 }),
       predictionBinCounts: bins(PREDICTION_BINS, { 3: 600 }),
       successes: 600,
+      predictedRows: 600,
     });
     // Fewer requests than before the restart: the window is what came since, never zero or negative.
     const early = telemetry({ requests: 20, latencyBucketCounts: bins(LATENCY_LEN, { 2: 20 }) });
@@ -255,6 +266,7 @@ describe('windowOf', () => {
       latencyBucketCounts: bins(LATENCY_LEN, { 2: 140, 3: 101, 12: 6 }),
       predictionBinCounts: bins(PREDICTION_BINS, { 3: 100, 4: 131, 19: 16 }),
       successes: 247,
+      predictedRows: 247,
     });
   });
 
@@ -298,9 +310,9 @@ describe('windowOf', () => {
   it('sees a new epoch when the gateway restarts or redeploys a version, and none between its snapshots', () => {
     const registry = new TelemetryRegistry();
     const counters = registry.counters('churn', 'v2');
-    counters.recordSuccess(3, true, 0.7);
+    counters.recordSuccess(3, [{ label: 1, binned: 0.7 }]);
     const first = registry.snapshot('churn').versions.v2!;
-    counters.recordSuccess(3, true, 0.7);
+    counters.recordSuccess(3, [{ label: 1, binned: 0.7 }]);
     const second = registry.snapshot('churn').versions.v2!;
     expect(second.epoch).toBe(first.epoch);
     expect(VersionTelemetry.parse(second).epoch).toBe(first.epoch);
@@ -308,13 +320,13 @@ describe('windowOf', () => {
     // Undeploy + redeploy in the same process.
     registry.drop('churn', 'v2');
     const redeployed = registry.counters('churn', 'v2');
-    for (let i = 0; i < 5; i++) redeployed.recordSuccess(3, true, 0.7);
+    for (let i = 0; i < 5; i++) redeployed.recordSuccess(3, [{ label: 1, binned: 0.7 }]);
     const third = registry.snapshot('churn').versions.v2!;
     expect(third.epoch).not.toBe(second.epoch);
     expect(windowOf(third, second).requests).toBe(5);
     // Another gateway process.
     const restarted = new TelemetryRegistry();
-    restarted.counters('churn', 'v2').recordSuccess(3, true, 0.7);
+    restarted.counters('churn', 'v2').recordSuccess(3, [{ label: 1, binned: 0.7 }]);
     const fourth = restarted.snapshot('churn').versions.v2!;
     expect(fourth.epoch).not.toBe(first.epoch);
     expect(windowOf(fourth, first).requests).toBe(1);
@@ -549,6 +561,7 @@ describe('evaluateStage', () => {
       latencyBucketCounts: bins(LATENCY_LEN, { 2: 6, 3: 2 }),
       predictionBinCounts: tinyPredictions,
       successes: 8,
+      predictedRows: 8,
     };
     // The premises: a PSI well above the limit, and a KS p-value above alpha.
     expect(populationStabilityIndex(STABLE.predictionBinCounts, tinyPredictions)).toBeGreaterThan(0.25);

@@ -240,8 +240,8 @@ describe('serving sketch bounds', () => {
         const name = `${i}`.padEnd(100, '\u0001');
         counters.recordInputs(row({ [name]: 1, plan: name, region: name }));
       }
-      counters.recordSuccess(3.2, true, 0.7);
-      counters.recordLabel(1, 0.7, 0, 1);
+      counters.recordSuccess(3.2, [{ label: 1, binned: 0.7 }]);
+      counters.recordLabel({ task: 'binary-classification', label: 1, probability: 0.7, actual: 0 });
     }
     const float = -(0.1 + 0.2) * 1e-300;
     const worst = JSON.parse(JSON.stringify(registry.snapshot(model)), (key, value: unknown) =>

@@ -18,7 +18,6 @@ import {
 } from '../../src/shared/quality';
 import { VersionTelemetry } from '../../src/shared/telemetry';
 
-const POSITIVE = 1;
 const CLASSES = [0, 1] as const;
 
 /** A clock the test moves by hand. */
@@ -28,7 +27,14 @@ function clock(start = 1_000_000): { now: () => number; set: (ms: number) => voi
 }
 
 function prediction(counters: VersionCounters, label = 1, probability = 0.9) {
-  return { version: counters.version, counters, classes: CLASSES, label, probability };
+  return {
+    version: counters.version,
+    counters,
+    task: 'binary-classification' as const,
+    classes: CLASSES,
+    label,
+    probability,
+  };
 }
 
 /**
@@ -71,13 +77,13 @@ describe('prediction memory for ground-truth labels', () => {
     memory.remember('churn', 'a', prediction(counters, 1, 0.9));
     memory.remember('churn', 'b', prediction(counters));
     memory.remember('churn', 'c', prediction(counters));
-    memory.label(memory.find('churn', 'a')!, 1, POSITIVE);
+    memory.label(memory.find('churn', 'a')!, 1);
     memory.remember('churn', 'a', prediction(counters, 0, 0.1));
     memory.remember('churn', 'd', prediction(counters));
     expect(memory.find('churn', 'b')).toBeUndefined();
     const again = memory.find('churn', 'a');
     expect(again).toMatchObject({ label: 0, probability: 0.1, labelled: false });
-    expect(memory.label(again!, 0, POSITIVE)).toBe('accepted');
+    expect(memory.label(again!, 0)).toBe('accepted');
   });
 
   it('keeps the first prediction of a request id still waiting for its label: a re-use is not remembered', () => {
@@ -165,8 +171,8 @@ describe('prediction memory for ground-truth labels', () => {
     memory.remember('churn', 'r1', prediction(counters, 1, 0.9));
     expect(memory.find('churn', 'nope')).toBeUndefined();
     const entry = memory.find('churn', 'r1') as RememberedPrediction;
-    expect(memory.label(entry, 1, POSITIVE)).toBe('accepted');
-    expect(memory.label(entry, 0, POSITIVE)).toBe('duplicate');
+    expect(memory.label(entry, 1)).toBe('accepted');
+    expect(memory.label(entry, 0)).toBe('duplicate');
     expect(counters.snapshot().quality).toMatchObject({ labeled: 1, correct: 1, truePositives: 1, falseNegatives: 0 });
   });
 });
@@ -174,11 +180,16 @@ describe('prediction memory for ground-truth labels', () => {
 describe('quality counters', () => {
   it('reports no quality until the first label, then the confusion counts and loss sums', () => {
     const counters = new VersionCounters('v1');
-    counters.recordSuccess(1, true, 0.9);
+    counters.recordSuccess(1, [{ label: 1, binned: 0.9 }]);
     expect(counters.snapshot()).not.toHaveProperty('quality');
 
     for (const [predicted, probability, actual] of EXAMPLE) {
-      counters.recordLabel(predicted, probability, actual, POSITIVE);
+      counters.recordLabel({
+        task: 'binary-classification',
+        label: predicted,
+        probability: probability,
+        actual: actual,
+      });
     }
     const snapshot = VersionTelemetry.parse(counters.snapshot());
     expect(snapshot.quality).toMatchObject({
@@ -192,14 +203,19 @@ describe('quality counters', () => {
     expect(snapshot.quality?.logLossSum).toBeCloseTo(-Math.log(0.01728), 9);
     expect(snapshot.quality?.brierSum).toBeCloseTo(1.54, 12);
     // The snapshot is a copy: later labels do not change it.
-    counters.recordLabel(1, 0.9, 1, POSITIVE);
+    counters.recordLabel({ task: 'binary-classification', label: 1, probability: 0.9, actual: 1 });
     expect(snapshot.quality?.labeled).toBe(5);
   });
 
   it('computes accuracy, precision, recall, log loss and Brier as worked out by hand', () => {
     const counters = new VersionCounters('v1');
     for (const [predicted, probability, actual] of EXAMPLE) {
-      counters.recordLabel(predicted, probability, actual, POSITIVE);
+      counters.recordLabel({
+        task: 'binary-classification',
+        label: predicted,
+        probability: probability,
+        actual: actual,
+      });
     }
     const quality = qualityOf(counters.snapshot().quality);
     expect(quality.labeled).toBe(5);
@@ -211,12 +227,23 @@ describe('quality counters', () => {
   });
 
   it('gives nulls without labels, and null precision or recall when their denominator is zero', () => {
-    const none = { labeled: 0, accuracy: null, precision: null, recall: null, logLoss: null, brier: null };
+    const none = {
+      labeled: 0,
+      accuracy: null,
+      precision: null,
+      recall: null,
+      logLoss: null,
+      brier: null,
+      macroF1: null,
+      mae: null,
+      rmse: null,
+      r2: null,
+    };
     expect(qualityOf(undefined)).toEqual(none);
     expect(qualityOf(emptyQualityCounters())).toEqual(none);
 
     const counters = new VersionCounters('v1');
-    counters.recordLabel(0, 0.1, 0, POSITIVE); // one true negative: nothing predicted or truly positive
+    counters.recordLabel({ task: 'binary-classification', label: 0, probability: 0.1, actual: 0 }); // one true negative: nothing predicted or truly positive
     const quality = qualityOf(counters.snapshot().quality);
     expect(quality).toMatchObject({ labeled: 1, accuracy: 1, precision: null, recall: null });
     expect(quality.brier).toBeCloseTo(0.01, 12);
@@ -224,7 +251,7 @@ describe('quality counters', () => {
 
   it('keeps the log loss of a sure mistake finite by clipping the probability', () => {
     const counters = new VersionCounters('v1');
-    counters.recordLabel(1, 1, 0, POSITIVE);
+    counters.recordLabel({ task: 'binary-classification', label: 1, probability: 1, actual: 0 });
     const quality = qualityOf(counters.snapshot().quality);
     expect(quality.logLoss).toBeCloseTo(-Math.log(1e-15), 6);
     expect(quality.brier).toBe(1);
@@ -234,13 +261,18 @@ describe('quality counters', () => {
 describe('quality over a window of telemetry', () => {
   function snapshots(): { before: VersionTelemetry; after: VersionTelemetry } {
     const counters = new VersionCounters('v1');
-    counters.recordSuccess(1, true, 0.9);
-    counters.recordLabel(1, 0.9, 1, POSITIVE);
-    counters.recordLabel(0, 0.2, 1, POSITIVE);
+    counters.recordSuccess(1, [{ label: 1, binned: 0.9 }]);
+    counters.recordLabel({ task: 'binary-classification', label: 1, probability: 0.9, actual: 1 });
+    counters.recordLabel({ task: 'binary-classification', label: 0, probability: 0.2, actual: 1 });
     const before = counters.snapshot();
-    counters.recordSuccess(1, false, 0.1);
+    counters.recordSuccess(1, [{ label: 0, binned: 0.1 }]);
     for (const [predicted, probability, actual] of EXAMPLE) {
-      counters.recordLabel(predicted, probability, actual, POSITIVE);
+      counters.recordLabel({
+        task: 'binary-classification',
+        label: predicted,
+        probability: probability,
+        actual: actual,
+      });
     }
     return { before, after: counters.snapshot() };
   }
@@ -298,7 +330,8 @@ describe('labels request', () => {
       labels: [
         { requestId: 'a', label: 1 },
         { requestId: '', label: 0 },
-        { requestId: 'c', label: 0.5 },
+        // A number that is not a class is a regression's target: the gateway refuses it for a classifier (400).
+        { requestId: 'c', label: true },
       ],
     });
     expect(bad.success).toBe(false);

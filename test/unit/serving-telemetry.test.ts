@@ -33,8 +33,8 @@ describe('serving telemetry', () => {
     expect(registry.counters('churn', 'v1')).toBe(v1);
 
     const at = Date.parse('2030-01-02T03:04:05.000Z');
-    v1.recordSuccess(0.4, true, 0.93, at);
-    v1.recordSuccess(3, false, 0.12, at - 1000);
+    v1.recordSuccess(0.4, [{ label: 1, binned: 0.93 }], at);
+    v1.recordSuccess(3, [{ label: 0, binned: 0.12 }], at - 1000);
     v1.recordError();
     v1.recordInvalid();
     v2.recordInvalid();
@@ -64,6 +64,7 @@ describe('serving telemetry', () => {
     expect(snapshot.versions.v2).toEqual({
       version: 'v2',
       epoch: 'boot-1/2',
+      task: 'binary-classification',
       requests: 0,
       errors: 0,
       invalidRequests: 1,

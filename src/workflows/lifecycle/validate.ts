@@ -20,9 +20,13 @@ export async function validate(ctx: LifecycleContext, artifactDir: string): Prom
     artifactDir,
     dataDir: spec.training.dataDir,
     ...(spec.validation.testData ? { testData: spec.validation.testData } : {}),
+    task: spec.task,
   });
   lc.metrics = evaluated.metrics;
-  lc.event(`artifact answers ${evaluated.smokeRows} raw test rows with valid probabilities in the serving runtime`);
+  lc.event(
+    `artifact answers ${evaluated.smokeRows} raw test rows with valid ` +
+      `${spec.task === 'regression' ? 'values' : 'probabilities'} in the serving runtime`,
+  );
   const offline = evaluateOffline(
     spec.validation,
     evaluated.metrics,
@@ -30,6 +34,7 @@ export async function validate(ctx: LifecycleContext, artifactDir: string): Prom
     (production?.metrics as Record<string, number> | undefined) ?? null,
     new Date().toISOString(),
     evaluated.testData,
+    spec.task,
   );
   lc.addDecisions(offline);
   const failed = offline.filter((d) => d.outcome === 'fail');
