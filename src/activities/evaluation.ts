@@ -7,6 +7,7 @@ import * as ort from 'onnxruntime-node';
 import { ErrorType } from '../shared/errors';
 import { own } from '../shared/own';
 import { ArtifactError, ModelHost, type Prediction } from '../serving/model-host';
+import { PredictionEdges } from '../shared/gateway-api';
 import { predictionBinIndex, valueBinIndex } from '../serving/telemetry';
 import { PREDICTION_BASELINE_FILE, PREDICTION_BINS, type PredictionBaseline } from '../shared/telemetry';
 import type { Task } from '../shared/task';
@@ -26,6 +27,12 @@ export interface EvaluateModelInput {
   testData?: Partial<TestDataSpec>;
   /** What the spec says the model predicts: the artifact's manifest must say the same (absent: not checked). */
   task?: Task;
+  /**
+   * The production version's artifact, if any: a regression's predictions are binned on its bin edges, so that every
+   * version of a model counts its predictions on the same bins (the candidate against stable in a rollout, each
+   * against its validation predictions in the serving monitor).
+   */
+  referenceArtifactDir?: string;
 }
 
 export interface EvaluateModelResult {
@@ -98,27 +105,41 @@ async function score(host: ModelHost, rows: readonly Row[]): Promise<Prediction[
   return host.run(feeds, n);
 }
 
+/** The regression bin edges recorded beside the production version's artifact, when it has them. */
+async function referenceEdgesOf(dir: string | undefined): Promise<number[] | undefined> {
+  if (dir === undefined) return undefined;
+  try {
+    const reference = JSON.parse(await readFile(join(dir, PREDICTION_BASELINE_FILE), 'utf8')) as PredictionBaseline;
+    const edges = PredictionEdges.safeParse(reference.edges);
+    return edges.success ? edges.data : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /** Test rows scored at validation: the smoke test, and the serving monitor's baseline of predictions. */
 const BASELINE_ROWS = 50_000;
 
 /**
  * The validation-time predictions, binned as the gateway bins live ones (the serving monitor compares production's
- * predictions with them), with what the task needs besides: a regression's bin edges (its predictions' ventiles,
- * which the gateway bins live values on) and a classifier's calibration of accuracy per bin (for estimating it
- * without labels), when the test set has labels.
+ * predictions with them), with what the task needs besides: a regression's bin edges, which the gateway bins live
+ * values on (the production version's, so that every version of the model counts on the same bins; the ventiles of
+ * these predictions for a model's first version), and a classifier's calibration of accuracy per bin (for estimating
+ * it without labels), when the test set has labels.
  */
 function baselineOf(
   task: Task,
   classes: readonly number[],
   predictions: Prediction[],
   truth: (number | undefined)[],
+  referenceEdges: number[] | undefined,
 ): PredictionBaseline {
   const bins = new Array<number>(PREDICTION_BINS).fill(0);
   if (task === 'regression') {
     const sorted = Float64Array.from(predictions, (p) => p.binned).sort();
-    const edges = Array.from({ length: PREDICTION_BINS - 1 }, (_, i) =>
-      quantileOfSorted(sorted, (i + 1) / PREDICTION_BINS),
-    );
+    const edges =
+      referenceEdges ??
+      Array.from({ length: PREDICTION_BINS - 1 }, (_, i) => quantileOfSorted(sorted, (i + 1) / PREDICTION_BINS));
     for (const p of predictions) bins[valueBinIndex(p.binned, edges)]!++;
     return { task, rows: predictions.length, predictionBinCounts: bins, edges };
   }
@@ -216,7 +237,7 @@ export function createEvaluationActivities(deps: { root: string }) {
       ]);
       await writeFile(
         join(input.artifactDir, PREDICTION_BASELINE_FILE),
-        `${JSON.stringify(baselineOf(task, classes, predictions, truth))}\n`,
+        `${JSON.stringify(baselineOf(task, classes, predictions, truth, await referenceEdgesOf(input.referenceArtifactDir)))}\n`,
       );
       const profileFile = join(input.artifactDir, PROFILE_FILE);
       const evaluated = { metrics: combined, smokeRows: rows.length, task, measured };

@@ -3,6 +3,7 @@ import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { evaluateStage, inputSkew, requiredSamples, windowOf, type StageAnalysis } from '../domain/guardrails';
+import { AccuracyCalibration } from '../domain/performance-estimation';
 import { loadProfile, PROFILE_FILE } from '../drift/profile';
 import type { LifecycleMetrics } from '../metrics/lifecycle-metrics';
 import { PredictionEdges, type AdminResult } from '../shared/gateway-api';
@@ -65,17 +66,25 @@ export interface AnalyzeStageInput extends TargetInput {
   candidateArtifactDir?: string;
 }
 
-/** The bin edges validation recorded for a regression's predictions beside its artifact, if any. */
-async function predictionEdgesOf(artifactDir: string): Promise<number[] | undefined> {
-  let baseline: PredictionBaseline;
+/** What validation recorded beside an artifact (validation-predictions.json), or null: none, or unreadable. */
+async function baselineOf(artifactDir: string): Promise<PredictionBaseline | null> {
   try {
-    baseline = JSON.parse(await readFile(join(artifactDir, PREDICTION_BASELINE_FILE), 'utf8')) as PredictionBaseline;
+    return JSON.parse(await readFile(join(artifactDir, PREDICTION_BASELINE_FILE), 'utf8')) as PredictionBaseline;
   } catch {
-    // None (a classifier, an artifact validated before tasks) or unreadable: a regression's deploy then says so.
-    return undefined;
+    return null;
   }
-  const edges = PredictionEdges.safeParse(baseline?.edges);
+}
+
+/** The bin edges validation recorded for a regression's predictions, if any (else a regression's deploy says so). */
+async function predictionEdgesOf(artifactDir: string): Promise<number[] | undefined> {
+  const edges = PredictionEdges.safeParse((await baselineOf(artifactDir))?.edges);
   return edges.success ? edges.data : undefined;
+}
+
+/** A classifier's accuracy calibration from validation, if its test set had labels. */
+async function calibrationOf(artifactDir: string): Promise<AccuracyCalibration | undefined> {
+  const calibration = AccuracyCalibration.safeParse((await baselineOf(artifactDir))?.calibration);
+  return calibration.success ? calibration.data : undefined;
 }
 
 /** One version's counters in a snapshot (an own property: version names such as `constructor` are valid). */
@@ -125,6 +134,7 @@ export function createGatewayActivities(deps: GatewayDeps) {
       const profileFile = input.candidateArtifactDir ? join(input.candidateArtifactDir, PROFILE_FILE) : null;
       const profile =
         profileFile && existsSync(profileFile) ? (await loadProfile(profileFile, { values: false })).profile : null;
+      const calibration = input.candidateArtifactDir ? await calibrationOf(input.candidateArtifactDir) : undefined;
       for (;;) {
         const now = await source.readTelemetry(input.model);
         const candidate = windowOf(versionOf(now, input.candidate), versionOf(input.before, input.candidate));
@@ -138,6 +148,7 @@ export function createGatewayActivities(deps: GatewayDeps) {
           const task = versionOf(now, input.candidate)?.task;
           const analysis = evaluateStage({
             ...(task ? { task } : {}),
+            ...(calibration ? { calibration } : {}),
             stage: input.stage,
             at: new Date().toISOString(),
             candidate,

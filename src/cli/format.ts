@@ -2,7 +2,9 @@ import type { AuditEntry } from '../client/audit';
 import type { LifecycleSummary } from '../client/lifecycle-client';
 import { own } from '../shared/own';
 import type { RegistryState } from '../shared/registry';
+import { TASK_METRICS } from '../shared/task';
 import type { LifecycleStatus } from '../shared/status';
+import type { ServingMonitorState } from '../shared/monitoring';
 
 export function table(headers: string[], rows: string[][]): string {
   const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
@@ -15,6 +17,9 @@ export function table(headers: string[], rows: string[][]): string {
 }
 
 /** Human-readable `mlctl status`. */
+/** The metrics `status` shows: every task's offline metrics (src/shared/task.ts), whichever the model's task is. */
+const SHOWN_METRICS = new Set(Object.values(TASK_METRICS).flatMap((metrics) => metrics.map((m) => m.name)));
+
 export function formatStatus(s: LifecycleStatus): string {
   const lines = [
     `${s.id}  ${s.model} ${s.version}`,
@@ -26,7 +31,7 @@ export function formatStatus(s: LifecycleStatus): string {
   if (s.metrics) {
     lines.push(
       `metrics:   ${Object.entries(s.metrics)
-        .filter(([k]) => ['accuracy', 'auc', 'logLoss', 'f1'].includes(k))
+        .filter(([k]) => SHOWN_METRICS.has(k))
         .map(([k, v]) => `${k}=${v}`)
         .join(' ')}`,
     );
@@ -130,5 +135,23 @@ export function formatAudit(trail: { model: string; entries: AuditEntry[]; unava
       : `no recorded actions on ${trail.model}`,
   ];
   if (trail.unavailable.length) lines.push(`not readable now: ${trail.unavailable.join(', ')}`);
+  return lines.join('\n');
+}
+
+/** A serving monitor's state: what it watches and its last observation of each condition. */
+export function formatMonitor(m: ServingMonitorState): string {
+  const lines = [
+    `${m.model}  production ${m.version ?? '(none)'}${m.enabled ? '' : '  (monitoring disabled)'}`,
+    `checks:    ${m.checks}${m.lastCheckAt ? `, last at ${m.lastCheckAt} on ${m.lastRequests} requests` : ''}`,
+  ];
+  if (m.latest.length) {
+    lines.push('');
+    lines.push(
+      table(
+        ['CONDITION', 'STATE', 'AT', 'SUMMARY'],
+        m.latest.map((o) => [o.kind, o.firing === null ? 'cannot tell' : o.firing ? 'BAD' : 'ok', o.at, o.summary]),
+      ),
+    );
+  }
   return lines.join('\n');
 }

@@ -1,7 +1,8 @@
-import type { Client } from '@temporalio/client';
+import { WorkflowNotFoundError, type Client } from '@temporalio/client';
 import { Command, CommanderError, Option } from 'commander';
 import { z } from 'zod';
 import { InvalidInputError, LifecycleClient, NotFoundError, RefusedError } from '../client/lifecycle-client';
+import { servingMonitorQuery, servingMonitorWorkflowId, type ServingMonitorState } from '../shared/monitoring';
 import { PlanInputError } from '../client/hardware-planning';
 import { UnknownPoolError } from '../client/quota-client';
 import { loadSpecFile } from '../client/spec-file';
@@ -11,7 +12,7 @@ import { InvalidFileError } from '../config/yaml-file';
 import { connectClient } from '../config/temporal';
 import { registerSearchAttributes } from '../dev/register-search-attributes';
 import { Identity } from '../shared/spec';
-import { formatAudit, formatHistory, formatList, formatStatus } from './format';
+import { formatAudit, formatHistory, formatList, formatMonitor, formatStatus } from './format';
 import { auditModel } from '../client/audit';
 import { ModelName } from '../shared/names';
 import { addAlertsCommands } from './alerts';
@@ -178,6 +179,28 @@ export function buildProgram(): Command {
       client = await connectClient();
       const trail = await auditModel(client, parsedModel.data, { lifecycles: o.lifecycles });
       print(merged(cmd), trail, formatAudit(trail));
+    });
+
+  withJson(program.command('monitor <model>'))
+    .description(
+      "a production model's serving monitor: its last check of each condition (drift, skew, input quality, latency, " +
+        'outage, quality from labels and estimated without them, quota)',
+    )
+    .action(async (model: string, _o: unknown, cmd: Command) => {
+      const parsedModel = ModelName.safeParse(model);
+      if (!parsedModel.success)
+        throw new InputError(`"${model}" is not a model name (${parsedModel.error.issues[0]?.message})`);
+      client = await connectClient();
+      let state: ServingMonitorState;
+      try {
+        state = await client.workflow.getHandle(servingMonitorWorkflowId(parsedModel.data)).query(servingMonitorQuery);
+      } catch (err) {
+        if (err instanceof WorkflowNotFoundError) {
+          throw new NotFoundError(`${model} has no serving monitor: it starts when a version is promoted`);
+        }
+        throw err;
+      }
+      print(merged(cmd), state, formatMonitor(state));
     });
 
   withJson(program.command('list'))

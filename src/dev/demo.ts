@@ -18,8 +18,8 @@ import { startNode, type ManagedProcess } from './processes';
 
 /**
  * The main job: a local Temporal dev server (persistent, with its Web UI), the worker, the serving gateway and live
- * traffic; then the demo lifecycles of the churn model: a good candidate promoted to 100% and a bad candidate caught
- * by its canary and rolled back. Runs until Ctrl-C, which stops every child.
+ * traffic; then the demo lifecycles of an example model (`--model`: churn by default, demand, routing or all): a good
+ * candidate promoted to 100% and a bad candidate caught by its canary and rolled back. Runs until Ctrl-C, which stops every child.
  */
 const options = new Command('demo')
   .option('--interactive', 'wait for `mlctl approve` instead of approving as the scripted approver')
@@ -34,7 +34,12 @@ const options = new Command('demo')
   .option('--gateway-port <port>', 'serving gateway port (predictions and labels)', '8700')
   .option('--gateway-admin-port <port>', "serving gateway's admin port (the worker's deploys and reads)", '8701')
   .option('--metrics-port <port>', "the worker's Prometheus endpoint (0: off)", '9464')
-  .option('--rate <rps>', 'live predictions per second', '50')
+  .option('--rate <rps>', 'live predictions per second (per model)', '50')
+  .option(
+    '--model <name>',
+    'which example to run: churn (binary), demand (regression), routing (multiclass), or all',
+    'churn',
+  )
   .parse()
   .opts<{
     interactive?: boolean;
@@ -46,10 +51,28 @@ const options = new Command('demo')
     gatewayAdminPort: string;
     metricsPort: string;
     rate: string;
+    model: string;
   }>();
 
 const root = projectRoot();
-const MODEL = 'churn';
+
+/** The example models the demo can run: each one's live traffic comes from its test set. */
+const EXAMPLES = {
+  churn: { labelColumn: 'churned', dropColumns: ['customer_id'], what: 'binary classifier, scikit-learn' },
+  demand: { labelColumn: 'units_sold', dropColumns: ['record_id'], what: 'regression, LightGBM' },
+  routing: { labelColumn: 'queue', dropColumns: ['ticket_id'], what: 'multiclass classifier, XGBoost' },
+} as const;
+type ExampleName = keyof typeof EXAMPLES;
+const EXAMPLE_NAMES = Object.keys(EXAMPLES) as ExampleName[];
+
+/** The examples `--model` names, or exit 2 naming the choices. */
+function chosenModels(choice: string): ExampleName[] {
+  if (choice === 'all') return EXAMPLE_NAMES;
+  if ((EXAMPLE_NAMES as string[]).includes(choice)) return [choice as ExampleName];
+  process.stderr.write(`demo: --model: "${choice}" is not one of ${EXAMPLE_NAMES.join(', ')}, all\n`);
+  process.exit(2);
+}
+const MODELS = chosenModels(options.model);
 const APPROVER = 'alice';
 /** The people of the shipped policy (config/policy.yaml): approvers and the operator. */
 const PEOPLE = ['alice', 'bob', 'ops'] as const;
@@ -81,7 +104,7 @@ const say = (text: string) => process.stdout.write(`${text}\n`);
 
 const children: ManagedProcess[] = [];
 let server: DevServer | null = null;
-let load: LoadGenerator | null = null;
+const loads: LoadGenerator[] = [];
 let stopping = false;
 
 let keys: ReturnType<typeof demoKeys> | undefined;
@@ -90,7 +113,7 @@ async function shutdown(code: number): Promise<never> {
   if (!stopping) {
     stopping = true;
     say('\nstopping: load generator, worker, gateway, Temporal server ...');
-    await load?.stop().catch(() => undefined);
+    await Promise.all(loads.map((l) => l.stop().catch(() => undefined)));
     for (const child of [...children].reverse()) await child.stop().catch(() => undefined);
     await server?.stop().catch(() => undefined);
     say('stopped; state kept in ' + options.dataDir + ' (the next start resumes from it)');
@@ -187,78 +210,89 @@ async function main(): Promise<void> {
   const client = new Client({ connection });
   const lifecycles = new LifecycleClient(client);
 
-  load = new LoadGenerator({
-    gatewayUrl,
-    model: MODEL,
-    rowsCsv: join(root, 'examples', MODEL, 'data', 'test.csv'),
-    labelColumn: 'churned',
-    dropColumns: ['customer_id'],
-    ratePerSecond: Number(options.rate),
-    // Ground truth follows each answer a second later, as a labelling pipeline would send it, with its own token.
-    labelDelayMs: 1000,
-    labelsToken,
-  });
-  load.start();
-  say(
-    `Load: ${options.rate} predictions/s from 5,000 simulated users to POST ${gatewayUrl}/v1/models/${MODEL}/predict`,
-  );
-
-  const good = loadSpecFile(join(root, 'examples', MODEL, 'specs', 'good.yaml'));
-  const bad = loadSpecFile(join(root, 'examples', MODEL, 'specs', 'bad.yaml'));
-  let next = await nextVersionNumber(lifecycles);
   const ran: string[] = [];
-
-  const production = await client.workflow
-    .getHandle(registryWorkflowId(MODEL))
-    .query(registryStateQuery)
-    .then((s) => s.production)
-    .catch(() => null);
-  if (!production) {
-    say(`\n== ${MODEL} has no production version yet: deploying a first one (v${next}) ==`);
-    ran.push(
-      await runOne(lifecycles, { ...good, version: `v${next++}`, description: 'First production version' }, uiUrl),
+  const nextOf = new Map<ExampleName, number>();
+  for (const model of MODELS) {
+    const example = EXAMPLES[model];
+    const load = new LoadGenerator({
+      gatewayUrl,
+      model,
+      rowsCsv: join(root, 'examples', model, 'data', 'test.csv'),
+      labelColumn: example.labelColumn,
+      dropColumns: [...example.dropColumns],
+      ratePerSecond: Number(options.rate),
+      // Ground truth follows each answer a second later, as a labelling pipeline would send it, with its own token.
+      labelDelayMs: 1000,
+      labelsToken,
+    });
+    loads.push(load);
+    load.start();
+    say(
+      `\nLoad: ${options.rate} predictions/s from 5,000 simulated users to POST ${gatewayUrl}/v1/models/${model}/predict`,
     );
-  } else {
-    say(`\n== production: ${MODEL} ${production.version} (from a previous run) ==`);
-  }
-  say(`\n== a good candidate: canary, ramp, promote ==`);
-  ran.push(await runOne(lifecycles, { ...good, version: `v${next++}` }, uiUrl));
-  say(`\n== a bad candidate (skewed feature pipeline): the canary must catch it ==`);
-  ran.push(await runOne(lifecycles, { ...bad, version: `v${next++}` }, uiUrl));
 
-  const { ok, failed, byVersion, failedBy } = load.stats;
-  const answered = Object.entries(byVersion)
-    .map(([v, n]) => `${v}: ${n}`)
-    .join(', ');
-  say(`\nlive traffic so far: ${ok} answered (${answered}), ${failed} failed`);
-  if (failedBy['404']) say(`  ${failedBy['404']} of the failures are 404s from before ${MODEL} had a serving version`);
+    const good = loadSpecFile(join(root, 'examples', model, 'specs', 'good.yaml'));
+    const bad = loadSpecFile(join(root, 'examples', model, 'specs', 'bad.yaml'));
+    let next = await nextVersionNumber(lifecycles, model);
+
+    const production = await client.workflow
+      .getHandle(registryWorkflowId(model))
+      .query(registryStateQuery)
+      .then((s) => s.production)
+      .catch(() => null);
+    if (!production) {
+      say(`\n== ${model} (${example.what}) has no production version yet: deploying a first one (v${next}) ==`);
+      ran.push(
+        await runOne(lifecycles, { ...good, version: `v${next++}`, description: 'First production version' }, uiUrl),
+      );
+    } else {
+      say(`\n== production: ${model} ${production.version} (from a previous run) ==`);
+    }
+    say(`\n== ${model}: a good candidate: canary, ramp, promote ==`);
+    ran.push(await runOne(lifecycles, { ...good, version: `v${next++}` }, uiUrl));
+    say(`\n== ${model}: a bad candidate (a feature trained in other units): the canary must catch it ==`);
+    ran.push(await runOne(lifecycles, { ...bad, version: `v${next++}` }, uiUrl));
+    nextOf.set(model, next);
+
+    const { ok, failed, byVersion, failedBy } = load.stats;
+    const answered = Object.entries(byVersion)
+      .map(([v, n]) => `${v}: ${n}`)
+      .join(', ');
+    say(`\n${model}: live traffic so far: ${ok} answered (${answered}), ${failed} failed`);
+    if (failedBy['404'])
+      say(`  ${failedBy['404']} of the failures are 404s from before ${model} had a serving version`);
+  }
+  // Where to look and what to try next, for the first model of the run.
+  const shown = MODELS[0]!;
+  const next = nextOf.get(shown) ?? 1;
   say(`
 Where to look
-  Temporal UI:   ${uiUrl}/namespaces/default/workflows?query=${encodeURIComponent(`MlModel="${MODEL}"`)}
+  Temporal UI:   ${uiUrl}/namespaces/default/workflows?query=${encodeURIComponent(`MlModel="${shown}"`)}
 ${ran.map((id) => `                 ${uiUrl}/namespaces/default/workflows/${id}`).join('\n')}
-  Gateway admin: curl -H "authorization: Bearer $(cat ${adminTokenFile})" ${gatewayAdminUrl}/admin/models/${MODEL}
-                 (and ${gatewayAdminUrl}/admin/models/${MODEL}/telemetry; the token is new on every demo start)
-${metricsOn ? `  Metrics:       http://127.0.0.1:${metricsPort}/metrics (Grafana: deploy/grafana/ml-lifecycle-dashboard.json)\n` : ''}  Monitor:       ${uiUrl}/namespaces/default/workflows/serving-monitor-${MODEL} (checks production every minute)
+  Gateway admin: curl -H "authorization: Bearer $(cat ${adminTokenFile})" ${gatewayAdminUrl}/admin/models/${shown}
+                 (and ${gatewayAdminUrl}/admin/models/${shown}/telemetry; the token is new on every demo start)
+${metricsOn ? `  Metrics:       http://127.0.0.1:${metricsPort}/metrics (Grafana: deploy/grafana/ml-lifecycle-dashboard.json)\n` : ''}  Monitor:       ${uiUrl}/namespaces/default/workflows/serving-monitor-${shown} (checks production every minute)
   Logs:          ${logs}
 
 Try (in another terminal, from ${root}):
   npx mlctl list
   npx mlctl status ${ran.at(-1)}
   npx mlctl status ${ran.at(-1)} --json
-  npx mlctl run examples/churn/specs/good.yaml --model-version v${next}
-  npx mlctl approve lifecycle-${MODEL}-v${next} --as bob --key ${join(keys!.dir, 'bob.pem')} --reason "looks good"
-  npx mlctl audit ${MODEL}
-  npx mlctl alerts --model ${MODEL}
+  npx mlctl run examples/${shown}/specs/good.yaml --model-version v${next}
+  npx mlctl approve lifecycle-${shown}-v${next} --as bob --key ${join(keys!.dir, 'bob.pem')} --reason "looks good"
+  npx mlctl audit ${shown}
+  npx mlctl alerts --model ${shown}
   npx mlctl quota show
-  GATEWAY_ADMIN_TOKEN_FILE=${adminTokenFile} npx mlctl quota estimate examples/churn/specs/good.yaml --qps 200 --gateway ${gatewayAdminUrl}
-  npx mlctl quota check default --spec examples/churn/specs/good.yaml
+  GATEWAY_ADMIN_TOKEN_FILE=${adminTokenFile} npx mlctl quota estimate examples/${shown}/specs/good.yaml --qps 200 --gateway ${gatewayAdminUrl}
+  npx mlctl quota check default --spec examples/${shown}/specs/good.yaml
+  curl -s ${gatewayUrl}/v2/models/${shown}   # the Open Inference Protocol (KServe v2) metadata of the model
 `);
   if (options.exit) await shutdown(0);
   say('Everything keeps running; Ctrl-C stops it all.');
 }
 
-async function nextVersionNumber(lifecycles: LifecycleClient): Promise<number> {
-  const rows = await lifecycles.list({ model: MODEL, limit: 1000 });
+async function nextVersionNumber(lifecycles: LifecycleClient, model: string): Promise<number> {
+  const rows = await lifecycles.list({ model, limit: 1000 });
   const numbers = rows.map((r) => /^v(\d+)$/.exec(r.version ?? '')?.[1]).filter((n): n is string => n !== undefined);
   return numbers.length ? Math.max(...numbers.map(Number)) + 1 : 1;
 }

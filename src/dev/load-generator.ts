@@ -45,8 +45,8 @@ export interface LoadGeneratorOptions {
   /** Share in [0, 1] of the answered rows whose label is sent (default 1): exactly ⌊n · share⌋ of n, by a counter. */
   labelShare?: number;
   /**
-   * Share in [0, 1] of the labels sent that name the other class instead of the true one (default 0), exactly
-   * ⌊n · share⌋ of n, so that a test can make the model look wrong. Needs a label column with exactly two values.
+   * Share in [0, 1] of the labels sent that are wrong on purpose (default 0), exactly ⌊n · share⌋ of n, so that a
+   * test can make the model look wrong: another class, or another row's regression target (see `wrongLabels`).
    */
   labelFlipShare?: number;
   /** At most this many labels per POST (default 1000). */
@@ -81,6 +81,19 @@ export interface LoadStats {
   labelsDuplicate: number;
   /** Labels in posts that were not answered 200 (not counted in `failed`, which is about predictions). */
   labelsFailed: number;
+}
+
+/**
+ * The wrong label sent for each true one when labels are flipped: a classifier's (a column of at most 64 values) is
+ * the next of its classes in sorted order (the other class of a binary one); a regression target's is the value half
+ * the sorted distinct values away, so the flipped labels keep the column's range but not its rows.
+ */
+function wrongLabels(truths: readonly Label[]): Map<Label, Label> {
+  const distinct = [...new Set(truths)].sort((a, b) =>
+    typeof a === 'number' && typeof b === 'number' ? a - b : String(a) < String(b) ? -1 : 1,
+  );
+  const step = distinct.length <= 64 ? 1 : Math.floor(distinct.length / 2);
+  return new Map(distinct.map((label, i) => [label, distinct[(i + step) % distinct.length] as Label]));
 }
 
 /** A row of deliberately broken input: alternately a feature left out and a numeric feature sent as a string. */
@@ -135,8 +148,8 @@ export class LoadGenerator {
   private readonly rows: Row[];
   /** The label column's value of each row, a number when it reads as one. */
   private readonly truths: Label[];
-  /** Each label's other class, for flipping; set when the label column has exactly two values. */
-  private readonly otherClass: Map<Label, Label> | undefined;
+  /** The wrong label sent in place of each true one when labels are flipped (see {@link wrongLabels}). */
+  private readonly otherClass: Map<Label, Label>;
   private readonly agent = new Agent({ connections: 16, keepAliveTimeout: 10_000 });
   private next = 0;
   private corrupt: ShareCounter;
@@ -171,19 +184,7 @@ export class LoadGenerator {
     }
     const batch = options.labelBatchSize ?? DEFAULT_LABEL_BATCH;
     if (!(Number.isInteger(batch) && batch >= 1)) throw new RangeError(`labelBatchSize must be >= 1, got ${batch}`);
-    const classes = [...new Set(this.truths)];
-    if (classes.length === 2) {
-      const [a, b] = classes as [Label, Label];
-      this.otherClass = new Map([
-        [a, b],
-        [b, a],
-      ]);
-    } else if ((options.labelFlipShare ?? 0) > 0) {
-      throw new Error(
-        `labelFlipShare needs a label column with two classes; '${options.labelColumn}' of ${options.rowsCsv} has ` +
-          `${classes.length}`,
-      );
-    }
+    this.otherClass = wrongLabels(this.truths);
   }
 
   /** The current share of corrupt rows. */
@@ -201,8 +202,6 @@ export class LoadGenerator {
 
   /** Changes the share of labels sent flipped from the next label on (see `labelFlipShare`); a RangeError outside [0, 1]. */
   setLabelFlipShare(share: number): void {
-    if (share > 0 && !this.otherClass)
-      throw new Error(`labelFlipShare needs a label column with two classes; '${this.options.labelColumn}' has not`);
     this.labelFlip = new ShareCounter(share);
   }
 
@@ -245,7 +244,7 @@ export class LoadGenerator {
     if (delay === undefined || !requestId || !this.labelPick.next()) return;
     let label = this.truths[row % this.truths.length] as Label;
     if (this.labelFlip.next()) {
-      label = this.otherClass?.get(label) ?? label;
+      label = this.otherClass.get(label) ?? label;
       this.stats.labelsFlipped++;
     }
     this.pendingLabels.push({ requestId, label, dueAtMs: Date.now() + delay });

@@ -9,6 +9,7 @@ import type { Decision } from '../shared/status';
 import { minSamplesOf, type CheckName } from './check-tolerance';
 import { own } from '../shared/own';
 import { DEFAULT_TASK, type Task } from '../shared/task';
+import { type AccuracyCalibration, estimateAccuracy } from './performance-estimation';
 import { binnedKolmogorovSmirnov, comparePredictions, describeDrift, drifted } from './prediction-drift';
 
 export { failureLimitOf, judgeSample, minSamplesOf, requiredSamples } from './check-tolerance';
@@ -134,6 +135,11 @@ export interface StageAnalysisInput {
   /** What the model predicts (default binary classification): how prediction drift is measured. */
   task?: Task;
   /**
+   * A classifier candidate's accuracy calibration from validation: the stage then records the accuracy estimated
+   * from its prediction bins (CBPE), beside the realised accuracy when labels arrived. Recorded, never enforced.
+   */
+  calibration?: AccuracyCalibration;
+  /**
    * The candidate's most recent traffic, when `candidate` is a longer window: the outage check is about now (about the
    * whole window when nothing was routed to the candidate lately).
    */
@@ -235,6 +241,7 @@ export function evaluateStage(input: StageAnalysisInput): StageAnalysis {
     });
   }
 
+  if (input.calibration) push(estimatedAccuracyDecision(candidate, input.calibration));
   push(inputQualityDecision(candidate, input.profile ?? null, rules, min('inputQuality')));
   if (input.inputSkew) push(featureSkewDecision(input.inputSkew, rules, min('featureSkew')));
 
@@ -244,6 +251,37 @@ export function evaluateStage(input: StageAnalysisInput): StageAnalysis {
       ? 'inconclusive'
       : 'pass';
   return { outcome, decisions };
+}
+
+/**
+ * The accuracy of the candidate's window estimated from its prediction bins with the validation calibration (CBPE,
+ * src/domain/performance-estimation.ts), and the realised accuracy beside it when labels arrived: evidence for the
+ * approvers and the audit, recorded as a pass whatever its value (what an estimate may stop is the serving monitor's
+ * `minEstimatedAccuracy`).
+ */
+function estimatedAccuracyDecision(
+  candidate: WindowTelemetry,
+  calibration: AccuracyCalibration,
+): Omit<Decision, 'stage' | 'at'> {
+  const estimate = estimateAccuracy(calibration, candidate.predictionBinCounts);
+  const quality = candidate.quality;
+  const realised =
+    quality && quality.labeled > 0
+      ? `realised accuracy ${round(quality.correct / quality.labeled)} on ${quality.labeled} labels`
+      : 'no labels yet';
+  const error =
+    estimate.standardError === null
+      ? ''
+      : `± ${round(Math.hypot(estimate.standardError, estimate.calibrationError ?? 0))} (one standard error); `;
+  return {
+    check: 'estimatedAccuracy',
+    value: estimate.estimate === null ? null : round(estimate.estimate),
+    threshold: null,
+    outcome: 'pass',
+    rule: 'accuracy estimated from the prediction bins, calibrated at validation (CBPE); recorded, not enforced',
+    sampleSize: estimate.rows,
+    detail: `${error}${realised}`,
+  };
 }
 
 /**

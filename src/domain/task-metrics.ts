@@ -6,7 +6,8 @@ import type { Task } from '../shared/task';
  *
  * - binary classification: `accuracy`, `auc` (ROC AUC, ties counted half), `f1` (of the positive class 1),
  *   `logLoss` (natural log, probabilities clipped to [1e-15, 1 − 1e-15]), `brier`;
- * - multiclass classification: `accuracy`, `macroF1` (the unweighted mean of the classes' F1), `logLoss`;
+ * - multiclass classification: `accuracy`, `macroF1` (the unweighted mean of the F1 of the classes labelled or
+ *   predicted, as scikit-learn's macro average), `logLoss`;
  * - regression: `mae`, `rmse`, `r2` (1 − SSE/SST; absent when the labels do not vary).
  */
 
@@ -41,8 +42,10 @@ export function measureMetrics(
       const k = classes.indexOf(truth[i]!);
       logLoss -= Math.log(clip(predictions[i]!.probabilities?.[k] ?? 0));
     }
-    const f1s = classes.map((c) => f1Of(predictions, truth, c));
-    return { accuracy, macroF1: f1s.reduce((a, b) => a + b, 0) / classes.length, logLoss: logLoss / n };
+    // Over the classes labelled or predicted, as scikit-learn's f1_score(average='macro') does.
+    const present = classes.filter((c) => truth.includes(c) || predictions.some((p) => p.label === c));
+    const f1s = present.map((c) => f1Of(predictions, truth, c));
+    return { accuracy, macroF1: f1s.reduce((a, b) => a + b, 0) / Math.max(1, present.length), logLoss: logLoss / n };
   }
   let logLoss = 0;
   let brier = 0;

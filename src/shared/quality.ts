@@ -65,7 +65,7 @@ export interface Quality {
   logLoss: number | null;
   /** Mean Brier score. */
   brier: number | null;
-  /** Multiclass: the mean over classes of each class's F1 (a class never predicted nor labelled counts 0). */
+  /** Multiclass: the mean of each class's F1 over the classes labelled or predicted (scikit-learn's macro average). */
   macroF1: number | null;
   /** Regression: mean absolute error, root mean squared error, coefficient of determination. */
   mae: number | null;
@@ -117,12 +117,16 @@ function macroF1Of(q: QualityCounters): number | null {
   const fp = q.classFalsePositives;
   const fn = q.classFalseNegatives;
   if (!tp || !fp || !fn || q.labeled === 0 || tp.length === 0) return null;
+  // Over the classes that were labelled or predicted, as scikit-learn's f1_score(average='macro') does.
   let sum = 0;
+  let present = 0;
   for (let c = 0; c < tp.length; c++) {
     const denominator = 2 * (tp[c] ?? 0) + (fp[c] ?? 0) + (fn[c] ?? 0);
-    sum += denominator > 0 ? (2 * (tp[c] ?? 0)) / denominator : 0;
+    if (denominator === 0) continue;
+    present++;
+    sum += (2 * (tp[c] ?? 0)) / denominator;
   }
-  return sum / tp.length;
+  return present > 0 ? sum / present : null;
 }
 
 /** 1 − SSE/SST, SST = Σy² − (Σy)²/n; null without labels or when the labels do not vary. */

@@ -229,16 +229,17 @@ export async function startStack(
 }
 
 /**
- * The example's spec for a test: a unique model name, short bakes and a small minimum sample so a test finishes in
- * seconds.
+ * An example's spec for a test (the churn example's unless `example` names another folder): a unique model name,
+ * short bakes and a small minimum sample so a test finishes in seconds.
  */
 export function testSpec(
   model: string,
   version: string,
   variant: 'good' | 'bad' = 'good',
   patch: (s: LifecycleSpec) => void = noop,
+  example: string = EXAMPLE,
 ): LifecycleSpec {
-  const spec = loadSpecFile(join(EXAMPLE, 'specs', `${variant}.yaml`), { version });
+  const spec = loadSpecFile(join(example, 'specs', `${variant}.yaml`), { version });
   const out: LifecycleSpec = structuredClone({ ...spec, model });
   out.rollout.canary.bake = 1500;
   out.rollout.steps = [

@@ -21,6 +21,7 @@ export async function validate(ctx: LifecycleContext, artifactDir: string): Prom
     dataDir: spec.training.dataDir,
     ...(spec.validation.testData ? { testData: spec.validation.testData } : {}),
     task: spec.task,
+    ...(production?.artifactDir ? { referenceArtifactDir: production.artifactDir } : {}),
   });
   lc.metrics = evaluated.metrics;
   lc.event(
