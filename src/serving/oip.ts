@@ -106,12 +106,9 @@ const InferRequest = z.object({
 });
 type InferRequest = z.infer<typeof InferRequest>;
 
-/** An error the listener answers as `{ error }` with its status. */
-const OipError = HttpError;
-
 function parse<T>(schema: z.ZodType<T>, value: unknown, what: string): T {
   const parsed = schema.safeParse(value);
-  if (!parsed.success) throw new OipError(400, `invalid ${what}: ${firstProblem(parsed.error)}`);
+  if (!parsed.success) throw new HttpError(400, `invalid ${what}: ${firstProblem(parsed.error)}`);
   return parsed.data;
 }
 
@@ -140,13 +137,13 @@ function flatten(data: unknown, into: unknown[], depth = 0): void {
     into.push(data);
     return;
   }
-  if (depth > 2) throw new OipError(400, 'invalid inference request: data nested deeper than the tensor shape');
+  if (depth > 2) throw new HttpError(400, 'invalid inference request: data nested deeper than the tensor shape');
   for (const item of data) flatten(item, into, depth + 1);
 }
 
 /** The values of a binary-extension tensor of `count` elements. */
 function decodeBinary(bytes: Buffer, datatype: string, count: number, name: string): unknown[] {
-  const fail = (why: string) => new OipError(400, `invalid inference request: input '${name}': ${why}`);
+  const fail = (why: string) => new HttpError(400, `invalid inference request: input '${name}': ${why}`);
   if (datatype === 'BYTES') {
     const out: string[] = [];
     let at = 0;
@@ -220,18 +217,18 @@ function halfToNumber(h: number): number {
 /** The request's JSON header and, in the binary extension, each input's bytes in order. */
 function readBody(request: FastifyRequest): { json: unknown; binary: Buffer | null } {
   const body = request.body;
-  if (!Buffer.isBuffer(body)) throw new OipError(400, 'invalid inference request: a JSON body');
+  if (!Buffer.isBuffer(body)) throw new HttpError(400, 'invalid inference request: a JSON body');
   const header = request.headers['inference-header-content-length'];
   const headerLength = header === undefined ? body.length : Number(header);
   if (!Number.isInteger(headerLength) || headerLength < 0 || headerLength > body.length) {
-    throw new OipError(400, 'invalid inference request: Inference-Header-Content-Length does not fit the body');
+    throw new HttpError(400, 'invalid inference request: Inference-Header-Content-Length does not fit the body');
   }
   let json: unknown;
   try {
     json = JSON.parse(body.toString('utf8', 0, headerLength));
   } catch {
     // V8's message quotes the input: say only what is wrong (NaN and Infinity are not JSON).
-    throw new OipError(400, 'invalid inference request: the body is not JSON');
+    throw new HttpError(400, 'invalid inference request: the body is not JSON');
   }
   return { json, binary: header === undefined ? null : body.subarray(headerLength) };
 }
@@ -245,25 +242,25 @@ function rowsOf(request: InferRequest, manifest: ModelManifest, binary: Buffer |
   for (const input of request.inputs) {
     const at = `input '${input.name}'`;
     const type = features.get(input.name);
-    if (type === undefined) throw new OipError(400, `invalid inference request: ${at} is not an input of the model`);
-    if (columns.has(input.name)) throw new OipError(400, `invalid inference request: ${at} is given twice`);
+    if (type === undefined) throw new HttpError(400, `invalid inference request: ${at} is not an input of the model`);
+    if (columns.has(input.name)) throw new HttpError(400, `invalid inference request: ${at} is given twice`);
     const [n, width = 1] = input.shape;
     if (width !== 1 || n === undefined) {
-      throw new OipError(
+      throw new HttpError(
         400,
         `invalid inference request: ${at} has shape [${input.shape.join(', ')}], not [n] or [n, 1]`,
       );
     }
     if (rows !== undefined && n !== rows) {
-      throw new OipError(400, `invalid inference request: ${at} has ${n} rows, another input ${rows}`);
+      throw new HttpError(400, `invalid inference request: ${at} has ${n} rows, another input ${rows}`);
     }
     rows = n;
     if (n > MAX_BATCH_ROWS) {
-      throw new OipError(400, `invalid inference request: at most ${MAX_BATCH_ROWS} rows per request, got ${n}`);
+      throw new HttpError(400, `invalid inference request: at most ${MAX_BATCH_ROWS} rows per request, got ${n}`);
     }
     const wanted = type === 'numeric' ? NUMERIC_TYPES.has(input.datatype) : input.datatype === 'BYTES';
     if (!wanted) {
-      throw new OipError(
+      throw new HttpError(
         400,
         `invalid inference request: ${at} is ${input.datatype}; the model takes ${type === 'numeric' ? 'a number type such as FP32' : 'BYTES'}`,
       );
@@ -272,7 +269,7 @@ function rowsOf(request: InferRequest, manifest: ModelManifest, binary: Buffer |
     const size = input.parameters?.['binary_data_size'];
     if (size !== undefined) {
       if (!binary || typeof size !== 'number' || !Number.isInteger(size) || size < 0 || offset + size > binary.length) {
-        throw new OipError(400, `invalid inference request: ${at}: binary_data_size does not fit the binary data`);
+        throw new HttpError(400, `invalid inference request: ${at}: binary_data_size does not fit the binary data`);
       }
       values = decodeBinary(binary.subarray(offset, offset + size), input.datatype, n, input.name);
       offset += size;
@@ -280,13 +277,13 @@ function rowsOf(request: InferRequest, manifest: ModelManifest, binary: Buffer |
       values = [];
       flatten(input.data, values);
       if (values.length !== n) {
-        throw new OipError(400, `invalid inference request: ${at} has ${values.length} values for ${n} rows`);
+        throw new HttpError(400, `invalid inference request: ${at} has ${values.length} values for ${n} rows`);
       }
     }
     columns.set(input.name, values);
   }
   for (const name of features.keys()) {
-    if (!columns.has(name)) throw new OipError(400, `invalid inference request: input '${name}' is missing`);
+    if (!columns.has(name)) throw new HttpError(400, `invalid inference request: input '${name}' is missing`);
   }
   const scalar = (value: unknown): FeatureValue =>
     typeof value === 'number' || typeof value === 'string' ? value : (value as null);
@@ -301,7 +298,7 @@ function userOf(request: InferRequest, headers: FastifyRequest['headers']): stri
   const header = headers['x-user-id'];
   const key = typeof parameter === 'string' ? parameter : typeof header === 'string' ? header : request.id;
   if (key !== undefined && (key.length === 0 || key.length > MAX_ID_LENGTH)) {
-    throw new OipError(400, `invalid inference request: user_id: 1 to ${MAX_ID_LENGTH} characters`);
+    throw new HttpError(400, `invalid inference request: user_id: 1 to ${MAX_ID_LENGTH} characters`);
   }
   return key ?? randomUUID();
 }
@@ -313,7 +310,7 @@ function outputTensors(manifest: ModelManifest, predictions: Prediction[], reque
   return names.map((name) => {
     const meta = all.find((o) => o.name === name);
     if (!meta) {
-      throw new OipError(
+      throw new HttpError(
         400,
         `invalid inference request: output '${name}' is not an output of the model (${all.map((o) => o.name).join(', ')})`,
       );
@@ -348,7 +345,7 @@ export function openInference(core: InferenceCore, bodyLimit: number) {
 
     const metadata = (model: string, version?: string) => {
       const info = core.modelInfo(model, version);
-      if (!info.manifest) throw new OipError(503, `version '${info.version}' of model '${model}' is not loaded`);
+      if (!info.manifest) throw new HttpError(503, `version '${info.version}' of model '${model}' is not loaded`);
       return {
         name: model,
         versions: info.versions,
@@ -365,7 +362,7 @@ export function openInference(core: InferenceCore, bodyLimit: number) {
     };
     const ready = (model: string, version?: string) => {
       const info = core.modelInfo(model, version);
-      if (!info.ready) throw new OipError(503, `model '${model}' is not ready`);
+      if (!info.ready) throw new HttpError(503, `model '${model}' is not ready`);
       return { name: model, ready: true };
     };
     app.get('/v2/models/:model', async (req) => metadata(parse(Params, req.params, 'path').model));
@@ -383,9 +380,9 @@ export function openInference(core: InferenceCore, bodyLimit: number) {
       const { json, binary } = readBody(req);
       const request = parse(InferRequest, json, 'inference request');
       const manifest = core.modelInfo(model).manifest;
-      if (!manifest) throw new OipError(503, `model '${model}' is not loaded`);
+      if (!manifest) throw new HttpError(503, `model '${model}' is not loaded`);
       const rows = rowsOf(request, manifest, binary);
-      if (rows.length === 0) throw new OipError(400, 'invalid inference request: no rows');
+      if (rows.length === 0) throw new HttpError(400, 'invalid inference request: no rows');
       const userId = userOf(request, req.headers);
       const served = await core.serveRows(model, {
         userId,
