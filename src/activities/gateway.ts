@@ -2,6 +2,7 @@ import { Context, sleep } from '@temporalio/activity';
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { measureMetricChecks } from '../analysis/metric-checks';
 import { evaluateStage, inputSkew, requiredSamples, windowOf, type StageAnalysis } from '../domain/guardrails';
 import { AccuracyCalibration } from '../domain/performance-estimation';
 import { loadProfile, PROFILE_FILE } from '../drift/profile';
@@ -64,6 +65,8 @@ export interface AnalyzeStageInput extends TargetInput {
   stage: string;
   /** The candidate's artifact: its training profile is what the candidate's inputs are compared with. */
   candidateArtifactDir?: string;
+  /** When the stage's bake started: metric checks in their `initialDelay` are not measured yet. */
+  stageStartedAt?: string;
 }
 
 /** What validation recorded beside an artifact (validation-predictions.json), or null: none, or unreadable. */
@@ -160,6 +163,22 @@ export function createGatewayActivities(deps: GatewayDeps) {
             ...(skew ? { inputSkew: skew } : {}),
             ...(profile ? { profile } : {}),
           });
+          if (input.rules.metrics?.length) {
+            const at = new Date();
+            analysis.decisions.push(
+              ...(await measureMetricChecks(input.rules.metrics, {
+                model: input.model,
+                candidate: input.candidate,
+                stable: input.stable,
+                stage: input.stage,
+                intervalMs: input.rules.interval,
+                windowMs: at.getTime() - Date.parse(input.before.at),
+                elapsedMs: input.stageStartedAt ? at.getTime() - Date.parse(input.stageStartedAt) : Infinity,
+                env: deps.env ?? process.env,
+                now: at,
+              })),
+            );
+          }
           deps.metrics?.stageAnalyzed({
             model: input.model,
             version: input.candidate,

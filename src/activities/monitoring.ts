@@ -3,6 +3,7 @@ import { readFile } from 'node:fs/promises';
 import { isAbsolute, join } from 'node:path';
 import { WorkflowNotFoundError, type Client } from '@temporalio/client';
 import type { QuotaClient } from '../client/quota-client';
+import { measureMetricChecks } from '../analysis/metric-checks';
 import { evaluateStage, inputSkew, windowOf, type WindowTelemetry } from '../domain/guardrails';
 import { durationP95 } from '../domain/quota';
 import { loadProfile, PROFILE_FILE } from '../drift/profile';
@@ -272,6 +273,34 @@ export function createMonitoringActivities(deps: MonitoringDeps) {
               { pool, shares },
             ),
           );
+        }
+      }
+      // Metric checks (Prometheus, web) over the time since the previous check.
+      if (m.metrics?.length) {
+        const checkedAt = new Date(at);
+        const measured = await measureMetricChecks(m.metrics, {
+          model,
+          candidate: version,
+          stable: null,
+          stage: 'production',
+          intervalMs: m.interval,
+          windowMs: m.interval,
+          elapsedMs: Infinity,
+          env: deps.env ?? process.env,
+          now: checkedAt,
+        });
+        for (const d of measured) {
+          const check = m.metrics.find((c) => c.name === d.check)!;
+          observations.push({
+            ...observation(
+              'serving-metric',
+              check.severity,
+              d.outcome === 'fail' ? true : d.outcome === 'pass' ? false : null,
+              `${model} ${version}: ${d.check} ${d.outcome === 'error' ? 'could not be measured' : `= ${d.value ?? 'no data'}`} (${d.rule})${d.detail ? ` — ${d.detail}` : ''}`,
+              { check: d.check, value: d.value, outcome: d.outcome, rule: d.rule, detail: d.detail },
+            ),
+            key: `serving:${model}:serving-metric:${d.check}`,
+          });
         }
       }
       const scores = [

@@ -21,9 +21,21 @@ export interface AlertSinkConfig {
   minSeverity?: Severity;
   /** Per request (default 10000). */
   timeoutMs?: number;
+  /**
+   * Alertmanager only: how often the router re-sends open incidents (default 60000). Their `endsAt` is 3 intervals
+   * ahead, so they stay firing while the router keeps re-sending and resolve on their own if it stops.
+   */
+  resendIntervalMs?: number;
 }
 
 export const DEFAULT_SINK_TIMEOUT_MS = 10_000;
+/** How often open incidents are re-sent to an Alertmanager sink that does not say (Prometheus re-sends every 1m). */
+export const DEFAULT_RESEND_INTERVAL_MS = 60_000;
+/**
+ * An open incident's `endsAt` is this many re-send intervals ahead: one or two lost re-sends do not resolve it, and if
+ * the router stops re-sending, Alertmanager resolves it within that many intervals.
+ */
+export const RESEND_ENDS_AT_INTERVALS = 3;
 /** Longest part of a refusing receiver's answer kept in the log. */
 const MAX_QUOTED = 2000;
 /** Longest part of a failing receiver's answer in the retryable failure's message (one per failing sink). */
@@ -152,9 +164,18 @@ export interface AlertmanagerAlert {
  * The Alertmanager v2 body. Alertmanager identifies an alert by its whole label set, and a resolve message may carry
  * another severity than the alert it closes (the quota monitor resolves with `info`), so a resolve is posted once per
  * severity, each with `endsAt` now: whichever of them is firing closes, the others are recorded as already resolved.
- * A firing alert carries no `endsAt`, so Alertmanager resolves it after its `resolve_timeout` unless it is posted again.
+ *
+ * Alertmanager expects its clients to re-send alerts that are still firing. A firing alert of an incident that stays
+ * open until its resolve (`open`) carries `endsAt` {@link RESEND_ENDS_AT_INTERVALS} × `resendMs` ahead (default
+ * {@link DEFAULT_RESEND_INTERVAL_MS}), and the router re-sends it every `resendMs` while the incident is open, so it
+ * stays firing exactly that long. A one-off firing alert (a rollback, a failed training) carries no `endsAt`:
+ * Alertmanager resolves it after its `resolve_timeout`.
  */
-export function alertmanagerPayload(alert: Alert, now: Date = new Date()): AlertmanagerAlert[] {
+export function alertmanagerPayload(
+  alert: Alert,
+  now: Date = new Date(),
+  resendMs: number = DEFAULT_RESEND_INTERVAL_MS,
+): AlertmanagerAlert[] {
   const labels = (severity: Severity): Record<string, string> => ({
     alertname: alert.kind,
     severity,
@@ -170,7 +191,12 @@ export function alertmanagerPayload(alert: Alert, now: Date = new Date()): Alert
     ...(alert.details && Object.keys(alert.details).length > 0 ? { details: JSON.stringify(alert.details) } : {}),
   };
   const at = now.toISOString();
-  if (!alert.resolved) return [{ labels: labels(alert.severity), annotations, startsAt: at }];
+  if (!alert.resolved) {
+    const endsAt = alert.open
+      ? { endsAt: new Date(now.getTime() + RESEND_ENDS_AT_INTERVALS * resendMs).toISOString() }
+      : {};
+    return [{ labels: labels(alert.severity), annotations, startsAt: at, ...endsAt }];
+  }
   return SEVERITIES.map((severity) => ({ labels: labels(severity), annotations, endsAt: at }));
 }
 
@@ -295,7 +321,7 @@ export async function deliverAlerts(
       posts.push(
         post(
           sink,
-          taken.flatMap((a) => alertmanagerPayload(a, now)),
+          taken.flatMap((a) => alertmanagerPayload(a, now, sink.resendIntervalMs)),
           key,
           fetchImpl,
         ),

@@ -72,14 +72,44 @@ export function formatStatus(s: LifecycleStatus): string {
           d.check,
           String(d.value),
           String(d.threshold),
-          d.tolerated ? 'fail (tolerated)' : d.outcome,
+          outcomeOf(d),
           d.sampleSize === undefined ? '' : String(d.sampleSize),
           d.rule ?? '',
         ]),
       ),
     );
   }
+  const measured = Object.entries(s.measurements ?? {});
+  if (measured.length) {
+    // The last samples each check kept, passing and failing: what a check read over the rollout, not only its breaches.
+    lines.push('', 'measurements (last samples of each check):');
+    lines.push(
+      table(
+        ['CHECK', 'SOURCE', 'PASSED', 'FAILED', 'LAST VALUES (oldest first)'],
+        measured.map(([check, m]) => {
+          const all = [...m.passed, ...m.failed].sort((a, b) => a.at.localeCompare(b.at));
+          const source = all[0]?.provider ?? 'gateway';
+          return [
+            check + (all.some((d) => d.dryRun) ? ' (dry run)' : ''),
+            source,
+            String(m.passed.length),
+            String(m.failed.length),
+            all
+              .slice(-8)
+              .map((d) => `${d.outcome === 'pass' ? '' : `${d.outcome}:`}${d.value === null ? '-' : d.value}`)
+              .join(' '),
+          ];
+        }),
+      ),
+    );
+  }
   return lines.join('\n');
+}
+
+/** A decision's outcome as status shows it: dry runs and tolerated failures marked. */
+function outcomeOf(d: LifecycleStatus['decisions'][number]): string {
+  const marks = [d.tolerated ? 'tolerated' : '', d.dryRun ? 'dry run' : ''].filter(Boolean);
+  return marks.length ? `${d.outcome} (${marks.join(', ')})` : d.outcome;
 }
 
 /** Human-readable `mlctl list`. */

@@ -32,6 +32,8 @@ import { ModelRollbackInput, registryWorkflowId, rollbackWorkflowId, type Regist
 import { ModelName } from '../shared/names';
 import { MlModel, MlStage, MlVersion } from '../shared/search-attributes';
 import { LifecycleSpec, lifecycleWorkflowId } from '../shared/spec';
+import { metricConditionProblems } from '../analysis/templates';
+import { SpecError } from './spec-file';
 import { GateDecisionInput, OperatorAction, StageName, type LifecycleStatus } from '../shared/status';
 import { LIFECYCLE_TASK_QUEUE } from '../shared/task-queues';
 
@@ -68,6 +70,9 @@ export class LifecycleClient {
   /** Validates and starts a lifecycle; one lifecycle per model version (a second start is refused). */
   async start(rawSpec: unknown): Promise<{ id: string; runId: string }> {
     const spec = LifecycleSpec.parse(rawSpec);
+    // Conditions are compiled by the worker; a bad one is refused here, before anything starts.
+    const conditions = metricConditionProblems(spec);
+    if (conditions.length > 0) throw new SpecError('(spec)', conditions);
     const id = lifecycleWorkflowId(spec.model, spec.version);
     try {
       const handle = await this.client.workflow.start('modelLifecycleWorkflow', {

@@ -1,11 +1,17 @@
 import { isAbsolute, join } from 'node:path';
 import { z } from 'zod';
-import { AlertSinkKind, DEFAULT_SINK_TIMEOUT_MS, SEVERITIES, type AlertSinkConfig } from '../alerts/sinks';
+import {
+  AlertSinkKind,
+  DEFAULT_RESEND_INTERVAL_MS,
+  DEFAULT_SINK_TIMEOUT_MS,
+  SEVERITIES,
+  type AlertSinkConfig,
+} from '../alerts/sinks';
 import { CONDITION_ALERT_KINDS, EVENT_ALERT_KINDS, type Alert } from '../shared/alerts';
 import { HeaderValue, resolveHeaderValues } from '../targets/spec';
 import { projectRoot } from './paths';
 import { InvalidFileError, loadYamlFile } from './yaml-file';
-import { parseDurationMs } from '../shared/duration';
+import { parseDurationMs, PositiveDuration } from '../shared/duration';
 import { nameRecord } from '../shared/names';
 
 // RFC 9110 token: the characters a header name may hold.
@@ -22,6 +28,11 @@ export const AlertSinkSpec = z
     minSeverity: z.enum(SEVERITIES).default('info'),
     // At most 25 s: the quota monitor gives sendAlert 30 s (startToCloseTimeout), and sinks are called in parallel.
     timeoutMs: z.number().int().positive().max(25_000).default(DEFAULT_SINK_TIMEOUT_MS),
+    /**
+     * Alertmanager only: how often the router re-sends open incidents (`30s`, `1m`; default 1m, at least 1s). They
+     * stay firing while open, and resolve within 3 intervals should the router stop.
+     */
+    resendInterval: PositiveDuration.refine((ms) => ms >= 1000, 'at least 1s').optional(),
   })
   .strict();
 export type AlertSinkSpec = z.infer<typeof AlertSinkSpec>;
@@ -52,7 +63,10 @@ export const AlertRouteSpec = z
   .strict();
 export type AlertRouteSpec = z.infer<typeof AlertRouteSpec>;
 
-/** The alert sinks file: `sinks: [{ name, kind, url, headers?, minSeverity?, timeoutMs? }]`, `routes: [...]`. */
+/**
+ * The alert sinks file: `sinks: [{ name, kind, url, headers?, minSeverity?, timeoutMs?, resendInterval? }]`,
+ * `routes: [...]`.
+ */
 export const AlertSinksFile = z
   .object({ sinks: z.array(AlertSinkSpec), routes: z.array(AlertRouteSpec).default([]) })
   .strict()
@@ -62,6 +76,13 @@ export const AlertSinksFile = z
       if (seen.has(sink.name))
         ctx.addIssue({ code: 'custom', path: ['sinks', i, 'name'], message: `sink ${sink.name} is declared twice` });
       seen.add(sink.name);
+      // Only Alertmanager takes re-sends: it resolves what is not re-sent, a webhook or Slack would show each again.
+      if (sink.resendInterval !== undefined && sink.kind !== 'alertmanager')
+        ctx.addIssue({
+          code: 'custom',
+          path: ['sinks', i, 'resendInterval'],
+          message: `only alertmanager sinks are re-sent open incidents (this one is ${sink.kind})`,
+        });
     }
     for (const [i, route] of file.routes.entries())
       for (const [j, name] of route.sinks.entries())
@@ -108,7 +129,11 @@ export function loadAlertConfig(
   });
   const parsed = loadYamlFile(file, withSecrets, 'alert sinks');
   return {
-    sinks: parsed.sinks.map((sink) => ({ ...sink, headers: resolveHeaderValues(sink.headers, env).headers })),
+    sinks: parsed.sinks.map(({ resendInterval, ...sink }) => ({
+      ...sink,
+      headers: resolveHeaderValues(sink.headers, env).headers,
+      ...(sink.kind === 'alertmanager' ? { resendIntervalMs: resendInterval ?? DEFAULT_RESEND_INTERVAL_MS } : {}),
+    })),
     routes: parsed.routes,
   };
 }

@@ -2,13 +2,22 @@ import { accessSync, constants } from 'node:fs';
 import { delimiter, join } from 'node:path';
 import { projectRoot } from './paths';
 
-function executable(path: string): boolean {
+/** Whether `path` is a file this process may execute. */
+export function executable(path: string): boolean {
   try {
     accessSync(path, constants.X_OK);
     return true;
   } catch {
     return false;
   }
+}
+
+/** `name` in the first folder of PATH that has it executable, or undefined. */
+export function onPath(name: string): string | undefined {
+  for (const dir of (process.env.PATH ?? '').split(delimiter)) {
+    if (dir && executable(join(dir, name))) return join(dir, name);
+  }
+  return undefined;
 }
 
 /**
@@ -21,9 +30,8 @@ export function temporalCliPath(): string {
     if (!executable(fromEnv)) throw new Error(`TEMPORAL_CLI_PATH=${fromEnv} is not an executable file`);
     return fromEnv;
   }
-  for (const dir of (process.env.PATH ?? '').split(delimiter)) {
-    if (dir && executable(join(dir, 'temporal'))) return join(dir, 'temporal');
-  }
+  const found = onPath('temporal');
+  if (found) return found;
   const local = join(projectRoot(), '.tools', 'temporal-cli', 'bin', 'temporal');
   if (executable(local)) return local;
   throw new Error(

@@ -1,5 +1,5 @@
 import { LATENCY_BUCKETS_MS, PREDICTION_BINS, type ModelTelemetry, type VersionTelemetry } from '../shared/telemetry';
-import { populationStabilityIndex } from '../drift/stats';
+import { chiSquaredSurvival, populationStabilityIndex } from '../drift/stats';
 import type { DataProfile } from '../drift/profile';
 import { compareSketch, sketchRestarted, sketchWindow, type DataSketch } from '../drift/sketch';
 import { qualityRestarted, qualityWindow, type QualityCounters } from '../shared/quality';
@@ -190,6 +190,32 @@ export function evaluateStage(input: StageAnalysisInput): StageAnalysis {
     sampleSize: candidate.requests,
   });
 
+  const vsStable = rules.errorRate.vsStable ?? false;
+  if (stable !== null && vsStable !== false) {
+    const test = errorRateTest(candidate.errors, candidate.requests, stable.errors, stable.requests);
+    const stableRate = stable.requests > 0 ? stable.errors / stable.requests : 0;
+    const difference = errorRate - stableRate;
+    push({
+      check: 'errorRateVsStable',
+      value: round(difference),
+      threshold: vsStable.minDifference,
+      outcome:
+        !enough || stable.requests < min('errorRate')
+          ? 'inconclusive'
+          : difference > vsStable.minDifference && test.pValue < vsStable.alpha
+            ? 'fail'
+            : 'pass',
+      rule:
+        `candidate error rate − stable's <= ${vsStable.minDifference}, unless the two-proportion test's ` +
+        `p-value >= ${vsStable.alpha}`,
+      sampleSize: Math.min(candidate.requests, stable.requests),
+      detail:
+        `candidate ${candidate.errors}/${candidate.requests} (${round(errorRate * 100, 2)}%), stable ` +
+        `${stable.errors}/${stable.requests} (${round(stableRate * 100, 2)}%), z=${round(test.z, 2)}, ` +
+        `p=${test.pValue.toPrecision(3)}`,
+    });
+  }
+
   const enoughSuccesses = candidate.successes >= min('latencyP99Ms');
   const p99 = quantileFromBuckets(candidate.latencyBucketCounts, 0.99);
   push({
@@ -251,6 +277,26 @@ export function evaluateStage(input: StageAnalysisInput): StageAnalysis {
       ? 'inconclusive'
       : 'pass';
   return { outcome, decisions };
+}
+
+/**
+ * One-sided two-proportion z-test (pooled) that the candidate's error rate is above stable's: z and P(Z >= z). With
+ * no errors on either side there is nothing to tell apart: z = 0, p = 1.
+ */
+export function errorRateTest(
+  candidateErrors: number,
+  candidateRequests: number,
+  stableErrors: number,
+  stableRequests: number,
+): { z: number; pValue: number } {
+  if (candidateRequests === 0 || stableRequests === 0) return { z: 0, pValue: 1 };
+  const pooled = (candidateErrors + stableErrors) / (candidateRequests + stableRequests);
+  const se = Math.sqrt(pooled * (1 - pooled) * (1 / candidateRequests + 1 / stableRequests));
+  if (se === 0) return { z: 0, pValue: 1 };
+  const z = (candidateErrors / candidateRequests - stableErrors / stableRequests) / se;
+  // P(|Z| >= |z|) is the chi-squared survival of z² with one degree of freedom; one side is half of it.
+  const twoSided = chiSquaredSurvival(z * z, 1);
+  return { z, pValue: z > 0 ? twoSided / 2 : 1 - twoSided / 2 };
 }
 
 /**

@@ -248,10 +248,34 @@ export interface HardwarePlan {
 
 const r1 = (x: number) => (x >= 10 ? Math.round(x).toString() : x.toFixed(1));
 const label = (c: { device: string; count: number }) => `${c.count > 1 ? `${c.count}× ` : ''}${c.device}`;
-const duration = (h: number) => (h < 1 ? `${r1(h * 60)} min` : h < 48 ? `${r1(h)} h` : `${r1(h / 24)} days`);
-const usd = (x: number) => (x < 0.01 ? `$${x.toFixed(4)}` : `$${x.toFixed(2)}`);
-/** "2.8× slower", or "as fast" within 5%. */
-const slower = (ratio: number) => (ratio < 1.05 ? 'as fast' : `${r1(ratio)}× slower`);
+/** Hours as ms or s below a minute (so short runs differ in print), else as min, h or days. */
+const duration = (h: number) => {
+  const seconds = h * 3600;
+  if (seconds < 1) return `${r1(seconds * 1000)} ms`;
+  if (seconds < 60) return `${r1(seconds)} s`;
+  return h < 1 ? `${r1(h * 60)} min` : h < 48 ? `${r1(h)} h` : `${r1(h / 24)} days`;
+};
+/** Dollars to two significant figures at least below $1 ("$0.0036", "$0.055"), to the cent above. */
+const usd = (x: number) => `$${x.toFixed(x < 0.01 ? 4 : x < 1 ? 3 : 2)}`;
+/** Within 5% (or the same in print), two options count as equally fast or equally cheap. */
+const TIE = 1.05;
+/** Whether two amounts are a tie: within {@link TIE} of each other, or printed the same. */
+const tie = (a: number, b: number, print: (x: number) => string) =>
+  print(a) === print(b) || Math.max(a, b) < TIE * Math.min(a, b);
+/** How the choice's training time compares to another's: "2.8× slower", "as fast" (a tie) or "1.5× faster". */
+const slower = (choiceHours: number, otherHours: number) =>
+  tie(choiceHours, otherHours, duration)
+    ? 'as fast'
+    : choiceHours > otherHours
+      ? `${r1(choiceHours / otherHours)}× slower`
+      : `${r1(otherHours / choiceHours)}× faster`;
+/** How the choice's cost compares to another's: "2.0× cheaper", "about as cheap" (a tie) or "1.5× more costly". */
+const cheaperThan = (choiceUsd: number, otherUsd: number) =>
+  tie(choiceUsd, otherUsd, usd)
+    ? 'about as cheap'
+    : choiceUsd < otherUsd
+      ? `${r1(otherUsd / Math.max(choiceUsd, 1e-9))}× cheaper`
+      : `${r1(choiceUsd / Math.max(otherUsd, 1e-9))}× more costly`;
 
 /** The plan: candidates, the choices, and the four R3 answers in numbers. Throws when nothing can train or serve. */
 export function planHardware(
@@ -286,18 +310,29 @@ export function planHardware(
   const cheaper =
     choice === fastest
       ? `the cheapest way to train it, ${label(choice)} (${usd(choice.costUsd)}, ${duration(choice.hours)}), is also the fastest`
-      : `training on ${label(choice)} instead of ${label(fastest)} is ${r1(fastest.costUsd / Math.max(choice.costUsd, 1e-9))}× cheaper ` +
-        `(${usd(choice.costUsd)} vs ${usd(fastest.costUsd)}) and ${slower(choice.hours / fastest.hours)} ` +
+      : `training on ${label(choice)} instead of ${label(fastest)} is ${cheaperThan(choice.costUsd, fastest.costUsd)} ` +
+        `(${usd(choice.costUsd)} vs ${usd(fastest.costUsd)}) and ${slower(choice.hours, fastest.hours)} ` +
         `(${duration(choice.hours)} vs ${duration(fastest.hours)})` +
         (deadlineHours !== undefined
           ? `; meets the ${duration(deadlineHours)} deadline: ${choice.hours <= deadlineHours ? 'yes' : 'no'}`
           : '');
+  // A fastest option no meaningfully faster than the choice is a tie, not "1.0× faster". It is slower than the choice
+  // when the choice goes over the budget to meet the deadline.
+  const fastestCost = `for ${usd(fastest.costUsd)}${budgetUsd !== undefined ? ` (budget $${budgetUsd})` : ''}`;
   const faster =
     fastest === choice
       ? `nothing ${budgetUsd !== undefined ? 'within the budget ' : ''}is faster than ${label(choice)} (${duration(choice.hours)})`
-      : `${label(fastest)} would finish in ${duration(fastest.hours)} instead of ${duration(choice.hours)} ` +
-        `(${r1(choice.hours / fastest.hours)}× faster) for ${usd(fastest.costUsd)}` +
-        (budgetUsd !== undefined ? ` (budget $${budgetUsd})` : '');
+      : tie(fastest.hours, choice.hours, duration)
+        ? `${label(fastest)} would finish about as fast (${duration(fastest.hours)}` +
+          `${duration(fastest.hours) !== duration(choice.hours) ? ` vs ${duration(choice.hours)}` : ''}) ${fastestCost}` +
+          (choice.costUsd < fastest.costUsd
+            ? `; ${label(choice)} is chosen as the cheaper (${usd(choice.costUsd)})`
+            : '')
+        : fastest.hours < choice.hours
+          ? `${label(fastest)} would finish in ${duration(fastest.hours)} instead of ${duration(choice.hours)} ` +
+            `(${r1(choice.hours / fastest.hours)}× faster) ${fastestCost}`
+          : `${label(fastest)} would take ${duration(fastest.hours)} instead of ${duration(choice.hours)} ` +
+            `(${r1(fastest.hours / choice.hours)}× slower) ${fastestCost}`;
   const oneAccelerator = catalog.filter(
     (d) => d.kind !== 'cpu' && devicesToFit(d, memory.trainingGiB, profile.architecture) === 1,
   );

@@ -42,6 +42,7 @@ import {
   type Prediction,
 } from './model-host';
 import { PredictionMemory, type PredictionMemoryOptions, type RememberedPrediction } from './prediction-memory';
+import { createGatewayMetrics, versionWeightsOf } from './prometheus-metrics';
 import { buildRoutingTable, InvalidWeightsError, route, type RoutingTable } from './router';
 import {
   RoutingStore,
@@ -861,7 +862,7 @@ export interface ListenAddress {
  * only the control plane reaches it while predictions are served to everyone.
  */
 export interface Gateway {
-  /** `POST /v1/models/:model/predict`, `POST /v1/models/:model/labels` (labels token) and `GET /healthz`. */
+  /** `POST /v1/models/:model/predict`, `POST /v1/models/:model/labels` (labels token), `GET /metrics`, `GET /healthz`. */
   readonly public: FastifyInstance;
   /** Every `/admin/...` route, each behind the admin bearer token, and `GET /healthz` (without one). */
   readonly admin: FastifyInstance;
@@ -981,6 +982,9 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
     },
     async (request) => core.labels(parse(ModelParams, request.params, 'path').model, request.body),
   );
+  // Without a token, so that Prometheus scrapes it: model and version names and counts only, read at scrape time.
+  const metrics = createGatewayMetrics(core.telemetry, () => versionWeightsOf(core.listRouting()));
+  publicApp.get('/metrics', async (_request, reply) => reply.type(metrics.contentType).send(await metrics.metrics()));
 
   const admin = listener(logger);
   // Every request but the health check, known route or not, before its body is read: a caller without the token

@@ -61,6 +61,11 @@ export class VersionCounters {
     return this.binning.task;
   }
 
+  /** Multiclass: the live successful rows per predicted class (read-only, for scrapes); undefined otherwise. */
+  get predictedClassCounts(): Readonly<Float64Array> | undefined {
+    return this.classCounts;
+  }
+
   /** Starts counting inputs on `plan` (from zero). */
   sketchInputs(plan: SketchPlan): void {
     this.inputs = new DataSketcher(plan);
@@ -205,6 +210,13 @@ export class TelemetryRegistry {
     if (!versions) return;
     versions.delete(version);
     if (versions.size === 0) this.models.delete(model);
+  }
+
+  /** Every version's live counters, model by model (for reads at scrape time: do not update them). */
+  *entries(): Generator<[model: string, version: string, counters: VersionCounters]> {
+    for (const [model, versions] of this.models) {
+      for (const [version, counters] of versions) yield [model, version, counters];
+    }
   }
 
   /** Every version's counters of `model`; its JSON is at most `maxModelTelemetryBytes` (src/shared/telemetry.ts). */

@@ -12,6 +12,8 @@ export const EVENT_ALERT_KINDS = [
   'approval-timeout',
   'approval-escalation',
   'rollout-inconclusive',
+  /** A dry-run check failed: measured and recorded, not enforced. */
+  'analysis-dry-run',
   'rollback',
   /** Traffic could not be put back on the stable version: the candidate may still serve (critical, pages). */
   'rollback-stuck',
@@ -31,6 +33,8 @@ export const SERVING_ALERT_KINDS = [
   'model-quality',
   'estimated-quality',
   'serving-quota',
+  /** A metric check of the monitor (Prometheus, web) failed or could not be measured. */
+  'serving-metric',
 ] as const;
 
 /** Alert kinds of conditions a monitor observes over time: they fire after M of N bad checks and resolve. */
@@ -99,6 +103,11 @@ export const Alert = z
     dedupKey: AlertKey,
     /** True on the message that closes the incident `dedupKey` opened. */
     resolved: z.boolean().optional(),
+    /**
+     * An incident that stays open until its resolve: Alertmanager sinks give it `endsAt` ahead and the router re-sends
+     * it (set by the router; one-off alerts leave it out).
+     */
+    open: z.boolean().optional(),
     /** The team the alert is routed to (the first matching route's owner), when routes name one. */
     owner: z.string().max(256).optional(),
   })

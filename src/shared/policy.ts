@@ -151,6 +151,15 @@ const ModelRules = z
       })
       .strict()
       .optional(),
+    analysis: z
+      .object({
+        /** Metric provider URLs a spec's checks may call (prefixes: Prometheus addresses, web checks' URLs). */
+        urls: z.array(UrlPrefix).max(200).optional(),
+        /** Environment variables a metric check's `{ fromEnv }` header may read. */
+        headerEnv: z.array(EnvName).max(200).optional(),
+      })
+      .strict()
+      .optional(),
     training: z
       .object({
         /** Folders a training program must live under (relative paths from the project root). */
@@ -200,6 +209,7 @@ export interface ModelPolicy {
   operators: { abort: string[]; pause: string[]; rollback: string[]; alerts: string[] };
   signatures: { required: boolean; unsigned: Operation[] };
   targets: { baseUrls: string[]; headerEnv: string[] };
+  analysis: { urls: string[]; headerEnv: string[] };
   training: { roots: string[]; env: string[] | null };
   quota: { operators: string[] };
 }
@@ -243,6 +253,10 @@ export function modelPolicy(file: PolicyFile, model: string): ModelPolicy {
     targets: {
       baseUrls: (pick('targets', 'baseUrls') as string[] | undefined) ?? [],
       headerEnv: (pick('targets', 'headerEnv') as string[] | undefined) ?? [],
+    },
+    analysis: {
+      urls: (pick('analysis', 'urls') as string[] | undefined) ?? [],
+      headerEnv: (pick('analysis', 'headerEnv') as string[] | undefined) ?? [],
     },
     training: {
       roots: (pick('training', 'roots') as string[] | undefined) ?? [],
@@ -321,6 +335,16 @@ export interface PolicedSpec {
     target?: PolicedTarget;
     staging?: { target?: PolicedTarget };
   };
+  /**
+   * The metric checks' providers: the spec field of the provider (`rollout.analysis.metrics.0.provider.web`), the
+   * name of its URL field (`url`, `address`), the URL it calls (unfilled) and its headers.
+   */
+  metrics?: readonly {
+    field: string;
+    urlField: string;
+    url: string;
+    headers?: Readonly<Record<string, string | { fromEnv: string }>>;
+  }[];
 }
 type PolicedTarget =
   | { kind: 'gateway'; url?: string }
@@ -401,6 +425,25 @@ export function policyViolations(spec: PolicedSpec, policy: ModelPolicy): string
               (policy.targets.headerEnv.length ? ` (${policy.targets.headerEnv.join(', ')})` : ' (none)'),
           );
         }
+      }
+    }
+  }
+  for (const m of spec.metrics ?? []) {
+    const urlField = `${m.field}.${m.urlField}`;
+    if (/^[^/]*\/\/[^/]*\{\{/.test(m.url)) {
+      problems.push(`${urlField}: the host of a metric check's URL cannot come from a placeholder`);
+    } else if (!urlAllowed(policy.analysis.urls, m.url)) {
+      problems.push(
+        `${urlField}: ${m.url} is not a metric provider ${rule} allows` +
+          (policy.analysis.urls.length ? ` (${policy.analysis.urls.join(', ')})` : ' (none)'),
+      );
+    }
+    for (const [header, value] of Object.entries(m.headers ?? {})) {
+      if (typeof value !== 'string' && !policy.analysis.headerEnv.includes(value.fromEnv)) {
+        problems.push(
+          `${m.field}.headers.${header}: variable ${value.fromEnv} is not one ${rule} lets a metric check read` +
+            (policy.analysis.headerEnv.length ? ` (${policy.analysis.headerEnv.join(', ')})` : ' (none)'),
+        );
       }
     }
   }

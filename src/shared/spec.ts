@@ -6,6 +6,7 @@ import { FeatureName, Identity, ModelName, nameRecord, VersionName } from './nam
 import { Architecture, Precision } from './hardware';
 import { DeploymentTargetSpec } from '../targets/spec';
 import { clipped } from './text';
+import { CheckLimits, MetricCheck, MonitorMetricCheck, TemplateRef } from './analysis';
 import { DEFAULT_TASK, Task } from './task';
 
 export { Identity } from './names';
@@ -43,6 +44,14 @@ export const TrainingSpec = z
     deadline: PositiveDuration.optional(),
     /** The planner's fastest candidate stays within this. */
     budgetUsd: z.number().positive().optional(),
+    /**
+     * A run counts as slow (a `training-slow` alert) once it outlasts the p95 of similar runs by more than
+     * `marginOverP95` (0.25 = 25 %) and by more than `minExcess`, and never before 1 s: quiet on ordinary jitter.
+     */
+    slowAlert: z
+      .object({ marginOverP95: z.number().min(0).max(10).default(0.25), minExcess: Duration.default(30_000) })
+      .strict()
+      .default({ marginOverP95: 0.25, minExcess: 30_000 }),
   })
   .strict();
 export type TrainingSpec = z.infer<typeof TrainingSpec>;
@@ -168,11 +177,12 @@ export const RolloutStep = z
 export type RolloutStep = z.infer<typeof RolloutStep>;
 
 /**
- * Tolerance and sample size of one check: the stage fails when the check fails more than `failureLimit` samples in a
- * row (0: the first failed sample stops the rollout); `minSamples` overrides the analysis-wide minimum for it.
+ * Tolerance and sample size of one built-in check (src/shared/analysis.ts `CheckLimits`: `failureLimit` failed
+ * samples in all per stage, `consecutiveFailureLimit` in a row, `dryRun`); `minSamples` overrides the analysis-wide
+ * minimum for it. Lifecycles started before these limits count `failureLimit` in a row.
  */
 const CheckTolerance = {
-  failureLimit: z.number().int().min(0).max(100).default(0),
+  ...CheckLimits,
   minSamples: z.number().int().positive().optional(),
 };
 
@@ -188,12 +198,42 @@ export const AnalysisSpec = z
      * whole stage; a bake no longer than the interval is judged by that readout alone.
      */
     interval: Duration.refine((ms) => ms >= 1000, 'at least 1s (workflow timers are not finer)').default(60_000),
+    /**
+     * Warm-up of every stage: traffic of the first `initialDelay` after the weights move is left out of the stage's
+     * windows (caches filling, connections opening).
+     */
+    initialDelay: Duration.default(0),
+    /** The last this-many passing and failing samples of every check are kept for `mlctl status`. */
+    measurementRetention: z.number().int().min(1).max(100).default(10),
+    /** Checks read from a metric provider (Prometheus, any JSON web API), beside the built-in ones. */
+    metrics: z.array(MetricCheck).max(20).default([]),
+    /** Analysis templates whose metric checks were added to `metrics` when the spec was loaded (for the record). */
+    templates: z.array(TemplateRef).max(20).default([]),
     /** The candidate gets traffic and answers some of it. */
-    outage: z.object(CheckTolerance).strict().default({ failureLimit: 0 }),
+    outage: z.object(CheckTolerance).strict().default({ failureLimit: 0, dryRun: false }),
     errorRate: z
-      .object({ max: z.number().min(0).max(1), ...CheckTolerance })
+      .object({
+        max: z.number().min(0).max(1),
+        /**
+         * The candidate's error rate against stable's, by a one-sided two-proportion z-test: the check
+         * `errorRateVsStable` fails when the candidate's rate is above stable's by more than `minDifference` and the
+         * test's p-value is below `alpha`. `false` turns it off.
+         */
+        vsStable: z
+          .union([
+            z.literal(false),
+            z
+              .object({
+                alpha: z.number().gt(0).lt(1).default(0.01),
+                minDifference: z.number().min(0).max(1).default(0.005),
+              })
+              .strict(),
+          ])
+          .default({ alpha: 0.01, minDifference: 0.005 }),
+        ...CheckTolerance,
+      })
       .strict()
-      .default({ max: 0.01, failureLimit: 0 }),
+      .default({ max: 0.01, vsStable: { alpha: 0.01, minDifference: 0.005 }, failureLimit: 0, dryRun: false }),
     latencyP99Ms: z
       .object({
         max: z.number().positive(),
@@ -206,7 +246,7 @@ export const AnalysisSpec = z
         ...CheckTolerance,
       })
       .strict()
-      .default({ max: 500, maxRatioToStable: 3, ratioFloorMs: 1, failureLimit: 0 }),
+      .default({ max: 500, maxRatioToStable: 3, ratioFloorMs: 1, failureLimit: 0, dryRun: false }),
     /**
      * Drift of the candidate's predicted probabilities against the stable version's: fails when the population
      * stability index exceeds `maxPsi` and a KS test on the same bins is significant at `alpha`.
@@ -214,7 +254,7 @@ export const AnalysisSpec = z
     predictionDrift: z
       .object({ maxPsi: z.number().positive(), alpha: z.number().gt(0).lt(1).default(0.01), ...CheckTolerance })
       .strict()
-      .default({ maxPsi: 0.25, alpha: 0.01, failureLimit: 0 }),
+      .default({ maxPsi: 0.25, alpha: 0.01, failureLimit: 0, dryRun: false }),
     /**
      * Skew of the candidate's inputs against its training profile, per feature on the profile's bins: fails when a
      * feature's PSI exceeds `maxPsi` and its test (binned KS, chi-squared) is significant at `alpha` / features.
@@ -222,7 +262,7 @@ export const AnalysisSpec = z
     featureSkew: z
       .object({ maxPsi: z.number().positive(), alpha: z.number().gt(0).lt(1).default(0.001), ...CheckTolerance })
       .strict()
-      .default({ maxPsi: 0.5, alpha: 0.001, failureLimit: 0 }),
+      .default({ maxPsi: 0.5, alpha: 0.001, failureLimit: 0, dryRun: false }),
     /**
      * Missing or corrupt inputs reaching the candidate: the share of its requests refused as invalid, and per feature
      * the rise of missing, wrong-type or non-finite values over the training data's share, each at most `maxRate`.
@@ -230,9 +270,18 @@ export const AnalysisSpec = z
     inputQuality: z
       .object({ maxRate: z.number().min(0).max(1), ...CheckTolerance })
       .strict()
-      .default({ maxRate: 0.05, failureLimit: 0 }),
+      .default({ maxRate: 0.05, failureLimit: 0, dryRun: false }),
   })
-  .strict();
+  .strict()
+  .superRefine((analysis, ctx) => {
+    const seen = new Set<string>();
+    (Array.isArray(analysis?.metrics) ? analysis.metrics : []).forEach((m, i) => {
+      if (typeof m?.name !== 'string') return;
+      if (seen.has(m.name))
+        ctx.addIssue({ code: 'custom', path: ['metrics', i, 'name'], message: `"${m.name}" again` });
+      seen.add(m.name);
+    });
+  });
 export type AnalysisSpec = z.infer<typeof AnalysisSpec>;
 
 export const RolloutSpec = z
@@ -429,6 +478,11 @@ export const MonitoringSpec = z
     actions: z.partialRecord(z.enum(SERVING_ALERT_KINDS), z.enum(MONITOR_ACTIONS)).default({}),
     /** How long an automated action waits after its alert fires, so a human can override it (`mlctl alerts override`). */
     actionDelay: Duration.default(5 * 60_000),
+    /**
+     * Checks read from a metric provider (Prometheus, a JSON web API) every interval: each failure is a bad check of
+     * the `serving-metric` incident of that name. `{{window}}` is the time since the previous check.
+     */
+    metrics: z.array(MonitorMetricCheck).max(20).default([]),
   })
   .strict();
 export type MonitoringSpec = z.infer<typeof MonitoringSpec>;

@@ -39,16 +39,28 @@ export interface Decision {
   check: string;
   value: number | null;
   threshold: number | null;
-  outcome: 'pass' | 'fail' | 'inconclusive';
+  /** `error`: a metric provider could not measure (counted against `consecutiveErrorLimit`, not as a failure). */
+  outcome: 'pass' | 'fail' | 'inconclusive' | 'error';
   at: string;
+  /** Where the value came from: the target's telemetry (absent) or a metric provider. */
+  provider?: 'prometheus' | 'web';
+  /** A dry-run check: measured and recorded, never enforced. */
+  dryRun?: boolean;
   /** Human-readable rule, e.g. `errorRate <= 0.01`. */
   rule?: string;
   sampleSize?: number;
   detail?: string;
   /** The sample of the bake it was taken in (1, 2, ...); absent on the readout at the end of the bake. */
   sample?: number;
-  /** Failed, but within the check's `failureLimit` of consecutive failures. */
+  /** Failed (or errored), but within the check's limits. */
   tolerated?: boolean;
+}
+
+/** The last samples of one check a lifecycle keeps (`analysis.measurementRetention` of each kind). */
+export interface CheckMeasurements {
+  passed: Decision[];
+  /** Failed or errored. */
+  failed: Decision[];
 }
 
 /** A compact drift report (test set vs training, serving window vs training), as lifecycles record it. */
@@ -133,6 +145,8 @@ export interface LifecycleStatus {
   pendingGate: PendingGate | null;
   approvals: ApprovalRecord[];
   decisions: Decision[];
+  /** Per check, its last passing and failing samples (absent: started before measurements were kept). */
+  measurements?: Record<string, CheckMeasurements>;
   events: LifecycleEvent[];
   error: { type: string; message: string } | null;
   /** A promote-now request: who asked, how many approvals it needs, whether it was granted. */

@@ -6,7 +6,7 @@ import { own } from '../shared/own';
  * it, the workflow passes it to the deployment activities, the worker resolves it to a `DeploymentTarget`.
  */
 
-const HttpUrl = z.url({ protocol: /^https?$/, error: 'an http:// or https:// URL' });
+export const HttpUrl = z.url({ protocol: /^https?$/, error: 'an http:// or https:// URL' });
 
 /** The serving gateway of this project: the worker's configured one, or another at `url`. */
 export const GatewayTargetSpec = z
@@ -80,7 +80,7 @@ export function resolveHeaderValues(
 }
 
 // RFC 9110 token: the characters a header name may hold.
-const HeaderName = z.string().regex(/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/, 'a header name');
+export const HeaderName = z.string().regex(/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/, 'a header name');
 
 /**
  * Any platform behind four HTTP endpoints (an adapter in front of KServe, SageMaker, Istio, ...). Bodies are JSON:

@@ -72,6 +72,8 @@ interface CarriedRouterState {
   actions: [string, { kind: MonitorAction; dueAt: number; by?: string }][];
   /** Signals that arrived after the last run stopped taking them. */
   inbox: ({ observations: Observation[] } | { alert: Alert })[];
+  /** How often open incidents are re-sent to Alertmanager, as routing last said (routers with ALERTMANAGER_RESEND). */
+  resendMs?: number;
 }
 
 const DEFAULT_GROUP_WAIT_MS = 10_000;
@@ -96,9 +98,23 @@ const delivery = proxyActivities<Activities>({
   scheduleToCloseTimeout: '6 hours',
   retry: { initialInterval: '2 seconds', backoffCoefficient: 2, maximumInterval: '5 minutes' },
 });
+/**
+ * A re-send of open incidents is retried briefly, not for hours: the next one follows an interval later, and the
+ * incidents' `endsAt` (3 intervals ahead) outlasts two lost ones.
+ */
+const resendDelivery = proxyActivities<Activities>({
+  startToCloseTimeout: '30 seconds',
+  retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumAttempts: 3 },
+});
 
 /** Marks routers that authorize silences and overrides with the platform policy before applying them. */
 const AUTHORIZED_OPERATORS = 'authorized-operators';
+/**
+ * Marks routers that keep open incidents firing in Alertmanager: their alerts are sent as `open` (with `endsAt` ahead)
+ * and re-sent every interval until they resolve. Earlier routers posted them once, and Alertmanager resolved them after
+ * its `resolve_timeout`.
+ */
+const ALERTMANAGER_RESEND = 'alertmanager-resend';
 
 const modelOf = (a: { model?: string }) => a.model;
 const groupOf = (a: Alert) => (a.model ? `model:${a.model}` : a.pool ? `pool:${a.pool}` : 'global');
@@ -189,6 +205,12 @@ export async function alertRouterWorkflow(input: AlertRouterInput = {}): Promise
   // Silences and overrides are privileged: the worker checks them with the platform policy and keyring as they are
   // now. Routers started before this check (their histories) apply them as they did then.
   const enforced = patched(AUTHORIZED_OPERATORS);
+  const resending = patched(ALERTMANAGER_RESEND);
+  /** How often Alertmanager sinks want open incidents re-sent (the smallest interval routing named); unset: none. */
+  let resendMs = resending ? carried?.resendMs : undefined;
+  /** When open incidents are next re-sent; unset while there is nothing to re-send. */
+  let nextResendAt: number | undefined;
+  let resendInFlight = false;
   const usedNonces = new NonceLedger();
   /** The signing key id when the operation may happen (null: unsigned and allowed); a refusal otherwise. */
   const authorize = async (op: {
@@ -307,11 +329,35 @@ export async function alertRouterWorkflow(input: AlertRouterInput = {}): Promise
     else groups.set(key, { alerts: [alert], dueAt: Date.now() + groupWaitMs });
   };
 
+  /** An alert as delivered: marked `open` while its incident is (Alertmanager keeps it firing until we stop). */
+  const marked = (a: Alert): Alert => {
+    if (incidents.has(a.dedupKey) && !a.resolved) return { ...a, open: true };
+    if (a.open === undefined) return a;
+    const { open: _open, ...oneOff } = a;
+    return oneOff;
+  };
+
+  /**
+   * What routing says of re-sends. A re-send lists every incident to keep firing, so its routes are the whole answer
+   * (no Alertmanager route: nothing to re-send). A notification's may name one Alertmanager sink of several: the
+   * interval only shrinks, so every sink's incidents are re-sent at least as often as it asks.
+   */
+  const learnResendMs = (routes: { resendMs?: number }[], resend: boolean) => {
+    const intervals = routes.flatMap((r) => (r.resendMs !== undefined ? [r.resendMs] : []));
+    const known = resend ? Infinity : (resendMs ?? Infinity);
+    const learned = intervals.length > 0 ? Math.min(known, ...intervals) : resend ? undefined : resendMs;
+    if (learned === resendMs) return;
+    resendMs = learned;
+    wake = true; // the loop sets (or clears) the re-send deadline
+  };
+
   /**
    * Logs and routes a group (one quick activity), then delivers to each sink on its own: a receiver that is down is
-   * retried for hours while the others have their alerts already.
+   * retried for hours while the others have their alerts already. A re-send (`resend`) goes to Alertmanager sinks only,
+   * is retried briefly, and leaves no history but its failures.
    */
-  const deliver = (alerts: Alert[]) => {
+  const deliver = (group: Alert[], resend = false) => {
+    const alerts = resending && !resend ? group.map(marked) : group;
     deliveries.pending++;
     const delivered = (a: Alert, sinks: string[], owner: string | undefined) =>
       record({
@@ -327,34 +373,53 @@ export async function alertRouterWorkflow(input: AlertRouterInput = {}): Promise
         event: 'delivery-failed',
         incident: a.dedupKey,
         ...about(a),
-        summary: `${sink}: ${err instanceof Error ? (err.cause instanceof Error ? err.cause.message : err.message) : String(err)}`,
+        summary: `${resend ? 're-send: ' : ''}${sink}: ${err instanceof Error ? (err.cause instanceof Error ? err.cause.message : err.message) : String(err)}`,
         sinks: [sink],
       });
     const run = async () => {
-      const routed = await quick.routeAlerts({ alerts });
+      // A re-send still posting could land after a resolve and open its incident again for 3 intervals: it goes first.
+      if (resending && !resend && alerts.some((a) => a.resolved)) await condition(() => !resendInFlight);
+      const routed = await quick.routeAlerts(resend ? { alerts, resend } : { alerts });
+      if (resending) learnResendMs(routed.routes, resend);
       // Logged (and handed to the in-process sink) by the routing step: with no sink configured that is delivery.
-      if (routed.routes.length === 0) for (const a of alerts) delivered(a, [], routed.owner);
+      if (routed.routes.length === 0 && !resend) for (const a of alerts) delivered(a, [], routed.owner);
       let ok = true;
       await Promise.all(
         routed.routes.map(async (r) => {
           try {
-            await delivery.deliverToSink(r);
-            for (const a of r.alerts) delivered(a, [r.sink], routed.owner);
+            await (resend ? resendDelivery : delivery).deliverToSink(r);
+            if (!resend) for (const a of r.alerts) delivered(a, [r.sink], routed.owner);
           } catch (err) {
             ok = false;
             for (const a of r.alerts) failed(a, r.sink, err);
           }
         }),
       );
+      // Re-sends are upkeep, not deliveries: the counts stay those of notifications.
+      if (resend) return;
       if (ok) deliveries.done++;
       else deliveries.failed++;
     };
     run()
       .catch((err: unknown) => {
-        deliveries.failed++;
+        if (!resend) deliveries.failed++;
         for (const a of alerts) failed(a, 'routing', err);
       })
-      .finally(() => deliveries.pending--);
+      .finally(() => {
+        deliveries.pending--;
+        if (resend) resendInFlight = false;
+      });
+  };
+
+  /**
+   * Incidents Alertmanager keeps firing: notified and still open. One whose notification still waits in a group is
+   * left to it (it goes out with its `endsAt`).
+   */
+  const toResend = (): Incident[] => {
+    const waiting = new Set([...groups.values()].flatMap((g) => g.alerts.map((a) => a.dedupKey)));
+    return [...incidents.values()].filter(
+      (i) => i.notified && i.info.state !== 'suppressed' && !waiting.has(i.info.incident),
+    );
   };
 
   /** Why a model's incident stays quiet now: a silence, or its own rollout acting on it; null when it may speak. */
@@ -596,7 +661,16 @@ export async function alertRouterWorkflow(input: AlertRouterInput = {}): Promise
 
   let handled = 0;
   while (handled < ITEMS_PER_RUN && !workflowInfo().continueAsNewSuggested) {
-    const deadlines = [...[...groups.values()].map((g) => g.dueAt), ...[...actions.values()].map((a) => a.dueAt)];
+    if (resending) {
+      // A resolved incident has left `incidents`: once none is left to keep firing, the re-sends stop.
+      if (resendMs === undefined || toResend().length === 0) nextResendAt = undefined;
+      else nextResendAt = Math.min(nextResendAt ?? Infinity, Date.now() + resendMs);
+    }
+    const deadlines = [
+      ...[...groups.values()].map((g) => g.dueAt),
+      ...[...actions.values()].map((a) => a.dueAt),
+      ...(nextResendAt !== undefined ? [nextResendAt] : []),
+    ];
     const next = deadlines.length ? Math.min(...deadlines) : null;
     if (inbox.length === 0 && !wake) {
       if (next === null) await condition(() => inbox.length > 0 || wake);
@@ -630,6 +704,18 @@ export async function alertRouterWorkflow(input: AlertRouterInput = {}): Promise
       actions.delete(incident);
       void act(incident, pending);
     }
+    if (nextResendAt !== undefined && resendMs !== undefined && nextResendAt <= now) {
+      nextResendAt = now + resendMs;
+      const open = toResend();
+      // One re-send at a time: one still retrying is overtaken by the next interval's, not doubled.
+      if (open.length > 0 && !resendInFlight) {
+        resendInFlight = true;
+        deliver(
+          open.map((i) => ({ ...i.alert, open: true })),
+          true,
+        );
+      }
+    }
   }
   // Everything in flight finishes in this run; what is still waiting in a group or for its delay is carried.
   await condition(() => deliveries.pending === 0 && actionsRunning === 0 && allHandlersFinished());
@@ -647,6 +733,7 @@ export async function alertRouterWorkflow(input: AlertRouterInput = {}): Promise
       deliveries: { done: deliveries.done, failed: deliveries.failed },
       actions: [...actions],
       inbox,
+      ...(resendMs !== undefined ? { resendMs } : {}),
     },
   });
 }

@@ -58,6 +58,32 @@ describe('mlctl against a real dev server', () => {
     await expect(stack.lifecycles.list({ model: model.toUpperCase() })).rejects.toThrow(/a model name: lowercase/);
   });
 
+  it('exits 2 naming a missing analysis template, an unknown argument and a bad condition, and starts nothing', async () => {
+    const spec = testSpec(model, 'v0');
+    const raw = structuredClone(spec) as unknown as { rollout: { analysis: Record<string, unknown> } };
+    raw.rollout.analysis.metrics = [];
+    raw.rollout.analysis.templates = [
+      { name: 'no-such-template' },
+      { name: 'gateway-error-rate', args: { maxRate: 0.02, colour: 'blue' } },
+    ];
+    const file = join(dir, 'templates.yaml');
+    writeFileSync(file, stringify(raw));
+    const run = await mlctl(stack.address, 'run', file);
+    expect(run.code, run.stderr).toBe(2);
+    expect(run.stderr).toContain('rollout.analysis.templates.0.name: no analysis template "no-such-template"');
+    expect(run.stderr).toContain(
+      'rollout.analysis.templates.1.args.colour: template "gateway-error-rate" has no argument "colour"',
+    );
+    raw.rollout.analysis.templates = [{ name: 'gateway-error-rate', args: { maxRate: 'half' } }];
+    writeFileSync(file, stringify(raw));
+    const condition = await mlctl(stack.address, 'run', file);
+    expect(condition.code, condition.stderr).toBe(2);
+    expect(condition.stderr).toMatch(
+      /rollout\.analysis\.metrics\.0\.successCondition: unknown name "half".*\(from template "gateway-error-rate"\)/,
+    );
+    expect(await stack.lifecycles.list({ model })).toEqual([]);
+  });
+
   it('finds the search attributes already registered on the dev server', async () => {
     const run = await mlctl(stack.address, 'init', '--json');
     expect(run.code, run.stderr).toBe(0);

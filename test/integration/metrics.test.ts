@@ -200,7 +200,7 @@ describe('Prometheus metrics of the worker', () => {
     console.log(`metrics test: lifecycles ran in ${Date.now() - started} ms`);
   });
 
-  it('serves every series the Grafana dashboard queries, from the worker and the Temporal SDK endpoints', async () => {
+  it('serves every series the Grafana dashboard queries, from the worker, the gateway and the Temporal SDK endpoints', async () => {
     // This file's lifecycles (the test above) produced the event series; two more failures here for the SDK's:
     // a lifecycle refuses an invalid spec (a failed workflow) ...
     const invalid = await stack.client.workflow.start('modelLifecycleWorkflow', {
@@ -222,7 +222,9 @@ describe('Prometheus metrics of the worker', () => {
     await unknown.terminate('metrics test: done');
 
     const worker = await scrape(`${server.url}/metrics`);
-    const served = new Set([...worker.names, ...temporal.names]);
+    // The live-traffic panels read the gateway's own metrics (the test above left its versions deployed).
+    const gateway = await scrape(`${stack.gateway.url}/metrics`);
+    const served = new Set([...worker.names, ...temporal.names, ...gateway.names]);
     const dashboard = JSON.parse(
       readFileSync(join(ROOT, 'deploy', 'grafana', 'ml-lifecycle-dashboard.json'), 'utf8'),
     ) as Dashboard;

@@ -120,6 +120,60 @@ describe('alert payloads', () => {
       expect(a.annotations).toEqual({ summary: quotaResolved.summary });
     }
   });
+
+  it('gives an open incident endsAt three re-send intervals ahead, so Alertmanager keeps it firing while re-sent', () => {
+    const drift: Alert = {
+      kind: 'prediction-drift',
+      severity: 'warning',
+      model: 'churn',
+      version: 'v7',
+      summary: 'prediction drift PSI 0.31 > 0.2',
+      dedupKey: 'serving:churn:prediction-drift#1',
+      open: true,
+    };
+    const [firing] = alertmanagerPayload(drift, NOW, 2000);
+    expect(firing).toMatchObject({ startsAt: '2025-03-01T12:00:00.000Z', endsAt: '2025-03-01T12:00:06.000Z' });
+    expect(firing!.labels).toEqual({
+      alertname: 'prediction-drift',
+      severity: 'warning',
+      model: 'churn',
+      version: 'v7',
+      dedup_key: drift.dedupKey,
+    });
+    // No interval given: the default minute, so 3 minutes ahead.
+    expect(alertmanagerPayload(drift, NOW)[0]!.endsAt).toBe('2025-03-01T12:03:00.000Z');
+    // Its resolve ends it now, whatever the interval.
+    const resolved = alertmanagerPayload({ ...drift, resolved: true }, NOW, 2000);
+    expect(resolved.map((a) => a.endsAt)).toEqual(Array(3).fill('2025-03-01T12:00:00.000Z'));
+  });
+
+  it('gives a one-off alert no endsAt, as before: Alertmanager resolves it after its resolve_timeout', () => {
+    for (const payload of [alertmanagerPayload(rollback, NOW), alertmanagerPayload(rollback, NOW, 2000)]) {
+      expect(payload).toHaveLength(1);
+      expect(payload[0]).not.toHaveProperty('endsAt');
+      expect(payload[0]!.startsAt).toBe('2025-03-01T12:00:00.000Z');
+    }
+    expect(alertmanagerPayload({ ...rollback, open: false }, NOW, 2000)[0]).not.toHaveProperty('endsAt');
+  });
+
+  it("posts an open incident to Alertmanager with endsAt after the sink's own re-send interval", async () => {
+    const bodies: { url: string; body: { endsAt?: string; startsAt?: string }[] }[] = [];
+    const fetchImpl = (async (url: string, init: { body: string }) => {
+      bodies.push({ url, body: JSON.parse(init.body) });
+      return new Response('{}', { status: 200 });
+    }) as unknown as typeof fetch;
+    const sinks: AlertSinkConfig[] = [
+      { name: 'am-fast', kind: 'alertmanager', url: 'http://127.0.0.1:1/fast', resendIntervalMs: 5000 },
+      { name: 'am-default', kind: 'alertmanager', url: 'http://127.0.0.1:1/default' },
+    ];
+    await deliverAlerts([{ ...rollback, kind: 'serving-latency', open: true }], sinks, fetchImpl);
+    const ahead = (path: string) => {
+      const [a] = bodies.find((b) => b.url.endsWith(path))!.body;
+      return Date.parse(a!.endsAt!) - Date.parse(a!.startsAt!);
+    };
+    expect(ahead('/fast')).toBe(15_000);
+    expect(ahead('/default')).toBe(180_000);
+  });
 });
 
 describe('severity filter', () => {
@@ -219,7 +273,44 @@ describe('alert sinks file', () => {
         headers: {},
         minSeverity: 'critical',
         timeoutMs: 5000,
+        resendIntervalMs: 60_000,
       },
+    ]);
+  });
+
+  it("reads an Alertmanager sink's re-send interval as a duration of at least 1s, on Alertmanager sinks only", () => {
+    const file = write(
+      'resend.yaml',
+      [
+        'sinks:',
+        '  - { name: am, kind: alertmanager, url: "http://am:9093/api/v2/alerts", resendInterval: 2s }',
+        '  - { name: am-ms, kind: alertmanager, url: "http://am:9093/api/v2/alerts", resendInterval: 1500 }',
+        '  - { name: hook, kind: webhook, url: "http://x/" }',
+      ].join('\n'),
+    );
+    expect(loadAlertSinks(file, {}).map((s) => [s.name, s.resendIntervalMs])).toEqual([
+      ['am', 2000],
+      ['am-ms', 1500],
+      ['hook', undefined],
+    ]);
+    const bad = write(
+      'resend-bad.yaml',
+      [
+        'sinks:',
+        '  - { name: am, kind: alertmanager, url: "http://am:9093/api/v2/alerts", resendInterval: 500ms }',
+        '  - { name: am2, kind: alertmanager, url: "http://am:9093/api/v2/alerts", resendInterval: often }',
+      ].join('\n'),
+    );
+    const found = problems(() => loadAlertSinks(bad, {}));
+    expect(found).toHaveLength(2);
+    expect(found[0]).toMatch(/^sinks\.0\.resendInterval \(line 2\): at least 1s/);
+    expect(found[1]).toMatch(/^sinks\.1\.resendInterval \(line 3\): invalid duration "often"/);
+    const webhook = write(
+      'resend-hook.yaml',
+      'sinks:\n  - { name: hook, kind: webhook, url: "http://x/", resendInterval: 1m }\n',
+    );
+    expect(problems(() => loadAlertSinks(webhook, {}))).toEqual([
+      'sinks.0.resendInterval (line 2): only alertmanager sinks are re-sent open incidents (this one is webhook)',
     ]);
   });
 

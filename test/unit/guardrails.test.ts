@@ -16,6 +16,7 @@ import {
   populationStabilityIndex,
   quantileFromBuckets,
   windowOf,
+  errorRateTest,
   type StageAnalysisInput,
   type WindowTelemetry,
 } from '../../src/domain/guardrails';
@@ -465,6 +466,7 @@ describe('evaluateStage', () => {
     expect(result.decisions.map((d) => [d.check, d.outcome])).toEqual([
       ['outage', 'pass'],
       ['errorRate', 'pass'],
+      ['errorRateVsStable', 'pass'],
       ['latencyP99Ms', 'pass'],
       ['latencyP99RatioToStable', 'pass'],
       ['predictionDrift', 'pass'],
@@ -488,13 +490,16 @@ describe('evaluateStage', () => {
   it('fails the stage on the error rate when the candidate errs more than allowed', () => {
     const result = evaluate(makeWindow({ requests: 500, errors: 6 }));
     expect(result.outcome).toBe('fail');
-    expect(result.failed).toEqual(['errorRate']);
+    // Stable made none: significantly worse than stable, too.
+    expect(result.failed).toEqual(['errorRate', 'errorRateVsStable']);
     expect(result.byCheck.errorRate).toMatchObject({ value: 0.012, threshold: 0.01, sampleSize: 500 });
   });
 
   it('passes an error rate exactly at the limit', () => {
-    const result = evaluate(makeWindow({ requests: 500, errors: 5 }));
+    const rules = AnalysisSpec.parse({ errorRate: { max: 0.01, vsStable: false } });
+    const result = evaluate(makeWindow({ requests: 500, errors: 5 }), STABLE, rules);
     expect(result.byCheck.errorRate).toMatchObject({ value: 0.01, outcome: 'pass' });
+    expect(result.byCheck.errorRateVsStable).toBeUndefined();
     expect(result.outcome).toBe('pass');
   });
 
@@ -581,7 +586,7 @@ describe('evaluateStage', () => {
     const result = evaluate(makeWindow({ requests: 200, errors: 200 }));
     expect(result.outcome).toBe('fail');
     expect(result.byCheck.outage).toMatchObject({ outcome: 'fail', value: 0, threshold: 1, sampleSize: 200 });
-    expect(result.failed).toEqual(['outage', 'errorRate']);
+    expect(result.failed).toEqual(['outage', 'errorRate', 'errorRateVsStable']);
     // With no successful predictions, nothing can be said about latency or predictions.
     expect(result.byCheck.latencyP99Ms).toMatchObject({ outcome: 'inconclusive', value: null });
     expect(result.byCheck.latencyP99RatioToStable).toMatchObject({ outcome: 'inconclusive', value: null });
@@ -636,6 +641,7 @@ describe('evaluateStage', () => {
     expect(result.decisions.map((d) => [d.check, d.outcome])).toEqual([
       ['outage', 'pass'],
       ['errorRate', 'inconclusive'],
+      ['errorRateVsStable', 'inconclusive'],
       ['latencyP99Ms', 'inconclusive'],
       ['latencyP99RatioToStable', 'inconclusive'],
       ['predictionDrift', 'inconclusive'],
@@ -673,7 +679,50 @@ describe('evaluateStage', () => {
   it('names every breached check when several fail at once', () => {
     const result = evaluate(makeWindow({ requests: 1000, errors: 50, latency: SLOW, predictions: SHIFTED }));
     expect(result.outcome).toBe('fail');
-    expect(result.failed).toEqual(['errorRate', 'latencyP99Ms', 'latencyP99RatioToStable', 'predictionDrift']);
+    expect(result.failed).toEqual([
+      'errorRate',
+      'errorRateVsStable',
+      'latencyP99Ms',
+      'latencyP99RatioToStable',
+      'predictionDrift',
+    ]);
+  });
+
+  it('compares the error rate with stable by a two-proportion test, beside the absolute limit', () => {
+    const rules = AnalysisSpec.parse({ errorRate: { max: 0.5, vsStable: { alpha: 0.01, minDifference: 0.005 } } });
+    // 5% against 1% on a thousand requests each: far beyond chance.
+    const worse = evaluate(
+      makeWindow({ requests: 1000, errors: 50 }),
+      makeWindow({ requests: 1000, errors: 10 }),
+      rules,
+    );
+    expect(worse.byCheck.errorRateVsStable).toMatchObject({ outcome: 'fail', value: 0.04, threshold: 0.005 });
+    expect(worse.byCheck.errorRateVsStable!.detail).toMatch(
+      /candidate 50\/1000 \(5%\), stable 10\/1000 \(1%\), z=5\.24/,
+    );
+    // 3% against 2% on two hundred: more errors, but a sample that small cannot tell.
+    const noisy = evaluate(makeWindow({ requests: 200, errors: 6 }), makeWindow({ requests: 200, errors: 4 }), rules);
+    expect(noisy.byCheck.errorRateVsStable).toMatchObject({ outcome: 'pass', value: 0.01 });
+    // Significant, but within the margin.
+    const close = evaluate(
+      makeWindow({ requests: 100_000, errors: 1300 }),
+      makeWindow({ requests: 100_000, errors: 1000 }),
+      AnalysisSpec.parse({ errorRate: { max: 0.5, vsStable: { minDifference: 0.005 } } }),
+    );
+    expect(close.byCheck.errorRateVsStable).toMatchObject({ outcome: 'pass', value: 0.003 });
+  });
+});
+
+describe('errorRateTest', () => {
+  it('is the pooled one-sided two-proportion z-test', () => {
+    // Pooled p = 60/2000, se = sqrt(p(1-p)(2/1000)): z = 0.04 / se = 5.2432, P(Z >= z) = 7.8897e-08.
+    const t = errorRateTest(50, 1000, 10, 1000);
+    expect(t.z).toBeCloseTo(5.2432, 3);
+    expect(t.pValue).toBeGreaterThan(7.85e-8);
+    expect(t.pValue).toBeLessThan(7.93e-8);
+    expect(errorRateTest(10, 1000, 50, 1000).pValue).toBeGreaterThan(0.99);
+    expect(errorRateTest(0, 100, 0, 100)).toEqual({ z: 0, pValue: 1 });
+    expect(errorRateTest(1, 0, 0, 100)).toEqual({ z: 0, pValue: 1 });
   });
 });
 

@@ -185,3 +185,64 @@ describe('calibration', () => {
     expect(calibration.cnn!.runs).toBe(8);
   });
 });
+
+describe('explanations when options tie', () => {
+  // A small tree ensemble, calibrated to seconds as the demo's runs are: the fixed setup time dominates on every CPU.
+  const small = profile({
+    architecture: 'tree-ensemble',
+    parameters: 20_000,
+    precision: 'fp32',
+    training: { rows: 1000, tokens: undefined, epochs: 1 },
+  });
+  const seconds: Calibration = { 'tree-ensemble': { factor: 0.078, runs: 3 } };
+
+  it('says the fastest option finishes about as fast, not "1.0× faster", when durations tie', () => {
+    const plan = planHardware(small, CATALOG, seconds);
+    const { choice, fastest } = plan.training;
+    expect(fastest).not.toBe(choice);
+    expect(choice.hours / fastest.hours).toBeLessThan(1.05);
+    expect(plan.answers.faster).toMatch(
+      new RegExp(
+        `^${fastest.device} would finish about as fast \\(\\d\\.\\d s\\) for \\$[\\d.]+; ` +
+          `${choice.device} is chosen as the cheaper \\(\\$[\\d.]+\\)$`,
+      ),
+    );
+    expect(plan.answers.faster).not.toMatch(/× faster|instead of/);
+    expect(plan.answers.cheaper).toMatch(
+      new RegExp(
+        `^training on ${choice.device} instead of ${fastest.device} is [\\d.]+× cheaper \\(\\$[\\d.]+ vs \\$[\\d.]+\\) ` +
+          `and as fast \\(\\d\\.\\d s vs \\d\\.\\d s\\)$`,
+      ),
+    );
+  });
+
+  it('prints sub-minute durations in seconds, so a real difference shows', () => {
+    const plan = planHardware({ ...small, training: { ...small.training, rows: 1e7 } }, CATALOG, {
+      'tree-ensemble': { factor: 0.2, runs: 3 },
+    });
+    const { choice, fastest } = plan.training;
+    expect(choice.hours * 3600).toBeLessThan(60);
+    expect(choice.hours / fastest.hours).toBeGreaterThan(1.05);
+    expect(plan.answers.faster).toMatch(
+      / would finish in \d+(\.\d)? s instead of \d+(\.\d)? s \([\d.]+× faster\) for /,
+    );
+    expect(plan.answers.faster).not.toMatch(/\(1\.0× faster\)/);
+  });
+
+  it('calls costs within 5% about as cheap, not "1.0× cheaper"', () => {
+    // A CPU twice as fast as cpu-4 for a little under twice the price: a big job costs about the same on either.
+    const cpu4 = device('cpu-4');
+    const cpu8 = { ...cpu4, name: 'cpu-8', vcpu: 8, memoryBandwidthGBs: 40, peakTflops: { fp32: 0.6 } };
+    const plan = planHardware({ ...small, training: { ...small.training, rows: 1e8 } }, [
+      cpu4,
+      { ...cpu8, pricePerHourUsd: 0.37 },
+    ]);
+    const { choice, fastest } = plan.training;
+    expect([choice.device, fastest.device]).toEqual(['cpu-4', 'cpu-8']);
+    expect(fastest.costUsd / choice.costUsd).toBeLessThan(1.05);
+    expect(plan.answers.cheaper).toMatch(
+      /^training on cpu-4 instead of cpu-8 is about as cheap \(\$0\.050 vs \$0\.052\) and 1\.9× slower \(16 min vs 8\.4 min\)$/,
+    );
+    expect(plan.answers.faster).toBe('cpu-8 would finish in 8.4 min instead of 16 min (1.9× faster) for $0.052');
+  });
+});

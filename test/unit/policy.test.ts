@@ -108,6 +108,45 @@ describe('platform policy', () => {
     expect(text).not.toContain('headers.plain');
   });
 
+  it('lets metric checks call only the providers and read only the variables the policy allows', () => {
+    const policy = modelPolicy(
+      PolicyFile.parse({
+        version: 1,
+        defaults: {
+          approval: { approvers: ['alice', 'bob'] },
+          analysis: { urls: ['http://prometheus.internal:9090'], headerEnv: ['PROM_TOKEN'] },
+        },
+      }),
+      'churn',
+    );
+    const metrics = [
+      {
+        field: 'rollout.analysis.metrics.0.provider.prometheus',
+        urlField: 'address',
+        url: 'http://prometheus.internal:9090',
+      },
+      {
+        field: 'rollout.analysis.metrics.1.provider.web',
+        urlField: 'url',
+        url: 'http://metadata.internal/latest?m={{model}}',
+        headers: { authorization: { fromEnv: 'AWS_SECRET_ACCESS_KEY' }, ok: { fromEnv: 'PROM_TOKEN' } },
+      },
+      { field: 'monitoring.metrics.0.provider.web', urlField: 'url', url: 'http://{{model}}.internal/x' },
+    ];
+    expect(policyViolations(spec({ metrics }), policy)).toEqual([
+      'rollout.analysis.metrics.1.provider.web.url: http://metadata.internal/latest?m={{model}} is not a metric ' +
+        'provider policy rule defaults allows (http://prometheus.internal:9090)',
+      'rollout.analysis.metrics.1.provider.web.headers.authorization: variable AWS_SECRET_ACCESS_KEY is not one ' +
+        'policy rule defaults lets a metric check read (PROM_TOKEN)',
+      "monitoring.metrics.0.provider.web.url: the host of a metric check's URL cannot come from a placeholder",
+    ]);
+    // With no `analysis` section, no provider at all.
+    expect(policyViolations(spec({ metrics: metrics.slice(0, 1) }), modelPolicy(POLICY, 'churn'))).toEqual([
+      'rollout.analysis.metrics.0.provider.prometheus.address: http://prometheus.internal:9090 is not a metric ' +
+        'provider policy rule models[1] (*) allows (none)',
+    ]);
+  });
+
   it('lets a spec tighten: fewer approvers, a higher quorum, signatures', () => {
     const problems = policyViolations(
       spec({ approval: { approvers: ['alice', 'bob'], quorum: 2, signed: true, gates: {} } }),

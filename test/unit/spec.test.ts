@@ -67,12 +67,16 @@ describe('loadSpecFile with the example specs', () => {
       minSamples: 60,
       maxWaitForSamples: 60_000,
       interval: 60_000,
-      outage: { failureLimit: 0 },
-      errorRate: { max: 0.01, failureLimit: 0 },
-      latencyP99Ms: { max: 250, maxRatioToStable: 4, ratioFloorMs: 5, failureLimit: 0 },
-      predictionDrift: { maxPsi: 0.25, alpha: 0.01, failureLimit: 0 },
-      featureSkew: { maxPsi: 0.5, alpha: 0.001, failureLimit: 0 },
-      inputQuality: { maxRate: 0.05, failureLimit: 0 },
+      initialDelay: 0,
+      measurementRetention: 10,
+      metrics: [],
+      templates: [],
+      outage: { failureLimit: 0, dryRun: false },
+      errorRate: { max: 0.01, vsStable: { alpha: 0.01, minDifference: 0.005 }, failureLimit: 0, dryRun: false },
+      latencyP99Ms: { max: 250, maxRatioToStable: 4, ratioFloorMs: 5, failureLimit: 0, dryRun: false },
+      predictionDrift: { maxPsi: 0.25, alpha: 0.01, failureLimit: 0, dryRun: false },
+      featureSkew: { maxPsi: 0.5, alpha: 0.001, failureLimit: 0, dryRun: false },
+      inputQuality: { maxRate: 0.05, failureLimit: 0, dryRun: false },
     });
     expect(spec.validation.testData).toEqual({ failOn: 'dataset-drift', driftShare: 0.5, features: {} });
   });

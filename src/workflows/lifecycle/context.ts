@@ -126,9 +126,18 @@ export interface RolloutStop {
   message: string;
 }
 
-/** `check=value (rule)` of each failed decision, for failure messages and alerts. */
+/**
+ * `check=value (rule)` of each failed decision, for failure messages and alerts; a metric provider's errors as
+ * `check could not be measured: why`.
+ */
 export function describeFailures(failed: readonly Decision[]): string {
-  return failed.map((d) => `${d.check}=${d.value} (${d.rule})`).join('; ');
+  return failed
+    .map((d) =>
+      d.outcome === 'error'
+        ? `${d.check} could not be measured: ${d.detail ?? 'error'}`
+        : `${d.check}=${d.value} (${d.rule})`,
+    )
+    .join('; ');
 }
 
 /** The innermost failure's type, message and details (activity failures wrap an ApplicationFailure). */

@@ -4,6 +4,7 @@ import { own } from '../../shared/own';
 import type { OperationRequest, Authorization } from '../../shared/signed-operation';
 import { OperationTarget, specDigest } from '../../shared/signed-operation';
 import { describeIssues } from '../../shared/spec';
+import type { MetricCheck } from '../../shared/analysis';
 import { GateDecisionInput, OperatorAction, Stage } from '../../shared/status';
 import type { ApprovalAck, OperatorAck, PromoteNowAck } from '../../shared/messages';
 import { parseInput, refuse } from '../handlers';
@@ -14,6 +15,20 @@ import type { LifecycleState } from './state';
 export const PLATFORM_POLICY = 'platform-policy';
 
 type Granted = Extract<Authorization, { ok: true }>;
+
+/** A metric check as the policy sees it: the URL it calls and the headers it sends. */
+function policedMetric(field: string, m: Pick<MetricCheck, 'provider'>) {
+  const [kind, url, headers] =
+    'prometheus' in m.provider
+      ? (['prometheus', m.provider.prometheus.address, m.provider.prometheus.headers] as const)
+      : (['web', m.provider.web.url, m.provider.web.headers] as const);
+  return {
+    field: `${field}.provider.${kind}`,
+    urlField: kind === 'prometheus' ? 'address' : 'url',
+    url,
+    ...(headers ? { headers } : {}),
+  };
+}
 
 /**
  * Loads the platform policy's rules for the model and checks the spec against them. A spec that loosens the policy
@@ -46,6 +61,10 @@ export async function applyPolicy(ctx: LifecycleContext): Promise<boolean> {
           ? { staging: { ...(spec.deployment.staging.target ? { target: spec.deployment.staging.target } : {}) } }
           : {}),
       },
+      metrics: [
+        ...spec.rollout.analysis.metrics.map((m, i) => policedMetric(`rollout.analysis.metrics.${i}`, m)),
+        ...spec.monitoring.metrics.map((m, i) => policedMetric(`monitoring.metrics.${i}`, m)),
+      ],
     },
   });
   if (!resolved.ok) {

@@ -1,10 +1,17 @@
-import { CancellationScope, condition, isCancellation, workflowInfo } from '@temporalio/workflow';
-import { judgeSample, type FailureStreaks } from '../../domain/check-tolerance';
+import { CancellationScope, condition, isCancellation, patched, workflowInfo } from '@temporalio/workflow';
+import {
+  dryRunOf,
+  foldSample,
+  judgeSample,
+  type CheckLedger,
+  type FailureStreaks,
+  type LedgerVerdict,
+} from '../../domain/check-tolerance';
 import { stageWeights, type RampStage } from '../../domain/ramp-plan';
 import { own } from '../../shared/own';
 import { describeTrafficHolder, type PromotionRecord } from '../../shared/registry';
 import type { StagingSpec } from '../../shared/spec';
-import { Stage } from '../../shared/status';
+import { Stage, type Decision } from '../../shared/status';
 import type { ModelTelemetry } from '../../shared/telemetry';
 import {
   analysis,
@@ -198,10 +205,17 @@ export async function runStage(ctx: LifecycleContext, stage: RampStage): Promise
 }
 
 /**
+ * Argo Rollouts' check semantics (src/domain/check-tolerance.ts `foldSample`): `failureLimit` counts failed samples in
+ * all, provider errors count apart, dry-run checks never stop a rollout, every check's last samples are kept, and the
+ * stage's warm-up (`initialDelay`) is left out of its windows. Bakes started before count failures in a row.
+ */
+export const CHECK_LIMITS = 'check-limits';
+
+/**
  * Bakes a stage for `bakeMs` under analysis: every `interval` a sample judges the traffic since the sample before
  * (a breach stops the rollout within an interval), then a readout at the end judges the whole stage, waiting for the
- * minimum sample. A check fails the stage once it fails more samples in a row than its `failureLimit`. Null when the
- * stage passed.
+ * minimum sample. Metric checks (Prometheus, web) are measured with every sample and readout. Null when the stage
+ * passed.
  */
 export async function bake(
   ctx: LifecycleContext,
@@ -213,11 +227,23 @@ export async function bake(
 ): Promise<RolloutStop | null> {
   const { spec, lc } = ctx;
   const rules = spec.rollout.analysis;
-  const end = Date.now() + bakeMs;
+  const argo = patched(CHECK_LIMITS);
+  const startedAt = Date.now();
+  const end = startedAt + bakeMs;
   // A granted promote-now ends a rollout stage's bake (not the post-promotion guard).
   const skipping = () => where === ctx.prod && label !== 'post-promotion' && lc.promoteNow?.granted === true;
   const interrupted = () => lc.abort !== null || skipping();
+  if (argo && rules.initialDelay > 0) {
+    // The warm-up is part of the bake, left out of its windows.
+    await condition(interrupted, Math.min(rules.initialDelay, bakeMs));
+    if (lc.abort) return abortStop(ctx);
+    if (skipping()) return null;
+    before = await control.readTelemetry(where);
+    lc.event(`${label}: warm-up of ${rules.initialDelay} ms over, analysis starts`);
+  }
   let streaks: FailureStreaks = {};
+  let ledger: CheckLedger = {};
+  const alertedDryRun = new Set<string>();
   let windowStart = before;
   /** Where the latest interval started (`windowStart` lags behind it while samples are unfinished). */
   let lastSample = before;
@@ -231,7 +257,37 @@ export async function bake(
       rules: waitForSamples ? rules : { ...rules, maxWaitForSamples: 0 },
       stage: label,
       ...(lc.artifactDir ? { candidateArtifactDir: lc.artifactDir } : {}),
+      ...(argo ? { stageStartedAt: new Date(startedAt).toISOString() } : {}),
     });
+  /** Records a sample's folded decisions; true when the rollout must stop. */
+  const record = async (verdict: LedgerVerdict, folded: readonly Decision[], sample?: number) => {
+    const tag = (d: Decision) => ({
+      ...d,
+      ...(sample !== undefined ? { sample } : {}),
+      ...(dryRunOf(rules, d.check) ? { dryRun: true } : {}),
+      ...(verdict.tolerated.includes(d) ? { tolerated: true } : {}),
+    });
+    lc.recordMeasurements(folded.map(tag), rules.measurementRetention);
+    // Failed samples are evidence, tolerated or not; the readout at the end of a bake is recorded whole.
+    lc.addDecisions(
+      sample === undefined
+        ? folded.map(tag)
+        : [...verdict.tolerated, ...verdict.failed, ...verdict.dryRunFailed].map(tag),
+    );
+    for (const d of verdict.dryRunFailed) {
+      if (alertedDryRun.has(d.check)) continue;
+      alertedDryRun.add(d.check);
+      lc.event(`${label}: dry-run check ${d.check} ${d.outcome === 'error' ? 'errored' : 'failed'}, not enforced`);
+      await ctx.alert({
+        kind: 'analysis-dry-run',
+        severity: 'info',
+        summary:
+          `${spec.model} ${spec.version} ${label}: dry-run check ${d.check} ${d.outcome === 'error' ? 'errored' : 'failed'} ` +
+          `(value ${d.value ?? 'none'}; ${d.rule ?? ''}); not enforced`,
+        details: { check: d.check, value: d.value, rule: d.rule, detail: d.detail },
+      });
+    }
+  };
   // Each sample carries two telemetry snapshots through history: a long bake samples less often than `interval`
   // so that it takes at most MAX_SAMPLES_PER_BAKE.
   const interval = Math.max(rules.interval, Math.ceil(bakeMs / MAX_SAMPLES_PER_BAKE));
@@ -242,11 +298,39 @@ export async function bake(
     const result = await read(windowStart, false, lastSample);
     const snapshot = result.telemetry ?? (await control.readTelemetry(where));
     lastSample = snapshot;
+    // A sample in which some built-in check had too little traffic to judge is not over yet: its window keeps
+    // growing into the next interval (so a low-traffic canary is still judged, on longer windows), and only the
+    // outage check, judged on the interval alone, and the metric checks count now. A breach beyond tolerance stops
+    // the rollout either way.
+    const complete = !result.decisions.some(
+      (d) => d.outcome === 'inconclusive' && d.check !== 'outage' && d.provider === undefined,
+    );
+    if (argo) {
+      let verdict = foldSample(result.decisions, ledger, rules, false);
+      let folded: readonly Decision[] = result.decisions;
+      if (complete || verdict.outcome === 'fail') windowStart = snapshot;
+      else {
+        folded = result.decisions.filter((d) => d.check === 'outage' || d.provider !== undefined);
+        verdict = foldSample(folded, ledger, rules, false);
+      }
+      ledger = verdict.ledger;
+      await record(verdict, folded, sample);
+      if (verdict.outcome === 'fail') {
+        return { kind: 'failed-check', message: `${label} failed: ${describeFailures(verdict.failed)}` };
+      }
+      for (const d of verdict.tolerated) {
+        const c = own(ledger, d.check);
+        lc.event(
+          `${label} sample ${sample}: ${d.check} ${d.outcome === 'error' ? `errored (${c?.consecutiveErrors} in a row` : `failed (${c?.failed} in this stage`}, tolerated)`,
+        );
+      }
+      if (verdict.outcome === 'inconclusive') {
+        if (!(await holdInconclusive(ctx, label))) return abortStop(ctx);
+        ledger = Object.fromEntries(Object.entries(ledger).map(([k, v]) => [k, { ...v, inconclusive: 0 }]));
+      }
+      continue;
+    }
     let verdict = judgeSample(result.decisions, streaks, rules);
-    // A sample in which some check had too little traffic to judge is not over yet: its window keeps growing into
-    // the next interval (so a low-traffic canary is still judged, on longer windows), and only the outage check,
-    // judged on the interval alone, counts now. A breach beyond tolerance stops the rollout either way.
-    const complete = !result.decisions.some((d) => d.outcome === 'inconclusive' && d.check !== 'outage');
     if (complete || verdict.outcome === 'fail') windowStart = snapshot;
     else
       verdict = judgeSample(
@@ -276,6 +360,32 @@ export async function bake(
   if (skipping()) return null;
   for (;;) {
     const result = await read(before, true, lastSample);
+    if (argo) {
+      const verdict = foldSample(result.decisions, ledger, rules, true);
+      ledger = verdict.ledger;
+      await record(verdict, result.decisions);
+      if (verdict.outcome === 'pass') {
+        lc.event(`${label} passed its checks`);
+        return null;
+      }
+      if (verdict.outcome === 'fail') {
+        return { kind: 'failed-check', message: `${label} failed: ${describeFailures(verdict.failed)}` };
+      }
+      if (verdict.outcome === 'retry') {
+        // A metric provider could not measure, within its limit of errors: measure again an interval later.
+        lc.event(
+          `${label}: ${verdict.tolerated.map((d) => d.check).join(', ')} could not be measured; again in ${rules.interval} ms`,
+        );
+        if (await condition(interrupted, rules.interval)) {
+          if (lc.abort) return abortStop(ctx);
+          return null;
+        }
+        continue;
+      }
+      if (!(await holdInconclusive(ctx, label))) return abortStop(ctx);
+      if (skipping()) return null;
+      continue;
+    }
     const verdict = judgeSample(result.decisions, streaks, rules);
     lc.addDecisions(result.decisions.map((d) => (verdict.tolerated.includes(d) ? { ...d, tolerated: true } : d)));
     if (verdict.outcome === 'pass') {

@@ -14,6 +14,7 @@ import {
   GateDecisionInput,
   OperatorAction,
   type ApprovalRecord,
+  type CheckMeasurements,
   type Decision,
   type LifecycleEvent,
   type LifecycleResult,
@@ -50,6 +51,8 @@ export class LifecycleState {
   pendingGate: PendingGate | null = null;
   readonly approvals: ApprovalRecord[] = [];
   readonly decisions: Decision[] = [];
+  /** Per check, its last passing and last failing samples (`analysis.measurementRetention` of each). */
+  readonly measurements = new Map<string, CheckMeasurements>();
   readonly events: LifecycleEvent[] = [];
   error: LifecycleStatus['error'] = null;
   abort: { by: string; reason: string; at: string } | null = null;
@@ -110,6 +113,21 @@ export class LifecycleState {
   addDecisions(decisions: readonly Decision[]): void {
     this.decisions.push(...decisions);
     this.updatedAt = this.now();
+  }
+
+  /** Keeps the last `keep` passing and failing (or errored) samples of each check of `decisions`. */
+  recordMeasurements(decisions: readonly Decision[], keep: number): void {
+    for (const d of decisions) {
+      if (d.outcome === 'inconclusive') continue;
+      let m = this.measurements.get(d.check);
+      if (!m) {
+        m = { passed: [], failed: [] };
+        this.measurements.set(d.check, m);
+      }
+      const list = d.outcome === 'pass' ? m.passed : m.failed;
+      list.push(d);
+      if (list.length > keep) list.splice(0, list.length - keep);
+    }
   }
 
   fail(type: string, message: string): void {
@@ -483,6 +501,7 @@ export class LifecycleState {
       pendingGate: this.pendingGate,
       approvals: this.approvals,
       decisions: this.decisions,
+      ...(this.measurements.size > 0 ? { measurements: Object.fromEntries(this.measurements) } : {}),
       events: this.events,
       error: this.error,
       promoteNow: this.promoteNow,

@@ -1,5 +1,6 @@
-import { CancellationScope, isCancellation, proxyActivities, sleep } from '@temporalio/workflow';
+import { CancellationScope, isCancellation, patched, proxyActivities, sleep } from '@temporalio/workflow';
 import type { Activities } from '../../activities';
+import { describeSlowTrainingLimit, NO_SLOW_ALERT_MARGIN, slowTrainingLimit } from '../../domain/training-watch';
 import { ErrorType } from '../../shared/errors';
 import { Stage } from '../../shared/status';
 import { control, failureOf, runTag, type LifecycleContext } from './context';
@@ -7,10 +8,14 @@ import { releaseLease, type PickedHardware } from './provision';
 
 export type Trained = Awaited<ReturnType<Activities['trainModel']>>;
 
+/** Marks lifecycles whose slow-training limit adds the `training.slowAlert` margin to the p95 of similar runs. */
+const SLOW_TRAINING_MARGIN = 'slow-training-margin';
+
 /**
- * Trains on a worker of the chosen hardware class. A run slower than the p95 of similar past runs is flagged while it
- * still runs. The training lease is released however training ends, with the measured run (the pool's estimates for
- * similar runs come from it). Null when training failed (the lifecycle has ended failed).
+ * Trains on a worker of the chosen hardware class. A run well past the p95 of similar past runs (by the spec's
+ * `training.slowAlert` margin) is flagged while it still runs. The training lease is released however training ends,
+ * with the measured run (the pool's estimates for similar runs come from it). Null when training failed (the lifecycle
+ * has ended failed).
  */
 export async function train(ctx: LifecycleContext, picked: PickedHardware, leaseId: string): Promise<Trained | null> {
   const { spec, lc } = ctx;
@@ -75,7 +80,10 @@ export async function train(ctx: LifecycleContext, picked: PickedHardware, lease
   return trained;
 }
 
-/** A timer that alerts when training runs longer than the p95 of similar past runs; cancel it when training ends. */
+/**
+ * A timer that alerts when training runs well past the p95 of similar past runs (see `slowTrainingLimit`); cancel it
+ * when training ends.
+ */
 async function watchSlowTraining(ctx: LifecycleContext, hw: PickedHardware['option']): Promise<CancellationScope> {
   const { spec, lc } = ctx;
   const watch = new CancellationScope();
@@ -85,8 +93,18 @@ async function watchSlowTraining(ctx: LifecycleContext, hw: PickedHardware['opti
     dataDir: spec.training.dataDir,
   });
   if (baseline.p95Ms === null) return watch;
-  const limitMs = Math.max(1000, Math.round(baseline.p95Ms));
-  lc.event(`training counts as slow after ${limitMs} ms (the p95 of ${baseline.similarRuns} similar runs)`);
+  // Lifecycles started before the margin keep the bare p95 (and their words for it): their timer is in the history.
+  const margined = patched(SLOW_TRAINING_MARGIN);
+  const limit = slowTrainingLimit(baseline.p95Ms, margined ? spec.training.slowAlert : NO_SLOW_ALERT_MARGIN);
+  const { limitMs } = limit;
+  lc.event(
+    margined
+      ? describeSlowTrainingLimit(limit, baseline.similarRuns)
+      : `training counts as slow after ${limitMs} ms (the p95 of ${baseline.similarRuns} similar runs)`,
+  );
+  const against = margined
+    ? `against a p95 of ${Math.round(baseline.p95Ms)} ms over ${baseline.similarRuns} similar runs`
+    : `above the p95 of ${baseline.similarRuns} similar runs`;
   watch
     .run(async () => {
       await sleep(limitMs);
@@ -94,10 +112,15 @@ async function watchSlowTraining(ctx: LifecycleContext, hw: PickedHardware['opti
         kind: 'training-slow',
         severity: 'warning',
         summary:
-          `${spec.model} ${spec.version}: training on ${hw.label} still running after ${limitMs} ms, ` +
-          `above the p95 of ${baseline.similarRuns} similar runs (family ${spec.hardware.architecture}` +
+          `${spec.model} ${spec.version}: training on ${hw.label} still running after ${limitMs} ms, ${against} ` +
+          `(family ${spec.hardware.architecture}` +
           `${baseline.datasetRows !== null ? `, ${baseline.datasetRows} rows` : ''})`,
-        details: { ...baseline, limitMs, hardware: hw.label },
+        details: {
+          ...baseline,
+          limitMs,
+          ...(margined ? { marginOverP95: limit.marginOverP95, minExcessMs: limit.minExcessMs } : {}),
+          hardware: hw.label,
+        },
       });
     })
     .catch(() => undefined);
