@@ -15,7 +15,7 @@ import { LIFECYCLE_TASK_QUEUE } from '../../src/shared/task-queues';
 import { ALERT_GROUP_WAIT_MS, observe, recordHistory, startStack, uniqueName, type Stack } from '../helpers/harness';
 
 /** Alertmanager's `resolve_timeout`: an alert nobody re-sends resolves this long after it was last posted. */
-const RESOLVE_TIMEOUT_MS = Number(process.env.MLL_ALERTMANAGER_RESOLVE_TIMEOUT_MS ?? 5_000);
+const RESOLVE_TIMEOUT_MS = Number(process.env.MLL_ALERTMANAGER_RESOLVE_TIMEOUT_MS ?? 4_000);
 /**
  * The sink's `resendInterval`, as the sinks file below says it. The long run of the closing note:
  * `MLL_ALERTMANAGER_RESOLVE_TIMEOUT_MS=300000 MLL_ALERTMANAGER_RESEND_MS=20000 MLL_ALERTMANAGER_HOLD_MS=720000
@@ -23,8 +23,8 @@ const RESOLVE_TIMEOUT_MS = Number(process.env.MLL_ALERTMANAGER_RESOLVE_TIMEOUT_M
  * resolve_timeout).
  */
 const RESEND_MS = Number(process.env.MLL_ALERTMANAGER_RESEND_MS ?? 2_000);
-/** How long the open incident must stay firing in Alertmanager: default six resolve timeouts. */
-const HOLD_MS = Number(process.env.MLL_ALERTMANAGER_HOLD_MS ?? 30_000);
+/** How long the open incident must stay firing in Alertmanager: default five resolve timeouts. */
+const HOLD_MS = Number(process.env.MLL_ALERTMANAGER_HOLD_MS ?? 20_000);
 const POLL_MS = 500;
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
