@@ -96,7 +96,10 @@ export function formatStatus(s: LifecycleStatus): string {
             String(m.failed.length),
             all
               .slice(-8)
-              .map((d) => `${d.outcome === 'pass' ? '' : `${d.outcome}:`}${d.value === null ? '-' : d.value}`)
+              .map(
+                (d) =>
+                  `${d.outcome === 'pass' ? '' : `${d.outcome}:`}${d.value === null ? '-' : Number(d.value.toPrecision(4))}`,
+              )
               .join(' '),
           ];
         }),

@@ -1,4 +1,10 @@
-import { ApplicationFailure, log, proxyActivities, setCurrentDetails } from '@temporalio/workflow';
+import {
+  ApplicationFailure,
+  log,
+  proxyActivities,
+  setCurrentDetails,
+  type ActivityOptions,
+} from '@temporalio/workflow';
 import type { Activities } from '../../activities';
 import type { Alert } from '../../shared/alerts';
 import type { LifecycleSpec } from '../../shared/spec';
@@ -14,17 +20,19 @@ export interface LifecycleInput {
 
 // Control-plane activities: short calls to the gateway, registry and quota pools. Retried with backoff for up to a
 // few minutes so a restarting gateway or server does not fail a rollout; refusals are non-retryable failures.
-export const control = proxyActivities<Activities>({
+export const CONTROL_OPTIONS: ActivityOptions = {
   startToCloseTimeout: '1 minute',
   retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '20 seconds', maximumAttempts: 15 },
-});
+};
+export const control = proxyActivities<Activities>(CONTROL_OPTIONS);
 
 // Stage analysis waits for the minimum sample; it heartbeats while it waits, so a dead worker is noticed quickly.
-export const analysis = proxyActivities<Activities>({
+export const ANALYSIS_OPTIONS: ActivityOptions = {
   startToCloseTimeout: '30 minutes',
   heartbeatTimeout: '10 seconds',
   retry: { maximumAttempts: 5 },
-});
+};
+export const analysis = proxyActivities<Activities>(ANALYSIS_OPTIONS);
 
 // The rollback's calls fail fast: the rollback itself retries them from workflow timers until traffic holds, so it
 // can tell (and page) when it is stuck instead of waiting inside one activity's retries.

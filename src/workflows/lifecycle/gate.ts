@@ -1,5 +1,6 @@
 import { condition, isCancellation } from '@temporalio/workflow';
 import type { Activities } from '../../activities';
+import { formatDurationMs } from '../../shared/duration';
 import { own } from '../../shared/own';
 import { Stage } from '../../shared/status';
 import { control, failureOf, type LifecycleContext } from './context';
@@ -21,9 +22,12 @@ export async function gate(ctx: LifecycleContext, name: string): Promise<boolean
     `awaiting approval "${name}" from ${rules.quorum > 1 ? `${rules.quorum} of ` : ''}${rules.approvers.join(', ')}`,
   );
   const done = () => lc.gateOutcome !== null || lc.abort !== null || lc.promoteNow?.granted === true;
+  const waiting = `approval ${name}: waiting for ${rules.quorum > 1 ? `${rules.quorum} of ` : ''}${rules.approvers.join(', ')}`;
   let decided: boolean;
   if (escalateAfter !== undefined) {
-    decided = await condition(done, escalateAfter);
+    decided = await condition(done, escalateAfter, {
+      summary: `${waiting}, escalates in ${formatDurationMs(escalateAfter)}`,
+    });
     if (!decided) {
       lc.markEscalated();
       const pending = lc.pendingGate;
@@ -42,10 +46,12 @@ export async function gate(ctx: LifecycleContext, name: string): Promise<boolean
           deadline: pending?.deadline,
         },
       });
-      decided = await condition(done, Math.max(0, timeout - escalateAfter));
+      decided = await condition(done, Math.max(0, timeout - escalateAfter), {
+        summary: `${waiting} (escalated), expires in ${formatDurationMs(Math.max(0, timeout - escalateAfter))}`,
+      });
     }
   } else {
-    decided = await condition(done, timeout);
+    decided = await condition(done, timeout, { summary: `${waiting}, expires in ${formatDurationMs(timeout)}` });
   }
   const outcome = lc.gateOutcome;
   if (!decided && outcome === null) lc.recordGateTimeout(name);

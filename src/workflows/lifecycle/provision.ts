@@ -207,7 +207,7 @@ function keepRenewing(ctx: LifecycleContext, leaseId: string, ttlMs: number): ()
   void scope
     .run(async () => {
       while (held) {
-        await sleep(Math.max(Math.floor(ttlMs / 3), 1_000));
+        await sleep(Math.max(Math.floor(ttlMs / 3), 1_000), { summary: `renew quota lease ${leaseId}` });
         if (!held) return;
         const r = await control.renewQuota({ pool: spec.quota.pool, leaseId });
         if (!r.renewed) {

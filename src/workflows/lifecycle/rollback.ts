@@ -76,7 +76,9 @@ export async function restoreTraffic(ctx: LifecycleContext): Promise<void> {
       });
     }
     lc.event(`rollback attempt ${attempt}: ${problem}`);
-    await sleep(Math.min(RETRY_FIRST_MS * 2 ** (attempt - 1), RETRY_MAX_MS));
+    await sleep(Math.min(RETRY_FIRST_MS * 2 ** (attempt - 1), RETRY_MAX_MS), {
+      summary: `rollback attempt ${attempt + 1} of the traffic swap`,
+    });
   }
 }
 

@@ -8,6 +8,7 @@ import {
   type LedgerVerdict,
 } from '../../domain/check-tolerance';
 import { stageWeights, type RampStage } from '../../domain/ramp-plan';
+import { formatDurationMs } from '../../shared/duration';
 import { own } from '../../shared/own';
 import { describeTrafficHolder, type PromotionRecord } from '../../shared/registry';
 import type { StagingSpec } from '../../shared/spec';
@@ -15,7 +16,9 @@ import { Stage, type Decision } from '../../shared/status';
 import type { ModelTelemetry } from '../../shared/telemetry';
 import {
   analysis,
+  ANALYSIS_OPTIONS,
   control,
+  CONTROL_OPTIONS,
   describeFailures,
   failureOf,
   type LifecycleContext,
@@ -58,7 +61,8 @@ export async function takeTraffic(ctx: LifecycleContext): Promise<{ stable: Prom
       waitingFor = who;
     }
     const wait = Math.min(TRAFFIC_RETRY_FIRST_MS * 2 ** attempt, TRAFFIC_RETRY_MAX_MS);
-    if (await condition(() => lc.abort !== null, wait)) return null;
+    const summary = `waiting for the traffic of ${spec.model}, held by ${r.heldBy.workflowId}`;
+    if (await condition(() => lc.abort !== null, wait, { summary })) return null;
   }
   ctx.comp.push('release the traffic lease', () =>
     control.releaseTrafficLease({ model: spec.model, workflowId, runId }),
@@ -189,11 +193,10 @@ export async function runStage(ctx: LifecycleContext, stage: RampStage): Promise
   if (lc.abort) return abortStop(ctx);
   const stable = lc.stableVersion;
   const before = await control.readTelemetry({ ...prod });
-  await control.setTrafficWeights({
-    ...prod,
-    weights: stageWeights(spec.version, stable, stage.percent),
-    opId: ctx.op(`weights:${stage.index}`),
-  });
+  await control.setTrafficWeights.executeWithOptions(
+    { ...CONTROL_OPTIONS, summary: `${stage.label}: ${stage.percent} % of traffic to ${spec.version}` },
+    [{ ...prod, weights: stageWeights(spec.version, stable, stage.percent), opId: ctx.op(`weights:${stage.index}`) }],
+  );
   lc.setTraffic(stage.percent);
   lc.enter(
     stage.kind === 'canary' ? Stage.Canary : Stage.Ramping,
@@ -235,7 +238,9 @@ export async function bake(
   const interrupted = () => lc.abort !== null || skipping();
   if (argo && rules.initialDelay > 0) {
     // The warm-up is part of the bake, left out of its windows.
-    await condition(interrupted, Math.min(rules.initialDelay, bakeMs));
+    await condition(interrupted, Math.min(rules.initialDelay, bakeMs), {
+      summary: `${label} warm-up ${formatDurationMs(rules.initialDelay)}`,
+    });
     if (lc.abort) return abortStop(ctx);
     if (skipping()) return null;
     before = await control.readTelemetry(where);
@@ -247,19 +252,29 @@ export async function bake(
   let windowStart = before;
   /** Where the latest interval started (`windowStart` lags behind it while samples are unfinished). */
   let lastSample = before;
-  const read = (from: ModelTelemetry, waitForSamples: boolean, recentSince?: ModelTelemetry) =>
-    analysis.analyzeStage({
-      ...where,
-      candidate: spec.version,
-      stable: comparedTo,
-      before: from,
-      ...(recentSince && recentSince !== from ? { recentSince } : {}),
-      rules: waitForSamples ? rules : { ...rules, maxWaitForSamples: 0 },
-      stage: label,
-      ...(lc.artifactDir ? { candidateArtifactDir: lc.artifactDir } : {}),
-      ...(argo ? { stageStartedAt: new Date(startedAt).toISOString() } : {}),
-    });
-  /** Records a sample's folded decisions; true when the rollout must stop. */
+  const read = (from: ModelTelemetry, waitForSamples: boolean, recentSince?: ModelTelemetry, sample?: number) =>
+    analysis.analyzeStage.executeWithOptions(
+      {
+        ...ANALYSIS_OPTIONS,
+        summary:
+          `${label} ${sample === undefined ? 'readout' : `sample ${sample}`} of ${spec.version}` +
+          (comparedTo ? ` against ${comparedTo}` : ''),
+      },
+      [
+        {
+          ...where,
+          candidate: spec.version,
+          stable: comparedTo,
+          before: from,
+          ...(recentSince && recentSince !== from ? { recentSince } : {}),
+          rules: waitForSamples ? rules : { ...rules, maxWaitForSamples: 0 },
+          stage: label,
+          ...(lc.artifactDir ? { candidateArtifactDir: lc.artifactDir } : {}),
+          ...(argo ? { stageStartedAt: new Date(startedAt).toISOString() } : {}),
+        },
+      ],
+    );
+  /** Records a sample's folded decisions, and alerts the first failure of each dry-run check in the stage. */
   const record = async (verdict: LedgerVerdict, folded: readonly Decision[], sample?: number) => {
     const tag = (d: Decision) => ({
       ...d,
@@ -292,10 +307,10 @@ export async function bake(
   // so that it takes at most MAX_SAMPLES_PER_BAKE.
   const interval = Math.max(rules.interval, Math.ceil(bakeMs / MAX_SAMPLES_PER_BAKE));
   for (let sample = 1; end - Date.now() > interval; sample++) {
-    await condition(interrupted, interval);
+    await condition(interrupted, interval, { summary: `${label} sample ${sample} in ${formatDurationMs(interval)}` });
     if (lc.abort) return abortStop(ctx);
     if (skipping()) return null;
-    const result = await read(windowStart, false, lastSample);
+    const result = await read(windowStart, false, lastSample, sample);
     const snapshot = result.telemetry ?? (await control.readTelemetry(where));
     lastSample = snapshot;
     // A sample in which some built-in check had too little traffic to judge is not over yet: its window keeps
@@ -355,7 +370,7 @@ export async function bake(
     }
   }
   const rest = end - Date.now();
-  if (rest > 0) await condition(interrupted, rest);
+  if (rest > 0) await condition(interrupted, rest, { summary: `${label} bake: readout in ${formatDurationMs(rest)}` });
   if (lc.abort) return abortStop(ctx);
   if (skipping()) return null;
   for (;;) {
@@ -376,7 +391,8 @@ export async function bake(
         lc.event(
           `${label}: ${verdict.tolerated.map((d) => d.check).join(', ')} could not be measured; again in ${rules.interval} ms`,
         );
-        if (await condition(interrupted, rules.interval)) {
+        const again = { summary: `${label}: measure again in ${formatDurationMs(rules.interval)}` };
+        if (await condition(interrupted, rules.interval, again)) {
           if (lc.abort) return abortStop(ctx);
           return null;
         }

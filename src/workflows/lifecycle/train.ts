@@ -1,6 +1,7 @@
 import { CancellationScope, isCancellation, patched, proxyActivities, sleep } from '@temporalio/workflow';
 import type { Activities } from '../../activities';
 import { describeSlowTrainingLimit, NO_SLOW_ALERT_MARGIN, slowTrainingLimit } from '../../domain/training-watch';
+import { formatDurationMs } from '../../shared/duration';
 import { ErrorType } from '../../shared/errors';
 import { Stage } from '../../shared/status';
 import { control, failureOf, runTag, type LifecycleContext } from './context';
@@ -107,7 +108,7 @@ async function watchSlowTraining(ctx: LifecycleContext, hw: PickedHardware['opti
     : `above the p95 of ${baseline.similarRuns} similar runs`;
   watch
     .run(async () => {
-      await sleep(limitMs);
+      await sleep(limitMs, { summary: `training counts as slow after ${formatDurationMs(limitMs)}` });
       await ctx.alert({
         kind: 'training-slow',
         severity: 'warning',
