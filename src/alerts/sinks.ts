@@ -58,6 +58,8 @@ export interface WebhookPayload {
   dedupKey: string;
   /** The team the alert was routed to (a route's `owner`), or null. */
   owner: string | null;
+  /** The people it is addressed to (a gate's approvers), or null. */
+  audience: string[] | null;
   details: Record<string, unknown>;
   /** When this delivery was made (ISO 8601); a retried delivery carries a later time. */
   at: string;
@@ -76,6 +78,7 @@ export function webhookPayload(alert: Alert, now: Date = new Date()): WebhookPay
     pool: alert.pool ?? null,
     dedupKey: alert.dedupKey,
     owner: alert.owner ?? null,
+    audience: alert.audience ?? null,
     details: alert.details ?? {},
     at: now.toISOString(),
   };
@@ -115,6 +118,7 @@ export function slackPayload(alert: Alert): SlackPayload {
     `*Severity:* ${alert.severity}${alert.resolved ? ' (resolved)' : ''}`,
     `*Dedup key:* \`${escapeMrkdwn(alert.dedupKey)}\``,
     alert.owner && `*Owner:* ${escapeMrkdwn(alert.owner)}`,
+    alert.audience?.length && `*For:* ${escapeMrkdwn(alert.audience.join(', '))}`,
   ].filter((f): f is string => Boolean(f));
   const blocks: SlackBlock[] = [
     { type: 'header', text: { type: 'plain_text', text: truncate(`${status}: ${subject(alert)}`, SLACK_HEADER_MAX) } },
@@ -188,6 +192,7 @@ export function alertmanagerPayload(
   const annotations: Record<string, string> = {
     summary: alert.summary,
     ...(alert.lifecycleId ? { lifecycle_id: alert.lifecycleId } : {}),
+    ...(alert.audience?.length ? { audience: alert.audience.join(', ') } : {}),
     ...(alert.details && Object.keys(alert.details).length > 0 ? { details: JSON.stringify(alert.details) } : {}),
   };
   const at = now.toISOString();

@@ -13,6 +13,7 @@ import { projectRoot } from './paths';
 import { InvalidFileError, loadYamlFile } from './yaml-file';
 import { parseDurationMs, PositiveDuration } from '../shared/duration';
 import { nameRecord } from '../shared/names';
+import { sameIdentity } from '../shared/policy';
 
 // RFC 9110 token: the characters a header name may hold.
 const HeaderName = z.string().regex(/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/, 'a header name');
@@ -53,6 +54,8 @@ export const AlertRouteSpec = z
           .min(1)
           .optional(),
         severities: z.array(z.enum(SEVERITIES)).min(1).optional(),
+        /** People: matches an alert addressed to any of them (`approval-requested` is addressed to its approvers). */
+        audience: z.array(z.string().min(1).max(128)).min(1).max(100).optional(),
       })
       .strict()
       .default({}),
@@ -158,7 +161,7 @@ const matches = (pattern: string | undefined, value: string | undefined) =>
  * matching route's owner; no route matches (or none are declared): every sink, no owner.
  */
 export function routeAlert(
-  alert: Pick<Alert, 'kind' | 'severity' | 'model' | 'pool'>,
+  alert: Pick<Alert, 'kind' | 'severity' | 'model' | 'pool' | 'audience'>,
   config: AlertConfig,
 ): { owner?: string; sinks: AlertSinkConfig[] } {
   const names = new Set<string>();
@@ -169,6 +172,7 @@ export function routeAlert(
     if (!matches(m.model, alert.model) || !matches(m.pool, alert.pool)) continue;
     if (m.kinds && !m.kinds.includes(alert.kind)) continue;
     if (m.severities && !m.severities.includes(alert.severity)) continue;
+    if (m.audience && !m.audience.some((who) => (alert.audience ?? []).some((a) => sameIdentity(a, who)))) continue;
     matched = true;
     owner ??= route.owner;
     for (const name of route.sinks) names.add(name);

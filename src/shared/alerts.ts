@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { MAX_DURATION_MS } from './duration';
-import { ModelName, PoolName, VersionName } from './names';
+import { Identity, ModelName, PoolName, VersionName } from './names';
 import { clipped } from './text';
 
 /** Alert kinds raised once by a workflow at the moment something happens (each is its own incident). */
@@ -11,6 +11,8 @@ export const EVENT_ALERT_KINDS = [
   'quota-refused',
   'approval-timeout',
   'approval-escalation',
+  /** A gate opened: its approvers are asked at once (delivered without the router's group wait). */
+  'approval-requested',
   'rollout-inconclusive',
   /** A dry-run check failed: measured and recorded, not enforced. */
   'analysis-dry-run',
@@ -110,9 +112,14 @@ export const Alert = z
     open: z.boolean().optional(),
     /** The team the alert is routed to (the first matching route's owner), when routes name one. */
     owner: z.string().max(256).optional(),
+    /** The people it is addressed to (a gate's approvers): routes may match them (`match.audience`). */
+    audience: z.array(Identity).max(100).optional(),
   })
   .strict();
 export type Alert = z.output<typeof Alert>;
+
+/** Kinds delivered as soon as they are raised, without waiting to be grouped: someone must act on them now. */
+export const IMMEDIATE_ALERT_KINDS: readonly AlertKind[] = ['approval-requested'];
 
 export type Severity = z.output<typeof Severity>;
 

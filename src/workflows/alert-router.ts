@@ -16,6 +16,7 @@ import type { Activities } from '../activities';
 import { IncidentBook, type IncidentBookState, type IncidentEvent } from '../domain/incidents';
 import {
   Alert,
+  IMMEDIATE_ALERT_KINDS,
   MAX_OBSERVATIONS_PER_SIGNAL,
   Observation,
   type AlertRecord,
@@ -323,6 +324,12 @@ export async function alertRouterWorkflow(input: AlertRouterInput = {}): Promise
   );
 
   const notify = (alert: Alert) => {
+    if (IMMEDIATE_ALERT_KINDS.includes(alert.kind)) {
+      // Alone and at once: waiting to be grouped would keep an approver from a gate that is open now.
+      groups.set(`now:${alert.dedupKey}`, { alerts: [alert], dueAt: Date.now() });
+      wake = true;
+      return;
+    }
     const key = groupOf(alert);
     const group = groups.get(key);
     if (group) group.alerts.push(alert);

@@ -51,6 +51,8 @@ function churnersCsv(): string {
 interface Received {
   path: string;
   body: Record<string, unknown>;
+  /** When the receiver took it (epoch ms). */
+  at: number;
 }
 
 /**
@@ -75,7 +77,7 @@ describe('serving monitor and alert router', () => {
         flakyRefusals++;
         return reply.code(503).send('maintenance');
       }
-      received.push({ path: req.url, body: req.body as Record<string, unknown> });
+      received.push({ path: req.url, body: req.body as Record<string, unknown>, at: Date.now() });
       return { ok: true };
     });
     receiverUrl = await receiver.listen({ port: 0, host: '127.0.0.1' });
@@ -86,8 +88,11 @@ describe('serving monitor and alert router', () => {
         { name: 'ops-hook', kind: 'webhook', url: `${receiverUrl}/ops`, minSeverity: 'info', timeoutMs: 5000 },
         { name: 'grp-slack', kind: 'slack', url: `${receiverUrl}/slack`, minSeverity: 'info', timeoutMs: 5000 },
         { name: 'flaky-hook', kind: 'webhook', url: `${receiverUrl}/flaky`, minSeverity: 'info', timeoutMs: 5000 },
+        { name: 'alice-hook', kind: 'webhook', url: `${receiverUrl}/alice`, minSeverity: 'info', timeoutMs: 5000 },
       ],
       alertRoutes: [
+        // Gates that wait for alice reach her own hook, whatever the model.
+        { match: { kinds: ['approval-requested'], audience: ['Alice'] }, sinks: ['alice-hook'], continue: false },
         {
           match: { model: 'mon-*', kinds: ['serving-latency', 'prediction-drift'] },
           owner: 'team-serving',
@@ -114,8 +119,12 @@ describe('serving monitor and alert router', () => {
   const router = () => stack.client.workflow.getHandle(ALERT_ROUTER_WORKFLOW_ID);
   const routerState = (model?: string): Promise<AlertRouterState> =>
     router().query(alertRouterQuery, { ...(model ? { model } : {}), limit: 1000 });
+  /** The router's records of the model's alerts; without a kind, those of its serving monitor and rollouts, not the
+   * approval requests every gate of its lifecycles sends. */
   const events = async (model: string, event: AlertRecord['event'], kind?: string) =>
-    (await routerState(model)).history.filter((h) => h.event === event && (kind === undefined || h.kind === kind));
+    (await routerState(model)).history.filter(
+      (h) => h.event === event && (kind === undefined ? h.kind !== 'approval-requested' : h.kind === kind),
+    );
   const inject = async (model: string, version: string, faults: FaultSettings | null) => {
     const res = await stack.gateway.admin(`/admin/models/${model}/versions/${version}/faults`, {
       method: faults ? 'PUT' : 'DELETE',
@@ -522,6 +531,28 @@ describe('serving monitor and alert router', () => {
       .toBe(2);
     for (const lifecycle of [id, retrainId])
       await stack.lifecycles.abort(lifecycle, { by: 'olivia', reason: 'test over' });
+  });
+
+  it('asks the approvers the moment a gate opens: approval-requested reaches their route within 2 s', async () => {
+    const model = uniqueName('appr');
+    const { id } = await stack.lifecycles.start(testSpec(model, 'v1'));
+    const open = await waitForStatus(stack.lifecycles, id, (s) => s.pendingGate !== null, 120_000);
+    const asked = () =>
+      received.find((r) => r.path === '/alice' && r.body.kind === 'approval-requested' && r.body.lifecycleId === id);
+    await expect.poll(() => asked() !== undefined, { timeout: 10_000, interval: 50 }).toBe(true);
+    const ms = asked()!.at - Date.parse(open.pendingGate!.openedAt);
+    console.log(`approval-requested: gate opened → delivered to the approver's hook in ${ms} ms`);
+    expect(ms).toBeLessThanOrEqual(2000);
+    expect(asked()!.body).toMatchObject({
+      severity: 'info',
+      model,
+      audience: open.pendingGate!.approvers,
+      details: { gate: 'deploy', approvers: open.pendingGate!.approvers },
+    });
+    expect(asked()!.body.summary).toMatch(/^gate "deploy" of appr-\S+ v1 waits for one of alice, bob until /);
+    // Addressed to its approvers only: no other route took it.
+    expect(received.filter((r) => r.body.kind === 'approval-requested' && r.body.lifecycleId === id)).toHaveLength(1);
+    await stack.lifecycles.reject(id, { by: 'alice', gate: 'deploy', reason: 'test over' });
   });
 
   it("groups a model's alerts into one Slack message, and retries a failing receiver without repeating the others", async () => {

@@ -54,10 +54,12 @@ describe('alert payloads', () => {
       pool: null,
       dedupKey: 'lc-churn-v7:rollback',
       owner: null,
+      audience: null,
       details: rollback.details,
       at: '2025-03-01T12:00:00.000Z',
     });
     expect(webhookPayload({ ...rollback, owner: 'churn-team' }, NOW).owner).toBe('churn-team');
+    expect(webhookPayload({ ...rollback, audience: ['alice', 'bob'] }, NOW).audience).toEqual(['alice', 'bob']);
     expect(webhookPayload(quotaResolved, NOW)).toMatchObject({
       status: 'resolved',
       model: null,
@@ -411,6 +413,18 @@ describe('alert routes and groups', () => {
       'ops-hook',
       'pager',
     ]);
+  });
+
+  it('routes an alert addressed to people by its audience, identities compared as the policy compares them', () => {
+    const byPerson = {
+      sinks,
+      routes: [{ match: { audience: ['Alice'] }, owner: 'alice', sinks: ['ops-hook'], continue: false }],
+    };
+    const asked: Alert = { ...rollback, kind: 'approval-requested', severity: 'info', audience: ['alice', 'bob'] };
+    expect(routeAlert(asked, byPerson)).toMatchObject({ owner: 'alice', sinks: [{ name: 'ops-hook' }] });
+    // Not addressed to alice: no route matches, every sink takes it.
+    expect(routeAlert({ ...asked, audience: ['bob'] }, byPerson).sinks).toHaveLength(3);
+    expect(routeAlert({ ...asked, audience: undefined }, byPerson).sinks).toHaveLength(3);
   });
 
   it('refuses a route naming a sink the file does not declare, naming the route', () => {

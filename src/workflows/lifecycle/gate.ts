@@ -1,9 +1,12 @@
-import { condition, isCancellation } from '@temporalio/workflow';
+import { condition, isCancellation, patched } from '@temporalio/workflow';
 import type { Activities } from '../../activities';
 import { formatDurationMs } from '../../shared/duration';
 import { own } from '../../shared/own';
 import { Stage } from '../../shared/status';
 import { control, failureOf, type LifecycleContext } from './context';
+
+/** Marks lifecycles that raise `approval-requested`, addressed to the approvers, when a gate opens. */
+export const APPROVAL_REQUESTED = 'approval-requested';
 
 /**
  * Waits for a gate decision: the policy's quorum of distinct approvers, or one rejection. A gate still open after
@@ -21,6 +24,26 @@ export async function gate(ctx: LifecycleContext, name: string): Promise<boolean
   ctx.details(
     `awaiting approval "${name}" from ${rules.quorum > 1 ? `${rules.quorum} of ` : ''}${rules.approvers.join(', ')}`,
   );
+  if (patched(APPROVAL_REQUESTED)) {
+    // Approvers hear of the gate the moment it opens (the router delivers this kind without its group wait).
+    const pending = lc.pendingGate;
+    await ctx.alert({
+      kind: 'approval-requested',
+      severity: 'info',
+      summary:
+        `gate "${name}" of ${spec.model} ${spec.version} waits for ${rules.quorum > 1 ? `${rules.quorum} of ` : 'one of '}` +
+        `${rules.approvers.join(', ')}${rules.signed ? ' (signed)' : ''} until ${pending?.deadline ?? 'its timeout'}`,
+      details: {
+        gate: name,
+        approvers: rules.approvers,
+        quorum: rules.quorum,
+        signed: rules.signed,
+        deadline: pending?.deadline,
+        approve: `mlctl approve ${lc.id} --gate ${name} --as <you>${rules.signed ? ' --key <your key>' : ''} --reason "…"`,
+      },
+      audience: rules.approvers,
+    });
+  }
   const done = () => lc.gateOutcome !== null || lc.abort !== null || lc.promoteNow?.granted === true;
   const waiting = `approval ${name}: waiting for ${rules.quorum > 1 ? `${rules.quorum} of ` : ''}${rules.approvers.join(', ')}`;
   let decided: boolean;
