@@ -1,5 +1,6 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { query as jsonPathQuery } from 'jsonpath-rfc9535';
 import { parseDocument } from 'yaml';
 import { projectRoot } from '../config/paths';
 import { AnalysisTemplateFile, MetricCheck, TemplateRef } from '../shared/analysis';
@@ -109,9 +110,14 @@ export function expandAnalysisTemplates(raw: unknown, dir: string = templatesDir
   return [];
 }
 
-type Conditions = Pick<MetricCheck, 'successCondition' | 'failureCondition' | 'template'>;
+type Conditions = Pick<MetricCheck, 'successCondition' | 'failureCondition' | 'template'> & {
+  provider?: MetricCheck['provider'];
+};
 
-/** What is wrong with the conditions of a spec's metric checks (they are compiled by the worker, not by zod). */
+/**
+ * What is wrong with the conditions and JSONPath selectors of a spec's metric checks (they are compiled by the
+ * worker, not by zod), so that a typo is refused when the spec is loaded rather than read as provider errors mid-rollout.
+ */
 export function metricConditionProblems(spec: {
   rollout: { analysis: { metrics: readonly Conditions[] } };
   monitoring?: { metrics?: readonly Conditions[] };
@@ -123,11 +129,20 @@ export function metricConditionProblems(spec: {
   ];
   for (const [field, metrics] of lists) {
     metrics.forEach((m, i) => {
+      const from = m.template ? ` (from template "${m.template}")` : '';
       for (const key of ['successCondition', 'failureCondition'] as const) {
         const text = m[key];
         const problem = text === undefined ? null : conditionProblem(text);
-        if (problem)
-          problems.push(`${field}.${i}.${key}: ${problem}${m.template ? ` (from template "${m.template}")` : ''}`);
+        if (problem) problems.push(`${field}.${i}.${key}: ${problem}${from}`);
+      }
+      if (m.provider && 'web' in m.provider) {
+        try {
+          jsonPathQuery({}, m.provider.web.jsonPath);
+        } catch (err) {
+          problems.push(
+            `${field}.${i}.provider.web.jsonPath: not a JSONPath (RFC 9535): ${(err as Error).message}${from}`,
+          );
+        }
       }
     });
   }

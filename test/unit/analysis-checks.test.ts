@@ -204,6 +204,21 @@ describe('analysis templates', () => {
     expect(expandAnalysisTemplates(spec([{ name: '../etc/passwd' }]), dir)[0]).toMatch(/templates\.0\.name/);
   });
 
+  it('refuses a web check whose JSONPath does not parse, when the spec is loaded', () => {
+    const checks = [
+      MetricCheck.parse({
+        name: 'conversion',
+        provider: { web: { url: 'http://127.0.0.1:9/c', jsonPath: 'data.rate' } },
+        successCondition: 'result > 0',
+      }),
+    ];
+    expect(
+      metricConditionProblems({ rollout: { analysis: { metrics: [] } }, monitoring: { metrics: checks } }),
+    ).toEqual([
+      expect.stringMatching(/^monitoring\.metrics\.0\.provider\.web\.jsonPath: not a JSONPath \(RFC 9535\): /),
+    ]);
+  });
+
   it('compiles the conditions of the expanded checks', () => {
     const checks = [{ successCondition: 'result >= ' }, { failureCondition: 'rate > 1', template: 't' }];
     expect(metricConditionProblems({ rollout: { analysis: { metrics: checks } } })).toEqual([
