@@ -1,27 +1,37 @@
 /**
- * What the serving gateway adds to a prediction, against the model runtime behind the thinnest HTTP layer.
+ * What the serving gateway adds to a prediction, against the model runtime behind the thinnest HTTP layer, and what
+ * nginx adds in front of a gateway (the nginx deployment target, src/targets/nginx.ts).
  *
  * Trains one version of the churn example model (with its training profile, as the training activity writes it),
  * then starts two separate processes on loopback: the real gateway (`dist/src/serving/main.js`) with that version
  * deployed at 100 %, and a "direct" server (this file run with `--direct-server`) that loads the same artifact with
- * `ModelHost.load` and answers `POST /predict` with `prepare` + `run` and nothing else. The same undici load generator
- * drives both with the same rows: sequential, concurrency 8 and concurrency 32, in two rounds with the order of the
- * targets alternated. Prints req/s, p50 and p99 per phase and target, the ratios gateway / direct and the added
- * latency in ms, the in-process latency of `prepare` + `run` (no HTTP) as a floor, then a `BENCH_JSON {...}` line.
+ * `ModelHost.load` and answers `POST /predict` with `prepare` + `run` and nothing else. Then "through nginx": a second
+ * gateway in single-version mode (a slot) behind a real nginx, the version deployed and weighted through the nginx
+ * target, with the target's config as it is (each client connection closed after its answer: reloads drop nothing)
+ * and with client keep-alive (`clientKeepalive: 75s`). Then shadow traffic: a third gateway with a second version
+ * deployed beside the first, its shadow set before each run to off, 20 % and 100 % of the requests (the candidate's
+ * copies are predicted after each answer; the users' latency is what is measured, against the same gateway with the
+ * shadow off). The same undici load generator drives all seven with the same
+ * rows: sequential, concurrency 8 and concurrency 32, in two rounds with the order of the targets alternated. Prints
+ * req/s, p50 and p99 per phase and target, the ratios gateway / direct and nginx / gateway with the added latency in
+ * ms, the in-process latency of `prepare` + `run` (no HTTP) as a floor, then a `BENCH_JSON {...}` line.
  * Exits 1 if any request answered something other than 200.
  *
  * Run: `npm run bench:router` (builds, then `node dist/bench/router.js`).
  * `--gateway-cpu-prof DIR` starts the gateway with `--cpu-prof --cpu-prof-dir DIR` (written when it stops).
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import Fastify from 'fastify';
 import { Agent, request } from 'undici';
 import { writeTrainingProfile } from '../src/activities/data';
+import { nginxBinary } from '../src/config/nginx-targets';
 import { projectRoot } from '../src/config/paths';
+import { startNginx, type NginxServer } from '../src/dev/nginx';
+import { NginxTarget } from '../src/targets/nginx';
 import { ModelHost, type Features } from '../src/serving/model-host';
 import { artifactDigest } from '../src/artifacts/digest';
 import {
@@ -47,8 +57,24 @@ const ROUNDS = 2;
 /** In-process floor: `prepare` + `run` calls measured, after as many unmeasured ones. */
 const IN_PROCESS_CALLS = 3000;
 
-type TargetName = 'direct' | 'gateway';
-const TARGETS: readonly TargetName[] = ['direct', 'gateway'];
+type TargetName = 'direct' | 'gateway' | 'nginx' | 'nginx keep-alive' | 'shadow off' | 'shadow 20%' | 'shadow 100%';
+const TARGETS: readonly TargetName[] = [
+  'direct',
+  'gateway',
+  'nginx',
+  'nginx keep-alive',
+  'shadow off',
+  'shadow 20%',
+  'shadow 100%',
+];
+/** The targets with nginx in front of a gateway, compared with the gateway alone. */
+const NGINX_TARGETS = ['nginx', 'nginx keep-alive'] as const;
+/**
+ * One more gateway with a second version deployed beside the first, its shadow traffic set before each run: off, a
+ * copy of 20 % of the requests, of every request. The users' latency with a shadow on, against the same gateway off.
+ */
+const SHADOW_TARGETS = ['shadow 20%', 'shadow 100%'] as const;
+const SHADOW_VERSION = 'v2';
 
 interface PhaseSpec {
   name: string;
@@ -65,7 +91,10 @@ const PHASES: PhaseSpec[] = [
 interface Target {
   name: TargetName;
   url: string;
-  process: ChildProcess;
+  /** The processes that serve it (nginx's workers and the gateway behind them), for their CPU time. */
+  pids(): number[];
+  /** Before each of its runs (the shadow gateway's routes). */
+  before?: () => Promise<void>;
 }
 
 /** One phase against one target over every round: latencies pooled, throughput = requests / summed seconds. */
@@ -90,11 +119,23 @@ interface Run {
   serverCpuSeconds: number | undefined;
 }
 
-interface PhaseResult {
+/** A target against its baseline: nginx in front of a gateway against the gateway alone, a shadow against none. */
+interface ThroughNginx {
+  /** nginx / gateway. */
+  p50Ratio: number;
+  p99Ratio: number;
+  throughputRatio: number;
+  /** nginx − gateway, ms. */
+  addedP50Ms: number;
+  addedP99Ms: number;
+}
+
+type PhaseResult = Record<TargetName, TargetResult> & {
   name: string;
   concurrency: number;
-  direct: TargetResult;
-  gateway: TargetResult;
+  throughNginx: Record<(typeof NGINX_TARGETS)[number], ThroughNginx>;
+  /** The shadow gateway with its shadow on / off (same ratios as through nginx). */
+  withShadow: Record<(typeof SHADOW_TARGETS)[number], ThroughNginx>;
   /** gateway / direct. */
   p50Ratio: number;
   p99Ratio: number;
@@ -104,11 +145,12 @@ interface PhaseResult {
   addedP99Ms: number;
   /** gateway / direct server CPU per request. */
   cpuRatio: number | undefined;
-}
+};
 
 const root = projectRoot();
 const tempDirs: string[] = [];
 const children: ChildProcess[] = [];
+const nginxServers: NginxServer[] = [];
 
 function tempDir(prefix: string): string {
   const dir = mkdtempSync(join(tmpdir(), prefix));
@@ -170,6 +212,30 @@ async function waitForHealthz(name: string, baseUrl: string, child: ChildProcess
 
 /** Clock ticks per second of /proc/<pid>/stat's utime and stime (USER_HZ, 100 on Linux). */
 const USER_HZ = 100;
+
+/** The children of a process (nginx's workers of its master); none off Linux or when it has none. */
+function childrenOf(pid: number | undefined): number[] {
+  if (pid === undefined) return [];
+  try {
+    return execFileSync('pgrep', ['-P', String(pid)], { encoding: 'utf8' })
+      .split('\n')
+      .filter(Boolean)
+      .map(Number);
+  } catch {
+    return [];
+  }
+}
+
+/** CPU seconds of several processes together, or undefined when one cannot be read. */
+function cpuSecondsOfAll(pids: number[]): number | undefined {
+  let total = 0;
+  for (const pid of pids) {
+    const seconds = cpuSecondsOf(pid);
+    if (seconds === undefined) return undefined;
+    total += seconds;
+  }
+  return total;
+}
 
 /** CPU seconds (user + system) a process has used so far, or undefined off Linux. */
 function cpuSecondsOf(pid: number | undefined): number | undefined {
@@ -242,6 +308,34 @@ function summarize(measured: Run[]): TargetResult {
   };
 }
 
+/** One table of targets against their baseline: ratios and added latency per phase. */
+function printComparison<N extends string>(
+  title: string,
+  results: PhaseResult[],
+  names: readonly N[],
+  of: (r: PhaseResult) => Record<N, ThroughNginx>,
+): void {
+  console.log(title);
+  printAligned(
+    ['phase', 'target', 'p50 ratio', 'p99 ratio', 'throughput ratio', 'added p50 ms', 'added p99 ms'],
+    results.flatMap((r) =>
+      names.map((name) => {
+        const t = of(r)[name];
+        return [
+          r.name,
+          name,
+          `${t.p50Ratio.toFixed(2)}×`,
+          `${t.p99Ratio.toFixed(2)}×`,
+          `${t.throughputRatio.toFixed(2)}×`,
+          t.addedP50Ms.toFixed(3),
+          t.addedP99Ms.toFixed(3),
+        ];
+      }),
+    ),
+  );
+  console.log('');
+}
+
 function printResults(results: PhaseResult[]): void {
   const header = ['phase', 'target', 'requests', 'req/s', 'p50 ms', 'p99 ms', 'srv CPU µs/req', 'non-200'];
   const body: string[][] = [];
@@ -273,6 +367,19 @@ function printResults(results: PhaseResult[]): void {
       r.addedP50Ms.toFixed(3),
       r.addedP99Ms.toFixed(3),
     ]),
+  );
+  console.log('');
+  printComparison(
+    'through nginx: nginx in front of a single-version gateway / that gateway alone',
+    results,
+    NGINX_TARGETS,
+    (r) => r.throughNginx,
+  );
+  printComparison(
+    "shadow traffic: a gateway copying that share of requests to a second version / the same gateway's shadow off",
+    results,
+    SHADOW_TARGETS,
+    (r) => r.withShadow,
   );
   console.log('');
   for (const r of results) {
@@ -322,6 +429,36 @@ async function main(): Promise<number> {
     GATEWAY_DATA_DIR: tempDir('mll-bench-router-gw-'),
     LOG_LEVEL: 'warn',
   });
+  // Through nginx: a gateway of its own in single-version mode (a slot of the nginx target), with the same token.
+  const slotPort = await freePort();
+  const slotBase = `http://127.0.0.1:${slotPort}`;
+  const slotAdmin = await newAdminEndpoint();
+  const slot = startChild([mainJs], {
+    ...process.env,
+    GATEWAY_PORT: String(slotPort),
+    GATEWAY_HOST: '127.0.0.1',
+    GATEWAY_ADMIN_PORT: String(slotAdmin.port),
+    GATEWAY_ADMIN_TOKEN: admin.token,
+    GATEWAY_ARTIFACT_ROOT: artifactRoot,
+    GATEWAY_DATA_DIR: tempDir('mll-bench-router-slot-'),
+    GATEWAY_SINGLE_VERSION: 'true',
+    LOG_LEVEL: 'warn',
+  });
+
+  // With shadow traffic: the same gateway code, a second version beside the first.
+  const shadowPort = await freePort();
+  const shadowBase = `http://127.0.0.1:${shadowPort}`;
+  const shadowAdmin = await newAdminEndpoint();
+  const shadowGateway = startChild([mainJs], {
+    ...process.env,
+    GATEWAY_PORT: String(shadowPort),
+    GATEWAY_HOST: '127.0.0.1',
+    GATEWAY_ADMIN_PORT: String(shadowAdmin.port),
+    GATEWAY_ADMIN_TOKEN: shadowAdmin.token,
+    GATEWAY_ARTIFACT_ROOT: artifactRoot,
+    GATEWAY_DATA_DIR: tempDir('mll-bench-router-shadow-'),
+    LOG_LEVEL: 'warn',
+  });
 
   const maxConcurrency = Math.max(...PHASES.map((p) => p.concurrency));
   const loadAgent = new Agent({ connections: maxConcurrency, keepAliveTimeout: 30_000, pipelining: 1 });
@@ -330,7 +467,29 @@ async function main(): Promise<number> {
     await Promise.all([
       waitForHealthz('direct', directBase, direct, adminAgent),
       waitForHealthz('gateway', gatewayBase, gateway, adminAgent),
+      waitForHealthz('slot gateway', slotBase, slot, adminAgent),
+      waitForHealthz('shadow gateway', shadowBase, shadowGateway, adminAgent),
     ]);
+    const shadowDigest = await artifactDigest(artifactDir);
+    for (const version of [VERSION, SHADOW_VERSION]) {
+      await adminCall(adminAgent, shadowAdmin, 'PUT', `/admin/models/${MODEL}/versions/${version}`, {
+        opId: `bench-shadow-deploy-${version}`,
+        artifactDir,
+        artifactDigest: shadowDigest,
+      });
+    }
+    await adminCall(adminAgent, shadowAdmin, 'PUT', `/admin/models/${MODEL}/weights`, {
+      opId: 'bench-shadow-weights',
+      weights: { [VERSION]: 100 },
+    });
+    let routesOp = 0;
+    const shadowAt = (percent: number) => async () => {
+      await adminCall(adminAgent, shadowAdmin, 'PUT', `/admin/models/${MODEL}/routes`, {
+        opId: `bench-shadow-routes-${++routesOp}`,
+        pins: [],
+        ...(percent > 0 ? { shadow: { version: SHADOW_VERSION, percent } } : {}),
+      });
+    };
     await adminCall(adminAgent, admin, 'PUT', `/admin/models/${MODEL}/versions/${VERSION}`, {
       opId: `bench-deploy-${VERSION}`,
       artifactDir,
@@ -340,13 +499,73 @@ async function main(): Promise<number> {
       opId: 'bench-weights-1',
       weights: { [VERSION]: 100 },
     });
-    const targets: Record<TargetName, Target> = {
-      direct: { name: 'direct', url: `${directBase}/predict`, process: direct },
-      gateway: { name: 'gateway', url: `${gatewayBase}/v1/models/${MODEL}/predict`, process: gateway },
+    // Two routers in front of the slot, set up as a lifecycle would: deploy, then the whole traffic to the version.
+    const routers = new Map<(typeof NGINX_TARGETS)[number], NginxServer>();
+    const digest = await artifactDigest(artifactDir);
+    for (const [name, routerName, clientKeepaliveMs] of [
+      ['nginx', 'bench', 0],
+      ['nginx keep-alive', 'bench-keepalive', 75_000],
+    ] as const) {
+      const confDir = tempDir('mll-bench-router-nginx-');
+      // A master started as root runs its workers as nobody: they must reach the temp folders inside.
+      chmodSync(confDir, 0o755);
+      const listen = { host: '127.0.0.1', port: await freePort() };
+      const router = new NginxTarget(
+        {
+          name: routerName,
+          confDir,
+          listen,
+          userHeader: 'x-ml-user',
+          nginx: nginxBinary(),
+          clientKeepaliveMs,
+          slots: [{ name: 'a', publicUrl: slotBase, server: `127.0.0.1:${slotPort}`, adminUrl: slotAdmin.url }],
+        },
+        admin.token,
+      );
+      await router.prepare();
+      const server = await startNginx({ prefix: confDir, configFile: router.configFile, listen });
+      nginxServers.push(server);
+      const opId = `bench-${routerName}`;
+      await router.deploy({ model: MODEL, version: VERSION, artifactDir, artifactDigest: digest, opId: `${opId}-1` });
+      await router.setWeights({ model: MODEL, weights: { [VERSION]: 100 }, opId: `${opId}-2` });
+      routers.set(name, server);
+    }
+    const viaNginx = (name: (typeof NGINX_TARGETS)[number]): Target => {
+      const server = routers.get(name)!;
+      return {
+        name,
+        url: `${server.url}/v1/models/${MODEL}/predict`,
+        // nginx's workers (read when a run starts: a reload replaces them) and the gateway behind them.
+        pids: () => [...childrenOf(server.pid), slot.pid!],
+      };
     };
+    const targets = {
+      direct: { name: 'direct', url: `${directBase}/predict`, pids: () => [direct.pid!] },
+      gateway: { name: 'gateway', url: `${gatewayBase}/v1/models/${MODEL}/predict`, pids: () => [gateway.pid!] },
+      nginx: viaNginx('nginx'),
+      'nginx keep-alive': viaNginx('nginx keep-alive'),
+      ...Object.fromEntries(
+        (
+          [
+            ['shadow off', 0],
+            ['shadow 20%', 20],
+            ['shadow 100%', 100],
+          ] as const
+        ).map(([name, percent]) => [
+          name,
+          {
+            name,
+            url: `${shadowBase}/v1/models/${MODEL}/predict`,
+            pids: () => [shadowGateway.pid!],
+            before: shadowAt(percent),
+          },
+        ]),
+      ),
+    } as Record<TargetName, Target>;
     console.log(
       `trained ${VERSION} in ${trainSeconds.toFixed(1)} s (with its training profile: the gateway sketches inputs); ` +
-        `direct pid ${direct.pid} on ${directBase}, gateway pid ${gateway.pid} on ${gatewayBase}` +
+        `direct pid ${direct.pid} on ${directBase}, gateway pid ${gateway.pid} on ${gatewayBase}, ` +
+        `nginx on ${targets.nginx.url} and ${targets['nginx keep-alive'].url} in front of gateway pid ${slot.pid}` +
         `${profDir ? ` (CPU profile into ${resolve(profDir)})` : ''}; ${rows.length} rows; ` +
         `warm-up (not counted): ${INITIAL_WARMUP} requests at concurrency 8 per target once, ` +
         `then ${WARMUP} before each run; ${ROUNDS} rounds, target order alternating\n`,
@@ -355,24 +574,26 @@ async function main(): Promise<number> {
     // Same cursor over the rows and user ids for both targets: the n-th request of a run is the same for both.
     let warmupFailures = 0;
     for (const name of TARGETS) {
+      await targets[name].before?.();
       const warm = await drive(loadAgent, targets[name].url, rows, INITIAL_WARMUP, 8, { next: 0 });
       warmupFailures += warm.non200;
     }
 
     const runs: Record<string, Record<TargetName, Run[]>> = {};
     for (const spec of PHASES) {
-      const phaseRuns: Record<TargetName, Run[]> = { direct: [], gateway: [] };
+      const phaseRuns = Object.fromEntries(TARGETS.map((name) => [name, [] as Run[]])) as Record<TargetName, Run[]>;
       runs[spec.name] = phaseRuns;
       for (let round = 0; round < ROUNDS; round++) {
         const order = round % 2 === 0 ? TARGETS : [...TARGETS].reverse();
         for (const name of order) {
+          await targets[name].before?.();
           const url = targets[name].url;
           const warm = await drive(loadAgent, url, rows, WARMUP, spec.concurrency, { next: 0 });
           warmupFailures += warm.non200;
-          const pid = targets[name].process.pid;
-          const cpuBefore = cpuSecondsOf(pid);
+          const pids = targets[name].pids();
+          const cpuBefore = cpuSecondsOfAll(pids);
           const outcome = await drive(loadAgent, url, rows, spec.requests, spec.concurrency, { next: 0 });
-          const cpuAfter = cpuSecondsOf(pid);
+          const cpuAfter = cpuSecondsOfAll(pids);
           const serverCpuSeconds = cpuBefore === undefined || cpuAfter === undefined ? undefined : cpuAfter - cpuBefore;
           phaseRuns[name].push({ outcome, serverCpuSeconds });
         }
@@ -384,11 +605,30 @@ async function main(): Promise<number> {
       const phaseRuns = runs[spec.name] as Record<TargetName, Run[]>;
       const d = summarize(phaseRuns.direct);
       const g = summarize(phaseRuns.gateway);
+      const n = summarize(phaseRuns.nginx);
+      const k = summarize(phaseRuns['nginx keep-alive']);
+      const off = summarize(phaseRuns['shadow off']);
+      const s20 = summarize(phaseRuns['shadow 20%']);
+      const s100 = summarize(phaseRuns['shadow 100%']);
+      const against = (t: TargetResult, base: TargetResult = g): ThroughNginx => ({
+        p50Ratio: t.p50Ms / base.p50Ms,
+        p99Ratio: t.p99Ms / base.p99Ms,
+        throughputRatio: t.reqPerSec / base.reqPerSec,
+        addedP50Ms: t.p50Ms - base.p50Ms,
+        addedP99Ms: t.p99Ms - base.p99Ms,
+      });
       return {
         name: spec.name,
         concurrency: spec.concurrency,
         direct: d,
         gateway: g,
+        nginx: n,
+        'nginx keep-alive': k,
+        'shadow off': off,
+        'shadow 20%': s20,
+        'shadow 100%': s100,
+        throughNginx: { nginx: against(n), 'nginx keep-alive': against(k) },
+        withShadow: { 'shadow 20%': against(s20, off), 'shadow 100%': against(s100, off) },
         p50Ratio: g.p50Ms / d.p50Ms,
         p99Ratio: g.p99Ms / d.p99Ms,
         throughputRatio: g.reqPerSec / d.reqPerSec,
@@ -408,6 +648,7 @@ async function main(): Promise<number> {
     );
     console.log(
       `ratios are gateway / direct (throughput: < 1 means the gateway answers fewer req/s); added = gateway − direct; ` +
+        `through nginx: nginx / gateway and nginx − gateway (nginx's srv CPU: its workers and the gateway behind); ` +
         `latencies client-side, nearest rank, both rounds pooled; srv CPU = the server process's user + system ` +
         `time over the measured requests (/proc/<pid>/stat) divided by their number`,
     );
@@ -416,8 +657,17 @@ async function main(): Promise<number> {
         'client and servers on the same machine',
     );
     printLoad(loadBefore, loadAfter);
+    // The copies were made and compared: how many, and how many the in-flight cap dropped under load.
+    const shadowTelemetry = (await adminCall(adminAgent, shadowAdmin, 'GET', `/admin/models/${MODEL}/telemetry`)) as {
+      shadow?: Record<string, { compared: number; dropped: number; agreed: number }>;
+    };
+    const copies = shadowTelemetry.shadow?.[SHADOW_VERSION];
+    console.log(
+      `shadow copies predicted and compared: ${copies?.compared ?? 0} (agreeing ${copies?.agreed ?? 0}), ` +
+        `dropped at the in-flight cap: ${copies?.dropped ?? 0}`,
+    );
 
-    const failed = warmupFailures > 0 || results.some((r) => r.direct.non200 > 0 || r.gateway.non200 > 0);
+    const failed = warmupFailures > 0 || results.some((r) => TARGETS.some((name) => r[name].non200 > 0));
     console.log(
       `BENCH_JSON ${JSON.stringify({
         ...benchFacts('router', loadBefore, loadAfter),
@@ -427,6 +677,7 @@ async function main(): Promise<number> {
         trainSeconds,
         inProcess: { calls: IN_PROCESS_CALLS, ...floor },
         phases: results,
+        shadowCopies: copies ?? null,
         warmupFailures,
         ok: !failed,
       })}`,
@@ -438,6 +689,7 @@ async function main(): Promise<number> {
 }
 
 async function cleanup(): Promise<void> {
+  await Promise.allSettled(nginxServers.splice(0).map((server) => server.stop()));
   await Promise.allSettled(children.splice(0).map(stopChild));
   for (const dir of tempDirs.splice(0)) rmSync(dir, { recursive: true, force: true });
 }

@@ -5,7 +5,9 @@
 //   - a Python virtualenv with the example models' trainers (every examples/*/requirements.txt) and the tests'
 //     Open Inference Protocol client (test/fixtures/oip/requirements.txt), in one pip call
 //   - Debian's `prometheus` and `prometheus-alertmanager` packages (system-wide, with apt-get, only when run as root),
-//     which the tests start on free loopback ports (src/dev/prometheus.ts)
+//     which the tests start on free loopback ports (src/dev/prometheus.ts), and `chromium`, which takes the Temporal UI
+//     screenshots headless (src/dev/ui-screenshots.ts), and `nginx`, the router of the nginx deployment target
+//     (src/targets/nginx.ts; started by src/dev/nginx.ts)
 // Runs as npm's postinstall step; does nothing for what is already there.
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -169,16 +171,24 @@ function ensureVenv() {
 const DEBIAN_TOOLS = [
   { bin: 'prometheus', pkg: 'prometheus', env: 'PROMETHEUS_PATH' },
   { bin: 'prometheus-alertmanager', pkg: 'prometheus-alertmanager', env: 'ALERTMANAGER_PATH' },
+  { bin: 'chromium', pkg: 'chromium', env: 'CHROMIUM_PATH' },
+  // Debian puts nginx in /usr/sbin, which is not on a non-root PATH: looked for there too.
+  { bin: 'nginx', pkg: 'nginx', env: 'NGINX_PATH', also: ['/usr/sbin/nginx'] },
 ];
 
-/** Where a Debian tool is (its env override, else PATH), or undefined. */
+/** Where a Debian tool is (its env override, else PATH, else its `also` locations), or undefined. */
 function debianToolPath(tool) {
   const fromEnv = process.env[tool.env];
   if (fromEnv) {
     if (!isExecutable(fromEnv)) fail(`${tool.env}=${fromEnv} is not an executable file`);
     return fromEnv;
   }
-  return onPath(tool.bin);
+  return installedToolPath(tool);
+}
+
+/** A Debian tool on PATH or at one of its `also` locations, or undefined. */
+function installedToolPath(tool) {
+  return onPath(tool.bin) ?? (tool.also ?? []).find((path) => isExecutable(path));
 }
 
 function aptGet(args) {
@@ -190,8 +200,9 @@ function aptGet(args) {
 }
 
 /**
- * The real Prometheus and Alertmanager the tests run against, from Debian packages. Installs them only as root with
- * apt-get; otherwise says what is missing and goes on (only the tests that start them fail, naming the package).
+ * The real Prometheus and Alertmanager the tests run against, and the Chromium that screenshots the Temporal UI, from
+ * Debian packages. Installs them only as root with apt-get; otherwise says what is missing and goes on (only the tests
+ * that start them fail, naming the package).
  */
 function ensureDebianPackages() {
   const missing = [];
@@ -211,7 +222,7 @@ function ensureDebianPackages() {
     );
     return;
   }
-  const stillMissing = () => missing.filter((tool) => !onPath(tool.bin));
+  const stillMissing = () => missing.filter((tool) => !installedToolPath(tool));
   const install = ['install', '-y', '--no-install-recommends', ...pkgs];
   console.log(`setup: installing Debian packages ${pkgs.join(' ')} with apt-get`);
   // A non-zero exit may be only a postinst that could not start the package's service (no systemd in a container):
@@ -228,7 +239,7 @@ function ensureDebianPackages() {
         `apt-get output above (or set ${absent.map((tool) => tool.env).join(' / ')} to existing binaries)`,
     );
   }
-  for (const tool of missing) console.log(`setup: ${tool.bin}: installed at ${onPath(tool.bin)}`);
+  for (const tool of missing) console.log(`setup: ${tool.bin}: installed at ${installedToolPath(tool)}`);
 }
 
 if (process.env.ML_LIFECYCLE_SKIP_SETUP === '1') process.exit(0);

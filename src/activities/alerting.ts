@@ -4,7 +4,7 @@ import { TypedSearchAttributes } from '@temporalio/common';
 import { alertLogLevel, DEFAULT_RESEND_INTERVAL_MS, deliverAlerts, type DeliveryReport } from '../alerts/sinks';
 import { routeAlert, type AlertConfig } from '../config/alert-sinks';
 import { LifecycleClient, RefusedError } from '../client/lifecycle-client';
-import type { Alert, Observation } from '../shared/alerts';
+import { SUBSCRIBED_ALERT_KINDS, type Alert, type Observation } from '../shared/alerts';
 import { ErrorType } from '../shared/errors';
 import { pauseSignal } from '../shared/messages';
 import {
@@ -34,6 +34,7 @@ export interface AlertingDeps {
 /** Stages in which a lifecycle moves production traffic: its model's monitor alerts wait while it acts. */
 const ACTING_STAGES: readonly string[] = [
   Stage.Staging,
+  Stage.Shadow,
   Stage.Canary,
   Stage.Ramping,
   Stage.Guarding,
@@ -52,6 +53,7 @@ export function createAlertingActivities(deps: AlertingDeps) {
     workflowId: ALERT_ROUTER_WORKFLOW_ID,
     taskQueue: LIFECYCLE_TASK_QUEUE,
     args: [{ ...(deps.groupWaitMs !== undefined ? { groupWaitMs: deps.groupWaitMs } : {}) }] as const,
+    staticSummary: 'alert router: groups, silences and delivers alerts; runs monitor rollbacks, holds and retraining',
   };
   const running = async (model: string) => {
     const query = `WorkflowType = 'modelLifecycleWorkflow' AND ExecutionStatus = 'Running' AND MlModel = ${quoted(model)}`;
@@ -108,7 +110,9 @@ export function createAlertingActivities(deps: AlertingDeps) {
         const sinks = resend ? route.sinks.filter((s) => s.kind === 'alertmanager') : route.sinks;
         for (const sink of sinks) perSink.set(sink.name, [...(perSink.get(sink.name) ?? []), alert]);
         if (resend) continue;
-        log[alertLogLevel(alert)](`${alert.resolved ? 'RESOLVED' : 'ALERT'} ${alert.kind}: ${alert.summary}`, {
+        // Events (stage changes) are for the machines that subscribed to them; the log keeps them at debug.
+        const level = SUBSCRIBED_ALERT_KINDS.includes(alert.kind) ? 'debug' : alertLogLevel(alert);
+        log[level](`${alert.resolved ? 'RESOLVED' : 'ALERT'} ${alert.kind}: ${alert.summary}`, {
           alert,
           sinks: sinks.map((s) => s.name),
         });
@@ -151,7 +155,7 @@ export function createAlertingActivities(deps: AlertingDeps) {
         signal: monitorPolicySignal,
         signalArgs: [{ monitoring: input.monitoring, spec: input.spec }],
         typedSearchAttributes: new TypedSearchAttributes([{ key: MlModel, value: input.model }]),
-        staticSummary: `serving monitor of ${input.model}`,
+        staticSummary: `serving monitor of ${input.model}: drift, quality, latency and outages of production`,
       });
     },
 

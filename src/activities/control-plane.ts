@@ -50,6 +50,7 @@ import { z } from 'zod';
 import { LIFECYCLE_TASK_QUEUE } from '../shared/task-queues';
 // Starting entity workflows by name keeps workflow code out of the activity bundle.
 const MODEL_REGISTRY_WORKFLOW = 'modelRegistryWorkflow';
+const registrySummary = (model: string) => `model registry of ${model}: production version, promotions, traffic lease`;
 const RUN_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 /** gRPC INVALID_ARGUMENT: the server's answer to a workflow or run id that cannot name anything. */
 const isInvalidArgument = (err: unknown): boolean => {
@@ -372,6 +373,7 @@ export function createControlPlaneActivities(deps: ControlPlaneDeps) {
             taskQueue: LIFECYCLE_TASK_QUEUE,
             args: [{ model: record.model }],
             workflowIdConflictPolicy: 'USE_EXISTING',
+            staticSummary: registrySummary(record.model),
           }),
         }),
       );
@@ -395,6 +397,7 @@ export function createControlPlaneActivities(deps: ControlPlaneDeps) {
               taskQueue: LIFECYCLE_TASK_QUEUE,
               args: [{ model: input.model }],
               workflowIdConflictPolicy: 'USE_EXISTING',
+              staticSummary: registrySummary(input.model),
             }),
           }),
         );

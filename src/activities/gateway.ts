@@ -1,22 +1,34 @@
-import { Context, sleep } from '@temporalio/activity';
+import { ApplicationFailure, Context, sleep } from '@temporalio/activity';
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { measureMetricChecks } from '../analysis/metric-checks';
-import { evaluateStage, inputSkew, requiredSamples, windowOf, type StageAnalysis } from '../domain/guardrails';
+import {
+  evaluateStage,
+  inputSkew,
+  requiredSamples,
+  shadowDecisions,
+  shadowWindowOf,
+  windowOf,
+  type StageAnalysis,
+} from '../domain/guardrails';
+import type { AnalysisRules } from '../domain/check-tolerance';
 import { AccuracyCalibration } from '../domain/performance-estimation';
 import { loadProfile, PROFILE_FILE } from '../drift/profile';
 import type { LifecycleMetrics } from '../metrics/lifecycle-metrics';
+import { ErrorType } from '../shared/errors';
 import { PredictionEdges, type AdminResult } from '../shared/gateway-api';
 import { own } from '../shared/own';
-import type { AnalysisSpec } from '../shared/spec';
+import { DEFAULT_TASK } from '../shared/task';
 import { PREDICTION_BASELINE_FILE, type ModelTelemetry, type PredictionBaseline } from '../shared/telemetry';
 import type { DeploymentTargetSpecInput } from '../targets/spec';
 import {
   resolveTarget,
   type DeployRequestInput,
   type GatewayAdminAccess,
+  type SetRoutesInput,
   type SetWeightsInput,
+  type TargetDeps,
   type UndeployInput,
 } from '../targets/target';
 
@@ -29,6 +41,8 @@ export interface GatewayDeps {
   env?: Readonly<Record<string, string | undefined>>;
   /** Where each analysis's readouts and drift go (the worker's Prometheus metrics). */
   metrics?: Pick<LifecycleMetrics, 'stageAnalyzed'>;
+  /** The worker's nginx routers by name (ML_NGINX_TARGETS): what `{ kind: nginx, name }` targets resolve to. */
+  nginx?: TargetDeps['nginx'];
 }
 
 /** Every deployment activity takes an optional target; absent means the worker's gateway, as before targets. */
@@ -42,6 +56,7 @@ export interface TargetInput {
  */
 export type DeployVersionInput = DeployRequestInput & TargetInput;
 export type SetTrafficWeightsInput = SetWeightsInput & TargetInput;
+export type SetRoutesActivityInput = SetRoutesInput & TargetInput;
 export type UndeployVersionInput = UndeployInput & TargetInput;
 export interface ReadTelemetryInput extends TargetInput {
   model: string;
@@ -61,8 +76,13 @@ export interface AnalyzeStageInput extends TargetInput {
    * outage check judges only this most recent traffic.
    */
   recentSince?: ModelTelemetry;
-  rules: AnalysisSpec;
+  rules: AnalysisRules;
   stage: string;
+  /**
+   * The shadow stage: the candidate is judged on its shadow copies and stable on its answers to the same requests
+   * (the telemetry's `shadow`), with the pairwise comparison of `rules.shadowCompare`.
+   */
+  shadow?: boolean;
   /** The candidate's artifact: its training profile is what the candidate's inputs are compared with. */
   candidateArtifactDir?: string;
   /** When the stage's bake started: metric checks in their `initialDelay` are not measured yet. */
@@ -92,6 +112,8 @@ async function calibrationOf(artifactDir: string): Promise<AccuracyCalibration |
 
 /** One version's counters in a snapshot (an own property: version names such as `constructor` are valid). */
 const versionOf = (t: ModelTelemetry, version: string) => own(t.versions, version);
+/** One version's shadow counters in a snapshot. */
+const shadowOf = (t: ModelTelemetry, version: string) => (t.shadow ? own(t.shadow, version) : undefined);
 
 /**
  * The deployment activities: deploy, weigh, undeploy and read telemetry on the input's target (the worker's serving
@@ -99,7 +121,11 @@ const versionOf = (t: ModelTelemetry, version: string) => own(t.versions, versio
  */
 export function createGatewayActivities(deps: GatewayDeps) {
   const target = (spec: DeploymentTargetSpecInput | undefined) =>
-    resolveTarget(spec, { gateway: deps.gateway, ...(deps.env ? { env: deps.env } : {}) });
+    resolveTarget(spec, {
+      gateway: deps.gateway,
+      ...(deps.env ? { env: deps.env } : {}),
+      ...(deps.nginx ? { nginx: deps.nginx } : {}),
+    });
 
   return {
     async deployVersion({ target: spec, ...input }: DeployVersionInput): Promise<AdminResult> {
@@ -111,6 +137,23 @@ export function createGatewayActivities(deps: GatewayDeps) {
 
     async setTrafficWeights({ target: spec, ...input }: SetTrafficWeightsInput): Promise<AdminResult> {
       return target(spec).setWeights(input);
+    },
+
+    /**
+     * Pinned routes and shadow traffic. A target that has none refuses them (non-retryable, naming the target), and
+     * takes clearing them as a no-op: there is nothing to clear.
+     */
+    async setRoutes({ target: spec, ...input }: SetRoutesActivityInput): Promise<AdminResult> {
+      const t = target(spec);
+      if (t.setRoutes) return t.setRoutes(input);
+      if (input.pins.length === 0 && !input.shadow) return { opId: input.opId, applied: false };
+      throw ApplicationFailure.create({
+        type: ErrorType.GatewayRefused,
+        message:
+          `${t.label} has no pinned routes or shadow traffic: rollout.pins and rollout.shadow need the gateway ` +
+          'target',
+        nonRetryable: true,
+      });
     },
 
     async undeployVersion({ target: spec, ...input }: UndeployVersionInput): Promise<AdminResult> {
@@ -140,29 +183,55 @@ export function createGatewayActivities(deps: GatewayDeps) {
       const calibration = input.candidateArtifactDir ? await calibrationOf(input.candidateArtifactDir) : undefined;
       for (;;) {
         const now = await source.readTelemetry(input.model);
-        const candidate = windowOf(versionOf(now, input.candidate), versionOf(input.before, input.candidate));
-        const stable =
-          input.stable === null ? null : windowOf(versionOf(now, input.stable), versionOf(input.before, input.stable));
+        const shadowNow = input.shadow ? shadowOf(now, input.candidate) : undefined;
+        const shadowBefore = input.shadow ? shadowOf(input.before, input.candidate) : undefined;
+        const candidate = input.shadow
+          ? windowOf(shadowNow?.candidate, shadowBefore?.candidate)
+          : windowOf(versionOf(now, input.candidate), versionOf(input.before, input.candidate));
+        const stable = input.shadow
+          ? windowOf(shadowNow?.primary, shadowBefore?.primary)
+          : input.stable === null
+            ? null
+            : windowOf(versionOf(now, input.stable), versionOf(input.before, input.stable));
         const needed = requiredSamples(input.rules);
         const enough = candidate.requests >= needed && (stable === null || stable.successes >= needed);
         if (enough || Date.now() >= deadline) {
           const skew = profile && candidate.inputs ? inputSkew(profile, candidate.inputs, input.rules) : undefined;
           // The gateway says what the version predicts (targets that do not are binary classifiers).
           const task = versionOf(now, input.candidate)?.task;
+          const recentCandidate = input.shadow
+            ? windowOf(
+                shadowNow?.candidate,
+                input.recentSince && shadowOf(input.recentSince, input.candidate)?.candidate,
+              )
+            : windowOf(
+                versionOf(now, input.candidate),
+                input.recentSince && versionOf(input.recentSince, input.candidate),
+              );
           const analysis = evaluateStage({
             ...(task ? { task } : {}),
             ...(calibration ? { calibration } : {}),
             stage: input.stage,
             at: new Date().toISOString(),
             candidate,
-            ...(input.recentSince
-              ? { recent: windowOf(versionOf(now, input.candidate), versionOf(input.recentSince, input.candidate)) }
-              : {}),
+            ...(input.recentSince ? { recent: recentCandidate } : {}),
             stable,
             rules: input.rules,
             ...(skew ? { inputSkew: skew } : {}),
             ...(profile ? { profile } : {}),
           });
+          if (input.shadow && input.rules.shadowCompare) {
+            analysis.decisions.push(
+              ...shadowDecisions({
+                stage: input.stage,
+                at: new Date().toISOString(),
+                task: task ?? DEFAULT_TASK,
+                window: shadowWindowOf(shadowNow, shadowBefore),
+                compare: input.rules.shadowCompare,
+                rules: input.rules,
+              }),
+            );
+          }
           if (input.rules.metrics?.length) {
             const at = new Date();
             analysis.decisions.push(

@@ -10,8 +10,9 @@ import { createControlPlaneActivities } from './control-plane';
 import { createDataActivities } from './data';
 import { createEvaluationActivities } from './evaluation';
 import { createGatewayActivities } from './gateway';
+import { createHookActivities } from './hooks';
 import { createMonitoringActivities } from './monitoring';
-import type { GatewayAdminAccess } from '../targets/target';
+import type { GatewayAdminAccess, TargetDeps } from '../targets/target';
 import { createTrainingActivities, DEFAULT_TRAINER_POLICY, type TrainingDeps } from './training';
 
 import { approverKeysPath } from '../config/approver-keys';
@@ -21,6 +22,8 @@ export interface ActivityDeps {
   client: Client;
   /** The worker's serving gateway: its admin URL (GATEWAY_ADMIN_URL) and admin token (GATEWAY_ADMIN_TOKEN). */
   gateway: GatewayAdminAccess;
+  /** The worker's nginx routers by name (ML_NGINX_TARGETS, built once at start: see createNginxTargets). */
+  nginxTargets?: TargetDeps['nginx'];
   artifactsDir: string;
   python: string;
   root: string;
@@ -56,7 +59,13 @@ export function createActivities(deps: ActivityDeps) {
   const policy = deps.policy ?? new PolicySource(policyPath(), deps.approverKeysFile ?? approverKeysPath(), deps.root);
   return {
     ...createControlPlaneActivities({ ...deps, quota, policy }),
-    ...createMonitoringActivities({ client: deps.client, gateway: deps.gateway, quota, root: deps.root }),
+    ...createMonitoringActivities({
+      client: deps.client,
+      gateway: deps.gateway,
+      quota,
+      root: deps.root,
+      ...(deps.nginxTargets ? { nginx: deps.nginxTargets } : {}),
+    }),
     ...createAlertingActivities({
       client: deps.client,
       alertConfig: { sinks: deps.alertSinks ?? [], routes: deps.alertRoutes ?? [] },
@@ -66,8 +75,10 @@ export function createActivities(deps: ActivityDeps) {
     }),
     ...createEvaluationActivities({ root: deps.root }),
     ...createDataActivities({ root: deps.root }),
+    ...createHookActivities(),
     ...createGatewayActivities({
       gateway: deps.gateway,
+      ...(deps.nginxTargets ? { nginx: deps.nginxTargets } : {}),
       pollIntervalMs: deps.analysisPollIntervalMs,
       metrics: deps.metrics,
     }),

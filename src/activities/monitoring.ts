@@ -24,7 +24,7 @@ import {
   type PredictionBaseline,
   type VersionTelemetry,
 } from '../shared/telemetry';
-import { resolveTarget, type GatewayAdminAccess } from '../targets/target';
+import { resolveTarget, type GatewayAdminAccess, type TargetDeps } from '../targets/target';
 
 export interface MonitoringDeps {
   client: Client;
@@ -34,6 +34,8 @@ export interface MonitoringDeps {
   gateway: GatewayAdminAccess;
   quota: QuotaClient;
   env?: Readonly<Record<string, string | undefined>>;
+  /** The worker's nginx routers by name (ML_NGINX_TARGETS), for a production version served by one. */
+  nginx?: TargetDeps['nginx'];
   /** Told of each check's drift scores (the worker's metrics). */
   onDrift?: (model: string, version: string, scores: { feature: string; kind: string; value: number }[]) => void;
 }
@@ -138,6 +140,7 @@ export function createMonitoringActivities(deps: MonitoringDeps) {
         snapshot = await resolveTarget(prod.target, {
           gateway: deps.gateway,
           ...(deps.env ? { env: deps.env } : {}),
+          ...(deps.nginx ? { nginx: deps.nginx } : {}),
         }).readTelemetry(model);
       } catch (err) {
         // The serving endpoint does not answer: an outage of every version it serves.

@@ -15,6 +15,7 @@ import {
   type DataCheckSettings,
 } from '../shared/data-check';
 import { LIFECYCLE_TASK_QUEUE } from '../shared/task-queues';
+import { cutBytes, STATIC_DETAILS_MAX_BYTES, STATIC_SUMMARY_MAX_BYTES } from '../shared/text';
 
 /** A bad schedule request; `field` names what is wrong (`every`, `cron`, `driftShare`, …). */
 export class DataScheduleInputError extends Error {
@@ -99,7 +100,19 @@ export class DataScheduleClient {
           workflowId: scheduleId,
           taskQueue: LIFECYCLE_TASK_QUEUE,
           args: [settings],
-          staticSummary: `data check of ${settings.name}: ${settings.current}`,
+          staticSummary: cutBytes(
+            `data check of ${settings.name}${settings.model ? ` (feeds ${settings.model})` : ''}: ${settings.current}`,
+            STATIC_SUMMARY_MAX_BYTES,
+          ),
+          staticDetails: cutBytes(
+            [
+              `- **Batch**: \`${settings.current}\` (\`{date}\` is the run's scheduled date)`,
+              `- **Reference**: \`${settings.reference}\``,
+              ...(settings.pool ? [`- **Quota pool watched**: ${settings.pool}`] : []),
+              `- **Schedule**: ${spec.text}; findings go to the alert router (\`mlctl alerts\`)`,
+            ].join('\n'),
+            STATIC_DETAILS_MAX_BYTES,
+          ),
         },
         policies: { overlap: ScheduleOverlapPolicy.BUFFER_ONE },
         memo: memo as Record<string, unknown>,

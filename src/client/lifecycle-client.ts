@@ -36,6 +36,8 @@ import { metricConditionProblems } from '../analysis/templates';
 import { SpecError } from './spec-file';
 import { GateDecisionInput, OperatorAction, StageName, type LifecycleStatus } from '../shared/status';
 import { LIFECYCLE_TASK_QUEUE } from '../shared/task-queues';
+import { formatDurationMs } from '../shared/duration';
+import { cutBytes, STATIC_DETAILS_MAX_BYTES, STATIC_SUMMARY_MAX_BYTES } from '../shared/text';
 
 /** Why a request was refused (exit code 4 in mlctl): not an approver, self-approval, nothing pending, duplicate... */
 export class RefusedError extends Error {}
@@ -63,6 +65,43 @@ export interface LifecycleSummary {
   closeTime: string | null;
 }
 
+/**
+ * What the Temporal UI shows of a lifecycle before it has run a step: the list's one-line summary (model, version,
+ * rollout, pool, submitter) and the detail page's Markdown (what the candidate is, its plan, how to follow it).
+ */
+export function lifecycleStartMetadata(spec: LifecycleSpec): { staticSummary: string; staticDetails: string } {
+  const { rollout, quota, deployment, approval } = spec;
+  const percents = [rollout.canary.percent, ...rollout.steps.map((s) => s.percent)].map((p) => `${p}%`).join(' → ');
+  const stages = [
+    ...(deployment.staging ? [`staging for ${formatDurationMs(deployment.staging.bake)}`] : []),
+    ...(rollout.hooks.preRollout.length > 0
+      ? [`pre-rollout hooks ${rollout.hooks.preRollout.map((h) => h.name).join(', ')}`]
+      : []),
+    ...(rollout.shadow
+      ? [`shadow ${rollout.shadow.percent}% of requests for ${formatDurationMs(rollout.shadow.bake)}`]
+      : []),
+    `canary ${rollout.canary.percent}% for ${formatDurationMs(rollout.canary.bake)}`,
+    ...rollout.steps.map(
+      (s) => `${s.percent}% for ${formatDurationMs(s.bake)}${s.approval ? ' (approved first)' : ''}`,
+    ),
+  ];
+  const details = [
+    ...(spec.description ? [spec.description, ''] : []),
+    `- **Model**: ${spec.model} ${spec.version} (${spec.task}), submitted by ${spec.submittedBy}`,
+    `- **Rollout**: ${stages.join(', then ')}; rolled back when a check breaches`,
+    `- **Approvers**: ${approval.approvers.join(', ')}`,
+    `- **Quota pool**: ${quota.pool}`,
+    `- **Follow it**: \`mlctl status ${lifecycleWorkflowId(spec.model, spec.version)}\`; search attribute \`MlStage\` holds its stage`,
+  ];
+  return {
+    staticSummary: cutBytes(
+      `${spec.model} ${spec.version}: train, validate, ${rollout.shadow ? 'shadow, ' : ''}canary ${percents} on pool ${quota.pool}, by ${spec.submittedBy}`,
+      STATIC_SUMMARY_MAX_BYTES,
+    ),
+    staticDetails: cutBytes(details.join('\n'), STATIC_DETAILS_MAX_BYTES),
+  };
+}
+
 /** The typed client API pipelines and mlctl use to drive lifecycles. */
 export class LifecycleClient {
   constructor(private readonly client: Client) {}
@@ -86,8 +125,7 @@ export class LifecycleClient {
           { key: MlVersion, value: spec.version },
           { key: MlStage, value: 'provisioning' },
         ]),
-        staticSummary: `${spec.model} ${spec.version} by ${spec.submittedBy}`,
-        staticDetails: spec.description,
+        ...lifecycleStartMetadata(spec),
       });
       return { id, runId: handle.firstExecutionRunId };
     } catch (err) {
@@ -156,6 +194,11 @@ export class LifecycleClient {
           workflowId,
           args: [{ ...input, ...(signed ? { signed } : {}) }],
           workflowIdReusePolicy: 'REJECT_DUPLICATE',
+          staticSummary: cutBytes(
+            `rollback of ${input.model} to ${input.to ?? 'its previous production version'}, by ${input.by}`,
+            STATIC_SUMMARY_MAX_BYTES,
+          ),
+          ...(input.reason ? { staticDetails: cutBytes(`Reason: ${input.reason}`, STATIC_DETAILS_MAX_BYTES) } : {}),
         },
       );
     } catch (err) {

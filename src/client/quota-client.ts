@@ -301,14 +301,14 @@ export class QuotaClient {
           taskQueue: LIFECYCLE_TASK_QUEUE,
           args: [{ config }],
           workflowIdConflictPolicy: 'USE_EXISTING',
-          staticSummary: `quota pool ${pool}`,
+          staticSummary: `quota pool ${pool}: grants, queues, renews and releases leases of its capacity`,
         }),
         this.client.workflow.start(QUOTA_MONITOR_WORKFLOW, {
           workflowId: quotaMonitorWorkflowId(pool),
           taskQueue: LIFECYCLE_TASK_QUEUE,
           args: [{ pool }],
           workflowIdConflictPolicy: 'USE_EXISTING',
-          staticSummary: `quota monitor of pool ${pool}`,
+          staticSummary: `quota monitor of pool ${pool}: usage, exhaustion forecast, faulty pipelines, expired leases`,
         }),
       ]).then(() => undefined);
       started.catch(() => this.started.delete(pool));

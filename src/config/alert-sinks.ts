@@ -7,7 +7,7 @@ import {
   SEVERITIES,
   type AlertSinkConfig,
 } from '../alerts/sinks';
-import { CONDITION_ALERT_KINDS, EVENT_ALERT_KINDS, type Alert } from '../shared/alerts';
+import { CONDITION_ALERT_KINDS, EVENT_ALERT_KINDS, SUBSCRIBED_ALERT_KINDS, type Alert } from '../shared/alerts';
 import { HeaderValue, resolveHeaderValues } from '../targets/spec';
 import { projectRoot } from './paths';
 import { InvalidFileError, loadYamlFile } from './yaml-file';
@@ -158,7 +158,8 @@ const matches = (pattern: string | undefined, value: string | undefined) =>
 
 /**
  * Where an alert goes: the sinks of the routes it matches (in order, until one without `continue`) and the first
- * matching route's owner; no route matches (or none are declared): every sink, no owner.
+ * matching route's owner; no route matches (or none are declared): every sink, no owner. A subscribed kind
+ * (`stage-changed`) matches only routes that name it in `match.kinds`, and goes nowhere when none does.
  */
 export function routeAlert(
   alert: Pick<Alert, 'kind' | 'severity' | 'model' | 'pool' | 'audience'>,
@@ -167,10 +168,11 @@ export function routeAlert(
   const names = new Set<string>();
   let owner: string | undefined;
   let matched = false;
+  const subscribed = SUBSCRIBED_ALERT_KINDS.includes(alert.kind);
   for (const route of config.routes) {
     const m = route.match;
     if (!matches(m.model, alert.model) || !matches(m.pool, alert.pool)) continue;
-    if (m.kinds && !m.kinds.includes(alert.kind)) continue;
+    if (m.kinds ? !m.kinds.includes(alert.kind) : subscribed) continue;
     if (m.severities && !m.severities.includes(alert.severity)) continue;
     if (m.audience && !m.audience.some((who) => (alert.audience ?? []).some((a) => sameIdentity(a, who)))) continue;
     matched = true;
@@ -180,7 +182,7 @@ export function routeAlert(
   }
   return {
     ...(owner ? { owner } : {}),
-    sinks: matched ? config.sinks.filter((s) => names.has(s.name)) : config.sinks,
+    sinks: matched ? config.sinks.filter((s) => names.has(s.name)) : subscribed ? [] : config.sinks,
   };
 }
 

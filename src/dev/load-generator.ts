@@ -29,6 +29,11 @@ export interface LoadGeneratorOptions {
   /** Distinct simulated users (sticky routing keys). */
   users?: number;
   /**
+   * A request header that also carries each request's user id (`x-ml-user`), for a router in front of the gateways
+   * that splits traffic on a header rather than on the body's `userId` (the nginx target).
+   */
+  userHeader?: string;
+  /**
    * Share in [0, 1] of the requests that carry a broken row (default 0): exactly ⌊n · share⌋ of n requests, picked by
    * a counter. They alternate between a missing feature and a non-numeric string in a numeric feature, so the gateway
    * must refuse each with 400 (counted as `invalidRequests` of the version the user is routed to).
@@ -299,7 +304,10 @@ export class LoadGenerator {
     const p = request(`${this.options.gatewayUrl}/v1/models/${this.options.model}/predict`, {
       method: 'POST',
       dispatcher: this.agent,
-      headers: { 'content-type': 'application/json' },
+      headers: {
+        'content-type': 'application/json',
+        ...(this.options.userHeader === undefined ? {} : { [this.options.userHeader]: user }),
+      },
       body: JSON.stringify({ userId: user, features: row }),
     })
       .then(async (res) => {

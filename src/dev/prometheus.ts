@@ -17,7 +17,7 @@ const READY_TIMEOUT_MS = 30_000;
 const STOP_GRACE_MS = 10_000;
 
 /** `fromEnv` (the value of `env`) if set, else `name` on PATH, else an error naming the Debian package. */
-function debianBinary(name: string, pkg: string, env: string, fromEnv: string | undefined): string {
+export function debianBinary(name: string, pkg: string, env: string, fromEnv: string | undefined): string {
   if (fromEnv) {
     if (!executable(fromEnv)) throw new Error(`${env}=${fromEnv} is not an executable file`);
     return fromEnv;

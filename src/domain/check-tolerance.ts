@@ -1,8 +1,11 @@
-import type { AnalysisSpec } from '../shared/spec';
+import type { AnalysisSpec, ShadowCompare } from '../shared/spec';
 import type { Decision } from '../shared/status';
 import type { BUILTIN_CHECKS } from '../shared/analysis';
 
 // Workflow-safe (no Node modules): the lifecycle workflow folds each sample's decisions with these.
+
+/** A stage's rules: the shadow stage's also carry its comparison (`rollout.shadow.compare`). */
+export type AnalysisRules = AnalysisSpec & { shadowCompare?: ShadowCompare };
 
 /** The built-in checks a stage runs, by the name its decisions carry. */
 export type CheckName = (typeof BUILTIN_CHECKS)[number];
@@ -20,8 +23,11 @@ interface Tolerance {
  * The rule block a check takes its tolerance from (the latency ratio shares the latency block, the comparison of
  * error rates the error rate's); a metric check's own.
  */
-function toleranceOf(rules: AnalysisSpec, check: string): Tolerance | undefined {
+function toleranceOf(rules: AnalysisRules, check: string): Tolerance | undefined {
   switch (check) {
+    case 'shadowAgreement':
+    case 'shadowScoreDiff':
+      return rules.shadowCompare;
     case 'outage':
       return rules.outage;
     case 'errorRate':
@@ -42,23 +48,23 @@ function toleranceOf(rules: AnalysisSpec, check: string): Tolerance | undefined 
 }
 
 /** Whether a check is a dry run: measured and recorded, never enforced. */
-export function dryRunOf(rules: AnalysisSpec, check: string): boolean {
+export function dryRunOf(rules: AnalysisRules, check: string): boolean {
   return toleranceOf(rules, check)?.dryRun === true;
 }
 
 /** The fewest samples a check judges on: its own `minSamples`, else the analysis-wide one. */
-export function minSamplesOf(rules: AnalysisSpec, check: string): number {
+export function minSamplesOf(rules: AnalysisRules, check: string): number {
   return toleranceOf(rules, check)?.minSamples ?? rules.minSamples;
 }
 
 /** The most samples any check needs: what a readout waits for before it judges. */
-export function requiredSamples(rules: AnalysisSpec): number {
+export function requiredSamples(rules: AnalysisRules): number {
   const checks: CheckName[] = ['errorRate', 'latencyP99Ms', 'predictionDrift', 'featureSkew', 'inputQuality'];
   return Math.max(rules.minSamples, ...checks.map((c) => minSamplesOf(rules, c)));
 }
 
 /** How many failed samples in a row a check tolerates before the stage fails. */
-export function failureLimitOf(rules: AnalysisSpec, check: string): number {
+export function failureLimitOf(rules: AnalysisRules, check: string): number {
   return toleranceOf(rules, check)?.failureLimit ?? 0;
 }
 
@@ -84,7 +90,7 @@ export interface SampleVerdict {
 export function judgeSample(
   decisions: readonly Decision[],
   streaks: FailureStreaks,
-  rules: AnalysisSpec,
+  rules: AnalysisRules,
 ): SampleVerdict {
   const next = new Map(Object.entries(streaks));
   const failed: Decision[] = [];
@@ -141,7 +147,7 @@ const EMPTY: CheckCounts = { failed: 0, consecutiveFailed: 0, inconclusive: 0, c
 export function foldSample(
   decisions: readonly Decision[],
   ledger: CheckLedger,
-  rules: AnalysisSpec,
+  rules: AnalysisRules,
   final: boolean,
 ): LedgerVerdict {
   const next = new Map(Object.entries(ledger).map(([k, v]) => [k, { ...v }]));
@@ -197,7 +203,7 @@ export function foldSample(
 }
 
 /** How a check stands against its limits, for events and `mlctl status`: `2/3 failed, 1 in a row`. */
-export function describeCounts(rules: AnalysisSpec, check: string, c: CheckCounts): string {
+export function describeCounts(rules: AnalysisRules, check: string, c: CheckCounts): string {
   const limits = toleranceOf(rules, check) ?? {};
   return (
     `${c.failed} failed of ${(limits.failureLimit ?? 0) + 1} allowed to stop` +

@@ -1,12 +1,18 @@
-import { LATENCY_BUCKETS_MS, PREDICTION_BINS, type ModelTelemetry, type VersionTelemetry } from '../shared/telemetry';
+import {
+  LATENCY_BUCKETS_MS,
+  PREDICTION_BINS,
+  type ModelTelemetry,
+  type ShadowTelemetry,
+  type VersionTelemetry,
+} from '../shared/telemetry';
 import { chiSquaredSurvival, populationStabilityIndex } from '../drift/stats';
 import type { DataProfile } from '../drift/profile';
 import { compareSketch, sketchRestarted, sketchWindow, type DataSketch } from '../drift/sketch';
 import { qualityRestarted, qualityWindow, type QualityCounters } from '../shared/quality';
 import type { DriftReport } from '../drift/compare';
-import type { AnalysisSpec } from '../shared/spec';
+import type { AnalysisSpec, ShadowCompare } from '../shared/spec';
 import type { Decision } from '../shared/status';
-import { minSamplesOf, type CheckName } from './check-tolerance';
+import { minSamplesOf, type AnalysisRules, type CheckName } from './check-tolerance';
 import { own } from '../shared/own';
 import { DEFAULT_TASK, type Task } from '../shared/task';
 import { type AccuracyCalibration, estimateAccuracy } from './performance-estimation';
@@ -429,4 +435,79 @@ function featureSkewDecision(
         : `largest: ${worst.slice(0, 2).map(describe).join('; ')}`) +
       (report.problems.length > 0 ? `; input problems: ${report.problems.map((p) => p.message).join('; ')}` : ''),
   };
+}
+
+/** The shadow stage's pairwise comparison over a window (src/shared/telemetry.ts `ShadowTelemetry`). */
+export interface ShadowWindow {
+  compared: number;
+  agreed: number;
+  scoreDiffSum: number;
+  dropped: number;
+}
+
+/** The comparison part of a shadow window: `after − before`, or `after` whole when its counters restarted. */
+export function shadowWindowOf(after: ShadowTelemetry | undefined, before: ShadowTelemetry | undefined): ShadowWindow {
+  const base =
+    after && before && !countersRestarted(after.candidate, before.candidate) && after.compared >= before.compared
+      ? before
+      : undefined;
+  return {
+    compared: (after?.compared ?? 0) - (base?.compared ?? 0),
+    agreed: (after?.agreed ?? 0) - (base?.agreed ?? 0),
+    scoreDiffSum: Math.max(0, (after?.scoreDiffSum ?? 0) - (base?.scoreDiffSum ?? 0)),
+    dropped: (after?.dropped ?? 0) - (base?.dropped ?? 0),
+  };
+}
+
+/** The default of `compare.maxScoreDiff` for classifiers (a regression's scores have the target's units: none). */
+export const DEFAULT_MAX_SCORE_DIFF = 0.1;
+
+/**
+ * The shadow stage's own checks, on the rows both versions predicted: `shadowAgreement` (classifiers: the share of
+ * rows with the same label) and `shadowScoreDiff` (the mean score difference), each inconclusive below its minimum
+ * sample.
+ */
+export function shadowDecisions(input: {
+  stage: string;
+  at: string;
+  task: Task;
+  window: ShadowWindow;
+  compare: ShadowCompare;
+  rules: AnalysisRules;
+}): Decision[] {
+  const { stage, at, task, window, compare, rules } = input;
+  const decisions: Decision[] = [];
+  const detail = `${window.compared} rows compared${window.dropped > 0 ? `, ${window.dropped} copies dropped (too many in flight)` : ''}`;
+  if (task !== 'regression') {
+    const enough = window.compared >= minSamplesOf(rules, 'shadowAgreement');
+    const agreement = window.compared > 0 ? window.agreed / window.compared : null;
+    decisions.push({
+      stage,
+      at,
+      check: 'shadowAgreement',
+      value: agreement === null ? null : round(agreement),
+      threshold: compare.minAgreement,
+      outcome: !enough || agreement === null ? 'inconclusive' : agreement < compare.minAgreement ? 'fail' : 'pass',
+      rule: `share of requests where candidate and stable predict the same label >= ${compare.minAgreement}`,
+      sampleSize: window.compared,
+      detail,
+    });
+  }
+  const max = compare.maxScoreDiff ?? (task === 'regression' ? undefined : DEFAULT_MAX_SCORE_DIFF);
+  if (max !== undefined) {
+    const enough = window.compared >= minSamplesOf(rules, 'shadowScoreDiff');
+    const mean = window.compared > 0 ? window.scoreDiffSum / window.compared : null;
+    decisions.push({
+      stage,
+      at,
+      check: 'shadowScoreDiff',
+      value: mean === null ? null : round(mean),
+      threshold: max,
+      outcome: !enough || mean === null ? 'inconclusive' : mean > max ? 'fail' : 'pass',
+      rule: `mean |candidate score − stable score| on the same requests <= ${max}`,
+      sampleSize: window.compared,
+      detail,
+    });
+  }
+  return decisions;
 }

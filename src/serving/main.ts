@@ -29,6 +29,11 @@ const GatewayEnv = z
       .preprocess((v) => (typeof v === 'string' && /^\d+$/.test(v.trim()) ? Number(v) : v), Duration)
       .default(DEFAULT_PREDICTION_MEMORY.maxAgeMs)
       .refine((ms) => ms > 0, 'a positive duration'),
+    /** One version per model: a deploy of a second version is refused (409). For the nginx target's slots. */
+    GATEWAY_SINGLE_VERSION: z
+      .enum(['true', 'false', '1', '0'], { error: 'true or false' })
+      .default('false')
+      .transform((v) => v === 'true' || v === '1'),
     LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   })
   .refine(
@@ -72,6 +77,7 @@ async function main(): Promise<void> {
     ...(labelsToken === undefined ? {} : { labelsToken }),
     logger,
     predictionMemory: { maxEntries: env.GATEWAY_LABEL_MEMORY_MAX, maxAgeMs: env.GATEWAY_LABEL_MEMORY_TTL },
+    singleVersion: env.GATEWAY_SINGLE_VERSION,
   });
   if (labelsToken === undefined) {
     logger.warn('no labels token (GATEWAY_LABELS_TOKEN): POST /v1/models/:model/labels refuses every call');
@@ -93,6 +99,7 @@ async function main(): Promise<void> {
       dataDir: env.GATEWAY_DATA_DIR,
       artifactRoot: env.GATEWAY_ARTIFACT_ROOT,
       labels: labelsToken !== undefined,
+      singleVersion: env.GATEWAY_SINGLE_VERSION,
     },
     'serving gateway listening',
   );

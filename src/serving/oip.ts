@@ -38,7 +38,14 @@ import type { Features, ModelHost, Prediction } from './model-host';
 export interface InferenceCore {
   serveRows(
     model: string,
-    request: { userId: string; rows: readonly Features[]; batch: boolean; requestId?: string; version?: string },
+    request: {
+      userId: string;
+      rows: readonly Features[];
+      batch: boolean;
+      requestId?: string;
+      version?: string;
+      headers?: Readonly<Record<string, string | string[] | undefined>>;
+    },
   ): Promise<{ version: string; host: ModelHost; predictions: Prediction[]; latencyMs: number; requestId: string }>;
   modelInfo(
     model: string,
@@ -390,6 +397,7 @@ export function openInference(core: InferenceCore, bodyLimit: number) {
         batch: rows.length > 1,
         ...(request.id !== undefined ? { requestId: request.id } : {}),
         ...(pinned !== undefined ? { version: pinned } : {}),
+        headers: req.headers,
       });
       return {
         model_name: model,

@@ -2,7 +2,7 @@ import { mkdir, open, readFile, rename, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import { z } from 'zod';
 import { ArtifactDigest } from '../shared/artifact-digest';
-import { AdminOp } from '../shared/gateway-api';
+import { AdminOp, ModelRoutes } from '../shared/gateway-api';
 import { mapOf } from '../shared/own';
 
 /** Name of the routing state file inside the gateway's data dir. */
@@ -46,6 +46,8 @@ export const ModelRecord = z.object({
   versions: z.array(DeployedVersionRecord),
   /** Empty until the first weights are set: the model then receives no traffic. */
   weights: z.record(z.string(), z.number()),
+  /** Pinned routes and shadow traffic; absent when the model has none. */
+  routes: ModelRoutes.optional(),
 });
 export type ModelRecord = z.infer<typeof ModelRecord>;
 
@@ -67,6 +69,7 @@ export type RoutingFile = z.infer<typeof RoutingFile>;
 export interface ModelState {
   readonly versions: readonly DeployedVersionRecord[];
   readonly weights: ReadonlyMap<string, number>;
+  readonly routes?: ModelRoutes;
 }
 
 /**
@@ -92,7 +95,11 @@ export function routingFileOf(state: RoutingState): RoutingFile {
     models: Object.fromEntries(
       [...state.models].map(([model, m]) => [
         model,
-        { versions: [...m.versions], weights: Object.fromEntries(m.weights) },
+        {
+          versions: [...m.versions],
+          weights: Object.fromEntries(m.weights),
+          ...(m.routes ? { routes: m.routes } : {}),
+        },
       ]),
     ),
     ops: [...state.ops],
@@ -152,7 +159,10 @@ export class RoutingStore {
     return {
       nextSeq: file.nextSeq,
       models: new Map(
-        Object.entries(file.models).map(([model, m]) => [model, { versions: m.versions, weights: mapOf(m.weights) }]),
+        Object.entries(file.models).map(([model, m]) => [
+          model,
+          { versions: m.versions, weights: mapOf(m.weights), ...(m.routes ? { routes: m.routes } : {}) },
+        ]),
       ),
       // A journal written under larger limits is cut to the current ones.
       ops: this.keep(file.ops),

@@ -12,6 +12,7 @@ import {
   OpId,
   PredictRequest,
   SetFaultsRequest,
+  SetRoutesRequest,
   SetWeightsRequest,
   VersionName,
   MAX_BATCH_ROWS,
@@ -20,14 +21,16 @@ import {
   type AdminResult,
   type BatchPredictResponse,
   type ModelManifest,
+  type ModelRoutes,
   type ModelRouting,
+  type PinRule,
   type PredictResponse,
   type RowPrediction,
   type VersionFaults,
 } from '../shared/gateway-api';
 import { LabelsRequest, type LabelsResponse } from '../shared/quality';
 import { PREDICTION_BASELINE_FILE, type ModelTelemetry } from '../shared/telemetry';
-import { InjectedFaultError, VersionFaultState } from './faults';
+import { InjectedFaultError, ShareCounter, VersionFaultState } from './faults';
 import { firstProblem } from './issues';
 import { HttpError } from './http-error';
 import { openInference } from './oip';
@@ -51,7 +54,8 @@ import {
   type ModelState,
   type RoutingState,
 } from './routing-store';
-import { TelemetryRegistry, type PredictionBinning, type VersionCounters } from './telemetry';
+import { TelemetryRegistry, type PredictionBinning, type ShadowCounters, type VersionCounters } from './telemetry';
+import { own } from '../shared/own';
 
 /** Options of {@link createGateway}. */
 export interface GatewayOptions {
@@ -79,6 +83,12 @@ export interface GatewayOptions {
    * a label for a prediction forgotten under them counts as unknown.
    */
   predictionMemory?: PredictionMemoryOptions;
+  /**
+   * At most one version per model (GATEWAY_SINGLE_VERSION): a deploy of another version of a model that has one is
+   * refused with 409. For a gateway behind a router that splits traffic between gateways itself (the nginx target's
+   * slots), where a second version would only be a version no split can reach.
+   */
+  singleVersion?: boolean;
 }
 
 /** Query of DELETE /admin/models/:model/versions/:version. */
@@ -111,12 +121,61 @@ interface LiveVersion {
    * the version on undeploy.
    */
   faults: VersionFaultState | undefined;
+  /** Counters of the requests pinned to this version (created on the first one). */
+  pinned?: VersionCounters;
+  /** Counters of the shadow copies this version predicted (created on the first one). */
+  shadow?: ShadowCounters;
+}
+
+/** A model's routes as predictions read them: replaced as a whole by each set-routes op. */
+interface LiveRoutes {
+  readonly pins: readonly PinRule[];
+  readonly shadow: { readonly version: string; readonly share: ShareCounter } | undefined;
 }
 
 interface LiveModel {
   readonly versions: Map<string, LiveVersion>;
   /** Replaced as a whole on every weight change: a prediction sees the old or the new table, never a mix. */
   table: RoutingTable | undefined;
+  routes: LiveRoutes | undefined;
+}
+
+/** Request headers as Node gives them (names in lower case). */
+export type RequestHeaders = Readonly<Record<string, string | string[] | undefined>>;
+
+/**
+ * Shadow copies in flight at most, across models. Beyond it a copy is dropped (counted): the shadow must never queue
+ * work behind the users it copies.
+ */
+const MAX_SHADOW_IN_FLIGHT = 32;
+
+function liveRoutesOf(routes: ModelRoutes | undefined): LiveRoutes | undefined {
+  if (!routes || (routes.pins.length === 0 && !routes.shadow)) return undefined;
+  return {
+    pins: routes.pins,
+    shadow: routes.shadow
+      ? { version: routes.shadow.version, share: new ShareCounter(routes.shadow.percent / 100) }
+      : undefined,
+  };
+}
+
+/** The first pinned route whose header holds one of its values; a header given twice matches on either value. */
+function pinOf(routes: LiveRoutes, headers: RequestHeaders): PinRule | undefined {
+  for (const rule of routes.pins) {
+    const given = own(headers, rule.header);
+    if (given === undefined) continue;
+    const values = Array.isArray(given) ? given : [given];
+    if (values.some((v) => rule.values.includes(v.trim()))) return rule;
+  }
+  return undefined;
+}
+
+/** Routes without the rules that name `version` (it is being undeployed); undefined when none are left. */
+function routesWithout(routes: ModelRoutes | undefined, version: string): ModelRoutes | undefined {
+  if (!routes) return undefined;
+  const pins = routes.pins.filter((p) => p.version !== version);
+  const shadow = routes.shadow?.version === version ? undefined : routes.shadow;
+  return pins.length === 0 && !shadow ? undefined : { pins, ...(shadow ? { shadow } : {}) };
 }
 
 /** The class of `classes` that a ground-truth label names (`1` or `"1"`), undefined when it names none. */
@@ -183,6 +242,8 @@ class GatewayCore {
     private readonly memory: PredictionMemory,
     /** Real path of the artifact root: every artifact is loaded from inside it. */
     private readonly artifactRoot: string,
+    /** See GatewayOptions.singleVersion. */
+    private readonly singleVersion = false,
   ) {}
 
   /** Restores routing from the data dir and reloads every deployed version's model. */
@@ -193,7 +254,7 @@ class GatewayCore {
     for (const [model, record] of this.state.models) {
       // Tables first: a state whose weights do not fit its versions fails the start before any model is loaded.
       const table = record.weights.size > 0 ? buildRoutingTable(record.weights, deployOrder(record)) : undefined;
-      const live: LiveModel = { versions: new Map(), table };
+      const live: LiveModel = { versions: new Map(), table, routes: liveRoutesOf(record.routes) };
       this.models.set(model, live);
       for (const versionRecord of record.versions) {
         const version: LiveVersion = {
@@ -236,18 +297,18 @@ class GatewayCore {
     this.log.info({ models: this.models.size, ops: this.journal.size }, 'gateway routing restored');
   }
 
-  async predict(model: string, body: unknown): Promise<PredictResponse | BatchPredictResponse> {
-    const live = this.models.get(model);
-    const table = live?.table;
-    if (!live || !table) throw new HttpError(404, `model '${model}' has no routing (no version has traffic)`);
-
+  async predict(
+    model: string,
+    body: unknown,
+    headers: RequestHeaders = {},
+  ): Promise<PredictResponse | BatchPredictResponse> {
     const parsed = PredictRequest.safeParse(body);
     if (!parsed.success) {
       // Count the refusal against the version the user is routed to, when the request says who the user is.
       const userId = (body as { userId?: unknown } | null)?.userId;
-      if (typeof userId === 'string' && userId.length > 0) {
-        live.versions.get(route(table, userId))?.counters.recordInvalid(rowsClaimed(body));
-      }
+      const where = typeof userId === 'string' && userId.length > 0 ? this.routed(model, userId, headers) : undefined;
+      if (where) this.countersOf(model, where).counters?.recordInvalid(rowsClaimed(body));
+      else this.routed(model, '', headers);
       throw new HttpError(400, `invalid request: ${firstProblem(parsed.error)}`);
     }
     const request = parsed.data;
@@ -258,6 +319,7 @@ class GatewayCore {
       batch,
       ...(request.requestId !== undefined ? { requestId: request.requestId } : {}),
       ...(request.requestIds !== undefined ? { requestIds: request.requestIds } : {}),
+      headers,
     });
     const { version, host, predictions, latencyMs, requestId, ids } = served;
     if (!batch) return { requestId, model, version, task: host.task, ...answerOf(predictions[0]!), latencyMs };
@@ -286,6 +348,8 @@ class GatewayCore {
       requestIds?: string[];
       /** Serve only if the user is routed to this version (409 otherwise, before anything is counted). */
       version?: string;
+      /** The request's headers: pinned routes match on them. */
+      headers?: RequestHeaders;
     },
   ): Promise<{
     version: string;
@@ -295,7 +359,8 @@ class GatewayCore {
     requestId: string;
     ids: string[];
   }> {
-    const { live, version } = this.routed(model, request.userId);
+    const where = this.routed(model, request.userId, request.headers);
+    const { live, version } = where;
     if (request.version !== undefined && request.version !== version) {
       throw new HttpError(
         409,
@@ -303,11 +368,109 @@ class GatewayCore {
           'predict without a version to be routed',
       );
     }
-    const { predictions, latencyMs, host } = await this.inferRows(model, live, version, request.rows, request.batch);
+    const { counters } = this.countersOf(model, where);
+    const { predictions, latencyMs, host } = await this.inferRows(
+      model,
+      live,
+      version,
+      request.rows,
+      request.batch,
+      counters,
+    );
     const requestId = request.requestId ?? randomUUID();
     const ids = request.batch ? (request.requestIds ?? request.rows.map((_, i) => `${requestId}/${i}`)) : [requestId];
-    this.remember(model, version, host, ids, predictions);
+    this.remember(model, version, host, ids, predictions, counters);
+    const shadow = live.routes?.shadow;
+    if (shadow && !where.pinned && shadow.version !== version && shadow.share.next()) {
+      this.mirror(model, live, shadow.version, request.rows, request.batch, predictions, latencyMs);
+    }
     return { version, host, predictions, latencyMs, requestId, ids };
+  }
+
+  /**
+   * The counters a routed request counts in: the version's own, or its pinned ones for a pinned route that is not
+   * `counted` (created, binned like the version's, on first use). Undefined when the version is gone.
+   */
+  private countersOf(model: string, where: { live: LiveModel; version: string; pinned: boolean }) {
+    const version = where.live.versions.get(where.version);
+    if (!version) return { counters: undefined };
+    if (!where.pinned) return { counters: version.counters };
+    if (!version.pinned) {
+      version.pinned = this.telemetry.pinnedCounters(model, where.version);
+      version.pinned.binPredictions(version.counters.binning);
+    }
+    return { counters: version.pinned };
+  }
+
+  private shadowInFlight = 0;
+
+  /**
+   * Predicts a copy of a request on the shadow version once the answer has gone (the next turn of the event loop,
+   * after the reply was written), and counts both versions' predictions of the rows and their comparison. A copy
+   * beyond {@link MAX_SHADOW_IN_FLIGHT} is dropped and counted.
+   */
+  private mirror(
+    model: string,
+    live: LiveModel,
+    versionName: string,
+    rows: readonly Features[],
+    batch: boolean,
+    primary: readonly Prediction[],
+    primaryLatencyMs: number,
+  ): void {
+    const target = live.versions.get(versionName);
+    if (!target) return;
+    if (!target.shadow) {
+      target.shadow = this.telemetry.shadowCounters(model, versionName);
+      target.shadow.binPredictions(target.counters.binning);
+    }
+    const counters = target.shadow;
+    if (this.shadowInFlight >= MAX_SHADOW_IN_FLIGHT) {
+      counters.dropped++;
+      return;
+    }
+    this.shadowInFlight++;
+    setImmediate(() => {
+      void this.runShadow(target, counters, rows, batch, primary, primaryLatencyMs).finally(() => {
+        this.shadowInFlight--;
+      });
+    });
+  }
+
+  private async runShadow(
+    target: LiveVersion,
+    counters: ShadowCounters,
+    rows: readonly Features[],
+    batch: boolean,
+    primary: readonly Prediction[],
+    primaryLatencyMs: number,
+  ): Promise<void> {
+    counters.primary.recordSuccess(primaryLatencyMs, primary);
+    const host = target.host;
+    const faults = target.faults;
+    if (!host || faults?.down) {
+      counters.candidate.recordError(rows.length);
+      return;
+    }
+    let feeds;
+    try {
+      feeds = host.prepare(rows, batch);
+    } catch (err) {
+      if (err instanceof InvalidInputError) counters.candidate.recordInvalid(rows.length);
+      else counters.candidate.recordError(rows.length);
+      return;
+    }
+    const started = performance.now();
+    let predictions: Prediction[];
+    try {
+      predictions = await host.run(feeds, rows.length, faults?.beforeInference());
+    } catch {
+      // An injected fault or an inference error: the shadow's own failure, seen by no caller.
+      counters.candidate.recordError(rows.length);
+      return;
+    }
+    counters.candidate.recordSuccess(performance.now() - started, predictions);
+    counters.compare(primary, predictions);
   }
 
   /**
@@ -344,20 +507,23 @@ class GatewayCore {
     versionName: string,
     rows: readonly Features[],
     batch: boolean,
+    /** Where the request is counted: the version's own counters unless given (a pinned route's). */
+    counted?: VersionCounters,
   ): Promise<{ predictions: Prediction[]; latencyMs: number; host: ModelHost }> {
     const version = live.versions.get(versionName);
     if (!version) throw new Error(`routing table of '${model}' names undeployed version '${versionName}'`);
-    for (const row of rows) version.counters.recordInputs(row);
+    const counters = counted ?? version.counters;
+    for (const row of rows) counters.recordInputs(row);
     const faults = version.faults;
     if (faults?.down) {
       // An unreachable version answers nothing, not even input checks (those are the version's own).
-      version.counters.recordError(rows.length);
+      counters.recordError(rows.length);
       const outage = faults.outage();
       throw new HttpError(outage.statusCode, outage.message);
     }
     const host = version.host;
     if (!host) {
-      version.counters.recordError(rows.length);
+      counters.recordError(rows.length);
       // Public callers learn nothing about artifacts: the reason is in the gateway's log.
       throw new HttpError(
         500,
@@ -370,10 +536,10 @@ class GatewayCore {
       feeds = host.prepare(rows, batch);
     } catch (err) {
       if (err instanceof InvalidInputError) {
-        version.counters.recordInvalid(rows.length);
+        counters.recordInvalid(rows.length);
         throw new HttpError(400, `invalid input: ${err.message}`);
       }
-      version.counters.recordError(rows.length);
+      counters.recordError(rows.length);
       throw err;
     }
     const started = performance.now();
@@ -381,7 +547,7 @@ class GatewayCore {
     try {
       predictions = await host.run(feeds, rows.length, faults?.beforeInference());
     } catch (err) {
-      version.counters.recordError(rows.length);
+      counters.recordError(rows.length);
       // Injected on purpose by an operator (logged when the faults were set): an expected outcome.
       if (err instanceof InjectedFaultError) throw new HttpError(err.statusCode, err.message);
       this.log.error({ model, version: versionName, err }, 'inference failed');
@@ -391,7 +557,7 @@ class GatewayCore {
       );
     }
     const latencyMs = performance.now() - started;
-    version.counters.recordSuccess(latencyMs, predictions);
+    counters.recordSuccess(latencyMs, predictions);
     return { predictions, latencyMs, host };
   }
 
@@ -406,8 +572,10 @@ class GatewayCore {
     host: ModelHost,
     ids: readonly string[],
     predictions: Prediction[],
+    /** The counters the predictions were counted in (a pinned route's, or the version's own). */
+    counted?: VersionCounters,
   ): void {
-    const counters = this.models.get(model)?.versions.get(versionName)?.counters;
+    const counters = counted ?? this.models.get(model)?.versions.get(versionName)?.counters;
     if (!counters) return;
     const { task, classes } = host.manifest;
     predictions.forEach((p, i) => {
@@ -426,12 +594,22 @@ class GatewayCore {
     });
   }
 
-  /** The live model of `model` and the version a user is routed to; 404 when it has no routing. */
-  routed(model: string, userId: string): { live: LiveModel; version: string } {
+  /**
+   * The live model of `model` and the version a request is served by: a pinned route's when its header matches
+   * (`pinned` unless the route is counted with the version's traffic), else the user's by the weights; 404 when the
+   * model has no routing.
+   */
+  routed(
+    model: string,
+    userId: string,
+    headers?: RequestHeaders,
+  ): { live: LiveModel; version: string; pinned: boolean } {
     const live = this.models.get(model);
+    const pin = live?.routes && headers ? pinOf(live.routes, headers) : undefined;
+    if (live && pin) return { live, version: pin.version, pinned: !pin.counted };
     const table = live?.table;
     if (!live || !table) throw new HttpError(404, `model '${model}' has no routing (no version has traffic)`);
-    return { live, version: route(table, userId) };
+    return { live, version: route(table, userId), pinned: false };
   }
 
   /**
@@ -478,6 +656,16 @@ class GatewayCore {
       const op: AdminOp = { opId: request.opId, kind: 'deploy', model, version: versionName, at: '' };
       const replay = this.replay(op);
       if (replay) return replay;
+      if (this.singleVersion) {
+        const other = [...(this.models.get(model)?.versions.keys() ?? [])].find((v) => v !== versionName);
+        if (other !== undefined) {
+          throw new HttpError(
+            409,
+            `this gateway serves one version per model (GATEWAY_SINGLE_VERSION): model '${model}' already has ` +
+              `version '${other}'; undeploy it before deploying '${versionName}'`,
+          );
+        }
+      }
 
       const { artifactDigest } = request;
       const artifactDir = await this.refusingArtifact(model, versionName, () =>
@@ -511,8 +699,8 @@ class GatewayCore {
           await this.commit(
             op,
             new Map(this.state.models).set(model, {
+              ...previous,
               versions: previous.versions.map((v) => (v.version === versionName ? record : v)),
-              weights: previous.weights,
             }),
           );
         } catch (err) {
@@ -539,10 +727,7 @@ class GatewayCore {
       try {
         await this.commit(
           op,
-          new Map(this.state.models).set(model, {
-            versions: [...previous.versions, record],
-            weights: previous.weights,
-          }),
+          new Map(this.state.models).set(model, { ...previous, versions: [...previous.versions, record] }),
           this.state.nextSeq + 1,
         );
       } catch (err) {
@@ -551,7 +736,7 @@ class GatewayCore {
       }
       let target = live;
       if (!target) {
-        target = { versions: new Map(), table: undefined };
+        target = { versions: new Map(), table: undefined, routes: undefined };
         this.models.set(model, target);
       }
       this.telemetry.drop(model, versionName);
@@ -587,10 +772,12 @@ class GatewayCore {
       const versions = record.versions.filter((v) => v.version !== versionName);
       const weights = new Map(record.weights);
       weights.delete(versionName);
+      const routes = routesWithout(record.routes, versionName);
       const models = new Map(this.state.models);
       if (versions.length === 0 && weights.size === 0) models.delete(model);
-      else models.set(model, { versions, weights });
+      else models.set(model, { versions, weights, ...(routes ? { routes } : {}) });
       await this.commit(op, models);
+      if (routes !== record.routes) live.routes = liveRoutesOf(routes);
 
       // The removed weight was zero, so the rebuilt table routes every user exactly as before.
       const next = models.get(model);
@@ -629,12 +816,44 @@ class GatewayCore {
         }
         throw err;
       }
-      await this.commit(
-        op,
-        new Map(this.state.models).set(model, { versions: record.versions, weights: table?.weights ?? new Map() }),
-      );
+      await this.commit(op, new Map(this.state.models).set(model, { ...record, weights: table?.weights ?? new Map() }));
       live.table = table;
       this.log.info({ model, weights: request.weights, opId: op.opId }, 'model weights set');
+      return { opId: op.opId, applied: true };
+    });
+  }
+
+  /**
+   * Replaces a model's pinned routes and shadow traffic as a whole. Every version they name must be deployed (409
+   * otherwise). A shadow version may also have weight: copies are taken only of requests another version answers.
+   */
+  setRoutes(model: string, request: SetRoutesRequest): Promise<AdminResult> {
+    return this.serial(async () => {
+      const op: AdminOp = { opId: request.opId, kind: 'set-routes', model, at: '' };
+      const replay = this.replay(op);
+      if (replay) return replay;
+      const live = this.models.get(model);
+      const record = this.state.models.get(model);
+      if (!live || !record) {
+        throw new HttpError(404, `model '${model}' has no deployed version; deploy versions before setting routes`);
+      }
+      const named = [...request.pins.map((p) => p.version), ...(request.shadow ? [request.shadow.version] : [])];
+      const missing = [...new Set(named)].filter((v) => !live.versions.has(v));
+      if (missing.length > 0) {
+        throw new HttpError(
+          409,
+          `invalid routes request: version(s) ${missing.map((v) => `'${v}'`).join(', ')} of model '${model}' ` +
+            'not deployed; deploy them before routing to them',
+        );
+      }
+      const routes: ModelRoutes | undefined =
+        request.pins.length === 0 && !request.shadow
+          ? undefined
+          : { pins: request.pins, ...(request.shadow ? { shadow: request.shadow } : {}) };
+      const next = { versions: record.versions, weights: record.weights, ...(routes ? { routes } : {}) };
+      await this.commit(op, new Map(this.state.models).set(model, next));
+      live.routes = liveRoutesOf(routes);
+      this.log.info({ model, routes: routes ?? null, opId: op.opId }, 'model routes set');
       return { opId: op.opId, applied: true };
     });
   }
@@ -840,6 +1059,7 @@ function toRouting(model: string, record: ModelState): ModelRouting {
         deployedAt,
       })),
     weights: Object.fromEntries(record.weights),
+    ...(record.routes ? { routes: record.routes } : {}),
   };
 }
 
@@ -959,6 +1179,7 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
     logger,
     new PredictionMemory(options.predictionMemory),
     artifactRoot,
+    options.singleVersion ?? false,
   );
   await core.restore();
 
@@ -966,7 +1187,7 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
   publicApp.post<{ Params: { model: string } }>(
     '/v1/models/:model/predict',
     { bodyLimit: PREDICT_BODY_LIMIT },
-    async (request) => core.predict(request.params.model, request.body),
+    async (request) => core.predict(request.params.model, request.body, request.headers),
   );
   // The Open Inference Protocol (KServe v2) beside /v1: the same routing, telemetry and labels.
   await publicApp.register(openInference(core, PREDICT_BODY_LIMIT));
@@ -1007,6 +1228,11 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
   admin.put('/admin/models/:model/weights', async (request) => {
     const { model } = parse(ModelParams, request.params, 'path');
     return core.setWeights(model, parse(SetWeightsRequest, request.body, 'weights request'));
+  });
+
+  admin.put('/admin/models/:model/routes', async (request) => {
+    const { model } = parse(ModelParams, request.params, 'path');
+    return core.setRoutes(model, parse(SetRoutesRequest, request.body, 'routes request'));
   });
 
   const faultsPath = '/admin/models/:model/versions/:version/faults';

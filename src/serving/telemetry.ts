@@ -2,7 +2,13 @@ import { randomUUID } from 'node:crypto';
 import { DataSketcher, type SketchPlan } from '../drift/sketch';
 import { countLabel, emptyQualityCounters, type LabelledPrediction, type QualityCounters } from '../shared/quality';
 import { DEFAULT_TASK, type Task } from '../shared/task';
-import { LATENCY_BUCKETS_MS, PREDICTION_BINS, type ModelTelemetry, type VersionTelemetry } from '../shared/telemetry';
+import {
+  LATENCY_BUCKETS_MS,
+  PREDICTION_BINS,
+  type ModelTelemetry,
+  type ShadowTelemetry,
+  type VersionTelemetry,
+} from '../shared/telemetry';
 
 /** How a version's predictions are binned: its task, a multiclass model's number of classes, a regression's edges. */
 export interface PredictionBinning {
@@ -33,7 +39,7 @@ export class VersionCounters {
   lastSuccessAtMs = 0;
   readonly latencyBucketCounts = new Float64Array(LATENCY_BUCKETS_MS.length + 1);
   readonly predictionBinCounts = new Float64Array(PREDICTION_BINS);
-  private binning: PredictionBinning = { task: DEFAULT_TASK };
+  private predictionBinning: PredictionBinning = { task: DEFAULT_TASK };
   private classCounts: Float64Array | undefined;
 
   /** Input sketch on the training profile's bins; set when the version's artifact has a profile. */
@@ -52,13 +58,18 @@ export class VersionCounters {
 
   /** How this version's predictions are binned: set when its model is loaded, before any prediction. */
   binPredictions(binning: PredictionBinning): void {
-    this.binning = binning;
+    this.predictionBinning = binning;
     this.classCounts =
       binning.task === 'multiclass-classification' ? new Float64Array(binning.classes ?? 0) : undefined;
   }
 
   get task(): Task {
-    return this.binning.task;
+    return this.predictionBinning.task;
+  }
+
+  /** How this version's predictions are binned (its pinned and shadow counters bin the same way). */
+  get binning(): PredictionBinning {
+    return this.predictionBinning;
   }
 
   /** Multiclass: the live successful rows per predicted class (read-only, for scrapes); undefined otherwise. */
@@ -85,7 +96,7 @@ export class VersionCounters {
     this.latencySumMs += latencyMs;
     const bucket = latencyBucketIndex(latencyMs);
     this.latencyBucketCounts[bucket] = (this.latencyBucketCounts[bucket] as number) + 1;
-    const { task, edges } = this.binning;
+    const { task, edges } = this.predictionBinning;
     for (const row of rows) {
       const bin = task === 'regression' ? valueBinIndex(row.binned, edges ?? []) : predictionBinIndex(row.binned);
       this.predictionBinCounts[bin] = (this.predictionBinCounts[bin] as number) + 1;
@@ -117,7 +128,7 @@ export class VersionCounters {
     return {
       version: this.version,
       ...(this.epoch !== undefined ? { epoch: this.epoch } : {}),
-      task: this.binning.task,
+      task: this.predictionBinning.task,
       requests: this.requests,
       errors: this.errors,
       invalidRequests: this.invalidRequests,
@@ -131,6 +142,78 @@ export class VersionCounters {
       ...(this.quality.labeled > 0 ? { quality: copyQuality(this.quality) } : {}),
     };
   }
+}
+
+/** What a shadow comparison needs of one row's prediction (src/serving/model-host.ts `Prediction`). */
+export interface ComparedPrediction extends CountedPrediction {
+  probability?: number;
+  probabilities?: readonly number[];
+  value?: number;
+}
+
+/**
+ * The shadow traffic of one version: its counters on the copies (`candidate`), the answering version's counters on
+ * the same rows binned the candidate's way (`primary`), and the pairwise comparison of the two.
+ */
+export class ShadowCounters {
+  readonly candidate: VersionCounters;
+  readonly primary: VersionCounters;
+  compared = 0;
+  agreed = 0;
+  scoreDiffSum = 0;
+  dropped = 0;
+
+  constructor(version: string, epoch: string) {
+    this.candidate = new VersionCounters(version, `${epoch}/shadow`);
+    this.primary = new VersionCounters(version, `${epoch}/primary`);
+  }
+
+  /** Both versions bin on the candidate's binning: the comparison is of identical inputs on identical bins. */
+  binPredictions(binning: PredictionBinning): void {
+    this.candidate.binPredictions(binning);
+    this.primary.binPredictions(binning);
+  }
+
+  /** Rows both versions predicted: their agreement and score difference. */
+  compare(primary: readonly ComparedPrediction[], shadow: readonly ComparedPrediction[]): void {
+    const rows = Math.min(primary.length, shadow.length);
+    for (let i = 0; i < rows; i++) {
+      const p = primary[i]!;
+      const c = shadow[i]!;
+      this.compared++;
+      if (p.label !== undefined && p.label === c.label) this.agreed++;
+      this.scoreDiffSum += scoreDifference(p, c);
+    }
+  }
+
+  snapshot(): ShadowTelemetry {
+    return {
+      candidate: this.candidate.snapshot(),
+      primary: this.primary.snapshot(),
+      compared: this.compared,
+      agreed: this.agreed,
+      scoreDiffSum: this.scoreDiffSum,
+      dropped: this.dropped,
+    };
+  }
+}
+
+/**
+ * How far apart two predictions of one row are: |Δ probability| (binary), half the L1 distance of the class
+ * probabilities (multiclass; 1 when the class lists differ), |Δ value| (regression).
+ */
+export function scoreDifference(a: ComparedPrediction, b: ComparedPrediction): number {
+  if (a.probabilities !== undefined || b.probabilities !== undefined) {
+    const p = a.probabilities ?? [];
+    const q = b.probabilities ?? [];
+    if (p.length !== q.length) return 1;
+    let l1 = 0;
+    for (let i = 0; i < p.length; i++) l1 += Math.abs(p[i]! - q[i]!);
+    return l1 / 2;
+  }
+  if (a.probability !== undefined && b.probability !== undefined) return Math.abs(a.probability - b.probability);
+  if (a.value !== undefined && b.value !== undefined) return Math.abs(a.value - b.value);
+  return 0;
 }
 
 /**
@@ -183,6 +266,9 @@ function copyQuality(q: QualityCounters): QualityCounters {
  */
 export class TelemetryRegistry {
   private readonly models = new Map<string, Map<string, VersionCounters>>();
+  /** Pinned requests, counted apart from the versions' own (src/shared/gateway-api.ts `PinRule`). */
+  private readonly pinnedModels = new Map<string, Map<string, VersionCounters>>();
+  private readonly shadowModels = new Map<string, Map<string, ShadowCounters>>();
   /** Sets of counters created so far: the second half of their epochs. */
   private loads = 0;
 
@@ -191,25 +277,31 @@ export class TelemetryRegistry {
 
   /** The counters of a version, created at zero on first use; keep the returned object for the hot path. */
   counters(model: string, version: string): VersionCounters {
-    let versions = this.models.get(model);
-    if (!versions) {
-      versions = new Map();
-      this.models.set(model, versions);
-    }
-    let counters = versions.get(version);
-    if (!counters) {
-      counters = new VersionCounters(version, `${this.bootId}/${++this.loads}`);
-      versions.set(version, counters);
-    }
-    return counters;
+    return entryOf(this.models, model, version, () => new VersionCounters(version, this.nextEpoch()));
   }
 
-  /** Forgets a version's counters (on undeploy). */
+  /** The counters of a version's pinned requests, created at zero on first use. */
+  pinnedCounters(model: string, version: string): VersionCounters {
+    return entryOf(this.pinnedModels, model, version, () => new VersionCounters(version, this.nextEpoch()));
+  }
+
+  /** The shadow counters of a version, created at zero on first use. */
+  shadowCounters(model: string, version: string): ShadowCounters {
+    return entryOf(this.shadowModels, model, version, () => new ShadowCounters(version, this.nextEpoch()));
+  }
+
+  private nextEpoch(): string {
+    return `${this.bootId}/${++this.loads}`;
+  }
+
+  /** Forgets a version's counters, pinned and shadow ones included (on undeploy). */
   drop(model: string, version: string): void {
-    const versions = this.models.get(model);
-    if (!versions) return;
-    versions.delete(version);
-    if (versions.size === 0) this.models.delete(model);
+    for (const family of [this.models, this.pinnedModels, this.shadowModels] as Map<string, Map<string, unknown>>[]) {
+      const versions = family.get(model);
+      if (!versions) continue;
+      versions.delete(version);
+      if (versions.size === 0) family.delete(model);
+    }
   }
 
   /** Every version's live counters, model by model (for reads at scrape time: do not update them). */
@@ -222,6 +314,29 @@ export class TelemetryRegistry {
   /** Every version's counters of `model`; its JSON is at most `maxModelTelemetryBytes` (src/shared/telemetry.ts). */
   snapshot(model: string, now: Date = new Date()): ModelTelemetry {
     const versions = [...(this.models.get(model) ?? [])].map(([version, counters]) => [version, counters.snapshot()]);
-    return { model, at: now.toISOString(), versions: Object.fromEntries(versions) };
+    const pinned = [...(this.pinnedModels.get(model) ?? [])].map(([version, c]) => [version, c.snapshot()]);
+    const shadow = [...(this.shadowModels.get(model) ?? [])].map(([version, c]) => [version, c.snapshot()]);
+    return {
+      model,
+      at: now.toISOString(),
+      versions: Object.fromEntries(versions),
+      ...(pinned.length > 0 ? { pinned: Object.fromEntries(pinned) } : {}),
+      ...(shadow.length > 0 ? { shadow: Object.fromEntries(shadow) } : {}),
+    };
   }
+}
+
+/** The entry of (model, version) in a family of counters, made by `create` on first use. */
+function entryOf<T>(family: Map<string, Map<string, T>>, model: string, version: string, create: () => T): T {
+  let versions = family.get(model);
+  if (!versions) {
+    versions = new Map();
+    family.set(model, versions);
+  }
+  let entry = versions.get(version);
+  if (entry === undefined) {
+    entry = create();
+    versions.set(version, entry);
+  }
+  return entry;
 }

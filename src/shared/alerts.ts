@@ -23,6 +23,11 @@ export const EVENT_ALERT_KINDS = [
   'lifecycle-failed',
   'deployment-failed',
   'monitor-action',
+  /**
+   * A lifecycle entered a stage (promotion included): an event for CI systems and dashboards, delivered only to the
+   * sinks of routes that name this kind (never to every sink), at once and with an idempotency key per change.
+   */
+  'stage-changed',
 ] as const;
 
 /** Alert kinds of the serving monitor's conditions (the keys of a spec's `monitoring.actions`). */
@@ -119,7 +124,10 @@ export const Alert = z
 export type Alert = z.output<typeof Alert>;
 
 /** Kinds delivered as soon as they are raised, without waiting to be grouped: someone must act on them now. */
-export const IMMEDIATE_ALERT_KINDS: readonly AlertKind[] = ['approval-requested'];
+export const IMMEDIATE_ALERT_KINDS: readonly AlertKind[] = ['approval-requested', 'stage-changed'];
+
+/** Kinds delivered only to routes that name them: events for machines, which no sink takes unless it asked. */
+export const SUBSCRIBED_ALERT_KINDS: readonly AlertKind[] = ['stage-changed'];
 
 export type Severity = z.output<typeof Severity>;
 

@@ -18,6 +18,9 @@ export const BUILTIN_CHECKS = [
   'featureSkew',
   'inputQuality',
   'estimatedAccuracy',
+  /** The shadow stage's pairwise comparison of the candidate's and stable's predictions of the same requests. */
+  'shadowAgreement',
+  'shadowScoreDiff',
 ] as const;
 
 /**

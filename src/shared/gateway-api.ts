@@ -84,6 +84,51 @@ export const SetWeightsRequest = z.object({
 });
 export type SetWeightsRequest = z.infer<typeof SetWeightsRequest>;
 
+/** A request header's name as routes match it: lower case (HTTP header names are case-insensitive). */
+export const RouteHeader = z
+  .string()
+  .min(1)
+  .max(64)
+  .regex(/^[a-z0-9][a-z0-9-]*$/, 'a header name in lower case: letters, digits and "-"');
+
+/**
+ * A pinned route: a request whose header `header` holds one of `values` is served by `version`, whatever the weights
+ * (QA reaching a candidate at 0 %, a tenant kept on the stable version). Pinned requests are counted apart (the
+ * telemetry's `pinned`), out of the version's analysis windows, unless `counted`.
+ */
+export const PinRule = z.strictObject({
+  header: RouteHeader,
+  values: z.array(z.string().min(1).max(256)).min(1).max(100),
+  version: VersionName,
+  counted: z.boolean().default(false),
+});
+export type PinRule = z.infer<typeof PinRule>;
+
+/**
+ * Shadow traffic: a copy of `percent` % of the requests another version answers is predicted by `version` after the
+ * answer has gone, both predictions compared and counted (the telemetry's `shadow`); callers only ever see the
+ * version they are routed to.
+ */
+export const ShadowRule = z.strictObject({ version: VersionName, percent: z.number().gt(0).max(100) });
+export type ShadowRule = z.infer<typeof ShadowRule>;
+
+/** Most pinned routes one model may have. */
+export const MAX_PIN_RULES = 20;
+
+/** A model's routes beside its weights: pinned headers and shadow traffic. */
+export const ModelRoutes = z.strictObject({
+  pins: z.array(PinRule).max(MAX_PIN_RULES).default([]),
+  shadow: ShadowRule.optional(),
+});
+export type ModelRoutes = z.infer<typeof ModelRoutes>;
+
+/**
+ * PUT /admin/models/:model/routes: replaces the model's routes as a whole (`{ opId }` alone clears them). Every version
+ * named must be deployed (409 otherwise); undeploying a version drops the routes that name it.
+ */
+export const SetRoutesRequest = ModelRoutes.extend({ opId: OpId });
+export type SetRoutesRequest = z.infer<typeof SetRoutesRequest>;
+
 /**
  * Injected faults of one deployed version, for rollback rehearsals ("game days") and tests, in the manner of Istio's
  * fault injection. They apply to the predictions routed to the version:
@@ -147,13 +192,15 @@ export const ModelRouting = z.object({
     }),
   ),
   weights: z.record(z.string(), z.number()),
+  /** Pinned routes and shadow traffic, when the model has any. */
+  routes: ModelRoutes.optional(),
 });
 export type ModelRouting = z.infer<typeof ModelRouting>;
 
 /** One record of GET /admin/ops: every admin mutation the gateway applied, in order. */
 export const AdminOp = z.object({
   opId: z.string(),
-  kind: z.enum(['deploy', 'undeploy', 'set-weights']),
+  kind: z.enum(['deploy', 'undeploy', 'set-weights', 'set-routes']),
   model: z.string(),
   version: z.string().optional(),
   weights: z.record(z.string(), z.number()).optional(),

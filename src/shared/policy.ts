@@ -160,6 +160,15 @@ const ModelRules = z
       })
       .strict()
       .optional(),
+    hooks: z
+      .object({
+        /** Rollout hook URLs a spec may call (prefixes: the CI system's smoke and load test endpoints). */
+        urls: z.array(UrlPrefix).max(200).optional(),
+        /** Environment variables a hook's `{ fromEnv }` header may read. */
+        headerEnv: z.array(EnvName).max(200).optional(),
+      })
+      .strict()
+      .optional(),
     training: z
       .object({
         /** Folders a training program must live under (relative paths from the project root). */
@@ -210,6 +219,7 @@ export interface ModelPolicy {
   signatures: { required: boolean; unsigned: Operation[] };
   targets: { baseUrls: string[]; headerEnv: string[] };
   analysis: { urls: string[]; headerEnv: string[] };
+  hooks: { urls: string[]; headerEnv: string[] };
   training: { roots: string[]; env: string[] | null };
   quota: { operators: string[] };
 }
@@ -257,6 +267,10 @@ export function modelPolicy(file: PolicyFile, model: string): ModelPolicy {
     analysis: {
       urls: (pick('analysis', 'urls') as string[] | undefined) ?? [],
       headerEnv: (pick('analysis', 'headerEnv') as string[] | undefined) ?? [],
+    },
+    hooks: {
+      urls: (pick('hooks', 'urls') as string[] | undefined) ?? [],
+      headerEnv: (pick('hooks', 'headerEnv') as string[] | undefined) ?? [],
     },
     training: {
       roots: (pick('training', 'roots') as string[] | undefined) ?? [],
@@ -345,10 +359,14 @@ export interface PolicedSpec {
     url: string;
     headers?: Readonly<Record<string, string | { fromEnv: string }>>;
   }[];
+  /** The rollout hooks: the spec field of each (`rollout.hooks.preRollout.0`), its URL and headers. */
+  hooks?: readonly { field: string; url: string; headers?: Readonly<Record<string, string | { fromEnv: string }>> }[];
 }
+// An nginx router is named, never addressed: the worker's ML_NGINX_TARGETS declares it, so the policy has no URL to check.
 type PolicedTarget =
   | { kind: 'gateway'; url?: string }
-  | { kind: 'http'; baseUrl: string; headers?: Readonly<Record<string, string | { fromEnv: string }>> };
+  | { kind: 'http'; baseUrl: string; headers?: Readonly<Record<string, string | { fromEnv: string }>> }
+  | { kind: 'nginx'; name: string };
 
 /** Gates a lifecycle may open, so that a spec's approvers are checked against each gate's rule in the policy. */
 const CHECKED_GATES = ['deploy', 'production', 'promote-now'];
@@ -407,7 +425,7 @@ export function policyViolations(spec: PolicedSpec, policy: ModelPolicy): string
   ];
   for (const [field, target] of targets) {
     if (!target) continue;
-    const url = target.kind === 'http' ? target.baseUrl : target.url;
+    const url = target.kind === 'http' ? target.baseUrl : target.kind === 'gateway' ? target.url : undefined;
     const urlField = target.kind === 'http' ? `${field}.baseUrl` : `${field}.url`;
     if (url !== undefined && !urlAllowed(policy.targets.baseUrls, url)) {
       problems.push(
@@ -425,6 +443,22 @@ export function policyViolations(spec: PolicedSpec, policy: ModelPolicy): string
               (policy.targets.headerEnv.length ? ` (${policy.targets.headerEnv.join(', ')})` : ' (none)'),
           );
         }
+      }
+    }
+  }
+  for (const h of spec.hooks ?? []) {
+    if (!urlAllowed(policy.hooks.urls, h.url)) {
+      problems.push(
+        `${h.field}.url: ${h.url} is not a hook ${rule} allows` +
+          (policy.hooks.urls.length ? ` (${policy.hooks.urls.join(', ')})` : ' (none)'),
+      );
+    }
+    for (const [header, value] of Object.entries(h.headers ?? {})) {
+      if (typeof value !== 'string' && !policy.hooks.headerEnv.includes(value.fromEnv)) {
+        problems.push(
+          `${h.field}.headers.${header}: variable ${value.fromEnv} is not one ${rule} lets a hook read` +
+            (policy.hooks.headerEnv.length ? ` (${policy.hooks.headerEnv.join(', ')})` : ' (none)'),
+        );
       }
     }
   }

@@ -4,7 +4,7 @@ import { MONITOR_ACTIONS, SERVING_ALERT_KINDS } from './alerts';
 import { Duration, PositiveDuration } from './duration';
 import { FeatureName, Identity, ModelName, nameRecord, VersionName } from './names';
 import { Architecture, Precision } from './hardware';
-import { DeploymentTargetSpec } from '../targets/spec';
+import { DeploymentTargetSpec, HeaderName, HeaderValue, HttpUrl } from '../targets/spec';
 import { clipped } from './text';
 import { CheckLimits, MetricCheck, MonitorMetricCheck, TemplateRef } from './analysis';
 import { DEFAULT_TASK, Task } from './task';
@@ -284,9 +284,100 @@ export const AnalysisSpec = z
   });
 export type AnalysisSpec = z.infer<typeof AnalysisSpec>;
 
+/**
+ * How the shadow stage compares the candidate's predictions with stable's on the same requests, beside the stage
+ * checks (errors, latency, prediction drift: on identical inputs here). Each comparison takes the check limits of
+ * src/shared/analysis.ts `CheckLimits`.
+ */
+export const ShadowCompare = z
+  .object({
+    /** Classifiers: the share of compared rows on which the candidate predicts stable's label, at least. */
+    minAgreement: z.number().min(0).max(1).default(0.9),
+    /**
+     * The mean score difference per row, at most: |Δ probability| (binary), half the L1 distance of the class
+     * probabilities (multiclass), |Δ value| in the target's units (regression, where it has no default: unchecked
+     * unless given). Classifiers default to 0.1.
+     */
+    maxScoreDiff: z.number().positive().optional(),
+    ...CheckTolerance,
+  })
+  .strict();
+export type ShadowCompare = z.infer<typeof ShadowCompare>;
+
+export const ShadowSpec = z
+  .object({
+    /** Share of the requests stable answers whose copy the candidate predicts. */
+    percent: z.number().gt(0).max(100),
+    bake: PositiveDuration,
+    compare: ShadowCompare.default({ minAgreement: 0.9, failureLimit: 0, dryRun: false }),
+  })
+  .strict();
+export type ShadowSpec = z.infer<typeof ShadowSpec>;
+
+/** Header names are case-insensitive: kept in lower case, as the gateway reads them. */
+const PinHeader = z
+  .string()
+  .max(64)
+  .transform((h) => h.toLowerCase())
+  .pipe(z.string().regex(/^[a-z0-9][a-z0-9-]*$/, 'a header name: letters, digits and "-"'));
+
+/**
+ * A pinned route for the length of the rollout: a request whose `header` holds one of `values` goes to the candidate
+ * (QA, internal tenants; even at 0 % weight) or stays on stable (a tenant kept off the candidate). Pinned requests
+ * are counted apart and kept out of the stages' analysis unless `counted`.
+ */
+export const PinSpec = z
+  .object({
+    header: PinHeader,
+    values: z.array(z.string().min(1).max(256)).min(1).max(100),
+    to: z.enum(['candidate', 'stable']),
+    counted: z.boolean().default(false),
+  })
+  .strict();
+export type PinSpec = z.infer<typeof PinSpec>;
+
+/**
+ * A rollout hook: an HTTP endpoint the lifecycle calls (a smoke or load test run by CI). It is POSTed
+ * `{ hook, lifecycleId, runId, model, version, stableVersion, stage, pins }` and passes with a 2xx answer; any other
+ * answer fails it (its `{ message }` is recorded), and an endpoint that cannot be reached, times out or answers 502,
+ * 503 or 504 is tried again up to `maxAttempts` in all. Secrets come from the worker's environment (`{ fromEnv }`).
+ */
+export const HookSpec = z
+  .object({
+    name: z.string().regex(/^[a-z][a-z0-9-]{0,62}$/, 'lowercase letters, digits and dashes, starting with a letter'),
+    url: HttpUrl,
+    headers: z.record(HeaderName, HeaderValue).optional(),
+    /** One attempt's wait for the answer (at most 10 minutes). */
+    timeout: PositiveDuration.refine((ms) => ms <= 600_000, 'at most 10m').default(60_000),
+    maxAttempts: z.number().int().min(1).max(10).default(3),
+  })
+  .strict();
+export type HookSpec = z.infer<typeof HookSpec>;
+
+export const RolloutHooks = z
+  .object({
+    /**
+     * Run in order once the candidate is deployed at 0 % (its pinned routes set, so a test can reach it), before the
+     * shadow stage and the canary: one that fails stops the rollout before any user is served by the candidate.
+     */
+    preRollout: z.array(HookSpec).max(10).default([]),
+  })
+  .strict();
+export type RolloutHooks = z.infer<typeof RolloutHooks>;
+
 export const RolloutSpec = z
   .object({
+    /** Endpoints called at points of the rollout (`preRollout`). */
+    hooks: RolloutHooks.default({ preRollout: [] }),
     canary: z.object({ percent: z.number().gt(0).lt(100), bake: PositiveDuration }).strict(),
+    /**
+     * Before the canary: a copy of `percent` % of production requests is predicted by the candidate after stable has
+     * answered, and the two compared (`compare`); no user is served by the candidate. Needs the gateway target and a
+     * stable version (a first deployment skips it).
+     */
+    shadow: ShadowSpec.optional(),
+    /** Pinned routes, set when the candidate is deployed and cleared before it is promoted (gateway target). */
+    pins: z.array(PinSpec).max(20).default([]),
     /** Ramp stages after the canary, in increasing percent; the last one is 100. */
     steps: z.array(RolloutStep).min(1),
     analysis: AnalysisSpec.default(AnalysisSpec.parse({})),
@@ -564,6 +655,24 @@ export const LifecycleSpec = z
             code: 'custom',
             path,
             message: `the submitter "${spec.submittedBy}" cannot be an approver of its own lifecycle`,
+          });
+        }
+      }
+      // Pinned routes and shadow traffic are the gateway's: another target would refuse them mid-rollout.
+      const kind = spec?.deployment?.target?.kind;
+      if (kind !== undefined && kind !== 'gateway') {
+        if (spec?.rollout?.shadow) {
+          ctx.addIssue({
+            code: 'custom',
+            path: ['rollout', 'shadow'],
+            message: `shadow traffic needs the gateway target, not deployment.target kind "${kind}"`,
+          });
+        }
+        if (Array.isArray(spec?.rollout?.pins) && spec.rollout.pins.length > 0) {
+          ctx.addIssue({
+            code: 'custom',
+            path: ['rollout', 'pins'],
+            message: `pinned routes need the gateway target, not deployment.target kind "${kind}"`,
           });
         }
       }

@@ -9,6 +9,8 @@ export const Stage = {
   AwaitingApproval: 'awaiting-approval',
   /** Serving a staging route or target of its own before production. */
   Staging: 'staging',
+  /** A copy of production requests is predicted by the candidate and compared; users are answered by stable only. */
+  Shadow: 'shadow',
   Canary: 'canary',
   Ramping: 'ramping',
   /** At 100% with the previous version still loaded, under the same checks, until the guard window ends. */

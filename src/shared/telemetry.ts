@@ -103,11 +103,37 @@ export function maxModelTelemetryBytes(plans: readonly (SketchPlan | undefined)[
  */
 export const MAX_TELEMETRY_BYTES = 512 * 1024;
 
+/**
+ * Shadow traffic of one version (src/shared/gateway-api.ts `ShadowRule`): its counters on the copies it predicted
+ * (`candidate`), the counters of the version that answered the same rows (`primary`, binned like the candidate's, so
+ * that the two bins compare on identical inputs), and the rows compared pairwise.
+ */
+export const ShadowTelemetry = z.object({
+  candidate: VersionTelemetry,
+  primary: VersionTelemetry,
+  /** Rows both versions predicted. */
+  compared: z.number().int().nonnegative(),
+  /** Classifiers: rows on which both predicted the same label. */
+  agreed: z.number().int().nonnegative(),
+  /**
+   * Sum over compared rows of the score difference: |Δ probability| of a binary classifier, half the L1 distance of
+   * the class probabilities of a multiclass one, |Δ value| of a regression.
+   */
+  scoreDiffSum: z.number().nonnegative(),
+  /** Copies not made because too many were already in flight (the shadow never queues behind users). */
+  dropped: z.number().int().nonnegative(),
+});
+export type ShadowTelemetry = z.infer<typeof ShadowTelemetry>;
+
 export const ModelTelemetry = z.object({
   model: z.string(),
   /** ISO time the snapshot was taken on the gateway. */
   at: z.string(),
   versions: z.record(z.string(), VersionTelemetry),
+  /** Requests of pinned routes, counted apart from `versions` (absent when none came). */
+  pinned: z.record(z.string(), VersionTelemetry).optional(),
+  /** Shadow traffic by the version that predicted the copies (absent when none). */
+  shadow: z.record(z.string(), ShadowTelemetry).optional(),
 });
 export type ModelTelemetry = z.infer<typeof ModelTelemetry>;
 

@@ -79,7 +79,7 @@ export async function targetRequest(req: TargetRequest, retryable4xx: readonly n
 }
 
 /** The body as text, or undefined when it is larger than MAX_ANSWER_BYTES (then left unread). */
-async function readText(res: Response): Promise<string | undefined> {
+export async function readText(res: Response): Promise<string | undefined> {
   if (Number(res.headers.get('content-length') ?? 0) > MAX_ANSWER_BYTES) {
     await res.body?.cancel().catch(() => undefined);
     return undefined;
@@ -96,7 +96,7 @@ async function readText(res: Response): Promise<string | undefined> {
   return new TextDecoder().decode(Buffer.concat(chunks));
 }
 
-function parseJson(text: string): unknown {
+export function parseJson(text: string): unknown {
   if (!text) return undefined;
   try {
     return JSON.parse(text) as unknown;
@@ -106,7 +106,7 @@ function parseJson(text: string): unknown {
 }
 
 /** The receiver's own words: `{ error }` (our gateway), `{ error, message }` (fastify, many APIs), or the raw body. */
-function refusalMessage(json: unknown, text: string): string {
+export function refusalMessage(json: unknown, text: string): string {
   if (json && typeof json === 'object') {
     const { error, message } = json as { error?: unknown; message?: unknown };
     const parts = [error, message].filter((p): p is string => typeof p === 'string' && p.length > 0);

@@ -123,7 +123,20 @@ export const HttpTargetSpec = z
   });
 export type HttpTargetSpec = z.infer<typeof HttpTargetSpec>;
 
-export const DeploymentTargetSpec = z.discriminatedUnion('kind', [GatewayTargetSpec, HttpTargetSpec]);
+/** A router's name in the worker's ML_NGINX_TARGETS file (src/config/nginx-targets.ts). */
+export const NGINX_ROUTER_NAME_RE = /^[a-z0-9][a-z0-9-]{0,62}$/;
+export const NginxRouterName = z
+  .string()
+  .regex(NGINX_ROUTER_NAME_RE, 'a router name: lowercase letters, digits and dashes, starting with a letter or digit');
+
+/**
+ * An nginx router the worker declares (ML_NGINX_TARGETS). The spec only names it: where nginx keeps its config, which
+ * binary runs and which gateways serve the versions are the worker's configuration, never a spec's.
+ */
+export const NginxTargetSpec = z.object({ kind: z.literal('nginx'), name: NginxRouterName }).strict();
+export type NginxTargetSpec = z.infer<typeof NginxTargetSpec>;
+
+export const DeploymentTargetSpec = z.discriminatedUnion('kind', [GatewayTargetSpec, HttpTargetSpec, NginxTargetSpec]);
 /** A validated target (defaults applied). */
 export type DeploymentTargetSpec = z.infer<typeof DeploymentTargetSpec>;
 /** A target as written in a spec or passed to an activity (defaults not yet applied). */
@@ -132,9 +145,13 @@ export type DeploymentTargetSpecInput = z.input<typeof DeploymentTargetSpec>;
 /** No target given: the worker's own gateway, exactly as before targets existed. */
 export const DEFAULT_TARGET = { kind: 'gateway' } as const satisfies DeploymentTargetSpec;
 
-/** A short name for events and messages: `gateway`, `gateway http://...`, `http target kserve-adapter`. */
+/**
+ * A short name for events and messages: `gateway`, `gateway http://...`, `http target kserve-adapter`,
+ * `nginx target edge`.
+ */
 export function targetLabel(spec: DeploymentTargetSpecInput | undefined): string {
   if (!spec || spec.kind === 'gateway') return spec?.url ? `gateway ${spec.url}` : 'gateway';
+  if (spec.kind === 'nginx') return `nginx target ${spec.name}`;
   return `http target ${spec.name ?? spec.baseUrl}`;
 }
 

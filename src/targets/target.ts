@@ -1,7 +1,7 @@
 import { ApplicationFailure } from '@temporalio/activity';
 import { z } from 'zod';
 import { ErrorType } from '../shared/errors';
-import { AdminResult, ModelRouting } from '../shared/gateway-api';
+import { AdminResult, ModelRouting, type PinRule, type ShadowRule } from '../shared/gateway-api';
 import { cut } from '../shared/text';
 import {
   LATENCY_BUCKETS_MS,
@@ -43,6 +43,14 @@ export interface SetWeightsInput {
   opId: string;
 }
 
+/** A model's pinned routes and shadow traffic, replaced as a whole (`pins: []` and no shadow clears them). */
+export interface SetRoutesInput {
+  model: string;
+  pins: PinRule[];
+  shadow?: ShadowRule;
+  opId: string;
+}
+
 export interface UndeployInput {
   model: string;
   version: string;
@@ -60,6 +68,11 @@ export interface DeploymentTarget {
   deploy(input: DeployRequestInput): Promise<AdminResult>;
   setWeights(input: SetWeightsInput): Promise<AdminResult>;
   undeploy(input: UndeployInput): Promise<AdminResult>;
+  /**
+   * Pinned routes and shadow traffic (src/shared/gateway-api.ts `SetRoutesRequest`); a target without them cannot
+   * take a spec that uses them.
+   */
+  setRoutes?(input: SetRoutesInput): Promise<AdminResult>;
   /** Cumulative per-version counters of the model; callers diff two snapshots. */
   readTelemetry(model: string): Promise<ModelTelemetry>;
   /**
@@ -85,6 +98,11 @@ export interface TargetDeps {
   gateway: GatewayAdminAccess;
   /** Where `{ fromEnv }` header values are read (default: process.env). */
   env?: Readonly<Record<string, string | undefined>>;
+  /**
+   * The nginx routers the worker declares (ML_NGINX_TARGETS), by name, built once at worker start: each serializes
+   * its own config writes, so every activity must reach the same instance.
+   */
+  nginx?: ReadonlyMap<string, DeploymentTarget>;
 }
 
 const enc = encodeURIComponent;
@@ -125,6 +143,11 @@ export class GatewayTarget implements DeploymentTarget {
 
   setWeights(input: SetWeightsInput): Promise<AdminResult> {
     return this.call('PUT', `/admin/models/${enc(input.model)}/weights`, { opId: input.opId, weights: input.weights });
+  }
+
+  setRoutes(input: SetRoutesInput): Promise<AdminResult> {
+    const { model, opId, pins, shadow } = input;
+    return this.call('PUT', `/admin/models/${enc(model)}/routes`, { opId, pins, ...(shadow ? { shadow } : {}) });
   }
 
   undeploy(input: UndeployInput): Promise<AdminResult> {
@@ -318,7 +341,22 @@ export function resolveTarget(spec: DeploymentTargetSpecInput | undefined, deps:
     // Another gateway's admin URL: the platform's gateways share the admin token, so the worker's goes there too.
     return new GatewayTarget(target.url ? { url: target.url, token: deps.gateway.token } : deps.gateway);
   }
+  if (target.kind === 'nginx') return nginxRouter(target.name, deps.nginx);
   return new HttpTarget(target, resolveHeaders(target, deps.env ?? process.env));
+}
+
+/** The worker's router of that name; a name it does not declare is an InvalidSpec that names those it does. */
+function nginxRouter(name: string, routers: ReadonlyMap<string, DeploymentTarget> | undefined): DeploymentTarget {
+  const router = routers?.get(name);
+  if (router) return router;
+  const known = [...(routers?.keys() ?? [])];
+  throw ApplicationFailure.create({
+    type: ErrorType.InvalidSpec,
+    message:
+      `nginx target ${name}: the worker declares no router of that name ` +
+      (known.length > 0 ? `(ML_NGINX_TARGETS declares ${known.join(', ')})` : '(ML_NGINX_TARGETS declares none)'),
+    nonRetryable: true,
+  });
 }
 
 /** Literal header values as given; `{ fromEnv }` ones from the worker's environment, never from history. */

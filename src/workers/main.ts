@@ -8,11 +8,15 @@ import { TokenConfigError } from '../config/tokens';
 import { approverKeysPath } from '../config/approver-keys';
 import { PolicySource, policyPath } from '../config/policy';
 import { InvalidFileError } from '../config/yaml-file';
+import { loadNginxTargetsFromEnv } from '../config/nginx-targets';
+import { createNginxTargets } from '../targets/nginx';
 import { LifecycleMetrics } from '../metrics/lifecycle-metrics';
 import { startMetricsServer, temporalPrometheusTelemetry, type MetricsServer } from '../metrics/server';
 import { temporalSettings } from '../config/temporal';
 import { createLogger, PinoTemporalLogger } from './logger';
 import { createWorkers } from './workers';
+import { callbackAddressFromEnv, createCallbackServer } from '../client/callback-server';
+import { LifecycleClient } from '../client/lifecycle-client';
 
 /** Worker process: connects with the environment's Temporal settings and runs every worker until SIGINT/SIGTERM. */
 async function main(): Promise<void> {
@@ -20,9 +24,13 @@ async function main(): Promise<void> {
   // Read once at start, secrets included: a bad sinks file or a missing secret stops the worker (exit 2).
   const { sinks: alertSinks, routes: alertRoutes } = loadAlertConfigFromEnv();
   const alertGroupWaitMs = alertGroupWaitFromEnv();
+  // The nginx routers (ML_NGINX_TARGETS) are checked now too; each gets its folder and a first nginx.conf to start on.
+  const nginxTargets = createNginxTargets(loadNginxTargetsFromEnv(), config.gateway.token);
+  await Promise.all([...nginxTargets.values()].map((target) => target.prepare()));
   // The platform policy and the keyring are checked now (exit 2 naming the field and line) and re-read on change.
   const policy = new PolicySource(policyPath(), approverKeysPath(), config.root);
   policy.check();
+  const callbackAddress = callbackAddressFromEnv();
   const logger = createLogger(config.logLevel, 'worker');
   const { metrics: metricsConfig } = config;
   // The SDK's own metrics come from the Runtime, which a process installs once: its endpoint is decided here.
@@ -41,6 +49,7 @@ async function main(): Promise<void> {
   const activities = createActivities({
     client,
     gateway: config.gateway,
+    nginxTargets,
     artifactsDir: config.artifactsDir,
     python: config.python,
     root: config.root,
@@ -58,12 +67,24 @@ async function main(): Promise<void> {
     metricsServer = await startMetricsServer(metrics, { port: metricsConfig.port, host: metricsConfig.host });
     logger.info({ address: `${metricsServer.url}/metrics` }, 'metrics endpoint');
   }
+  // Where external systems send their signed gate decisions (src/client/callback-server.ts).
+  const callbacks = callbackAddress
+    ? createCallbackServer({
+        lifecycles: new LifecycleClient(client),
+        logger: logger.child({ component: 'callbacks' }),
+      })
+    : null;
+  if (callbacks && callbackAddress) {
+    const url = await callbacks.listen(callbackAddress);
+    logger.info({ address: url }, 'gate decision callback endpoint');
+  }
   logger.info(
     {
       address: settings.connection.address,
       namespace,
       trainingClasses,
       alertSinks: alertSinks.map((s) => s.name),
+      nginxTargets: [...nginxTargets.keys()],
       policy: policy.policyFile,
     },
     'worker running',
@@ -77,6 +98,7 @@ async function main(): Promise<void> {
   try {
     await running;
   } finally {
+    await callbacks?.close();
     await metricsServer?.close();
     await metrics.close();
     await client.connection.close();

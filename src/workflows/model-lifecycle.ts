@@ -41,8 +41,18 @@ import {
 import { promote } from './lifecycle/promote';
 import { provision } from './lifecycle/provision';
 import { rollback } from './lifecycle/rollback';
-import { deploy, runStage, runStaging, takeTraffic } from './lifecycle/rollout';
+import {
+  clearRoutes,
+  deploy,
+  runPreRollout,
+  runShadow,
+  runStage,
+  runStaging,
+  setPins,
+  takeTraffic,
+} from './lifecycle/rollout';
 import { LifecycleState } from './lifecycle/state';
+import { STAGE_EVENTS, StageEvents } from './lifecycle/stage-events';
 import { train } from './lifecycle/train';
 import { validate } from './lifecycle/validate';
 import { reportLifecycleError, reportStageChange } from './metrics-sink';
@@ -78,11 +88,18 @@ export async function modelLifecycleWorkflow(input: LifecycleInput): Promise<Lif
   const spec = parsed.data;
   setLogContext({ model: spec.model, version: spec.version, stage: Stage.Provisioning });
   const info = workflowInfo();
+  const events = patched(STAGE_EVENTS) ? new StageEvents() : undefined;
   const lc = new LifecycleState(spec, info.workflowId, new Date().toISOString(), (stage) => {
     upsertSearchAttributes([{ key: MlStage, value: stage }]);
     // Stage durations and failures go to the worker's metrics through a sink: no command, no history event.
     reportStageChange(lc, stage);
     setLogContext({ stage });
+    events?.push({
+      stage,
+      at: lc.updatedAt,
+      message: lc.events.at(-1)?.message ?? stage,
+      trafficPercent: lc.trafficPercent,
+    });
   });
   upsertSearchAttributes([
     { key: MlModel, value: spec.model },
@@ -93,6 +110,7 @@ export async function modelLifecycleWorkflow(input: LifecycleInput): Promise<Lif
   lc.runId = info.runId;
   registerHandlers(lc);
   const ctx = new LifecycleContext(spec, input, lc, info.runId);
+  events?.start(ctx);
 
   try {
     // Under the platform policy nothing is reserved before the spec is known to stay within it.
@@ -102,6 +120,7 @@ export async function modelLifecycleWorkflow(input: LifecycleInput): Promise<Lif
       // Cancelled from outside (UI or API): undo whatever is held, then let the cancellation stand.
       lc.requestAbort({ by: 'system', reason: 'workflow cancelled' });
       await CancellationScope.nonCancellable(() => stopEarly(ctx, 'workflow cancelled', 'Aborted'));
+      await events?.flush();
       reportLifecycleError(lc, err);
       throw err;
     }
@@ -112,10 +131,12 @@ export async function modelLifecycleWorkflow(input: LifecycleInput): Promise<Lif
     );
     if (!rolledBack) {
       // Nothing had reached traffic: the leases are back, and the workflow fails with the error.
+      await events?.flush();
       reportLifecycleError(lc, err);
       throw err;
     }
   }
+  await events?.flush();
   ctx.details(`${lc.stage}${lc.error ? `: ${lc.error.message}` : ''}`);
   await condition(allHandlersFinished);
   return lc.result();
@@ -180,6 +201,13 @@ async function runLifecycle(ctx: LifecycleContext): Promise<void> {
     }
     return;
   }
+  // Before any user is served by the candidate: its pinned routes, the pre-rollout hooks, the shadow stage.
+  const routed = await setPins(ctx);
+  const early = (await runPreRollout(ctx)) ?? (routed ? await runShadow(ctx) : null);
+  if (early) {
+    await CancellationScope.nonCancellable(() => rollback(ctx, early.message));
+    return;
+  }
   const plan = buildRampPlan(spec.rollout, production !== null);
   for (const stage of plan) {
     if (lc.promoteNow?.granted) break;
@@ -199,6 +227,7 @@ async function runLifecycle(ctx: LifecycleContext): Promise<void> {
     lc.setTraffic(100);
     lc.event(`promote-now: all traffic to ${spec.version}, skipping to the end of ${plan.at(-1)!.label}`);
   }
+  await clearRoutes(ctx);
   await promote(ctx, production, evidence);
 }
 

@@ -1,9 +1,10 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, readFileSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { freePort, portOpen } from '../../src/dev/ports';
+import { takeUiScreenshots, type UiScreenshots } from '../../src/dev/ui-screenshots';
 import { ROOT } from '../helpers/harness';
 
 interface Demo {
@@ -74,6 +75,31 @@ describe('the demo (main job)', () => {
       () => /production: churn v2 \(from a previous run\)/.test(second.output()),
       90_000,
     );
+    // What an operator sees of the first run in the UI this start serves: the list by stage, the rolled-back page.
+    const shotsDir = mkdtempSync(join(tmpdir(), 'mll-ui-'));
+    let shots: UiScreenshots;
+    try {
+      shots = await takeUiScreenshots({
+        uiUrl: `http://localhost:${second.ports.ui}`,
+        namespace: 'default',
+        outDir: shotsDir,
+        workflowId: 'lifecycle-churn-v3',
+        expectStage: 'rolled-back',
+      });
+    } catch (err) {
+      second.child.kill('SIGINT');
+      await second.exited;
+      throw err;
+    }
+    expect(shots.list).toBe(join(shotsDir, 'temporal-ui-list.png'));
+    expect(shots.lifecycle).toBe(join(shotsDir, 'temporal-ui-rolled-back.png'));
+    for (const png of [shots.list, shots.lifecycle]) {
+      expect(readFileSync(png).subarray(0, 8).toString('hex')).toBe('89504e470d0a1a0a');
+      expect(statSync(png).size).toBeGreaterThan(50_000);
+    }
+    expect(shots.summary).toMatch(/^churn v3: .* on pool default, by ci@pipelines$/);
+    expect(shots.checked.join('\n')).toMatch(/row lifecycle-churn-v3 at rolled-back/);
+    expect(shots.checked.join('\n')).toMatch(/timeline: .*canary bake: readout in/);
     await until('a lifecycle to start', () => /started lifecycle-churn-v4/.test(second.output()), 30_000);
     second.child.kill('SIGINT');
     expect(await second.exited, second.output()).toBe(0);

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import { NativeConnection, Runtime, type TelemetryOptions, type Worker } from '@temporalio/worker';
 import { inject } from 'vitest';
-import { createActivities, type Activities } from '../../src/activities';
+import { createActivities, type Activities, type ActivityDeps } from '../../src/activities';
 import { PolicySource } from '../../src/config/policy';
 import { LifecycleClient } from '../../src/client/lifecycle-client';
 import { loadSpecFile } from '../../src/client/spec-file';
@@ -156,6 +156,11 @@ export async function startStack(
     alertRoutes?: AlertRouteSpec[];
     /** Prometheus metrics the activities and the lifecycle sink report to, built on the stack's client and pools. */
     metrics?: (deps: { client: Client; quotaPools: QuotaPoolsFile }) => LifecycleMetrics;
+    /**
+     * The worker's nginx routers (what ML_NGINX_TARGETS gives the worker), read on every activity: a test may fill the
+     * map once the stack's admin token and artifact folder exist.
+     */
+    nginxTargets?: ActivityDeps['nginxTargets'];
   } = {},
 ): Promise<Stack> {
   installQuietRuntime();
@@ -172,6 +177,7 @@ export async function startStack(
   const activities: Activities = createActivities({
     client,
     gateway: gateway.access,
+    ...(options.nginxTargets ? { nginxTargets: options.nginxTargets } : {}),
     artifactsDir,
     python: trainerPython(),
     root: ROOT,
@@ -320,6 +326,8 @@ export async function recordHistory(client: Client, id: string, name: string): P
   if (process.env.RECORD_HISTORIES !== '1') return;
   const history = await client.workflow.getHandle(id).fetchHistory();
   writeFileSync(join(ROOT, 'test', 'fixtures', 'histories', `${name}.json`), historyToJSON(history));
+  // Replayed under its own id: signed claims name the lifecycle, and verify only there.
+  writeFileSync(join(ROOT, 'test', 'fixtures', 'histories', `${name}.workflow-id`), `${id}\n`);
 }
 
 /** Reports monitor checks straight to the alert router (starting it if needed), as a monitor's activity does. */

@@ -1,5 +1,4 @@
 import { execFile } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import { cp, mkdtemp, readFile, rename, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -7,7 +6,7 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { writeTrainingProfile } from '../../src/activities/data';
 import { LoadGenerator } from '../../src/dev/load-generator';
-import { startNode, type ManagedProcess } from '../../src/dev/processes';
+import type { ManagedProcess } from '../../src/dev/processes';
 import { countersRestarted, windowOf } from '../../src/domain/guardrails';
 import {
   MAX_TRACKED_NAME_LENGTH,
@@ -37,6 +36,7 @@ import {
   type VersionTelemetry,
 } from '../../src/shared/telemetry';
 import { resolveTarget, type GatewayAdminAccess } from '../../src/targets/target';
+import { startGatewayProcess } from '../helpers/gateway-process';
 import { newToken } from '../helpers/harness';
 
 const ROOT = path.resolve(__dirname, '../..');
@@ -512,17 +512,11 @@ describe('serving gateway over HTTP', () => {
   });
 });
 
-const GATEWAY_MAIN = path.join(ROOT, 'dist', 'src', 'serving', 'main.js');
-
 /** The gateway as a real process on `dataDir` (from `npm run build`), once it listens; its log goes to the work dir. */
 async function startProcess(name: string, dataDir: string): Promise<{ gateway: ManagedProcess; client: Client }> {
-  if (!existsSync(GATEWAY_MAIN)) throw new Error(`${GATEWAY_MAIN} is missing: run npm run build first`);
-  const gateway = startNode(
+  const started = await startGatewayProcess(
     name,
-    GATEWAY_MAIN,
     {
-      GATEWAY_PORT: '0',
-      GATEWAY_ADMIN_PORT: '0',
       GATEWAY_ADMIN_TOKEN: ADMIN_TOKEN,
       GATEWAY_ARTIFACT_ROOT: workDir,
       GATEWAY_DATA_DIR: dataDir,
@@ -530,36 +524,7 @@ async function startProcess(name: string, dataDir: string): Promise<{ gateway: M
     },
     path.join(workDir, `${name}.log`),
   );
-  const addresses = await new Promise<{ public: string; admin: string }>((resolve, reject) => {
-    let pending = '';
-    const onData = (chunk: Buffer) => {
-      const lines = (pending + chunk.toString('utf8')).split('\n');
-      pending = lines.pop() ?? '';
-      for (const line of lines) {
-        let entry: { msg?: unknown; address?: unknown; adminAddress?: unknown } = {};
-        try {
-          entry = JSON.parse(line) as typeof entry;
-        } catch {
-          continue; // not a log record
-        }
-        const { address, adminAddress } = entry;
-        if (
-          entry.msg === 'serving gateway listening' &&
-          typeof address === 'string' &&
-          typeof adminAddress === 'string'
-        ) {
-          gateway.child.stdout?.off('data', onData);
-          gateway.child.off('exit', onExit);
-          resolve({ public: address, admin: adminAddress });
-        }
-      }
-    };
-    const onExit = (code: number | null, signal: string | null) =>
-      reject(new Error(`${name} exited (${code ?? signal}) before listening; see ${workDir}/${name}.log`));
-    gateway.child.stdout?.on('data', onData);
-    gateway.child.once('exit', onExit);
-  });
-  return { gateway, client: new Client(addresses.public, addresses.admin) };
+  return { gateway: started.process, client: new Client(started.publicUrl, started.adminUrl) };
 }
 
 /** Resolves once the process has exited. */
@@ -567,6 +532,93 @@ async function exited({ child }: ManagedProcess): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null) return;
   await new Promise((resolve) => child.once('exit', resolve));
 }
+
+describe('serving gateway routes: pinned headers and shadow traffic', () => {
+  let dataDir: string;
+  let app: Gateway;
+  let client: Client;
+  const routes = (body: unknown) =>
+    client.call<{ error?: string; applied?: boolean }>('PUT', '/admin/models/churn/routes', body);
+  const predictWith = async (headers: Record<string, string>, userId: string) => {
+    const res = await fetch(`${client.base}/v1/models/churn/predict`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', ...headers },
+      body: JSON.stringify({ userId, features: row(3) }),
+    });
+    expect(res.status).toBe(200);
+    return ((await res.json()) as PredictResponse).version;
+  };
+
+  beforeAll(async () => {
+    dataDir = path.join(workDir, 'gateway-routes');
+    ({ app, client } = await start(dataDir));
+    expect((await client.deploy('v1', 'r-deploy-v1', modelA)).status).toBe(200);
+    expect((await client.deploy('v2', 'r-deploy-v2', modelB)).status).toBe(200);
+    expect((await client.setWeights({ v1: 100 }, 'r-weights')).status).toBe(200);
+  });
+  afterAll(async () => {
+    await app?.close();
+  });
+
+  it('refuses routes naming undeployed versions or malformed headers, in one line, changing nothing', async () => {
+    const missing = await routes({
+      opId: 'r-bad-1',
+      pins: [{ header: 'x-ml-version', values: ['v9'], version: 'v9' }],
+    });
+    expect(missing.status).toBe(409);
+    expect(missing.body.error).toMatch(/version\(s\) 'v9' of model 'churn' not deployed/);
+    const header = await routes({ opId: 'r-bad-2', pins: [{ header: 'X Bad', values: ['1'], version: 'v2' }] });
+    expect(header.status).toBe(400);
+    expect(header.body.error).toMatch(/^invalid routes request: pins\[0\]\.header: a header name in lower case/);
+    const share = await routes({ opId: 'r-bad-3', shadow: { version: 'v2', percent: 0 } });
+    expect(share.status).toBe(400);
+    expect(share.body.error).toMatch(/shadow\.percent/);
+    expect((await client.routing()).routes).toBeUndefined();
+  });
+
+  it('serves a pinned header from its version, counted apart, and copies the share of the rest to the shadow', async () => {
+    const set = {
+      opId: 'r-set',
+      pins: [{ header: 'x-ml-version', values: ['v2'], version: 'v2' }],
+      shadow: { version: 'v2', percent: 50 },
+    };
+    expect((await routes(set)).body).toEqual({ opId: 'r-set', applied: true });
+    expect((await routes(set)).body).toEqual({ opId: 'r-set', applied: false });
+    for (let i = 0; i < 10; i++) expect(await predictWith({ 'X-ML-Version': 'v2' }, `pinned-${i}`)).toBe('v2');
+    for (let i = 0; i < 100; i++) expect(await predictWith({}, `user-${i}`)).toBe('v1');
+    let t = await client.telemetry();
+    for (let i = 0; i < 50 && (t.shadow?.v2?.compared ?? 0) < 50; i++) {
+      await new Promise((r) => setTimeout(r, 20));
+      t = await client.telemetry();
+    }
+    expect(t.pinned?.v2?.requests).toBe(10);
+    expect(t.versions.v2?.requests).toBe(0);
+    expect(t.versions.v1?.requests).toBe(100);
+    const shadow = t.shadow!.v2!;
+    // Exactly half of the 100 requests v1 answered were copied; both versions' predictions of them are counted.
+    expect(shadow.compared).toBe(50);
+    expect(shadow.candidate.requests).toBe(50);
+    expect(shadow.primary.requests).toBe(50);
+    expect(shadow.agreed).toBeLessThanOrEqual(50);
+    expect(shadow.scoreDiffSum).toBeGreaterThan(0);
+    expect(shadow.candidate.predictionBinCounts.reduce((a, b) => a + b, 0)).toBe(50);
+  });
+
+  it('keeps routes across a restart, and drops those naming a version when it is undeployed', async () => {
+    const before = (await client.routing()).routes;
+    expect(before?.pins).toHaveLength(1);
+    await app.close();
+    ({ app, client } = await start(dataDir));
+    expect((await client.routing()).routes).toEqual(before);
+    expect(await predictWith({ 'x-ml-version': 'v2' }, 'pinned-0')).toBe('v2');
+    expect((await client.undeploy('v2', 'r-undeploy-v2')).status).toBe(200);
+    expect((await client.routing()).routes).toBeUndefined();
+    const t = await client.telemetry();
+    expect(t.pinned).toBeUndefined();
+    expect(t.shadow).toBeUndefined();
+    expect(await predictWith({ 'x-ml-version': 'v2' }, 'pinned-0')).toBe('v1');
+  });
+});
 
 describe('serving gateway recovery and journal', () => {
   it('fails predictions visibly when a deployed artifact vanished before a restart, and a redeploy repairs it', async () => {

@@ -65,6 +65,9 @@ describe('serving monitor and alert router', () => {
   let receiver: FastifyInstance;
   let receiverUrl: string;
   const received: Received[] = [];
+  /** Stage events as the events hook took them (answered 200), by idempotency key. */
+  const stageEvents: { key: string; body: Record<string, unknown> }[] = [];
+  const refusedEventKeys = new Set<string>();
   let flakyRefusals = 0;
   const loads: LoadGenerator[] = [];
   const monitored: string[] = [];
@@ -76,6 +79,19 @@ describe('serving monitor and alert router', () => {
       if (req.url === '/flaky' && flakyRefusals < 2) {
         flakyRefusals++;
         return reply.code(503).send('maintenance');
+      }
+      if (req.url === '/events') {
+        // A CI system's hook: it fails the first delivery of every second event (the router retries it), and drops
+        // a delivery whose key it has already taken, as a receiver must.
+        const key = String(req.headers['idempotency-key']);
+        const body = req.body as { details?: { sequence?: number } };
+        if ((body.details?.sequence ?? 0) % 2 === 1 && !refusedEventKeys.has(key)) {
+          refusedEventKeys.add(key);
+          return reply.code(500).send('busy');
+        }
+        if (!stageEvents.some((e) => e.key === key))
+          stageEvents.push({ key, body: req.body as Record<string, unknown> });
+        return { ok: true };
       }
       received.push({ path: req.url, body: req.body as Record<string, unknown>, at: Date.now() });
       return { ok: true };
@@ -89,8 +105,11 @@ describe('serving monitor and alert router', () => {
         { name: 'grp-slack', kind: 'slack', url: `${receiverUrl}/slack`, minSeverity: 'info', timeoutMs: 5000 },
         { name: 'flaky-hook', kind: 'webhook', url: `${receiverUrl}/flaky`, minSeverity: 'info', timeoutMs: 5000 },
         { name: 'alice-hook', kind: 'webhook', url: `${receiverUrl}/alice`, minSeverity: 'info', timeoutMs: 5000 },
+        { name: 'events-hook', kind: 'webhook', url: `${receiverUrl}/events`, minSeverity: 'info', timeoutMs: 5000 },
       ],
       alertRoutes: [
+        // CI subscribes to every lifecycle's stage changes (no other route takes them).
+        { match: { kinds: ['stage-changed'] }, sinks: ['events-hook'], continue: false },
         // Gates that wait for alice reach her own hook, whatever the model.
         { match: { kinds: ['approval-requested'], audience: ['Alice'] }, sinks: ['alice-hook'], continue: false },
         {
@@ -123,7 +142,9 @@ describe('serving monitor and alert router', () => {
    * approval requests every gate of its lifecycles sends. */
   const events = async (model: string, event: AlertRecord['event'], kind?: string) =>
     (await routerState(model)).history.filter(
-      (h) => h.event === event && (kind === undefined ? h.kind !== 'approval-requested' : h.kind === kind),
+      (h) =>
+        h.event === event &&
+        (kind === undefined ? h.kind !== 'approval-requested' && h.kind !== 'stage-changed' : h.kind === kind),
     );
   const inject = async (model: string, version: string, faults: FaultSettings | null) => {
     const res = await stack.gateway.admin(`/admin/models/${model}/versions/${version}/faults`, {
@@ -553,6 +574,28 @@ describe('serving monitor and alert router', () => {
     // Addressed to its approvers only: no other route took it.
     expect(received.filter((r) => r.body.kind === 'approval-requested' && r.body.lifecycleId === id)).toHaveLength(1);
     await stack.lifecycles.reject(id, { by: 'alice', gate: 'deploy', reason: 'test over' });
+
+    // Every stage change reached the subscribed hook once per idempotency key, in order, retried where it failed;
+    // no other sink took any.
+    const stagesOf = () =>
+      stageEvents
+        .filter((e) => e.body.lifecycleId === id)
+        .sort(
+          (a, b) =>
+            Number((a.body.details as { sequence: number }).sequence) -
+            Number((b.body.details as { sequence: number }).sequence),
+        )
+        .map((e) => (e.body.details as { stage: string }).stage);
+    await expect
+      .poll(stagesOf, { timeout: 15_000 })
+      .toEqual(['provisioning', 'training', 'validating', 'awaiting-approval', 'rejected']);
+    const mine = stageEvents.filter((e) => e.body.lifecycleId === id);
+    expect(new Set(mine.map((e) => e.key)).size).toBe(5);
+    expect([...refusedEventKeys].filter((k) => mine.some((e) => e.key === k)).length).toBe(3);
+    expect(mine.every((e) => e.body.kind === 'stage-changed' && e.body.severity === 'info')).toBe(true);
+    expect(received.some((r) => r.body.kind === 'stage-changed')).toBe(false);
+    // The rollouts of this file announced their promotions too.
+    expect(stageEvents.some((e) => (e.body.details as { stage: string }).stage === 'promoted')).toBe(true);
   });
 
   it("groups a model's alerts into one Slack message, and retries a failing receiver without repeating the others", async () => {

@@ -427,6 +427,29 @@ describe('alert routes and groups', () => {
     expect(routeAlert({ ...asked, audience: undefined }, byPerson).sinks).toHaveLength(3);
   });
 
+  it('sends stage events only to routes that name their kind, never to every sink', () => {
+    const event: Alert = {
+      ...rollback,
+      kind: 'stage-changed',
+      severity: 'info',
+      dedupKey: 'lifecycle-churn-v7@1a2b3c4d:stage:3',
+    };
+    // No route names it: nobody gets it (an ordinary alert would go to every sink).
+    expect(routeAlert(event, { sinks, routes: [] }).sinks).toEqual([]);
+    expect(routeAlert(event, config).sinks).toEqual([]);
+    const subscribed = {
+      sinks,
+      routes: [
+        { match: {}, sinks: ['churn-slack'], continue: false },
+        { match: { model: 'churn*', kinds: ['stage-changed' as const] }, sinks: ['ops-hook'], continue: false },
+      ],
+    };
+    // A catch-all route does not take it; the route naming the kind does.
+    expect(routeAlert(event, subscribed).sinks.map((s) => s.name)).toEqual(['ops-hook']);
+    expect(routeAlert({ ...event, model: 'fraud' }, subscribed).sinks).toEqual([]);
+    expect(routeAlert({ ...rollback }, subscribed).sinks.map((s) => s.name)).toEqual(['churn-slack']);
+  });
+
   it('refuses a route naming a sink the file does not declare, naming the route', () => {
     const dir = mkdtempSync(join(tmpdir(), 'alert-routes-'));
     const file = join(dir, 'sinks.yaml');

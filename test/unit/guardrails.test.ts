@@ -15,6 +15,8 @@ import {
   inputSkew,
   populationStabilityIndex,
   quantileFromBuckets,
+  shadowDecisions,
+  shadowWindowOf,
   windowOf,
   errorRateTest,
   type StageAnalysisInput,
@@ -22,7 +24,7 @@ import {
 } from '../../src/domain/guardrails';
 import { AnalysisSpec } from '../../src/shared/spec';
 import type { Decision } from '../../src/shared/status';
-import { TelemetryRegistry } from '../../src/serving/telemetry';
+import { scoreDifference, TelemetryRegistry } from '../../src/serving/telemetry';
 import { LATENCY_BUCKETS_MS, PREDICTION_BINS, VersionTelemetry } from '../../src/shared/telemetry';
 
 const LATENCY_LEN = LATENCY_BUCKETS_MS.length + 1;
@@ -889,5 +891,79 @@ describe('per-check minimum samples and failure tolerance', () => {
     expect(run(['fail', 'pass', 'fail'])).toBe('pass');
     expect(run(['fail', 'inconclusive', 'fail'])).toBe('fail');
     expect(run(['inconclusive'])).toBe('inconclusive');
+  });
+});
+
+describe('shadow comparison', () => {
+  const rules = AnalysisSpec.parse({ minSamples: 10 });
+  const compare = { minAgreement: 0.9, failureLimit: 0, dryRun: false };
+
+  it('counts agreement and score differences of the same rows, binned the candidate way on both sides', () => {
+    const registry = new TelemetryRegistry('boot');
+    const shadow = registry.shadowCounters('churn', 'v2');
+    shadow.binPredictions({ task: 'binary-classification' });
+    const stable = [0.1, 0.2, 0.8, 0.9].map((p) => ({ label: p >= 0.5 ? 1 : 0, probability: p, binned: p }));
+    const candidate = [0.15, 0.6, 0.7, 0.95].map((p) => ({ label: p >= 0.5 ? 1 : 0, probability: p, binned: p }));
+    shadow.primary.recordSuccess(1, stable);
+    shadow.candidate.recordSuccess(2, candidate);
+    shadow.compare(stable, candidate);
+    const t = registry.snapshot('churn').shadow!.v2!;
+    expect(t).toMatchObject({ compared: 4, agreed: 3, dropped: 0 });
+    expect(t.scoreDiffSum).toBeCloseTo(0.05 + 0.4 + 0.1 + 0.05, 10);
+    expect(t.primary.predictionBinCounts.reduce((a, b) => a + b, 0)).toBe(4);
+    expect(t.candidate.epoch).not.toBe(t.primary.epoch);
+    registry.drop('churn', 'v2');
+    expect(registry.snapshot('churn').shadow).toBeUndefined();
+  });
+
+  it('measures multiclass scores by half the L1 distance, and a changed class list as 1', () => {
+    expect(
+      scoreDifference({ binned: 0, probabilities: [0.7, 0.2, 0.1] }, { binned: 0, probabilities: [0.5, 0.3, 0.2] }),
+    ).toBeCloseTo(0.2, 10);
+    expect(
+      scoreDifference({ binned: 0, probabilities: [0.5, 0.5] }, { binned: 0, probabilities: [0.3, 0.3, 0.4] }),
+    ).toBe(1);
+    expect(scoreDifference({ binned: 3, value: 3 }, { binned: 5, value: 5.5 })).toBe(2.5);
+  });
+
+  it('judges agreement and mean score difference, inconclusive below the minimum sample', () => {
+    const judge = (
+      window: { compared: number; agreed: number; scoreDiffSum: number },
+      task = 'binary-classification' as const,
+    ) => shadowDecisions({ stage: 'shadow', at: 't', task, window: { ...window, dropped: 0 }, compare, rules });
+    const pass = judge({ compared: 100, agreed: 95, scoreDiffSum: 3 });
+    expect(pass.map((d) => [d.check, d.outcome, d.value])).toEqual([
+      ['shadowAgreement', 'pass', 0.95],
+      ['shadowScoreDiff', 'pass', 0.03],
+    ]);
+    const fail = judge({ compared: 100, agreed: 80, scoreDiffSum: 15 });
+    expect(fail.map((d) => d.outcome)).toEqual(['fail', 'fail']);
+    expect(judge({ compared: 5, agreed: 0, scoreDiffSum: 5 }).map((d) => d.outcome)).toEqual([
+      'inconclusive',
+      'inconclusive',
+    ]);
+    // A regression has no labels to agree on, and no score difference limit unless the spec gives one.
+    expect(judge({ compared: 100, agreed: 0, scoreDiffSum: 50 }, 'regression' as never)).toEqual([]);
+  });
+
+  it('takes the window since a snapshot, or the later snapshot whole when the counters restarted', () => {
+    const registry = new TelemetryRegistry('boot-a');
+    const shadow = registry.shadowCounters('m', 'v2');
+    const rows = [{ label: 1, probability: 0.9, binned: 0.9 }];
+    shadow.candidate.recordSuccess(1, rows);
+    shadow.compare(rows, rows);
+    const before = registry.snapshot('m').shadow!.v2!;
+    shadow.candidate.recordSuccess(1, rows);
+    shadow.compare(rows, [{ label: 0, probability: 0.2, binned: 0.2 }]);
+    const after = registry.snapshot('m').shadow!.v2!;
+    expect(shadowWindowOf(after, before)).toEqual({
+      compared: 1,
+      agreed: 0,
+      scoreDiffSum: expect.closeTo(0.7, 10),
+      dropped: 0,
+    });
+    const restarted = new TelemetryRegistry('boot-b').shadowCounters('m', 'v2');
+    restarted.compare(rows, rows);
+    expect(shadowWindowOf(restarted.snapshot(), after)).toMatchObject({ compared: 1, agreed: 1 });
   });
 });

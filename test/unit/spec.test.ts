@@ -263,6 +263,79 @@ rollout:
     expect(problemsOf(file).map(pathOf).sort()).toEqual(['rollout.canary.bake', 'rollout.steps.1.percent']);
   });
 
+  it('takes a shadow stage, pinned routes (headers in lower case) and pre-rollout hooks', () => {
+    const file = writeSpec(
+      VALID.replace(
+        'rollout:\n',
+        `rollout:
+  shadow: { percent: 20, bake: 10m, compare: { minAgreement: 0.95, maxScoreDiff: 0.05, failureLimit: 1 } }
+  pins:
+    - { header: X-ML-QA, values: ['1'], to: candidate }
+    - { header: x-tenant, values: [bank-a, bank-b], to: stable, counted: true }
+  hooks:
+    preRollout:
+      - { name: smoke, url: 'https://ci.example/smoke', headers: { authorization: { fromEnv: CI_TOKEN } }, timeout: 2m }
+`,
+      ),
+    );
+    const spec = loadSpecFile(file);
+    expect(spec.rollout.shadow).toEqual({
+      percent: 20,
+      bake: 600_000,
+      compare: { minAgreement: 0.95, maxScoreDiff: 0.05, failureLimit: 1, dryRun: false },
+    });
+    expect(spec.rollout.pins).toEqual([
+      { header: 'x-ml-qa', values: ['1'], to: 'candidate', counted: false },
+      { header: 'x-tenant', values: ['bank-a', 'bank-b'], to: 'stable', counted: true },
+    ]);
+    expect(spec.rollout.hooks.preRollout).toEqual([
+      {
+        name: 'smoke',
+        url: 'https://ci.example/smoke',
+        headers: { authorization: { fromEnv: 'CI_TOKEN' } },
+        timeout: 120_000,
+        maxAttempts: 3,
+      },
+    ]);
+    expect(loadSpecFile(writeSpec(VALID)).rollout).toMatchObject({ pins: [], hooks: { preRollout: [] } });
+  });
+
+  it('refuses shadow and pins on a target other than the gateway, bad headers and hooks, naming each field', () => {
+    const file = writeSpec(
+      VALID.replace(
+        'rollout:\n',
+        `deployment:
+  target:
+    kind: http
+    baseUrl: http://adapter.internal
+    endpoints:
+      deploy: { method: POST, path: /deploy }
+      setWeights: { method: PUT, path: /weights }
+      undeploy: { method: DELETE, path: /undeploy }
+      telemetry: { method: GET, path: /telemetry }
+rollout:
+  shadow: { percent: 0, bake: 1m }
+  pins:
+    - { header: 'x tenant', values: [], to: everyone }
+  hooks:
+    preRollout:
+      - { name: Smoke, url: 'ftp://ci.example/smoke', timeout: 1h }
+`,
+      ),
+    );
+    expect(problemsOf(file).map(pathOf).sort()).toEqual([
+      'rollout.hooks.preRollout.0.name',
+      'rollout.hooks.preRollout.0.timeout',
+      'rollout.hooks.preRollout.0.url',
+      'rollout.pins',
+      'rollout.pins.0.header',
+      'rollout.pins.0.to',
+      'rollout.pins.0.values',
+      'rollout.shadow',
+      'rollout.shadow.percent',
+    ]);
+  });
+
   it('reports a YAML syntax error with its line', () => {
     // An unclosed flow map on line 15: the parser notices when the next key starts on line 16.
     const file = writeSpec(VALID.replace('canary: { percent: 5, bake: 2m }', 'canary: { percent: 5, bake: 2m'));

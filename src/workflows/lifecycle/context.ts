@@ -85,17 +85,25 @@ export class LifecycleContext {
     setCurrentDetails(`**${this.spec.model} ${this.spec.version}** — ${text}`);
   }
 
-  /** Raises an alert through the alert router (dedup, grouping, routing, retried delivery off the lifecycle's path). */
-  async alert(a: Omit<Alert, 'model' | 'version' | 'lifecycleId' | 'dedupKey'>): Promise<void> {
+  /**
+   * Raises an alert through the alert router (dedup, grouping, routing, retried delivery off the lifecycle's path).
+   * `dedupKey` replaces the default key (`<lifecycle id>:<kind>:<n>`).
+   */
+  async alert(a: Omit<Alert, 'model' | 'version' | 'lifecycleId' | 'dedupKey'> & { dedupKey?: string }): Promise<void> {
     const { spec, lc } = this;
     try {
-      await control.raiseAlert({
-        ...a,
-        model: spec.model,
-        version: spec.version,
-        lifecycleId: lc.id,
-        dedupKey: `${lc.id}:${a.kind}:${++this.alertsRaised}`,
-      });
+      await control.raiseAlert.executeWithOptions(
+        { ...CONTROL_OPTIONS, summary: `${a.kind}: ${a.summary}`.slice(0, 150) },
+        [
+          {
+            ...a,
+            model: spec.model,
+            version: spec.version,
+            lifecycleId: lc.id,
+            dedupKey: a.dedupKey ?? `${lc.id}:${a.kind}:${++this.alertsRaised}`,
+          },
+        ],
+      );
     } catch (err) {
       log.error('alert delivery failed', { kind: a.kind, error: String(err) });
     }

@@ -2,6 +2,7 @@ import { condition, isCancellation, patched } from '@temporalio/workflow';
 import type { Activities } from '../../activities';
 import { formatDurationMs } from '../../shared/duration';
 import { own } from '../../shared/own';
+import { OperationTarget } from '../../shared/signed-operation';
 import { Stage } from '../../shared/status';
 import { control, failureOf, type LifecycleContext } from './context';
 
@@ -40,6 +41,17 @@ export async function gate(ctx: LifecycleContext, name: string): Promise<boolean
         signed: rules.signed,
         deadline: pending?.deadline,
         approve: `mlctl approve ${lc.id} --gate ${name} --as <you>${rules.signed ? ' --key <your key>' : ''} --reason "…"`,
+        // What a system that confirms the gate signs (op `approve` or `reject`, its identity, a reason, the time and a
+        // nonce beside these), then sends to the worker's callback endpoint or as the approveGate update.
+        ...(lc.enforced && pending?.opening
+          ? {
+              signing: {
+                target: OperationTarget.gate(lc.id, lc.runId, pending.opening),
+                ...lc.digests(),
+                callback: `/v1/lifecycles/${encodeURIComponent(lc.id)}/gates/${encodeURIComponent(name)}/decision`,
+              },
+            }
+          : {}),
       },
       audience: rules.approvers,
     });

@@ -65,6 +65,11 @@ export async function applyPolicy(ctx: LifecycleContext): Promise<boolean> {
         ...spec.rollout.analysis.metrics.map((m, i) => policedMetric(`rollout.analysis.metrics.${i}`, m)),
         ...spec.monitoring.metrics.map((m, i) => policedMetric(`monitoring.metrics.${i}`, m)),
       ],
+      hooks: spec.rollout.hooks.preRollout.map((h, i) => ({
+        field: `rollout.hooks.preRollout.${i}`,
+        url: h.url,
+        ...(h.headers ? { headers: h.headers } : {}),
+      })),
     },
   });
   if (!resolved.ok) {

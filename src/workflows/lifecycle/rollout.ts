@@ -3,6 +3,7 @@ import {
   dryRunOf,
   foldSample,
   judgeSample,
+  type AnalysisRules,
   type CheckLedger,
   type FailureStreaks,
   type LedgerVerdict,
@@ -11,7 +12,8 @@ import { stageWeights, type RampStage } from '../../domain/ramp-plan';
 import { formatDurationMs } from '../../shared/duration';
 import { own } from '../../shared/own';
 import { describeTrafficHolder, type PromotionRecord } from '../../shared/registry';
-import type { StagingSpec } from '../../shared/spec';
+import type { PinRule } from '../../shared/gateway-api';
+import type { ShadowCompare, StagingSpec } from '../../shared/spec';
 import { Stage, type Decision } from '../../shared/status';
 import type { ModelTelemetry } from '../../shared/telemetry';
 import {
@@ -183,6 +185,142 @@ async function takeDownStaging(ctx: LifecycleContext, mark: number, route: strin
   ctx.lc.event(`staging on "${route}" taken down`);
 }
 
+/** Marks lifecycles whose spec has pinned routes or a shadow stage: they set routes on the target. */
+export const ROUTES = 'routes';
+const CLEAR_ROUTES = 'clear the routes';
+
+/** The spec's pinned routes with version names; pins to stable are left out when there is no stable version. */
+function pinRules(ctx: LifecycleContext): PinRule[] {
+  const { spec, lc } = ctx;
+  return spec.rollout.pins.flatMap((pin) => {
+    const version = pin.to === 'candidate' ? spec.version : lc.stableVersion;
+    return version === null ? [] : [{ header: pin.header, values: pin.values, version, counted: pin.counted }];
+  });
+}
+
+/**
+ * Right after the candidate is deployed at 0 %: its pinned routes (QA reaches the candidate, a tenant stays on
+ * stable), with their clearing pushed on the stack. True when the lifecycle uses routes (pins or a shadow stage).
+ */
+export async function setPins(ctx: LifecycleContext): Promise<boolean> {
+  const { spec, lc, prod } = ctx;
+  if ((spec.rollout.pins.length === 0 && !spec.rollout.shadow) || !patched(ROUTES)) return false;
+  ctx.comp.push(CLEAR_ROUTES, () => control.setRoutes({ ...prod, pins: [], opId: ctx.op('routes:clear') }));
+  const pins = pinRules(ctx);
+  if (spec.rollout.pins.length > pins.length) {
+    lc.event('pins to the stable version left out: there is no stable version yet');
+  }
+  if (pins.length > 0) {
+    await control.setRoutes.executeWithOptions(
+      { ...CONTROL_OPTIONS, summary: `pinned routes: ${describePins(pins)}` },
+      [{ ...prod, pins, opId: ctx.op('routes:pins') }],
+    );
+    lc.event(`pinned routes set: ${describePins(pins)}`);
+  }
+  return true;
+}
+
+const describePins = (pins: readonly PinRule[]) =>
+  pins.map((p) => `${p.header}: ${p.values.join('|')} → ${p.version}${p.counted ? ' (counted)' : ''}`).join('; ');
+
+/**
+ * The shadow stage: a copy of `percent` % of the requests stable answers is predicted by the candidate and compared,
+ * under the stage checks and the spec's comparison; no user is served by the candidate. Null when it passed (or there
+ * is none: no shadow in the spec, or no stable version to copy); otherwise why the rollout stops.
+ */
+export async function runShadow(ctx: LifecycleContext): Promise<RolloutStop | null> {
+  const { spec, lc, prod } = ctx;
+  const shadow = spec.rollout.shadow;
+  if (!shadow) return null;
+  const stable = lc.stableVersion;
+  if (stable === null) {
+    lc.event('shadow stage skipped: there is no stable version whose requests to copy');
+    return null;
+  }
+  await waitWhilePaused(ctx);
+  if (lc.abort) return abortStop(ctx);
+  const pins = pinRules(ctx);
+  const before = await control.readTelemetry({ ...prod });
+  await control.setRoutes.executeWithOptions(
+    { ...CONTROL_OPTIONS, summary: `shadow: ${shadow.percent} % of requests copied to ${spec.version}` },
+    [{ ...prod, pins, shadow: { version: spec.version, percent: shadow.percent }, opId: ctx.op('routes:shadow') }],
+  );
+  lc.enter(
+    Stage.Shadow,
+    `shadow: a copy of ${shadow.percent}% of ${stable}'s requests predicted by ${spec.version}, baking ${shadow.bake} ms`,
+  );
+  ctx.details(`shadow at ${shadow.percent}% of requests, baking`);
+  const outcome = await bake(ctx, 'shadow', shadow.bake, before, stable, prod, shadow.compare);
+  if (outcome !== null) return outcome;
+  await control.setRoutes.executeWithOptions({ ...CONTROL_OPTIONS, summary: 'shadow off' }, [
+    { ...prod, pins, opId: ctx.op('routes:shadow-off') },
+  ]);
+  return null;
+}
+
+/** Marks lifecycles whose spec has pre-rollout hooks: they call them before any traffic moves. */
+export const ROLLOUT_HOOKS = 'rollout-hooks';
+
+/**
+ * The pre-rollout hooks, in order, with the candidate deployed at 0 % and its pinned routes set: each is recorded as
+ * a decision (`hook:<name>` of stage `pre-rollout`), and the first that fails stops the rollout before any user is
+ * served by the candidate. Null when every hook passed (or there is none).
+ */
+export async function runPreRollout(ctx: LifecycleContext): Promise<RolloutStop | null> {
+  const { spec, lc } = ctx;
+  const hooks = spec.rollout.hooks.preRollout;
+  if (hooks.length === 0 || !patched(ROLLOUT_HOOKS)) return null;
+  ctx.details(`pre-rollout hooks: ${hooks.map((h) => h.name).join(', ')}`);
+  const payload = {
+    stage: 'pre-rollout',
+    lifecycleId: lc.id,
+    runId: ctx.runId,
+    model: spec.model,
+    version: spec.version,
+    stableVersion: lc.stableVersion,
+    pins: pinRules(ctx).map(({ header, values, version }) => ({ header, values, version })),
+  };
+  for (const hook of hooks) {
+    await waitWhilePaused(ctx);
+    if (lc.abort) return abortStop(ctx);
+    // Every attempt's wait and the backoff between attempts (1 s, doubling), with a margin.
+    const budgetMs = hook.timeout * hook.maxAttempts + 1000 * 2 ** hook.maxAttempts + 10_000;
+    const result = await control.runHook.executeWithOptions(
+      {
+        startToCloseTimeout: budgetMs,
+        heartbeatTimeout: hook.timeout + 10_000,
+        retry: { maximumAttempts: 2 },
+        summary: `pre-rollout hook ${hook.name}`,
+      },
+      [{ hook, payload: { ...payload, hook: hook.name } }],
+    );
+    lc.addDecisions([
+      {
+        stage: 'pre-rollout',
+        check: `hook:${hook.name}`,
+        value: result.status,
+        threshold: null,
+        outcome: result.passed ? 'pass' : 'fail',
+        at: new Date().toISOString(),
+        rule: `${hook.url} answers 2xx`,
+        detail: `${result.message} (${result.attempts} attempt${result.attempts === 1 ? '' : 's'}, ${result.durationMs} ms)`,
+      },
+    ]);
+    if (!result.passed) {
+      return { kind: 'failed-check', message: `pre-rollout hook ${hook.name} failed: ${result.message}` };
+    }
+    lc.event(`pre-rollout hook ${hook.name} passed: ${result.message}`);
+  }
+  return null;
+}
+
+/** Before promotion: the rollout's routes cleared (pinned traffic follows the weights again). */
+export async function clearRoutes(ctx: LifecycleContext): Promise<void> {
+  if (!ctx.comp.has(CLEAR_ROUTES)) return;
+  await control.setRoutes({ ...ctx.prod, pins: [], opId: ctx.op('routes:clear') });
+  ctx.comp.drop(CLEAR_ROUTES);
+}
+
 /** Runs one traffic stage; null when it passed, otherwise why the rollout stops. */
 export async function runStage(ctx: LifecycleContext, stage: RampStage): Promise<RolloutStop | null> {
   const { spec, lc, prod } = ctx;
@@ -227,9 +365,11 @@ export async function bake(
   before: ModelTelemetry,
   comparedTo: string | null,
   where: Where = ctx.prod,
+  /** The shadow stage's comparison: the candidate is judged on its shadow copies. */
+  shadowCompare?: ShadowCompare,
 ): Promise<RolloutStop | null> {
   const { spec, lc } = ctx;
-  const rules = spec.rollout.analysis;
+  const rules: AnalysisRules = shadowCompare ? { ...spec.rollout.analysis, shadowCompare } : spec.rollout.analysis;
   const argo = patched(CHECK_LIMITS);
   const startedAt = Date.now();
   const end = startedAt + bakeMs;
@@ -269,6 +409,7 @@ export async function bake(
           ...(recentSince && recentSince !== from ? { recentSince } : {}),
           rules: waitForSamples ? rules : { ...rules, maxWaitForSamples: 0 },
           stage: label,
+          ...(shadowCompare ? { shadow: true } : {}),
           ...(lc.artifactDir ? { candidateArtifactDir: lc.artifactDir } : {}),
           ...(argo ? { stageStartedAt: new Date(startedAt).toISOString() } : {}),
         },
