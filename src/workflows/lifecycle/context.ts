@@ -87,23 +87,28 @@ export class LifecycleContext {
 
   /**
    * Raises an alert through the alert router (dedup, grouping, routing, retried delivery off the lifecycle's path).
-   * `dedupKey` replaces the default key (`<lifecycle id>:<kind>:<n>`).
+   * `dedupKey` replaces the default key (`<lifecycle id>:<kind>:<n>`); `label` is what the Temporal UI's timeline
+   * calls the call (default `alert: <kind>`).
    */
-  async alert(a: Omit<Alert, 'model' | 'version' | 'lifecycleId' | 'dedupKey'> & { dedupKey?: string }): Promise<void> {
+  async alert({
+    label,
+    dedupKey,
+    ...a
+  }: Omit<Alert, 'model' | 'version' | 'lifecycleId' | 'dedupKey'> & {
+    dedupKey?: string;
+    label?: string;
+  }): Promise<void> {
     const { spec, lc } = this;
     try {
-      await control.raiseAlert.executeWithOptions(
-        { ...CONTROL_OPTIONS, summary: `${a.kind}: ${a.summary}`.slice(0, 150) },
-        [
-          {
-            ...a,
-            model: spec.model,
-            version: spec.version,
-            lifecycleId: lc.id,
-            dedupKey: a.dedupKey ?? `${lc.id}:${a.kind}:${++this.alertsRaised}`,
-          },
-        ],
-      );
+      await control.raiseAlert.executeWithOptions({ ...CONTROL_OPTIONS, summary: label ?? `alert: ${a.kind}` }, [
+        {
+          ...a,
+          model: spec.model,
+          version: spec.version,
+          lifecycleId: lc.id,
+          dedupKey: dedupKey ?? `${lc.id}:${a.kind}:${++this.alertsRaised}`,
+        },
+      ]);
     } catch (err) {
       log.error('alert delivery failed', { kind: a.kind, error: String(err) });
     }

@@ -65,6 +65,7 @@ export class StageEvents {
         ...(lc.error ? { error: lc.error } : {}),
       },
       dedupKey: `${lc.id}@${runTag(runId)}:stage:${seq}`,
+      label: `stage event: ${change.stage}`,
     });
   }
 }
