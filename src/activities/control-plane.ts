@@ -257,6 +257,24 @@ export function createControlPlaneActivities(deps: ControlPlaneDeps) {
       return known(() => quota.reserve(pool, request, { onQueued: (place) => Context.current().heartbeat(place) }));
     },
 
+    /**
+     * Sends a reservation and answers at once (granted, refused, or queued with its place): the lifecycle waits in the
+     * queue on its own timers, polling {@link quotaReservationState}, and holds no activity slot while it waits.
+     */
+    async submitQuotaReservation(input: ReserveQuotaInput & { pool: string }): Promise<ReserveQuotaResult> {
+      const { pool, ...request } = input;
+      return known(() => quota.submitReservation(pool, request));
+    },
+
+    /** Where a queued reservation stands now (see QuotaClient.reservationState). */
+    async quotaReservationState(input: {
+      pool: string;
+      leaseId: string;
+      last: ReserveQuotaResult & { granted: false };
+    }): Promise<ReserveQuotaResult> {
+      return known(() => quota.reservationState(input.pool, input.leaseId, input.last));
+    },
+
     /** Extends a lease; `renewed: false` when the pool no longer holds it (it expired and its quota went back). */
     async renewQuota(
       input: RenewQuotaInput & { pool: string },

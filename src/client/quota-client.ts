@@ -327,35 +327,54 @@ export class QuotaClient {
     request: ReserveQuotaInput,
     options: { onQueued?: (place: { position: number; deadline: string }) => void } = {},
   ): Promise<ReserveQuotaResult> {
-    // Checked with the pool's own schema first: a malformed request is a ZodError here, never sent.
-    ReserveQuotaInput.parse(request);
-    const input = { ...request, ownerKey: request.ownerKey ?? this.ownerKey(pool, request.leaseId) };
-    // Idempotent by lease id: a reservation sent again is decided again (or answered with the lease it holds).
-    const first = await this.submit<ReserveQuotaResult>(pool, { op: 'reserve', input });
+    const first = await this.submitReservation(pool, request);
     if (first.granted || !first.queued) return first;
-    const handle = this.client.workflow.getHandle(quotaPoolWorkflowId(pool));
     let last = first;
     let delay = 50;
     for (;;) {
       options.onQueued?.(last.queued ?? { position: 0, deadline: '' });
       await new Promise((r) => setTimeout(r, delay));
       delay = Math.min(delay * 2, 1000);
-      const state = await handle.query(reservationQuery, request.leaseId);
-      if (state.state === 'granted') return { granted: true, lease: state.lease, waitedMs: state.waitedMs };
-      if (state.state === 'refused') return state.result;
-      if (state.state === 'queued') {
-        last = { ...last, reason: state.reason, shortfalls: state.shortfalls, queued: state };
-        continue;
-      }
-      // Neither held, queued nor refused: it was granted and already released or expired, or the pool lost it.
-      return {
-        granted: false,
-        reason: 'wait-timeout',
-        shortfalls: last.shortfalls,
-        earliestRelease: null,
-        message: `pool "${pool}" no longer knows reservation ${request.leaseId} (granted and expired, or dropped)`,
-      };
+      const now = await this.reservationState(pool, request.leaseId, last);
+      if (now.granted || !now.queued) return now;
+      last = now;
     }
+  }
+
+  /**
+   * Sends a reservation and answers at once: granted, refused, or queued (with its place) when it asked to wait. A
+   * queued one is then watched with {@link reservationState}: by a caller that waits on its own clock (a workflow's
+   * timers) instead of holding a connection or an activity slot for the whole wait.
+   */
+  async submitReservation(pool: string, request: ReserveQuotaInput): Promise<ReserveQuotaResult> {
+    // Checked with the pool's own schema first: a malformed request is a ZodError here, never sent.
+    ReserveQuotaInput.parse(request);
+    const input = { ...request, ownerKey: request.ownerKey ?? this.ownerKey(pool, request.leaseId) };
+    // Idempotent by lease id: a reservation sent again is decided again (or answered with the lease it holds).
+    return this.submit<ReserveQuotaResult>(pool, { op: 'reserve', input });
+  }
+
+  /**
+   * Where a queued reservation stands now: granted, refused, or still queued (`queued` set, with the reason and
+   * shortfalls of `last`, the answer before, updated). A reservation the pool no longer knows (granted and since
+   * released or expired, or dropped) is refused as `wait-timeout`.
+   */
+  async reservationState(
+    pool: string,
+    leaseId: string,
+    last: ReserveQuotaResult & { granted: false },
+  ): Promise<ReserveQuotaResult> {
+    const state = await this.client.workflow.getHandle(quotaPoolWorkflowId(pool)).query(reservationQuery, leaseId);
+    if (state.state === 'granted') return { granted: true, lease: state.lease, waitedMs: state.waitedMs };
+    if (state.state === 'refused') return state.result;
+    if (state.state === 'queued') return { ...last, reason: state.reason, shortfalls: state.shortfalls, queued: state };
+    return {
+      granted: false,
+      reason: 'wait-timeout',
+      shortfalls: last.shortfalls,
+      earliestRelease: null,
+      message: `pool "${pool}" no longer knows reservation ${leaseId} (granted and expired, or dropped)`,
+    };
   }
 
   /**

@@ -1,4 +1,4 @@
-import { CancellationScope, isCancellation, log, proxyActivities, sleep } from '@temporalio/workflow';
+import { CancellationScope, isCancellation, log, patched, proxyActivities, sleep } from '@temporalio/workflow';
 import type { Activities } from '../../activities';
 import { ErrorType } from '../../shared/errors';
 import type { TrainingOption } from '../../shared/hardware';
@@ -129,15 +129,7 @@ export async function reserveOrFail(
   const { pool = spec.quota.pool, ...rest } = extra;
   const waitMs = spec.quota.wait;
   if (waitMs > 0) lc.event(`reserving ${kind} quota; may wait up to ${waitMs} ms in pool "${pool}"`);
-  const reserver =
-    waitMs > 0
-      ? proxyActivities<Activities>({
-          startToCloseTimeout: waitMs + 60_000,
-          heartbeatTimeout: '30 seconds',
-          retry: { initialInterval: '1 second', maximumAttempts: 5 },
-        })
-      : control;
-  const reserved = await reserver.reserveQuota({
+  const request = {
     pool,
     leaseId,
     holder,
@@ -145,7 +137,21 @@ export async function reserveOrFail(
     resources,
     ...rest,
     ...(waitMs > 0 ? { wait: { timeoutMs: waitMs, priority: spec.quota.priority } } : {}),
-  });
+  };
+  let reserved: ReserveQuotaResult;
+  if (waitMs > 0 && patched(QUOTA_WAIT_IN_WORKFLOW)) {
+    reserved = await waitInQueue(ctx, kind, pool, leaseId, await control.submitQuotaReservation(request));
+  } else {
+    const reserver =
+      waitMs > 0
+        ? proxyActivities<Activities>({
+            startToCloseTimeout: waitMs + 60_000,
+            heartbeatTimeout: '30 seconds',
+            retry: { initialInterval: '1 second', maximumAttempts: 5 },
+          })
+        : control;
+    reserved = await reserver.reserveQuota(request);
+  }
   if (reserved.granted) {
     if (reserved.waitedMs > 0) lc.event(`${kind} quota granted after waiting ${reserved.waitedMs} ms`);
     return reserved.lease;
@@ -158,6 +164,35 @@ export async function reserveOrFail(
     details: { reason: reserved.reason, shortfalls: reserved.shortfalls, earliestRelease: reserved.earliestRelease },
   });
   return null;
+}
+
+/**
+ * Marks lifecycles that wait in a pool's queue on their own timers, asking the pool where they stand, instead of
+ * inside one activity: hundreds of waiting lifecycles held the worker's activity slots, and the releases that would
+ * have let them through could not run.
+ */
+export const QUOTA_WAIT_IN_WORKFLOW = 'quota-wait-in-workflow';
+/** A queued reservation is looked at again after 1 s, then less and less often, at least every 15 s. */
+const QUEUE_POLL_FIRST_MS = 1_000;
+const QUEUE_POLL_MAX_MS = 15_000;
+
+/** Waits for a reservation the pool queued, until the pool grants or refuses it (it refuses at the wait's end). */
+async function waitInQueue(
+  ctx: LifecycleContext,
+  kind: string,
+  pool: string,
+  leaseId: string,
+  first: ReserveQuotaResult,
+): Promise<ReserveQuotaResult> {
+  let now = first;
+  for (let poll = 0; !now.granted && now.queued; poll++) {
+    ctx.details(`waiting for ${kind} quota in pool "${pool}": place ${now.queued.position}`);
+    await sleep(Math.min(QUEUE_POLL_FIRST_MS * 2 ** poll, QUEUE_POLL_MAX_MS), {
+      summary: `waiting for ${kind} quota in pool "${pool}" (place ${now.queued.position})`,
+    });
+    now = await control.quotaReservationState({ pool, leaseId, last: now });
+  }
+  return now;
 }
 
 export async function releaseLease(
@@ -200,8 +235,13 @@ export async function reserveServing(
  * Renews a lease at a third of its TTL while the lifecycle holds it; a workflow that is terminated stops renewing
  * and the pool takes the quota back when the TTL runs out. Returns the function that stops the renewals.
  */
-function keepRenewing(ctx: LifecycleContext, leaseId: string, ttlMs: number): () => void {
-  const { spec, lc } = ctx;
+export function keepRenewing(
+  ctx: LifecycleContext,
+  leaseId: string,
+  ttlMs: number,
+  pool = ctx.spec.quota.pool,
+): () => void {
+  const { lc } = ctx;
   const scope = new CancellationScope();
   let held = true;
   void scope
@@ -209,9 +249,9 @@ function keepRenewing(ctx: LifecycleContext, leaseId: string, ttlMs: number): ()
       while (held) {
         await sleep(Math.max(Math.floor(ttlMs / 3), 1_000), { summary: `renew quota lease ${leaseId}` });
         if (!held) return;
-        const r = await control.renewQuota({ pool: spec.quota.pool, leaseId });
+        const r = await control.renewQuota({ pool, leaseId });
         if (!r.renewed) {
-          lc.event(`quota lease ${leaseId} was no longer held by pool "${spec.quota.pool}" (expired)`);
+          lc.event(`quota lease ${leaseId} was no longer held by pool "${pool}" (expired)`);
           return;
         }
       }

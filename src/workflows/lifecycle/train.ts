@@ -5,9 +5,16 @@ import { formatDurationMs } from '../../shared/duration';
 import { ErrorType } from '../../shared/errors';
 import { Stage } from '../../shared/status';
 import { control, failureOf, runTag, type LifecycleContext } from './context';
-import { releaseLease, type PickedHardware } from './provision';
+import { keepRenewing, releaseLease, type PickedHardware } from './provision';
 
 export type Trained = Awaited<ReturnType<Activities['trainModel']>>;
+
+/**
+ * Marks lifecycles that renew their training lease from workflow timers while training is scheduled and runs: the
+ * trainer's heartbeats renew it only once the training starts, and a training queued behind others on its worker (one
+ * at a time per class) let its lease expire while the lifecycle still held it.
+ */
+const RENEW_TRAINING_LEASE = 'renew-training-lease';
 
 /** Marks lifecycles whose slow-training limit adds the `training.slowAlert` margin to the p95 of similar runs. */
 const SLOW_TRAINING_MARGIN = 'slow-training-margin';
@@ -30,6 +37,10 @@ export async function train(ctx: LifecycleContext, picked: PickedHardware, lease
     retry: { maximumAttempts: spec.training.maxAttempts, initialInterval: '2 seconds' },
   });
   const watch = await watchSlowTraining(ctx, hw);
+  const stopRenewing =
+    lease.ttlMs !== null && patched(RENEW_TRAINING_LEASE)
+      ? keepRenewing(ctx, leaseId, lease.ttlMs, hw.pool)
+      : () => undefined;
   let trained: Trained | undefined;
   let trainingError: ReturnType<typeof failureOf> | undefined;
   try {
@@ -49,6 +60,7 @@ export async function train(ctx: LifecycleContext, picked: PickedHardware, lease
     trainingError = failureOf(err);
   } finally {
     watch.cancel();
+    stopRenewing();
   }
   // Released here with the run's usage, not by the stack: a cancellation unwinds the stack instead.
   ctx.comp.drop('release training quota');
