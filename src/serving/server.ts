@@ -625,8 +625,10 @@ class GatewayCore {
     const joins: ({ entry: RememberedPrediction; actual: number } | undefined)[] = [];
     parsed.data.labels.forEach(({ requestId, label }, i) => {
       const entry = this.memory.find(model, requestId);
-      // A prediction of a version undeployed since (or redeployed from zero) is unknown: its counters are gone.
-      if (!entry || live.versions.get(entry.version)?.counters !== entry.counters) {
+      // A prediction of a version undeployed since (or redeployed from zero) is unknown: its counters are gone. A
+      // pinned prediction's label counts in the pinned counters it was counted in.
+      const version = entry ? live.versions.get(entry.version) : undefined;
+      if (!entry || (version?.counters !== entry.counters && version?.pinned !== entry.counters)) {
         joins.push(undefined);
         return;
       }

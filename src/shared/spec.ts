@@ -362,7 +362,17 @@ export const RolloutHooks = z
      */
     preRollout: z.array(HookSpec).max(10).default([]),
   })
-  .strict();
+  .strict()
+  .superRefine((hooks, ctx) => {
+    // Each hook is recorded as the decision `hook:<name>`: two of one name would be one check.
+    const seen = new Set<string>();
+    (Array.isArray(hooks?.preRollout) ? hooks.preRollout : []).forEach((h, i) => {
+      if (typeof h?.name !== 'string') return;
+      if (seen.has(h.name))
+        ctx.addIssue({ code: 'custom', path: ['preRollout', i, 'name'], message: `"${h.name}" again` });
+      seen.add(h.name);
+    });
+  });
 export type RolloutHooks = z.infer<typeof RolloutHooks>;
 
 export const RolloutSpec = z

@@ -154,8 +154,18 @@ class Client {
 }
 
 /** A gateway on `dataDir` loading artifacts from the work dir, both listeners on loopback. */
-async function start(dataDir: string, journalLimit?: number): Promise<{ app: Gateway; client: Client }> {
-  const app = await createGateway({ dataDir, journalLimit, artifactRoot: workDir, adminToken: ADMIN_TOKEN });
+async function start(
+  dataDir: string,
+  journalLimit?: number,
+  labelsToken?: string,
+): Promise<{ app: Gateway; client: Client }> {
+  const app = await createGateway({
+    dataDir,
+    journalLimit,
+    artifactRoot: workDir,
+    adminToken: ADMIN_TOKEN,
+    ...(labelsToken ? { labelsToken } : {}),
+  });
   const loopback = { port: 0, host: '127.0.0.1' };
   const urls = await app.listen({ public: loopback, admin: loopback });
   return { app, client: new Client(urls.public, urls.admin) };
@@ -539,11 +549,12 @@ describe('serving gateway routes: pinned headers and shadow traffic', () => {
   let client: Client;
   const routes = (body: unknown) =>
     client.call<{ error?: string; applied?: boolean }>('PUT', '/admin/models/churn/routes', body);
-  const predictWith = async (headers: Record<string, string>, userId: string) => {
+  const labelsToken = newToken();
+  const predictWith = async (headers: Record<string, string>, userId: string, requestId?: string) => {
     const res = await fetch(`${client.base}/v1/models/churn/predict`, {
       method: 'POST',
       headers: { 'content-type': 'application/json', ...headers },
-      body: JSON.stringify({ userId, features: row(3) }),
+      body: JSON.stringify({ userId, features: row(3), ...(requestId ? { requestId } : {}) }),
     });
     expect(res.status).toBe(200);
     return ((await res.json()) as PredictResponse).version;
@@ -551,7 +562,7 @@ describe('serving gateway routes: pinned headers and shadow traffic', () => {
 
   beforeAll(async () => {
     dataDir = path.join(workDir, 'gateway-routes');
-    ({ app, client } = await start(dataDir));
+    ({ app, client } = await start(dataDir, undefined, labelsToken));
     expect((await client.deploy('v1', 'r-deploy-v1', modelA)).status).toBe(200);
     expect((await client.deploy('v2', 'r-deploy-v2', modelB)).status).toBe(200);
     expect((await client.setWeights({ v1: 100 }, 'r-weights')).status).toBe(200);
@@ -584,7 +595,18 @@ describe('serving gateway routes: pinned headers and shadow traffic', () => {
     };
     expect((await routes(set)).body).toEqual({ opId: 'r-set', applied: true });
     expect((await routes(set)).body).toEqual({ opId: 'r-set', applied: false });
-    for (let i = 0; i < 10; i++) expect(await predictWith({ 'X-ML-Version': 'v2' }, `pinned-${i}`)).toBe('v2');
+    for (let i = 0; i < 10; i++) {
+      expect(await predictWith({ 'X-ML-Version': 'v2' }, `pinned-${i}`, `pinned-req-${i}`)).toBe('v2');
+    }
+    // Their labels join them, counted with the pinned predictions, not with the version's own.
+    const labels = await fetch(`${client.base}/v1/models/churn/labels`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${labelsToken}` },
+      body: JSON.stringify({
+        labels: Array.from({ length: 10 }, (_, i) => ({ requestId: `pinned-req-${i}`, label: 1 })),
+      }),
+    });
+    expect(await labels.json()).toEqual({ accepted: 10, unknown: 0, duplicate: 0 });
     for (let i = 0; i < 100; i++) expect(await predictWith({}, `user-${i}`)).toBe('v1');
     let t = await client.telemetry();
     for (let i = 0; i < 50 && (t.shadow?.v2?.compared ?? 0) < 50; i++) {
@@ -592,7 +614,9 @@ describe('serving gateway routes: pinned headers and shadow traffic', () => {
       t = await client.telemetry();
     }
     expect(t.pinned?.v2?.requests).toBe(10);
+    expect(t.pinned?.v2?.quality?.labeled).toBe(10);
     expect(t.versions.v2?.requests).toBe(0);
+    expect(t.versions.v2?.quality).toBeUndefined();
     expect(t.versions.v1?.requests).toBe(100);
     const shadow = t.shadow!.v2!;
     // Exactly half of the 100 requests v1 answered were copied; both versions' predictions of them are counted.

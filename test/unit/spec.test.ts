@@ -320,6 +320,8 @@ rollout:
   hooks:
     preRollout:
       - { name: Smoke, url: 'ftp://ci.example/smoke', timeout: 1h }
+      - { name: load, url: 'https://ci.example/load' }
+      - { name: load, url: 'https://ci.example/load-again' }
 `,
       ),
     );
@@ -327,6 +329,7 @@ rollout:
       'rollout.hooks.preRollout.0.name',
       'rollout.hooks.preRollout.0.timeout',
       'rollout.hooks.preRollout.0.url',
+      'rollout.hooks.preRollout.2.name',
       'rollout.pins',
       'rollout.pins.0.header',
       'rollout.pins.0.to',
