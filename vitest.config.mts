@@ -4,9 +4,10 @@ export default defineConfig({
   test: {
     // The Temporal native bridge crashes under worker threads; one Runtime per forked process.
     pool: 'forks',
-    // Test files share one dev server and the lifecycle task queues: one file at a time keeps every lifecycle on
-    // the workers (and gateway) of the file that started it. Two cores gain little from parallel files anyway.
-    fileParallelism: false,
+    // Two files at a time, each on a dev server of its own (test/global-setup.ts gives one per fork), so every
+    // lifecycle stays on the workers and gateway of the file that started it. Most of a file's time is spent
+    // waiting on real timers, bakes and processes, which two files share well on two cores.
+    maxWorkers: 2,
     include: ['test/**/*.test.ts'],
     testTimeout: 120_000,
     hookTimeout: 180_000,

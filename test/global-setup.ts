@@ -8,16 +8,22 @@ import { startDevServer, type DevServer } from '../src/dev/dev-server';
 
 declare module 'vitest' {
   export interface ProvidedContext {
-    temporalAddress: string;
+    /** One dev server per file running at once: the file in fork `VITEST_POOL_ID` n uses the n-th. */
+    temporalAddresses: string[];
     workflowBundlePath: string;
   }
 }
 
-let server: DevServer | undefined;
+let servers: DevServer[] = [];
 
-/** One real Temporal dev server (in memory) and one workflow bundle for the whole run. */
+/**
+ * Real Temporal dev servers (in memory), one for each test file that runs at once, and one workflow bundle for the
+ * whole run. Files running side by side never share a server, so the lifecycle task queues, the quota pools and the
+ * registries of one file's stack are never polled or read by another's.
+ */
 export async function setup(project: TestProject): Promise<void> {
-  server = await startDevServer();
+  const count = Math.max(1, project.config.maxWorkers);
+  servers = await Promise.all(Array.from({ length: count }, () => startDevServer()));
   const { code } = await bundleWorkflowCode({
     // src/workflows plus a probe of the shared sandbox (test/fixtures/workflows).
     workflowsPath: join(projectRoot(), 'test', 'fixtures', 'workflows', 'index.ts'),
@@ -28,12 +34,15 @@ export async function setup(project: TestProject): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'mll-bundle-'));
   const codePath = join(dir, 'workflows.js');
   writeFileSync(codePath, code);
-  project.provide('temporalAddress', server.address);
+  project.provide(
+    'temporalAddresses',
+    servers.map((s) => s.address),
+  );
   project.provide('workflowBundlePath', codePath);
 }
 
 export async function teardown(): Promise<void> {
-  await server?.stop();
+  await Promise.all(servers.map((s) => s.stop()));
 }
 
 const noop = () => undefined;

@@ -50,6 +50,18 @@ const noop = () => undefined;
  * One Runtime per process, quiet: test output is the assertions, not the SDK's chatter. A test that checks log lines
  * passes its capturing `logger`, before anything else installs the Runtime.
  */
+/**
+ * This test file's dev server: files run side by side in forks, and the fork numbered `VITEST_POOL_ID` (1, 2, …)
+ * has a dev server of its own (test/global-setup.ts).
+ */
+export function temporalAddress(): string {
+  const addresses = inject('temporalAddresses');
+  const pool = Number(process.env.VITEST_POOL_ID ?? '1');
+  const address = addresses[(Number.isInteger(pool) && pool > 0 ? pool - 1 : 0) % addresses.length];
+  if (!address) throw new Error('test/global-setup.ts provided no Temporal dev server');
+  return address;
+}
+
 export function installQuietRuntime(
   logger: Logger = { log: noop, trace: noop, debug: noop, info: noop, warn: noop, error: noop },
   /** The SDK's metrics endpoint, for a test that scrapes it (test/integration/metrics.test.ts). */
@@ -164,7 +176,7 @@ export async function startStack(
   } = {},
 ): Promise<Stack> {
   installQuietRuntime();
-  const address = inject('temporalAddress');
+  const address = temporalAddress();
   const client = new Client({ connection: await Connection.connect({ address }) });
   // The workers train into artifactsDir: the gateway's artifact root, as in a deployment.
   const artifactsDir = mkdtempSync(join(tmpdir(), 'mll-art-'));
@@ -184,7 +196,7 @@ export async function startStack(
     quotaPools,
     alertSink: (a) => void alerts.push(a),
     analysisPollIntervalMs: 250,
-    // Every test file's stack (they run one at a time) uses the same short wait, whichever starts the router.
+    // Every test file's stack uses the same short wait, whichever starts the router.
     alertGroupWaitMs: ALERT_GROUP_WAIT_MS,
     ...(options.alertSinks ? { alertSinks: options.alertSinks, alertRoutes: options.alertRoutes ?? [] } : {}),
     metrics,

@@ -3,10 +3,11 @@ import { Client, Connection } from '@temporalio/client';
 import { ApplicationFailure, type LogLevel, type LogMetadata, type Logger } from '@temporalio/common';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import Fastify, { type FastifyInstance } from 'fastify';
-import { afterAll, beforeAll, beforeEach, describe, expect, it, inject } from 'vitest';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { createControlPlaneActivities } from '../../src/activities/control-plane';
 import type { AlertSinkConfig } from '../../src/alerts/sinks';
 import type { Alert } from '../../src/shared/alerts';
+import { temporalAddress } from '../helpers/harness';
 import { ErrorType } from '../../src/shared/errors';
 import { QuotaPoolsFile } from '../../src/shared/quota';
 
@@ -104,7 +105,7 @@ describe('alert sinks', () => {
   beforeAll(async () => {
     receiver.url = await receiver.app.listen({ port: 0, host: '127.0.0.1' });
     // sendAlert never talks to Temporal; a lazy connection is never opened.
-    client = new Client({ connection: Connection.lazy({ address: inject('temporalAddress') }) });
+    client = new Client({ connection: Connection.lazy({ address: temporalAddress() }) });
     sinks = [
       {
         name: 'ops-hook',
