@@ -26,9 +26,25 @@ export interface DevServer {
 
 /**
  * Starts `temporal server start-dev` with the project's search attributes registered and waits until it answers.
- * The caller owns the process: `stop()` ends it (SIGTERM, then SIGKILL after 10 s).
+ * The caller owns the process: `stop()` ends it (SIGTERM, then SIGKILL after 10 s). A free port can be taken by
+ * another process between the moment it is picked and the moment the server binds it (test files and their servers
+ * start side by side): a server that exits during its start is started again on fresh ports, three times at most.
  */
 export async function startDevServer(options: DevServerOptions = {}): Promise<DevServer> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startOnce(options);
+    } catch (err) {
+      if (!(err instanceof ExitedDuringStart) || attempt === START_ATTEMPTS) throw err;
+    }
+  }
+}
+
+const START_ATTEMPTS = 3;
+
+class ExitedDuringStart extends Error {}
+
+async function startOnce(options: DevServerOptions): Promise<DevServer> {
   const port = options.port ?? (await freePort());
   const args = ['server', 'start-dev', '--ip', '127.0.0.1', '--port', String(port), '--log-level', 'error'];
   args.push('--http-port', String(await freePort()), '--metrics-port', String(await freePort()));
@@ -44,9 +60,14 @@ export async function startDevServer(options: DevServerOptions = {}): Promise<De
     stdio: ['ignore', options.logTo ?? 'ignore', options.logTo ?? 'ignore'],
   });
   let exited: string | null = null;
-  child.once('exit', (code, signal) => {
-    exited = `exited with ${signal ?? `code ${code}`}`;
-  });
+  const exitedEarly = new Promise<never>((_, reject) =>
+    child.once('exit', (code, signal) => {
+      exited = `exited with ${signal ?? `code ${code}`}`;
+      reject(new ExitedDuringStart(`Temporal dev server ${exited} during start (is port ${port} taken?)`));
+    }),
+  );
+  // Once started, a later exit is the owner's to see (stop(), the process's own events), not an unhandled rejection.
+  exitedEarly.catch(() => undefined);
   const address = `127.0.0.1:${port}`;
   const stop = async () => {
     if (child.exitCode !== null || child.signalCode !== null) return;
@@ -57,26 +78,27 @@ export async function startDevServer(options: DevServerOptions = {}): Promise<De
     clearTimeout(timer);
   };
   try {
-    await waitFor(
-      `Temporal dev server on ${address}`,
-      async () => {
-        if (exited) throw new Error(`temporal server ${exited}`);
-        const connection = await Connection.connect({ address, connectTimeout: '1s' });
-        try {
-          await connection.workflowService.getSystemInfo({});
-          return true;
-        } finally {
-          await connection.close();
-        }
-      },
-      60_000,
-      250,
-    );
+    await Promise.race([
+      exitedEarly,
+      waitFor(
+        `Temporal dev server on ${address}`,
+        async () => {
+          if (exited) return false;
+          const connection = await Connection.connect({ address, connectTimeout: '1s' });
+          try {
+            await connection.workflowService.getSystemInfo({});
+            return true;
+          } finally {
+            await connection.close();
+          }
+        },
+        60_000,
+        250,
+      ),
+    ]);
   } catch (err) {
     await stop();
-    throw new Error(
-      exited ? `Temporal dev server ${exited} during start (is port ${port} taken?)` : (err as Error).message,
-    );
+    throw err;
   }
   return {
     address,

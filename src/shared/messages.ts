@@ -2,6 +2,7 @@ import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
 import type { GateDecisionInput, LifecycleStatus, OperatorAction } from './status';
 import type {
   QuotaBatchOp,
+  QuotaDecided,
   QuotaBatchResult,
   QuotaLease,
   QuotaMonitorState,
@@ -29,6 +30,8 @@ export const rejectGateUpdate = defineUpdate<ApprovalAck, [GateDecisionInput]>('
 export const pauseSignal = defineSignal<[OperatorAction]>('pause');
 export const resumeSignal = defineSignal<[OperatorAction]>('resume');
 export const abortSignal = defineSignal<[OperatorAction]>('abort');
+/** From a quota pool to a workflow waiting on a queued reservation: it was decided; ask where it stands. */
+export const quotaDecidedSignal = defineSignal<[QuotaDecided]>('quotaDecided');
 export const statusQuery = defineQuery<LifecycleStatus>('status');
 /** Abort with an answer: the caller learns at once that the lifecycle took it (a signal cannot answer). */
 export const abortUpdate = defineUpdate<OperatorAck, [OperatorAction]>('abortLifecycle');

@@ -226,6 +226,14 @@ export const ReserveQuotaInput = z
     /** How long the holder expects to keep it (for "earliest expected release"). */
     expectedDurationMs: DurationMs.optional(),
     profile: RunProfile.optional(),
+    /**
+     * A workflow waiting on this reservation: when it is queued and later granted or refused, the pool sends that
+     * workflow the `quotaDecided` signal, so the waiter wakes at once instead of asking again and again.
+     */
+    notify: z
+      .object({ workflowId: z.string().min(1).max(1000) })
+      .strict()
+      .optional(),
   })
   .strict();
 export type ReserveQuotaInput = z.input<typeof ReserveQuotaInput>;
@@ -370,7 +378,7 @@ export interface QuotaRun {
 
 export interface QuotaJournalEntry {
   at: string;
-  op: 'grant' | 'release' | 'refuse' | 'expire' | 'renew' | 'enqueue' | 'configure';
+  op: 'grant' | 'release' | 'refuse' | 'expire' | 'renew' | 'enqueue' | 'withdraw' | 'configure';
   leaseId?: string;
   holder?: string;
   resources?: Resources;
@@ -395,6 +403,14 @@ export interface QuotaWaiting {
   ttlMs?: number | null;
   expectedDurationMs?: number;
   profile?: RunProfile;
+  /** The workflow told when it is decided (the request's `notify`). */
+  notify?: { workflowId: string };
+}
+
+/** What the pool tells a workflow waiting on a queued reservation: it was decided (granted, refused or withdrawn). */
+export interface QuotaDecided {
+  pool: string;
+  leaseId: string;
 }
 
 export interface QuotaAlertState {

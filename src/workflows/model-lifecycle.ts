@@ -110,6 +110,7 @@ export async function modelLifecycleWorkflow(input: LifecycleInput): Promise<Lif
   lc.runId = info.runId;
   registerHandlers(lc);
   const ctx = new LifecycleContext(spec, input, lc, info.runId);
+  ctx.stopAborted = () => CancellationScope.nonCancellable(() => stopEarly(ctx, ctx.abortMessage(), 'Aborted'));
   events?.start(ctx);
 
   try {

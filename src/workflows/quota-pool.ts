@@ -4,6 +4,7 @@ import {
   ApplicationFailure,
   condition,
   continueAsNew,
+  getExternalWorkflowHandle,
   log,
   patched,
   proxyActivities,
@@ -24,6 +25,7 @@ import {
   configurePoolUpdate,
   poolStateQuery,
   quotaBatchUpdate,
+  quotaDecidedSignal,
   releaseQuotaUpdate,
   renewQuotaUpdate,
   reservationQuery,
@@ -84,6 +86,12 @@ const JOURNAL_LIMIT = 1000;
  * anyone else needs the platform policy's leave, asked of the worker. Runs before it keep the open behaviour.
  */
 const LEASE_OWNERS = 'lease-owners';
+/**
+ * Marks pools that tell a waiting workflow when its queued reservation is decided (the request's `notify`: the
+ * `quotaDecided` signal), and let an owner withdraw a queued reservation by releasing it. Runs before it answered only
+ * the waiters' questions, and kept a withdrawn waiter queued until its grant or its deadline.
+ */
+export const QUOTA_DECISION_SIGNALS = 'quota-decision-signals';
 
 /**
  * The worker's check of a privileged lease operation. It runs on the pool's own task queue (`ml-lifecycle`, where the
@@ -126,6 +134,7 @@ export async function quotaPoolWorkflow(input: QuotaPoolInput): Promise<void> {
   setLogContext({ pool: config.name });
   // Decided once per run: every handler of this run follows the same rule.
   const owned = patched(LEASE_OWNERS);
+  const tellsWaiters = patched(QUOTA_DECISION_SIGNALS);
   const carried = input.carried;
   const leases = new Map<string, QuotaLease>((carried?.leases ?? []).map((l) => [l.leaseId, l]));
   const journal: QuotaJournalEntry[] = carried?.journal ?? [];
@@ -254,6 +263,24 @@ export async function quotaPoolWorkflow(input: QuotaPoolInput): Promise<void> {
     return answer(reason, shortfalls);
   };
 
+  /**
+   * Wakes the workflow waiting on a queued reservation (its `notify`): the reservation was decided and the waiter asks
+   * where it stands. A waiter that is gone (ended, or never was) changes nothing here.
+   */
+  const tell = (waiter: Waiter) => {
+    const to = waiter.entry.notify;
+    if (!tellsWaiters || !to) return;
+    getExternalWorkflowHandle(to.workflowId)
+      .signal(quotaDecidedSignal, { pool: config.name, leaseId: waiter.entry.leaseId })
+      .catch((err: unknown) =>
+        log.info('the workflow waiting on a reservation could not be told', {
+          leaseId: waiter.entry.leaseId,
+          workflowId: to.workflowId,
+          error: String(err),
+        }),
+      );
+  };
+
   /** Queue order: higher priority first, then first come. */
   const ordered = () =>
     [...queue].sort(
@@ -272,6 +299,7 @@ export async function quotaPoolWorkflow(input: QuotaPoolInput): Promise<void> {
       if (a.fits) {
         queue.splice(queue.indexOf(waiter), 1);
         grant(waiter.request, nowMs() - Date.parse(waiter.entry.enqueuedAt));
+        tell(waiter);
         continue;
       }
       waiter.last = { reason: a.reason!, shortfalls: a.shortfalls };
@@ -333,6 +361,7 @@ export async function quotaPoolWorkflow(input: QuotaPoolInput): Promise<void> {
         ...(req.ttlMs !== undefined ? { ttlMs: req.ttlMs } : {}),
         ...(req.expectedDurationMs !== undefined ? { expectedDurationMs: req.expectedDurationMs } : {}),
         ...(req.profile !== undefined ? { profile: req.profile } : {}),
+        ...(tellsWaiters && req.notify !== undefined ? { notify: req.notify } : {}),
       },
       request: req,
       last: { reason: a.reason!, shortfalls: a.shortfalls },
@@ -375,6 +404,7 @@ export async function quotaPoolWorkflow(input: QuotaPoolInput): Promise<void> {
     });
     if (timedOut.size > RUNS_LIMIT) timedOut.delete(timedOut.keys().next().value!);
     dirty = true;
+    tell(waiter);
   }
 
   /** Whether `ownerKey` is the key `leaseId` was reserved with. */
@@ -486,6 +516,7 @@ export async function quotaPoolWorkflow(input: QuotaPoolInput): Promise<void> {
   function release(raw: unknown, batched = false): QuotaLease | null | Promise<QuotaLease | null> {
     ops++;
     const req = parseInput(ReleaseQuotaInput, raw, 'release');
+    if (tellsWaiters && !leases.has(req.leaseId)) withdraw(req);
     return onLease('release', req, batched, (lease, acting) => {
       leases.delete(lease.leaseId);
       stats.releases++;
@@ -500,6 +531,20 @@ export async function quotaPoolWorkflow(input: QuotaPoolInput): Promise<void> {
       pump();
       return lease;
     });
+  }
+
+  /**
+   * Its owner's release of a reservation still queued takes it out of the queue (a lifecycle cancelled or aborted
+   * while it waited): it is never granted, and the reservations behind it move up. Anyone else's changes nothing.
+   */
+  function withdraw(req: ReleaseQuotaRequest): void {
+    const waiter = queue.find((w) => w.entry.leaseId === req.leaseId);
+    if (!waiter || (owned && !isOwner(req.leaseId, req.ownerKey))) return;
+    queue.splice(queue.indexOf(waiter), 1);
+    owners.delete(req.leaseId);
+    record({ op: 'withdraw', leaseId: req.leaseId, holder: waiter.entry.holder, resources: waiter.entry.resources });
+    dirty = true;
+    pump();
   }
 
   /**

@@ -17,7 +17,7 @@ import {
   type QuotaPoolConfigInput,
   type ReserveQuotaResult,
 } from '../../src/shared/quota';
-import { ROOT, startStack, testSpec, uniqueName, waitForStatus, type Stack } from '../helpers/harness';
+import { recordHistory, ROOT, startStack, testSpec, uniqueName, waitForStatus, type Stack } from '../helpers/harness';
 
 /** Pools of this file: each test has its own, so their histories are theirs alone. */
 const pools: QuotaPoolConfigInput[] = [];
@@ -36,6 +36,7 @@ const IDEMPOTENT = pool({ capacity: { cpu: 4 } });
 const ROLLING = pool({ capacity: { cpu: 4, memoryGiB: 8 }, continueAsNewAfterOps: 12 });
 const ALERTING = pool({ capacity: { cpu: 10 }, alerts: { usageThresholds: [0.8, 0.95], checkEvery: '300ms' } });
 const WAITING = pool({ capacity: { cpu: 64, memoryGiB: 256 } });
+const WITHDRAWN = pool({ capacity: { cpu: 64, memoryGiB: 256 } });
 const SHORT_TTL = pool({ capacity: { cpu: 64, memoryGiB: 256 }, leaseTtl: '1500ms' });
 const SMALL = pool({ capacity: { cpu: 8, memoryGiB: 64 } });
 const HOME = pool({ capacity: { cpu: 64, memoryGiB: 256 } });
@@ -376,17 +377,72 @@ describe('quota pools on a real dev server', () => {
       .poll(async () => (await quota.state(WAITING))?.waiting.map((w) => w.holder), { timeout: 15_000 })
       .toEqual([id]);
     expect((await stack.lifecycles.status(id)).stage).toBe('provisioning');
+    // Long enough in the queue that a waiter asking on a backoff (1, 2, 4, 8 s) would not ask again for seconds.
+    await new Promise((r) => setTimeout(r, 4000));
+    const released = Date.now();
     await quota.release(WAITING, { leaseId: 'hog' });
+    const training = await waitForStatus(stack.lifecycles, id, (s) => s.stage !== 'provisioning');
     const trained = await waitForStatus(stack.lifecycles, id, (s) => s.pendingGate !== null || s.stage === 'failed');
     expect(trained.stage).toBe('awaiting-approval');
     expect(trained.events.some((e) => /training quota granted after waiting \d+ ms/.test(e.message))).toBe(true);
+    // The pool told the lifecycle (the quotaDecided signal), which went on at once instead of at its next question.
+    const history = await stack.client.workflow.getHandle(id).fetchHistory();
+    const told = (history.events ?? []).filter(
+      (e) => e.workflowExecutionSignaledEventAttributes?.signalName === 'quotaDecided',
+    );
+    expect(told).toHaveLength(1);
+    const trainingAt = Date.parse(training.events.find((e) => e.stage === 'training')!.at);
+    console.log(`quota released → training started in ${trainingAt - released} ms`);
+    expect(trainingAt - released).toBeLessThan(3000);
     await stack.lifecycles.reject(id, { by: 'alice', reason: 'test over' });
     await waitForStatus(stack.lifecycles, id, (s) => s.stage === 'rejected');
+    await recordHistory(stack.client, id, 'lifecycle-quota-told');
+    await recordHistory(stack.client, quotaPoolWorkflowId(WAITING), 'quota-pool-told');
     // The training run is in the pool's history with what it measured, for later estimates.
     const run = (await quota.state(WAITING))!.runs.find((r) => r.holder === id);
     expect(run?.profile).toMatchObject({ family: 'tree-ensemble', datasetRows: expect.any(Number) as number });
     expect(run?.usage?.peakMemoryGiB).toBeGreaterThan(0.01);
     expect(run?.usage?.durationMs).toBeGreaterThan(0);
+  });
+
+  it('withdraws a queued reservation when its lifecycle is aborted or cancelled while it waits', async () => {
+    await quota.reserve(WITHDRAWN, { leaseId: 'hog', holder: 'hog', kind: 'data', resources: { cpu: 63 } });
+    const start = async (version: string) =>
+      (
+        await stack.lifecycles.start(
+          testSpec(uniqueName('qwithdraw'), version, 'good', (s) => {
+            s.quota.pool = WITHDRAWN;
+            s.quota.wait = 600_000;
+            s.hardware.trainingClasses = ['cpu-4'];
+          }),
+        )
+      ).id;
+    const aborted = await start('v1');
+    const cancelled = await start('v1');
+    await expect
+      .poll(async () => (await quota.state(WITHDRAWN))?.waiting.map((w) => w.holder).sort(), { timeout: 15_000 })
+      .toEqual([aborted, cancelled].sort());
+
+    // An abort ends the wait at once: the reservation is withdrawn and the lifecycle ends rejected, nothing held.
+    await stack.lifecycles.abort(aborted, { by: 'alice', reason: 'not tonight' });
+    const ended = await waitForStatus(stack.lifecycles, aborted, (s) => s.stage === 'rejected', 10_000);
+    expect(ended.error?.message).toBe('aborted by alice: not tonight');
+    expect(ended.events.some((e) => /training quota reservation withdrawn/.test(e.message))).toBe(true);
+    // A cancellation from outside withdraws it too.
+    await stack.client.workflow.getHandle(cancelled).cancel();
+    await expect.poll(async () => (await quota.state(WITHDRAWN))?.waiting.length, { timeout: 10_000 }).toBe(0);
+    const state = (await quota.state(WITHDRAWN))!;
+    expect(
+      state.journal
+        .filter((j) => j.op === 'withdraw')
+        .map((j) => j.holder)
+        .sort(),
+    ).toEqual([aborted, cancelled].sort());
+    // Freed capacity is never granted to a withdrawn reservation.
+    await quota.release(WITHDRAWN, { leaseId: 'hog' });
+    expect((await quota.state(WITHDRAWN))!.leases).toEqual([]);
+    await recordHistory(stack.client, aborted, 'lifecycle-quota-withdrawn');
+    await recordHistory(stack.client, quotaPoolWorkflowId(WITHDRAWN), 'quota-pool-withdrawn');
   });
 
   it('keeps a training lease alive past its TTL by renewing it while the trainer runs', async () => {

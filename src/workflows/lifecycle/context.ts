@@ -58,6 +58,11 @@ export class LifecycleContext {
   trainingPool: string;
   /** Stops the timer renewals of each serving lease the lifecycle holds, by lease id. */
   readonly stopRenewing = new Map<string, () => void>();
+  /**
+   * Ends the lifecycle on an abort taken in the middle of a phase (a wait in a quota queue): as the story ends it
+   * between phases (src/workflows/model-lifecycle.ts sets it).
+   */
+  stopAborted: () => Promise<unknown> = async () => undefined;
   private alertsRaised = 0;
 
   constructor(

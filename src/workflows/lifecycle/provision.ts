@@ -1,6 +1,17 @@
-import { CancellationScope, isCancellation, log, patched, proxyActivities, sleep } from '@temporalio/workflow';
+import {
+  CancellationScope,
+  condition,
+  isCancellation,
+  log,
+  patched,
+  proxyActivities,
+  setHandler,
+  sleep,
+  workflowInfo,
+} from '@temporalio/workflow';
 import type { Activities } from '../../activities';
 import { ErrorType } from '../../shared/errors';
+import { quotaDecidedSignal } from '../../shared/messages';
 import type { TrainingOption } from '../../shared/hardware';
 import type { QuotaLease, ReleaseQuotaInput, ReserveQuotaInput, ReserveQuotaResult } from '../../shared/quota';
 import { control, type LifecycleContext } from './context';
@@ -140,7 +151,17 @@ export async function reserveOrFail(
   };
   let reserved: ReserveQuotaResult;
   if (waitMs > 0 && patched(QUOTA_WAIT_IN_WORKFLOW)) {
-    reserved = await waitInQueue(ctx, kind, pool, leaseId, await control.submitQuotaReservation(request));
+    if (patched(QUOTA_DECISION_SIGNALS)) {
+      const told = await waitToBeTold(ctx, kind, pool, leaseId, {
+        ...request,
+        notify: { workflowId: workflowInfo().workflowId },
+      });
+      if (told === 'aborted') {
+        await ctx.stopAborted();
+        return null;
+      }
+      reserved = told;
+    } else reserved = await waitInQueue(ctx, kind, pool, leaseId, await control.submitQuotaReservation(request));
   } else {
     const reserver =
       waitMs > 0
@@ -175,6 +196,65 @@ export const QUOTA_WAIT_IN_WORKFLOW = 'quota-wait-in-workflow';
 /** A queued reservation is looked at again after 1 s, then less and less often, at least every 15 s. */
 const QUEUE_POLL_FIRST_MS = 1_000;
 const QUEUE_POLL_MAX_MS = 15_000;
+
+/**
+ * Marks lifecycles that wait in a pool's queue until the pool tells them their reservation was decided (the
+ * `quotaDecided` signal; they still ask now and then, in case a pool of an older run cannot tell), stop waiting on an
+ * abort, and withdraw the reservation when aborted or cancelled while it waits.
+ */
+export const QUOTA_DECISION_SIGNALS = 'quota-decision-signals';
+/** A waiter the pool has not told asks again after this long (a pool run from before it tells its waiters). */
+const QUEUE_ASK_EVERY_MS = 30_000;
+
+/**
+ * Sends a reservation that may wait and, when the pool queues it, waits for the pool's word (or an abort). Returns the
+ * pool's answer, or 'aborted' once the reservation was withdrawn for an abort. A cancellation withdraws it too.
+ */
+async function waitToBeTold(
+  ctx: LifecycleContext,
+  kind: string,
+  pool: string,
+  leaseId: string,
+  request: ReserveQuotaInput & { pool: string },
+): Promise<ReserveQuotaResult | 'aborted'> {
+  const { lc } = ctx;
+  let decided = false;
+  setHandler(quotaDecidedSignal, (d) => {
+    if (d?.leaseId === leaseId) decided = true;
+  });
+  let now = await control.submitQuotaReservation(request);
+  try {
+    while (!now.granted && now.queued) {
+      ctx.details(`waiting for ${kind} quota in pool "${pool}": place ${now.queued.position}`);
+      await condition(() => decided || lc.abort !== null, QUEUE_ASK_EVERY_MS, {
+        summary: `waiting for ${kind} quota in pool "${pool}" (place ${now.queued.position})`,
+      });
+      if (lc.abort) {
+        await withdrawReservation(pool, leaseId);
+        lc.event(`${kind} quota reservation withdrawn from pool "${pool}": ${ctx.abortMessage()}`);
+        return 'aborted';
+      }
+      decided = false;
+      now = await control.quotaReservationState({ pool, leaseId, last: now });
+    }
+  } catch (err) {
+    if (isCancellation(err)) await CancellationScope.nonCancellable(() => withdrawReservation(pool, leaseId));
+    throw err;
+  }
+  return now;
+}
+
+/** Takes a queued reservation back (the pool's release of one it has not granted); a granted one is released. */
+async function withdrawReservation(pool: string, leaseId: string): Promise<void> {
+  try {
+    await control.releaseQuota({ pool, leaseId });
+  } catch (err) {
+    log.warn('withdrawing a queued reservation failed; the pool refuses it at its deadline', {
+      leaseId,
+      error: String(err),
+    });
+  }
+}
 
 /** Waits for a reservation the pool queued, until the pool grants or refuses it (it refuses at the wait's end). */
 async function waitInQueue(
