@@ -51,7 +51,6 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import { Client, Connection } from '@temporalio/client';
-import { temporal } from '@temporalio/proto';
 import { Agent, request } from 'undici';
 import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
 import { generateApproverKey } from '../src/client/approval-signing';
@@ -72,6 +71,7 @@ import { GatewayMetric } from '../src/shared/gateway-metrics';
 import type { LifecycleSpec } from '../src/shared/spec';
 import { TERMINAL_STAGES, type Decision, type LifecycleStatus } from '../src/shared/status';
 import type { ModelTelemetry } from '../src/shared/telemetry';
+import { EventType, eventId, eventMs } from './history';
 import { benchFacts, percentile, printAligned, printLoad, runBenchmark } from './report';
 
 const root = projectRoot();
@@ -375,18 +375,6 @@ async function approveUntil(
     );
   }
 }
-
-type HistoryEvent = temporal.api.history.v1.IHistoryEvent;
-const EventType = temporal.api.enums.v1.EventType;
-
-function eventMs(e: HistoryEvent): number {
-  const t = e.eventTime;
-  if (!t) return NaN;
-  const seconds = typeof t.seconds === 'number' ? t.seconds : Number(t.seconds?.toString() ?? 0);
-  return seconds * 1000 + (t.nanos ?? 0) / 1e6;
-}
-
-const eventId = (e: HistoryEvent) => Number(e.eventId?.toString() ?? 0);
 
 /**
  * Splits breach → 0 % with the lifecycle's history: the rollback's `setTrafficWeights` is the last one scheduled; the
