@@ -33,6 +33,7 @@ import { performance } from 'node:perf_hooks';
 import { Client, Connection } from '@temporalio/client';
 import { Command, InvalidArgumentError } from 'commander';
 import { Agent, request } from 'undici';
+import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
 import { artifactDigest } from '../src/artifacts/digest';
 import { LifecycleClient } from '../src/client/lifecycle-client';
 import { projectRoot } from '../src/config/paths';
@@ -146,12 +147,34 @@ interface LifecyclesResult {
 }
 
 async function lifecyclesPhase(options: Options, prebuilt: string, logs: string): Promise<LifecyclesResult> {
+  // Training leases (4 CPUs each on cpu-4) come from a small pool, so the crowd queues; every device of the catalog
+  // draws on it. Serving leases come from the lifecycle's own pool, with room for every model in production: a
+  // promoted version keeps its lease.
   const poolsFile = join(workDir!, 'quota-pools.yaml');
   writeFileSync(
     poolsFile,
-    `pools:\n  - name: default\n    capacity: { cpu: ${options.capacity * 4}, memoryGiB: ${options.capacity * 16} }\n` +
-      '    leaseTtl: 10m\n    maxWait: 2h\n',
+    stringifyYaml({
+      pools: [
+        {
+          name: 'training',
+          capacity: { cpu: options.capacity * 4, memoryGiB: options.capacity * 16 },
+          leaseTtl: '10m',
+          maxWait: '2h',
+        },
+        {
+          name: 'default',
+          capacity: { cpu: options.lifecycles + 10, memoryGiB: options.lifecycles + 10 },
+          leaseTtl: '10m',
+          maxWait: '2h',
+        },
+      ],
+    }),
   );
+  const catalogFile = join(workDir!, 'hardware-catalog.yaml');
+  const catalog = parseYaml(readFileSync(join(root, 'config', 'hardware-catalog.yaml'), 'utf8')) as {
+    devices: Record<string, unknown>[];
+  };
+  writeFileSync(catalogFile, stringifyYaml({ devices: catalog.devices.map((d) => ({ ...d, pool: 'training' })) }));
   const policyFile = join(workDir!, 'policy.yaml');
   writeFileSync(
     policyFile,
@@ -170,6 +193,7 @@ async function lifecyclesPhase(options: Options, prebuilt: string, logs: string)
       GATEWAY_ADMIN_TOKEN: gateway.admin.token,
       ML_DATA_DIR: join(workDir!, 'data'),
       QUOTA_POOLS_FILE: poolsFile,
+      HARDWARE_CATALOG_FILE: catalogFile,
       ML_POLICY_FILE: policyFile,
       TRAINING_CLASSES: 'cpu',
       LOG_LEVEL: 'warn',
@@ -182,7 +206,7 @@ async function lifecyclesPhase(options: Options, prebuilt: string, logs: string)
   const client = new Client({ connection });
   await registerSearchAttributes(connection, 'default');
   const lifecycles = new LifecycleClient(client);
-  const poolState = () => client.workflow.getHandle(quotaPoolWorkflowId('default')).query(poolStateQuery);
+  const poolState = (name = 'training') => client.workflow.getHandle(quotaPoolWorkflowId(name)).query(poolStateQuery);
 
   const spec = (i: number) =>
     LifecycleSpec.parse({
@@ -299,6 +323,7 @@ async function lifecyclesPhase(options: Options, prebuilt: string, logs: string)
   await loadAgent.close();
   const peakGateway = rssMiB(gateway.process.child.pid) ?? 0;
   const pool = await poolState();
+  const servingPool = await poolState('default');
 
   // Orchestration overhead, from each lifecycle's history: per lifecycle and per stage it went through.
   const perLifecycle: number[] = [];
@@ -399,8 +424,12 @@ async function lifecyclesPhase(options: Options, prebuilt: string, logs: string)
   if (endedOtherwise.size > 0)
     console.log(`ended otherwise: ${[...endedOtherwise].map(([s, n]) => `${n} ${s}`).join(', ')}`);
   console.log(
-    `pool: ${pool.stats.grants} grants, ${pool.stats.refusals} refusals, ${pool.stats.expirations} leases expired, ` +
+    `training pool: ${pool.stats.grants} grants, ${pool.stats.refusals} refusals, ${pool.stats.expirations} leases expired, ` +
       `${pool.leases.length} held, ${pool.waiting.length} waiting at the end, continued as new ${pool.stats.continuedAsNew}×`,
+  );
+  console.log(
+    `serving pool: ${servingPool.stats.grants} grants, ${servingPool.stats.refusals} refusals, ` +
+      `${servingPool.stats.expirations} leases expired, ${servingPool.leases.length} held at the end`,
   );
   console.log(
     `predictions sent by the load loop: ${sent}, ${failedPredictions} not answered 200 (a model between stages)`,
@@ -412,7 +441,10 @@ async function lifecyclesPhase(options: Options, prebuilt: string, logs: string)
   );
   const promoted = promotedAt.length;
   const ok =
-    gateAt.size === ids.length && pool.stats.expirations === 0 && (options.gateOnly || promoted === ids.length);
+    gateAt.size === ids.length &&
+    pool.stats.expirations === 0 &&
+    servingPool.stats.expirations === 0 &&
+    (options.gateOnly || promoted === ids.length);
   for (const id of ids)
     await client.workflow
       .getHandle(id)
@@ -442,6 +474,7 @@ async function lifecyclesPhase(options: Options, prebuilt: string, logs: string)
       },
       busyShare: Object.fromEntries([...busyBy].map(([k, v]) => [k, v])),
       pool: pool.stats,
+      servingPool: servingPool.stats,
       predictions: { sent, failed: failedPredictions },
       peakRssMiB: { devServer: peakServer, worker: peakWorker, gateway: peakGateway },
       largestHistory: largest,
