@@ -69,6 +69,12 @@ export function createAlertingActivities(deps: AlertingDeps) {
   return {
     /** Hands a workflow's alert to the router (starting it if needed); the router delivers it. */
     async raiseAlert(alert: Alert): Promise<void> {
+      // An event kind (stage changes) goes only to routes that name it. With none, it is not sent to the router at
+      // all: every lifecycle signals that one workflow, and six stage events each per lifecycle were most of its load.
+      if (SUBSCRIBED_ALERT_KINDS.includes(alert.kind) && routeAlert(alert, config).sinks.length === 0) {
+        log.debug(`${alert.kind}: ${alert.summary} (no route subscribes to it)`, { alert });
+        return;
+      }
       await client.workflow.signalWithStart(ROUTER_WORKFLOW, {
         ...routerStart,
         args: [...routerStart.args],
