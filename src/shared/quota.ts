@@ -323,7 +323,12 @@ export type ReserveQuotaResult =
        * Present when the reservation waits in the pool's queue rather than being refused: its place (1 = next) and
        * when it gives up. The pool grants it as quota frees up; the caller watches with the reservation query.
        */
-      queued?: { position: number; deadline: string };
+      queued?: {
+        position: number;
+        deadline: string;
+        /** The pool will signal the `notify` workflow when it decides (pools from before that leave it out). */
+        tells?: boolean;
+      };
     };
 
 /** Most operations one batch update may carry. */
@@ -354,7 +359,15 @@ export type QuotaBatchResult =
 /** What became of a reservation, by lease id (the reservation query). */
 export type ReservationState =
   | { state: 'granted'; lease: QuotaLease; waitedMs: number }
-  | { state: 'queued'; position: number; deadline: string; reason: RefusalReason; shortfalls: QuotaShortfall[] }
+  | {
+      state: 'queued';
+      position: number;
+      deadline: string;
+      reason: RefusalReason;
+      shortfalls: QuotaShortfall[];
+      /** As the reservation's answer: the pool will signal its waiter. */
+      tells?: boolean;
+    }
   | { state: 'refused'; result: ReserveQuotaResult & { granted: false } }
   | { state: 'unknown' };
 

@@ -328,7 +328,11 @@ export async function quotaPoolWorkflow(input: QuotaPoolInput): Promise<void> {
     return {
       ...answered,
       message: `queued in pool "${config.name}" at place ${position(waiter)} until ${waiter.entry.deadline}: ${answered.message}`,
-      queued: { position: position(waiter), deadline: waiter.entry.deadline },
+      queued: {
+        position: position(waiter),
+        deadline: waiter.entry.deadline,
+        ...(tellsWaiters && waiter.entry.notify ? { tells: true } : {}),
+      },
     };
   };
 
@@ -386,6 +390,7 @@ export async function quotaPoolWorkflow(input: QuotaPoolInput): Promise<void> {
         deadline: waiter.entry.deadline,
         reason: waiter.last?.reason ?? 'queued-ahead',
         shortfalls: waiter.last?.shortfalls ?? [],
+        ...(tellsWaiters && waiter.entry.notify ? { tells: true } : {}),
       };
     const refused = timedOut.get(leaseId);
     return refused ? { state: 'refused', result: refused } : { state: 'unknown' };

@@ -203,7 +203,12 @@ const QUEUE_POLL_MAX_MS = 15_000;
  * abort, and withdraw the reservation when aborted or cancelled while it waits.
  */
 export const QUOTA_DECISION_SIGNALS = 'quota-decision-signals';
-/** A waiter the pool has not told asks again after this long (a pool run from before it tells its waiters). */
+/**
+ * How long a waiter waits for the pool's word before it asks anyway: a pool that said it will tell is asked only as a
+ * safety net (hundreds of waiters asking every half minute were most of a crowded pool's work); a pool run from before
+ * it told its waiters, every 30 s.
+ */
+const QUEUE_ASK_WHEN_TOLD_MS = 10 * 60_000;
 const QUEUE_ASK_EVERY_MS = 30_000;
 
 /**
@@ -226,7 +231,8 @@ async function waitToBeTold(
   try {
     while (!now.granted && now.queued) {
       ctx.details(`waiting for ${kind} quota in pool "${pool}": place ${now.queued.position}`);
-      await condition(() => decided || lc.abort !== null, QUEUE_ASK_EVERY_MS, {
+      const askIn = now.queued.tells ? QUEUE_ASK_WHEN_TOLD_MS : QUEUE_ASK_EVERY_MS;
+      await condition(() => decided || lc.abort !== null, askIn, {
         summary: `waiting for ${kind} quota in pool "${pool}" (place ${now.queued.position})`,
       });
       if (lc.abort) {
