@@ -267,10 +267,11 @@ export async function quotaPoolWorkflow(input: QuotaPoolInput): Promise<void> {
    * Wakes the workflow waiting on a queued reservation (its `notify`): the reservation was decided and the waiter asks
    * where it stands. A waiter that is gone (ended, or never was) changes nothing here.
    */
+  const telling = new Set<Promise<void>>();
   const tell = (waiter: Waiter) => {
     const to = waiter.entry.notify;
     if (!tellsWaiters || !to) return;
-    getExternalWorkflowHandle(to.workflowId)
+    const sent: Promise<void> = getExternalWorkflowHandle(to.workflowId)
       .signal(quotaDecidedSignal, { pool: config.name, leaseId: waiter.entry.leaseId })
       .catch((err: unknown) =>
         log.info('the workflow waiting on a reservation could not be told', {
@@ -278,7 +279,9 @@ export async function quotaPoolWorkflow(input: QuotaPoolInput): Promise<void> {
           workflowId: to.workflowId,
           error: String(err),
         }),
-      );
+      )
+      .finally(() => telling.delete(sent));
+    telling.add(sent);
   };
 
   /** Queue order: higher priority first, then first come. */
@@ -694,9 +697,14 @@ export async function quotaPoolWorkflow(input: QuotaPoolInput): Promise<void> {
     if (shouldContinueAsNew()) break;
   }
 
-  // Hand over the whole state (queue included) to the next run once every handler has finished.
-  await condition(allHandlersFinished);
-  expireDue();
+  // Hand over the whole state (queue included) to the next run once every handler has finished, and once every waiter
+  // told of its grant has the signal: a signal still in flight when the run continues as new is never delivered.
+  for (;;) {
+    await condition(allHandlersFinished);
+    expireDue();
+    if (telling.size === 0) break;
+    await Promise.allSettled([...telling]);
+  }
   stats.continuedAsNew++;
   await continueAsNew<typeof quotaPoolWorkflow>({
     config,

@@ -35,7 +35,8 @@ const CAPPED = pool({
 const IDEMPOTENT = pool({ capacity: { cpu: 4 } });
 const ROLLING = pool({ capacity: { cpu: 4, memoryGiB: 8 }, continueAsNewAfterOps: 12 });
 const ALERTING = pool({ capacity: { cpu: 10 }, alerts: { usageThresholds: [0.8, 0.95], checkEvery: '300ms' } });
-const WAITING = pool({ capacity: { cpu: 64, memoryGiB: 256 } });
+// Continues as new after the hog's release, in the very task that grants the waiting lifecycle and tells it.
+const WAITING = pool({ capacity: { cpu: 64, memoryGiB: 256 }, continueAsNewAfterOps: 4 });
 const WITHDRAWN = pool({ capacity: { cpu: 64, memoryGiB: 256 } });
 const SHORT_TTL = pool({ capacity: { cpu: 64, memoryGiB: 256 }, leaseTtl: '1500ms' });
 const SMALL = pool({ capacity: { cpu: 8, memoryGiB: 64 } });
@@ -391,6 +392,7 @@ describe('quota pools on a real dev server', () => {
       (e) => e.workflowExecutionSignaledEventAttributes?.signalName === 'quotaDecided',
     );
     expect(told).toHaveLength(1);
+    expect((await quota.state(WAITING))!.stats.continuedAsNew).toBeGreaterThanOrEqual(1);
     const trainingAt = Date.parse(training.events.find((e) => e.stage === 'training')!.at);
     console.log(`quota released → training started in ${trainingAt - released} ms`);
     expect(trainingAt - released).toBeLessThan(3000);
