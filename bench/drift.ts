@@ -1,5 +1,5 @@
 /**
- * Drift engine benchmark: the engine against numpy/scipy on the same data, in the same run.
+ * Drift engine benchmark: the engine against numpy/scipy and against Evidently on the same data, in the same run.
  *
  * Generates 50 numeric and 10 categorical features (bench/drift-data.ts: normal, lognormal, uniform, integer counts
  * with heavy ties, prices in cents; 3–50 categories, Zipf-like), 1,000,000 reference rows and 200,000 current rows
@@ -10,13 +10,17 @@
  *    once with the default worker threads and once on one thread (`workers: 0`);
  * 2. scipy (`bench/drift_scipy.py DIR` with the trainer's Python): loads the same files (not timed) and times the same
  *    statistics done the usual way (ks_2samp, wasserstein_distance, decile bins, PSI, jensenshannon, chi2_contingency);
+ *    Evidently (`bench/drift_evidently.py DIR` with the Python of `.tools/bench-venv`, made on first use by
+ *    bench/drift-evidently.ts): loads the same files into pandas DataFrames (not timed) and times
+ *    `Report([DataDriftPreset()]).run(current, reference)`;
  * 3. ingestion (`--ingest FILE`): times `readCsvColumns` of the reference CSV (types inferred), then checks that it
  *    read exactly the values of the binary files; and pandas.read_csv of the same file when pandas is installed;
  * 4. one long record (`--long-record FILE`): per size (8, 16 and 32 MiB), a CSV whose second record is one quoted field
  *    of that size (commas, newlines and escaped quotes in it), read by `readCsvColumns` and by Python's csv module in
  *    the same run; the reader must scale linearly with the record (4× the time from 8 to 32 MiB, not 16×).
- * Prints the wall times, the peak RSS of each process, the speed ratio, PASS/FAIL against the targets (engine at
- * least 5× faster than scipy, engine peak RSS under 1.5 GB), the CSV throughput, then a `BENCH_JSON {...}` line.
+ * Prints the wall times, the peak RSS of each process, the speed ratios, PASS/FAIL against the targets (engine at
+ * least 10× faster than scipy and 100× faster than Evidently, engine peak RSS under 1.5 GB), the CSV throughput, then a
+ * `BENCH_JSON {...}` line.
  * MB are 10^6 bytes throughout.
  *
  * Every statistic of the engine is checked against scipy's: KS statistic, Wasserstein-1 (plain and normalised) and
@@ -63,10 +67,13 @@ import {
   type BenchMeta,
   type SideData,
 } from './drift-data';
+import { evidentlyPython } from './drift-evidently';
 import { benchFacts, printAligned, printLoad, runBenchmark } from './report';
 
 const SEED = 20_261_126;
-const SPEED_TARGET = 5;
+const SPEED_TARGET = 10;
+/** Times faster than Evidently's DataDriftPreset the engine should be. */
+const EVIDENTLY_TARGET = 100;
 const MEMORY_TARGET_MB = 1500;
 /** Relative tolerance of the statistics the report keeps at full precision. */
 const RELATIVE = 1e-9;
@@ -116,6 +123,18 @@ interface ScipyResult {
   numpy: string;
   scipy: string;
   features: ScipyFeature[];
+}
+
+interface EvidentlyResult {
+  seconds: number;
+  peakRssKiB: number;
+  python: string;
+  evidently: string;
+  pandas: string;
+  numpy: string;
+  scipy: string;
+  driftedColumns: { count: number; share: number | null } | null;
+  features: { name: string; method: string | null; score: number | null; drifted: boolean | null }[];
 }
 
 interface IngestResult {
@@ -571,6 +590,8 @@ async function main(): Promise<number> {
     );
     return long.mismatches.length === 0 ? 0 : 1;
   }
+  // Made (once) before anything is measured, so pip never runs beside a timed child.
+  const evidentlyEnv = evidentlyPython((line) => console.log(line));
   const gen = generate(dataDir, refRows, curRows);
   const { meta } = gen;
   const driftedNumeric = meta.numeric.filter((f) => f.drift).length;
@@ -601,6 +622,14 @@ async function main(): Promise<number> {
     if (!('skipped' in scipy)) console.log(`scipy: ${scipy.seconds.toFixed(2)} s`);
     pandas = await runChild<PandasResult | Skipped>(python, [pyScript, '--read-csv', join(dataDir, 'ref.csv')]);
   }
+  const evidently: EvidentlyResult | Skipped =
+    'skipped' in evidentlyEnv
+      ? evidentlyEnv
+      : await runChild<EvidentlyResult | Skipped>(evidentlyEnv.python, [
+          join(root, 'bench', 'drift_evidently.py'),
+          dataDir,
+        ]);
+  if (!('skipped' in evidently)) console.log(`evidently: ${evidently.seconds.toFixed(2)} s`);
   const ingest = await runChild<IngestResult>(process.execPath, [script, '--ingest', join(dataDir, 'ref.csv')]);
   const long = await longRecords(dataDir, longSizes);
   const loadAfter = loadavg();
@@ -617,7 +646,10 @@ async function main(): Promise<number> {
 
   console.log('');
   const scipySeconds = 'skipped' in scipy ? NaN : scipy.seconds;
-  const ratio = (seconds: number) => (Number.isNaN(scipySeconds) ? '-' : `${(scipySeconds / seconds).toFixed(1)}×`);
+  const evidentlySeconds = 'skipped' in evidently ? NaN : evidently.seconds;
+  const times = (theirs: number, seconds: number) => (Number.isNaN(theirs) ? '-' : `${(theirs / seconds).toFixed(1)}×`);
+  const ratio = (seconds: number) => times(scipySeconds, seconds);
+  const versus = (seconds: number) => times(evidentlySeconds, seconds);
   const rows: string[][] = [];
   const autoWorkerCount = autoWorkers(refRows * meta.numeric.length, meta.numeric.length);
   const defaultLabel =
@@ -626,9 +658,15 @@ async function main(): Promise<number> {
     [defaultLabel, engine],
     ['ours, one thread', single],
   ] as const) {
-    rows.push([`${label}: profile + compare`, r.seconds.toFixed(2), fmtMb(r.peakRssKiB), ratio(r.seconds)]);
-    rows.push(['  profile (sorts the reference)', r.profileSeconds.toFixed(2), '', ratio(r.profileSeconds)]);
-    rows.push(['  compare', r.compareSeconds.toFixed(2), '', ratio(r.compareSeconds)]);
+    rows.push([
+      `${label}: profile + compare`,
+      r.seconds.toFixed(2),
+      fmtMb(r.peakRssKiB),
+      ratio(r.seconds),
+      versus(r.seconds),
+    ]);
+    rows.push(['  profile (sorts the reference)', r.profileSeconds.toFixed(2), '', ratio(r.profileSeconds), '']);
+    rows.push(['  compare', r.compareSeconds.toFixed(2), '', ratio(r.compareSeconds), '']);
   }
   if (!('skipped' in scipy)) {
     rows.push([
@@ -636,9 +674,20 @@ async function main(): Promise<number> {
       scipy.seconds.toFixed(2),
       fmtMb(scipy.peakRssKiB),
       '1.0×',
+      versus(scipy.seconds),
     ]);
   }
-  printAligned(['run', 'seconds', 'peak RSS MB', 'scipy / run'], rows);
+  if (!('skipped' in evidently)) {
+    rows.push([
+      `Evidently ${evidently.evidently} DataDriftPreset, pandas ${evidently.pandas}`,
+      evidently.seconds.toFixed(2),
+      fmtMb(evidently.peakRssKiB),
+      ratio(evidently.seconds),
+      '1.0×',
+    ]);
+  }
+  // Both ratios read "times faster than": the other's seconds over the row's.
+  printAligned(['run', 'seconds', 'peak RSS MB', 'scipy / run', 'Evidently / run'], rows);
   console.log('');
   console.log(
     'seconds: wall time of the comparison alone (the data is loaded into memory before, not timed); peak RSS: the ' +
@@ -646,13 +695,22 @@ async function main(): Promise<number> {
   );
 
   const speedup = scipySeconds / engine.seconds;
+  const evidentlySpeedup = evidentlySeconds / engine.seconds;
   const peakMb = megabytes(engine.peakRssKiB);
   const speedPass = speedup >= SPEED_TARGET;
+  const evidentlyPass = evidentlySpeedup >= EVIDENTLY_TARGET;
   const memoryPass = peakMb < MEMORY_TARGET_MB;
   if ('skipped' in scipy) console.log(`scipy: not run: ${scipy.skipped}`);
   else {
     console.log(
       `target: ours at least ${SPEED_TARGET}× faster than scipy: ${speedup.toFixed(1)}× ${speedPass ? 'PASS' : 'FAIL'}`,
+    );
+  }
+  if ('skipped' in evidently) console.log(`evidently: not run: ${evidently.skipped}`);
+  else {
+    console.log(
+      `target: ours at least ${EVIDENTLY_TARGET}× faster than Evidently: ${evidentlySpeedup.toFixed(1)}× ` +
+        (evidentlyPass ? 'PASS' : 'FAIL'),
     );
   }
   console.log(
@@ -690,6 +748,15 @@ async function main(): Promise<number> {
         : `generated but not flagged: ${missed.join(', ') || 'none'}; flagged but not generated: ${extra.join(', ') || 'none'}`) +
       `; problems: ${engine.problems.map((p) => `${p.kind} ${p.feature ?? ''}`.trim()).join(', ') || 'none'}`,
   );
+  if (!('skipped' in evidently)) {
+    const theirs = evidently.features.filter((f) => f.drifted).map((f) => f.name);
+    const same = theirs.length === flagged.length && theirs.every((n) => flagged.includes(n));
+    const methods = [...new Set(evidently.features.map((f) => f.method))].join(', ');
+    console.log(
+      `Evidently's verdict: ${theirs.length} of ${evidently.features.length} columns drifted (methods: ${methods}); ` +
+        (same ? "the same features as the engine's" : `differs from the engine's: ${theirs.join(', ')}`),
+    );
+  }
   if ('skipped' in scipy) console.log('cross-check against scipy: not done (scipy not run)');
   else if (mismatches.length === 0) {
     console.log(
@@ -711,7 +778,23 @@ async function main(): Promise<number> {
       engineOneThread: { ...single, features: undefined, problems: undefined, peakRssMB: megabytes(single.peakRssKiB) },
       scipy:
         'skipped' in scipy ? scipy : { ...scipy, features: undefined, peakRssMB: megabytes(scipy.peakRssKiB), speedup },
-      targets: { speedup: SPEED_TARGET, speedPass, peakRssMB: MEMORY_TARGET_MB, memoryPass },
+      evidently:
+        'skipped' in evidently
+          ? evidently
+          : {
+              ...evidently,
+              features: undefined,
+              peakRssMB: megabytes(evidently.peakRssKiB),
+              speedup: evidentlySpeedup,
+            },
+      targets: {
+        speedup: SPEED_TARGET,
+        speedPass,
+        evidentlySpeedup: EVIDENTLY_TARGET,
+        evidentlyPass,
+        peakRssMB: MEMORY_TARGET_MB,
+        memoryPass,
+      },
       ingestion: { ...ingest, mbPerSecond, rowsPerSecond: ingest.rows / ingest.seconds, csvBytes: gen.csvBytes },
       pandas,
       longRecords: long.cases,

@@ -705,16 +705,19 @@ export async function compareData(
   const observations = new Map<string, Observation>();
   const typeMismatches: { name: string; type: string }[] = [];
   const exact: { p: NumericProfile; column: NumericColumn; values: Float64Array }[] = [];
+  // Observed on this thread, while the exact comparisons run in worker threads.
+  const here: (() => void)[] = [];
   const profiles = new Map(reference.profile.features.map((f) => [f.name, f]));
   for (const column of current.columns) {
     const p = profiles.get(column.name);
     if (!p || p.role === 'identifier' || overrides.get(p.name)?.skip) continue;
     if (column.type !== p.type) typeMismatches.push({ name: p.name, type: column.type });
-    else if (p.type === 'categorical') observations.set(p.name, observeCategorical(p, column as CategoricalColumn));
-    else {
+    else if (p.type === 'categorical') {
+      here.push(() => observations.set(p.name, observeCategorical(p, column as CategoricalColumn)));
+    } else {
       const values = reference.sorted.get(p.name);
       if (values) exact.push({ p, column: column as NumericColumn, values });
-      else observations.set(p.name, observeNumericBinned(p, column as NumericColumn));
+      else here.push(() => observations.set(p.name, observeNumericBinned(p, column as NumericColumn)));
     }
   }
   const total = exact.reduce((n, e) => n + e.values.length + e.column.values.length, 0);
@@ -730,7 +733,14 @@ export async function compareData(
       ksMode: 'auto',
     };
   });
-  const results = (await runKernels(tasks, workers)) as NumericComparison[];
+  const pending = runKernels(tasks, workers);
+  try {
+    for (const observe of here) observe();
+  } catch (err) {
+    await pending.catch(() => undefined);
+    throw err;
+  }
+  const results = (await pending) as NumericComparison[];
   exact.forEach(({ p, column }, i) => {
     const c = results[i]!;
     observations.set(p.name, {

@@ -2,6 +2,7 @@
  * The per-feature numeric work of profiling and comparison, written so it can run on the calling thread or in a worker
  * thread on shared memory: every input is a Float64Array (possibly on a SharedArrayBuffer) and every output plain data.
  */
+import { finishSort } from './sort';
 import { ksAndWasserstein, type Alternative, type KsMode } from './stats';
 
 /** Quantiles kept in a numeric profile, by name. */
@@ -100,26 +101,21 @@ export interface NumericSummary {
   counts: number[];
 }
 
-/** Summarises sorted finite values: moments, quantiles, distinct count and quantile bins. */
+/**
+ * Summarises sorted finite values: moments, quantiles, distinct count and quantile bins. Values ordered by their high
+ * words only (`sortedFinite` with `partial`) are accepted too: the first value found smaller than its predecessor
+ * completes the sort (`finishSort`) before the summary starts over, so a column read in order costs one pass.
+ */
 export function profileNumeric(sorted: Float64Array, bins: number): NumericSummary {
   const n = sorted.length;
-  let sum = 0;
-  let integer = true;
-  let distinct = 0;
-  let previous = NaN;
-  for (let i = 0; i < n; i++) {
-    const v = sorted[i]!;
-    sum += v;
-    if (integer && v !== Math.trunc(v)) integer = false;
-    if (v !== previous) distinct++;
-    previous = v;
+  let moments = momentsOfSorted(sorted);
+  if (!moments) {
+    finishSort(sorted);
+    moments = momentsOfSorted(sorted)!;
   }
+  const { sum, integer, distinct, s1, s2 } = moments;
   const mean = n > 0 ? sum / n : NaN;
-  let squares = 0;
-  for (let i = 0; i < n; i++) {
-    const d = sorted[i]! - mean;
-    squares += d * d;
-  }
+  const squares = Math.max(0, s2 - (s1 * s1) / n);
   const quantiles = Object.fromEntries(
     Object.entries(PROFILE_QUANTILES).map(([name, q]) => [name, quantileOfSorted(sorted, q)]),
   );
@@ -136,6 +132,36 @@ export function profileNumeric(sorted: Float64Array, bins: number): NumericSumma
     edges,
     counts: binCountsOfSorted(sorted, edges),
   };
+}
+
+/**
+ * One pass over sorted values: their sum (in order), whether all are integers, how many are distinct, and the sums
+ * s1, s2 of their deviations from the median and of its squares; null at the first value smaller than its predecessor.
+ * One pass, not two (a column too large for the cache is read from memory on each pass): the variance is
+ * (s2 - s1²/n)/n, and shifting by the median, within a standard deviation of the mean, keeps that subtraction free of
+ * cancellation, as accurate as the two-pass formula.
+ */
+function momentsOfSorted(sorted: Float64Array) {
+  const n = sorted.length;
+  const shift = n > 0 ? sorted[n >> 1]! : 0;
+  let sum = 0;
+  let s1 = 0;
+  let s2 = 0;
+  let integer = true;
+  let distinct = 0;
+  let previous = NaN;
+  for (let i = 0; i < n; i++) {
+    const v = sorted[i]!;
+    if (v < previous) return null;
+    sum += v;
+    const d = v - shift;
+    s1 += d;
+    s2 += d * d;
+    if (integer && v !== Math.trunc(v)) integer = false;
+    distinct += v !== previous ? 1 : 0;
+    previous = v;
+  }
+  return { sum, integer, distinct, s1, s2 };
 }
 
 export interface NumericComparison {

@@ -180,16 +180,23 @@ export async function buildProfile(data: ColumnarData, options: ProfileOptions =
   const total = numeric.reduce((s, c) => s + c.values.length, 0);
   const workers = options.workers ?? autoWorkers(total, numeric.length);
   const tasks: KernelTask[] = numeric.map((c) => ({ kind: 'profile', values: c.values, bins }));
-  const results = (await runKernels(tasks, workers)) as ProfiledColumn[];
-  const sorted = new Map<string, Float64Array>();
+  // With worker threads, the categorical columns are profiled here while the numeric ones are sorted there.
+  const pending = runKernels(tasks, workers);
   const byName = new Map<string, FeatureProfile>();
+  try {
+    for (const c of data.columns) {
+      if (c.type === 'categorical') byName.set(c.name, profileCategorical(c, data.rows, options));
+    }
+  } catch (err) {
+    await pending.catch(() => undefined);
+    throw err;
+  }
+  const results = (await pending) as ProfiledColumn[];
+  const sorted = new Map<string, Float64Array>();
   numeric.forEach((c, i) => {
     sorted.set(c.name, results[i]!.sorted);
     byName.set(c.name, numericProfile(c, data.rows, results[i]!.summary, options));
   });
-  for (const c of data.columns) {
-    if (c.type === 'categorical') byName.set(c.name, profileCategorical(c, data.rows, options));
-  }
   const profile: DataProfile = {
     format: PROFILE_FORMAT,
     createdAt: (options.now ?? new Date()).toISOString(),

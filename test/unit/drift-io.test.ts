@@ -8,7 +8,7 @@ import { columnsFromArrays, type CategoricalColumn, type NumericColumn } from '.
 import { readCsvColumns } from '../../src/drift/csv';
 import { readJsonlColumns } from '../../src/drift/jsonl';
 import { finiteValues } from '../../src/drift/kernels';
-import { sortFloat64 } from '../../src/drift/sort';
+import { finishSort, sortedFinite, sortFloat64, SortScratch } from '../../src/drift/sort';
 
 const dir = mkdtempSync(join(tmpdir(), 'drift-io-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -197,6 +197,43 @@ describe('sortFloat64', () => {
       check(Float64Array.from({ length: n }, () => Math.floor(rand() * 30) - 15));
       check(Float64Array.from({ length: n }, () => Math.round(rand() * 1e4) / 100));
       check(new Float64Array(n).fill(3.5));
+    }
+  });
+});
+
+describe('sortedFinite', () => {
+  const show = (values: Float64Array) => Array.from(values).map((v) => (Object.is(v, -0) ? '-0' : String(v)));
+  let seed = 11;
+  const rand = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
+  const columns: Record<string, (n: number) => Float64Array> = {
+    'full-precision doubles of both signs, with NaN and infinities': (n) =>
+      Float64Array.from({ length: n }, (_, i) =>
+        i % 13 === 0 ? NaN : i % 29 === 0 ? -Infinity : i % 31 === 0 ? Infinity : (rand() - 0.5) * 10 ** (rand() * 8),
+      ),
+    'integer counts with zeros (a wide key range, few keys)': (n) =>
+      Float64Array.from({ length: n }, () => (rand() < 0.3 ? 0 : Math.floor(rand() * 100))),
+    'values agreeing to 9 digits (sharing high words)': (n) =>
+      Float64Array.from({ length: n }, () => 1 + rand() * 1e-9),
+    'a few values agreeing to 12 digits': (n) =>
+      Float64Array.from({ length: n }, () => 1 + Math.floor(rand() * 5) * 1e-12),
+    'zeros of both signs and denormals': (n) =>
+      Float64Array.from({ length: n }, (_, i) => [0, -0, 5e-324, -5e-324, 1e-310][i % 5]!),
+  };
+  it.each(Object.keys(columns))('sorts the finite values exactly as filtering then sorting: %s', (name) => {
+    const scratch = new SortScratch();
+    for (const n of [10, 5000, 70_000]) {
+      const column = columns[name]!(n);
+      const expected = show(column.filter((v) => Number.isFinite(v)).sort());
+      expect(show(sortedFinite(column, { scratch }))).toEqual(expected);
+      const shared = sortedFinite(column, { shared: true });
+      expect(shared.buffer instanceof SharedArrayBuffer).toBe(true);
+      expect(show(shared)).toEqual(expected);
+      const into = new Float64Array(n + 3);
+      expect(show(sortedFinite(column, { into, scratch }))).toEqual(expected);
+      // Partial: ordered by high words only, until finishSort.
+      const partial = sortedFinite(column, { scratch, partial: true });
+      finishSort(partial);
+      expect(show(partial)).toEqual(expected);
     }
   });
 });
