@@ -12,9 +12,10 @@
  * deployed beside the first, its shadow set before each run to off, 20 % and 100 % of the requests (the candidate's
  * copies are predicted after each answer; the users' latency is what is measured, against the same gateway with the
  * shadow off). The same undici load generator drives all seven with the same
- * rows: sequential, concurrency 8 and concurrency 32, in two rounds with the order of the targets alternated. Prints
- * req/s, p50 and p99 per phase and target, the ratios gateway / direct and nginx / gateway with the added latency in
- * ms, the in-process latency of `prepare` + `run` (no HTTP) as a floor, then a `BENCH_JSON {...}` line.
+ * rows: sequential, concurrency 8 and concurrency 32, in six rounds with the order of the targets alternated. Prints
+ * req/s, p50 and p99 per phase and target (every round pooled), the ratios gateway / direct and nginx / gateway with
+ * the added latency in ms (the median over the rounds of each round's pair of runs), the in-process latency of
+ * `prepare` + `run` (no HTTP) as a floor, then a `BENCH_JSON {...}` line.
  * Exits 1 if any request answered something other than 200.
  *
  * Run: `npm run bench:router` (builds, then `node dist/bench/router.js`).
@@ -51,9 +52,14 @@ const VERSION = 'v1';
 /** Requests at concurrency 8 sent once to each target before the first phase (JIT, heap, session), not counted. */
 const INITIAL_WARMUP = 5000;
 /** Requests before each measured run, not counted. */
-const WARMUP = 500;
-/** Each phase runs this many times per target, the order of the targets alternating from one round to the next. */
-const ROUNDS = 2;
+const WARMUP = 300;
+/**
+ * Each phase runs this many times per target, the order of the targets alternating from one round to the next, so
+ * that a target's run and its baseline's are next to each other in time. Six short rounds rather than two long ones:
+ * the load of other processes on a shared machine comes and goes within seconds (one round of a target at twice the
+ * req/s of the other), and the median of the rounds' comparisons stands when one or two rounds are disturbed.
+ */
+const ROUNDS = 6;
 /** In-process floor: `prepare` + `run` calls measured, after as many unmeasured ones. */
 const IN_PROCESS_CALLS = 3000;
 
@@ -83,9 +89,9 @@ interface PhaseSpec {
 }
 
 const PHASES: PhaseSpec[] = [
-  { name: 'sequential', concurrency: 1, requests: 3000 },
-  { name: 'concurrency 8', concurrency: 8, requests: 20_000 },
-  { name: 'concurrency 32', concurrency: 32, requests: 20_000 },
+  { name: 'sequential', concurrency: 1, requests: 1000 },
+  { name: 'concurrency 8', concurrency: 8, requests: 7000 },
+  { name: 'concurrency 32', concurrency: 32, requests: 7000 },
 ];
 
 interface Target {
@@ -104,12 +110,13 @@ interface TargetResult {
   reqPerSec: number;
   p50Ms: number;
   p99Ms: number;
-  /** req/s of each round, to show the spread. */
+  /** Each round's figures, in round order: what comparisons pair. */
   roundReqPerSec: number[];
   roundP50Ms: number[];
   roundP99Ms: number[];
   /** CPU time (user + system) the server process spent per measured request, µs; undefined off Linux. */
   serverCpuUsPerReq: number | undefined;
+  roundCpuUsPerReq: (number | undefined)[];
   non200: number;
 }
 
@@ -119,33 +126,32 @@ interface Run {
   serverCpuSeconds: number | undefined;
 }
 
-/** A target against its baseline: nginx in front of a gateway against the gateway alone, a shadow against none. */
-interface ThroughNginx {
-  /** nginx / gateway. */
+/**
+ * A target against its baseline (the gateway against direct, nginx in front of a gateway against the gateway alone, a
+ * shadow against none): each figure is the median over the rounds of that round's target run against its baseline's
+ * run, which ran next to it. Ratios are target / baseline, added latencies target − baseline in ms.
+ */
+interface Comparison {
   p50Ratio: number;
   p99Ratio: number;
   throughputRatio: number;
-  /** nginx − gateway, ms. */
   addedP50Ms: number;
   addedP99Ms: number;
+  /** Server CPU per request; undefined off Linux. */
+  cpuRatio: number | undefined;
+  /** Each round's throughput ratio and added p99, to show the spread. */
+  roundThroughputRatio: number[];
+  roundAddedP99Ms: number[];
 }
 
-type PhaseResult = Record<TargetName, TargetResult> & {
-  name: string;
-  concurrency: number;
-  throughNginx: Record<(typeof NGINX_TARGETS)[number], ThroughNginx>;
-  /** The shadow gateway with its shadow on / off (same ratios as through nginx). */
-  withShadow: Record<(typeof SHADOW_TARGETS)[number], ThroughNginx>;
-  /** gateway / direct. */
-  p50Ratio: number;
-  p99Ratio: number;
-  throughputRatio: number;
-  /** gateway − direct, ms. */
-  addedP50Ms: number;
-  addedP99Ms: number;
-  /** gateway / direct server CPU per request. */
-  cpuRatio: number | undefined;
-};
+type PhaseResult = Record<TargetName, TargetResult> &
+  Comparison & {
+    name: string;
+    concurrency: number;
+    throughNginx: Record<(typeof NGINX_TARGETS)[number], Comparison>;
+    /** The shadow gateway with its shadow on / off. */
+    withShadow: Record<(typeof SHADOW_TARGETS)[number], Comparison>;
+  };
 
 const root = projectRoot();
 const tempDirs: string[] = [];
@@ -304,7 +310,35 @@ function summarize(measured: Run[]): TargetResult {
     serverCpuUsPerReq: measured.every((m) => m.serverCpuSeconds !== undefined)
       ? (1e6 * measured.reduce((s, m) => s + (m.serverCpuSeconds ?? 0), 0)) / total
       : undefined,
+    roundCpuUsPerReq: measured.map((m) =>
+      m.serverCpuSeconds === undefined ? undefined : (1e6 * m.serverCpuSeconds) / m.outcome.latencies.length,
+    ),
     non200: runs.reduce((n, r) => n + r.non200, 0),
+  };
+}
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const middle = sorted.length >> 1;
+  return sorted.length % 2 === 1 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2;
+}
+
+/** `t` against `base`, round by round (see {@link Comparison}). */
+function compare(t: TargetResult, base: TargetResult): Comparison {
+  const rounds = t.roundReqPerSec.map((_, i) => i);
+  const ofRounds = (f: (i: number) => number) => rounds.map(f);
+  const roundThroughputRatio = ofRounds((i) => t.roundReqPerSec[i]! / base.roundReqPerSec[i]!);
+  const roundAddedP99Ms = ofRounds((i) => t.roundP99Ms[i]! - base.roundP99Ms[i]!);
+  const cpu = ofRounds((i) => (t.roundCpuUsPerReq[i] ?? Number.NaN) / (base.roundCpuUsPerReq[i] ?? Number.NaN));
+  return {
+    p50Ratio: median(ofRounds((i) => t.roundP50Ms[i]! / base.roundP50Ms[i]!)),
+    p99Ratio: median(ofRounds((i) => t.roundP99Ms[i]! / base.roundP99Ms[i]!)),
+    throughputRatio: median(roundThroughputRatio),
+    addedP50Ms: median(ofRounds((i) => t.roundP50Ms[i]! - base.roundP50Ms[i]!)),
+    addedP99Ms: median(roundAddedP99Ms),
+    cpuRatio: cpu.some(Number.isNaN) ? undefined : median(cpu),
+    roundThroughputRatio,
+    roundAddedP99Ms,
   };
 }
 
@@ -313,7 +347,7 @@ function printComparison<N extends string>(
   title: string,
   results: PhaseResult[],
   names: readonly N[],
-  of: (r: PhaseResult) => Record<N, ThroughNginx>,
+  of: (r: PhaseResult) => Record<N, Comparison>,
 ): void {
   console.log(title);
   printAligned(
@@ -383,12 +417,12 @@ function printResults(results: PhaseResult[]): void {
   );
   console.log('');
   for (const r of results) {
-    const rounds = TARGETS.map(
-      (name) =>
-        `${name} ${r[name].roundReqPerSec.map((v) => v.toFixed(0)).join('/')} req/s, ` +
-        `p50 ${r[name].roundP50Ms.map((v) => v.toFixed(3)).join('/')} ms`,
-    ).join('; ');
-    console.log(`${r.name} by round: ${rounds}`);
+    const rounds = TARGETS.map((name) => `${name} ${r[name].roundReqPerSec.map((v) => v.toFixed(0)).join('/')}`);
+    console.log(`${r.name} req/s by round: ${rounds.join('; ')}`);
+    console.log(
+      `${r.name} gateway / direct by round: throughput ${r.roundThroughputRatio.map((v) => v.toFixed(2)).join('/')}, ` +
+        `added p99 ${r.roundAddedP99Ms.map((v) => v.toFixed(3)).join('/')} ms`,
+    );
   }
 }
 
@@ -568,7 +602,8 @@ async function main(): Promise<number> {
         `nginx on ${targets.nginx.url} and ${targets['nginx keep-alive'].url} in front of gateway pid ${slot.pid}` +
         `${profDir ? ` (CPU profile into ${resolve(profDir)})` : ''}; ${rows.length} rows; ` +
         `warm-up (not counted): ${INITIAL_WARMUP} requests at concurrency 8 per target once, ` +
-        `then ${WARMUP} before each run; ${ROUNDS} rounds, target order alternating\n`,
+        `then ${WARMUP} before each run; ${ROUNDS} rounds, target order alternating; comparisons are medians of ` +
+        'the rounds\n',
     );
 
     // Same cursor over the rows and user ids for both targets: the n-th request of a run is the same for both.
@@ -610,13 +645,6 @@ async function main(): Promise<number> {
       const off = summarize(phaseRuns['shadow off']);
       const s20 = summarize(phaseRuns['shadow 20%']);
       const s100 = summarize(phaseRuns['shadow 100%']);
-      const against = (t: TargetResult, base: TargetResult = g): ThroughNginx => ({
-        p50Ratio: t.p50Ms / base.p50Ms,
-        p99Ratio: t.p99Ms / base.p99Ms,
-        throughputRatio: t.reqPerSec / base.reqPerSec,
-        addedP50Ms: t.p50Ms - base.p50Ms,
-        addedP99Ms: t.p99Ms - base.p99Ms,
-      });
       return {
         name: spec.name,
         concurrency: spec.concurrency,
@@ -627,17 +655,9 @@ async function main(): Promise<number> {
         'shadow off': off,
         'shadow 20%': s20,
         'shadow 100%': s100,
-        throughNginx: { nginx: against(n), 'nginx keep-alive': against(k) },
-        withShadow: { 'shadow 20%': against(s20, off), 'shadow 100%': against(s100, off) },
-        p50Ratio: g.p50Ms / d.p50Ms,
-        p99Ratio: g.p99Ms / d.p99Ms,
-        throughputRatio: g.reqPerSec / d.reqPerSec,
-        addedP50Ms: g.p50Ms - d.p50Ms,
-        addedP99Ms: g.p99Ms - d.p99Ms,
-        cpuRatio:
-          g.serverCpuUsPerReq === undefined || d.serverCpuUsPerReq === undefined
-            ? undefined
-            : g.serverCpuUsPerReq / d.serverCpuUsPerReq,
+        throughNginx: { nginx: compare(n, g), 'nginx keep-alive': compare(k, g) },
+        withShadow: { 'shadow 20%': compare(s20, off), 'shadow 100%': compare(s100, off) },
+        ...compare(g, d),
       };
     });
 
@@ -648,8 +668,9 @@ async function main(): Promise<number> {
     );
     console.log(
       `ratios are gateway / direct (throughput: < 1 means the gateway answers fewer req/s); added = gateway − direct; ` +
+        `each the median over the rounds of the round's two runs (the table of targets pools the rounds); ` +
         `through nginx: nginx / gateway and nginx − gateway (nginx's srv CPU: its workers and the gateway behind); ` +
-        `latencies client-side, nearest rank, both rounds pooled; srv CPU = the server process's user + system ` +
+        `latencies client-side, nearest rank; srv CPU = the server process's user + system ` +
         `time over the measured requests (/proc/<pid>/stat) divided by their number`,
     );
     console.log(

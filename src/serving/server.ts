@@ -1,4 +1,4 @@
-import { createHash, randomUUID, timingSafeEqual } from 'node:crypto';
+import { createHash, timingSafeEqual } from 'node:crypto';
 import { mkdir, realpath } from 'node:fs/promises';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -44,6 +44,7 @@ import {
   type Features,
   type Prediction,
 } from './model-host';
+import { validPredictRequest } from './predict-request';
 import { PredictionMemory, type PredictionMemoryOptions, type RememberedPrediction } from './prediction-memory';
 import { createGatewayMetrics, versionWeightsOf } from './prometheus-metrics';
 import { buildRoutingTable, InvalidWeightsError, route, type RoutingTable } from './router';
@@ -54,6 +55,7 @@ import {
   type ModelState,
   type RoutingState,
 } from './routing-store';
+import { newRequestId } from './request-id';
 import { TelemetryRegistry, type PredictionBinning, type ShadowCounters, type VersionCounters } from './telemetry';
 import { own } from '../shared/own';
 
@@ -189,14 +191,17 @@ function valueOf(label: number | string): number | undefined {
   return Number.isFinite(value) ? value : undefined;
 }
 
-/** A row's prediction as answered: the task's fields only. */
-function answerOf(p: Prediction): RowPrediction {
-  return {
-    ...(p.label !== undefined ? { label: p.label } : {}),
-    ...(p.probability !== undefined ? { probability: p.probability } : {}),
-    ...(p.probabilities !== undefined ? { probabilities: p.probabilities } : {}),
-    ...(p.value !== undefined ? { value: p.value } : {}),
-  };
+/**
+ * Adds a row's prediction as answered to `answer`: the task's fields only, in this order (the answer's JSON keeps
+ * it). Added one by one rather than spread from a merged object: this runs for every prediction, and each spread
+ * copied an object.
+ */
+function putAnswer<T extends RowPrediction>(answer: T, p: Prediction): T {
+  if (p.label !== undefined) answer.label = p.label;
+  if (p.probability !== undefined) answer.probability = p.probability;
+  if (p.probabilities !== undefined) answer.probabilities = p.probabilities;
+  if (p.value !== undefined) answer.value = p.value;
+  return answer;
 }
 
 /** How many rows a request that failed the schema says it carries (for counting its refusal); 1 unless a batch. */
@@ -302,35 +307,47 @@ class GatewayCore {
     body: unknown,
     headers: RequestHeaders = {},
   ): Promise<PredictResponse | BatchPredictResponse> {
-    const parsed = PredictRequest.safeParse(body);
-    if (!parsed.success) {
-      // Count the refusal against the version the user is routed to, when the request says who the user is.
-      const userId = (body as { userId?: unknown } | null)?.userId;
-      const where = typeof userId === 'string' && userId.length > 0 ? this.routed(model, userId, headers) : undefined;
-      if (where) this.countersOf(model, where).counters?.recordInvalid(rowsClaimed(body));
-      else this.routed(model, '', headers);
-      throw new HttpError(400, `invalid request: ${firstProblem(parsed.error)}`);
-    }
-    const request = parsed.data;
+    // The hand check accepts the valid bodies; zod words the refusal of the others (and accepts any it was unsure of).
+    const request = validPredictRequest(body) ?? this.parsePredictRequest(model, body, headers);
     const batch = request.rows !== undefined;
     const served = await this.serveRows(model, {
       userId: request.userId,
       rows: request.rows ?? [request.features!],
       batch,
-      ...(request.requestId !== undefined ? { requestId: request.requestId } : {}),
-      ...(request.requestIds !== undefined ? { requestIds: request.requestIds } : {}),
+      requestId: request.requestId,
+      requestIds: request.requestIds,
       headers,
     });
     const { version, host, predictions, latencyMs, requestId, ids } = served;
-    if (!batch) return { requestId, model, version, task: host.task, ...answerOf(predictions[0]!), latencyMs };
+    if (!batch) {
+      const answer = putAnswer({ requestId, model, version, task: host.task } as PredictResponse, predictions[0]!);
+      answer.latencyMs = latencyMs;
+      return answer;
+    }
     return {
       requestId,
       model,
       version,
       task: host.task,
-      predictions: predictions.map((p, i) => ({ requestId: ids[i]!, ...answerOf(p) })),
+      predictions: predictions.map((p, i) =>
+        putAnswer<RowPrediction & { requestId: string }>({ requestId: ids[i]! }, p),
+      ),
       latencyMs,
     };
+  }
+
+  /**
+   * A prediction body parsed by {@link PredictRequest}; a refusal (400, the first problem) is counted against the
+   * version the user is routed to when the body says who the user is.
+   */
+  private parsePredictRequest(model: string, body: unknown, headers: RequestHeaders): PredictRequest {
+    const parsed = PredictRequest.safeParse(body);
+    if (parsed.success) return parsed.data;
+    const userId = (body as { userId?: unknown } | null)?.userId;
+    const where = typeof userId === 'string' && userId.length > 0 ? this.routed(model, userId, headers) : undefined;
+    if (where) this.countersOf(model, where).counters?.recordInvalid(rowsClaimed(body));
+    else this.routed(model, '', headers);
+    throw new HttpError(400, `invalid request: ${firstProblem(parsed.error)}`);
   }
 
   /**
@@ -377,7 +394,7 @@ class GatewayCore {
       request.batch,
       counters,
     );
-    const requestId = request.requestId ?? randomUUID();
+    const requestId = request.requestId ?? newRequestId();
     const ids = request.batch ? (request.requestIds ?? request.rows.map((_, i) => `${requestId}/${i}`)) : [requestId];
     this.remember(model, version, host, ids, predictions, counters);
     const shadow = live.routes?.shadow;
@@ -578,20 +595,21 @@ class GatewayCore {
     const counters = counted ?? this.models.get(model)?.versions.get(versionName)?.counters;
     if (!counters) return;
     const { task, classes } = host.manifest;
-    predictions.forEach((p, i) => {
+    for (let i = 0; i < predictions.length; i++) {
+      const p = predictions[i]!;
+      const multiclass = p.probabilities !== undefined;
       this.memory.remember(model, ids[i]!, {
         version: versionName,
         counters,
         task,
         classes,
-        ...(p.label !== undefined ? { label: p.label } : {}),
-        ...(task === 'binary-classification' && p.probability !== undefined ? { probability: p.probability } : {}),
-        ...(p.probabilities !== undefined
-          ? { probabilities: Float32Array.from(p.probabilities), classIndex: p.classIndex ?? 0 }
-          : {}),
-        ...(p.value !== undefined ? { value: p.value } : {}),
+        label: p.label,
+        probability: task === 'binary-classification' ? p.probability : undefined,
+        probabilities: multiclass ? Float32Array.from(p.probabilities!) : undefined,
+        classIndex: multiclass ? (p.classIndex ?? 0) : undefined,
+        value: p.value,
       });
-    });
+    }
   }
 
   /**
@@ -1189,7 +1207,7 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
   publicApp.post<{ Params: { model: string } }>(
     '/v1/models/:model/predict',
     { bodyLimit: PREDICT_BODY_LIMIT },
-    async (request) => core.predict(request.params.model, request.body, request.headers),
+    (request) => core.predict(request.params.model, request.body, request.headers),
   );
   // The Open Inference Protocol (KServe v2) beside /v1: the same routing, telemetry and labels.
   await publicApp.register(openInference(core, PREDICT_BODY_LIMIT));
