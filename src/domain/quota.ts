@@ -163,7 +163,30 @@ export function earliestRelease(leases: Iterable<QuotaLease>, resources: readonl
 
 const fmt = (n: number) => String(Math.round(n * 100) / 100);
 
-export function describeRefusal(pool: string, reason: RefusalReason, shortfalls: readonly QuotaShortfall[]): string {
+/** The detail of a `pool-full` refusal by count: what the pool holds against its `maxLeases`. */
+export function poolFullByCount(held: number, maxLeases: number): string {
+  return `it holds ${held} leases and waiting reservations, its bound (maxLeases ${maxLeases}); release some first`;
+}
+
+/** The detail of a `pool-full` refusal by size: what the pool must carry across continue-as-new against its budget. */
+export function poolFullBySize(held: number, bytes: number, budget: number): string {
+  const mib = (b: number) => `${(b / 1_048_576).toFixed(2)} MiB`;
+  return (
+    `its ${held} leases and waiting reservations take ${mib(bytes)} of the ${mib(budget)} it may carry across ` +
+    'continue-as-new (long lease ids, holders or profiles); release some first'
+  );
+}
+
+/**
+ * One line saying why `pool` refused: the reason, what is short by how much, and `detail` where the reason has more to
+ * say (`pool-full`: the bound it met).
+ */
+export function describeRefusal(
+  pool: string,
+  reason: RefusalReason,
+  shortfalls: readonly QuotaShortfall[],
+  detail?: string,
+): string {
   const what: Record<RefusalReason, string> = {
     capacity: 'not enough free capacity',
     'pipeline-cap': 'the pipeline would exceed its cap',
@@ -171,12 +194,14 @@ export function describeRefusal(pool: string, reason: RefusalReason, shortfalls:
     'queued-ahead': 'free capacity is promised to reservations waiting ahead',
     'never-fits': 'the request can never fit',
     'wait-timeout': 'waited in the queue for the whole timeout',
+    'pool-full': 'the pool is full',
   };
   const scopeName = { pool: 'capacity', kind: 'kind cap', pipeline: 'pipeline cap' } as const;
   const items = shortfalls.map(
     (s) => `${s.resource} needs ${fmt(s.requested)}, ${fmt(s.available)} of ${fmt(s.limit)} (${scopeName[s.scope]})`,
   );
-  return `pool "${pool}" cannot grant: ${what[reason]}${items.length ? `: ${items.join('; ')}` : ''}`;
+  const more = [...(detail ? [detail] : []), ...items];
+  return `pool "${pool}" cannot grant: ${what[reason]}${more.length ? `: ${more.join('; ')}` : ''}`;
 }
 
 export interface UsageBreakdown {

@@ -46,6 +46,24 @@ export const RegisteredPipeline = z
   .strict();
 export type RegisteredPipeline = z.infer<typeof RegisteredPipeline>;
 
+/**
+ * The default of a pool's `maxLeases`. A pool carries every lease and waiting reservation across continue-as-new in
+ * one payload (packed: src/domain/quota-carry.ts), which it keeps under 1.5 MiB (`CARRY_BUDGET_BYTES` of
+ * src/workflows/quota-pool.ts; a stock server refuses 2 MB). Leases as `npm run bench:history` makes them pack in
+ * 65 bytes each: at 5,000 the carried state is about 0.4 MiB, far under the budget (20,000 would still fit, at about
+ * 1.3 MiB). The default is lower because of what the pool answers, not what it carries: its `poolStateQuery` answer
+ * (and its monitor's `readPoolState` result) is about 234 bytes a lease, 2 MiB at about 8,300 leases, and queries that
+ * arrive during a workflow task are answered together in its completion, which the server refuses past 4 MiB. At
+ * 10,000 leases the bench's pool stalled that way (docs/quota-pools.md). At 5,000 an answer is about 1.3 MiB: three
+ * fit in one completion.
+ */
+export const DEFAULT_MAX_LEASES = 5_000;
+/**
+ * The highest `maxLeases` a pool accepts: the carried state of 20,000 of the smallest leases (an owner digest alone is
+ * 43 bytes) stays under its budget. Past about 8,000 the pool's query answers are the limit: see DEFAULT_MAX_LEASES.
+ */
+export const MAX_POOL_LEASES = 20_000;
+
 export const QuotaPoolConfig = z
   .object({
     name: PoolName,
@@ -90,6 +108,17 @@ export const QuotaPoolConfig = z
     pipelines: z.array(RegisteredPipeline).default([]),
     /** Continue-as-new after this many handled operations (default: when the server suggests it). */
     continueAsNewAfterOps: z.number().int().min(1).optional(),
+    /**
+     * Most leases granted plus reservations waiting the pool holds at once; a reservation past it is refused at once
+     * (`pool-full`). The pool carries all of them across continue-as-new, in one payload a stock server refuses past
+     * 2 MB: see {@link DEFAULT_MAX_LEASES}.
+     */
+    maxLeases: z
+      .number()
+      .int()
+      .min(1)
+      .max(MAX_POOL_LEASES, `at most ${MAX_POOL_LEASES} (a pool carries every lease across continue-as-new)`)
+      .default(DEFAULT_MAX_LEASES),
   })
   .strict()
   .superRefine(
@@ -298,7 +327,12 @@ export type RefusalReason =
   /** The request can never be granted: larger than the capacity or a cap, or a resource the pool does not have. */
   | 'never-fits'
   /** It waited in the queue for its whole timeout. */
-  | 'wait-timeout';
+  | 'wait-timeout'
+  /**
+   * The pool holds as many leases and waiting reservations as it may (its `maxLeases`, or the size it may carry across
+   * continue-as-new): nothing more until some are released.
+   */
+  | 'pool-full';
 
 export interface QuotaShortfall {
   resource: string;

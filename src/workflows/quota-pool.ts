@@ -18,9 +18,20 @@ import {
   describeRefusal,
   earliestRelease,
   faultyPipelines,
+  poolFullByCount,
+  poolFullBySize,
   resourceUsage,
   type UsageSample,
 } from '../domain/quota';
+import {
+  fitCarried,
+  isPacked,
+  jsonBytes,
+  packCarried,
+  unpackCarried,
+  type CarriedState,
+  type PackedCarried,
+} from '../domain/quota-carry';
 import {
   configurePoolUpdate,
   poolStateQuery,
@@ -76,7 +87,11 @@ export interface QuotaPoolCarried {
 
 export interface QuotaPoolInput {
   config: QuotaPoolConfig;
-  carried?: QuotaPoolCarried;
+  /**
+   * The state of the run before: packed (`{ v: 1, ... }`, src/domain/quota-carry.ts) from runs with BOUNDED_STATE,
+   * plain from runs before it. A run reads either.
+   */
+  carried?: QuotaPoolCarried | PackedCarried;
 }
 
 const JOURNAL_LIMIT = 1000;
@@ -92,6 +107,32 @@ const LEASE_OWNERS = 'lease-owners';
  * the waiters' questions, and kept a withdrawn waiter queued until its grant or its deadline.
  */
 export const QUOTA_DECISION_SIGNALS = 'quota-decision-signals';
+/**
+ * Marks pools that stay bounded (issue 19): they continue as new with their state packed (src/domain/quota-carry.ts,
+ * about 70 bytes a lease instead of 317), trimmed to CARRY_BUDGET_BYTES by dropping their oldest history if need be,
+ * and refuse a reservation past `maxLeases` or past HELD_BUDGET_BYTES with `pool-full`. Runs before it carried the plain
+ * state, unbounded: past about 5,900 leases a stock server refused it (2 MB) and the pool stalled.
+ */
+export const BOUNDED_STATE = 'bounded-state';
+
+/**
+ * Most a pool's continue-as-new input (configuration and packed state) may weigh: a stock server refuses a payload past
+ * 2 MB (and warns from 512 KB). Over it, the pool drops its oldest history (journal, runs, usage samples, timed-out
+ * reservations) until it fits.
+ */
+export const CARRY_BUDGET_BYTES = 1.5 * 1024 * 1024;
+/**
+ * Most what a pool must carry whatever it drops (leases, waiting reservations, owner digests, nonces, configuration)
+ * may weigh: a reservation that would take it past this is refused (`pool-full`), so that it always fits the budget
+ * with room for some history. With the leases the bench makes (68 bytes each) the count bound comes first.
+ */
+export const HELD_BUDGET_BYTES = 1.35 * 1024 * 1024;
+/**
+ * What one more lease or waiting reservation may add to the packed state at most, beyond its caller-chosen strings:
+ * its owner digest (43 bytes) and its numbers (times, TTL, references). An estimate from above: the pool measures the
+ * real size before it lets the estimates pass the budget.
+ */
+const ENTRY_OVERHEAD_BYTES = 160;
 
 /**
  * The worker's check of a privileged lease operation. It runs on the pool's own task queue (`ml-lifecycle`, where the
@@ -135,7 +176,8 @@ export async function quotaPoolWorkflow(input: QuotaPoolInput): Promise<void> {
   // Decided once per run: every handler of this run follows the same rule.
   const owned = patched(LEASE_OWNERS);
   const tellsWaiters = patched(QUOTA_DECISION_SIGNALS);
-  const carried = input.carried;
+  const bounded = patched(BOUNDED_STATE);
+  const carried = readCarried(config.name, input.carried);
   const leases = new Map<string, QuotaLease>((carried?.leases ?? []).map((l) => [l.leaseId, l]));
   const journal: QuotaJournalEntry[] = carried?.journal ?? [];
   const runs: QuotaRun[] = carried?.runs ?? [];
@@ -236,7 +278,11 @@ export async function quotaPoolWorkflow(input: QuotaPoolInput): Promise<void> {
     return { granted: true, lease, waitedMs };
   };
   /** A negative answer: why, what is short, and when quota holding it is expected back. */
-  const answer = (reason: RefusalReason, shortfalls: QuotaShortfall[]): ReserveQuotaResult & { granted: false } => ({
+  const answer = (
+    reason: RefusalReason,
+    shortfalls: QuotaShortfall[],
+    detail?: string,
+  ): ReserveQuotaResult & { granted: false } => ({
     granted: false,
     reason,
     shortfalls,
@@ -244,12 +290,13 @@ export async function quotaPoolWorkflow(input: QuotaPoolInput): Promise<void> {
       leases.values(),
       shortfalls.map((s) => s.resource),
     ),
-    message: describeRefusal(config.name, reason, shortfalls),
+    message: describeRefusal(config.name, reason, shortfalls, detail),
   });
   const refusal = (
     req: ReserveQuotaRequest,
     reason: RefusalReason,
     shortfalls: QuotaShortfall[],
+    detail?: string,
   ): ReserveQuotaResult & { granted: false } => {
     stats.refusals++;
     owners.delete(req.leaseId);
@@ -260,7 +307,55 @@ export async function quotaPoolWorkflow(input: QuotaPoolInput): Promise<void> {
       dirty = true;
     }
     record({ op: 'refuse', leaseId: req.leaseId, holder: req.holder, resources: req.resources, reason });
-    return answer(reason, shortfalls);
+    return answer(reason, shortfalls, detail);
+  };
+
+  /** What the pool carries into its next run, as it stands. */
+  const snapshot = (): CarriedState & { stats: typeof stats } => ({
+    leases: [...leases.values()],
+    waiting: queue.map((w) => w.entry),
+    timedOut: [...timedOut],
+    journal,
+    runs,
+    samples,
+    capRefusals: [...capRefusals],
+    stats,
+    owners: [...owners],
+    nonces: usedNonces.toArray(),
+  });
+  /** The continue-as-new input's bytes with no history: what the pool must carry whatever it drops. */
+  const heldBytes = (): number => {
+    const bare = { ...snapshot(), journal: [], runs: [], samples: [], timedOut: [], capRefusals: [] };
+    return jsonBytes({ config, carried: packCarried(bare, nowMs()) });
+  };
+  /**
+   * The bound of a bounded pool (BOUNDED_STATE). Counting is cheap; measuring the packed state is not (tens of ms at
+   * 20,000 leases), so each admitted reservation adds an estimate from above of what it weighs, and the pool measures
+   * only when the estimates would pass the budget. Found full by size, it stays full, without measuring, until it
+   * holds fewer leases and waiting reservations.
+   */
+  let heldMeasured: number | undefined;
+  let admittedSince = 0;
+  let fullAtCount: number | undefined;
+  /** Why a new reservation cannot be taken (the detail of its `pool-full` refusal), or undefined when it can. */
+  const fullness = (req: ReserveQuotaRequest): string | undefined => {
+    const held = leases.size + queue.length;
+    if (held >= config.maxLeases) return poolFullByCount(held, config.maxLeases);
+    if (fullAtCount !== undefined && held >= fullAtCount && heldMeasured !== undefined)
+      return poolFullBySize(held, heldMeasured, HELD_BUDGET_BYTES);
+    const more =
+      ENTRY_OVERHEAD_BYTES + jsonBytes([req.leaseId, req.holder, req.resources, req.profile ?? 0, req.notify ?? 0]);
+    if (heldMeasured === undefined || heldMeasured + admittedSince + more > HELD_BUDGET_BYTES) {
+      heldMeasured = heldBytes();
+      admittedSince = 0;
+      fullAtCount = undefined;
+      if (heldMeasured + more > HELD_BUDGET_BYTES) {
+        fullAtCount = held;
+        return poolFullBySize(held, heldMeasured, HELD_BUDGET_BYTES);
+      }
+    }
+    admittedSince += more;
+    return undefined;
   };
 
   /**
@@ -350,6 +445,9 @@ export async function quotaPoolWorkflow(input: QuotaPoolInput): Promise<void> {
     timedOut.delete(req.leaseId);
     // The lease (or its place in the queue) belongs to the key it is reserved with; the pool keeps only its digest.
     if (owned && req.ownerKey !== undefined) owners.set(req.leaseId, ownerDigest(req.ownerKey));
+    // Bounded: refused at once, queue or not (refusal() forgets its owner digest).
+    const full = bounded ? fullness(req) : undefined;
+    if (full !== undefined) return refusal(req, 'pool-full', [], full);
     const priority = req.wait?.priority ?? 0;
     const a = assess(config, leases.values(), req, blockedFor(priority));
     if (a.fits) return grant(req, 0);
@@ -706,21 +804,30 @@ export async function quotaPoolWorkflow(input: QuotaPoolInput): Promise<void> {
     await Promise.allSettled([...telling]);
   }
   stats.continuedAsNew++;
-  await continueAsNew<typeof quotaPoolWorkflow>({
-    config,
-    carried: {
-      leases: [...leases.values()],
-      waiting: queue.map((w) => w.entry),
-      timedOut: [...timedOut],
-      journal,
-      runs,
-      samples,
-      capRefusals: [...capRefusals],
-      stats,
-      owners: [...owners],
-      nonces: usedNonces.toArray(),
-    },
-  });
+  await continueAsNew<typeof quotaPoolWorkflow>({ config, carried: bounded ? fitted() : snapshot() });
+
+  /**
+   * The state packed and under its budget: a continue-as-new input past the server's limit would stall the pool for
+   * good. Over it, the oldest history goes first (logged); leases, waiting reservations, owners and nonces never do.
+   */
+  function fitted(): PackedCarried {
+    const fit = fitCarried(snapshot(), nowMs(), CARRY_BUDGET_BYTES, (packed) => jsonBytes({ config, carried: packed }));
+    if (Object.keys(fit.dropped).length > 0)
+      log.warn('the pool dropped its oldest history to continue as new within its budget', {
+        budgetBytes: CARRY_BUDGET_BYTES,
+        bytesBefore: fit.before,
+        bytes: fit.bytes,
+        dropped: fit.dropped,
+      });
+    if (fit.over)
+      log.error('the pool continues as new over its budget: its leases and waiting reservations alone pass it', {
+        budgetBytes: CARRY_BUDGET_BYTES,
+        bytes: fit.bytes,
+        leases: leases.size,
+        waiting: queue.length,
+      });
+    return fit.packed;
+  }
 }
 
 type LeaseOp = 'renew' | 'release';
@@ -734,3 +841,35 @@ interface Acting {
 }
 
 const signedWith = (acting: Acting): { keyId?: string } => (acting.keyId ? { keyId: acting.keyId } : {});
+
+/**
+ * The state the run before carried, in either form, with what runs before some fields left out filled in. A packed
+ * state that cannot be read fails the run with InvalidInput naming the problem: nothing of it is guessed.
+ */
+function readCarried(pool: string, raw: QuotaPoolCarried | PackedCarried | undefined): CarriedState | undefined {
+  if (raw === undefined || raw === null) return undefined;
+  if (isPacked(raw)) {
+    try {
+      return unpackCarried(raw);
+    } catch (err) {
+      throw ApplicationFailure.create({
+        type: ErrorType.InvalidInput,
+        message: `pool "${pool}": ${err instanceof Error ? err.message : String(err)}`,
+        nonRetryable: true,
+      });
+    }
+  }
+  const plain = raw as QuotaPoolCarried;
+  return {
+    leases: plain.leases ?? [],
+    waiting: plain.waiting ?? [],
+    timedOut: plain.timedOut ?? [],
+    journal: plain.journal ?? [],
+    runs: plain.runs ?? [],
+    samples: plain.samples ?? [],
+    capRefusals: plain.capRefusals ?? [],
+    stats: plain.stats ?? {},
+    owners: plain.owners ?? [],
+    nonces: plain.nonces ?? [],
+  };
+}

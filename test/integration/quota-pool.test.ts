@@ -6,7 +6,8 @@ import { historyToJSON } from '@temporalio/common/lib/proto-utils';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { temporal } from '@temporalio/proto';
 import { defaultPayloadConverter } from '@temporalio/common';
-import { QuotaClient } from '../../src/client/quota-client';
+import { QuotaClient, QuotaOperationError } from '../../src/client/quota-client';
+import { isPacked } from '../../src/domain/quota-carry';
 import { loadHardwareCatalog } from '../../src/config/env';
 import {
   QuotaPoolsFile,
@@ -15,6 +16,7 @@ import {
   type QuotaBatchResult,
   type QuotaLease,
   type QuotaPoolConfigInput,
+  type QuotaPoolState,
   type ReserveQuotaResult,
 } from '../../src/shared/quota';
 import { recordHistory, ROOT, startStack, testSpec, uniqueName, waitForStatus, type Stack } from '../helpers/harness';
@@ -41,6 +43,8 @@ const WITHDRAWN = pool({ capacity: { cpu: 64, memoryGiB: 256 } });
 const SHORT_TTL = pool({ capacity: { cpu: 64, memoryGiB: 256 }, leaseTtl: '1500ms' });
 const SMALL = pool({ capacity: { cpu: 8, memoryGiB: 64 } });
 const HOME = pool({ capacity: { cpu: 64, memoryGiB: 256 } });
+// Bounded at 5 leases and waiting reservations; continues as new once its operations pass 14.
+const PACKED = pool({ capacity: { cpu: 4, memoryGiB: 8 }, maxLeases: 5, continueAsNewAfterOps: 14 });
 
 /**
  * The shipped catalog plus two devices for the fallback test: `cpu-small` draws on the SMALL pool, `cpu-big` on the
@@ -525,5 +529,106 @@ describe('quota pools on a real dev server', () => {
     expect(next.events.some((e) => e.message.includes('refused by pool'))).toBe(false);
     await stack.lifecycles.reject(second.id, { by: 'alice', reason: 'test over' });
     await quota.release(SMALL, { leaseId: 'big-job' });
+  });
+  it('continues as new with its state packed, refuses past maxLeases, and keeps every lease, waiter and owner', async () => {
+    // Its own secret: it owns none of the leases `quota` reserves.
+    const stranger = new QuotaClient(stack.client, QuotaPoolsFile.parse({ pools }));
+    const profile = { model: 'churn', family: 'tree-ensemble', datasetRows: 1234, device: 'cpu-4' };
+    const reserve = (leaseId: string, extra: Partial<Parameters<QuotaClient['reserve']>[1]> = {}) =>
+      quota.reserve(PACKED, { leaseId, holder: leaseId, kind: 'training', resources: { cpu: 1 }, ...extra });
+    expect(await reserve('a', { holder: 'toString', profile, expectedDurationMs: 600_000 })).toMatchObject({
+      granted: true,
+    });
+    expect(await reserve('b', { holder: 'constructor', ttlMs: null })).toMatchObject({ granted: true });
+    expect(await reserve('c', { holder: 'churn/v7 (staging)', resources: { memoryGiB: 2 } })).toMatchObject({
+      granted: true,
+    });
+    expect(await reserve('d', { kind: 'serving', resources: { cpu: 2 } })).toMatchObject({ granted: true });
+    expect(await quota.renew(PACKED, { leaseId: 'a', ttlMs: 900_000 })).toMatchObject({ ttlMs: 900_000 });
+    await quota.release(PACKED, { leaseId: 'c', usage: { peakMemoryGiB: 1.5 } });
+    // Queued (the pool's cpu is all held), with every field a waiter may carry.
+    const waiter = quota.submitReservation(PACKED, {
+      leaseId: 'w',
+      holder: 'w',
+      kind: 'data',
+      resources: { cpu: 1 },
+      wait: { timeoutMs: 120_000, priority: 3 },
+      ttlMs: 5000,
+      profile,
+      notify: { workflowId: uniqueName('nobody-waits') },
+    });
+    expect(await waiter).toMatchObject({ granted: false, queued: { position: 1 } });
+    expect(await reserve('e', { resources: { memoryGiB: 1 } })).toMatchObject({ granted: true });
+    // Three leases and a waiter, then e: five. The sixth is refused at once, queue or not.
+    const full = await reserve('f', { resources: { memoryGiB: 1 }, wait: { timeoutMs: 60_000 } });
+    expect(full).toMatchObject({ granted: false, reason: 'pool-full', shortfalls: [] });
+    expect(full.granted ? '' : full.message).toBe(
+      `pool "${PACKED}" cannot grant: the pool is full: it holds 5 leases and waiting reservations, its bound ` +
+        '(maxLeases 5); release some first',
+    );
+    const comparable = (s: QuotaPoolState) => ({
+      ...s,
+      at: undefined,
+      resources: s.resources.map((r) => ({ ...r, exhaustedAt: undefined })),
+      stats: { ...s.stats, opsThisRun: undefined, continuedAsNew: undefined },
+    });
+    const before = (await quota.state(PACKED))!;
+    expect(before.stats.continuedAsNew).toBe(0);
+    expect(before.journal.map((j) => j.op)).toEqual([
+      'grant',
+      'grant',
+      'grant',
+      'grant',
+      'release',
+      'enqueue',
+      'grant',
+      'refuse',
+    ]);
+
+    // Operations that change nothing (releases of leases it does not hold) until it continues as new.
+    for (let i = 0; i < 6; i++) expect(await quota.release(PACKED, { leaseId: `none-${i}` })).toBeNull();
+    await expect.poll(async () => (await quota.state(PACKED))?.stats.continuedAsNew).toBe(1);
+    const after = (await quota.state(PACKED))!;
+    expect(comparable(after)).toEqual(comparable(before));
+    expect(JSON.stringify(after.leases)).toBe(JSON.stringify(before.leases));
+    expect(JSON.stringify(after.waiting)).toBe(JSON.stringify(before.waiting));
+
+    // It went across packed.
+    const runs: { runId: string; start: number }[] = [];
+    for await (const r of stack.client.workflow.list({ query: `WorkflowId = '${quotaPoolWorkflowId(PACKED)}'` }))
+      runs.push({ runId: r.runId, start: r.startTime.getTime() });
+    runs.sort((x, y) => x.start - y.start);
+    expect(runs).toHaveLength(2);
+    const first = await stack.client.workflow.getHandle(quotaPoolWorkflowId(PACKED), runs[0]!.runId).fetchHistory();
+    const can = first.events?.find(
+      (e) => e.workflowExecutionContinuedAsNewEventAttributes,
+    )?.workflowExecutionContinuedAsNewEventAttributes;
+    const input = defaultPayloadConverter.fromPayload(can!.input!.payloads![0]!) as { carried: unknown };
+    expect(isPacked(input.carried)).toBe(true);
+
+    // The owners came across too: no one else renews or releases a lease without the policy's leave.
+    const err = await stranger.release(PACKED, { leaseId: 'a' }).then(
+      () => expect.fail('a stranger released the lease'),
+      (e: unknown) => e,
+    );
+    expect(err).toBeInstanceOf(QuotaOperationError);
+    expect((err as QuotaOperationError).type).toBe('Unauthorized');
+    await expect(stranger.renew(PACKED, { leaseId: 'b' })).rejects.toMatchObject({ type: 'Unauthorized' });
+    expect((await quota.state(PACKED))!.leases.map((l) => l.leaseId)).toEqual(['a', 'b', 'd', 'e']);
+    // Its owner's release frees a place: the waiter is granted with what it asked for, and f now fits.
+    expect(await quota.release(PACKED, { leaseId: 'a' })).toMatchObject({ leaseId: 'a', holder: 'toString' });
+    expect(await quota.reservationState(PACKED, 'w', full as ReserveQuotaResult & { granted: false })).toMatchObject({
+      granted: true,
+      lease: { leaseId: 'w', ttlMs: 5000, profile },
+    });
+    expect(await reserve('f', { resources: { memoryGiB: 1 } })).toMatchObject({ granted: true });
+    // `RECORD_HISTORIES=1 npx vitest run test/integration/quota-pool.test.ts -t 'packed'` records both runs: the one
+    // that continued as new packed, and the one that started from it.
+    if (process.env.RECORD_HISTORIES === '1') {
+      const second = await stack.client.workflow.getHandle(quotaPoolWorkflowId(PACKED), runs[1]!.runId).fetchHistory();
+      const dir = join(ROOT, 'test', 'fixtures', 'histories');
+      writeFileSync(join(dir, 'quota-pool-packed.json'), historyToJSON(first));
+      writeFileSync(join(dir, 'quota-pool-packed-continued.json'), historyToJSON(second));
+    }
   });
 });
