@@ -18,9 +18,13 @@ import type { TestDataDrift } from '../shared/status';
 import type { TestDataSpec } from '../shared/spec';
 import { InvalidFileError } from '../config/yaml-file';
 import { checkData, loadProfile, PROFILE_FILE, summarizeDrift, type DriftReport } from '../drift';
+import { artifactFailure, type ArtifactResolver } from '../artifacts/resolve';
 
 export interface EvaluateModelInput {
   artifactDir: string;
+  /** Where the artifact store has the artifact, and its digest at training: fetched when not this host's own folder. */
+  artifactUri?: string;
+  artifactDigest?: string;
   /** Folder with test.csv, whose raw rows the smoke test sends through the served runtime. */
   dataDir: string;
   /** How the test set is compared with the training profile (absent: the defaults). */
@@ -33,6 +37,8 @@ export interface EvaluateModelInput {
    * against its validation predictions in the serving monitor).
    */
   referenceArtifactDir?: string;
+  referenceArtifactUri?: string;
+  referenceArtifactDigest?: string;
 }
 
 export interface EvaluateModelResult {
@@ -164,8 +170,13 @@ function baselineOf(
   return baseline;
 }
 
-export function createEvaluationActivities(deps: { root: string }) {
+export function createEvaluationActivities(deps: {
+  root: string;
+  /** The artifact's folder on this host (src/artifacts/resolve.ts); absent: the trainer's folder, as named. */
+  resolveArtifact?: ArtifactResolver;
+}) {
   const resolve = (p: string) => (isAbsolute(p) ? p : join(deps.root, p));
+  const artifactFolder = deps.resolveArtifact ?? (async ({ artifactDir }: { artifactDir: string }) => artifactDir);
   return {
     /**
      * Offline validation input: the trainer's held-out metrics (computed on the test split as its data pipeline
@@ -173,7 +184,20 @@ export function createEvaluationActivities(deps: { root: string }) {
      * rows with valid probabilities. Skew between the pipeline's view of the data and live traffic is the canary's to
      * catch, on real requests.
      */
-    async evaluateModel(input: EvaluateModelInput): Promise<EvaluateModelResult> {
+    async evaluateModel(requested: EvaluateModelInput): Promise<EvaluateModelResult> {
+      const artifactDir = await artifactFolder(requested).catch((err: unknown) => {
+        throw artifactFailure(err);
+      });
+      // The production version's edges are a nicety (else this version's own ventiles): one that cannot be had is none.
+      const referenceArtifactDir =
+        requested.referenceArtifactDir === undefined
+          ? undefined
+          : await artifactFolder({
+              artifactDir: requested.referenceArtifactDir,
+              artifactUri: requested.referenceArtifactUri,
+              artifactDigest: requested.referenceArtifactDigest,
+            }).catch(() => undefined);
+      const input = { ...requested, artifactDir, referenceArtifactDir };
       const metricsFile = join(input.artifactDir, 'metrics.json');
       let reported: Record<string, unknown>;
       try {

@@ -3,15 +3,8 @@ import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { measureMetricChecks } from '../analysis/metric-checks';
-import {
-  evaluateStage,
-  inputSkew,
-  requiredSamples,
-  shadowDecisions,
-  shadowWindowOf,
-  windowOf,
-  type StageAnalysis,
-} from '../domain/guardrails';
+import { evaluateStage, inputSkew, requiredSamples, shadowDecisions, type StageAnalysis } from '../domain/guardrails';
+import { modelShadowWindowOf, modelWindowOf, type CountersOf } from '../domain/replica-telemetry';
 import type { AnalysisRules } from '../domain/check-tolerance';
 import { AccuracyCalibration } from '../domain/performance-estimation';
 import { loadProfile, PROFILE_FILE } from '../drift/profile';
@@ -20,8 +13,14 @@ import { ErrorType } from '../shared/errors';
 import { PredictionEdges, type AdminResult } from '../shared/gateway-api';
 import { own } from '../shared/own';
 import { DEFAULT_TASK } from '../shared/task';
-import { PREDICTION_BASELINE_FILE, type ModelTelemetry, type PredictionBaseline } from '../shared/telemetry';
+import {
+  PREDICTION_BASELINE_FILE,
+  type ModelTelemetry,
+  type PredictionBaseline,
+  type ReplicaTelemetry,
+} from '../shared/telemetry';
 import type { DeploymentTargetSpecInput } from '../targets/spec';
+import { artifactFailure, type ArtifactResolver } from '../artifacts/resolve';
 import {
   resolveTarget,
   type DeployRequestInput,
@@ -43,6 +42,8 @@ export interface GatewayDeps {
   metrics?: Pick<LifecycleMetrics, 'stageAnalyzed'>;
   /** The worker's nginx routers by name (ML_NGINX_TARGETS): what `{ kind: nginx, name }` targets resolve to. */
   nginx?: TargetDeps['nginx'];
+  /** The artifact's folder on this host (src/artifacts/resolve.ts); absent: the trainer's folder, as named. */
+  resolveArtifact?: ArtifactResolver;
 }
 
 /** Every deployment activity takes an optional target; absent means the worker's gateway, as before targets. */
@@ -85,6 +86,9 @@ export interface AnalyzeStageInput extends TargetInput {
   shadow?: boolean;
   /** The candidate's artifact: its training profile is what the candidate's inputs are compared with. */
   candidateArtifactDir?: string;
+  /** Where the artifact store has the candidate's artifact, and its digest: fetched when not this host's own folder. */
+  candidateArtifactUri?: string;
+  candidateArtifactDigest?: string;
   /** When the stage's bake started: metric checks in their `initialDelay` are not measured yet. */
   stageStartedAt?: string;
 }
@@ -111,9 +115,9 @@ async function calibrationOf(artifactDir: string): Promise<AccuracyCalibration |
 }
 
 /** One version's counters in a snapshot (an own property: version names such as `constructor` are valid). */
-const versionOf = (t: ModelTelemetry, version: string) => own(t.versions, version);
+const versionOf = (t: ReplicaTelemetry, version: string) => own(t.versions, version);
 /** One version's shadow counters in a snapshot. */
-const shadowOf = (t: ModelTelemetry, version: string) => (t.shadow ? own(t.shadow, version) : undefined);
+const shadowOf = (t: ReplicaTelemetry, version: string) => (t.shadow ? own(t.shadow, version) : undefined);
 
 /**
  * The deployment activities: deploy, weigh, undeploy and read telemetry on the input's target (the worker's serving
@@ -126,12 +130,16 @@ export function createGatewayActivities(deps: GatewayDeps) {
       ...(deps.env ? { env: deps.env } : {}),
       ...(deps.nginx ? { nginx: deps.nginx } : {}),
     });
+  const artifactFolder = (ref: { artifactDir: string; artifactUri?: string; artifactDigest?: string }) =>
+    (deps.resolveArtifact ? deps.resolveArtifact(ref) : Promise.resolve(ref.artifactDir)).catch((err: unknown) => {
+      throw artifactFailure(err);
+    });
 
   return {
     async deployVersion({ target: spec, ...input }: DeployVersionInput): Promise<AdminResult> {
       // A regression's live predictions are binned on its validation predictions' ventiles: validation wrote them
       // beside the artifact (the worker's own file; classifiers and older artifacts have none).
-      const edges = input.predictionEdges ?? (await predictionEdgesOf(input.artifactDir));
+      const edges = input.predictionEdges ?? (await predictionEdgesOf(await artifactFolder(input)));
       return target(spec).deploy({ ...input, ...(edges ? { predictionEdges: edges } : {}) });
     },
 
@@ -177,37 +185,37 @@ export function createGatewayActivities(deps: GatewayDeps) {
       const ctx = Context.current();
       const source = target(input.target);
       const deadline = Date.now() + input.rules.maxWaitForSamples;
-      const profileFile = input.candidateArtifactDir ? join(input.candidateArtifactDir, PROFILE_FILE) : null;
+      const candidateDir = input.candidateArtifactDir
+        ? await artifactFolder({
+            artifactDir: input.candidateArtifactDir,
+            ...(input.candidateArtifactUri ? { artifactUri: input.candidateArtifactUri } : {}),
+            ...(input.candidateArtifactDigest ? { artifactDigest: input.candidateArtifactDigest } : {}),
+          })
+        : undefined;
+      const profileFile = candidateDir ? join(candidateDir, PROFILE_FILE) : null;
       const profile =
         profileFile && existsSync(profileFile) ? (await loadProfile(profileFile, { values: false })).profile : null;
-      const calibration = input.candidateArtifactDir ? await calibrationOf(input.candidateArtifactDir) : undefined;
+      const calibration = candidateDir ? await calibrationOf(candidateDir) : undefined;
       for (;;) {
         const now = await source.readTelemetry(input.model);
-        const shadowNow = input.shadow ? shadowOf(now, input.candidate) : undefined;
-        const shadowBefore = input.shadow ? shadowOf(input.before, input.candidate) : undefined;
-        const candidate = input.shadow
-          ? windowOf(shadowNow?.candidate, shadowBefore?.candidate)
-          : windowOf(versionOf(now, input.candidate), versionOf(input.before, input.candidate));
+        // A replicated gateway's snapshots are differenced replica by replica (each restarts on its own), then summed.
+        const candidateOf: CountersOf = input.shadow
+          ? (t) => shadowOf(t, input.candidate)?.candidate
+          : (t) => versionOf(t, input.candidate);
+        const candidate = modelWindowOf(now, input.before, candidateOf);
+        const stableVersion = input.stable;
         const stable = input.shadow
-          ? windowOf(shadowNow?.primary, shadowBefore?.primary)
-          : input.stable === null
+          ? modelWindowOf(now, input.before, (t) => shadowOf(t, input.candidate)?.primary)
+          : stableVersion === null
             ? null
-            : windowOf(versionOf(now, input.stable), versionOf(input.before, input.stable));
+            : modelWindowOf(now, input.before, (t) => versionOf(t, stableVersion));
         const needed = requiredSamples(input.rules);
         const enough = candidate.requests >= needed && (stable === null || stable.successes >= needed);
         if (enough || Date.now() >= deadline) {
           const skew = profile && candidate.inputs ? inputSkew(profile, candidate.inputs, input.rules) : undefined;
           // The gateway says what the version predicts (targets that do not are binary classifiers).
           const task = versionOf(now, input.candidate)?.task;
-          const recentCandidate = input.shadow
-            ? windowOf(
-                shadowNow?.candidate,
-                input.recentSince && shadowOf(input.recentSince, input.candidate)?.candidate,
-              )
-            : windowOf(
-                versionOf(now, input.candidate),
-                input.recentSince && versionOf(input.recentSince, input.candidate),
-              );
+          const recentCandidate = modelWindowOf(now, input.recentSince, candidateOf);
           const analysis = evaluateStage({
             ...(task ? { task } : {}),
             ...(calibration ? { calibration } : {}),
@@ -226,7 +234,7 @@ export function createGatewayActivities(deps: GatewayDeps) {
                 stage: input.stage,
                 at: new Date().toISOString(),
                 task: task ?? DEFAULT_TASK,
-                window: shadowWindowOf(shadowNow, shadowBefore),
+                window: modelShadowWindowOf(now, input.before, input.candidate),
                 compare: input.rules.shadowCompare,
                 rules: input.rules,
               }),

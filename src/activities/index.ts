@@ -1,5 +1,7 @@
 import type { Client } from '@temporalio/client';
 import type { AlertSinkConfig } from '../alerts/sinks';
+import { createArtifactResolver } from '../artifacts/resolve';
+import type { ArtifactStore } from '../artifacts/store-core';
 import type { AlertRouteSpec } from '../config/alert-sinks';
 import type { LifecycleMetrics } from '../metrics/lifecycle-metrics';
 import type { Alert } from '../shared/alerts';
@@ -15,6 +17,7 @@ import { createMonitoringActivities } from './monitoring';
 import type { GatewayAdminAccess, TargetDeps } from '../targets/target';
 import { createTrainingActivities, DEFAULT_TRAINER_POLICY, type TrainingDeps } from './training';
 
+import { dirname, join } from 'node:path';
 import { approverKeysPath } from '../config/approver-keys';
 import { PolicySource, policyPath } from '../config/policy';
 
@@ -25,6 +28,13 @@ export interface ActivityDeps {
   /** The worker's nginx routers by name (ML_NGINX_TARGETS, built once at start: see createNginxTargets). */
   nginxTargets?: TargetDeps['nginx'];
   artifactsDir: string;
+  /**
+   * The artifact store (src/artifacts/store.ts): training puts every artifact into it, and the other activities fetch
+   * what is not this process's own into `artifactCacheDir`. Absent: artifacts stay in `artifactsDir`, read by path.
+   */
+  artifactStore?: ArtifactStore;
+  /** Where fetched artifacts are kept (default: `artifact-cache` beside `artifactsDir`). */
+  artifactCacheDir?: string;
   python: string;
   root: string;
   quotaPools: QuotaPoolsFile;
@@ -57,6 +67,11 @@ export interface ActivityDeps {
 export function createActivities(deps: ActivityDeps) {
   const quota = QuotaClient.forWorker(deps.client, deps.quotaPools, deps.workerSecret);
   const policy = deps.policy ?? new PolicySource(policyPath(), deps.approverKeysFile ?? approverKeysPath(), deps.root);
+  const resolveArtifact = createArtifactResolver({
+    store: deps.artifactStore,
+    cacheDir: deps.artifactCacheDir ?? join(dirname(deps.artifactsDir), 'artifact-cache'),
+    ownDir: deps.artifactsDir,
+  });
   return {
     ...createControlPlaneActivities({ ...deps, quota, policy }),
     ...createMonitoringActivities({
@@ -65,6 +80,7 @@ export function createActivities(deps: ActivityDeps) {
       quota,
       root: deps.root,
       ...(deps.nginxTargets ? { nginx: deps.nginxTargets } : {}),
+      resolveArtifact,
     }),
     ...createAlertingActivities({
       client: deps.client,
@@ -73,7 +89,7 @@ export function createActivities(deps: ActivityDeps) {
       ...(deps.alertGroupWaitMs !== undefined ? { groupWaitMs: deps.alertGroupWaitMs } : {}),
       ...(deps.metrics ? { onDelivered: (a: Alert) => deps.metrics!.alertDelivered(a) } : {}),
     }),
-    ...createEvaluationActivities({ root: deps.root }),
+    ...createEvaluationActivities({ root: deps.root, resolveArtifact }),
     ...createDataActivities({ root: deps.root }),
     ...createHookActivities(),
     ...createGatewayActivities({
@@ -81,9 +97,11 @@ export function createActivities(deps: ActivityDeps) {
       ...(deps.nginxTargets ? { nginx: deps.nginxTargets } : {}),
       pollIntervalMs: deps.analysisPollIntervalMs,
       metrics: deps.metrics,
+      resolveArtifact,
     }),
     ...createTrainingActivities({
       artifactsDir: deps.artifactsDir,
+      ...(deps.artifactStore ? { artifactStore: deps.artifactStore } : {}),
       python: deps.python,
       root: deps.root,
       renewLease: async ({ pool, leaseId, ttlMs }) => (await quota.renew(pool, { leaseId, ttlMs })) !== null,

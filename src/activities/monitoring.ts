@@ -3,6 +3,7 @@ import { readFile } from 'node:fs/promises';
 import { isAbsolute, join } from 'node:path';
 import { WorkflowNotFoundError, type Client } from '@temporalio/client';
 import type { QuotaClient } from '../client/quota-client';
+import { artifactFailure, type ArtifactResolver } from '../artifacts/resolve';
 import { measureMetricChecks } from '../analysis/metric-checks';
 import { evaluateStage, inputSkew, windowOf, type WindowTelemetry } from '../domain/guardrails';
 import { durationP95 } from '../domain/quota';
@@ -36,6 +37,11 @@ export interface MonitoringDeps {
   env?: Readonly<Record<string, string | undefined>>;
   /** The worker's nginx routers by name (ML_NGINX_TARGETS), for a production version served by one. */
   nginx?: TargetDeps['nginx'];
+  /**
+   * Where the production version's files are on this host: fetched from the artifact store when trained elsewhere
+   * (src/artifacts/resolve.ts); absent, the recorded folder is read as it is.
+   */
+  resolveArtifact?: ArtifactResolver;
   /** Told of each check's drift scores (the worker's metrics). */
   onDrift?: (model: string, version: string, scores: { feature: string; kind: string; value: number }[]) => void;
 }
@@ -192,7 +198,13 @@ export function createMonitoringActivities(deps: MonitoringDeps) {
         featureSkew: { maxPsi: m.featureSkew.maxPsi, alpha: m.featureSkew.alpha },
         inputQuality: { maxRate: m.inputQuality.maxRate },
       });
-      const profileFile = join(prod.artifactDir, PROFILE_FILE);
+      // The production version's artifact on this host (validation wrote its baseline beside it).
+      const artifactDir = deps.resolveArtifact
+        ? await deps.resolveArtifact(prod).catch((err: unknown) => {
+            throw artifactFailure(err);
+          })
+        : prod.artifactDir;
+      const profileFile = join(artifactDir, PROFILE_FILE);
       const profile = existsSync(profileFile) ? (await loadProfile(profileFile, { values: false })).profile : null;
       const skew = profile && window.inputs ? inputSkew(profile, window.inputs, rules) : undefined;
       const analysis = evaluateStage({
@@ -254,10 +266,10 @@ export function createMonitoringActivities(deps: MonitoringDeps) {
         );
 
       // Predictions against the validation-time predictions of the same version.
-      observations.push(await predictionDrift(prod, window, m, observation));
+      observations.push(await predictionDrift(prod, artifactDir, window, m, observation));
 
       // Quality from ground-truth labels that arrived in the window, and estimated from the predictions without them.
-      const quality = qualityObservations(prod, window, m, await readBaseline(prod.artifactDir));
+      const quality = qualityObservations(prod, window, m, await readBaseline(artifactDir));
       observations.push(...quality.map((o) => observation(o.kind, m.quality.severity, o.firing, o.summary, o.details)));
 
       // The serving pool: the share of each resource in use.
@@ -406,6 +418,8 @@ export function qualityObservations(
 
 async function predictionDrift(
   prod: PromotionRecord,
+  /** The version's artifact folder on this host. */
+  artifactDir: string,
   window: WindowTelemetry,
   m: MonitoringSpec,
   observation: (
@@ -417,8 +431,8 @@ async function predictionDrift(
   ) => Observation,
 ): Promise<Observation> {
   const label = `${prod.model} ${prod.version}`;
-  const file = join(prod.artifactDir, PREDICTION_BASELINE_FILE);
-  const baseline = await readBaseline(prod.artifactDir);
+  const file = join(artifactDir, PREDICTION_BASELINE_FILE);
+  const baseline = await readBaseline(artifactDir);
   if (!baseline)
     return observation(
       'prediction-drift',

@@ -1,11 +1,13 @@
 import { spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, realpath, rename, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { basename, delimiter, dirname, isAbsolute, join, sep } from 'node:path';
+import { basename, delimiter, dirname, isAbsolute, join, relative, sep } from 'node:path';
 import { createInterface } from 'node:readline';
 import { ApplicationFailure, Context, log } from '@temporalio/activity';
 import { artifactDigest, ArtifactReadError } from '../artifacts/digest';
+import { ArtifactStoreError, type ArtifactStore } from '../artifacts/store';
 import type { LifecycleMetrics } from '../metrics/lifecycle-metrics';
 import { ErrorType } from '../shared/errors';
 import { lineRedactor, MIN_KNOWN_SECRET_LENGTH } from '../shared/redact';
@@ -16,8 +18,13 @@ import { killGroupOnExit, killLeftovers, terminateGroup, type GroupStop } from '
 import { countCsvRows, watchProcess, type ProcessUsage } from './process-usage';
 
 export interface TrainingDeps {
-  /** Root of the artifact store: <artifactsDir>/<model>/<version>/<lifecycle>/ */
+  /** Where this worker trains: <artifactsDir>/<model>/<version>/<lifecycle>/ */
   artifactsDir: string;
+  /**
+   * The store every finished artifact is put into, for the other hosts to fetch it from (absent: none; the result then
+   * has no `artifactUri` and readers use `artifactDir`, as before the store).
+   */
+  artifactStore?: ArtifactStore;
   /** Python that runs the training program. */
   python: string;
   /** Relative program and data paths are resolved against it. */
@@ -108,6 +115,8 @@ export interface TrainModelResult {
   datasetRows?: number;
   /** `artifactDigest` of the artifact folder, computed once the trainer had exited and profile.json was written. */
   artifactDigest: string;
+  /** Where the artifact store has it (`<store>/<model>/<version>/<lifecycle>/sha256-<hex>`); absent without a store. */
+  artifactUri?: string;
 }
 
 const LOG_TAIL_LINES = 40;
@@ -213,6 +222,39 @@ export function createTrainingActivities(deps: TrainingDeps) {
   const artifactsDir = resolve(deps.artifactsDir);
   const graceMs = deps.stopGraceMs ?? TRAINER_STOP_GRACE_MS;
   const policyOf = deps.trainerPolicy ?? (() => DEFAULT_TRAINER_POLICY);
+  /**
+   * Puts the finished folder into the store, heartbeating while it uploads. Idempotent: the URI ends in the digest and
+   * a complete artifact already there is left as is, so a retried activity (or a reused artifact) uploads nothing
+   * twice. The key is the folder's own path below artifactsDir, one per lifecycle run.
+   */
+  const stored = async (artifactDir: string, digest: string): Promise<{ artifactUri?: string }> => {
+    const store = deps.artifactStore;
+    if (!store) return {};
+    const ctx = Context.current();
+    const key = relative(artifactsDir, artifactDir).split(sep).map(keySegment).join('/');
+    const beat = setInterval(() => ctx.heartbeat({ step: 'storing', key }), HEARTBEAT_EVERY_MS);
+    try {
+      const put = await store.put(artifactDir, key);
+      if (put.digest !== digest) {
+        // The folder changed between the digest and the upload: what the store has is not what was recorded.
+        throw ApplicationFailure.create({
+          type: ErrorType.ArtifactInvalid,
+          message: `${artifactDir} changed while it was stored (digest ${put.digest}, recorded ${digest})`,
+        });
+      }
+      log.info('artifact stored', { uri: put.uri, uploaded: put.uploaded, files: put.files, bytes: put.bytes });
+      return { artifactUri: put.uri };
+    } catch (err) {
+      if (!(err instanceof ArtifactStoreError) || err.kind === 'unavailable') throw err;
+      throw ApplicationFailure.create({
+        type: ErrorType.ArtifactInvalid,
+        message: `the artifact cannot be stored (${err.kind}): ${err.message}`,
+        nonRetryable: err.kind === 'invalid',
+      });
+    } finally {
+      clearInterval(beat);
+    }
+  };
   const activities = {
     /**
      * Runs the training program as a real process and heartbeats its progress. The artifact is written to a
@@ -241,6 +283,7 @@ export function createTrainingActivities(deps: TrainingDeps) {
         });
         if (digest !== null) {
           return {
+            ...(await stored(artifactDir, digest)),
             artifactDir,
             metrics: existing,
             durationMs: 0,
@@ -420,6 +463,7 @@ export function createTrainingActivities(deps: TrainingDeps) {
       }
       log.info('training finished', { artifactDir, artifactDigest: digest, durationMs: Math.round(durationMs) });
       return {
+        ...(await stored(artifactDir, digest)),
         artifactDir,
         metrics,
         durationMs,
@@ -433,6 +477,16 @@ export function createTrainingActivities(deps: TrainingDeps) {
     },
   };
   return { trainModel: timed(activities.trainModel, deps.metrics) };
+}
+
+/**
+ * A store key's segment for a folder name: as is when the store takes it (at most 128 characters of `[A-Za-z0-9._-]`:
+ * always so for model and version names), else a readable prefix and a hash (a lifecycle id of up to 256 characters).
+ */
+function keySegment(name: string): string {
+  if (/^[A-Za-z0-9._-]{1,128}$/.test(name) && name !== '.' && name !== '..') return name;
+  const hash = createHash('sha256').update(name).digest('hex').slice(0, 16);
+  return `${name.replace(/[^A-Za-z0-9._-]/g, '_').slice(0, 100)}-${hash}`;
 }
 
 /** Logs (and heartbeats) how a trainer's process group was stopped: always after a cancellation, else if it left any. */

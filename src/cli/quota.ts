@@ -199,8 +199,8 @@ export function addQuotaCommands(program: Command, ctx: QuotaCommandContext): vo
     )
     .option(
       '--gateway <url>',
-      "the serving gateway's admin API, whose measured service time sizes serving (default: $GATEWAY_ADMIN_URL)",
-      process.env.GATEWAY_ADMIN_URL,
+      "the serving gateway's admin API, whose measured service time sizes serving (default: $GATEWAY_ADMIN_URL's first replica)",
+      firstGatewayReplica(),
     )
     .addOption(new Option('--kind <kind>', 'estimate a pipeline that is not a lifecycle').choices(PipelineKind.options))
     .option('--pool <pool>', 'pool whose history to use (with --kind)', 'default')
@@ -257,8 +257,8 @@ export function addQuotaCommands(program: Command, ctx: QuotaCommandContext): vo
     .option('--spec <file...>', 'lifecycle specs to include at their estimates')
     .option(
       '--gateway <url>',
-      "the serving gateway's admin API, whose measured service time sizes serving (default: $GATEWAY_ADMIN_URL)",
-      process.env.GATEWAY_ADMIN_URL,
+      "the serving gateway's admin API, whose measured service time sizes serving (default: $GATEWAY_ADMIN_URL's first replica)",
+      firstGatewayReplica(),
     )
     .action(async (pool: string | undefined, o: { spec?: string[]; gateway?: string }, cmd: Command) => {
       const client = await connect(cmd);
@@ -422,4 +422,10 @@ export function addQuotaCommands(program: Command, ctx: QuotaCommandContext): vo
         released ? `released ${lease}: ${res(released.resources)}` : `${lease} was not held (nothing to release)`,
       );
     });
+}
+
+/** The worker's gateway (GATEWAY_ADMIN_URL, a comma-separated list of replicas): its first replica measures. */
+function firstGatewayReplica(): string | undefined {
+  const first = process.env.GATEWAY_ADMIN_URL?.split(',')[0]?.trim();
+  return first ? first : undefined;
 }

@@ -10,10 +10,12 @@ import { trainerPython } from './toolchain';
 import { loadYamlFile } from './yaml-file';
 
 const Env = z.object({
-  /** The gateway's admin listener (GATEWAY_ADMIN_PORT of the gateway): every call the worker makes goes there. */
-  GATEWAY_ADMIN_URL: z
-    .url({ protocol: /^https?$/, error: 'an http:// or https:// URL' })
-    .default('http://127.0.0.1:8701'),
+  /**
+   * The gateway's admin listener (GATEWAY_ADMIN_PORT of the gateway): every call the worker makes goes there. A
+   * comma-separated list names the replicas of one gateway: every mutation goes to all of them (see
+   * src/targets/replicas.ts).
+   */
+  GATEWAY_ADMIN_URL: z.string().default('http://127.0.0.1:8701'),
   ML_DATA_DIR: z.string().optional(),
   QUOTA_POOLS_FILE: z.string().optional(),
   /**
@@ -55,7 +57,11 @@ export function quotaPoolsPath(env: NodeJS.ProcessEnv = process.env): string {
  * The worker's configuration. Throws on an invalid variable; a missing or unusable admin token is a TokenConfigError
  * (the worker deploys through the gateway's admin API: without the token every deploy would be refused).
  */
-export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
+export function loadConfig(
+  env: NodeJS.ProcessEnv = process.env,
+  /** False for a training-only process (WORKER_CONTROL_PLANE=false): it never calls the gateway, so needs no token. */
+  options: { gatewayToken?: boolean } = {},
+): AppConfig {
   const parsed = Env.safeParse(env);
   if (!parsed.success) throw new Error(`invalid environment: ${describeIssues(parsed.error).join('; ')}`);
   const root = projectRoot();
@@ -65,8 +71,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
   return {
     root,
     gateway: {
-      url: parsed.data.GATEWAY_ADMIN_URL.replace(/\/+$/, ''),
-      token: requireToken(env, 'GATEWAY_ADMIN_TOKEN', 'the worker calls the serving gateway admin API'),
+      ...gatewayAdminUrls(parsed.data.GATEWAY_ADMIN_URL),
+      token:
+        options.gatewayToken === false
+          ? ''
+          : requireToken(env, 'GATEWAY_ADMIN_TOKEN', 'the worker calls the serving gateway admin API'),
     },
     dataDir,
     artifactsDir: join(dataDir, 'artifacts'),
@@ -79,6 +88,37 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
       temporalPort: parsed.data.TEMPORAL_METRICS_PORT,
     },
   };
+}
+
+const AdminUrl = z.url({ protocol: /^https?$/, error: 'an http:// or https:// URL' });
+
+/**
+ * GATEWAY_ADMIN_URL: one admin URL, or the comma-separated admin URLs of a gateway's replicas (each http(s), none
+ * twice once trailing slashes are dropped). `url` is the first, `replicas` all of them when there are several. Throws
+ * one line naming the variable and every bad entry.
+ */
+export function gatewayAdminUrls(value: string): Pick<GatewayAdminAccess, 'url' | 'replicas'> {
+  const entries = value.split(',').map((e) => e.trim());
+  const problems: string[] = [];
+  const seen = new Set<string>();
+  const urls: string[] = [];
+  entries.forEach((entry, i) => {
+    const where = entries.length > 1 ? `entry ${i + 1} ` : '';
+    const quoted = JSON.stringify(entry.length > 200 ? `${entry.slice(0, 200)}…` : entry);
+    if (!AdminUrl.safeParse(entry).success) {
+      problems.push(`${where}${quoted} is not an http:// or https:// URL`);
+      return;
+    }
+    const url = entry.replace(/\/+$/, '');
+    // Compared as URLs: `HTTP://Host:80/` and `http://host` are the same listener.
+    const parsed = new URL(url);
+    const key = `${parsed.origin}${parsed.pathname.replace(/\/+$/, '')}`;
+    if (seen.has(key)) problems.push(`${where}${quoted} names a replica already listed`);
+    seen.add(key);
+    urls.push(url);
+  });
+  if (problems.length > 0) throw new Error(`invalid environment: GATEWAY_ADMIN_URL: ${problems.join('; ')}`);
+  return { url: urls[0] as string, ...(urls.length > 1 ? { replicas: urls } : {}) };
 }
 
 /** Reads and validates the quota pools file; an invalid one throws InvalidFileError naming every problem. */

@@ -8,6 +8,7 @@ import { loadSpecFile } from '../client/spec-file';
 import { projectRoot } from '../config/paths';
 import type { AdminOp, ModelRouting } from '../shared/gateway-api';
 import { poolStateQuery, registryStateQuery } from '../shared/messages';
+import { own } from '../shared/own';
 import { quotaPoolWorkflowId, type QuotaPoolState } from '../shared/quota';
 import { registryWorkflowId, type RegistryState } from '../shared/registry';
 import type { LifecycleSpec } from '../shared/spec';
@@ -50,6 +51,26 @@ export interface ChaosCase {
   stuckAfterMs?: number;
   /** The spec's `rollout.rollback.giveUpAfter` (default the spec's). */
   giveUpAfterMs?: number;
+  /**
+   * On a stack of two workers and two gateway replicas: which of the two is killed (default 0). The other one carries
+   * on meanwhile.
+   */
+  replica?: 0 | 1;
+  /**
+   * Restart the killed process only once the lifecycle has ended (default: after `downMs`): the case then shows that
+   * the rest of the stack finishes the rollout without it. Only meaningful where another one of its kind runs.
+   */
+  restartAfterEnd?: boolean;
+}
+
+export interface ChaosStackOptions {
+  /** Worker processes, each a full worker on the same task queues (default 1). */
+  workers?: 1 | 2;
+  /**
+   * Gateway replicas (default 1): the workers' GATEWAY_ADMIN_URL lists every replica's admin URL, and the load
+   * generator spreads predictions over their public URLs.
+   */
+  gateways?: 1 | 2;
 }
 
 export interface Invariant {
@@ -75,6 +96,8 @@ export interface ChaosOutcome {
   failedRequests: number;
   /** Alerts the worker logged for this model while the case ran (`kind severity`), in order. */
   alerts: string[];
+  /** Of those, how many by the gateway replica (public URL) that was asked. */
+  failedByGateway: Record<string, number>;
 }
 
 const ROOT = projectRoot();
@@ -88,30 +111,40 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 export class ChaosStack {
   readonly dir = mkdtempSync(join(tmpdir(), 'mll-chaos-'));
   server!: DevServer;
-  gateway!: ManagedProcess;
-  worker!: ManagedProcess;
+  /** The gateway replicas' processes, by replica (one unless the stack was started with two). */
+  readonly gatewayProcs: ManagedProcess[] = [];
+  /** The worker processes, by index. */
+  readonly workers: ManagedProcess[] = [];
   client!: Client;
   lifecycles!: LifecycleClient;
-  /** The gateway's public URL (predictions); its admin API is on {@link gatewayAdminUrl}. */
+  /** The first gateway replica's public URL (predictions); its admin API is on {@link gatewayAdminUrl}. */
   gatewayUrl = '';
   gatewayAdminUrl = '';
+  /** Every replica's public and admin URL, in replica order. */
+  readonly gatewayUrls: string[] = [];
+  readonly gatewayAdminUrls: string[] = [];
   /** A fresh admin token per stack, given to the gateway and the worker through their environment only. */
   private readonly adminToken = randomBytes(32).toString('base64url');
   private serverPort = 0;
-  private gatewayPort = 0;
-  private gatewayAdminPort = 0;
+  private readonly gatewayPorts: { public: number; admin: number }[] = [];
   private restarts = 0;
+  /** Which start of each worker runs now (for its process name). */
+  private readonly workerStarts: number[] = [];
 
-  static async start(): Promise<ChaosStack> {
+  static async start(options: ChaosStackOptions = {}): Promise<ChaosStack> {
     const stack = new ChaosStack();
     stack.serverPort = await freePort();
-    stack.gatewayPort = await freePort();
-    stack.gatewayAdminPort = await freePort();
-    stack.gatewayUrl = `http://127.0.0.1:${stack.gatewayPort}`;
-    stack.gatewayAdminUrl = `http://127.0.0.1:${stack.gatewayAdminPort}`;
+    for (let i = 0; i < (options.gateways ?? 1); i++) {
+      const ports = { public: await freePort(), admin: await freePort() };
+      stack.gatewayPorts.push(ports);
+      stack.gatewayUrls.push(`http://127.0.0.1:${ports.public}`);
+      stack.gatewayAdminUrls.push(`http://127.0.0.1:${ports.admin}`);
+    }
+    stack.gatewayUrl = stack.gatewayUrls[0]!;
+    stack.gatewayAdminUrl = stack.gatewayAdminUrls[0]!;
     await stack.startServer();
-    await stack.startGateway();
-    stack.startWorker();
+    await Promise.all(stack.gatewayPorts.map((_, i) => stack.startGateway(i)));
+    for (let i = 0; i < (options.workers ?? 1); i++) stack.startWorker(i);
     stack.client = new Client({ connection: await Connection.connect({ address: stack.address }) });
     stack.lifecycles = new LifecycleClient(stack.client);
     return stack;
@@ -121,33 +154,57 @@ export class ChaosStack {
     return `127.0.0.1:${this.serverPort}`;
   }
 
+  /** The first gateway replica's process. */
+  get gateway(): ManagedProcess {
+    return this.gatewayProcs[0]!;
+  }
+
+  /** The first worker's process. */
+  get worker(): ManagedProcess {
+    return this.workers[0]!;
+  }
+
   get workerLog(): string {
-    return join(this.dir, 'worker.log');
+    return this.workerLogOf(0);
+  }
+
+  /** The log of worker `i` (the first keeps the name `worker.log`). */
+  workerLogOf(i: number): string {
+    return join(this.dir, i === 0 ? 'worker.log' : `worker-${i}.log`);
+  }
+
+  /** Every worker's log. */
+  get workerLogs(): string[] {
+    return this.workers.map((_, i) => this.workerLogOf(i));
   }
 
   private async startServer(): Promise<void> {
     this.server = await startDevServer({ port: this.serverPort, dbFile: join(this.dir, 'temporal.db') });
   }
 
-  private async startGateway(): Promise<void> {
-    this.gateway = startNode(
-      'gateway',
+  /** Replica `i` on its ports and its own data folder (the first keeps the names of a one-gateway stack). */
+  private async startGateway(i = 0): Promise<void> {
+    const suffix = i === 0 ? '' : `-${i}`;
+    const ports = this.gatewayPorts[i]!;
+    this.gatewayProcs[i] = startNode(
+      `gateway${suffix}`,
       join(ROOT, 'dist', 'src', 'serving', 'main.js'),
       {
-        GATEWAY_PORT: String(this.gatewayPort),
-        GATEWAY_ADMIN_PORT: String(this.gatewayAdminPort),
-        GATEWAY_DATA_DIR: join(this.dir, 'gateway'),
+        GATEWAY_PORT: String(ports.public),
+        GATEWAY_ADMIN_PORT: String(ports.admin),
+        GATEWAY_DATA_DIR: join(this.dir, `gateway${suffix}`),
         // The worker's ML_DATA_DIR/artifacts: where it trains, and so the one folder the gateway loads from.
         GATEWAY_ARTIFACT_ROOT: join(this.dir, 'data', 'artifacts'),
         GATEWAY_ADMIN_TOKEN: this.adminToken,
         LOG_LEVEL: 'warn',
       },
-      join(this.dir, 'gateway.log'),
+      join(this.dir, `gateway${suffix}.log`),
     );
+    const url = this.gatewayUrls[i]!;
     // Both listeners up and the routing restored: an admin read answers only then.
     await waitFor(
-      `gateway on ${this.gatewayUrl}`,
-      async () => (await fetch(`${this.gatewayUrl}/healthz`)).ok && (await this.admin('/admin/models')).ok,
+      `gateway on ${url}`,
+      async () => (await fetch(`${url}/healthz`)).ok && (await this.admin('/admin/models', i)).ok,
       30_000,
       100,
     );
@@ -187,13 +244,19 @@ export class ChaosStack {
     return file;
   }
 
-  private startWorker(): void {
-    this.worker = startNode(
-      `worker-${++this.restarts}`,
+  /**
+   * Worker `i`. Workers share ML_DATA_DIR (one machine's volume: the artifacts one trains are the ones another deploys,
+   * and the worker secret is the same for all), and name every gateway replica.
+   */
+  private startWorker(i = 0): void {
+    this.workerStarts[i] = (this.workerStarts[i] ?? 0) + 1;
+    this.restarts++;
+    this.workers[i] = startNode(
+      i === 0 ? `worker-${this.workerStarts[i]}` : `worker${i}-${this.workerStarts[i]}`,
       join(ROOT, 'dist', 'src', 'workers', 'main.js'),
       {
         TEMPORAL_ADDRESS: this.address,
-        GATEWAY_ADMIN_URL: this.gatewayAdminUrl,
+        GATEWAY_ADMIN_URL: this.gatewayAdminUrls.join(','),
         GATEWAY_ADMIN_TOKEN: this.adminToken,
         ML_DATA_DIR: join(this.dir, 'data'),
         ALERT_GROUP_WAIT: '300ms',
@@ -201,30 +264,38 @@ export class ChaosStack {
         ML_POLICY_FILE: this.policyFile,
         LOG_LEVEL: 'warn',
       },
-      this.workerLog,
+      this.workerLogOf(i),
     );
   }
 
-  /** Whether the worker runs, and the last lines of its log: what a stuck case reports. */
+  /** Whether each worker runs, and the last lines of its log: what a stuck case reports. */
   workerState(lines = 25): string {
-    const child = this.worker.child;
-    const state =
-      child.exitCode !== null || child.signalCode !== null
-        ? `exited (${child.exitCode ?? child.signalCode})`
-        : `running (pid ${child.pid})`;
-    let tail = '';
-    try {
-      tail = readFileSync(this.workerLog, 'utf8').trimEnd().split('\n').slice(-lines).join('\n');
-    } catch {
-      tail = '(no log)';
-    }
-    return `worker ${this.restarts}: ${state}; its log ends:\n${tail}`;
+    return this.workers
+      .map((worker, i) => {
+        const child = worker.child;
+        const state =
+          child.exitCode !== null || child.signalCode !== null
+            ? `exited (${child.exitCode ?? child.signalCode})`
+            : `running (pid ${child.pid})`;
+        let tail = '';
+        try {
+          tail = readFileSync(this.workerLogOf(i), 'utf8').trimEnd().split('\n').slice(-lines).join('\n');
+        } catch {
+          tail = '(no log)';
+        }
+        return `worker ${i} (start ${this.workerStarts[i]}): ${state}; its log ends:\n${tail}`;
+      })
+      .join('\n');
   }
 
-  /** SIGKILL, waiting until the process is gone. */
-  async kill(which: ChaosProcess): Promise<void> {
+  /** SIGKILL, waiting until the process is gone; `replica` picks the worker or gateway replica (default the first). */
+  async kill(which: ChaosProcess, replica = 0): Promise<void> {
     const child =
-      which === 'server' ? this.server.process : which === 'gateway' ? this.gateway.child : this.worker.child;
+      which === 'server'
+        ? this.server.process
+        : which === 'gateway'
+          ? this.gatewayProcs[replica]!.child
+          : this.workers[replica]!.child;
     if (child.exitCode !== null || child.signalCode !== null) return;
     const gone = new Promise((r) => child.once('exit', r));
     child.kill('SIGKILL');
@@ -232,15 +303,16 @@ export class ChaosStack {
   }
 
   /** Starts the process again on the same ports and state. */
-  async restart(which: ChaosProcess): Promise<void> {
+  async restart(which: ChaosProcess, replica = 0): Promise<void> {
     if (which === 'server') await this.startServer();
-    else if (which === 'gateway') await this.startGateway();
-    else this.startWorker();
+    else if (which === 'gateway') await this.startGateway(replica);
+    else this.startWorker(replica);
   }
 
   traffic(model: string, ratePerSecond = 50): LoadGenerator {
     const load = new LoadGenerator({
       gatewayUrl: this.gatewayUrl,
+      ...(this.gatewayUrls.length > 1 ? { gatewayUrls: this.gatewayUrls } : {}),
       model,
       rowsCsv: join(EXAMPLE, 'data', 'test.csv'),
       labelColumn: 'churned',
@@ -251,18 +323,49 @@ export class ChaosStack {
     return load;
   }
 
-  /** A GET of the gateway's admin API, with the stack's token. */
-  private admin(path: string): Promise<Response> {
-    return fetch(`${this.gatewayAdminUrl}${path}`, { headers: { authorization: `Bearer ${this.adminToken}` } });
+  /** A GET of a replica's admin API (default the first), with the stack's token. */
+  private admin(path: string, replica = 0): Promise<Response> {
+    return fetch(`${this.gatewayAdminUrls[replica]}${path}`, {
+      headers: { authorization: `Bearer ${this.adminToken}` },
+    });
   }
 
-  async routing(model: string): Promise<ModelRouting | null> {
-    const all = (await (await this.admin('/admin/models')).json()) as ModelRouting[];
+  async routing(model: string, replica = 0): Promise<ModelRouting | null> {
+    const all = (await (await this.admin('/admin/models', replica)).json()) as ModelRouting[];
     return all.find((r) => r.model === model) ?? null;
   }
 
-  async ops(model: string): Promise<(AdminOp & { applied?: boolean })[]> {
-    return (await (await this.admin(`/admin/ops?model=${encodeURIComponent(model)}`)).json()) as never;
+  async ops(model: string, replica = 0): Promise<(AdminOp & { applied?: boolean })[]> {
+    return (await (await this.admin(`/admin/ops?model=${encodeURIComponent(model)}`, replica)).json()) as never;
+  }
+
+  /**
+   * The version each replica routes each of `users` user ids to (one prediction per user and replica, user i with row
+   * i of the example's test set); null where the replica did not answer with a prediction.
+   */
+  async routedVersions(model: string, users: readonly string[]): Promise<(string | null)[][]> {
+    // A row per user from the test set: the probes are live traffic the stage judges, so they must look like it.
+    const rows = exampleRows();
+    return Promise.all(
+      this.gatewayUrls.map((url) =>
+        Promise.all(
+          users.map(async (userId, u) => {
+            const row = rows[u % rows.length];
+            try {
+              const res = await fetch(`${url}/v1/models/${encodeURIComponent(model)}/predict`, {
+                method: 'POST',
+                headers: { 'content-type': 'application/json' },
+                body: JSON.stringify({ userId, features: row }),
+              });
+              const body = (await res.json()) as { version?: string };
+              return res.ok && typeof body.version === 'string' ? body.version : null;
+            } catch {
+              return null;
+            }
+          }),
+        ),
+      ),
+    );
   }
 
   async registry(model: string): Promise<RegistryState> {
@@ -274,12 +377,31 @@ export class ChaosStack {
   }
 
   async close(): Promise<void> {
-    await this.worker?.stop();
-    await this.gateway?.stop();
+    await Promise.all(this.workers.map((w) => w.stop()));
+    await Promise.all(this.gatewayProcs.map((g) => g.stop()));
     await this.client?.connection.close();
     await this.server?.stop();
     rmSync(this.dir, { recursive: true, force: true });
   }
+}
+
+let exampleRowsCache: Record<string, number | string>[] | null = null;
+
+/** The rows of the example's test set, as the load generator sends them (label and identifier dropped). */
+function exampleRows(): Record<string, number | string>[] {
+  if (exampleRowsCache) return exampleRowsCache;
+  const [header = '', ...lines] = readFileSync(join(EXAMPLE, 'data', 'test.csv'), 'utf8')
+    .trim()
+    .split('\n');
+  const names = header.trim().split(',');
+  const cell = (v: string): number | string => (v !== '' && Number.isFinite(Number(v)) ? Number(v) : v);
+  exampleRowsCache = lines.map((line) => {
+    const values = line.trim().split(',');
+    return Object.fromEntries(
+      names.map((n, i) => [n, cell(values[i] ?? '')] as const).filter(([n]) => n !== 'churned' && n !== 'customer_id'),
+    );
+  });
+  return exampleRowsCache;
 }
 
 /** The example's spec with short bakes, shaped for the kill point (a staging route, a guard window). */
@@ -339,12 +461,17 @@ export async function runChaosCase(
   const load = stack.traffic(model);
   // Staging serves a route of its own: it needs traffic of its own to be judged.
   const staging = c.at === 'staging' ? stack.traffic(`${model}-staging`) : null;
-  const logStart = safeSize(stack.workerLog);
+  const logStart = stack.workerLogs.map((f) => safeSize(f));
+  const replica = c.replica ?? 0;
+  const replicated = stack.gatewayUrls.length > 1;
+  const probeUsers = Array.from({ length: 200 }, (_, i) => `probe-${i}`);
+  const extra: Invariant[] = [];
   try {
     const v1 = await lifecycles.start(chaosSpec(model, 'v1', { at: 'provisioning', candidate: 'good' }));
     const first = await drive(stack, v1.id, () => false, within(180_000), 'driving v1 to promotion');
     if (first.stage !== 'promoted') throw new Error(`v1 ended ${first.stage}: ${first.error?.message}`);
     const failedBefore = load.stats.failed;
+    const failedBeforeBy = load.stats.failedByGateway;
 
     const { id } = await lifecycles.start(chaosSpec(model, 'v2', c));
     const atKill = await drive(stack, id, (s) => atKillPoint(s, c.at), within(180_000), `driving v2 to ${c.at}`);
@@ -352,9 +479,13 @@ export async function runChaosCase(
     if (c.at === 'rolling-back') {
       await lifecycles.abort(id, { by: 'alice', reason: 'chaos: roll back now' });
     }
-    await stack.kill(c.kill);
-    if (c.downMs) await sleep(c.downMs);
-    await stack.restart(c.kill);
+    if (replicated) {
+      // Mid-ramp, every replica routes every user the same way (same table, same deploy order, same hash).
+      extra.push(stickyInvariant('sticky at kill', await stack.routedVersions(model, probeUsers), probeUsers));
+    }
+    await stack.kill(c.kill, replica);
+    if (c.downMs) extra.push(await rampHeld(stack, id, atKill.trafficPercent, c.downMs));
+    if (!c.restartAfterEnd) await stack.restart(c.kill, replica);
     const restarted = Date.now();
     const consistentMs = await timeToConsistent(stack, id, model, within(15 * 60_000));
     const end = await drive(
@@ -362,9 +493,13 @@ export async function runChaosCase(
       id,
       () => false,
       within(15 * 60_000),
-      `driving v2 to its end after the ${c.kill} restart`,
+      `driving v2 to its end after the ${c.kill} ${c.restartAfterEnd ? 'kill' : 'restart'}`,
     );
     const endedMs = Date.now() - restarted;
+    if (c.restartAfterEnd) await stack.restart(c.kill, replica);
+    if (replicated) {
+      extra.push(stickyInvariant('sticky at end', await stack.routedVersions(model, probeUsers), probeUsers));
+    }
     await load.stop();
     // The alert router delivers after its group wait: give the last alert of the case time to reach the log.
     await sleep(2000);
@@ -376,9 +511,12 @@ export async function runChaosCase(
       reason: end.error?.message ?? null,
       consistentMs,
       endedMs,
-      invariants: await checkInvariants(stack, c, model, id, end),
+      invariants: [...(await checkInvariants(stack, c, model, id, end)), ...extra],
       failedRequests: load.stats.failed - failedBefore,
-      alerts: alertsSince(stack.workerLog, logStart, model),
+      alerts: stack.workerLogs.flatMap((f, i) => alertsSince(f, logStart[i] ?? 0, model)),
+      failedByGateway: Object.fromEntries(
+        Object.entries(load.stats.failedByGateway).map(([url, n]) => [url, n - (own(failedBeforeBy, url) ?? 0)]),
+      ),
     };
   } finally {
     await load.stop();
@@ -439,12 +577,12 @@ async function timeToConsistent(stack: ChaosStack, id: string, model: string, ti
   for (;;) {
     try {
       const s = await stack.lifecycles.status(id);
-      const routing = await stack.routing(model);
-      const weight = routing?.weights['v2'] ?? 0;
-      seen = `lifecycle ${s.stage} at ${s.trafficPercent}%, gateway weight of v2 ${weight}`;
-      if (weight === s.trafficPercent || (ended(s) && weight === (s.stage === 'promoted' ? 100 : 0))) {
-        return Date.now() - started;
-      }
+      const weights = await Promise.all(
+        stack.gatewayUrls.map(async (_, i) => (await stack.routing(model, i))?.weights['v2'] ?? 0),
+      );
+      seen = `lifecycle ${s.stage} at ${s.trafficPercent}%, gateway weight of v2 ${weights.join(' / ')}`;
+      const agree = (w: number) => w === s.trafficPercent || (ended(s) && w === (s.stage === 'promoted' ? 100 : 0));
+      if (weights.every(agree)) return Date.now() - started;
     } catch (err) {
       seen = `not answering: ${err instanceof Error ? err.message : String(err)}`;
     }
@@ -472,7 +610,8 @@ async function checkInvariants(
 ): Promise<Invariant[]> {
   const out: Invariant[] = [];
   const check = (name: string, ok: boolean, detail: string) => out.push({ name, ok, detail });
-  const outage = (c.downMs ?? 0) > 0 && c.kill === 'gateway';
+  // An outage only when the one gateway was down: with replicas the others serve and the rollout waits.
+  const outage = (c.downMs ?? 0) > 0 && c.kill === 'gateway' && stack.gatewayUrls.length === 1;
   const expected =
     c.at === 'rolling-back' || outage ? 'rolled-back' : c.candidate === 'good' ? 'promoted' : 'rolled-back';
   const reason = end.error?.message ?? '';
@@ -512,21 +651,89 @@ async function checkInvariants(
     `leases [${leases.join(', ')}], wanted [serve:${model}:${production}]`,
   );
 
-  const ops = (await stack.ops(model)).filter((o) => o.opId.startsWith(`${id}@`) && o.applied !== false);
-  const steps = ops.map((o) => o.opId.slice(o.opId.indexOf(':', id.length) + 1));
-  const twice = steps.filter((s, i) => steps.indexOf(s) !== i);
-  const deploys = (await stack.ops(model)).filter(
-    (o) => o.kind === 'deploy' && o.version === 'v2' && o.applied !== false,
-  ).length;
   const promotions = registry.history.filter((h) => h.lifecycleId === id && h.kind !== 'rollback').length;
   const wantPromotions = expected === 'promoted' || c.at === 'guarding' ? 1 : 0;
-  check(
-    'once',
-    twice.length === 0 && deploys === 1 && promotions === wantPromotions,
-    `steps applied [${steps.join(', ')}]${twice.length ? `, twice: ${twice.join(', ')}` : ''}; ` +
-      `v2 deployed ${deploys}×; promotion records ${promotions} (wanted ${wantPromotions})`,
-  );
+  // Every replica applied every step of the lifecycle once, and the same steps.
+  const stepsOf: string[] = [];
+  for (let i = 0; i < stack.gatewayUrls.length; i++) {
+    const all = await stack.ops(model, i);
+    const ops = all.filter((o) => o.opId.startsWith(`${id}@`) && o.applied !== false);
+    const steps = ops.map((o) => o.opId.slice(o.opId.indexOf(':', id.length) + 1));
+    const twice = steps.filter((s, j) => steps.indexOf(s) !== j);
+    const deploys = all.filter((o) => o.kind === 'deploy' && o.version === 'v2' && o.applied !== false).length;
+    stepsOf.push(JSON.stringify([...steps].sort()));
+    check(
+      'once',
+      twice.length === 0 && deploys === 1 && promotions === wantPromotions,
+      `${i > 0 ? `replica ${i}: ` : ''}steps applied [${steps.join(', ')}]` +
+        `${twice.length ? `, twice: ${twice.join(', ')}` : ''}; ` +
+        `v2 deployed ${deploys}×; promotion records ${promotions} (wanted ${wantPromotions})`,
+    );
+  }
+  if (stack.gatewayUrls.length > 1) {
+    // Both replicas end with the same routing: weights, loaded versions in routing order, routes.
+    const routings = await Promise.all(stack.gatewayUrls.map((_, i) => stack.routing(model, i)));
+    const shape = (r: ModelRouting | null) =>
+      JSON.stringify({
+        weights: Object.entries(r?.weights ?? {}).sort(),
+        versions: (r?.versions ?? []).map((v) => `${v.version}@${v.artifactDigest ?? ''}`),
+        routes: r?.routes ?? null,
+      });
+    const shapes = routings.map(shape);
+    check(
+      'replicas',
+      shapes.every((x) => x === shapes[0]),
+      `replica routings ${shapes.join(' vs ')}`,
+    );
+    check(
+      'replicas',
+      stepsOf.every((x) => x === stepsOf[0]),
+      `steps applied by replica: ${stepsOf.join(' vs ')}`,
+    );
+  }
   return out;
+}
+
+/**
+ * Every replica answered every probe user, and with the same version; on a mid-ramp table both versions must show up
+ * (else the probe proves nothing).
+ */
+function stickyInvariant(name: string, byReplica: (string | null)[][], users: readonly string[]): Invariant {
+  const [first, ...others] = byReplica;
+  const unanswered = byReplica.flat().filter((v) => v === null).length;
+  const differ = users.filter((_, u) => others.some((r) => r[u] !== first?.[u]));
+  const versions = [...new Set(first ?? [])].sort();
+  const midRamp = name.includes('kill');
+  return {
+    name,
+    ok: unanswered === 0 && differ.length === 0 && (!midRamp || versions.length === 2),
+    detail:
+      `${users.length} users on ${byReplica.length} replicas: ${unanswered} unanswered, ${differ.length} routed ` +
+      `differently (${differ.slice(0, 5).join(', ')}); versions seen ${versions.join(', ')}`,
+  };
+}
+
+/**
+ * Waits `downMs` while a process is down, reading the lifecycle's traffic share: it must not move past what it was at
+ * the kill (no replica, or no worker, can confirm a step now that would need it).
+ */
+async function rampHeld(stack: ChaosStack, id: string, atKill: number, downMs: number): Promise<Invariant> {
+  const until = Date.now() + downMs;
+  const seen = new Set<number>();
+  while (Date.now() < until) {
+    try {
+      seen.add((await stack.lifecycles.status(id)).trafficPercent);
+    } catch {
+      // the server may be the one down
+    }
+    await sleep(200);
+  }
+  const max = Math.max(atKill, ...seen);
+  return {
+    name: 'held while down',
+    ok: max <= atKill,
+    detail: `traffic share ${atKill}% at the kill; seen while down: ${[...seen].sort((a, b) => a - b).join(', ')}%`,
+  };
 }
 
 function safeSize(file: string): number {

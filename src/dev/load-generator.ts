@@ -13,12 +13,20 @@ interface PendingLabel {
   requestId: string;
   label: Label;
   dueAtMs: number;
+  /** The gateway that answered the prediction: the one that can join its label. */
+  gatewayUrl: string;
 }
 
 const DEFAULT_LABEL_BATCH = 1000;
 
 export interface LoadGeneratorOptions {
   gatewayUrl: string;
+  /**
+   * Replicas of one gateway (public URLs), when it runs as several: requests are spread evenly over them, so that every
+   * user's requests reach every replica (the routing must agree for a user to keep its version), each label to the replica that answered its prediction.
+   * Overrides `gatewayUrl`.
+   */
+  gatewayUrls?: string[];
   model: string;
   /** CSV whose rows are sent as live traffic (label column dropped). */
   rowsCsv: string;
@@ -71,6 +79,8 @@ export interface LoadStats {
    * with a prediction).
    */
   failedBy: Record<string, number>;
+  /** Failed requests by the gateway URL they were sent to (see `gatewayUrls`). */
+  failedByGateway: Record<string, number>;
   lastError: string | null;
   /** Requests sent with a deliberately broken row (see `corruptShare`). */
   corruptSent: number;
@@ -115,7 +125,11 @@ function corruptRow(row: Row, n: number): Row {
 }
 
 /** Stats at zero; `byVersion` and `failedBy` read the Maps the generator counts in (a JSON object on each read). */
-function newStats(byVersion: ReadonlyMap<string, number>, failedBy: ReadonlyMap<string, number>): LoadStats {
+function newStats(
+  byVersion: ReadonlyMap<string, number>,
+  failedBy: ReadonlyMap<string, number>,
+  failedByGateway: ReadonlyMap<string, number>,
+): LoadStats {
   return {
     sent: 0,
     ok: 0,
@@ -125,6 +139,9 @@ function newStats(byVersion: ReadonlyMap<string, number>, failedBy: ReadonlyMap<
     },
     get failedBy() {
       return Object.fromEntries(failedBy);
+    },
+    get failedByGateway() {
+      return Object.fromEntries(failedByGateway);
     },
     lastError: null,
     corruptSent: 0,
@@ -147,7 +164,8 @@ export class LoadGenerator {
   /** Answers by version and failures by kind: names from the gateway's answers (`constructor` is a version name). */
   private readonly answeredBy = new Map<string, number>();
   private readonly failedByKind = new Map<string, number>();
-  readonly stats: LoadStats = newStats(this.answeredBy, this.failedByKind);
+  private readonly failedByUrl = new Map<string, number>();
+  readonly stats: LoadStats = newStats(this.answeredBy, this.failedByKind, this.failedByUrl);
   private timer: NodeJS.Timeout | null = null;
   private inFlight = new Set<Promise<void>>();
   private readonly rows: Row[];
@@ -237,14 +255,15 @@ export class LoadGenerator {
     if (!this.agent.closed && !this.agent.destroyed) await this.agent.close();
   }
 
-  private fail(kind: string, message: string): void {
+  private fail(kind: string, message: string, gatewayUrl: string): void {
     this.stats.failed++;
     this.failedByKind.set(kind, (this.failedByKind.get(kind) ?? 0) + 1);
+    this.failedByUrl.set(gatewayUrl, (this.failedByUrl.get(gatewayUrl) ?? 0) + 1);
     this.stats.lastError = message;
   }
 
   /** Queues the ground-truth label of an answered row, if labels are sent and this row is one of the share. */
-  private queueLabel(row: number, requestId: string | undefined): void {
+  private queueLabel(row: number, requestId: string | undefined, gatewayUrl: string): void {
     const delay = this.options.labelDelayMs;
     if (delay === undefined || !requestId || !this.labelPick.next()) return;
     let label = this.truths[row % this.truths.length] as Label;
@@ -252,7 +271,7 @@ export class LoadGenerator {
       label = this.otherClass.get(label) ?? label;
       this.stats.labelsFlipped++;
     }
-    this.pendingLabels.push({ requestId, label, dueAtMs: Date.now() + delay });
+    this.pendingLabels.push({ requestId, label, dueAtMs: Date.now() + delay, gatewayUrl });
   }
 
   /** Posts the labels due by `nowMs`, in batches. */
@@ -263,17 +282,21 @@ export class LoadGenerator {
     const ready = this.pendingLabels.slice(0, due);
     this.pendingLabels = this.pendingLabels.slice(due);
     const size = this.options.labelBatchSize ?? DEFAULT_LABEL_BATCH;
-    for (let start = 0; start < ready.length; start += size) this.postLabels(ready.slice(start, start + size));
+    const byGateway = new Map<string, PendingLabel[]>();
+    for (const p of ready) byGateway.set(p.gatewayUrl, [...(byGateway.get(p.gatewayUrl) ?? []), p]);
+    for (const [url, labels] of byGateway) {
+      for (let start = 0; start < labels.length; start += size) this.postLabels(url, labels.slice(start, start + size));
+    }
   }
 
-  private postLabels(batch: PendingLabel[]): void {
+  private postLabels(gatewayUrl: string, batch: PendingLabel[]): void {
     this.stats.labelsSent += batch.length;
     const failLabels = (message: string) => {
       this.stats.labelsFailed += batch.length;
       this.stats.lastError = message;
     };
     const { labelsToken } = this.options;
-    const p = request(`${this.options.gatewayUrl}/v1/models/${this.options.model}/labels`, {
+    const p = request(`${gatewayUrl}/v1/models/${this.options.model}/labels`, {
       method: 'POST',
       dispatcher: this.agent,
       headers: {
@@ -301,7 +324,14 @@ export class LoadGenerator {
     const corrupt = this.corrupt.next();
     if (corrupt) row = corruptRow(row, this.stats.corruptSent++);
     this.stats.sent++;
-    const p = request(`${this.options.gatewayUrl}/v1/models/${this.options.model}/predict`, {
+    const urls = this.options.gatewayUrls;
+    // Not i mod n alone: a user's requests come at indices of one parity, and would all reach one replica of two.
+    const gatewayUrl =
+      urls && urls.length > 0
+        ? (urls[(i + Math.floor(i / urls.length)) % urls.length] as string)
+        : this.options.gatewayUrl;
+    const fail = (kind: string, message: string) => this.fail(kind, message, gatewayUrl);
+    const p = request(`${gatewayUrl}/v1/models/${this.options.model}/predict`, {
       method: 'POST',
       dispatcher: this.agent,
       headers: {
@@ -315,16 +345,16 @@ export class LoadGenerator {
         if (corrupt && res.statusCode === 400) {
           this.stats.refusedCorrupt++;
         } else if (corrupt && res.statusCode === 200) {
-          this.fail('corrupt-accepted', `a corrupt row was answered by ${body.version}: ${JSON.stringify(row)}`);
+          fail('corrupt-accepted', `a corrupt row was answered by ${body.version}: ${JSON.stringify(row)}`);
         } else if (res.statusCode === 200 && body.version) {
           this.stats.ok++;
           this.answeredBy.set(body.version, (this.answeredBy.get(body.version) ?? 0) + 1);
-          this.queueLabel(i, body.requestId);
+          this.queueLabel(i, body.requestId, gatewayUrl);
         } else {
-          this.fail(String(res.statusCode), `${res.statusCode}: ${body.error ?? ''}`);
+          fail(String(res.statusCode), `${res.statusCode}: ${body.error ?? ''}`);
         }
       })
-      .catch((err: unknown) => this.fail('error', String(err)))
+      .catch((err: unknown) => fail('error', String(err)))
       .finally(() => this.inFlight.delete(p));
     this.inFlight.add(p);
   }

@@ -1,5 +1,8 @@
+import { dirname, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import pino from 'pino';
 import { z } from 'zod';
+import { ArtifactStoreConfigError, artifactStoreFromEnv, type ArtifactStore } from '../artifacts/store';
 import { readToken, TokenConfigError } from '../config/tokens';
 import { Duration } from '../shared/duration';
 import { DEFAULT_PREDICTION_MEMORY } from './prediction-memory';
@@ -69,8 +72,20 @@ async function main(): Promise<void> {
         '(at least 16 characters; e.g. `openssl rand -base64 32`)',
     );
   }
+  // ML_ARTIFACT_STORE, else the `artifact-store` folder beside the artifact root: on one machine that root is the
+  // worker's <ML_DATA_DIR>/artifacts, so both use <ML_DATA_DIR>/artifact-store. Only read here, never created.
+  let artifactStore: ArtifactStore;
+  try {
+    artifactStore = artifactStoreFromEnv(process.env, {
+      defaultLocation: pathToFileURL(resolve(dirname(resolve(env.GATEWAY_ARTIFACT_ROOT)), 'artifact-store')).href,
+    });
+  } catch (err) {
+    if (err instanceof ArtifactStoreConfigError) invalid(err.message);
+    throw err;
+  }
   const logger = pino({ level: env.LOG_LEVEL });
   const gateway = await createGateway({
+    artifactStore,
     dataDir: env.GATEWAY_DATA_DIR,
     artifactRoot: env.GATEWAY_ARTIFACT_ROOT,
     adminToken,
@@ -98,6 +113,7 @@ async function main(): Promise<void> {
       adminAddress: addresses.admin,
       dataDir: env.GATEWAY_DATA_DIR,
       artifactRoot: env.GATEWAY_ARTIFACT_ROOT,
+      artifactStore: artifactStore.location,
       labels: labelsToken !== undefined,
       singleVersion: env.GATEWAY_SINGLE_VERSION,
     },

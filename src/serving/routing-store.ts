@@ -33,6 +33,8 @@ export const DeployedVersionRecord = z.object({
    * with its digest.
    */
   artifactDigest: ArtifactDigest.optional(),
+  /** The artifact store URI it was fetched from (then `artifactDir` is the gateway's cache folder): fetched again on restore. */
+  artifactUri: z.string().optional(),
   /** A regression's prediction bin edges, as the deploy gave them (src/shared/gateway-api.ts `PredictionEdges`). */
   predictionEdges: z.array(z.number()).optional(),
   deployedAt: z.string(),

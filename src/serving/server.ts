@@ -6,6 +6,7 @@ import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, t
 import pino, { type Logger } from 'pino';
 import { z } from 'zod';
 import { tokenProblem } from '../config/tokens';
+import { ArtifactStoreError, artifactPathOf, type ArtifactStore } from '../artifacts/store-core';
 import {
   DeployRequest,
   ModelName,
@@ -91,6 +92,13 @@ export interface GatewayOptions {
    * slots), where a second version would only be a version no split can reach.
    */
   singleVersion?: boolean;
+  /**
+   * The artifact store deploys name artifacts in (`artifactUri`): fetched into {@link artifactCacheDir}, checked against
+   * their digest, and loaded from there. Absent: a deploy with an `artifactUri` is refused.
+   */
+  artifactStore?: ArtifactStore;
+  /** Where fetched artifacts are kept (default `<dataDir>/artifact-cache`). */
+  artifactCacheDir?: string;
 }
 
 /** Query of DELETE /admin/models/:model/versions/:version. */
@@ -249,6 +257,8 @@ class GatewayCore {
     private readonly artifactRoot: string,
     /** See GatewayOptions.singleVersion. */
     private readonly singleVersion = false,
+    /** See GatewayOptions.artifactStore. */
+    private readonly artifacts: { store: ArtifactStore; cacheDir: string } | null = null,
   ) {}
 
   /** Restores routing from the data dir and reloads every deployed version's model. */
@@ -274,13 +284,18 @@ class GatewayCore {
     }
     await Promise.all(
       pending.map(async ([model, version]) => {
-        const { artifactDir, artifactDigest } = version.record;
+        const { artifactDir, artifactDigest, artifactUri } = version.record;
         try {
           if (artifactDigest === undefined) {
             throw new ArtifactError('invalid', 'no artifact digest is recorded (deployed before digests were)');
           }
           // The same checks as a deploy: the root may have changed since, and the files must still be the trained ones.
-          const host = await ModelHost.load(await this.artifactFolder(artifactDir), { digest: artifactDigest });
+          // A version fetched from the store is fetched again (a cache hit, re-hashed, unless the cache was lost).
+          const folder =
+            artifactUri === undefined
+              ? await this.artifactFolder(artifactDir)
+              : await this.fetchStored(artifactUri, artifactDigest);
+          const host = await ModelHost.load(folder, { digest: artifactDigest });
           const binning = binningOf(host, version.record.predictionEdges);
           if (typeof binning === 'string') {
             await host.release().catch(() => undefined);
@@ -293,7 +308,7 @@ class GatewayCore {
           // Keep routing as it was: the version's traffic fails visibly (errors) instead of moving silently. A deploy
           // of the same folder and digest retries the load.
           this.log.error(
-            { model, version: version.record.version, artifactDir, err, ...artifactDetail(err) },
+            { model, version: version.record.version, artifactDir, artifactUri, err, ...artifactDetail(err) },
             'cannot reload deployed model version',
           );
         }
@@ -687,10 +702,12 @@ class GatewayCore {
         }
       }
 
-      const { artifactDigest } = request;
-      const artifactDir = await this.refusingArtifact(model, versionName, () =>
-        this.artifactFolder(request.artifactDir),
-      );
+      const { artifactDigest, artifactUri } = request;
+      const artifactDir =
+        artifactUri === undefined
+          ? await this.refusingArtifact(model, versionName, () => this.artifactFolder(request.artifactDir))
+          : await this.refusingStored(model, versionName, artifactUri, artifactDigest);
+      const fromStore = artifactUri === undefined ? {} : { artifactUri };
       const live = this.models.get(model);
       const existing = live?.versions.get(versionName);
       const previous = this.state.models.get(model) ?? { versions: [], weights: new Map<string, number>() };
@@ -714,7 +731,7 @@ class GatewayCore {
         // Its artifact failed to load on restore: a deploy of the same folder retries the load, and records the
         // digest of a version deployed before digests were.
         const { host, binning } = await this.loadArtifact(model, versionName, artifactDir, request);
-        const record: DeployedVersionRecord = { ...recorded, artifactDigest, ...edgesOf(binning) };
+        const record: DeployedVersionRecord = { ...recorded, artifactDigest, ...fromStore, ...edgesOf(binning) };
         try {
           await this.commit(
             op,
@@ -740,6 +757,7 @@ class GatewayCore {
         version: versionName,
         artifactDir,
         artifactDigest,
+        ...fromStore,
         ...edgesOf(binning),
         deployedAt: new Date().toISOString(),
         seq: this.state.nextSeq,
@@ -765,7 +783,7 @@ class GatewayCore {
       if (host.sketchPlan) counters.sketchInputs(host.sketchPlan);
       target.versions.set(versionName, { record, host, counters, faults: undefined });
       this.log.info(
-        { model, version: versionName, artifactDir, artifactDigest, opId: op.opId },
+        { model, version: versionName, artifactDir, artifactDigest, ...fromStore, opId: op.opId },
         'model version deployed',
       );
       return { opId: op.opId, applied: true };
@@ -1014,6 +1032,59 @@ class GatewayCore {
     return real;
   }
 
+  /**
+   * The cache folder of the stored artifact at `uri`, fetched unless the cache has it, its bytes checked against
+   * `digest`. Throws ArtifactStoreError: a URI outside the configured store (or no store) is `invalid`.
+   */
+  private async fetchStored(uri: string, digest: string): Promise<string> {
+    if (!this.artifacts) {
+      throw new ArtifactStoreError('invalid', 'this gateway has no artifact store configured (ML_ARTIFACT_STORE)');
+    }
+    // Checked before any I/O: the store reads only below its own location, and only the digest the caller names.
+    artifactPathOf(this.artifacts.store.location, uri, digest);
+    return (await this.artifacts.store.fetch(uri, digest, this.artifacts.cacheDir)).dir;
+  }
+
+  /**
+   * {@link fetchStored} for a deploy: a URI that can never name an artifact of this gateway's store is a 400 naming the
+   * field; stored bytes that are missing or not the recorded ones are a 422 (nothing is loaded); a store that cannot
+   * be reached is a 503 (the caller retries). The detail goes to the log.
+   */
+  private async refusingStored(model: string, version: string, uri: string, digest: string): Promise<string> {
+    const refused = `artifact for model '${model}' version '${version}' cannot be loaded: artifactUri`;
+    const refuse = (err: ArtifactStoreError, status: number, why: string): never => {
+      this.log.warn({ model, version, artifactUri: uri, problem: err.kind, detail: err.message }, 'deploy refused');
+      throw new HttpError(status, why);
+    };
+    if (!this.artifacts) {
+      throw new HttpError(422, `${refused}: this gateway has no artifact store configured (ML_ARTIFACT_STORE)`);
+    }
+    const { store, cacheDir } = this.artifacts;
+    try {
+      artifactPathOf(store.location, uri, digest);
+    } catch (err) {
+      if (!(err instanceof ArtifactStoreError)) throw err;
+      if (err.kind === 'digest-mismatch') refuse(err, 422, `${refused}: it names another digest than artifactDigest`);
+      refuse(
+        err,
+        400,
+        `invalid deploy request: artifactUri: not an artifact of this gateway's artifact store ` +
+          `(${store.location}/<key>/sha256-<hex>)`,
+      );
+    }
+    try {
+      return (await store.fetch(uri, digest, cacheDir)).dir;
+    } catch (err) {
+      if (!(err instanceof ArtifactStoreError)) throw err;
+      if (err.kind === 'unavailable') return refuse(err, 503, `${refused}: the artifact store is unavailable now`);
+      if (err.kind === 'not-found') return refuse(err, 422, `${refused}: no complete artifact is stored there`);
+      if (err.kind === 'digest-mismatch') {
+        return refuse(err, 422, `${refused}: the stored files do not have artifactDigest; nothing was loaded`);
+      }
+      return refuse(err, 422, `${refused}: the stored artifact is invalid`);
+    }
+  }
+
   /** Loads the artifact of a deploy from `artifactDir` (a real path inside the root) if its bytes have `digest`. */
   /** Loads a deploy's artifact and checks that the deploy gives what its task needs (a regression's bin edges). */
   private async loadArtifact(model: string, version: string, artifactDir: string, request: DeployRequest) {
@@ -1072,9 +1143,10 @@ function toRouting(model: string, record: ModelState): ModelRouting {
     // Routing order: newest deploy first, the order in which versions own buckets.
     versions: [...record.versions]
       .sort((a, b) => b.seq - a.seq)
-      .map(({ version, artifactDir, artifactDigest, deployedAt }) => ({
+      .map(({ version, artifactDir, artifactUri, artifactDigest, deployedAt }) => ({
         version,
         artifactDir,
+        ...(artifactUri === undefined ? {} : { artifactUri }),
         ...(artifactDigest === undefined ? {} : { artifactDigest }),
         deployedAt,
       })),
@@ -1200,6 +1272,12 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
     new PredictionMemory(options.predictionMemory),
     artifactRoot,
     options.singleVersion ?? false,
+    options.artifactStore
+      ? {
+          store: options.artifactStore,
+          cacheDir: path.resolve(options.artifactCacheDir ?? path.join(options.dataDir, 'artifact-cache')),
+        }
+      : null,
   );
   await core.restore();
 

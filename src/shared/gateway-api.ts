@@ -64,6 +64,12 @@ export const DeployRequest = z.object({
   /** The artifact's digest recorded at training (src/artifacts/digest.ts). */
   artifactDigest: ArtifactDigest,
   /**
+   * Where the artifact store has the artifact (`<store>/<key>/sha256-<hex>`). Given, the gateway fetches it into its
+   * cache (digest-checked) and loads it from there, not from `artifactDir`; a URI outside the gateway's configured store
+   * is refused (400), and so is one whose stored bytes do not have `artifactDigest` (422, nothing loaded).
+   */
+  artifactUri: z.string().min(1, 'an artifact store URI').max(2048, 'a URI of at most 2048 characters').optional(),
+  /**
    * A regression's prediction bin edges from validation (required for one: its telemetry bins predictions on them);
    * ignored for classifiers, whose bins are fixed.
    */
@@ -186,6 +192,8 @@ export const ModelRouting = z.object({
     z.object({
       version: z.string(),
       artifactDir: z.string(),
+      /** Where the gateway fetched it from (absent: loaded from `artifactDir` as deployed). */
+      artifactUri: z.string().optional(),
       /** Absent for a version deployed before digests were recorded. */
       artifactDigest: z.string().optional(),
       deployedAt: z.string(),

@@ -38,6 +38,8 @@ export const PromotionRecord = z
       .string()
       .regex(/^sha256:[0-9a-f]{64}$/, 'sha256: and 64 lowercase hex digits')
       .optional(),
+    /** Where the artifact store has the artifact (src/artifacts/store.ts): gateways on other hosts fetch it from there. */
+    artifactUri: z.string().min(1).max(2048).optional(),
     /** The approvals that let it through, as the lifecycle recorded them: the registry checks them with the lifecycle. */
     approvals: z
       .array(

@@ -125,8 +125,8 @@ export const ShadowTelemetry = z.object({
 });
 export type ShadowTelemetry = z.infer<typeof ShadowTelemetry>;
 
-export const ModelTelemetry = z.object({
-  model: z.string(),
+/** One gateway's counters of a model: a ModelTelemetry without the model's name (and without replicas). */
+export const ReplicaTelemetry = z.object({
   /** ISO time the snapshot was taken on the gateway. */
   at: z.string(),
   versions: z.record(z.string(), VersionTelemetry),
@@ -134,6 +134,21 @@ export const ModelTelemetry = z.object({
   pinned: z.record(z.string(), VersionTelemetry).optional(),
   /** Shadow traffic by the version that predicted the copies (absent when none). */
   shadow: z.record(z.string(), ShadowTelemetry).optional(),
+});
+export type ReplicaTelemetry = z.infer<typeof ReplicaTelemetry>;
+
+export const ModelTelemetry = z.object({
+  model: z.string(),
+  ...ReplicaTelemetry.shape,
+  /**
+   * A replicated gateway's snapshot (src/targets/replicas.ts): each replica's own counters by its admin URL, beside
+   * their sum in `versions`, `pinned` and `shadow` (`at` is the earliest replica's). Replicas restart apart, so a window
+   * is differenced replica by replica and then summed (`modelWindowOf` in src/domain/replica-telemetry.ts); the sums'
+   * epochs change when any replica's does, so a reader that differences the sums alone never subtracts across a
+   * restart. Absent from a single gateway's snapshot, and dropped from any target's answer (only the replicated target
+   * sets it, from the replicas it read).
+   */
+  replicas: z.record(z.string(), ReplicaTelemetry).optional(),
 });
 export type ModelTelemetry = z.infer<typeof ModelTelemetry>;
 

@@ -10,6 +10,7 @@ import {
   PREDICTION_BINS,
   VersionTelemetry,
 } from '../shared/telemetry';
+import { ReplicatedGatewayTarget } from './replicas';
 import { targetRequest } from './request';
 import {
   DeploymentTargetSpec,
@@ -28,6 +29,11 @@ export interface DeployRequestInput {
   artifactDir: string;
   /** The artifact's digest recorded at training (src/artifacts/digest.ts): the target loads only files that have it. */
   artifactDigest: string;
+  /**
+   * Where the artifact store has the artifact (`file:///…` or `s3://…`, ending in `sha256-<hex>`): a gateway on another
+   * host fetches it from there into its cache instead of reading `artifactDir`. Absent before the store was wired in.
+   */
+  artifactUri?: string;
   /**
    * A regression's prediction bin edges, from its validation (the deploy activity reads them from
    * validation-predictions.json beside the artifact): the target bins live predictions on them.
@@ -87,6 +93,11 @@ export interface GatewayAdminAccess {
   /** Base URL of the admin listener (GATEWAY_ADMIN_URL), without a trailing slash. */
   url: string;
   /**
+   * The admin URLs of every replica when GATEWAY_ADMIN_URL lists several (`url` is the first): the worker's gateway is
+   * then a {@link ReplicatedGatewayTarget}. Absent (or one entry) for a single gateway.
+   */
+  replicas?: readonly string[];
+  /**
    * Bearer token of the admin API (GATEWAY_ADMIN_TOKEN): sent to the worker's gateway, and also to the admin URL a
    * spec names with `{ kind: gateway, url }` (gateways of one platform share it).
    */
@@ -137,6 +148,7 @@ export class GatewayTarget implements DeploymentTarget {
       opId: input.opId,
       artifactDir: input.artifactDir,
       artifactDigest: input.artifactDigest,
+      ...(input.artifactUri ? { artifactUri: input.artifactUri } : {}),
       ...(input.predictionEdges ? { predictionEdges: input.predictionEdges } : {}),
     });
   }
@@ -315,11 +327,13 @@ function checkTelemetry(who: string, call: string, model: string, json: unknown)
     throw fail(`is not ModelTelemetry:\n${z.prettifyError(new z.ZodError(issues.slice(0, MAX_PROBLEMS)))}${more}`);
   }
   if (parsed.data.model !== model) throw fail(`is for model "${parsed.data.model}", not "${model}"`);
-  const bytes = Buffer.byteLength(JSON.stringify(parsed.data));
+  // Per-replica snapshots are what the replicated target adds from the replicas it read itself: never a target's say.
+  const { replicas: _replicas, ...telemetry } = parsed.data;
+  const bytes = Buffer.byteLength(JSON.stringify(telemetry));
   if (bytes > MAX_TELEMETRY_BYTES) {
     throw fail(`is ${bytes} bytes of JSON, more than ${MAX_TELEMETRY_BYTES} can be carried through workflow history`);
   }
-  return parsed.data;
+  return telemetry;
 }
 
 /**
@@ -327,7 +341,7 @@ function checkTelemetry(who: string, call: string, model: string, json: unknown)
  * or a header whose environment variable is unset is a non-retryable InvalidSpec naming the problem.
  */
 export function resolveTarget(spec: DeploymentTargetSpecInput | undefined, deps: TargetDeps): DeploymentTarget {
-  if (spec === undefined) return new GatewayTarget(deps.gateway);
+  if (spec === undefined) return workerGateway(deps.gateway);
   const parsed = DeploymentTargetSpec.safeParse(spec);
   if (!parsed.success) {
     throw ApplicationFailure.create({
@@ -339,10 +353,19 @@ export function resolveTarget(spec: DeploymentTargetSpecInput | undefined, deps:
   const target = parsed.data;
   if (target.kind === 'gateway') {
     // Another gateway's admin URL: the platform's gateways share the admin token, so the worker's goes there too.
-    return new GatewayTarget(target.url ? { url: target.url, token: deps.gateway.token } : deps.gateway);
+    return target.url ? new GatewayTarget({ url: target.url, token: deps.gateway.token }) : workerGateway(deps.gateway);
   }
   if (target.kind === 'nginx') return nginxRouter(target.name, deps.nginx);
   return new HttpTarget(target, resolveHeaders(target, deps.env ?? process.env));
+}
+
+/** The worker's gateway: one admin API, or all its replicas when GATEWAY_ADMIN_URL lists several. */
+function workerGateway(access: GatewayAdminAccess): DeploymentTarget {
+  const urls = access.replicas ?? [];
+  if (urls.length < 2) return new GatewayTarget(access);
+  return new ReplicatedGatewayTarget(
+    urls.map((url) => ({ url, target: new GatewayTarget({ url, token: access.token }) })),
+  );
 }
 
 /** The worker's router of that name; a name it does not declare is an InvalidSpec that names those it does. */

@@ -1,6 +1,10 @@
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { Client, Connection } from '@temporalio/client';
 import { NativeConnection, Runtime } from '@temporalio/worker';
 import { createActivities } from '../activities';
+import { ArtifactStoreConfigError, artifactStoreFromEnv } from '../artifacts/store';
 import { QuotaClient } from '../client/quota-client';
 import { alertGroupWaitFromEnv, loadAlertConfigFromEnv } from '../config/alert-sinks';
 import { loadConfig } from '../config/env';
@@ -14,13 +18,20 @@ import { LifecycleMetrics } from '../metrics/lifecycle-metrics';
 import { startMetricsServer, temporalPrometheusTelemetry, type MetricsServer } from '../metrics/server';
 import { temporalSettings } from '../config/temporal';
 import { createLogger, PinoTemporalLogger } from './logger';
-import { createWorkers } from './workers';
+import { createWorkers, workerRolesFromEnv, WorkerRolesError } from './workers';
 import { callbackAddressFromEnv, createCallbackServer } from '../client/callback-server';
 import { LifecycleClient } from '../client/lifecycle-client';
 
 /** Worker process: connects with the environment's Temporal settings and runs every worker until SIGINT/SIGTERM. */
 async function main(): Promise<void> {
-  const config = loadConfig();
+  // What this process serves: the control plane, training classes, or both (a GPU host: training only).
+  const { controlPlane, trainingClasses } = workerRolesFromEnv();
+  const config = loadConfig(process.env, { gatewayToken: controlPlane });
+  // Training puts every artifact here; the other activities fetch from here what this host did not train. Default: a
+  // folder of the data dir, the same one the gateway defaults to on one machine (created: nothing else would).
+  const defaultStore = join(config.dataDir, 'artifact-store');
+  const artifactStore = artifactStoreFromEnv(process.env, { defaultLocation: pathToFileURL(defaultStore).href });
+  if (artifactStore.location === pathToFileURL(defaultStore).href) await mkdir(defaultStore, { recursive: true });
   // Read once at start, secrets included: a bad sinks file or a missing secret stops the worker (exit 2).
   const { sinks: alertSinks, routes: alertRoutes } = loadAlertConfigFromEnv();
   const alertGroupWaitMs = alertGroupWaitFromEnv();
@@ -51,6 +62,8 @@ async function main(): Promise<void> {
     gateway: config.gateway,
     nginxTargets,
     artifactsDir: config.artifactsDir,
+    artifactStore,
+    artifactCacheDir: join(config.dataDir, 'artifact-cache'),
     python: config.python,
     root: config.root,
     quotaPools: config.quotaPools,
@@ -60,20 +73,20 @@ async function main(): Promise<void> {
     ...(alertGroupWaitMs !== undefined ? { alertGroupWaitMs } : {}),
     metrics,
   });
-  const trainingClasses = (process.env.TRAINING_CLASSES ?? 'cpu,gpu,tpu').split(',').filter(Boolean);
-  const workers = await createWorkers({ connection, namespace, activities, trainingClasses, metrics });
+  const workers = await createWorkers({ connection, namespace, activities, trainingClasses, controlPlane, metrics });
   let metricsServer: MetricsServer | null = null;
   if (metricsConfig.port !== undefined) {
     metricsServer = await startMetricsServer(metrics, { port: metricsConfig.port, host: metricsConfig.host });
     logger.info({ address: `${metricsServer.url}/metrics` }, 'metrics endpoint');
   }
   // Where external systems send their signed gate decisions (src/client/callback-server.ts).
-  const callbacks = callbackAddress
-    ? createCallbackServer({
-        lifecycles: new LifecycleClient(client),
-        logger: logger.child({ component: 'callbacks' }),
-      })
-    : null;
+  const callbacks =
+    callbackAddress && controlPlane
+      ? createCallbackServer({
+          lifecycles: new LifecycleClient(client),
+          logger: logger.child({ component: 'callbacks' }),
+        })
+      : null;
   if (callbacks && callbackAddress) {
     const url = await callbacks.listen(callbackAddress);
     logger.info({ address: url }, 'gate decision callback endpoint');
@@ -82,7 +95,9 @@ async function main(): Promise<void> {
     {
       address: settings.connection.address,
       namespace,
+      controlPlane,
       trainingClasses,
+      artifactStore: artifactStore.location,
       alertSinks: alertSinks.map((s) => s.name),
       nginxTargets: [...nginxTargets.keys()],
       policy: policy.policyFile,
@@ -90,11 +105,14 @@ async function main(): Promise<void> {
     'worker running',
   );
   const running = Promise.all(workers.map((w) => w.run()));
-  // Pools take the file's capacity, caps and alert settings; leases already held stay.
-  new QuotaClient(client, config.quotaPools).configureAll().then(
-    (changed) => logger.info({ pools: config.quotaPools.pools.map((p) => p.name), changed }, 'quota pools configured'),
-    (err: unknown) => logger.error({ err }, 'could not apply the quota pool configuration'),
-  );
+  // Pools take the file's capacity, caps and alert settings; leases already held stay. The control plane's job.
+  if (controlPlane) {
+    new QuotaClient(client, config.quotaPools).configureAll().then(
+      (changed) =>
+        logger.info({ pools: config.quotaPools.pools.map((p) => p.name), changed }, 'quota pools configured'),
+      (err: unknown) => logger.error({ err }, 'could not apply the quota pool configuration'),
+    );
+  }
   try {
     await running;
   } finally {
@@ -110,5 +128,12 @@ async function main(): Promise<void> {
 main().catch((err: unknown) => {
   console.error(`worker: ${err instanceof Error ? err.message : String(err)}`);
   // A bad configuration file or admin token is invalid input (exit 2), like mlctl's.
-  process.exit(err instanceof InvalidFileError || err instanceof TokenConfigError ? 2 : 1);
+  process.exit(
+    err instanceof InvalidFileError ||
+      err instanceof TokenConfigError ||
+      err instanceof WorkerRolesError ||
+      err instanceof ArtifactStoreConfigError
+      ? 2
+      : 1,
+  );
 });

@@ -139,6 +139,7 @@ async function rollBack(
     version: target.version,
     artifactDir: target.artifactDir,
     artifactDigest: target.artifactDigest ?? '',
+    ...(target.artifactUri ? { artifactUri: target.artifactUri } : {}),
     opId: `${id}:deploy`,
   });
   if (target.serving) {

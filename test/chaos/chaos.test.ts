@@ -133,3 +133,61 @@ describe('chaos: a process killed at each stage of a rollout', () => {
     4 * 60_000,
   );
 });
+
+/**
+ * Two of each: two full workers on the same task queues and two gateway replicas that the workers keep consistent
+ * (GATEWAY_ADMIN_URL names both; the load spreads every user's requests over both). One of them is killed at
+ * `ramping:50`:
+ * - a gateway replica, restarted after a few seconds: the live one keeps serving (not one prediction through it
+ *   fails), the ramp does not move while a replica cannot confirm it, and the retried weight swap brings the restarted
+ *   replica (back on its persisted routing) to the other's table;
+ * - a worker, restarted only once the lifecycle has ended: the other worker finishes the rollout alone (restarting it
+ *   at once would let it pick its own work back up and prove less), and then it comes back so the stack is whole.
+ * Besides the four invariants: both replicas end with the same routing and steps, and route probe users alike, at the
+ * kill (mid-ramp, both versions) and at the end.
+ */
+const REPLICA_CASES: ChaosCase[] = [
+  { kill: 'gateway', at: 'ramping:50', candidate: 'good', replica: 0, downMs: 5000 },
+  { kill: 'worker', at: 'ramping:50', candidate: 'good', replica: 0, restartAfterEnd: true },
+];
+
+describe('chaos: one of two workers or gateway replicas killed mid-ramp', () => {
+  let stack: ChaosStack;
+  const outcomes: ChaosOutcome[] = [];
+
+  beforeAll(async () => {
+    installQuietRuntime();
+    stack = await ChaosStack.start({ workers: 2, gateways: 2 });
+  });
+  afterAll(async () => {
+    for (const o of outcomes) {
+      console.log(
+        `${`one of two: ${label(o.case)}`.padEnd(62)} → ${o.stage.padEnd(11)} consistent ${o.consistentMs} ms, ended ${o.endedMs} ms after restart`,
+      );
+    }
+    await stack?.close();
+  });
+
+  it.each(REPLICA_CASES.map((c) => [label(c), c] as const))(
+    '%s',
+    async (_, c) => {
+      const outcome = await runChaosCase(stack, c, uniqueName(`chaos2-${c.kill}`), CASE_TIMEOUT_MS - 20_000);
+      outcomes.push(outcome);
+      const detail = JSON.stringify(outcome, null, 1);
+      for (const inv of outcome.invariants) expect(inv.ok, `${inv.name}: ${inv.detail}\n${detail}`).toBe(true);
+      expect(outcome.invariants.map((i) => i.name)).toEqual(
+        expect.arrayContaining(['replicas', 'sticky at kill', 'sticky at end']),
+      );
+      expect(outcome.stage).toBe('promoted');
+      if (c.kill === 'gateway') {
+        expect(outcome.invariants.map((i) => i.name)).toContain('held while down');
+        // Only the killed replica failed predictions; the live one answered every request sent to it.
+        const live = stack.gatewayUrls.filter((_, i) => i !== (c.replica ?? 0));
+        for (const url of live) expect(outcome.failedByGateway[url] ?? 0, detail).toBe(0);
+      } else {
+        expect(outcome.failedRequests, detail).toBe(0);
+      }
+    },
+    CASE_TIMEOUT_MS,
+  );
+});

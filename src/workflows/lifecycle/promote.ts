@@ -109,6 +109,7 @@ function promotionRecord(ctx: LifecycleContext, evidence: Promotable): Promotion
     },
     ...(spec.deployment.target ? { target: spec.deployment.target } : {}),
     ...(lc.artifactDigest ? { artifactDigest: lc.artifactDigest } : {}),
+    ...(lc.artifactUri ? { artifactUri: lc.artifactUri } : {}),
     ...(lc.enforced
       ? {
           approvals: lc.approvals

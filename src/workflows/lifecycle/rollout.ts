@@ -99,6 +99,7 @@ export async function deploy(ctx: LifecycleContext, production: PromotionRecord 
         artifactDir: production.artifactDir,
         // A record from before artifacts were hashed has none, and the gateway refuses it: retrain, or roll back.
         artifactDigest: production.artifactDigest ?? '',
+        ...(production.artifactUri ? { artifactUri: production.artifactUri } : {}),
         opId: ctx.op('deploy-stable'),
       });
     }
@@ -111,6 +112,7 @@ export async function deploy(ctx: LifecycleContext, production: PromotionRecord 
       version: spec.version,
       artifactDir: lc.artifactDir!,
       artifactDigest: lc.artifactDigest ?? '',
+      ...(lc.artifactUri ? { artifactUri: lc.artifactUri } : {}),
       opId: ctx.op('deploy'),
     });
     ctx.comp.push('traffic back to the stable version', () => restoreTraffic(ctx), { mustHold: true });
@@ -146,6 +148,7 @@ export async function runStaging(ctx: LifecycleContext, staging: StagingSpec): P
       version: spec.version,
       artifactDir: lc.artifactDir!,
       artifactDigest: lc.artifactDigest ?? '',
+      ...(lc.artifactUri ? { artifactUri: lc.artifactUri } : {}),
       opId: ctx.op('staging-deploy'),
     });
     const before = await control.readTelemetry(where);

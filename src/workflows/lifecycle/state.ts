@@ -75,6 +75,8 @@ export class LifecycleState {
   runId = '';
   specDigest = '';
   artifactDigest: string | null = null;
+  /** Where the artifact store has the artifact (null: trained before the store, or by a worker without one). */
+  artifactUri: string | null = null;
   /** Nonces of every signed operation accepted: a second one with the same nonce is a replay. */
   readonly nonces = new Set<string>();
   readonly operatorActions: OperatorRecord[] = [];

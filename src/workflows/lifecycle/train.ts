@@ -87,6 +87,8 @@ export async function train(ctx: LifecycleContext, picked: PickedHardware, lease
   lc.artifactDir = trained.artifactDir;
   // Results recorded before artifacts were hashed have no digest.
   lc.artifactDigest = (trained as { artifactDigest?: string }).artifactDigest ?? null;
+  // Results from before the artifact store, or from a worker without one, have no URI: readers use artifactDir.
+  lc.artifactUri = trained.artifactUri ?? null;
   lc.event(
     `trained in ${Math.round(trained.durationMs)} ms${trained.reused ? ' (artifact of an earlier attempt reused)' : trained.attempt > 1 ? ` (attempt ${trained.attempt})` : ''}`,
   );

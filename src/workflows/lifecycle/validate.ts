@@ -18,10 +18,14 @@ export async function validate(ctx: LifecycleContext, artifactDir: string): Prom
   lc.stableVersion = production?.version ?? null;
   const evaluated = await control.evaluateModel({
     artifactDir,
+    ...(lc.artifactUri && lc.artifactDigest ? { artifactUri: lc.artifactUri, artifactDigest: lc.artifactDigest } : {}),
     dataDir: spec.training.dataDir,
     ...(spec.validation.testData ? { testData: spec.validation.testData } : {}),
     task: spec.task,
     ...(production?.artifactDir ? { referenceArtifactDir: production.artifactDir } : {}),
+    ...(production?.artifactUri && production.artifactDigest
+      ? { referenceArtifactUri: production.artifactUri, referenceArtifactDigest: production.artifactDigest }
+      : {}),
   });
   lc.metrics = evaluated.metrics;
   lc.event(
