@@ -14,9 +14,10 @@
  *    QuotaClient (it batches: up to 200 operations per update) in waves of `--wave` concurrent callers, then a fifth
  *    renewed and a fifth released. The pool continues as new every `--pool-can-ops` operations (its
  *    `continueAsNewAfterOps`: the test server never suggests it). Reports every run of the pool, the carried state (the
- *    continue-as-new input), the `poolStateQuery` answer as the pool fills, and what its monitor's `readPoolState`
- *    activity returns. `--cases pool-dev` runs the same case on a stock dev server (`temporal server start-dev`),
- *    where the limits hold: there the bench shows where the pool breaks.
+ *    continue-as-new input: packed since `bounded-state`, beside the same state in the plain form of runs before it),
+ *    the `poolStateQuery` answer as the pool fills, and what its monitor's `readPoolState` activity returns.
+ *    `--cases pool-dev` runs the same case on a stock dev server (`temporal server start-dev`), where the limits hold:
+ *    there the bench shows whether the pool keeps working past the 5,900 leases where the plain form broke.
  *
  * Every history is measured from its events (`fetchHistory`, each event's protobuf size summed; the server's own
  * `historySizeBytes` beside it when it reports one) and set against the stock server's limits: a payload over 2 MB is
@@ -53,9 +54,16 @@ import { freePort, waitFor } from '../src/dev/ports';
 import { startNode, type ManagedProcess } from '../src/dev/processes';
 import { registerSearchAttributes } from '../src/dev/register-search-attributes';
 import { formatDurationMs, parseDurationMs } from '../src/shared/duration';
+import { isPacked, unpackCarried } from '../src/domain/quota-carry';
 import { poolStateQuery } from '../src/shared/messages';
 import { ALERT_ROUTER_WORKFLOW_ID, servingMonitorQuery, servingMonitorWorkflowId } from '../src/shared/monitoring';
-import { QuotaPoolsFile, quotaMonitorWorkflowId, quotaPoolWorkflowId, type QuotaPoolState } from '../src/shared/quota';
+import {
+  MAX_POOL_LEASES,
+  QuotaPoolsFile,
+  quotaMonitorWorkflowId,
+  quotaPoolWorkflowId,
+  type QuotaPoolState,
+} from '../src/shared/quota';
 import { lifecycleWorkflowId, type LifecycleSpec } from '../src/shared/spec';
 import type { LifecycleStatus } from '../src/shared/status';
 import { createWorkers } from '../src/workers/workers';
@@ -490,66 +498,6 @@ async function promote(lifecycles: LifecycleClient, spec: LifecycleSpec): Promis
 // Case 1: a long bake
 // ---------------------------------------------------------------------------------------------------------------------
 
-/**
- * The events of the serving lease's renewals, by index: the renewQuota activities, the timers whose firing schedules
- * one, and the workflow tasks that such a timer or such an activity's result woke.
- */
-function renewalEvents(history: HistoryEvent[]): Set<number> {
-  const out = new Set<number>();
-  const renewIds = new Set<number>();
-  const renewTimers = new Set<string>();
-  /** The workflow task (scheduled, started, completed) that follows index `from`; its completed index, or -1. */
-  const nextTask = (from: number): number[] => {
-    const task: number[] = [];
-    for (let i = from + 1; i < history.length; i++) {
-      const t = history[i]!.eventType;
-      if (t === EventType.EVENT_TYPE_WORKFLOW_TASK_SCHEDULED && task.length > 0) break;
-      if (
-        t === EventType.EVENT_TYPE_WORKFLOW_TASK_SCHEDULED ||
-        t === EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED ||
-        t === EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED
-      )
-        task.push(i);
-      if (t === EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED) break;
-    }
-    return task;
-  };
-  history.forEach((e, i) => {
-    const s = e.activityTaskScheduledEventAttributes;
-    if (s?.activityType?.name !== 'renewQuota') return;
-    renewIds.add(num(e.eventId));
-    out.add(i);
-  });
-  history.forEach((e, i) => {
-    const activity = e.activityTaskStartedEventAttributes ?? e.activityTaskCompletedEventAttributes;
-    if (activity && renewIds.has(num(activity.scheduledEventId))) {
-      out.add(i);
-      if (e.activityTaskCompletedEventAttributes) for (const k of nextTask(i)) out.add(k);
-    }
-    const fired = e.timerFiredEventAttributes;
-    if (fired) {
-      const task = nextTask(i);
-      const completed = task[task.length - 1];
-      if (completed === undefined) return;
-      // The commands of the task the timer woke: a renewQuota among them marks it as a renewal timer.
-      for (let k = completed + 1; k < history.length; k++) {
-        const c = history[k]!;
-        if (c.eventType === EventType.EVENT_TYPE_WORKFLOW_TASK_SCHEDULED) break;
-        if (c.activityTaskScheduledEventAttributes?.activityType?.name === 'renewQuota') {
-          renewTimers.add(fired.timerId ?? '');
-          out.add(i);
-          for (const t of task) out.add(t);
-          break;
-        }
-      }
-    }
-  });
-  history.forEach((e, i) => {
-    if (renewTimers.has(e.timerStartedEventAttributes?.timerId ?? '\0')) out.add(i);
-  });
-  return out;
-}
-
 async function bakeCase(client: Client, lifecycles: LifecycleClient, gateway: Gateway, options: Options) {
   const model = `bake-${Date.now().toString(36)}`;
   const bakeMs = options.bakeHours * HOUR;
@@ -575,60 +523,44 @@ async function bakeCase(client: Client, lifecycles: LifecycleClient, gateway: Ga
   console.log(`v2 promoted after its ${options.bakeHours} h canary in ${wall.toFixed(1)} s of wall time`);
 
   const run = await runFacts(client, lifecycleWorkflowId(model, 'v2'));
-  // The canary's analyses: samples read with no wait for samples (maxWaitForSamples 0), the readout with it.
-  const scheduledAt: { index: number; id: number; sample: boolean }[] = [];
-  const completedAt = new Map<number, number>();
-  let readouts = 0;
-  run.history.forEach((e, index) => {
-    const s = e.activityTaskScheduledEventAttributes;
-    if (s?.activityType?.name === 'analyzeStage') {
+  // A bake of more samples than MAX_SAMPLES_PER_BAKE runs them in child workflows (bake segments); a shorter one, or
+  // a run from before segments, in the lifecycle itself. Either way every canary sample is an analyzeStage scheduled
+  // with no wait for samples (maxWaitForSamples 0), the readout one with it.
+  const segmentIds = run.history
+    .map((e) => e.childWorkflowExecutionStartedEventAttributes)
+    .filter((a) => a?.workflowType?.name === 'bakeSegmentWorkflow')
+    .map((a) => a!.workflowExecution!.workflowId!);
+  const segments: RunFacts[] = [];
+  for (const id of segmentIds) segments.push(await runFacts(client, id));
+  const canaryAnalyses = (history: HistoryEvent[]) => {
+    let samples = 0;
+    let readouts = 0;
+    for (const e of history) {
+      const s = e.activityTaskScheduledEventAttributes;
+      if (s?.activityType?.name !== 'analyzeStage') continue;
       const input = decodeJson(s.input) as { stage?: string; rules?: { maxWaitForSamples?: number } } | undefined;
-      if (input?.stage !== 'canary') return;
-      const sample = input.rules?.maxWaitForSamples === 0;
-      if (!sample) readouts++;
-      scheduledAt.push({ index, id: num(e.eventId), sample });
+      if (input?.stage !== 'canary') continue;
+      if (input.rules?.maxWaitForSamples === 0) samples++;
+      else readouts++;
     }
-    const c = e.activityTaskCompletedEventAttributes;
-    if (c) completedAt.set(num(c.scheduledEventId), index);
-  });
-  const samples = scheduledAt.filter((s) => s.sample);
-  const taken = samples.length;
-  // Growth per sample: the events and bytes from the first sample's analysis to the last one's result, over the
-  // intervals between them (each: a timer, workflow tasks, the analysis), less the serving lease's renewals that
-  // fall in them: those come with time (one per 40 minutes), not with samples.
-  const renewal = renewalEvents(run.history);
-  const firstSample = samples[0];
-  const lastSample = samples[samples.length - 1];
-  const lastDone = lastSample ? completedAt.get(lastSample.id) : undefined;
-  let perSampleBytes = NaN;
-  let perSampleEvents = NaN;
-  let renewalsInSpan = 0;
-  if (firstSample && lastDone !== undefined && taken > 1) {
-    const firstDone = completedAt.get(firstSample.id) ?? firstSample.index;
-    let bytes = 0;
-    let events = 0;
-    for (let i = firstDone + 1; i <= lastDone; i++) {
-      const e = run.history[i]!;
-      if (renewal.has(i)) {
-        if (e.activityTaskScheduledEventAttributes) renewalsInSpan++;
-        continue;
-      }
-      bytes += HistoryEventMessage.encode(e).finish().length;
-      events++;
-    }
-    perSampleBytes = bytes / (taken - 1);
-    perSampleEvents = events / (taken - 1);
-  }
+    return { samples, readouts };
+  };
+  const own = canaryAnalyses(run.history);
+  const inSegments = segments.map((r) => canaryAnalyses(r.history).samples);
+  const taken = own.samples + inSegments.reduce((a, b) => a + b, 0);
+  const readouts = own.readouts;
+  const largestSegment = segments.reduce<RunFacts | null>((a, r) => (a === null || r.bytes > a.bytes ? r : a), null);
+  const segmentEvents = segments.reduce((a, r) => a + r.events, 0);
+  const segmentBytes = segments.reduce((a, r) => a + r.bytes, 0);
+  const perSampleBytes = segments.length > 0 ? segmentBytes / Math.max(taken - own.samples, 1) : NaN;
+  const perSampleEvents = segments.length > 0 ? segmentEvents / Math.max(taken - own.samples, 1) : NaN;
   const renewals = run.history.filter(
     (e) => e.activityTaskScheduledEventAttributes?.activityType?.name === 'renewQuota',
   ).length;
-  const renewalBytes = [...renewal].reduce(
-    (a, i) => a + HistoryEventMessage.encode(run.history[i]!).finish().length,
-    0,
-  );
-  const projectedEvents = run.events + (asked - taken) * perSampleEvents;
-  const projectedBytes = run.bytes + (asked - taken) * perSampleBytes;
-  const effectiveInterval = Math.max(options.sampleInterval, Math.ceil(bakeMs / MAX_SAMPLES_PER_BAKE));
+  const effectiveInterval =
+    segments.length > 0
+      ? options.sampleInterval
+      : Math.max(options.sampleInterval, Math.ceil(bakeMs / MAX_SAMPLES_PER_BAKE));
 
   printAligned(
     ['lifecycle v2', 'value'],
@@ -637,34 +569,41 @@ async function bakeCase(client: Client, lifecycles: LifecycleClient, gateway: Ga
       ['samples asked', count(asked)],
       [
         'samples taken (analyzeStage)',
-        `${count(taken)} (cap ${MAX_SAMPLES_PER_BAKE}: one per ${formatDurationMs(effectiveInterval)}), ` +
+        `${count(taken)}, one per ${formatDurationMs(effectiveInterval)} ` +
+          `(${count(own.samples)} in the lifecycle, ${count(taken - own.samples)} in ${segments.length} segment(s)), ` +
           `+ ${readouts} readout(s)`,
       ],
-      ['events', count(run.events)],
+      ['lifecycle: events', count(run.events)],
       [
-        'history bytes',
+        'lifecycle: history bytes',
         `${size(run.bytes)}${run.serverBytes ? ` (server: ${size(run.serverBytes)})` : ' (server reports none)'}`,
       ],
-      ['largest event', `${size(run.largestEvent.bytes)}: ${run.largestEvent.what}`],
-      ['largest payload', `${size(run.largestPayload.bytes)}: ${run.largestPayload.what}`],
-      ['per sample (renewals aside)', `${size(perSampleBytes)}, ${perSampleEvents.toFixed(1)} events`],
+      ['lifecycle: largest payload', `${size(run.largestPayload.bytes)}: ${run.largestPayload.what}`],
       [
-        'serving lease renewals',
-        `${renewals} in the run (${renewalsInSpan} between the samples), ` +
-          `${renewal.size} events, ${size(renewalBytes)} in all`,
+        'largest segment',
+        largestSegment
+          ? `${count(largestSegment.events)} events, ${size(largestSegment.bytes)}; largest payload ` +
+            `${size(largestSegment.largestPayload.bytes)}: ${largestSegment.largestPayload.what}`
+          : 'none (the bake sampled in the lifecycle)',
       ],
-      [`projected at ${count(asked)} samples`, `${size(projectedBytes)}, ${count(Math.round(projectedEvents))} events`],
+      [
+        'all segments',
+        segments.length > 0
+          ? `${count(segmentEvents)} events, ${size(segmentBytes)}: per sample ${size(perSampleBytes)}, ` +
+            `${perSampleEvents.toFixed(1)} events`
+          : '-',
+      ],
+      ['serving lease renewals', `${renewals} in the lifecycle`],
       ['wall time of v2', `${wall.toFixed(1)} s`],
     ],
   );
-  const projected = {
-    events: Math.round(projectedEvents),
-    bytes: projectedBytes,
-    largestPayload: run.largestPayload,
-  };
-  const problems = [brokenRun(run)].filter((p): p is string => p !== null);
+  const problems = [run, ...segments].map(brokenRun).filter((p): p is string => p !== null);
+  if (taken < asked - 1) problems.push(`${count(taken)} samples taken of the ${count(asked)} asked`);
   return {
-    limits: [...limitRows('bake v2', run), ...limitRows(`bake v2 at ${count(asked)} samples`, projected)],
+    limits: [
+      ...limitRows('bake v2 (lifecycle)', run),
+      ...(largestSegment ? limitRows('bake v2 (largest segment)', largestSegment) : []),
+    ],
     problems,
     json: {
       model,
@@ -673,18 +612,17 @@ async function bakeCase(client: Client, lifecycles: LifecycleClient, gateway: Ga
       effectiveIntervalMs: effectiveInterval,
       samplesAsked: asked,
       samplesTaken: taken,
+      samplesInLifecycle: own.samples,
       readouts,
       events: run.events,
       bytes: run.bytes,
       serverBytes: run.serverBytes,
       largestEvent: run.largestEvent,
       largestPayload: run.largestPayload,
+      segments: segments.map((r) => ({ events: r.events, bytes: r.bytes, serverBytes: r.serverBytes })),
       perSampleBytes,
       perSampleEvents,
       renewals,
-      renewalEvents: renewal.size,
-      renewalBytes,
-      projected: { events: projected.events, bytes: projectedBytes },
       suggestedAtEvent: run.suggestedAtEvent,
       wouldSuggestAtEvent: run.wouldSuggestAtEvent,
       wallSeconds: wall,
@@ -892,13 +830,33 @@ function runJson(r: RunFacts) {
 // Case 3: a quota pool with 10,000 leases
 // ---------------------------------------------------------------------------------------------------------------------
 
-/** The sizes (JSON bytes) of the carried state's parts, and the leases it carries. */
-function carriedBreakdown(input: unknown): { leases: number; parts: Record<string, number> } | null {
+/**
+ * The sizes (JSON bytes) of the carried state's parts, the leases it carries, its form (packed by pools with
+ * `bounded-state`, src/domain/quota-carry.ts; plain before), and for a packed one what the whole continue-as-new input
+ * would have weighed in the plain form (the same state unpacked).
+ */
+function carriedBreakdown(
+  input: unknown,
+): { leases: number; packed: boolean; plainBytes: number | null; parts: Record<string, number> } | null {
   const carried = (input as { carried?: Record<string, unknown> } | undefined)?.carried;
   if (!carried) return null;
   const parts: Record<string, number> = {};
   for (const [k, v] of Object.entries(carried)) parts[k] = Buffer.byteLength(JSON.stringify(v));
-  return { leases: Array.isArray(carried.leases) ? carried.leases.length : 0, parts };
+  const packed = isPacked(carried);
+  let plainBytes: number | null = null;
+  if (packed) {
+    try {
+      plainBytes = Buffer.byteLength(JSON.stringify({ ...(input as object), carried: unpackCarried(carried) }));
+    } catch {
+      plainBytes = null;
+    }
+  }
+  const leases = packed
+    ? Number((carried.leases as { n?: unknown } | undefined)?.n ?? 0)
+    : Array.isArray(carried.leases)
+      ? carried.leases.length
+      : 0;
+  return { leases, packed, plainBytes, parts };
 }
 
 /** Resolves with `work`'s result, or with 'timeout' after `ms`. */
@@ -931,6 +889,8 @@ const benchPool = (options: Options) => ({
   // the pool several times while it fills (a minute or two here, hours in a real deployment).
   alerts: { checkEvery: '5s' },
   ...(options.poolCanOps > 0 ? { continueAsNewAfterOps: options.poolCanOps } : {}),
+  // Room for every lease of the case (its default, DEFAULT_MAX_LEASES, is 5,000), up to the most a pool accepts.
+  maxLeases: Math.min(options.leases, MAX_POOL_LEASES),
 });
 
 async function poolCase(
@@ -1110,17 +1070,19 @@ async function poolCase(
   const runs = await allRuns(reader, poolId);
   console.log(`quota pool ${poolId} (${server}): one row per run, oldest first`);
   printAligned(
-    [...RUN_HEADER, 'leases carried', 'leases part', 'owners part', 'journal', 'runs', 'samples'],
+    [...RUN_HEADER, 'form', 'leases carried', 'leases part', 'owners part', 'journal', 'runs', 'samples', 'plain form'],
     runs.map((r, i) => {
       const b = carriedBreakdown(r.continuedInput);
       return [
         ...(runRows([r])[0] ?? []).map((c, j) => (j === 0 ? String(i + 1) : c)),
+        b ? (b.packed ? 'packed' : 'plain') : '',
         b ? count(b.leases) : '',
         b ? size(b.parts.leases ?? 0) : '',
         b ? size(b.parts.owners ?? 0) : '',
         b ? size(b.parts.journal ?? 0) : '',
         b ? size(b.parts.runs ?? 0) : '',
         b ? size(b.parts.samples ?? 0) : '',
+        b?.plainBytes ? size(b.plainBytes) : '',
       ];
     }),
   );
@@ -1164,6 +1126,15 @@ async function poolCase(
       .catch(() => undefined);
   const biggest = largestRun(runs);
   const maxCarried = Math.max(0, ...runs.map((r) => r.continuedInputBytes ?? 0));
+  // The carried state when the pool held the most leases, packed, beside the same state in the plain form.
+  const fullest = runs
+    .map((r) => ({ bytes: r.continuedInputBytes ?? 0, b: carriedBreakdown(r.continuedInput) }))
+    .filter((p) => p.b !== null)
+    .reduce<{ bytes: number; b: ReturnType<typeof carriedBreakdown> } | null>(
+      (best, p) => (best === null || p.b!.leases > best.b!.leases ? p : best),
+      null,
+    );
+  const heldMost = Math.max(0, ...wavesJson.map((w) => (typeof w.leases === 'number' ? w.leases : 0)));
   printAligned(
     ['quota pool', 'value'],
     [
@@ -1182,6 +1153,24 @@ async function poolCase(
       ['largest run', `${count(biggest.events)} events, ${size(biggest.bytes)} (run ${runs.indexOf(biggest) + 1})`],
       ['largest payload', `${size(biggest.largestPayload.bytes)}: ${biggest.largestPayload.what}`],
       ['largest carried state (CAN input)', maxCarried ? size(maxCarried) : 'none'],
+      [
+        'carried state at the most leases carried',
+        fullest?.b
+          ? `${size(fullest.bytes)} for ${count(fullest.b.leases)} leases, ${fullest.b.packed ? 'packed' : 'plain'}` +
+            (fullest.b.plainBytes
+              ? ` (${(fullest.bytes / fullest.b.leases).toFixed(0)} B per lease in all); the plain form: ` +
+                `${size(fullest.b.plainBytes)}, ${(fullest.b.plainBytes / fullest.bytes).toFixed(1)}× as much`
+              : '')
+          : 'none',
+      ],
+      [
+        'kept working past 5,900 leases',
+        (() => {
+          const bad = wavesJson.find((w) => w.stalled || (w.failed as number) > 0 || w.queryError);
+          const past = `${count(heldMost)} leases held at most`;
+          return bad ? `${past}; from "${String(bad.what)}" on it did not answer (see the waves)` : `yes: ${past}`;
+        })(),
+      ],
       [
         'carried state per lease',
         fit ? `${fit.perLease.toFixed(0)} B + ${size(fit.fixed)} fixed (fit over ${points.length} runs)` : 'n/a',
@@ -1260,6 +1249,10 @@ async function poolCase(
       waves: wavesJson,
       runs: runs.map((r) => ({ ...runJson(r), carried: carriedBreakdown(r.continuedInput) })),
       carriedPerLeaseBytes: fit?.perLease ?? null,
+      carriedAtMostLeases: fullest?.b
+        ? { leases: fullest.b.leases, bytes: fullest.bytes, packed: fullest.b.packed, plainBytes: fullest.b.plainBytes }
+        : null,
+      heldMost,
       carriedFixedBytes: fit?.fixed ?? null,
       carriedLeasesAtWarning: fit ? leasesAt(LIMITS.payloadWarn) : null,
       carriedLeasesAtLimit: fit ? leasesAt(LIMITS.payloadError) : null,

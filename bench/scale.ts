@@ -91,6 +91,7 @@ interface Options {
   timeout: number;
   rate: number;
   gateOnly: boolean;
+  workers: number;
 }
 
 /** A gateway process on free ports with its own data dir and a fresh admin token. */
@@ -185,24 +186,27 @@ async function lifecyclesPhase(options: Options, prebuilt: string, logs: string)
   );
   server = await startDevServer({ dbFile: join(workDir!, 'temporal', 'temporal.db'), port: await freePort() });
   const gateway = await startGateway('gateway', join(workDir!, 'data', 'artifacts'), logs);
-  const worker = startNode(
-    'worker',
-    join(root, 'dist', 'src', 'workers', 'main.js'),
-    {
-      TEMPORAL_ADDRESS: server.address,
-      TEMPORAL_NAMESPACE: 'default',
-      GATEWAY_ADMIN_URL: gateway.admin.url,
-      GATEWAY_ADMIN_TOKEN: gateway.admin.token,
-      ML_DATA_DIR: join(workDir!, 'data'),
-      QUOTA_POOLS_FILE: poolsFile,
-      HARDWARE_CATALOG_FILE: catalogFile,
-      ML_POLICY_FILE: policyFile,
-      TRAINING_CLASSES: 'cpu',
-      LOG_LEVEL: 'warn',
-    },
-    join(logs, 'worker.log'),
+  // One or more worker processes on the same task queues, as a fleet scales its control plane out.
+  const workers = Array.from({ length: options.workers }, (_, i) =>
+    startNode(
+      options.workers === 1 ? 'worker' : `worker-${i + 1}`,
+      join(root, 'dist', 'src', 'workers', 'main.js'),
+      {
+        TEMPORAL_ADDRESS: server!.address,
+        TEMPORAL_NAMESPACE: 'default',
+        GATEWAY_ADMIN_URL: gateway.admin.url,
+        GATEWAY_ADMIN_TOKEN: gateway.admin.token,
+        ML_DATA_DIR: join(workDir!, 'data'),
+        QUOTA_POOLS_FILE: poolsFile,
+        HARDWARE_CATALOG_FILE: catalogFile,
+        ML_POLICY_FILE: policyFile,
+        TRAINING_CLASSES: 'cpu',
+        LOG_LEVEL: 'warn',
+      },
+      join(logs, options.workers === 1 ? 'worker.log' : `worker-${i + 1}.log`),
+    ),
   );
-  children.push(worker);
+  children.push(...workers);
 
   const connection = await Connection.connect({ address: server.address });
   const client = new Client({ connection });
@@ -245,7 +249,7 @@ async function lifecyclesPhase(options: Options, prebuilt: string, logs: string)
         taskQueue: { name: LIFECYCLE_TASK_QUEUE },
         taskQueueType: temporal.api.enums.v1.TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
       });
-      return (queue.pollers?.length ?? 0) > 0;
+      return new Set(queue.pollers?.map((p) => p.identity)).size >= options.workers;
     },
     60_000,
   );
@@ -320,7 +324,7 @@ async function lifecyclesPhase(options: Options, prebuilt: string, logs: string)
       }
     }
     peakServer = Math.max(peakServer, rssMiB(server.process.pid) ?? 0);
-    peakWorker = Math.max(peakWorker, rssMiB(worker.child.pid) ?? 0);
+    for (const w of workers) peakWorker = Math.max(peakWorker, rssMiB(w.child.pid) ?? 0);
     if (Date.now() - lastReport > 30_000) {
       lastReport = Date.now();
       const pool = await poolState().catch(() => null);
@@ -468,7 +472,8 @@ async function lifecyclesPhase(options: Options, prebuilt: string, logs: string)
     `predictions sent by the load loop: ${sent}, ${failedPredictions} not answered 200 (a model between stages)`,
   );
   console.log(
-    `peak RSS: dev server ${peakServer.toFixed(0)} MiB, worker ${peakWorker.toFixed(0)} MiB, gateway ` +
+    `peak RSS: dev server ${peakServer.toFixed(0)} MiB, worker ${peakWorker.toFixed(0)} MiB` +
+      `${options.workers > 1 ? ` (the largest of ${options.workers})` : ''}, gateway ` +
       `${peakGateway.toFixed(0)} MiB; largest history ${largest.id} ${largest.events} events, ` +
       `${(largest.bytes / 1024).toFixed(0)} KiB`,
   );
@@ -494,6 +499,7 @@ async function lifecyclesPhase(options: Options, prebuilt: string, logs: string)
     json: {
       lifecycles: ids.length,
       capacity: options.capacity,
+      workers: options.workers,
       submitSeconds,
       atGate: gateAt.size,
       promoted,
@@ -631,6 +637,7 @@ async function main(): Promise<number> {
     .option('--timeout <minutes>', 'how long to wait for every lifecycle', wholeNumber('--timeout', 1), 60)
     .option('--rate <n>', 'predictions per second in all to models in traffic', wholeNumber('--rate', 1), 200)
     .option('--gate-only', 'stop at the deploy gates (no approvals, no traffic)', false)
+    .option('--workers <n>', 'worker processes on the same task queues', wholeNumber('--workers', 1), 1)
     .parse(process.argv)
     .opts<Options>();
   const loadBefore = loadavg();

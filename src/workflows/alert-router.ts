@@ -48,6 +48,11 @@ import type { ModelRollbackInput, ModelRollbackResult } from './model-rollback';
 export interface AlertRouterInput {
   /** How long the first alert of a group waits for others before one notification carries them all (default 10 s). */
   groupWaitMs?: number;
+  /**
+   * Events at which a run continues as new (at most, and by default, ROUTER_RUN_EVENTS; at least 100): a lower bound
+   * for tests and for namespaces with small history limits.
+   */
+  runEvents?: number;
   carried?: CarriedRouterState;
 }
 
@@ -116,6 +121,14 @@ const AUTHORIZED_OPERATORS = 'authorized-operators';
  * its `resolve_timeout`.
  */
 const ALERTMANAGER_RESEND = 'alertmanager-resend';
+/**
+ * Marks routers whose runs also end at ROUTER_RUN_EVENTS events or ROUTER_RUN_BYTES of history, whichever comes first
+ * (with the ITEMS_PER_RUN of before): a run of 2,000 items reached about 4,000 events and 2.3 MB, and a worker that had
+ * to replay it took seconds per workflow task. Earlier runs ended at ITEMS_PER_RUN or the server's suggestion only.
+ */
+const BOUNDED_RUNS = 'router-bounded-runs';
+const ROUTER_RUN_EVENTS = 2_000;
+const ROUTER_RUN_BYTES = 1024 * 1024;
 
 const modelOf = (a: { model?: string }) => a.model;
 const groupOf = (a: Alert) => (a.model ? `model:${a.model}` : a.pool ? `pool:${a.pool}` : 'global');
@@ -666,8 +679,17 @@ export async function alertRouterWorkflow(input: AlertRouterInput = {}): Promise
     }
   };
 
+  const bounded = patched(BOUNDED_RUNS);
+  const runEvents =
+    Number.isInteger(input.runEvents) && input.runEvents! >= 100
+      ? Math.min(input.runEvents!, ROUTER_RUN_EVENTS)
+      : ROUTER_RUN_EVENTS;
+  const runIsLong = () => {
+    const { historyLength, historySize } = workflowInfo();
+    return bounded && (historyLength >= runEvents || historySize >= ROUTER_RUN_BYTES);
+  };
   let handled = 0;
-  while (handled < ITEMS_PER_RUN && !workflowInfo().continueAsNewSuggested) {
+  while (handled < ITEMS_PER_RUN && !workflowInfo().continueAsNewSuggested && !runIsLong()) {
     if (resending) {
       // A resolved incident has left `incidents`: once none is left to keep firing, the re-sends stop.
       if (resendMs === undefined || toResend().length === 0) nextResendAt = undefined;
@@ -730,6 +752,7 @@ export async function alertRouterWorkflow(input: AlertRouterInput = {}): Promise
   await condition(() => deliveries.pending === 0);
   await continueAsNew<typeof alertRouterWorkflow>({
     groupWaitMs,
+    ...(input.runEvents !== undefined ? { runEvents: input.runEvents } : {}),
     carried: {
       book: book.state(),
       incidents: [...incidents.values()],

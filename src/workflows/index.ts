@@ -8,3 +8,4 @@ export { modelRollbackWorkflow } from './model-rollback';
 export { alertRouterWorkflow } from './alert-router';
 export { servingMonitorWorkflow } from './serving-monitor';
 export { dataCheckWorkflow } from './data-check';
+export { bakeSegmentWorkflow } from './lifecycle/bake-segment';

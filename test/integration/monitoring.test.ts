@@ -3,6 +3,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { temporal } from '@temporalio/proto';
+
+type HistoryEvent = temporal.api.history.v1.IHistoryEvent;
 import { LoadGenerator } from '../../src/dev/load-generator';
 import type { AlertRecord, AlertRouterState, Observation } from '../../src/shared/alerts';
 import type { FaultSettings } from '../../src/shared/gateway-api';
@@ -680,5 +683,57 @@ describe('serving monitor and alert router', () => {
     await expect.poll(async () => (await state()).deliveries.done).toBe(2);
     await recordHistory(stack.client, router.workflowId, 'alert-router');
     await router.terminate('fixture recorded');
+  });
+
+  it('continues as new when a run reaches its bound of events, carrying its incidents and history', async () => {
+    const model = uniqueName('router-runs');
+    const router = await stack.client.workflow.start('alertRouterWorkflow', {
+      workflowId: `router-runs-${model}`,
+      taskQueue: LIFECYCLE_TASK_QUEUE,
+      args: [{ groupWaitMs: 100, runEvents: 100 }],
+    });
+    const firstRun = router.firstExecutionRunId;
+    try {
+      const check = (i: number): Observation => ({
+        key: `serving:${model}-${i}:serving-latency`,
+        kind: 'serving-latency',
+        severity: 'warning',
+        firing: true,
+        summary: `${model}-${i} v1: slow`,
+        model: `${model}-${i}`,
+        version: 'v1',
+        hysteresis: { fireAfter: 1, window: 1, resolveAfter: 1 },
+        silencedByRollout: false,
+        at: new Date().toISOString(),
+      });
+      // One signal a workflow task (each taken before the next is sent): about four events each, past 100 events
+      // within 40 of them.
+      for (let i = 0; i < 40; i++) {
+        await router.signal(observeSignal, [check(i)]);
+        await expect
+          .poll(async () => (await router.query(alertRouterQuery, { limit: 1 })).observations)
+          .toBeGreaterThan(i);
+      }
+      await expect.poll(async () => (await router.query(alertRouterQuery, { limit: 1000 })).open.length).toBe(40);
+      const described = await router.describe();
+      expect(described.runId).not.toBe(firstRun);
+      // Every run of the chain ended soon after its bound: at the first workflow task past it, once the deliveries
+      // it had started finished (signals that arrive meanwhile wait in its inbox for the next run).
+      const lengths: number[] = [];
+      let runId: string | null | undefined = described.runId;
+      while (runId) {
+        const handle = stack.client.workflow.getHandle(router.workflowId, runId);
+        const events: HistoryEvent[] = (await handle.fetchHistory()).events ?? [];
+        lengths.push(events.length);
+        runId = events[0]?.workflowExecutionStartedEventAttributes?.continuedExecutionRunId;
+      }
+      expect(lengths.length, `events per run, latest first: ${lengths.join(', ')}`).toBeGreaterThan(1);
+      expect(Math.max(...lengths), `events per run, latest first: ${lengths.join(', ')}`).toBeLessThan(300);
+      const state = await router.query(alertRouterQuery, { limit: 1000 });
+      expect(state.observations).toBeGreaterThanOrEqual(40);
+      expect(state.history.filter((r) => r.event === 'fired')).toHaveLength(40);
+    } finally {
+      await router.terminate('test over');
+    }
   });
 });

@@ -18,6 +18,7 @@ import {
   installQuietRuntime,
   liveTraffic,
   OPEN_POLICY,
+  recordHistory,
   ROOT,
   startGateway,
   testSpec,
@@ -128,6 +129,73 @@ describe('a rollout whose stages bake for hours', () => {
     const baked = at('v2 is the production version') - at('canary:');
     expect(baked).toBeGreaterThanOrEqual(20 * HOUR);
     expect(wallSeconds).toBeLessThan(120);
+  });
+
+  it('samples a long bake at its interval in child workflows, keeping every history small, and aborts within one', async () => {
+    const lifecycles = new LifecycleClient(env.client);
+    // Three hours sampled every minute: 179 samples, more than a bake takes in the lifecycle itself.
+    const longCanary = (s: ReturnType<typeof testSpec>) => {
+      s.rollout.canary.bake = 3 * HOUR;
+      s.rollout.analysis.interval = MINUTE;
+      s.rollout.steps = [{ percent: 100, bake: MINUTE, approval: false }];
+      s.approval.timeout = 48 * HOUR;
+    };
+    const id = lifecycleWorkflowId(model, 'v3');
+    await lifecycles.start(testSpec(model, 'v3', 'good', longCanary));
+    await waitForStatus(lifecycles, id, (s) => s.pendingGate !== null);
+    await lifecycles.approve(id, { by: 'bob' });
+    const end = await lifecycles.waitForEnd(id);
+    expect(end.stage).toBe('promoted');
+
+    const events = async (workflowId: string) =>
+      (await env.client.workflow.getHandle(workflowId).fetchHistory()).events ?? [];
+    const parent = await events(id);
+    const segments = parent
+      .map((e) => e.childWorkflowExecutionStartedEventAttributes)
+      .filter((a) => a?.workflowType?.name === 'bakeSegmentWorkflow')
+      .map((a) => a!.workflowExecution!.workflowId!);
+    // 60 samples a segment: three segments for the canary's 179.
+    expect(segments).toHaveLength(3);
+    let samples = 0;
+    for (const segment of segments) {
+      const history = await events(segment);
+      const analyses = history.filter(
+        (e) => e.activityTaskScheduledEventAttributes?.activityType?.name === 'analyzeStage',
+      );
+      expect(analyses.length).toBeLessThanOrEqual(60);
+      expect(history.length).toBeLessThan(60 * 14);
+      samples += analyses.length;
+    }
+    expect(samples).toBe(179);
+    await recordHistory(env.client, id, 'lifecycle-bake-segments');
+    await recordHistory(env.client, segments[1]!, 'bake-segment');
+    // The lifecycle's own history holds the segments, not the samples.
+    const ownAnalyses = parent.filter(
+      (e) => e.activityTaskScheduledEventAttributes?.activityType?.name === 'analyzeStage',
+    );
+    expect(ownAnalyses.length).toBeLessThan(10);
+    expect(parent.length).toBeLessThan(400);
+    // The measurements of the last samples are kept, as for a bake sampled in the lifecycle.
+    const outage = end.measurements?.['outage'];
+    expect(outage?.passed.length).toBe(10);
+    expect(Math.max(...outage!.passed.map((d) => d.sample ?? 0))).toBeGreaterThan(170);
+
+    // An abort during a segment cancels it, and the rollout stops at once.
+    const abortedId = lifecycleWorkflowId(model, 'v4');
+    await lifecycles.start(testSpec(model, 'v4', 'good', longCanary));
+    await waitForStatus(lifecycles, abortedId, (s) => s.pendingGate !== null);
+    await lifecycles.approve(abortedId, { by: 'bob' });
+    await waitForStatus(lifecycles, abortedId, (s) => s.stage === 'canary');
+    await lifecycles.abort(abortedId, { by: 'bob', reason: 'enough' });
+    const aborted = await lifecycles.waitForEnd(abortedId);
+    expect(aborted.stage).toBe('rolled-back');
+    const started = (await events(abortedId))
+      .map((e) => e.childWorkflowExecutionStartedEventAttributes)
+      .filter((a) => a?.workflowType?.name === 'bakeSegmentWorkflow');
+    expect(started).toHaveLength(1);
+    const segment = env.client.workflow.getHandle(started[0]!.workflowExecution!.workflowId!);
+    expect((await segment.describe()).status.name).toBe('CANCELLED');
+    await recordHistory(env.client, abortedId, 'lifecycle-bake-segments-aborted');
   });
 
   it('reclaims the quota of a holder that died within its lease TTL, and keeps a renewed lease', async () => {

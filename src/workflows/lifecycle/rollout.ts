@@ -1,10 +1,16 @@
-import { CancellationScope, condition, isCancellation, patched, workflowInfo } from '@temporalio/workflow';
+import {
+  CancellationScope,
+  condition,
+  executeChild,
+  isCancellation,
+  patched,
+  workflowInfo,
+} from '@temporalio/workflow';
 import {
   dryRunOf,
   foldSample,
   judgeSample,
   type AnalysisRules,
-  type CheckLedger,
   type FailureStreaks,
   type LedgerVerdict,
 } from '../../domain/check-tolerance';
@@ -17,8 +23,6 @@ import type { ShadowCompare, StagingSpec } from '../../shared/spec';
 import { Stage, type Decision } from '../../shared/status';
 import type { ModelTelemetry } from '../../shared/telemetry';
 import {
-  analysis,
-  ANALYSIS_OPTIONS,
   control,
   CONTROL_OPTIONS,
   describeFailures,
@@ -27,6 +31,17 @@ import {
   type RolloutStop,
   type Where,
 } from './context';
+import {
+  analyze,
+  bakeSegmentWorkflow,
+  SEGMENT_SAMPLES,
+  segmentWorkflowId,
+  takeSample,
+  type AnalysisFrame,
+  type BakeSegmentInput,
+  type BakeSegmentResult,
+  type SampleState,
+} from './bake-segment';
 import { reserveServing } from './provision';
 import { restoreTraffic } from './rollback';
 import { gate } from './gate';
@@ -356,6 +371,33 @@ export async function runStage(ctx: LifecycleContext, stage: RampStage): Promise
 export const CHECK_LIMITS = 'check-limits';
 
 /**
+ * Marks runs whose bakes of more than MAX_SAMPLES_PER_BAKE samples sample at their `interval`, in child workflows of
+ * SEGMENT_SAMPLES samples each (bake-segment.ts). Runs before it stretched the interval of such a bake instead.
+ */
+export const BAKE_SEGMENTS = 'bake-segments';
+
+/**
+ * Runs one segment of a long bake as a child workflow. Null when the bake is interrupted (an abort, a promote-now)
+ * first: the segment is cancelled, and what it measured is not needed.
+ */
+async function runSegment(input: BakeSegmentInput, interrupted: () => boolean): Promise<BakeSegmentResult | null> {
+  const scope = new CancellationScope();
+  const child = scope.run(() =>
+    executeChild(bakeSegmentWorkflow, {
+      args: [input],
+      workflowId: segmentWorkflowId(input.frame.stage, input.firstSample),
+      staticSummary: `${input.frame.stage}: samples from ${input.firstSample} of ${input.frame.candidate}`,
+    }),
+  );
+  const done = await Promise.race([child, condition(interrupted).then(() => null)]);
+  if (done !== null) return done;
+  scope.cancel();
+  // Whatever the segment ends with now, the bake is over.
+  await child.catch(() => undefined);
+  return null;
+}
+
+/**
  * Bakes a stage for `bakeMs` under analysis: every `interval` a sample judges the traffic since the sample before
  * (a breach stops the rollout within an interval), then a readout at the end judges the whole stage, waiting for the
  * minimum sample. Metric checks (Prometheus, web) are measured with every sample and readout. Null when the stage
@@ -390,34 +432,27 @@ export async function bake(
     lc.event(`${label}: warm-up of ${rules.initialDelay} ms over, analysis starts`);
   }
   let streaks: FailureStreaks = {};
-  let ledger: CheckLedger = {};
   const alertedDryRun = new Set<string>();
   let windowStart = before;
   /** Where the latest interval started (`windowStart` lags behind it while samples are unfinished). */
   let lastSample = before;
+  const frame: AnalysisFrame = {
+    ...where,
+    candidate: spec.version,
+    stable: comparedTo,
+    rules,
+    stage: label,
+    ...(shadowCompare ? { shadow: true } : {}),
+    ...(lc.artifactDir ? { candidateArtifactDir: lc.artifactDir } : {}),
+    ...(lc.artifactUri && lc.artifactDigest
+      ? { candidateArtifactUri: lc.artifactUri, candidateArtifactDigest: lc.artifactDigest }
+      : {}),
+    ...(argo ? { stageStartedAt: new Date(startedAt).toISOString() } : {}),
+  };
   const read = (from: ModelTelemetry, waitForSamples: boolean, recentSince?: ModelTelemetry, sample?: number) =>
-    analysis.analyzeStage.executeWithOptions(
-      {
-        ...ANALYSIS_OPTIONS,
-        summary:
-          `${label} ${sample === undefined ? 'readout' : `sample ${sample}`} of ${spec.version}` +
-          (comparedTo ? ` against ${comparedTo}` : ''),
-      },
-      [
-        {
-          ...where,
-          candidate: spec.version,
-          stable: comparedTo,
-          before: from,
-          ...(recentSince && recentSince !== from ? { recentSince } : {}),
-          rules: waitForSamples ? rules : { ...rules, maxWaitForSamples: 0 },
-          stage: label,
-          ...(shadowCompare ? { shadow: true } : {}),
-          ...(lc.artifactDir ? { candidateArtifactDir: lc.artifactDir } : {}),
-          ...(argo ? { stageStartedAt: new Date(startedAt).toISOString() } : {}),
-        },
-      ],
-    );
+    analyze(frame, from, waitForSamples, recentSince, sample);
+  /** The sampling of a bake with Argo Rollouts' semantics. */
+  const state: SampleState = { windowStart: before, lastSample: null, ledger: {} };
   /** Records a sample's folded decisions, and alerts the first failure of each dry-run check in the stage. */
   const record = async (verdict: LedgerVerdict, folded: readonly Decision[], sample?: number) => {
     const tag = (d: Decision) => ({
@@ -447,13 +482,75 @@ export async function bake(
       });
     }
   };
-  // Each sample carries two telemetry snapshots through history: a long bake samples less often than `interval`
-  // so that it takes at most MAX_SAMPLES_PER_BAKE.
-  const interval = Math.max(rules.interval, Math.ceil(bakeMs / MAX_SAMPLES_PER_BAKE));
-  for (let sample = 1; end - Date.now() > interval; sample++) {
+  /**
+   * Acts on a sample's verdict: records it, and stops the rollout on a failure; holds it when inconclusive. Undefined
+   * when the bake goes on.
+   */
+  const actOn = async (verdict: LedgerVerdict, folded: readonly Decision[], sample: number) => {
+    await record(verdict, folded, sample);
+    if (verdict.outcome === 'fail') {
+      return { kind: 'failed-check', message: `${label} failed: ${describeFailures(verdict.failed)}` } as const;
+    }
+    for (const d of verdict.tolerated) {
+      const c = own(state.ledger, d.check);
+      lc.event(
+        `${label} sample ${sample}: ${d.check} ${d.outcome === 'error' ? `errored (${c?.consecutiveErrors} in a row` : `failed (${c?.failed} in this stage`}, tolerated)`,
+      );
+    }
+    if (verdict.outcome === 'inconclusive') {
+      if (!(await holdInconclusive(ctx, label))) return abortStop(ctx);
+      state.ledger = Object.fromEntries(Object.entries(state.ledger).map(([k, v]) => [k, { ...v, inconclusive: 0 }]));
+    }
+    return undefined;
+  };
+  // Each sample carries two telemetry snapshots through history: a long bake either runs its samples in child
+  // workflows (bake-segment.ts), or, in runs from before those, samples less often than `interval` so that it takes
+  // at most MAX_SAMPLES_PER_BAKE.
+  const segmented = argo && bakeMs / rules.interval > MAX_SAMPLES_PER_BAKE && patched(BAKE_SEGMENTS);
+  const interval = segmented ? rules.interval : Math.max(rules.interval, Math.ceil(bakeMs / MAX_SAMPLES_PER_BAKE));
+  if (segmented) {
+    for (let sample = 1; end - Date.now() > interval;) {
+      const segment = await runSegment(
+        {
+          frame,
+          state,
+          firstSample: sample,
+          samples: SEGMENT_SAMPLES,
+          interval,
+          endMs: end,
+          alertedDryRun: [...alertedDryRun],
+          keep: rules.measurementRetention,
+        },
+        interrupted,
+      );
+      if (lc.abort) return abortStop(ctx);
+      if (skipping()) return null;
+      if (!segment?.last) break;
+      lc.recordMeasurements(segment.measured, rules.measurementRetention);
+      lc.addDecisions(segment.dryRunFailed);
+      state.windowStart = segment.windowStart;
+      state.lastSample = segment.lastSample;
+      const verdict = foldSample(segment.last.decisions, segment.ledgerBefore, rules, false);
+      state.ledger = verdict.ledger;
+      const stop = await actOn(verdict, segment.last.decisions, segment.last.sample);
+      if (stop) return stop;
+      sample = segment.last.sample + 1;
+    }
+    windowStart = state.windowStart;
+    lastSample = state.lastSample ?? state.windowStart;
+  }
+  for (let sample = 1; !segmented && end - Date.now() > interval; sample++) {
     await condition(interrupted, interval, { summary: `${label} sample ${sample} in ${formatDurationMs(interval)}` });
     if (lc.abort) return abortStop(ctx);
     if (skipping()) return null;
+    if (argo) {
+      const { verdict, decisions } = await takeSample(frame, state, sample);
+      const stop = await actOn(verdict, decisions, sample);
+      if (stop) return stop;
+      windowStart = state.windowStart;
+      lastSample = state.lastSample ?? state.windowStart;
+      continue;
+    }
     const result = await read(windowStart, false, lastSample, sample);
     const snapshot = result.telemetry ?? (await control.readTelemetry(where));
     lastSample = snapshot;
@@ -464,31 +561,6 @@ export async function bake(
     const complete = !result.decisions.some(
       (d) => d.outcome === 'inconclusive' && d.check !== 'outage' && d.provider === undefined,
     );
-    if (argo) {
-      let verdict = foldSample(result.decisions, ledger, rules, false);
-      let folded: readonly Decision[] = result.decisions;
-      if (complete || verdict.outcome === 'fail') windowStart = snapshot;
-      else {
-        folded = result.decisions.filter((d) => d.check === 'outage' || d.provider !== undefined);
-        verdict = foldSample(folded, ledger, rules, false);
-      }
-      ledger = verdict.ledger;
-      await record(verdict, folded, sample);
-      if (verdict.outcome === 'fail') {
-        return { kind: 'failed-check', message: `${label} failed: ${describeFailures(verdict.failed)}` };
-      }
-      for (const d of verdict.tolerated) {
-        const c = own(ledger, d.check);
-        lc.event(
-          `${label} sample ${sample}: ${d.check} ${d.outcome === 'error' ? `errored (${c?.consecutiveErrors} in a row` : `failed (${c?.failed} in this stage`}, tolerated)`,
-        );
-      }
-      if (verdict.outcome === 'inconclusive') {
-        if (!(await holdInconclusive(ctx, label))) return abortStop(ctx);
-        ledger = Object.fromEntries(Object.entries(ledger).map(([k, v]) => [k, { ...v, inconclusive: 0 }]));
-      }
-      continue;
-    }
     let verdict = judgeSample(result.decisions, streaks, rules);
     if (complete || verdict.outcome === 'fail') windowStart = snapshot;
     else
@@ -520,8 +592,8 @@ export async function bake(
   for (;;) {
     const result = await read(before, true, lastSample);
     if (argo) {
-      const verdict = foldSample(result.decisions, ledger, rules, true);
-      ledger = verdict.ledger;
+      const verdict = foldSample(result.decisions, state.ledger, rules, true);
+      state.ledger = verdict.ledger;
       await record(verdict, result.decisions);
       if (verdict.outcome === 'pass') {
         lc.event(`${label} passed its checks`);

@@ -119,17 +119,7 @@ export class LifecycleState {
 
   /** Keeps the last `keep` passing and failing (or errored) samples of each check of `decisions`. */
   recordMeasurements(decisions: readonly Decision[], keep: number): void {
-    for (const d of decisions) {
-      if (d.outcome === 'inconclusive') continue;
-      let m = this.measurements.get(d.check);
-      if (!m) {
-        m = { passed: [], failed: [] };
-        this.measurements.set(d.check, m);
-      }
-      const list = d.outcome === 'pass' ? m.passed : m.failed;
-      list.push(d);
-      if (list.length > keep) list.splice(0, list.length - keep);
-    }
+    keepMeasurements(this.measurements, decisions, keep);
   }
 
   fail(type: string, message: string): void {
@@ -523,5 +513,23 @@ export class LifecycleState {
 
   result(): LifecycleResult {
     return { stage: this.stage, version: this.spec.version, trafficPercent: this.trafficPercent, error: this.error };
+  }
+}
+
+/** Each check's last passing and failing (or errored) samples, by check name. */
+export type Measurements = Map<string, CheckMeasurements>;
+
+/** Keeps the last `keep` passing and failing (or errored) samples of each check of `decisions`, in their order. */
+export function keepMeasurements(measurements: Measurements, decisions: readonly Decision[], keep: number): void {
+  for (const d of decisions) {
+    if (d.outcome === 'inconclusive') continue;
+    let m = measurements.get(d.check);
+    if (!m) {
+      m = { passed: [], failed: [] };
+      measurements.set(d.check, m);
+    }
+    const list = d.outcome === 'pass' ? m.passed : m.failed;
+    list.push(d);
+    if (list.length > keep) list.splice(0, list.length - keep);
   }
 }
