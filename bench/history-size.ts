@@ -15,7 +15,8 @@
  *    renewed and a fifth released. The pool continues as new every `--pool-can-ops` operations (its
  *    `continueAsNewAfterOps`: the test server never suggests it). Reports every run of the pool, the carried state (the
  *    continue-as-new input: packed since `bounded-state`, beside the same state in the plain form of runs before it),
- *    the `poolStateQuery` answer as the pool fills, and what its monitor's `readPoolState` activity returns.
+ *    the `poolStateQuery` answer (whole, and the summary) as the pool fills, and what its monitor's `readPoolState`
+ *    activity (a summary) returns.
  *    `--cases pool-dev` runs the same case on a stock dev server (`temporal server start-dev`), where the limits hold:
  *    there the bench shows whether the pool keeps working past the 5,900 leases where the plain form broke.
  *
@@ -885,7 +886,7 @@ const benchPool = (options: Options) => ({
   name: BENCH_POOL,
   capacity: { cpu: options.leases },
   leaseTtl: '2h',
-  // Its monitor reads the whole state through an activity (readPoolState); every 5 s (default 30 s), so that it reads
+  // Its monitor reads a summary through an activity (readPoolState); every 5 s (default 30 s), so that it reads
   // the pool several times while it fills (a minute or two here, hours in a real deployment).
   alerts: { checkEvery: '5s' },
   ...(options.poolCanOps > 0 ? { continueAsNewAfterOps: options.poolCanOps } : {}),
@@ -924,6 +925,20 @@ async function poolCase(
       return { bytes: Buffer.byteLength(JSON.stringify(state)), error: null, state };
     } catch (err) {
       return { bytes: NaN, error: (err as Error).message, state: null };
+    }
+  };
+  /**
+   * The summary its monitor reads (`{ summary: true }`): its JSON bytes (NaN when it gets no answer) and the counts.
+   * Where the pool stands comes from it: a stock server refuses the whole answer past 2 MB (about 8,300 leases here).
+   */
+  const summarySize = async (): Promise<{ bytes: number; state: QuotaPoolState | null }> => {
+    try {
+      const state = await within(handle.query(poolStateQuery, { summary: true }), 30_000);
+      return state === 'timeout'
+        ? { bytes: NaN, state: null }
+        : { bytes: Buffer.byteLength(JSON.stringify(state)), state };
+    } catch {
+      return { bytes: NaN, state: null };
     }
   };
   const leaseId = (i: number) => `job-${String(i).padStart(5, '0')}`;
@@ -977,6 +992,7 @@ async function poolCase(
       outcome === 'timeout' ? `not done within ${WAVE_MS / 1000} s` : typeof outcome === 'string' ? outcome : null;
     const current = await runFacts(reader, poolId).catch(() => null);
     const q = await querySize();
+    const sum = await summarySize();
     const failed = settled === 'timeout' ? 0 : settled.filter((s) => s.status === 'rejected').length;
     const firstError =
       settled === 'timeout'
@@ -989,16 +1005,18 @@ async function poolCase(
         : settled.filter(
             (s) => s.status === 'fulfilled' && (s.value as { granted?: boolean } | null)?.granted === false,
           ).length;
-    const held = q.state?.leases.length ?? (settled === 'timeout' ? granted : undefined);
+    const held = sum.state?.counts?.leases ?? q.state?.leases.length ?? (settled === 'timeout' ? granted : undefined);
+    const continued = (sum.state ?? q.state)?.stats.continuedAsNew;
     waves.push([
       what,
       settled === 'timeout' ? 'STALLED' : took.toFixed(1),
       held === undefined ? '?' : count(held),
-      q.state ? String(q.state.stats.continuedAsNew) : '?',
+      continued === undefined ? '?' : String(continued),
       current ? count(current.events) : '?',
       current ? size(current.bytes) : '?',
       current ? size(current.largestPayload.bytes) : '?',
       q.error ? `failed: ${q.error.slice(0, 60)}` : size(q.bytes),
+      Number.isFinite(sum.bytes) ? size(sum.bytes) : 'failed',
       String(failed + refused),
     ]);
     wavesJson.push({
@@ -1006,12 +1024,14 @@ async function poolCase(
       seconds: took,
       stalled: settled === 'timeout',
       leases: held ?? null,
-      continuedAsNew: q.state?.stats.continuedAsNew ?? null,
+      continuedAsNew: continued ?? null,
       runEvents: current?.events ?? null,
       runBytes: current?.bytes ?? null,
       largestPayload: current?.largestPayload ?? null,
       queryBytes: q.bytes,
       queryError: q.error,
+      summaryBytes: sum.bytes,
+      summaryFailed: sum.state === null,
       failed,
       refused,
     });
@@ -1042,6 +1062,7 @@ async function poolCase(
     );
   }
   const full = ok ? await querySize() : null;
+  const fullSummary = ok ? (await summarySize()).bytes : NaN;
   const share = Math.floor(options.leases / 5);
   if (ok)
     ok = await wave(`renew ${count(share)} (every 5th)`, () =>
@@ -1062,6 +1083,7 @@ async function poolCase(
       'run bytes',
       'largest payload',
       'query answer',
+      'summary',
       'failed',
     ],
     waves,
@@ -1096,7 +1118,7 @@ async function poolCase(
     .filter((p) => p.b.leases > 0);
   const fit = fitPerLease(points.map((p) => ({ x: p.b.leases, y: p.bytes })));
   const leasesAt = (bytes: number) => (fit ? Math.floor((bytes - fit.fixed) / fit.perLease) : NaN);
-  // The query's answer is also what the pool's monitor reads through its readPoolState activity (an activity result).
+  // The whole answer: what mlctl reads (the pool's monitor reads a summary, whose size does not grow with the leases).
   const queryPoints = wavesJson
     .filter((w) => typeof w.leases === 'number' && Number.isFinite(w.queryBytes))
     .map((w) => ({ x: w.leases as number, y: w.queryBytes as number }));
@@ -1108,7 +1130,7 @@ async function poolCase(
     return i >= 0 ? `run ${i + 1}, carrying ${count(b?.leases ?? 0)} leases` : 'never';
   };
   const overPage = runs.filter((r) => r.bytes > LIMITS.grpcMessage).length;
-  // The pool's monitor reads the whole state through an activity (readPoolState) every 5 s of (real) time here.
+  // The pool's monitor reads a summary through an activity (readPoolState) every 5 s of (real) time here.
   const monitorRuns = await allRuns(reader, quotaMonitorWorkflowId(pool));
   const monitorBiggest = monitorRuns.reduce((a, b) => (b.largestPayload.bytes > a.largestPayload.bytes ? b : a));
   const monitorChecks = monitorRuns.reduce(
@@ -1166,9 +1188,15 @@ async function poolCase(
       [
         'kept working past 5,900 leases',
         (() => {
-          const bad = wavesJson.find((w) => w.stalled || (w.failed as number) > 0 || w.queryError);
+          const bad = wavesJson.find((w) => w.stalled || (w.failed as number) > 0 || w.summaryFailed);
           const past = `${count(heldMost)} leases held at most`;
-          return bad ? `${past}; from "${String(bad.what)}" on it did not answer (see the waves)` : `yes: ${past}`;
+          const whole = wavesJson.find((w) => w.queryError);
+          const note = whole
+            ? `; the whole state answer failed from "${String(whole.what)}" on: ${String(whole.queryError)}`
+            : '';
+          return bad
+            ? `${past}; from "${String(bad.what)}" on it did not answer (see the waves)${note}`
+            : `yes: ${past}${note}`;
         })(),
       ],
       [
@@ -1195,7 +1223,7 @@ async function poolCase(
       [
         'poolStateQuery answer per lease',
         queryFit
-          ? `${queryFit.perLease.toFixed(0)} B; 2 MiB (a readPoolState result) at ~` +
+          ? `${queryFit.perLease.toFixed(0)} B; 2 MiB (the payload limit) at ~` +
             `${count(queryLeasesAt(LIMITS.payloadError))} leases, 4 MiB (gRPC) at ~${count(queryLeasesAt(LIMITS.grpcMessage))}`
           : 'n/a',
       ],
@@ -1204,7 +1232,11 @@ async function poolCase(
         full ? (full.error ? `failed: ${full.error}` : size(full.bytes)) : 'not reached',
       ],
       [
-        'pool monitor (readPoolState)',
+        `poolStateQuery summary at ${count(options.leases)} leases`,
+        full ? (Number.isFinite(fullSummary) ? size(fullSummary) : 'failed') : 'not reached',
+      ],
+      [
+        'pool monitor (readPoolState, a summary)',
         `${monitorChecks} reads; largest payload ${size(monitorBiggest.largestPayload.bytes)}: ` +
           monitorBiggest.largestPayload.what,
       ],
@@ -1262,6 +1294,7 @@ async function poolCase(
       runsOver4MiB: overPage,
       monitor: { reads: monitorChecks, runs: monitorRuns.map(runJson) },
       queryBytesFull: full?.bytes ?? null,
+      summaryBytesFull: Number.isFinite(fullSummary) ? fullSummary : null,
       queryErrorFull: full?.error ?? null,
       queryBytesEnd: final.bytes,
       wallSeconds: wall,

@@ -289,8 +289,9 @@ export function createControlPlaneActivities(deps: ControlPlaneDeps) {
       return { released: (await known(() => quota.release(pool, request))) !== null };
     },
 
-    async readPoolState(input: { pool: string }): Promise<QuotaPoolState | null> {
-      return known(() => quota.state(input.pool));
+    /** The pool's state; with `summary: true` without the lists that grow with its leases (QuotaClient.state). */
+    async readPoolState(input: { pool: string; summary?: boolean }): Promise<QuotaPoolState | null> {
+      return known(() => quota.state(input.pool, { summary: input.summary === true }));
     },
 
     /** The model's registry, or null when no version of it was ever promoted. */

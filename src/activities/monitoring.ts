@@ -275,7 +275,7 @@ export function createMonitoringActivities(deps: MonitoringDeps) {
       // The serving pool: the share of each resource in use.
       if (prod.serving) {
         const pool = prod.serving.pool;
-        const state = await deps.quota.state(pool).catch(() => null);
+        const state = await deps.quota.state(pool, { summary: true }).catch(() => null);
         if (state) {
           const shares = state.resources.map((r) => ({ resource: r.resource, share: r.share }));
           const worst = shares.reduce((a, b) => (b.share > a.share ? b : a), { resource: '', share: 0 });

@@ -407,10 +407,17 @@ export class QuotaClient {
     return orNull(() => withBackpressure(() => send(handle)));
   }
 
-  /** The pool's state; null when the pool has never been used (nothing reserved yet). */
-  async state(pool: string): Promise<QuotaPoolState | null> {
+  /**
+   * The pool's state; null when the pool has never been used (nothing reserved yet). With `summary` its state without
+   * the lists that grow with its leases (leases, waiting reservations, journal, usage per pipeline; only the runs that
+   * ended `expired`), with their `counts`: what a monitor reads, small at any number of leases.
+   */
+  async state(pool: string, options: { summary?: boolean } = {}): Promise<QuotaPoolState | null> {
     this.config(pool);
-    return orNull(() => this.client.workflow.getHandle(quotaPoolWorkflowId(pool)).query(poolStateQuery));
+    const handle = this.client.workflow.getHandle(quotaPoolWorkflowId(pool));
+    return orNull(() =>
+      options.summary ? handle.query(poolStateQuery, { summary: true }) : handle.query(poolStateQuery),
+    );
   }
 
   /** Applies the file's configuration to a pool (starting it if needed); true when it changed. */

@@ -23,6 +23,9 @@ import { own } from '../shared/own';
  */
 const EPS = 1e-9;
 
+/** A sum within EPS of 0 is 0 (what is left of adding and taking away fractions). */
+const snap = (x: number): number => (Math.abs(x) < EPS ? 0 : x);
+
 /**
  * Sums of resources by name. Resource names come from callers (`toString` is a valid one), so sums are kept in a
  * `Map` and turned into JSON with `Object.fromEntries`; a plain object would read inherited members.
@@ -31,10 +34,8 @@ export class ResourceSums {
   private readonly sums = new Map<string, number>();
 
   add(resources: Resources, sign = 1): this {
-    for (const [resource, amount] of Object.entries(resources)) {
-      const next = (this.sums.get(resource) ?? 0) + sign * amount;
-      this.sums.set(resource, Math.abs(next) < EPS ? 0 : next);
-    }
+    for (const [resource, amount] of Object.entries(resources))
+      this.sums.set(resource, snap((this.sums.get(resource) ?? 0) + sign * amount));
     return this;
   }
 
@@ -83,18 +84,51 @@ export interface RequestLike {
   resources: Resources;
 }
 
+/** What some leases hold, by resource. */
+export interface HeldAmounts {
+  get(resource: string): number;
+}
+
+/** What a pool's leases hold in all, per holder and per kind, kept as they change (a {@link LeaseBook}). */
+export interface HeldUsage {
+  readonly pool: HeldAmounts;
+  holder(holder: string): HeldAmounts;
+  kind(kind: PipelineKind): HeldAmounts;
+}
+
+const isHeldUsage = (x: Iterable<QuotaLease> | HeldUsage): x is HeldUsage =>
+  typeof (x as Partial<HeldUsage>).holder === 'function';
+
+/** The usage of `leases`, summed in their order. */
+function heldUsageOf(leases: Iterable<QuotaLease>): HeldUsage {
+  const all = [...leases];
+  const sum = (of: QuotaLease[]) => {
+    const sums = new ResourceSums();
+    for (const lease of of) sums.add(lease.resources);
+    return sums;
+  };
+  return {
+    get pool() {
+      return sum(all);
+    },
+    holder: (holder) => sum(all.filter((l) => l.holder === holder)),
+    kind: (kind) => sum(all.filter((l) => l.kind === kind)),
+  };
+}
+
 /**
- * Whether `request` can be granted now given `leases`. Checks, in order: resources the pool does not have or that a
- * limit can never hold (`never-fits`), the holder's cap, the kind's cap, then free capacity, skipping `blocked`
- * resources promised to reservations waiting ahead (`queued-ahead`).
+ * Whether `request` can be granted now given `leases` (a list, or a {@link LeaseBook}'s running sums: the same
+ * answer). Checks, in order: resources the pool does not have or that a limit can never hold (`never-fits`), the
+ * holder's cap, the kind's cap, then free capacity, skipping `blocked` resources promised to reservations waiting ahead
+ * (`queued-ahead`).
  */
 export function assess(
   config: Pick<QuotaPoolConfig, 'capacity' | 'caps'>,
-  leases: Iterable<QuotaLease>,
+  leases: Iterable<QuotaLease> | HeldUsage,
   request: RequestLike,
   blocked: ReadonlySet<string> = new Set(),
 ): Assessment {
-  const all = [...leases];
+  const held = isHeldUsage(leases) ? leases : heldUsageOf(leases);
   const requested = Object.entries(request.resources).filter(([, amount]) => amount > 0);
   const limitFor = (scope: QuotaShortfall['scope'], resource: string): number | undefined => {
     const capacity = capacityOf(config.capacity, resource);
@@ -119,26 +153,21 @@ export function assess(
   }
   if (never.length > 0) return { fits: false, reason: 'never-fits', shortfalls: never };
 
-  const check = (scope: QuotaShortfall['scope'], held: ResourceSums): QuotaShortfall[] => {
+  const check = (scope: QuotaShortfall['scope'], of: HeldAmounts): QuotaShortfall[] => {
     const out: QuotaShortfall[] = [];
     for (const [resource, amount] of requested) {
       const limit = limitFor(scope, resource);
       if (limit === undefined) continue;
-      const available = Math.max(0, limit - held.get(resource));
+      const available = Math.max(0, limit - of.get(resource));
       if (amount > available + EPS) out.push({ resource, requested: amount, available, limit, scope });
     }
     return out;
   };
-  const sum = (of: QuotaLease[]) => {
-    const sums = new ResourceSums();
-    for (const lease of of) sums.add(lease.resources);
-    return sums;
-  };
-  const pipeline = check('pipeline', sum(all.filter((l) => l.holder === request.holder)));
+  const pipeline = check('pipeline', held.holder(request.holder));
   if (pipeline.length > 0) return { fits: false, reason: 'pipeline-cap', shortfalls: pipeline };
-  const kind = check('kind', sum(all.filter((l) => l.kind === request.kind)));
+  const kind = check('kind', held.kind(request.kind));
   if (kind.length > 0) return { fits: false, reason: 'kind-cap', shortfalls: kind };
-  const pool = check('pool', sum(all));
+  const pool = check('pool', held.pool);
   if (pool.length > 0) return { fits: false, reason: 'capacity', shortfalls: pool };
   const ahead = requested
     .filter(([resource]) => blocked.has(resource))
@@ -229,6 +258,355 @@ export function breakdown(leases: Iterable<QuotaLease>): UsageBreakdown {
     Object.fromEntries([...map].map(([k, v]) => [k, v.toJSON()])) as Record<K, Resources>;
   return { used: used.toJSON(), byKind: json(byKind), byPipeline: json(byPipeline) };
 }
+
+// --- Running usage ---------------------------------------------------------------------------------------------------
+
+/**
+ * Amounts on a grid of 2^-20 (whole numbers, halves, quarters...) add without rounding while a sum stays below 2^33
+ * (2^53 steps of the grid): then a sum less a lease's amount is exactly the sum of the others, in any order. Any other
+ * amount (0.1, 0.001) rounds, and the sum of floats depends on their order.
+ */
+const GRID = 2 ** 20;
+const EXACT_BELOW = 2 ** 33;
+const onGrid = (amount: number): boolean => amount >= 0 && Number.isInteger(amount * GRID);
+
+interface RunningSum {
+  /** The sum in the group's order, as ResourceSums gives it. */
+  sum: number;
+  /** Leases of the group naming the resource (a sum of 0 is still named). */
+  count: number;
+  /** Of them, those whose amount is off the grid. */
+  offGrid: number;
+}
+
+/**
+ * The resources of some leases summed as `breakdown` sums them (in the order they were added, the same rounding, the
+ * same resources named in the same order), kept as leases come and go. Adding a lease adds its amounts: that is the
+ * next step of the same sum. Taking one away subtracts its amounts while every amount is on the grid and the sum
+ * small enough for that to be exact; otherwise the group sums its leases again, in order, when next read.
+ */
+class UsageGroup implements HeldAmounts {
+  private readonly members = new Map<string, Resources>();
+  private sums = new Map<string, RunningSum>();
+  /** The lease that first names each resource (the resources' order is that of their first naming). */
+  private first = new Map<string, string>();
+  /** The sums must be summed again (a fraction was taken away). */
+  private stale = false;
+  /** The lease first naming a resource was taken away: the resources' order must be found again. */
+  private reorder = false;
+
+  get size(): number {
+    return this.members.size;
+  }
+
+  add(leaseId: string, resources: Resources): void {
+    this.members.set(leaseId, resources);
+    for (const [resource, amount] of Object.entries(resources)) {
+      let s = this.sums.get(resource);
+      if (!s) {
+        this.sums.set(resource, (s = { sum: 0, count: 0, offGrid: 0 }));
+        this.first.set(resource, leaseId);
+      }
+      s.sum = snap(s.sum + amount);
+      s.count++;
+      if (!onGrid(amount)) s.offGrid++;
+    }
+  }
+
+  remove(leaseId: string): void {
+    const resources = this.members.get(leaseId);
+    if (!resources) return;
+    this.members.delete(leaseId);
+    for (const [resource, amount] of Object.entries(resources)) {
+      const s = this.sums.get(resource)!;
+      const exact = !this.stale && s.offGrid === 0 && s.sum < EXACT_BELOW;
+      s.count--;
+      if (!onGrid(amount)) s.offGrid--;
+      if (s.count === 0) {
+        this.sums.delete(resource);
+        this.first.delete(resource);
+        continue;
+      }
+      if (exact) s.sum = snap(s.sum - amount);
+      else this.stale = true;
+      if (this.first.get(resource) === leaseId) this.reorder = true;
+    }
+  }
+
+  get(resource: string): number {
+    if (this.stale) this.resum();
+    return this.sums.get(resource)?.sum ?? 0;
+  }
+
+  toJSON(): Resources {
+    if (this.stale) this.resum();
+    if (this.reorder) this.findOrder();
+    return Object.fromEntries([...this.sums].map(([resource, s]) => [resource, s.sum]));
+  }
+
+  /** Sums every member again, in order: what `breakdown` does. */
+  private resum(): void {
+    const sums = new Map<string, RunningSum>();
+    const first = new Map<string, string>();
+    for (const [leaseId, resources] of this.members) {
+      for (const [resource, amount] of Object.entries(resources)) {
+        let s = sums.get(resource);
+        if (!s) {
+          sums.set(resource, (s = { sum: 0, count: 0, offGrid: 0 }));
+          first.set(resource, leaseId);
+        }
+        s.sum = snap(s.sum + amount);
+        s.count++;
+        if (!onGrid(amount)) s.offGrid++;
+      }
+    }
+    this.sums = sums;
+    this.first = first;
+    this.stale = false;
+    this.reorder = false;
+  }
+
+  /** Puts the resources in the order their first members name them (usually the oldest member names them all). */
+  private findOrder(): void {
+    const order = new Map<string, RunningSum>();
+    const first = new Map<string, string>();
+    for (const [leaseId, resources] of this.members) {
+      for (const resource of Object.keys(resources)) {
+        if (order.has(resource)) continue;
+        order.set(resource, this.sums.get(resource)!);
+        first.set(resource, leaseId);
+      }
+      if (order.size === this.sums.size) break;
+    }
+    this.sums = order;
+    this.first = first;
+    this.reorder = false;
+  }
+}
+
+/** A binary min-heap whose entries go stale instead of being removed: they are dropped when they reach the top. */
+class LazyMinHeap<K extends number | string, T> {
+  private items: { key: K; item: T }[] = [];
+
+  constructor(private readonly live: (item: T) => boolean) {}
+
+  get size(): number {
+    return this.items.length;
+  }
+
+  push(key: K, item: T): void {
+    this.items.push({ key, item });
+    this.up(this.items.length - 1);
+  }
+
+  /** The smallest live entry, dropping the stale ones above it. */
+  peek(): { key: K; item: T } | undefined {
+    while (this.items.length > 0 && !this.live(this.items[0]!.item)) this.pop();
+    return this.items[0];
+  }
+
+  pop(): { key: K; item: T } | undefined {
+    const top = this.items[0];
+    const last = this.items.pop();
+    if (top !== undefined && last !== undefined && this.items.length > 0) {
+      this.items[0] = last;
+      this.down(0);
+    }
+    return top;
+  }
+
+  /** Drops every stale entry when they outnumber `live` (so renewals do not grow it without bound). */
+  compact(live: number): void {
+    if (this.items.length <= 2 * live + 64) return;
+    this.items = this.items.filter((e) => this.live(e.item));
+    for (let i = (this.items.length >> 1) - 1; i >= 0; i--) this.down(i);
+  }
+
+  private up(i: number): void {
+    const items = this.items;
+    while (i > 0) {
+      const parent = (i - 1) >> 1;
+      if (items[parent]!.key <= items[i]!.key) return;
+      [items[parent], items[i]] = [items[i]!, items[parent]!];
+      i = parent;
+    }
+  }
+
+  private down(i: number): void {
+    const items = this.items;
+    for (;;) {
+      const l = 2 * i + 1;
+      const r = l + 1;
+      let least = i;
+      if (l < items.length && items[l]!.key < items[least]!.key) least = l;
+      if (r < items.length && items[r]!.key < items[least]!.key) least = r;
+      if (least === i) return;
+      [items[least], items[i]] = [items[i]!, items[least]!];
+      i = least;
+    }
+  }
+}
+
+/**
+ * A pool's leases by id, in the order a `Map` keeps them (a renewal keeps its place), with what every operation asks
+ * of them kept as they change, so that none walks every lease: usage in all, per holder and per kind (exactly what
+ * `breakdown` and `assess` compute from the list), the next expiry, the leases due, and the earliest expected release
+ * per resource (exactly `earliestRelease`).
+ */
+export class LeaseBook implements HeldUsage {
+  private readonly leases = new Map<string, QuotaLease>();
+  /** Each lease's place: leases due expire in the book's order, as they did when the pool walked them all. */
+  private readonly place = new Map<string, number>();
+  private nextPlace = 0;
+  private all = new UsageGroup();
+  private readonly holders = new Map<string, UsageGroup>();
+  private readonly kinds = new Map<PipelineKind, UsageGroup>();
+  private readonly current = (lease: QuotaLease) => this.leases.get(lease.leaseId) === lease;
+  /** Leases by expiry (ms); a renewed lease's old entry goes stale. */
+  private readonly expiries = new LazyMinHeap<number, QuotaLease>(this.current);
+  /** Per resource, leases holding some of it by expected end (ISO time: its expected release, else its expiry). */
+  private readonly ends = new Map<string, LazyMinHeap<string, QuotaLease>>();
+
+  constructor(leases: Iterable<QuotaLease> = []) {
+    for (const lease of leases) this.set(lease.leaseId, lease);
+  }
+
+  get size(): number {
+    return this.leases.size;
+  }
+
+  get(leaseId: string): QuotaLease | undefined {
+    return this.leases.get(leaseId);
+  }
+
+  has(leaseId: string): boolean {
+    return this.leases.has(leaseId);
+  }
+
+  values(): IterableIterator<QuotaLease> {
+    return this.leases.values();
+  }
+
+  /** Adds a lease at the end, or replaces one in its place (a renewal), as `Map.set` does. */
+  set(leaseId: string, lease: QuotaLease): this {
+    const before = this.leases.get(leaseId);
+    this.leases.set(leaseId, lease);
+    if (before === undefined) {
+      this.place.set(leaseId, this.nextPlace++);
+      this.count(leaseId, lease);
+    } else if (before.resources !== lease.resources || before.holder !== lease.holder || before.kind !== lease.kind) {
+      // Not what the pool does (a renewal keeps them): the lease keeps its place, and every sum starts over.
+      this.all = new UsageGroup();
+      this.holders.clear();
+      this.kinds.clear();
+      for (const [id, l] of this.leases) this.count(id, l);
+    }
+    if (lease.expiresAt !== null) {
+      this.expiries.push(expiryMs(lease), lease);
+      this.expiries.compact(this.leases.size);
+    }
+    const end = lease.expectedReleaseAt ?? lease.expiresAt;
+    if (end) {
+      for (const [resource, amount] of Object.entries(lease.resources)) {
+        if (!(amount > 0)) continue;
+        let heap = this.ends.get(resource);
+        if (!heap) this.ends.set(resource, (heap = new LazyMinHeap<string, QuotaLease>(this.current)));
+        heap.push(end, lease);
+        heap.compact(this.leases.size);
+      }
+    }
+    return this;
+  }
+
+  delete(leaseId: string): boolean {
+    const lease = this.leases.get(leaseId);
+    if (!lease) return false;
+    this.leases.delete(leaseId);
+    this.place.delete(leaseId);
+    this.forget(leaseId, lease);
+    return true;
+  }
+
+  /** Sum of the resources of all leases: `breakdown(leases).used`, the same numbers in the same order. */
+  used(): Resources {
+    return this.all.toJSON();
+  }
+
+  /** Usage per kind (kinds in no particular order). */
+  byKind(): Partial<Record<PipelineKind, Resources>> {
+    return Object.fromEntries([...this.kinds].map(([kind, g]) => [kind, g.toJSON()]));
+  }
+
+  get pool(): HeldAmounts {
+    return this.all;
+  }
+
+  holder(holder: string): HeldAmounts {
+    return this.holders.get(holder) ?? NOTHING;
+  }
+
+  kind(kind: PipelineKind): HeldAmounts {
+    return this.kinds.get(kind) ?? NOTHING;
+  }
+
+  /** When the next lease expires (ms), if one ever does. */
+  nextExpiryMs(): number | undefined {
+    return this.expiries.peek()?.key;
+  }
+
+  /** The leases expired at `nowMs` (expiry at or before it), in the book's order. They stay until deleted. */
+  expired(nowMs: number): QuotaLease[] {
+    const due = new Set<QuotaLease>();
+    for (let top = this.expiries.peek(); top !== undefined && top.key <= nowMs; top = this.expiries.peek()) {
+      this.expiries.pop();
+      due.add(top.item);
+    }
+    for (const lease of due) this.expiries.push(expiryMs(lease), lease);
+    return [...due].sort((a, b) => this.place.get(a.leaseId)! - this.place.get(b.leaseId)!);
+  }
+
+  /** Earliest expected end of a lease holding one of `resources`: `earliestRelease(leases, resources)`. */
+  earliestRelease(resources: readonly string[]): string | null {
+    let best: string | null = null;
+    for (const resource of new Set(resources)) {
+      const at = this.ends.get(resource)?.peek()?.key;
+      if (at !== undefined && (best === null || at < best)) best = at;
+    }
+    return best;
+  }
+
+  private count(leaseId: string, lease: QuotaLease): void {
+    this.all.add(leaseId, lease.resources);
+    for (const [groups, key] of [
+      [this.holders, lease.holder],
+      [this.kinds, lease.kind],
+    ] as [Map<string, UsageGroup>, string][]) {
+      let g = groups.get(key);
+      if (!g) groups.set(key, (g = new UsageGroup()));
+      g.add(leaseId, lease.resources);
+    }
+  }
+
+  private forget(leaseId: string, lease: QuotaLease): void {
+    this.all.remove(leaseId);
+    for (const [groups, key] of [
+      [this.holders, lease.holder],
+      [this.kinds, lease.kind],
+    ] as [Map<string, UsageGroup>, string][]) {
+      const g = groups.get(key);
+      g?.remove(leaseId);
+      if (g?.size === 0) groups.delete(key);
+    }
+  }
+}
+
+const NOTHING: HeldAmounts = { get: () => 0 };
+
+/** A lease's expiry in ms; one that cannot be read is due at once (as when the pool compared every lease's). */
+const expiryMs = (lease: QuotaLease): number => {
+  const ms = Date.parse(lease.expiresAt ?? '');
+  return Number.isNaN(ms) ? -Infinity : ms;
+};
 
 /** Usage of the pool right after a change, for burn rates. */
 export interface UsageSample {

@@ -1,6 +1,7 @@
 import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
 import type { GateDecisionInput, LifecycleStatus, OperatorAction } from './status';
 import type {
+  PoolStateRead,
   QuotaBatchOp,
   QuotaDecided,
   QuotaBatchResult,
@@ -79,7 +80,8 @@ export const releaseQuotaUpdate = defineUpdate<QuotaLease | null, [ReleaseQuotaI
 export const quotaBatchUpdate = defineUpdate<QuotaBatchResult[], [QuotaBatchOp[]]>('quotaBatch');
 /** Applies a new pool configuration (capacity, caps, TTL, alerts); leases held stay. */
 export const configurePoolUpdate = defineUpdate<{ changed: boolean }, [QuotaPoolConfig]>('configurePool');
-export const poolStateQuery = defineQuery<QuotaPoolState>('poolState');
+/** The pool's whole state, or with `{ summary: true }` its state without the lists that grow with its leases. */
+export const poolStateQuery = defineQuery<QuotaPoolState, [PoolStateRead?]>('poolState');
 /** Open alerts of a pool, from its monitor workflow. */
 export const quotaMonitorQuery = defineQuery<QuotaMonitorState>('quotaMonitor');
 /** A reservation's fate by lease id: granted, still queued (with its place), refused after waiting, or unknown. */

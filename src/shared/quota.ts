@@ -49,18 +49,19 @@ export type RegisteredPipeline = z.infer<typeof RegisteredPipeline>;
 /**
  * The default of a pool's `maxLeases`. A pool carries every lease and waiting reservation across continue-as-new in
  * one payload (packed: src/domain/quota-carry.ts), which it keeps under 1.5 MiB (`CARRY_BUDGET_BYTES` of
- * src/workflows/quota-pool.ts; a stock server refuses 2 MB). Leases as `npm run bench:history` makes them pack in
- * 65 bytes each: at 5,000 the carried state is about 0.4 MiB, far under the budget (20,000 would still fit, at about
- * 1.3 MiB). The default is lower because of what the pool answers, not what it carries: its `poolStateQuery` answer
- * (and its monitor's `readPoolState` result) is about 234 bytes a lease, 2 MiB at about 8,300 leases, and queries that
- * arrive during a workflow task are answered together in its completion, which the server refuses past 4 MiB. At
- * 10,000 leases the bench's pool stalled that way (docs/quota-pools.md). At 5,000 an answer is about 1.3 MiB: three
- * fit in one completion.
+ * src/workflows/quota-pool.ts; a stock server refuses 2 MB): 0.7 MiB at 10,000 leases as `npm run bench:history` makes
+ * them, 20,000 would still fit. Its monitor reads a summary (`{ summary: true }`, under 1 KiB at any size), and its work
+ * per operation no longer grows with its leases: on a stock dev server the bench's pool reserves, renews, releases and
+ * continues as new at 10,000 leases (docs/quota-pools.md). The default stays lower because of the whole state answer
+ * (`poolStateQuery` without an argument), about 234 bytes a lease: a stock server refuses it past 2 MB (about 8,300
+ * such leases), and two of them answered in one workflow task's completion pass the 4 MiB the server accepts, which
+ * stalls the pool. mlctl, the lifecycle metrics, the serving monitor's quota check and hardware planning still read the
+ * whole state. At 5,000 an answer is about 1.3 MiB: three fit in one completion.
  */
 export const DEFAULT_MAX_LEASES = 5_000;
 /**
  * The highest `maxLeases` a pool accepts: the carried state of 20,000 of the smallest leases (an owner digest alone is
- * 43 bytes) stays under its budget. Past about 8,000 the pool's query answers are the limit: see DEFAULT_MAX_LEASES.
+ * 43 bytes) stays under its budget. Past about 8,000 the pool's whole state answer is the limit: see DEFAULT_MAX_LEASES.
  */
 export const MAX_POOL_LEASES = 20_000;
 
@@ -481,6 +482,13 @@ export interface ResourceUsage {
   exhaustedAt: string | null;
 }
 
+/**
+ * What a `poolStateQuery` asks for: nothing (or `{}`) for the whole state; `{ summary: true }` for the state without
+ * its lists, which grow with the leases (a monitor's read stays small at any size).
+ */
+export const PoolStateRead = z.object({ summary: z.boolean().optional() }).strict();
+export type PoolStateRead = z.infer<typeof PoolStateRead>;
+
 export interface QuotaPoolState {
   name: string;
   config: QuotaPoolConfig;
@@ -499,6 +507,11 @@ export interface QuotaPoolState {
   runs: QuotaRun[];
   /** Recent operations, oldest first (bounded across continue-as-new). */
   journal: QuotaJournalEntry[];
+  /**
+   * Present in a summary (`{ summary: true }`) only: how many leases and waiting reservations the pool holds. A
+   * summary leaves `leases`, `waiting`, `journal` and `byPipeline` empty and keeps only the runs that ended `expired`.
+   */
+  counts?: { leases: number; waiting: number };
   stats: {
     grants: number;
     refusals: number;

@@ -97,7 +97,8 @@ export async function dataCheckWorkflow(input: DataCheckInput): Promise<DataChec
   let poolError: string | undefined;
   if (settings.pool) {
     try {
-      pool = await control.readPoolState({ pool: settings.pool });
+      // A summary: the check reads the pool's usage and burn only, not its leases.
+      pool = await control.readPoolState({ pool: settings.pool, summary: true });
     } catch (err) {
       const refused = failureOf(err, ErrorType.QuotaRefused);
       if (!refused) throw err;

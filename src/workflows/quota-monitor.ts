@@ -61,7 +61,8 @@ export async function quotaMonitorWorkflow(input: QuotaMonitorInput): Promise<vo
   };
 
   while (checks < CHECKS_PER_RUN && !workflowInfo().continueAsNewSuggested) {
-    const state = await control.readPoolState({ pool: input.pool });
+    // A summary: the whole state grows with the leases (2 MB, the payload limit, at about 8,300 of them).
+    const state = await control.readPoolState({ pool: input.pool, summary: true });
     checks++;
     lastCheckAt = new Date().toISOString();
     if (!state) {
@@ -116,7 +117,10 @@ export async function quotaMonitorWorkflow(input: QuotaMonitorInput): Promise<vo
       lastExpiredAt = run.endedAt;
     }
     // An idle pool (nothing held or waiting, nothing open) is looked at a quarter as often, at most every 5 minutes.
-    const idle = state.leases.length === 0 && state.waiting.length === 0 && open.size === 0;
+    // Counts come with a summary; recorded histories (and pools from before it) answered the whole state.
+    const held = state.counts?.leases ?? state.leases.length;
+    const waiting = state.counts?.waiting ?? state.waiting.length;
+    const idle = held === 0 && waiting === 0 && open.size === 0;
     const every = state.config.alerts.checkEvery;
     await sleep(idle ? Math.max(every, Math.min(every * 4, IDLE_MS * 5)) : every);
   }

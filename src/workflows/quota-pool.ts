@@ -16,8 +16,8 @@ import {
   assess,
   breakdown,
   describeRefusal,
-  earliestRelease,
   faultyPipelines,
+  LeaseBook,
   poolFullByCount,
   poolFullBySize,
   resourceUsage,
@@ -47,6 +47,7 @@ import { LeaseId } from '../shared/names';
 import { NonceLedger, OperationTarget } from '../shared/signed-operation';
 import {
   ownerDigest,
+  PoolStateRead,
   QuotaBatch,
   QuotaPoolConfig as QuotaPoolConfigSchema,
   ReleaseQuotaInput,
@@ -178,7 +179,8 @@ export async function quotaPoolWorkflow(input: QuotaPoolInput): Promise<void> {
   const tellsWaiters = patched(QUOTA_DECISION_SIGNALS);
   const bounded = patched(BOUNDED_STATE);
   const carried = readCarried(config.name, input.carried);
-  const leases = new Map<string, QuotaLease>((carried?.leases ?? []).map((l) => [l.leaseId, l]));
+  // Leases with their usage and times kept as they change: no operation walks every lease (issue 19).
+  const leases = new LeaseBook(carried?.leases ?? []);
   const journal: QuotaJournalEntry[] = carried?.journal ?? [];
   const runs: QuotaRun[] = carried?.runs ?? [];
   const samples: UsageSample[] = carried?.samples ?? [];
@@ -221,7 +223,7 @@ export async function quotaPoolWorkflow(input: QuotaPoolInput): Promise<void> {
   /** Usage changed: journal the operation with the usage after it, and keep a sample for the burn rate. */
   const changed = (entry?: Omit<QuotaJournalEntry, 'at' | 'used'>) => {
     dirty = true;
-    const { used } = breakdown(leases.values());
+    const used = leases.used();
     if (entry) record({ ...entry, used });
     samples.push({ atMs: nowMs(), used });
     // Keep the samples of the burn window plus the one before it.
@@ -286,10 +288,7 @@ export async function quotaPoolWorkflow(input: QuotaPoolInput): Promise<void> {
     granted: false,
     reason,
     shortfalls,
-    earliestRelease: earliestRelease(
-      leases.values(),
-      shortfalls.map((s) => s.resource),
-    ),
+    earliestRelease: leases.earliestRelease(shortfalls.map((s) => s.resource)),
     message: describeRefusal(config.name, reason, shortfalls, detail),
   });
   const refusal = (
@@ -393,7 +392,7 @@ export async function quotaPoolWorkflow(input: QuotaPoolInput): Promise<void> {
   const pump = () => {
     const blocked = new Set<string>();
     for (const waiter of ordered()) {
-      const a = assess(config, leases.values(), waiter.request, blocked);
+      const a = assess(config, leases, waiter.request, blocked);
       if (a.fits) {
         queue.splice(queue.indexOf(waiter), 1);
         grant(waiter.request, nowMs() - Date.parse(waiter.entry.enqueuedAt));
@@ -411,7 +410,7 @@ export async function quotaPoolWorkflow(input: QuotaPoolInput): Promise<void> {
     const blocked = new Set<string>();
     for (const waiter of ordered()) {
       if (waiter.entry.priority < priority) break;
-      const a = assess(config, leases.values(), waiter.request, blocked);
+      const a = assess(config, leases, waiter.request, blocked);
       if (!a.fits && (a.reason === 'capacity' || a.reason === 'queued-ahead'))
         for (const s of a.shortfalls) if (s.scope === 'pool') blocked.add(s.resource);
     }
@@ -449,7 +448,7 @@ export async function quotaPoolWorkflow(input: QuotaPoolInput): Promise<void> {
     const full = bounded ? fullness(req) : undefined;
     if (full !== undefined) return refusal(req, 'pool-full', [], full);
     const priority = req.wait?.priority ?? 0;
-    const a = assess(config, leases.values(), req, blockedFor(priority));
+    const a = assess(config, leases, req, blockedFor(priority));
     if (a.fits) return grant(req, 0);
     if (!req.wait || a.reason === 'never-fits') return refusal(req, a.reason!, a.shortfalls);
     const timeoutMs = Math.min(req.wait.timeoutMs, config.maxWait);
@@ -721,10 +720,33 @@ export async function quotaPoolWorkflow(input: QuotaPoolInput): Promise<void> {
     { validator: guardedValidator('configurePool', (raw) => void nextConfig(raw)) },
   );
 
-  setHandler(poolStateQuery, (): QuotaPoolState => {
+  // The whole state for people (mlctl), or a summary for the pool's monitor: an activity result past 2 MB would break
+  // the monitor's history, and the server refuses a workflow task's completion past 4 MB with every answer in it.
+  setHandler(poolStateQuery, (raw?: unknown): QuotaPoolState => {
+    const read = raw === undefined || raw === null ? {} : parseInput(PoolStateRead, raw, 'pool state read');
     const now = nowMs();
-    const { used, byKind, byPipeline } = breakdown(leases.values());
     const faulty = faultyPipelines(capRefusals, config, now);
+    if (read.summary) {
+      const used = leases.used();
+      return {
+        name: config.name,
+        config,
+        capacity: config.capacity,
+        at: iso(now),
+        leases: [],
+        used,
+        resources: resourceUsage(config.capacity, used, samples, now, config.alerts.burnWindow),
+        byKind: leases.byKind(),
+        byPipeline: {},
+        waiting: [],
+        faulty: faulty.map((f) => ({ holder: f.holder, capRefusals: f.capRefusals, since: iso(f.sinceMs) })),
+        runs: runs.filter((r) => r.ended === 'expired'),
+        journal: [],
+        stats: { ...stats, opsThisRun: ops },
+        counts: { leases: leases.size, waiting: queue.length },
+      };
+    }
+    const { used, byKind, byPipeline } = breakdown(leases.values());
     return {
       name: config.name,
       config,
@@ -746,8 +768,7 @@ export async function quotaPoolWorkflow(input: QuotaPoolInput): Promise<void> {
   const expireDue = () => {
     const now = nowMs();
     let expired = false;
-    for (const lease of [...leases.values()]) {
-      if (lease.expiresAt === null || Date.parse(lease.expiresAt) > now) continue;
+    for (const lease of leases.expired(now)) {
       leases.delete(lease.leaseId);
       stats.expirations++;
       endRun(lease, 'expired');
@@ -758,12 +779,7 @@ export async function quotaPoolWorkflow(input: QuotaPoolInput): Promise<void> {
   };
 
   const nextWakeMs = (): number | undefined => {
-    let next: number | undefined;
-    for (const lease of leases.values()) {
-      if (lease.expiresAt === null) continue;
-      const at = Date.parse(lease.expiresAt);
-      if (next === undefined || at < next) next = at;
-    }
+    let next = leases.nextExpiryMs();
     for (const w of queue) next = Math.min(next ?? Infinity, Date.parse(w.entry.deadline));
     if (capRefusals.size > 0) next = Math.min(next ?? Infinity, nowMs() + config.alerts.faultyWindow);
     return next;

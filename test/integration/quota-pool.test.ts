@@ -9,6 +9,7 @@ import { defaultPayloadConverter } from '@temporalio/common';
 import { QuotaClient, QuotaOperationError } from '../../src/client/quota-client';
 import { isPacked } from '../../src/domain/quota-carry';
 import { loadHardwareCatalog } from '../../src/config/env';
+import { poolStateQuery } from '../../src/shared/messages';
 import {
   QuotaPoolsFile,
   quotaPoolWorkflowId,
@@ -43,6 +44,8 @@ const WITHDRAWN = pool({ capacity: { cpu: 64, memoryGiB: 256 } });
 const SHORT_TTL = pool({ capacity: { cpu: 64, memoryGiB: 256 }, leaseTtl: '1500ms' });
 const SMALL = pool({ capacity: { cpu: 8, memoryGiB: 64 } });
 const HOME = pool({ capacity: { cpu: 64, memoryGiB: 256 } });
+// Leases of 1 s unless asked otherwise: one expires (a run that ended `expired`) while others stay.
+const SUMMARY = pool({ capacity: { cpu: 8, memoryGiB: 16 }, leaseTtl: '1s' });
 // Bounded at 5 leases and waiting reservations; continues as new once its operations pass 14.
 const PACKED = pool({ capacity: { cpu: 4, memoryGiB: 8 }, maxLeases: 5, continueAsNewAfterOps: 14 });
 
@@ -530,6 +533,61 @@ describe('quota pools on a real dev server', () => {
     await stack.lifecycles.reject(second.id, { by: 'alice', reason: 'test over' });
     await quota.release(SMALL, { leaseId: 'big-job' });
   });
+  it('answers a summary read with counts and expired runs only, and refuses a malformed read', async () => {
+    const reserve = (leaseId: string, extra: Partial<Parameters<QuotaClient['reserve']>[1]> = {}) =>
+      quota.reserve(SUMMARY, { leaseId, holder: leaseId, kind: 'training', resources: { cpu: 1 }, ...extra });
+    expect(await reserve('gone')).toMatchObject({ granted: true });
+    expect(
+      await reserve('kept', { kind: 'serving', resources: { cpu: 2, memoryGiB: 4 }, ttlMs: 600_000 }),
+    ).toMatchObject({ granted: true });
+    expect(await reserve('done', { resources: { cpu: 0.5 }, ttlMs: 600_000 })).toMatchObject({ granted: true });
+    await quota.release(SUMMARY, { leaseId: 'done' });
+    // Queued (submitted: `reserve` would wait for the grant).
+    const big = { leaseId: 'big', holder: 'big', kind: 'training' as const, resources: { cpu: 8 } };
+    expect(await quota.submitReservation(SUMMARY, { ...big, wait: { timeoutMs: 600_000 } })).toMatchObject({
+      granted: false,
+      queued: { position: 1 },
+    });
+    // `gone` expires unrenewed.
+    await expect
+      .poll(async () => (await quota.state(SUMMARY))!.runs.map((r) => `${r.leaseId} ${r.ended}`).sort(), {
+        timeout: 15_000,
+      })
+      .toEqual(['done released', 'gone expired']);
+
+    const full = (await quota.state(SUMMARY))!;
+    const summary = (await quota.state(SUMMARY, { summary: true }))!;
+    expect(full.counts).toBeUndefined();
+    expect(full.leases.map((l) => l.leaseId)).toEqual(['kept']);
+    expect(full.waiting.map((w) => w.leaseId)).toEqual(['big']);
+    // Read a moment apart: the forecast moves with the clock.
+    const timeless = (s: QuotaPoolState) => ({
+      ...s,
+      at: undefined,
+      resources: s.resources.map((r) => ({ ...r, exhaustedAt: undefined })),
+    });
+    expect(timeless(summary)).toEqual({
+      ...timeless(full),
+      leases: [],
+      waiting: [],
+      journal: [],
+      byPipeline: {},
+      runs: full.runs.filter((r) => r.ended === 'expired'),
+      counts: { leases: 1, waiting: 1 },
+    });
+    expect(summary.used).toEqual({ cpu: 2, memoryGiB: 4 });
+    expect(summary.byKind).toEqual({ serving: { cpu: 2, memoryGiB: 4 } });
+
+    // Anything but `{ summary?: boolean }` is refused, naming the problem; `{}` is the whole state.
+    const handle = stack.client.workflow.getHandle(quotaPoolWorkflowId(SUMMARY));
+    const query = handle.query.bind(handle) as (q: typeof poolStateQuery, ...args: unknown[]) => Promise<unknown>;
+    for (const bad of [{ summary: 'yes' }, { summary: true, leases: 1 }, 'summary', [true]])
+      await expect(query(poolStateQuery, bad)).rejects.toThrow(/invalid pool state read/);
+    expect(((await query(poolStateQuery, {})) as QuotaPoolState).leases).toHaveLength(1);
+    await quota.release(SUMMARY, { leaseId: 'kept' });
+    await quota.release(SUMMARY, { leaseId: 'big' });
+  });
+
   it('continues as new with its state packed, refuses past maxLeases, and keeps every lease, waiter and owner', async () => {
     // Its own secret: it owns none of the leases `quota` reserves.
     const stranger = new QuotaClient(stack.client, QuotaPoolsFile.parse({ pools }));
