@@ -308,18 +308,29 @@ export async function waitForStatus(
     await new Promise((r) => setTimeout(r, 200));
   }
   throw new Error(
-    `timed out waiting on ${id}; last status: ${JSON.stringify(last && { stage: last.stage, events: last.events.slice(-5) })}`,
+    `timed out waiting on ${id}; last status: ${JSON.stringify(
+      last && {
+        stage: last.stage,
+        events: last.events.slice(-8),
+        decisions: last.decisions.filter((d) => d.outcome !== 'pass').slice(-5),
+      },
+    )}`,
   );
 }
 
 /** Approves every gate of a lifecycle as it opens, until the lifecycle ends. */
-export async function approveAll(lifecycles: LifecycleClient, id: string, by = 'alice'): Promise<LifecycleStatus> {
+export async function approveAll(
+  lifecycles: LifecycleClient,
+  id: string,
+  by = 'alice',
+  timeoutMs = 180_000,
+): Promise<LifecycleStatus> {
   for (;;) {
     const s = await waitForStatus(
       lifecycles,
       id,
       (x) => x.pendingGate !== null || ['promoted', 'rolled-back', 'rejected', 'failed'].includes(x.stage),
-      180_000,
+      timeoutMs,
     );
     if (s.pendingGate === null) return s;
     await lifecycles.approve(id, { by, gate: s.pendingGate.gate, reason: 'test approver' });

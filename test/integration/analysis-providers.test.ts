@@ -72,15 +72,19 @@ describe('analysis from metric providers', () => {
     await stack?.close();
   });
 
-  /** The candidate's error rate over the last 5 s, from the gateway's metrics in Prometheus. */
+  /**
+   * The candidate's error rate over the last 10 s, from the gateway's metrics in Prometheus. Ten scrapes: on a loaded
+   * machine Prometheus scrapes late, and a window with fewer than two samples has no data (an inconclusive readout,
+   * which holds the rollout for a human).
+   */
   const promErrorRate = (over: Partial<MetricCheckInput> = {}): MetricCheckInput => ({
     name: 'prom-error-rate',
     provider: {
       prometheus: {
         address: prom.url,
         query:
-          'sum(increase(mlgw_errors_total{model="{{model}}",version="{{version}}"}[5s])) / ' +
-          'sum(increase(mlgw_requests_total{model="{{model}}",version="{{version}}"}[5s]))',
+          'sum(increase(mlgw_errors_total{model="{{model}}",version="{{version}}"}[10s])) / ' +
+          'sum(increase(mlgw_requests_total{model="{{model}}",version="{{version}}"}[10s]))',
         timeout: 2000,
       },
     },
@@ -102,7 +106,8 @@ describe('analysis from metric providers', () => {
     });
   const run = async (spec: LifecycleSpec) => {
     const { id } = await stack.lifecycles.start(spec);
-    return { id, end: await approveAll(stack.lifecycles, id) };
+    // Within the test's own timeout, so that a lifecycle that does not end says where it stands.
+    return { id, end: await approveAll(stack.lifecycles, id, 'alice', 100_000) };
   };
   const of = (s: LifecycleStatus, check: string) => s.decisions.filter((d) => d.check === check);
 
