@@ -261,6 +261,43 @@ describe('hostile input on a real stack', () => {
     expect(await taskFailures(lifecycleWorkflowId(model, 'v-raw'))).toBe(0);
   });
 
+  it("refuses a bake segment started on its own: it runs only as a lifecycle's child, before it reads anything", async () => {
+    const workflowId = `lifecycle-${uniqueName('seg')}-v1/forged/bake/canary/1`;
+    const err = await stack.client.workflow
+      .execute('bakeSegmentWorkflow', {
+        workflowId,
+        taskQueue: LIFECYCLE_TASK_QUEUE,
+        args: [
+          {
+            frame: {
+              model: 'm',
+              candidate: 'v1',
+              stable: null,
+              stage: 'canary',
+              rules: {},
+              target: { url: 'http://x' },
+            },
+            state: { windowStart: {}, lastSample: null, ledger: {} },
+            firstSample: 1,
+            samples: 1_000_000,
+            interval: 1,
+            endMs: Date.now() + 60_000,
+            alertedDryRun: [],
+            keep: 10,
+          },
+        ],
+      })
+      .then(
+        () => null,
+        (e: unknown) => e,
+      );
+    expect(err).toBeInstanceOf(WorkflowFailedError);
+    const cause = (err as WorkflowFailedError).cause as { type?: string; message?: string };
+    expect(cause).toMatchObject({ type: ErrorType.InvalidInput });
+    expect(cause.message).toMatch(/runs only as a child of a model lifecycle workflow/);
+    expect(await taskFailures(workflowId)).toBe(0);
+  });
+
   it('refuses a data batch whose header has __proto__ with one line naming the column, exit 2', async () => {
     const [header, ...rows] = readFileSync(join(EXAMPLE, 'data', 'test.csv'), 'utf8')
       .trim()

@@ -1,6 +1,9 @@
-import { sleep, workflowInfo } from '@temporalio/workflow';
+import { ApplicationFailure, sleep, workflowInfo } from '@temporalio/workflow';
+import { z } from 'zod';
 import { dryRunOf, foldSample, type AnalysisRules, type CheckLedger } from '../../domain/check-tolerance';
 import { formatDurationMs } from '../../shared/duration';
+import { ErrorType } from '../../shared/errors';
+import { describeIssues } from '../../shared/spec';
 import type { Decision } from '../../shared/status';
 import type { ModelTelemetry } from '../../shared/telemetry';
 import type { AnalyzeStageInput } from '../../activities/gateway';
@@ -136,6 +139,7 @@ export interface BakeSegmentResult {
  * interrupted (an abort, a granted promote-now).
  */
 export async function bakeSegmentWorkflow(input: BakeSegmentInput): Promise<BakeSegmentResult> {
+  checkSegment(input);
   const { frame, interval } = input;
   setLogContext({ model: frame.model, version: frame.candidate, stage: frame.stage });
   const alerted = new Set(input.alertedDryRun);
@@ -166,6 +170,36 @@ export async function bakeSegmentWorkflow(input: BakeSegmentInput): Promise<Bake
     measured,
     dryRunFailed,
   };
+}
+
+/** What a segment's pacing may be: the lifecycle's spec bounds the interval and the retention the same way. */
+const SegmentPacing = z.object({
+  firstSample: z.number().int().min(1),
+  samples: z.number().int().min(1).max(SEGMENT_SAMPLES),
+  interval: z.number().int().min(1000),
+  endMs: z.number().finite(),
+  keep: z.number().int().min(1).max(100),
+  alertedDryRun: z.array(z.string()).max(1000),
+});
+
+/**
+ * A segment runs only as the child of a lifecycle, which validated its spec and the target the analyses read:
+ * started any other way (anyone with access may start any registered workflow type), it is refused before it reads
+ * anything, as are pacing values no spec can give.
+ */
+function checkSegment(input: BakeSegmentInput): void {
+  const { parent, workflowId } = workflowInfo();
+  const refuse = (message: string) =>
+    ApplicationFailure.create({
+      type: ErrorType.InvalidInput,
+      message: `bake segment: ${message}`,
+      nonRetryable: true,
+    });
+  if (!parent || !parent.workflowId.startsWith('lifecycle-') || !workflowId.startsWith(`${parent.workflowId}/`)) {
+    throw refuse('runs only as a child of a model lifecycle workflow');
+  }
+  const pacing = SegmentPacing.safeParse(input);
+  if (!pacing.success) throw refuse(`invalid input: ${describeIssues(pacing.error).join('; ')}`);
 }
 
 /** The child workflow id of a bake segment: unique per lifecycle run, stage and first sample. */
