@@ -490,7 +490,9 @@ export class LifecycleState {
       hardware: this.hardware,
       artifactDir: this.artifactDir,
       metrics: this.metrics,
-      pendingGate: this.pendingGate,
+      // A decided gate is no longer awaiting anyone, though the lifecycle may still be finishing the step it was on
+      // when the decision came (an alert on its opening): an approver reading this must not be asked again.
+      pendingGate: this.gateOutcome === null ? this.pendingGate : null,
       approvals: this.approvals,
       decisions: this.decisions,
       ...(this.measurements.size > 0 ? { measurements: Object.fromEntries(this.measurements) } : {}),
