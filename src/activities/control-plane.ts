@@ -221,7 +221,7 @@ export function createControlPlaneActivities(deps: ControlPlaneDeps) {
       try {
         return await selectHardware(input.spec, {
           ...(deps.hardwareCatalogFile ? { catalogFile: deps.hardwareCatalogFile } : {}),
-          poolState: (pool) => known(() => quota.state(pool)).catch(() => null),
+          poolState: (pool, read) => known(() => quota.state(pool, read)).catch(() => null),
           holder: input.holder,
         });
       } catch (err) {

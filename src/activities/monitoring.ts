@@ -90,7 +90,9 @@ export function createMonitoringActivities(deps: MonitoringDeps) {
     }): Promise<{ p95Ms: number | null; similarRuns: number; datasetRows: number | null }> {
       const dir = isAbsolute(input.dataDir) ? input.dataDir : join(deps.root, input.dataDir);
       const datasetRows = (await countCsvRows(join(dir, 'train.csv'))) ?? null;
-      const state = await deps.quota.state(input.pool).catch(() => null);
+      const state = await deps.quota
+        .state(input.pool, { summary: true, runsOf: { kind: 'training', family: input.family } })
+        .catch(() => null);
       const baseline = durationP95(state?.runs ?? [], {
         kind: 'training',
         family: input.family,

@@ -95,7 +95,10 @@ export function addHardwareCommands(
       const notes: string[] = [];
       if (o.calibrated) {
         const quota = new QuotaClient(await connect(), loadQuotaPools(o.pools ?? quotaPoolsPath()));
-        const state = await quota.state(spec.quota.pool);
+        const state = await quota.state(spec.quota.pool, {
+          summary: true,
+          runsOf: { kind: 'training', family: spec.hardware.architecture },
+        });
         calibration = calibrationFromRuns(state?.runs ?? [], spec.hardware.architecture);
         const c = calibration[spec.hardware.architecture];
         notes.push(

@@ -2,9 +2,9 @@ import { join } from 'node:path';
 import { countCsvRows } from '../activities/process-usage';
 import { loadHardwareCatalog } from '../config/env';
 import { calibrate, planHardware, type Calibration, type HardwarePlan } from '../domain/hardware-plan';
-import { assess } from '../domain/quota';
+import { assess, summaryUsage } from '../domain/quota';
 import type { Architecture, DeviceSpec, HardwareSelection, ModelProfile, TrainingOption } from '../shared/hardware';
-import type { QuotaPoolState, QuotaRun } from '../shared/quota';
+import type { PoolStateRead, QuotaPoolState, QuotaRun } from '../shared/quota';
 import type { LifecycleSpec } from '../shared/spec';
 
 /** A spec the planner cannot plan for: a device it names is not in the catalog, or nothing can train or serve it. */
@@ -108,13 +108,24 @@ export async function selectHardware(
   spec: LifecycleSpec,
   options: {
     catalogFile?: string;
-    /** Pool state, for availability and calibration; null when the pool has not been used. */
-    poolState: (pool: string) => Promise<QuotaPoolState | null>;
+    /**
+     * A pool's summary with the training runs of `family` and what `holder` holds (`poolStateQuery` with `summary`,
+     * `runsOf` and `holder`; the whole state answers the same), for availability and calibration; null when the pool
+     * has not been used.
+     */
+    poolState: (pool: string, read: PoolStateRead) => Promise<QuotaPoolState | null>;
     holder: string;
     maxOptions?: number;
   },
 ): Promise<HardwareSelection> {
-  const home = await options.poolState(spec.quota.pool);
+  // A summary, not the whole state: 500 lifecycles planning at once each read the pool, whose leases and queue then
+  // grow with them (the whole state is hundreds of KiB by then; this read stays a few KiB, its runs of one family).
+  const read: PoolStateRead = {
+    summary: true,
+    runsOf: { kind: 'training', family: spec.hardware.architecture },
+    holder: options.holder,
+  };
+  const home = await options.poolState(spec.quota.pool, read);
   const calibration = calibrationFromRuns(home?.runs ?? [], spec.hardware.architecture);
   const plan = await planForSpec(spec, {
     ...(options.catalogFile ? { catalogFile: options.catalogFile } : {}),
@@ -125,10 +136,10 @@ export async function selectHardware(
   const options_: TrainingOption[] = [];
   for (const c of plan.training.candidates) {
     const pool = c.pool ?? spec.quota.pool;
-    if (!states.has(pool)) states.set(pool, await options.poolState(pool));
+    if (!states.has(pool)) states.set(pool, await options.poolState(pool, read));
     const state = states.get(pool) ?? null;
     const available = state
-      ? assess(state.config, state.leases, { holder: options.holder, kind: 'training', resources: c.quota }).fits
+      ? assess(state.config, summaryUsage(state), { holder: options.holder, kind: 'training', resources: c.quota }).fits
       : true;
     options_.push({
       device: c.device,

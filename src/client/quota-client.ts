@@ -16,6 +16,7 @@ import {
   MAX_QUOTA_BATCH,
   quotaMonitorWorkflowId,
   quotaPoolWorkflowId,
+  PoolStateRead,
   type QuotaBatchOp,
   type QuotaBatchResult,
   type QuotaLease,
@@ -410,14 +411,14 @@ export class QuotaClient {
   /**
    * The pool's state; null when the pool has never been used (nothing reserved yet). With `summary` its state without
    * the lists that grow with its leases (leases, waiting reservations, journal, usage per pipeline; only the runs that
-   * ended `expired`), with their `counts`: what a monitor reads, small at any number of leases.
+   * ended `expired`), with their `counts`: what a monitor reads, small at any number of leases. `runsOf` and `holder`
+   * add to a summary what an estimate or a hardware plan needs (see {@link PoolStateRead}).
    */
-  async state(pool: string, options: { summary?: boolean } = {}): Promise<QuotaPoolState | null> {
+  async state(pool: string, options: PoolStateRead = {}): Promise<QuotaPoolState | null> {
     this.config(pool);
+    const read = PoolStateRead.parse(options);
     const handle = this.client.workflow.getHandle(quotaPoolWorkflowId(pool));
-    return orNull(() =>
-      options.summary ? handle.query(poolStateQuery, { summary: true }) : handle.query(poolStateQuery),
-    );
+    return orNull(() => (read.summary ? handle.query(poolStateQuery, read) : handle.query(poolStateQuery)));
   }
 
   /** Applies the file's configuration to a pool (starting it if needed); true when it changed. */

@@ -77,7 +77,10 @@ export async function estimateLifecycle(
   },
 ): Promise<LifecycleEstimate> {
   const pool = spec.quota.pool;
-  const state = await quota.state(pool);
+  const state = await quota.state(pool, {
+    summary: true,
+    runsOf: { kind: 'training', family: spec.hardware.architecture },
+  });
   const datasetRows = await countCsvRows(join(spec.training.dataDir, 'train.csv'));
   const training = {
     ...estimateFromRuns(
@@ -123,7 +126,10 @@ export async function estimateRun(
   target: { kind: PipelineKind; family?: string; datasetRows?: number; declared: Resources },
   factor?: number,
 ): Promise<RunEstimate> {
-  const state = await quota.state(pool);
+  const state = await quota.state(pool, {
+    summary: true,
+    runsOf: { kind: target.kind, ...(target.family !== undefined ? { family: target.family } : {}) },
+  });
   return estimateFromRuns(state?.runs ?? [], target, { factor });
 }
 

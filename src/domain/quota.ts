@@ -8,6 +8,7 @@ import type {
   QuotaAlertState,
   QuotaLease,
   QuotaPoolConfig,
+  QuotaPoolState,
   QuotaRun,
   QuotaShortfall,
   RefusalReason,
@@ -545,6 +546,11 @@ export class LeaseBook implements HeldUsage {
     return this.holders.get(holder) ?? NOTHING;
   }
 
+  /** What `holder` holds now, per resource (empty when nothing). */
+  heldBy(holder: string): Resources {
+    return this.holders.get(holder)?.toJSON() ?? {};
+  }
+
   kind(kind: PipelineKind): HeldAmounts {
     return this.kinds.get(kind) ?? NOTHING;
   }
@@ -601,6 +607,25 @@ export class LeaseBook implements HeldUsage {
 }
 
 const NOTHING: HeldAmounts = { get: () => 0 };
+
+/**
+ * The usage a pool's summary states (`poolStateQuery` with `summary` and `holder`): in all, per kind, and for the holder
+ * it was asked about. {@link assess} answers the same on it as on the leases for that holder.
+ */
+export function summaryUsage(state: Pick<QuotaPoolState, 'used' | 'byKind' | 'byPipeline'>): HeldUsage {
+  const amounts = (resources: Resources | undefined): HeldAmounts =>
+    resources ? { get: (resource) => own(resources, resource) ?? 0 } : NOTHING;
+  return {
+    pool: amounts(state.used),
+    holder: (holder) => amounts(own(state.byPipeline, holder)),
+    kind: (kind) => amounts(own(state.byKind, kind)),
+  };
+}
+
+/** Whether `run` is of `of`'s kind (and model family, when it names one): what a summary's `runsOf` keeps. */
+export function runOf(run: QuotaRun, of: { kind: PipelineKind; family?: string | undefined }): boolean {
+  return run.kind === of.kind && (of.family === undefined || run.profile?.family === of.family);
+}
 
 /** A lease's expiry in ms; one that cannot be read is due at once (as when the pool compared every lease's). */
 const expiryMs = (lease: QuotaLease): number => {

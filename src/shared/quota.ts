@@ -484,9 +484,23 @@ export interface ResourceUsage {
 
 /**
  * What a `poolStateQuery` asks for: nothing (or `{}`) for the whole state; `{ summary: true }` for the state without
- * its lists, which grow with the leases (a monitor's read stays small at any size).
+ * its lists, which grow with the leases (a monitor's read stays small at any size). A summary may also ask for what an
+ * estimate or a plan needs, still without the leases: `runsOf`, the finished runs of one kind (and model family);
+ * `holder`, what one holder holds now (its `byPipeline` entry, so that whether a request of it fits can be told).
  */
-export const PoolStateRead = z.object({ summary: z.boolean().optional() }).strict();
+export const PoolStateRead = z
+  .object({
+    summary: z.boolean().optional(),
+    runsOf: z
+      .object({ kind: PipelineKind, family: z.string().min(1).max(200).optional() })
+      .strict()
+      .optional(),
+    holder: HolderName.optional(),
+  })
+  .strict()
+  .refine((r) => r.summary === true || (r.runsOf === undefined && r.holder === undefined), {
+    message: 'runsOf and holder narrow a summary: ask for { summary: true } with them',
+  });
 export type PoolStateRead = z.infer<typeof PoolStateRead>;
 
 export interface QuotaPoolState {
@@ -509,7 +523,8 @@ export interface QuotaPoolState {
   journal: QuotaJournalEntry[];
   /**
    * Present in a summary (`{ summary: true }`) only: how many leases and waiting reservations the pool holds. A
-   * summary leaves `leases`, `waiting`, `journal` and `byPipeline` empty and keeps only the runs that ended `expired`.
+   * summary leaves `leases`, `waiting` and `journal` empty; `byPipeline` holds only the `holder` it was asked about,
+   * and `runs` only those that ended `expired` plus those of `runsOf`, oldest first.
    */
   counts?: { leases: number; waiting: number };
   stats: {

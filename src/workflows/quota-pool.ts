@@ -21,6 +21,7 @@ import {
   poolFullByCount,
   poolFullBySize,
   resourceUsage,
+  runOf,
   type UsageSample,
 } from '../domain/quota';
 import {
@@ -737,10 +738,10 @@ export async function quotaPoolWorkflow(input: QuotaPoolInput): Promise<void> {
         used,
         resources: resourceUsage(config.capacity, used, samples, now, config.alerts.burnWindow),
         byKind: leases.byKind(),
-        byPipeline: {},
+        byPipeline: read.holder === undefined ? {} : Object.fromEntries([[read.holder, leases.heldBy(read.holder)]]),
         waiting: [],
         faulty: faulty.map((f) => ({ holder: f.holder, capRefusals: f.capRefusals, since: iso(f.sinceMs) })),
-        runs: runs.filter((r) => r.ended === 'expired'),
+        runs: runs.filter((r) => r.ended === 'expired' || (read.runsOf !== undefined && runOf(r, read.runsOf))),
         journal: [],
         stats: { ...stats, opsThisRun: ops },
         counts: { leases: leases.size, waiting: queue.length },

@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { temporal } from '@temporalio/proto';
 import { defaultPayloadConverter } from '@temporalio/common';
 import { QuotaClient, QuotaOperationError } from '../../src/client/quota-client';
+import { assess, summaryUsage } from '../../src/domain/quota';
 import { isPacked } from '../../src/domain/quota-carry';
 import { loadHardwareCatalog } from '../../src/config/env';
 import { poolStateQuery } from '../../src/shared/messages';
@@ -540,7 +541,10 @@ describe('quota pools on a real dev server', () => {
     expect(
       await reserve('kept', { kind: 'serving', resources: { cpu: 2, memoryGiB: 4 }, ttlMs: 600_000 }),
     ).toMatchObject({ granted: true });
-    expect(await reserve('done', { resources: { cpu: 0.5 }, ttlMs: 600_000 })).toMatchObject({ granted: true });
+    const profile = { model: 'churn', family: 'tree-ensemble', datasetRows: 1234, device: 'cpu-4' };
+    expect(await reserve('done', { resources: { cpu: 0.5 }, ttlMs: 600_000, profile })).toMatchObject({
+      granted: true,
+    });
     await quota.release(SUMMARY, { leaseId: 'done' });
     // Queued (submitted: `reserve` would wait for the grant).
     const big = { leaseId: 'big', holder: 'big', kind: 'training' as const, resources: { cpu: 8 } };
@@ -578,10 +582,39 @@ describe('quota pools on a real dev server', () => {
     expect(summary.used).toEqual({ cpu: 2, memoryGiB: 4 });
     expect(summary.byKind).toEqual({ serving: { cpu: 2, memoryGiB: 4 } });
 
-    // Anything but `{ summary?: boolean }` is refused, naming the problem; `{}` is the whole state.
+    // What a hardware plan or an estimate reads: also the runs of one kind (and family), and one holder's usage.
+    const planning = (await quota.state(SUMMARY, { summary: true, runsOf: { kind: 'training' }, holder: 'kept' }))!;
+    expect(planning).toMatchObject({ leases: [], waiting: [], journal: [], counts: { leases: 1, waiting: 1 } });
+    expect(planning.runs).toEqual(full.runs.filter((r) => r.kind === 'training'));
+    expect(planning.byPipeline).toEqual({ kept: { cpu: 2, memoryGiB: 4 } });
+    const ofFamily = (family: string) =>
+      quota.state(SUMMARY, { summary: true, runsOf: { kind: 'training', family } }).then((s) => s!.runs);
+    expect((await ofFamily('tree-ensemble')).map((r) => r.leaseId)).toEqual(['done', 'gone']);
+    // An expired run is in every summary, of any family.
+    expect((await ofFamily('gbdt')).map((r) => r.leaseId)).toEqual(['gone']);
+    const stranger = await quota.state(SUMMARY, { summary: true, holder: 'toString' });
+    expect(stranger!.byPipeline).toEqual({ toString: {} });
+    // Whether a request fits reads the same on the summary as on the leases.
+    for (const request of [
+      { holder: 'kept', kind: 'serving' as const, resources: { cpu: 2 } },
+      { holder: 'kept', kind: 'serving' as const, resources: { cpu: 7 } },
+      { holder: 'other', kind: 'training' as const, resources: { cpu: 6 } },
+    ])
+      expect(assess(planning.config, summaryUsage(planning), request)).toEqual(
+        assess(full.config, full.leases, request),
+      );
+
+    // Anything but `{ summary?, runsOf?, holder? }` is refused, naming the problem; `{}` is the whole state.
     const handle = stack.client.workflow.getHandle(quotaPoolWorkflowId(SUMMARY));
     const query = handle.query.bind(handle) as (q: typeof poolStateQuery, ...args: unknown[]) => Promise<unknown>;
-    for (const bad of [{ summary: 'yes' }, { summary: true, leases: 1 }, 'summary', [true]])
+    for (const bad of [
+      { summary: 'yes' },
+      { summary: true, leases: 1 },
+      { holder: 'kept' },
+      { summary: true, runsOf: { kind: 'gpu' } },
+      'summary',
+      [true],
+    ])
       await expect(query(poolStateQuery, bad)).rejects.toThrow(/invalid pool state read/);
     expect(((await query(poolStateQuery, {})) as QuotaPoolState).leases).toHaveLength(1);
     await quota.release(SUMMARY, { leaseId: 'kept' });
