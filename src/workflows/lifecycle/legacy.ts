@@ -3,6 +3,7 @@ import {
   CancellationScope,
   allHandlersFinished,
   condition,
+  deprecatePatch,
   isCancellation,
   log,
   patched,
@@ -369,7 +370,9 @@ export async function legacyLifecycle(input: LifecycleInput): Promise<LifecycleR
       lc.setTraffic(100);
       lc.event(`promote-now: all traffic to ${spec.version}, skipping to the end of ${last.label}`);
     }
-    if (production && spec.rollout.postPromotion.window > 0 && patched(POST_PROMOTION_GUARD)) {
+    if (production && spec.rollout.postPromotion.window > 0) {
+      // Retired: before it no spec had a post-promotion window, so no history took the other way.
+      deprecatePatch(POST_PROMOTION_GUARD);
       await promoteGuarded(production, trained.artifactDir, evaluated.metrics);
       return;
     }

@@ -1,6 +1,7 @@
 import {
   CancellationScope,
   condition,
+  deprecatePatch,
   executeChild,
   isCancellation,
   patched,
@@ -203,7 +204,10 @@ async function takeDownStaging(ctx: LifecycleContext, mark: number, route: strin
   ctx.lc.event(`staging on "${route}" taken down`);
 }
 
-/** Marks lifecycles whose spec has pinned routes or a shadow stage: they set routes on the target. */
+/**
+ * Marks lifecycles whose spec has pinned routes or a shadow stage: they set routes on the target. Retired: no
+ * lifecycle ran without it, since no spec with routes validated before it. Its call goes at 0.2 (docs/versioning.md).
+ */
 export const ROUTES = 'routes';
 const CLEAR_ROUTES = 'clear the routes';
 
@@ -222,7 +226,8 @@ function pinRules(ctx: LifecycleContext): PinRule[] {
  */
 export async function setPins(ctx: LifecycleContext): Promise<boolean> {
   const { spec, lc, prod } = ctx;
-  if ((spec.rollout.pins.length === 0 && !spec.rollout.shadow) || !patched(ROUTES)) return false;
+  if (spec.rollout.pins.length === 0 && !spec.rollout.shadow) return false;
+  deprecatePatch(ROUTES);
   ctx.comp.push(CLEAR_ROUTES, () => control.setRoutes({ ...prod, pins: [], opId: ctx.op('routes:clear') }));
   const pins = pinRules(ctx);
   if (spec.rollout.pins.length > pins.length) {
@@ -276,7 +281,10 @@ export async function runShadow(ctx: LifecycleContext): Promise<RolloutStop | nu
   return null;
 }
 
-/** Marks lifecycles whose spec has pre-rollout hooks: they call them before any traffic moves. */
+/**
+ * Marks lifecycles whose spec has pre-rollout hooks: they call them before any traffic moves. Retired: no lifecycle
+ * ran without it, since no spec with hooks validated before it. Its call goes at 0.2 (docs/versioning.md).
+ */
 export const ROLLOUT_HOOKS = 'rollout-hooks';
 
 /**
@@ -287,7 +295,8 @@ export const ROLLOUT_HOOKS = 'rollout-hooks';
 export async function runPreRollout(ctx: LifecycleContext): Promise<RolloutStop | null> {
   const { spec, lc } = ctx;
   const hooks = spec.rollout.hooks.preRollout;
-  if (hooks.length === 0 || !patched(ROLLOUT_HOOKS)) return null;
+  if (hooks.length === 0) return null;
+  deprecatePatch(ROLLOUT_HOOKS);
   ctx.details(`pre-rollout hooks: ${hooks.map((h) => h.name).join(', ')}`);
   const payload = {
     stage: 'pre-rollout',
