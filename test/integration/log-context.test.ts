@@ -25,7 +25,7 @@ const beforeInterceptors = (l: Line) => l.msg === 'Workflow started' || l.msg ==
 
 /**
  * Log lines of lifecycles name what they are about: the workflow and run ids from the SDK, and the model, version
- * and stage the workflow declares (README: Logs), on its own lines and on those of the activities it schedules.
+ * and stage the workflow declares (docs/operations.md: Logs), on its own lines and on those of the activities it schedules.
  */
 describe('log context of lifecycles on a real Temporal dev server', () => {
   let stack: Stack;
