@@ -153,3 +153,13 @@ export const ModelRollbackInput = z
   })
   .strict();
 export type ModelRollbackInput = z.input<typeof ModelRollbackInput>;
+
+/** What a finished rollback reports to its caller (`mlctl rollback`, the alert router). */
+export interface ModelRollbackResult {
+  model: string;
+  from: string;
+  to: string;
+  /** Workflow time from start to all traffic on `to`. */
+  trafficMovedMs: number;
+  at: string;
+}

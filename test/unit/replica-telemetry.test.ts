@@ -16,7 +16,8 @@ import {
   type VersionTelemetry,
 } from '../../src/shared/telemetry';
 import { ReplicatedGatewayTarget } from '../../src/targets/replicas';
-import { resolveTarget, type DeploymentTarget } from '../../src/targets/target';
+import type { DeploymentTarget } from '../../src/targets/contract';
+import { resolveTarget } from '../../src/targets/target';
 
 const A = 'http://10.0.0.1:8701';
 const B = 'http://10.0.0.2:8701';
