@@ -19,7 +19,7 @@ import {
   type PredictionBaseline,
   type ReplicaTelemetry,
 } from '../shared/telemetry';
-import type { DeploymentTargetSpecInput } from '../targets/spec';
+import type { DeploymentTargetSpecInput } from '../shared/deployment-target';
 import { artifactFailure, type ArtifactResolver } from '../artifacts/resolve';
 import type { DeployRequestInput, SetRoutesInput, SetWeightsInput, UndeployInput } from '../targets/contract';
 import { resolveTarget, type GatewayAdminAccess, type TargetDeps } from '../targets/target';

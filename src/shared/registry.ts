@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { DeploymentTargetSpec } from '../targets/spec';
+import { DeploymentTargetSpec } from './deployment-target';
 import { HolderName, Identity, LeaseId, ModelName, nameRecord, PoolName, VersionName } from './names';
 import { MAX_DURATION_MS } from './duration';
 import { Resources } from './quota';

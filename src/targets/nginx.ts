@@ -25,7 +25,7 @@ import { mapOf, own } from '../shared/own';
 import { MAX_TELEMETRY_BYTES, type ModelTelemetry, type VersionTelemetry } from '../shared/telemetry';
 import { cut } from '../shared/text';
 import { GENERATION_PATH, renderNginxConf, type NginxRoute } from './nginx-config';
-import { targetLabel } from './spec';
+import { targetLabel } from '../shared/deployment-target';
 import type { DeployRequestInput, DeploymentTarget, SetWeightsInput, UndeployInput } from './contract';
 import { GatewayTarget } from './target';
 

@@ -21,7 +21,7 @@ import {
   type DeploymentTargetSpecInput,
   type EndpointName,
   type HttpTargetSpec,
-} from './spec';
+} from '../shared/deployment-target';
 
 /** How the worker reaches a serving gateway's admin API. */
 export interface GatewayAdminAccess {
