@@ -8,7 +8,7 @@ import { measureMetricChecks } from '../analysis/metric-checks';
 import { evaluateStage, inputSkew, windowOf, type WindowTelemetry } from '../domain/guardrails';
 import { durationP95 } from '../domain/quota';
 import { loadProfile, PROFILE_FILE } from '../drift/profile';
-import { countCsvRows } from './process-usage';
+import { countCsvRows } from '../drift/csv';
 import type { Observation } from '../shared/alerts';
 import { registryStateQuery } from '../shared/messages';
 import type { CheckServingInput, CheckServingResult } from '../shared/monitoring';
