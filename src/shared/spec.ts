@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { FeatureOverride } from '../drift/options';
+import { FeatureOverride } from './drift';
 import { MONITOR_ACTIONS, SERVING_ALERT_KINDS } from './alerts';
 import { Duration, PositiveDuration } from './duration';
 import { FeatureName, Identity, ModelName, nameRecord, VersionName } from './names';
