@@ -1,5 +1,7 @@
-import { join } from 'node:path';
+import { readdirSync, readFileSync } from 'node:fs';
+import { join, relative } from 'node:path';
 import { ESLint, type Linter } from 'eslint';
+import ts from 'typescript';
 import tseslint from 'typescript-eslint';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { projectRoot } from '../../src/config/paths';
@@ -147,4 +149,56 @@ describe('the import fences of shared, domain and pure drift code', () => {
     expect(results.length).toBeGreaterThan(60);
     expect(results.flatMap((r) => r.messages.filter((m) => m.fatal || m.ruleId === RULE))).toEqual([]);
   });
+
+  it('hold through every file shared and domain code imports: no Node built-in or I/O package is reached', () => {
+    const src = join(ROOT, 'src');
+    const reached = new Map<string, string[]>();
+    const outside: string[] = [];
+    const visit = (file: string, path: string[]) => {
+      if (reached.has(file)) return;
+      reached.set(file, path);
+      const source = ts.createSourceFile(file, readFileSync(file, 'utf8'), ts.ScriptTarget.Latest);
+      for (const st of source.statements) {
+        if (!(ts.isImportDeclaration(st) || ts.isExportDeclaration(st)) || !st.moduleSpecifier) continue;
+        if (ts.isImportDeclaration(st) ? isTypeOnlyImport(st) : st.isTypeOnly) continue;
+        const spec = (st.moduleSpecifier as ts.StringLiteral).text;
+        const resolved = ts.resolveModuleName(spec, file, OPTIONS, ts.sys).resolvedModule;
+        if (resolved && !resolved.isExternalLibraryImport) {
+          visit(resolved.resolvedFileName, [...path, relative(src, resolved.resolvedFileName)]);
+        } else if (!/^(zod|@temporalio\/(workflow|common)|@noble\/(hashes|curves)\/.*)$/.test(spec)) {
+          outside.push(`${[...path, spec].join(' → ')}`);
+        }
+      }
+    };
+    for (const dir of ['shared', 'domain']) {
+      for (const name of readdirSync(join(src, dir)).filter((n) => n.endsWith('.ts'))) {
+        visit(join(src, dir, name), [`${dir}/${name}`]);
+      }
+    }
+    expect(outside).toEqual([]);
+    const below = [...reached.keys()].map((f) => relative(src, f)).filter((f) => !/^(shared|domain)\//.test(f));
+    expect(below.sort()).toEqual(
+      ['columns', 'compare', 'kernels', 'sketch', 'sort', 'stats'].map((m) => `drift/${m}.ts`),
+    );
+  });
 });
+
+const OPTIONS: ts.CompilerOptions = {
+  module: ts.ModuleKind.ESNext,
+  moduleResolution: ts.ModuleResolutionKind.Bundler,
+};
+
+/** `import type {…}`, or `import { type A, type B }`: erased from the JavaScript. */
+function isTypeOnlyImport(st: ts.ImportDeclaration): boolean {
+  const clause = st.importClause;
+  if (!clause) return false;
+  if (clause.isTypeOnly) return true;
+  const named = clause.namedBindings;
+  return (
+    !clause.name &&
+    named !== undefined &&
+    ts.isNamedImports(named) &&
+    named.elements.length > 0 &&
+    named.elements.every((e) => e.isTypeOnly)
+  );
+}
