@@ -19,17 +19,10 @@ import {
   type PredictionBaseline,
   type ReplicaTelemetry,
 } from '../shared/telemetry';
-import type { DeploymentTargetSpecInput } from '../targets/spec';
+import type { DeploymentTargetSpecInput } from '../shared/deployment-target';
 import { artifactFailure, type ArtifactResolver } from '../artifacts/resolve';
-import {
-  resolveTarget,
-  type DeployRequestInput,
-  type GatewayAdminAccess,
-  type SetRoutesInput,
-  type SetWeightsInput,
-  type TargetDeps,
-  type UndeployInput,
-} from '../targets/target';
+import type { DeployRequestInput, SetRoutesInput, SetWeightsInput, UndeployInput } from '../targets/contract';
+import { resolveTarget, type GatewayAdminAccess, type TargetDeps } from '../targets/target';
 
 export interface GatewayDeps {
   /** The worker's gateway: its admin URL (GATEWAY_ADMIN_URL) and admin token (GATEWAY_ADMIN_TOKEN). */

@@ -1,7 +1,7 @@
 import { Context, sleep } from '@temporalio/activity';
 import type { HookSpec } from '../shared/spec';
 import { parseJson, readText, refusalMessage } from '../targets/request';
-import { resolveHeaderValues } from '../targets/spec';
+import { resolveHeaderValues } from '../shared/deployment-target';
 
 export interface HooksDeps {
   /** Where `{ fromEnv }` header values are read (default: process.env). */

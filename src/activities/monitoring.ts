@@ -8,9 +8,10 @@ import { measureMetricChecks } from '../analysis/metric-checks';
 import { evaluateStage, inputSkew, windowOf, type WindowTelemetry } from '../domain/guardrails';
 import { durationP95 } from '../domain/quota';
 import { loadProfile, PROFILE_FILE } from '../drift/profile';
-import { countCsvRows } from './process-usage';
+import { countCsvRows } from '../drift/csv';
 import type { Observation } from '../shared/alerts';
 import { registryStateQuery } from '../shared/messages';
+import type { CheckServingInput, CheckServingResult } from '../shared/monitoring';
 import { own } from '../shared/own';
 import { qualityOf } from '../shared/quality';
 import { DEFAULT_TASK } from '../shared/task';
@@ -19,12 +20,7 @@ import { AccuracyCalibration, estimateAccuracy } from '../domain/performance-est
 import { comparePredictions, drifted } from '../domain/prediction-drift';
 import { registryWorkflowId, type PromotionRecord } from '../shared/registry';
 import { AnalysisSpec, type MonitoringSpec } from '../shared/spec';
-import {
-  PREDICTION_BASELINE_FILE,
-  type ModelTelemetry,
-  type PredictionBaseline,
-  type VersionTelemetry,
-} from '../shared/telemetry';
+import { PREDICTION_BASELINE_FILE, type ModelTelemetry, type PredictionBaseline } from '../shared/telemetry';
 import { resolveTarget, type GatewayAdminAccess, type TargetDeps } from '../targets/target';
 
 export interface MonitoringDeps {
@@ -44,25 +40,6 @@ export interface MonitoringDeps {
   resolveArtifact?: ArtifactResolver;
   /** Told of each check's drift scores (the worker's metrics). */
   onDrift?: (model: string, version: string, scores: { feature: string; kind: string; value: number }[]) => void;
-}
-
-export interface CheckServingInput {
-  model: string;
-  monitoring: MonitoringSpec;
-  /** The previous check's snapshot of the production version: this check judges the traffic since. */
-  since: { version: string; telemetry: VersionTelemetry } | null;
-  /** The production spec, carried into observations whose action is a retraining. */
-  retrainSpec?: unknown;
-}
-
-export interface CheckServingResult {
-  /** The production version checked, or null when the model has none. */
-  version: string | null;
-  /** Where the next check's window starts. */
-  since: { version: string; telemetry: VersionTelemetry } | null;
-  observations: Observation[];
-  /** The traffic the checks judged (requests in the window). */
-  requests: number;
 }
 
 const round = (x: number, digits = 4) => Math.round(x * 10 ** digits) / 10 ** digits;

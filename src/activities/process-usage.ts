@@ -1,4 +1,3 @@
-import { createReadStream } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 
 /** Resource use of a running process, sampled from /proc (Linux); other platforms report nothing. */
@@ -56,23 +55,4 @@ export function watchProcess(pid: number, everyMs = 250): { stop(wallMs: number)
       };
     },
   };
-}
-
-/** Data rows of a CSV file (lines after the header), counted without holding the file in memory. */
-export async function countCsvRows(file: string): Promise<number | undefined> {
-  return new Promise((resolve) => {
-    let newlines = 0;
-    let last = 10;
-    createReadStream(file)
-      .on('data', (chunk: Buffer | string) => {
-        const buf = typeof chunk === 'string' ? Buffer.from(chunk) : chunk;
-        for (let i = buf.indexOf(10); i !== -1; i = buf.indexOf(10, i + 1)) newlines++;
-        if (buf.length > 0) last = buf[buf.length - 1]!;
-      })
-      .on('error', () => resolve(undefined))
-      .on('end', () => {
-        const lines = newlines + (last === 10 ? 0 : 1);
-        resolve(Math.max(0, lines - 1));
-      });
-  });
 }

@@ -15,7 +15,8 @@ import { clipped } from '../shared/text';
 import { PROFILE_FILE } from '../drift/profile';
 import { writeTrainingProfile } from './data';
 import { killGroupOnExit, killLeftovers, terminateGroup, type GroupStop } from './process-group';
-import { countCsvRows, watchProcess, type ProcessUsage } from './process-usage';
+import { countCsvRows } from '../drift/csv';
+import { watchProcess, type ProcessUsage } from './process-usage';
 
 export interface TrainingDeps {
   /** Where this worker trains: <artifactsDir>/<model>/<version>/<lifecycle>/ */

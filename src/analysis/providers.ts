@@ -9,7 +9,7 @@ import {
 } from '../shared/analysis';
 import { own } from '../shared/own';
 import { clipped } from '../shared/text';
-import { resolveHeaderValues, type HeaderValue } from '../targets/spec';
+import { resolveHeaderValues, type HeaderValue } from '../shared/deployment-target';
 
 /** A provider that could not measure: unreachable, an error answer, an answer that is not one number. */
 export class MeasurementError extends Error {

@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import { countCsvRows } from '../activities/process-usage';
+import { countCsvRows } from '../drift/csv';
 import { loadHardwareCatalog } from '../config/env';
 import { calibrate, planHardware, type Calibration, type HardwarePlan } from '../domain/hardware-plan';
 import { assess, summaryUsage } from '../domain/quota';

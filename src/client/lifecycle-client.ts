@@ -12,7 +12,6 @@ import { ErrorType } from '../shared/errors';
 import { newNonce, operationClaim, signApproval, signOperation } from './approval-signing';
 import type { ApprovalClaim } from '../shared/signed-approval';
 import { OperationTarget } from '../shared/signed-operation';
-import type { ModelRollbackResult } from '../workflows/model-rollback';
 import {
   abortUpdate,
   approveGateUpdate,
@@ -28,7 +27,13 @@ import {
   type OperatorAck,
   type PromoteNowAck,
 } from '../shared/messages';
-import { ModelRollbackInput, registryWorkflowId, rollbackWorkflowId, type RegistryState } from '../shared/registry';
+import {
+  ModelRollbackInput,
+  registryWorkflowId,
+  rollbackWorkflowId,
+  type ModelRollbackResult,
+  type RegistryState,
+} from '../shared/registry';
 import { ModelName } from '../shared/names';
 import { MlModel, MlStage, MlVersion } from '../shared/search-attributes';
 import { LifecycleSpec, lifecycleWorkflowId } from '../shared/spec';

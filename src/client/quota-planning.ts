@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import { countCsvRows } from '../activities/process-usage';
+import { countCsvRows } from '../drift/csv';
 import { readToken } from '../config/tokens';
 import {
   checkCapacity,

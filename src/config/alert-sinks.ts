@@ -8,7 +8,7 @@ import {
   type AlertSinkConfig,
 } from '../alerts/sinks';
 import { CONDITION_ALERT_KINDS, EVENT_ALERT_KINDS, SUBSCRIBED_ALERT_KINDS, type Alert } from '../shared/alerts';
-import { HeaderValue, resolveHeaderValues } from '../targets/spec';
+import { HeaderValue, resolveHeaderValues } from '../shared/deployment-target';
 import { projectRoot } from './paths';
 import { InvalidFileError, loadYamlFile } from './yaml-file';
 import { parseDurationMs, PositiveDuration } from '../shared/duration';

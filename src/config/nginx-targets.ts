@@ -1,6 +1,6 @@
 import { isAbsolute, join } from 'node:path';
 import { z } from 'zod';
-import { NginxRouterName } from '../targets/spec';
+import { NginxRouterName } from '../shared/deployment-target';
 import { projectRoot } from './paths';
 import { executable, onPath } from './toolchain';
 import { loadYamlFile } from './yaml-file';

@@ -7,7 +7,8 @@ import {
 } from '../shared/telemetry';
 import { chiSquaredSurvival, populationStabilityIndex } from '../drift/stats';
 import type { DataProfile } from '../drift/profile';
-import { compareSketch, sketchRestarted, sketchWindow, type DataSketch } from '../drift/sketch';
+import { compareSketch, sketchRestarted, sketchWindow } from '../drift/sketch';
+import type { DataSketch } from '../shared/drift';
 import { qualityRestarted, qualityWindow, type QualityCounters } from '../shared/quality';
 import type { DriftReport } from '../drift/compare';
 import type { AnalysisSpec, ShadowCompare } from '../shared/spec';

@@ -18,7 +18,7 @@ import {
   MAX_UNSEEN_TRACKED_TOTAL,
   type DataSketch,
   type FeatureSketch,
-} from '../drift/sketch';
+} from '../shared/drift';
 import { own } from '../shared/own';
 import type { QualityCounters } from '../shared/quality';
 import type { ModelTelemetry, ReplicaTelemetry, ShadowTelemetry, VersionTelemetry } from '../shared/telemetry';

@@ -4,18 +4,13 @@
  * here, so profiling and comparison never see raw rows or strings per cell.
  */
 
+import { MAX_EXAMPLE_CHARS } from '../shared/drift';
 import { cut } from '../shared/text';
 
 export type ColumnType = 'numeric' | 'categorical';
 
 /** At most this many example cells are kept per column and problem. */
 export const MAX_EXAMPLES = 5;
-
-/**
- * Longest value text an example or a report quotes, in characters: a cell may be megabytes long, and reports travel
- * through workflow history and alerts.
- */
-export const MAX_EXAMPLE_CHARS = 80;
 
 /**
  * Longest CSV record or JSON Lines line read, in bytes (64 MiB). A longer one fails the read with its line number

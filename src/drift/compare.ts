@@ -1,9 +1,20 @@
+import {
+  CategoricalMethod,
+  DEFAULT_THRESHOLDS,
+  MAX_EXAMPLE_CHARS,
+  NumericMethod,
+  parseDriftOptions,
+  TESTS,
+  type DriftMethod,
+  type DriftOptions,
+  type FeatureOverride,
+  type Settings,
+} from '../shared/drift';
 import { mapOf } from '../shared/own';
 import type { DriftSummary } from '../shared/status';
 import {
   cellExample,
   clip,
-  MAX_EXAMPLE_CHARS,
   MAX_EXAMPLES,
   quoted,
   type CategoricalColumn,
@@ -13,18 +24,6 @@ import {
   type NumericColumn,
 } from './columns';
 import { binOf, type NumericComparison } from './kernels';
-import { autoWorkers, runKernels, type KernelTask } from './parallel';
-import {
-  CategoricalMethod,
-  DEFAULT_THRESHOLDS,
-  NumericMethod,
-  parseDriftOptions,
-  TESTS,
-  type DriftMethod,
-  type DriftOptions,
-  type FeatureOverride,
-  type Settings,
-} from './options';
 import type { CategoricalProfile, FeatureProfile, FeatureRole, NumericProfile, Reference } from './profile';
 import {
   chiSquaredHomogeneity,
@@ -48,6 +47,9 @@ import {
  * - categorical, larger: Jensen–Shannon distance (natural log), drifted when >= 0.1.
  * PSI (on the reference's quantile bins, empty bins floored at 1e-4) and L-infinity are available as overrides, with
  * 0.1 as the default threshold. The data set drifts when the share of drifted features reaches `driftShare` (0.5).
+ *
+ * Pure (no Node imports): workflows judge serving sketches with it. Reading files and the exact numeric comparisons
+ * in worker threads are src/drift/engine.ts.
  */
 
 export interface Moved {
@@ -292,7 +294,7 @@ const categoryLabel = (value: string) =>
 /**
  * What was seen of one numeric feature in the current data: counts on the reference's bins, cell problems, values
  * outside the reference range and, when every value was compared with stored reference values, the exact statistics.
- * Built from columns by `compareData`, or from a serving sketch (counts only).
+ * Built from columns by `compareData` (src/drift/engine.ts), or from a serving sketch (counts only).
  */
 export interface NumericObservation {
   type: 'numeric';
@@ -547,7 +549,7 @@ function skippedFeature(p: FeatureProfile, why: string): FeatureDrift {
 }
 
 /** Counts of a column's finite values on the profile's bins, with those outside the reference range. */
-function observeNumericBinned(p: NumericProfile, column: NumericColumn): NumericObservation {
+export function observeNumericBinned(p: NumericProfile, column: NumericColumn): NumericObservation {
   const edges = p.bins.edges;
   const counts = new Array<number>(edges.length + 1).fill(0);
   const min = p.min ?? -Infinity;
@@ -688,84 +690,6 @@ export function judge(
     problems,
     ok: problems.length === 0 && !features.some((f) => f.drifted),
   };
-}
-
-/**
- * Compares current columnar data with a reference. Numeric features with stored reference values are compared
- * exactly — KS and Wasserstein from every value, in worker threads when the input is large; without them, on the
- * reference bins.
- */
-export async function compareData(
-  reference: Reference,
-  current: ColumnarData,
-  options: DriftOptions = {},
-): Promise<DriftReport> {
-  const s = parseDriftOptions(options);
-  const overrides = mapOf(s.features);
-  const observations = new Map<string, Observation>();
-  const typeMismatches: { name: string; type: string }[] = [];
-  const exact: { p: NumericProfile; column: NumericColumn; values: Float64Array }[] = [];
-  // Observed on this thread, while the exact comparisons run in worker threads.
-  const here: (() => void)[] = [];
-  const profiles = new Map(reference.profile.features.map((f) => [f.name, f]));
-  for (const column of current.columns) {
-    const p = profiles.get(column.name);
-    if (!p || p.role === 'identifier' || overrides.get(p.name)?.skip) continue;
-    if (column.type !== p.type) typeMismatches.push({ name: p.name, type: column.type });
-    else if (p.type === 'categorical') {
-      here.push(() => observations.set(p.name, observeCategorical(p, column as CategoricalColumn)));
-    } else {
-      const values = reference.sorted.get(p.name);
-      if (values) exact.push({ p, column: column as NumericColumn, values });
-      else here.push(() => observations.set(p.name, observeNumericBinned(p, column as NumericColumn)));
-    }
-  }
-  const total = exact.reduce((n, e) => n + e.values.length + e.column.values.length, 0);
-  const workers = s.workers ?? autoWorkers(total, exact.length);
-  const tasks: KernelTask[] = exact.map(({ p, column, values }) => {
-    const direction = overrides.get(p.name)?.direction;
-    return {
-      kind: 'compare',
-      reference: values,
-      current: column.values,
-      edges: p.bins.edges,
-      alternative: direction === 'increase' ? 'greater' : direction === 'decrease' ? 'less' : 'two-sided',
-      ksMode: 'auto',
-    };
-  });
-  const pending = runKernels(tasks, workers);
-  try {
-    for (const observe of here) observe();
-  } catch (err) {
-    await pending.catch(() => undefined);
-    throw err;
-  }
-  const results = (await pending) as NumericComparison[];
-  exact.forEach(({ p, column }, i) => {
-    const c = results[i]!;
-    observations.set(p.name, {
-      type: 'numeric',
-      rows: column.values.length,
-      issues: column.issues,
-      counts: c.currentCounts,
-      belowMin: c.belowMin,
-      aboveMax: c.aboveMax,
-      exact: c,
-    });
-  });
-  return judge(
-    reference.profile,
-    observations,
-    {
-      rows: current.rows,
-      columns: [...current.columns.map((c) => c.name), ...current.ignoredColumns],
-      malformedRows: current.malformedRows,
-      malformedExamples: current.malformedExamples,
-      ...(current.source.path ? { source: current.source.path } : {}),
-      typeMismatches,
-    },
-    options,
-  );
 }
 
 /** The compact form of a report that lifecycles keep in their state and history. */

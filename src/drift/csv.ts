@@ -1,3 +1,4 @@
+import { createReadStream } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
 import { InvalidFileError } from '../config/yaml-file';
 import { featureNameProblem } from '../shared/names';
@@ -493,4 +494,23 @@ export async function readCsvColumns(path: string, options: ReadOptions = {}): P
   } finally {
     await handle.close();
   }
+}
+
+/** Data rows of a CSV file (lines after the header), counted without holding the file in memory. */
+export async function countCsvRows(file: string): Promise<number | undefined> {
+  return new Promise((resolve) => {
+    let newlines = 0;
+    let last = 10;
+    createReadStream(file)
+      .on('data', (chunk: Buffer | string) => {
+        const buf = typeof chunk === 'string' ? Buffer.from(chunk) : chunk;
+        for (let i = buf.indexOf(10); i !== -1; i = buf.indexOf(10, i + 1)) newlines++;
+        if (buf.length > 0) last = buf[buf.length - 1]!;
+      })
+      .on('error', () => resolve(undefined))
+      .on('end', () => {
+        const lines = newlines + (last === 10 ? 0 : 1);
+        resolve(Math.max(0, lines - 1));
+      });
+  });
 }

@@ -1,8 +1,9 @@
 import { extname } from 'node:path';
 import { InvalidFileError } from '../config/yaml-file';
 import type { ColumnarData, ColumnType } from './columns';
-import { compareData, type DriftReport } from './compare';
-import type { DriftOptions } from './options';
+import type { DriftReport } from './compare';
+import { compareData } from './engine';
+import type { DriftOptions } from '../shared/drift';
 import { readCsvColumns, type ReadOptions } from './csv';
 import { readJsonlColumns } from './jsonl';
 import {
@@ -16,7 +17,8 @@ import {
 
 export * from './columns';
 export * from './compare';
-export * from './options';
+export * from './engine';
+export * from '../shared/drift';
 export * from './sketch';
 export * from './profile';
 export { readCsvColumns, type ReadOptions } from './csv';

@@ -4,7 +4,7 @@ import { z } from 'zod';
 import { InvalidFileError } from '../config/yaml-file';
 import { clip, type CategoricalColumn, type ColumnarData, type ColumnType, type NumericColumn } from './columns';
 import { listed } from './csv';
-import { issueText } from './options';
+import { issueText } from '../shared/drift';
 import type { NumericSummary } from './kernels';
 import { autoWorkers, runKernels, type KernelTask, type ProfiledColumn } from './parallel';
 

@@ -1,15 +1,24 @@
-import { z } from 'zod';
-import { emptyIssues, type CellIssues } from './columns';
-import { judge, type DriftReport, type Observation } from './compare';
-import type { DriftOptions } from './options';
-import { binOf } from './kernels';
-import type { DataProfile } from './profile';
+import {
+  MAX_TRACKED_NAME_LENGTH,
+  MAX_UNKNOWN_KEYS_TRACKED,
+  MAX_UNSEEN_TRACKED,
+  MAX_UNSEEN_TRACKED_TOTAL,
+  type DataSketch,
+  type DriftOptions,
+  type FeatureSketch,
+  type SketchPlan,
+  type SketchPlanFeature,
+} from '../shared/drift';
 import { featureNameProblem } from '../shared/names';
 import { own } from '../shared/own';
+import { emptyIssues, type CellIssues } from './columns';
+import { judge, type DriftReport, type Observation } from './compare';
+import { binOf } from './kernels';
+import type { DataProfile } from './profile';
 
 /**
  * Serving-side sketches: per deployed version, cumulative counts of each input feature on the training profile's bins
- * and categories, plus cell problems. A few numbers per feature, updated in O(log bins) per request, so the gateway
+ * and categories, plus cell problems (the schema, `DataSketch`, and its bounds are in src/shared/drift.ts). A few numbers per feature, updated in O(log bins) per request, so the gateway
  * never keeps raw rows; a window is the difference of two snapshots, judged against the profile like any data.
  *
  * Names that come from requests (unknown keys, unseen categories) are counted in bounded space whatever the traffic:
@@ -18,20 +27,8 @@ import { own } from '../shared/own';
  * {@link MAX_TRACKED_NAME_LENGTH} characters ({@link trackedName}); the rest is counted together
  * (`unknownKeysOther`, `unseenOther`). A name that is tracked stays tracked, so every occurrence lands in the same
  * counter in every snapshot and a window (`sketchWindow`) is still the difference of two snapshots, name by name.
- * {@link maxSketchJsonBytes} is the largest a snapshot can get in JSON.
+ * `maxSketchJsonBytes` (src/shared/drift.ts) is the largest a snapshot can get in JSON.
  */
-
-/** Distinct unseen categories counted by name per feature; more are counted together. */
-export const MAX_UNSEEN_TRACKED = 50;
-
-/** Distinct unseen categories counted by name over all features of a sketch; more are counted together. */
-export const MAX_UNSEEN_TRACKED_TOTAL = 100;
-
-/** Distinct unknown request keys counted by name; more are counted together (`unknownKeysOther`). */
-export const MAX_UNKNOWN_KEYS_TRACKED = 50;
-
-/** Longest name (UTF-16 code units) a sketch keeps of an unseen category or an unknown key; longer ones are cut. */
-export const MAX_TRACKED_NAME_LENGTH = 64;
 
 /** What marks a name that was cut. */
 const CUT = '…';
@@ -55,15 +52,6 @@ export function trackedName(value: string): string | undefined {
   return value.slice(0, end) + CUT;
 }
 
-export type SketchPlanFeature =
-  | { name: string; type: 'numeric'; edges: number[]; min: number | null; max: number | null }
-  | { name: string; type: 'categorical'; domain: string[]; hasOther: boolean };
-
-/** What a sketch counts: the profile's features (not its label or identifiers), their bins and domains. */
-export interface SketchPlan {
-  features: SketchPlanFeature[];
-}
-
 /** The plan of `profile`; throws when a feature's name is not a valid feature name (see src/shared/names.ts). */
 export function sketchPlanOf(profile: DataProfile): SketchPlan {
   const features = profile.features.filter((f) => f.role === 'feature');
@@ -79,49 +67,6 @@ export function sketchPlanOf(profile: DataProfile): SketchPlan {
     ),
   };
 }
-
-const Count = z.number().int().nonnegative();
-const Issues = {
-  rows: Count,
-  missing: Count,
-  wrongType: Count,
-};
-
-export const FeatureSketch = z.discriminatedUnion('type', [
-  z.object({
-    type: z.literal('numeric'),
-    ...Issues,
-    nan: Count,
-    posInf: Count,
-    negInf: Count,
-    counts: z.array(Count),
-    belowMin: Count,
-    aboveMax: Count,
-    sum: z.number(),
-  }),
-  z.object({
-    type: z.literal('categorical'),
-    ...Issues,
-    /** Per domain category, then the "other" bucket. */
-    counts: z.array(Count),
-    /** Unseen categories by name (see {@link trackedName}). */
-    unseen: z.record(z.string(), Count),
-    /** Unseen values not counted by name: beyond MAX_UNSEEN_TRACKED per feature or MAX_UNSEEN_TRACKED_TOTAL in all. */
-    unseenOther: Count,
-  }),
-]);
-export type FeatureSketch = z.infer<typeof FeatureSketch>;
-
-export const DataSketch = z.object({
-  /** Requests seen. */
-  rows: Count,
-  /** Request keys the profile does not know, with counts (at most MAX_UNKNOWN_KEYS_TRACKED names). */
-  unknownKeys: z.record(z.string(), Count),
-  /** Occurrences of unknown keys not counted by name; absent in snapshots of gateways that did not bound them. */
-  unknownKeysOther: Count.optional(),
-  features: z.record(z.string(), FeatureSketch),
-});
-export type DataSketch = z.infer<typeof DataSketch>;
 
 type Value = number | string | null | undefined | unknown;
 
@@ -265,40 +210,6 @@ export class DataSketcher {
     };
   }
 }
-
-/**
- * Largest JSON text (UTF-8 bytes) of a snapshot of a sketch on `plan`, whatever the requests were. Per tracked name
- * (`"name":count,`): 64 code units of at most 6 bytes each (a control character is escaped as `\u001f`), the `…` (3),
- * quotes, colon, comma and a count below 2^53 (16 digits): {@link TRACKED_NAME_JSON_BYTES}. Per feature: its name
- * (a feature name: at most 128 code units of at most 3 bytes), the fixed keys, counters of 16 digits and a sum of 24
- * characters, and one counter per bin or category (17 with its comma). So, with B_i bins (edges + 1) per numeric
- * feature and D_j categories per categorical one:
- *
- *   140 + 50·407 + 100·407 + Σ_i (700 + 17·B_i) + Σ_j (600 + 17·(D_j + 1))
- *
- * (61 KB of names at most, of which unknown keys ≤ 20 KB and unseen categories ≤ 41 KB; the rest is the profile's.)
- */
-export function maxSketchJsonBytes(plan: SketchPlan): number {
-  let bytes = SKETCH_FIXED_JSON_BYTES + (MAX_UNKNOWN_KEYS_TRACKED + MAX_UNSEEN_TRACKED_TOTAL) * TRACKED_NAME_JSON_BYTES;
-  for (const f of plan.features) {
-    bytes +=
-      f.type === 'numeric'
-        ? NUMERIC_FEATURE_JSON_BYTES + COUNT_JSON_BYTES * (f.edges.length + 1)
-        : CATEGORICAL_FEATURE_JSON_BYTES + COUNT_JSON_BYTES * (f.domain.length + 1);
-  }
-  return bytes;
-}
-
-/** A counter below 2^53 with its comma. */
-const COUNT_JSON_BYTES = 17;
-/** `"name":count,` for a tracked name: quotes, 64 code units of ≤ 6 bytes, `…`, colon, count, comma. */
-const TRACKED_NAME_JSON_BYTES = 2 + MAX_TRACKED_NAME_LENGTH * 6 + 3 + 1 + COUNT_JSON_BYTES;
-/** `{"rows":…,"unknownKeys":{},"unknownKeysOther":…,"features":{}}` with two counters. */
-const SKETCH_FIXED_JSON_BYTES = 140;
-/** A feature's name as a key (≤ 128 code units of ≤ 3 bytes, quoted), its fixed keys and 9 counters and a sum. */
-const NUMERIC_FEATURE_JSON_BYTES = 700;
-/** A feature's name as a key, its fixed keys and 5 counters. */
-const CATEGORICAL_FEATURE_JSON_BYTES = 600;
 
 /** `after`'s count less `before`'s; only called once {@link sketchRestarted} said no counter went down. */
 const minus = (a: number, b: number | undefined) => a - (b ?? 0);

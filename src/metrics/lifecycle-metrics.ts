@@ -7,7 +7,7 @@ import type { Alert } from '../shared/alerts';
 import type { QuotaPoolsFile, QuotaPoolState } from '../shared/quota';
 import { MlStage } from '../shared/search-attributes';
 import { Stage, type Decision } from '../shared/status';
-import type { LifecycleFailed, LifecycleMetricsSinks, StageEnded } from '../workflows/metrics-sink';
+import type { LifecycleFailed, LifecycleMetricsSinks, StageEnded } from '../shared/metrics-sink';
 
 /** Prefix of every series of the project's own metrics. */
 export const METRIC_PREFIX = 'ml_lifecycle_';

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
-import { DataSketcher, type SketchPlan } from '../drift/sketch';
+import { DataSketcher } from '../drift/sketch';
+import type { SketchPlan } from '../shared/drift';
 import { countLabel, emptyQualityCounters, type LabelledPrediction, type QualityCounters } from '../shared/quality';
 import { DEFAULT_TASK, type Task } from '../shared/task';
 import {

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { HeaderName, HeaderValue, HttpUrl } from '../targets/spec';
+import { HeaderName, HeaderValue, HttpUrl } from './deployment-target';
 import { Duration, PositiveDuration } from './duration';
 import { nameRecord } from './names';
 import { own } from './own';

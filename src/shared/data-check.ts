@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { DriftOptions, issueText } from '../drift/options';
+import { DriftOptions, issueText } from './drift';
 import type { AlertKind, Observation } from './alerts';
 import { Duration } from './duration';
 import { ModelName } from './gateway-api';

@@ -11,6 +11,27 @@ import {
 import { MAX_DURATION_MS } from './duration';
 import { Identity, ModelName } from './names';
 import { MonitoringSpec } from './spec';
+import type { VersionTelemetry } from './telemetry';
+
+/** One check of a production model by its serving monitor (the `checkServing` activity). */
+export interface CheckServingInput {
+  model: string;
+  monitoring: MonitoringSpec;
+  /** The previous check's snapshot of the production version: this check judges the traffic since. */
+  since: { version: string; telemetry: VersionTelemetry } | null;
+  /** The production spec, carried into observations whose action is a retraining. */
+  retrainSpec?: unknown;
+}
+
+export interface CheckServingResult {
+  /** The production version checked, or null when the model has none. */
+  version: string | null;
+  /** Where the next check's window starts. */
+  since: { version: string; telemetry: VersionTelemetry } | null;
+  observations: Observation[];
+  /** The traffic the checks judged (requests in the window). */
+  requests: number;
+}
 
 /** The one alert router of a namespace: every alert and observation goes through it. */
 export const ALERT_ROUTER_WORKFLOW_ID = 'ml-alert-router';

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { DeploymentTargetSpec } from '../targets/spec';
+import { DeploymentTargetSpec } from './deployment-target';
 import { HolderName, Identity, LeaseId, ModelName, nameRecord, PoolName, VersionName } from './names';
 import { MAX_DURATION_MS } from './duration';
 import { Resources } from './quota';
@@ -153,3 +153,13 @@ export const ModelRollbackInput = z
   })
   .strict();
 export type ModelRollbackInput = z.input<typeof ModelRollbackInput>;
+
+/** What a finished rollback reports to its caller (`mlctl rollback`, the alert router). */
+export interface ModelRollbackResult {
+  model: string;
+  from: string;
+  to: string;
+  /** Workflow time from start to all traffic on `to`. */
+  trafficMovedMs: number;
+  at: string;
+}

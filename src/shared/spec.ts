@@ -1,10 +1,10 @@
 import { z } from 'zod';
-import { FeatureOverride } from '../drift/options';
+import { FeatureOverride } from './drift';
 import { MONITOR_ACTIONS, SERVING_ALERT_KINDS } from './alerts';
 import { Duration, PositiveDuration } from './duration';
 import { FeatureName, Identity, ModelName, nameRecord, VersionName } from './names';
 import { Architecture, Precision } from './hardware';
-import { DeploymentTargetSpec, HeaderName, HeaderValue, HttpUrl } from '../targets/spec';
+import { DeploymentTargetSpec, HeaderName, HeaderValue, HttpUrl } from './deployment-target';
 import { clipped } from './text';
 import { CheckLimits, MetricCheck, MonitorMetricCheck, TemplateRef } from './analysis';
 import { DEFAULT_TASK, Task } from './task';

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { DataSketch, maxSketchJsonBytes, type SketchPlan } from '../drift/sketch';
+import { DataSketch, maxSketchJsonBytes, type SketchPlan } from './drift';
 import { QualityCounters } from './quality';
 import { MAX_CLASSES, Task } from './task';
 
@@ -72,7 +72,7 @@ export type VersionTelemetry = z.infer<typeof VersionTelemetry>;
 /**
  * How large telemetry gets. A snapshot travels through workflow history: the lifecycle's analysis returns one and
  * sends two back (`before`, `recentSince`) in one activity input, and Temporal refuses payloads over 2 MB. Every part
- * that traffic can grow is bounded (src/drift/sketch.ts: names tracked and their length; the rest are counters), so
+ * that traffic can grow is bounded (src/shared/drift.ts: names tracked and their length; the rest are counters), so
  * the JSON of one snapshot is at most {@link maxModelTelemetryBytes}:
  *
  *   200 + Σ over deployed versions (1,500 + maxSketchJsonBytes(plan of the version))

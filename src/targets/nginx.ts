@@ -25,14 +25,9 @@ import { mapOf, own } from '../shared/own';
 import { MAX_TELEMETRY_BYTES, type ModelTelemetry, type VersionTelemetry } from '../shared/telemetry';
 import { cut } from '../shared/text';
 import { GENERATION_PATH, renderNginxConf, type NginxRoute } from './nginx-config';
-import { targetLabel } from './spec';
-import {
-  GatewayTarget,
-  type DeployRequestInput,
-  type DeploymentTarget,
-  type SetWeightsInput,
-  type UndeployInput,
-} from './target';
+import { targetLabel } from '../shared/deployment-target';
+import type { DeployRequestInput, DeploymentTarget, SetWeightsInput, UndeployInput } from './contract';
+import { GatewayTarget } from './target';
 
 /** Applied opIds kept in the state file, oldest dropped first: far more than one lifecycle's retries can span. */
 const MAX_OPS = 2_000;

@@ -12,7 +12,7 @@ import {
   type ReplicaTelemetry,
   type VersionTelemetry,
 } from '../shared/telemetry';
-import type { DeployRequestInput, DeploymentTarget, SetRoutesInput, SetWeightsInput, UndeployInput } from './target';
+import type { DeployRequestInput, DeploymentTarget, SetRoutesInput, SetWeightsInput, UndeployInput } from './contract';
 
 /** One replica of the worker's gateway: its admin URL (how messages and telemetry name it) and its client. */
 export interface GatewayReplica {

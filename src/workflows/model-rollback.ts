@@ -9,7 +9,12 @@ import {
 } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import { ErrorType } from '../shared/errors';
-import { describeTrafficHolder, ModelRollbackInput, type PromotionRecord } from '../shared/registry';
+import {
+  describeTrafficHolder,
+  ModelRollbackInput,
+  type ModelRollbackResult,
+  type PromotionRecord,
+} from '../shared/registry';
 import { ALERT_ROUTER_WORKFLOW_ID } from '../shared/monitoring';
 import { OperationTarget } from '../shared/signed-operation';
 import { parseInput } from './handlers';
@@ -20,21 +25,12 @@ const control = proxyActivities<Activities>({
   retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '20 seconds', maximumAttempts: 15 },
 });
 
-export type { ModelRollbackInput } from '../shared/registry';
+export type { ModelRollbackInput, ModelRollbackResult } from '../shared/registry';
 
 /** Marks rollbacks that hold the model's traffic lease while they move its weights. */
 const TRAFFIC_LEASE = 'traffic-lease';
 /** Marks rollbacks authorized by the platform policy before they touch anything. */
 const AUTHORIZED_ROLLBACK = 'authorized-rollback';
-
-export interface ModelRollbackResult {
-  model: string;
-  from: string;
-  to: string;
-  /** Workflow time from start to all traffic on `to`. */
-  trafficMovedMs: number;
-  at: string;
-}
 
 /**
  * Rolls a production model back to an earlier version: loads it on the gateway, takes its serving quota, moves all

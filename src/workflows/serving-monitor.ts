@@ -1,10 +1,10 @@
 import { condition, continueAsNew, log, proxyActivities, setHandler, workflowInfo } from '@temporalio/workflow';
 import type { Activities } from '../activities';
-import type { CheckServingResult } from '../activities/monitoring';
 import {
   MonitorPolicy,
   monitorPolicySignal,
   servingMonitorQuery,
+  type CheckServingResult,
   type ServingMonitorState,
 } from '../shared/monitoring';
 import { ModelName } from '../shared/names';

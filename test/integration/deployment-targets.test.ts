@@ -21,7 +21,11 @@ import {
   type VersionTelemetry,
 } from '../../src/shared/telemetry';
 import { MAX_ANSWER_BYTES } from '../../src/targets/request';
-import { DeploymentTargetSpec, type DeploymentTargetSpecInput, type HttpTargetSpec } from '../../src/targets/spec';
+import {
+  DeploymentTargetSpec,
+  type DeploymentTargetSpecInput,
+  type HttpTargetSpec,
+} from '../../src/shared/deployment-target';
 import { EXAMPLE, ROOT, startGateway, uniqueName, type Gateway } from '../helpers/harness';
 
 /** The environment variable the receiver's bearer token comes from, as an operator would set it on the worker. */

@@ -8,13 +8,13 @@ import { writeTrainingProfile } from '../../src/activities/data';
 import { LoadGenerator } from '../../src/dev/load-generator';
 import type { ManagedProcess } from '../../src/dev/processes';
 import { countersRestarted, windowOf } from '../../src/domain/guardrails';
+import { sketchPlanOf } from '../../src/drift/sketch';
 import {
   MAX_TRACKED_NAME_LENGTH,
   MAX_UNKNOWN_KEYS_TRACKED,
-  sketchPlanOf,
   type DataSketch,
   type FeatureSketch,
-} from '../../src/drift/sketch';
+} from '../../src/shared/drift';
 import { artifactDigest } from '../../src/artifacts/digest';
 import { ModelHost } from '../../src/serving/model-host';
 import { createGateway, type Gateway } from '../../src/serving/server';

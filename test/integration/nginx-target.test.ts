@@ -14,7 +14,7 @@ import type { ManagedProcess } from '../../src/dev/processes';
 import { ErrorType } from '../../src/shared/errors';
 import type { LifecycleSpec } from '../../src/shared/spec';
 import { createNginxTargets, type NginxTarget } from '../../src/targets/nginx';
-import type { DeploymentTarget } from '../../src/targets/target';
+import type { DeploymentTarget } from '../../src/targets/contract';
 import { GATEWAY_MAIN, startGatewayProcess } from '../helpers/gateway-process';
 import { approveAll, EXAMPLE, startStack, testSpec, uniqueName, waitForStatus, type Stack } from '../helpers/harness';
 

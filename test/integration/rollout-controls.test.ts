@@ -8,7 +8,7 @@ import { OperationTarget, type OperationClaim } from '../../src/shared/signed-op
 import type { LoadGenerator } from '../../src/dev/load-generator';
 import type { FaultSettings } from '../../src/shared/gateway-api';
 import type { LifecycleSpec } from '../../src/shared/spec';
-import { DeploymentTargetSpec } from '../../src/targets/spec';
+import { DeploymentTargetSpec } from '../../src/shared/deployment-target';
 import {
   approveAll,
   liveTraffic,

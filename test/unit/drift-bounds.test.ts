@@ -14,7 +14,7 @@ import {
   type DriftReport,
   type Reference,
 } from '../../src/drift';
-import { DriftOptions, issueText } from '../../src/drift/options';
+import { DriftOptions, issueText } from '../../src/shared/drift';
 import { DataCheckInput } from '../../src/shared/data-check';
 
 /**

@@ -1,13 +1,8 @@
 import { ActivityFailure, ApplicationFailure, CancelledFailure, RetryState } from '@temporalio/common';
 import type * as Workflow from '@temporalio/workflow';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import {
-  reportLifecycleError,
-  reportStageChange,
-  type LifecycleFailed,
-  type LifecycleView,
-  type StageEnded,
-} from '../../src/workflows/metrics-sink';
+import type { LifecycleFailed, StageEnded } from '../../src/shared/metrics-sink';
+import { reportLifecycleError, reportStageChange, type LifecycleView } from '../../src/workflows/metrics-sink';
 import { Stage } from '../../src/shared/status';
 
 // Outside a workflow there is no sink to call: record what the workflow would send to the worker (vi.mock is hoisted

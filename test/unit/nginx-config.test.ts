@@ -15,7 +15,7 @@ import {
   type NginxRoute,
 } from '../../src/targets/nginx-config';
 import { createNginxTargets } from '../../src/targets/nginx';
-import { DeploymentTargetSpec, targetLabel } from '../../src/targets/spec';
+import { DeploymentTargetSpec, targetLabel } from '../../src/shared/deployment-target';
 import { resolveTarget } from '../../src/targets/target';
 
 const router: NginxConfigRouter = {

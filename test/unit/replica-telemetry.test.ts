@@ -3,7 +3,8 @@ import { describe, expect, it } from 'vitest';
 import { gatewayAdminUrls } from '../../src/config/env';
 import { windowOf } from '../../src/domain/guardrails';
 import { modelShadowWindowOf, modelWindowOf, sumSketches } from '../../src/domain/replica-telemetry';
-import { DataSketcher, type SketchPlan } from '../../src/drift/sketch';
+import { DataSketcher } from '../../src/drift/sketch';
+import type { SketchPlan } from '../../src/shared/drift';
 import { ErrorType } from '../../src/shared/errors';
 import type { AdminResult } from '../../src/shared/gateway-api';
 import { own } from '../../src/shared/own';
@@ -16,7 +17,8 @@ import {
   type VersionTelemetry,
 } from '../../src/shared/telemetry';
 import { ReplicatedGatewayTarget } from '../../src/targets/replicas';
-import { resolveTarget, type DeploymentTarget } from '../../src/targets/target';
+import type { DeploymentTarget } from '../../src/targets/contract';
+import { resolveTarget } from '../../src/targets/target';
 
 const A = 'http://10.0.0.1:8701';
 const B = 'http://10.0.0.2:8701';

@@ -2,19 +2,16 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import { DataSketcher, sketchRestarted, sketchWindow, trackedName } from '../../src/drift/sketch';
 import {
   DataSketch,
-  DataSketcher,
   MAX_TRACKED_NAME_LENGTH,
   MAX_UNKNOWN_KEYS_TRACKED,
   MAX_UNSEEN_TRACKED,
   MAX_UNSEEN_TRACKED_TOTAL,
   maxSketchJsonBytes,
-  sketchRestarted,
-  sketchWindow,
-  trackedName,
   type SketchPlan,
-} from '../../src/drift/sketch';
+} from '../../src/shared/drift';
 import { buildRoutingTable, route } from '../../src/serving/router';
 import { RoutingStore, type JournalEntry } from '../../src/serving/routing-store';
 import { TelemetryRegistry } from '../../src/serving/telemetry';

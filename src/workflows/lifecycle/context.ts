@@ -9,7 +9,7 @@ import type { Activities } from '../../activities';
 import type { Alert } from '../../shared/alerts';
 import type { LifecycleSpec } from '../../shared/spec';
 import { Stage, type Decision } from '../../shared/status';
-import type { DeploymentTargetSpec } from '../../targets/spec';
+import type { DeploymentTargetSpec } from '../../shared/deployment-target';
 import { Compensations } from './compensations';
 import type { LifecycleState } from './state';
 

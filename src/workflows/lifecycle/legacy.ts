@@ -39,7 +39,7 @@ import { own } from '../../shared/own';
 import { LifecycleSpec, describeIssues, type StagingSpec } from '../../shared/spec';
 import { OperatorAction, Stage, type Decision, type LifecycleResult } from '../../shared/status';
 import type { ModelTelemetry } from '../../shared/telemetry';
-import type { DeploymentTargetSpec } from '../../targets/spec';
+import type { DeploymentTargetSpec } from '../../shared/deployment-target';
 import { guardedSignal, guardedUpdate, guardedValidator } from '../handlers';
 import { LifecycleState } from './state';
 import { reportLifecycleError, reportStageChange } from '../metrics-sink';

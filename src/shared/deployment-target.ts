@@ -1,9 +1,9 @@
 import { z } from 'zod';
-import { own } from '../shared/own';
+import { own } from './own';
 
 /**
  * Where a lifecycle deploys its versions and reads their telemetry. Workflow-safe (zod only): a lifecycle spec carries
- * it, the workflow passes it to the deployment activities, the worker resolves it to a `DeploymentTarget`.
+ * it, the workflow passes it to the deployment activities, the worker resolves it to a `DeploymentTarget` (src/targets/contract.ts).
  */
 
 export const HttpUrl = z.url({ protocol: /^https?$/, error: 'an http:// or https:// URL' });
