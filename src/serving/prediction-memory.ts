@@ -85,7 +85,7 @@ export class PredictionMemory {
    * Remembers a successful prediction, and says whether it did. Request ids are the caller's choice, so one may name
    * a prediction that is still remembered and waiting for its label: then the first prediction wins and this one is
    * not remembered (false). Otherwise anyone who learnt or guessed another caller's request id could replace that
-   * caller's prediction with one of their own, and the label meant for it would judge the wrong answer (review M9).
+   * caller's prediction with one of their own, and the label meant for it would judge the wrong answer.
    * A request id whose prediction was labelled already is free again: it is replaced (moved to the newest end,
    * unlabelled), and the label that comes for it is about the latest answer. A request id longer than a label can
    * name ({@link MAX_LABEL_REQUEST_ID_LENGTH}) is not remembered: it could never be labelled.

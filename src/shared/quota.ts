@@ -203,7 +203,7 @@ export type RunUsage = z.infer<typeof RunUsage>;
 
 /**
  * The smallest amount of a resource a reservation may ask for (0 aside). Float tolerance in the capacity checks is far
- * below it, so a full pool grants nothing: a request cannot hide in rounding (review M6).
+ * below it, so a full pool grants nothing: a request cannot hide in rounding.
  */
 export const MIN_REQUEST_AMOUNT = 0.001;
 

@@ -99,7 +99,7 @@ export interface QuotaPoolInput {
 const JOURNAL_LIMIT = 1000;
 
 /**
- * Marks pools whose leases are owned (review M6): the owner key a lease was reserved with renews and releases it;
+ * Marks pools whose leases are owned: the owner key a lease was reserved with renews and releases it;
  * anyone else needs the platform policy's leave, asked of the worker. Runs before it keep the open behaviour.
  */
 const LEASE_OWNERS = 'lease-owners';
