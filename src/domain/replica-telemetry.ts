@@ -20,7 +20,13 @@ import {
   type FeatureSketch,
 } from '../shared/drift';
 import { own } from '../shared/own';
-import type { QualityCounters } from '../shared/quality';
+import {
+  QUALITY_ARRAY_KEYS,
+  QUALITY_COUNT_KEYS,
+  QUALITY_OPTIONAL_SUM_KEYS,
+  QUALITY_SUM_KEYS,
+  type QualityCounters,
+} from '../shared/quality';
 import type { ModelTelemetry, ReplicaTelemetry, ShadowTelemetry, VersionTelemetry } from '../shared/telemetry';
 import { shadowWindowOf, windowOf, type ShadowWindow, type WindowTelemetry } from './guardrails';
 
@@ -155,29 +161,17 @@ export function sumSketches(parts: readonly DataSketch[]): DataSketch {
   };
 }
 
-const QUALITY_COUNTS = [
-  'labeled',
-  'correct',
-  'truePositives',
-  'falsePositives',
-  'falseNegatives',
-  'trueNegatives',
-] as const;
-const QUALITY_SUMS = ['logLossSum', 'brierSum'] as const;
-const QUALITY_OPTIONAL_SUMS = ['absoluteErrorSum', 'squaredErrorSum', 'labelSum', 'labelSquaredSum'] as const;
-const QUALITY_ARRAYS = ['classTruePositives', 'classFalsePositives', 'classFalseNegatives'] as const;
-
 /** Quality counters of one version added up, field by field (optional fields when any part has them). */
 export function sumQuality(parts: readonly QualityCounters[]): QualityCounters {
   const out = {} as QualityCounters;
-  for (const key of QUALITY_COUNTS) out[key] = parts.reduce((s, q) => addCount(s, q[key], `quality ${key}`), 0);
-  for (const key of QUALITY_SUMS) out[key] = parts.reduce((s, q) => addFloat(s, q[key], `quality ${key}`), 0);
-  for (const key of QUALITY_OPTIONAL_SUMS) {
+  for (const key of QUALITY_COUNT_KEYS) out[key] = parts.reduce((s, q) => addCount(s, q[key], `quality ${key}`), 0);
+  for (const key of QUALITY_SUM_KEYS) out[key] = parts.reduce((s, q) => addFloat(s, q[key], `quality ${key}`), 0);
+  for (const key of QUALITY_OPTIONAL_SUM_KEYS) {
     if (parts.some((q) => q[key] !== undefined)) {
       out[key] = parts.reduce((s, q) => addFloat(s, q[key] ?? 0, `quality ${key}`), 0);
     }
   }
-  for (const key of QUALITY_ARRAYS) {
+  for (const key of QUALITY_ARRAY_KEYS) {
     const arrays = parts.flatMap((q) => (q[key] ? [q[key]] : []));
     if (arrays.length > 0) out[key] = addArrays(arrays, `quality ${key}`);
   }

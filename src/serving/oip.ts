@@ -4,7 +4,8 @@ import { z } from 'zod';
 import { MAX_BATCH_ROWS, ModelName, VersionName, type FeatureValue, type ModelManifest } from '../shared/gateway-api';
 import { HttpError } from './http-error';
 import { firstProblem } from './issues';
-import type { Features, ModelHost, Prediction } from './model-host';
+import type { Features, Prediction } from './model-host';
+import type { GatewayCore } from './gateway-core';
 
 /**
  * The Open Inference Protocol (the KServe v2 REST API, spoken by Triton, MLServer and KServe) on the gateway's public
@@ -34,24 +35,8 @@ import type { Features, ModelHost, Prediction } from './model-host';
  * 400 (a bad request), 404 (no such model or version), 409, 413 or 5xx, as on `/v1`.
  */
 
-/** What the protocol needs of the gateway (src/serving/server.ts GatewayCore). */
-export interface InferenceCore {
-  serveRows(
-    model: string,
-    request: {
-      userId: string;
-      rows: readonly Features[];
-      batch: boolean;
-      requestId?: string;
-      version?: string;
-      headers?: Readonly<Record<string, string | string[] | undefined>>;
-    },
-  ): Promise<{ version: string; host: ModelHost; predictions: Prediction[]; latencyMs: number; requestId: string }>;
-  modelInfo(
-    model: string,
-    version?: string,
-  ): { versions: string[]; version: string; manifest: ModelManifest | undefined; ready: boolean };
-}
+/** What the protocol needs of the gateway. */
+export type InferenceCore = Pick<GatewayCore, 'serveRows' | 'modelInfo'>;
 
 /** The server's name in `GET /v2`. */
 export const OIP_SERVER_NAME = 'ml-lifecycle-gateway';

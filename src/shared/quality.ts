@@ -199,20 +199,33 @@ export function qualityMetricsOf(task: Task): readonly (keyof Quality)[] {
       : ['accuracy', 'precision', 'recall', 'logLoss', 'brier'];
 }
 
-const SCALAR_KEYS = [
+/** The counters of {@link QualityCounters} every version has: counts of labeled predictions by outcome. */
+export const QUALITY_COUNT_KEYS = [
   'labeled',
   'correct',
   'truePositives',
   'falsePositives',
   'falseNegatives',
   'trueNegatives',
-  'logLossSum',
-  'brierSum',
+] as const;
+/** The sums every version has (a classifier's probabilistic losses; 0 for a regression). */
+export const QUALITY_SUM_KEYS = ['logLossSum', 'brierSum'] as const;
+/** The sums a regression's counters add (absent from a classifier's). */
+export const QUALITY_OPTIONAL_SUM_KEYS = [
   'absoluteErrorSum',
   'squaredErrorSum',
+  'labelSum',
   'labelSquaredSum',
 ] as const;
-const ARRAY_KEYS = ['classTruePositives', 'classFalsePositives', 'classFalseNegatives'] as const;
+/** Per-class counts of a multiclass classifier. */
+export const QUALITY_ARRAY_KEYS = ['classTruePositives', 'classFalsePositives', 'classFalseNegatives'] as const;
+
+/** The counters that only grow: all but Σ y, which falls with negative labels. */
+const GROWING_KEYS = [
+  ...QUALITY_COUNT_KEYS,
+  ...QUALITY_SUM_KEYS,
+  ...QUALITY_OPTIONAL_SUM_KEYS.filter((key) => key !== 'labelSum'),
+] as const;
 
 /**
  * Whether some counter of `after` is below `before`'s: the counting started again from zero in between (a gateway
@@ -221,8 +234,8 @@ const ARRAY_KEYS = ['classTruePositives', 'classFalsePositives', 'classFalseNega
 export function qualityRestarted(after: QualityCounters, before: QualityCounters): boolean {
   // Σ y may fall (negative labels): it is differenced, never compared.
   return (
-    SCALAR_KEYS.some((key) => (after[key] ?? 0) < (before[key] ?? 0)) ||
-    ARRAY_KEYS.some((key) => (before[key] ?? []).some((b, i) => (after[key]?.[i] ?? 0) < b))
+    GROWING_KEYS.some((key) => (after[key] ?? 0) < (before[key] ?? 0)) ||
+    QUALITY_ARRAY_KEYS.some((key) => (before[key] ?? []).some((b, i) => (after[key]?.[i] ?? 0) < b))
   );
 }
 
@@ -243,12 +256,12 @@ export function qualityWindow(after: QualityCounters, before: QualityCounters | 
     logLossSum: after.logLossSum - (base?.logLossSum ?? 0),
     brierSum: after.brierSum - (base?.brierSum ?? 0),
   };
-  for (const key of ['absoluteErrorSum', 'squaredErrorSum', 'labelSum', 'labelSquaredSum'] as const) {
+  for (const key of QUALITY_OPTIONAL_SUM_KEYS) {
     const a = after[key];
     // Sums of floats: rounding may leave a hair below zero in an empty window.
     if (a !== undefined) out[key] = key === 'labelSum' ? a - (base?.[key] ?? 0) : Math.max(0, a - (base?.[key] ?? 0));
   }
-  for (const key of ARRAY_KEYS) {
+  for (const key of QUALITY_ARRAY_KEYS) {
     const a = after[key];
     if (a !== undefined) out[key] = a.map((x, i) => x - (base?.[key]?.[i] ?? 0));
   }
