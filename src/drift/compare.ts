@@ -137,7 +137,8 @@ const MAX_NEW_COLUMNS = 20;
 const share = (part: number, whole: number) => (whole > 0 ? part / whole : 0);
 const fmt = (x: number) => (Number.isInteger(x) ? String(x) : String(Number(x.toPrecision(6))));
 
-function binLabel(edges: readonly number[], i: number): string {
+/** The label of bin `i` of a numeric profile's bins: `(lo, hi]`. */
+export function binLabel(edges: readonly number[], i: number): string {
   const lo = i === 0 ? '-inf' : fmt(edges[i - 1]!);
   const hi = i === edges.length ? 'inf' : fmt(edges[i]!);
   return `(${lo}, ${hi}]`;
@@ -286,7 +287,7 @@ const unseenEntry = (u: { value: string; count: number }): UnseenCategory => ({
 });
 
 /** A category as a label of `moved`: cut, with its length when cut. */
-const categoryLabel = (value: string) =>
+export const categoryLabel = (value: string) =>
   value.length > MAX_EXAMPLE_CHARS ? `${clip(value)} (${value.length} chars)` : value;
 
 /**
@@ -700,6 +701,19 @@ export async function compareData(
   current: ColumnarData,
   options: DriftOptions = {},
 ): Promise<DriftReport> {
+  const seen = await observeData(reference, current, options);
+  return judge(reference.profile, seen.observations, seen.current, options);
+}
+
+/**
+ * What `compareData` judges: each compared feature's observation (counts on the reference's bins and categories, cell
+ * problems, exact statistics) and the facts about the current data as a whole.
+ */
+export async function observeData(
+  reference: Reference,
+  current: ColumnarData,
+  options: DriftOptions = {},
+): Promise<{ observations: Map<string, Observation>; current: CurrentData }> {
   const s = parseDriftOptions(options);
   const overrides = mapOf(s.features);
   const observations = new Map<string, Observation>();
@@ -753,10 +767,9 @@ export async function compareData(
       exact: c,
     });
   });
-  return judge(
-    reference.profile,
+  return {
     observations,
-    {
+    current: {
       rows: current.rows,
       columns: [...current.columns.map((c) => c.name), ...current.ignoredColumns],
       malformedRows: current.malformedRows,
@@ -764,8 +777,7 @@ export async function compareData(
       ...(current.source.path ? { source: current.source.path } : {}),
       typeMismatches,
     },
-    options,
-  );
+  };
 }
 
 /** The compact form of a report that lifecycles keep in their state and history. */

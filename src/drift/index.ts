@@ -1,7 +1,8 @@
 import { extname } from 'node:path';
 import { InvalidFileError } from '../config/yaml-file';
 import type { ColumnarData, ColumnType } from './columns';
-import { compareData, type DriftReport } from './compare';
+import { compareData, judge, observeData, type DriftReport } from './compare';
+import { distributionsOf, type FeatureDistribution } from './distribution';
 import type { DriftOptions } from './options';
 import { readCsvColumns, type ReadOptions } from './csv';
 import { readJsonlColumns } from './jsonl';
@@ -16,6 +17,7 @@ import {
 
 export * from './columns';
 export * from './compare';
+export * from './distribution';
 export * from './options';
 export * from './sketch';
 export * from './profile';
@@ -55,4 +57,18 @@ export async function checkData(
 ): Promise<DriftReport> {
   const current = await readData(currentPath, { types: schemaOf(reference.profile), onlyTyped: true });
   return compareData(reference, current, options);
+}
+
+/** As {@link checkData}, with each compared feature's reference and current distribution (the HTML report's plots). */
+export async function checkDataWithDistributions(
+  reference: Reference,
+  currentPath: string,
+  options: DriftOptions = {},
+): Promise<{ report: DriftReport; distributions: FeatureDistribution[] }> {
+  const current = await readData(currentPath, { types: schemaOf(reference.profile), onlyTyped: true });
+  const seen = await observeData(reference, current, options);
+  return {
+    report: judge(reference.profile, seen.observations, seen.current, options),
+    distributions: distributionsOf(reference.profile, seen.observations),
+  };
 }
