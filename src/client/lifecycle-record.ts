@@ -1,6 +1,5 @@
 import type { Client } from '@temporalio/client';
 import { defaultPayloadConverter } from '@temporalio/common';
-import { tsToMs } from '@temporalio/common/lib/time';
 import type { temporal } from '@temporalio/proto';
 import { z } from 'zod';
 import type { LifecycleStatus } from '../shared/status';
@@ -36,6 +35,13 @@ const SET_WEIGHTS = 'setTrafficWeights';
 const WeightsInput = z.object({ model: z.string(), weights: z.record(z.string(), z.number()) });
 
 type History = temporal.api.history.v1.IHistory;
+type HistoryEvent = temporal.api.history.v1.IHistoryEvent;
+
+/** An event's time in epoch ms (its seconds are a Long from the server, a number in a history read from JSON). */
+function eventMs(event: HistoryEvent): number {
+  const t = event.eventTime;
+  return Number(t?.seconds?.toString() ?? 0) * 1000 + Math.floor((t?.nanos ?? 0) / 1e6);
+}
 
 /**
  * The candidate's traffic changes in a lifecycle's history, oldest first: each completed `setTrafficWeights` activity
@@ -59,7 +65,7 @@ export function trafficFromHistory(history: History, model: string, version: str
     if (!input) continue;
     const weights = new Map(Object.entries(input.weights));
     out.push({
-      at: new Date(tsToMs(event.eventTime)).toISOString(),
+      at: new Date(eventMs(event)).toISOString(),
       percent: weights.get(version) ?? 0,
       weights:
         weights.size === 0

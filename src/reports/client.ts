@@ -160,6 +160,8 @@ export const LIFECYCLE_SCRIPT = `(function () {
   var r = REPORT;
   var lc = r.lifecycle;
   var t0 = Date.parse(lc.startedAt);
+  /** Every time axis runs from the lifecycle's start to its end (or now). */
+  var endMs = Date.parse(r.traffic.until) - t0;
   var main = document.getElementById('report');
   document.title = 'Lifecycle: ' + lc.model + ' ' + lc.version;
   add(main, el('h1', null, 'Lifecycle ' + lc.model + ' ' + lc.version));
@@ -188,7 +190,6 @@ export const LIFECYCLE_SCRIPT = `(function () {
   tbox.canvas.id = 'traffic-chart';
   add(tc, tbox.wrap);
   var steps = r.traffic.points.map(function (p) { return { x: Date.parse(p.at) - t0, y: p.percent }; });
-  var endMs = Date.parse(r.traffic.until) - t0;
   if (steps.length === 0 || steps[0].x > 0) steps.unshift({ x: 0, y: 0 });
   steps.push({ x: Math.max(endMs, steps[steps.length - 1].x), y: steps[steps.length - 1].y });
   new Chart(tbox.canvas, {
@@ -197,7 +198,7 @@ export const LIFECYCLE_SCRIPT = `(function () {
     options: {
       plugins: { legend: { display: false }, tooltip: { callbacks: { title: function (c) { return since(c[0].parsed.x); } } } },
       scales: {
-        x: { type: 'linear', min: 0, ticks: { callback: function (v) { return since(v); } }, title: { display: true, text: 'time since the lifecycle started' } },
+        x: { type: 'linear', min: 0, max: endMs, ticks: { callback: function (v) { return since(v); } }, title: { display: true, text: 'time since the lifecycle started' } },
         y: { min: 0, max: 100, title: { display: true, text: '% of traffic' } }
       }
     }
@@ -209,6 +210,7 @@ export const LIFECYCLE_SCRIPT = `(function () {
   add(main, tc);
 
   add(main, el('h2', null, 'Checks against their thresholds'));
+  add(main, el('p', 'note', r.checksNote));
   var legend = el('p', 'legend');
   ['pass', 'fail', 'inconclusive', 'error'].forEach(function (k) {
     var s = el('span', null, k);
@@ -223,7 +225,7 @@ export const LIFECYCLE_SCRIPT = `(function () {
   r.checks.forEach(function (c) {
     var card = el('section', 'card check');
     var h = add(el('div', 'feature-head'), el('h3', null, c.check));
-    add(h, badge(c.passed + ' pass', 'pass'), c.failed ? badge(c.failed + ' fail', 'fail') : null, c.inconclusive ? badge(c.inconclusive + ' inconclusive') : null, c.errors ? badge(c.errors + ' error', 'warn') : null);
+    add(h, c.passed ? badge(c.passed + ' pass', 'pass') : null, c.failed ? badge(c.failed + ' fail', 'fail') : null, c.inconclusive ? badge(c.inconclusive + ' inconclusive') : null, c.errors ? badge(c.errors + ' error', 'warn') : null);
     add(card, h);
     if (c.rule) add(card, el('p', 'note', c.rule));
     var box = chartBox('small');
@@ -233,7 +235,12 @@ export const LIFECYCLE_SCRIPT = `(function () {
     var unmeasured = pts.filter(function (p) { return p.y === null; }).map(function (p) {
       return { x: p.x, y: p.s.threshold === null ? 0 : p.s.threshold, s: p.s };
     });
+    // The threshold as it was at each sample, held from the lifecycle's start to its end.
     var thresholds = pts.filter(function (p) { return p.s.threshold !== null; }).map(function (p) { return { x: p.x, y: p.s.threshold }; });
+    if (thresholds.length > 0) {
+      thresholds.unshift({ x: 0, y: thresholds[0].y });
+      thresholds.push({ x: endMs, y: thresholds[thresholds.length - 1].y });
+    }
     var label = function (ctx) {
       var s = ctx.raw.s;
       if (!s) return 'threshold ' + num(ctx.raw.y);
@@ -253,7 +260,10 @@ export const LIFECYCLE_SCRIPT = `(function () {
       },
       options: {
         plugins: { legend: { display: false }, tooltip: { callbacks: { label: label, title: function (c) { return since(c[0].parsed.x); } } } },
-        scales: { x: { type: 'linear', ticks: { callback: function (v) { return since(v); }, maxTicksLimit: 6 } }, y: { beginAtZero: true } }
+        scales: {
+          x: { type: 'linear', min: 0, max: endMs, ticks: { callback: function (v) { return since(v); }, maxTicksLimit: 6 } },
+          y: { beginAtZero: true }
+        }
       }
     });
     if (c.note) add(card, el('p', 'note', c.note));
@@ -277,7 +287,7 @@ export const LIFECYCLE_SCRIPT = `(function () {
   add(main, ac);
 
   add(main, el('h2', null, 'Events'));
-  add(main, add(el('section', 'card'), table(['At', 'Since start', 'Stage', 'Event'], r.events.map(function (e) {
+  add(main, add(el('section', 'card events'), table(['At', 'Since start', 'Stage', 'Event'], r.events.map(function (e) {
     return [when(e.at), since(Date.parse(e.at) - t0), e.stage, e.message];
   }))));
 })();

@@ -60,7 +60,7 @@ const percents = (counts: readonly number[]) => {
   return counts.map((c) => (total > 0 ? Math.round((c / total) * 1e6) / 1e4 : 0));
 };
 
-/** Drifted first, then features with data problems, then the others, then those not compared; by name within. */
+/** Drifted first, then features with data problems, then the others, then those not compared; in column order within. */
 function rank(f: DataCheckPage['features'][number]): number {
   if (f.drifted) return 0;
   if (f.problems.length > 0) return 1;
@@ -78,7 +78,8 @@ export function dataCheckPage(
   const dataProblems: DataProblem[] = [];
   const names = new Set(report.features.map((f) => f.name));
   for (const p of report.problems) {
-    if (p.feature !== undefined && names.has(p.feature)) byFeature.set(p.feature, [...(byFeature.get(p.feature) ?? []), p]);
+    if (p.feature !== undefined && names.has(p.feature))
+      byFeature.set(p.feature, [...(byFeature.get(p.feature) ?? []), p]);
     else dataProblems.push(p);
   }
   const plotted = new Map(distributions.map((d) => [d.name, d]));

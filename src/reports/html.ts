@@ -108,6 +108,7 @@ th, td { text-align: left; padding: 4px 8px; border-bottom: 1px solid var(--line
 th { color: var(--muted); font-weight: 600; font-size: 12px; }
 ul.problems { margin: 6px 0 0; padding-left: 18px; }
 ul.problems li { overflow-wrap: anywhere; }
+.events td:nth-child(-n+3) { white-space: nowrap; overflow-wrap: normal; }
 .note { color: var(--muted); font-size: 12px; margin: 6px 0 0; }
 .checks { display: grid; grid-template-columns: repeat(auto-fill, minmax(360px, 1fr)); gap: 14px; }
 .legend span { margin-right: 12px; font-size: 12px; color: var(--muted); }

@@ -34,7 +34,17 @@ export interface LifecyclePage {
     errors: number;
     note: string | null;
   }[];
-  approvals: { gate: string; opening: string | null; decision: string; by: string; at: string; reason: string; keyId: string | null }[];
+  /** Which samples the checks show. */
+  checksNote: string;
+  approvals: {
+    gate: string;
+    opening: string | null;
+    decision: string;
+    by: string;
+    at: string;
+    reason: string;
+    keyId: string | null;
+  }[];
   operatorActions: { action: string; by: string; at: string; reason: string; keyId: string | null }[];
   events: { at: string; stage: string; message: string }[];
 }
@@ -46,8 +56,7 @@ export interface LifecyclePage {
 function checksOf(record: LifecycleRecord): LifecyclePage['checks'] {
   const s = record.status;
   const byCheck = new Map<string, Map<string, Decision>>();
-  const measured = new Map(Object.entries(s.measurements ?? {}));
-  for (const d of [...s.decisions, ...[...measured.values()].flatMap((m) => [...m.passed, ...m.failed])]) {
+  for (const d of [...s.decisions, ...Object.values(s.measurements ?? {}).flatMap((m) => [...m.passed, ...m.failed])]) {
     const samples = byCheck.get(d.check) ?? new Map<string, Decision>();
     byCheck.set(d.check, samples);
     samples.set(`${d.stage}|${d.sample ?? 'readout'}|${d.at}`, d);
@@ -55,7 +64,6 @@ function checksOf(record: LifecycleRecord): LifecyclePage['checks'] {
   return [...byCheck].map(([check, samples]) => {
     const all = [...samples.values()].sort((a, b) => a.at.localeCompare(b.at));
     const count = (outcome: Decision['outcome']) => all.filter((d) => d.outcome === outcome).length;
-    const kept = measured.get(check);
     return {
       check,
       rule: [...all].reverse().find((d) => d.rule)?.rule ?? null,
@@ -74,10 +82,7 @@ function checksOf(record: LifecycleRecord): LifecyclePage['checks'] {
       failed: count('fail'),
       inconclusive: count('inconclusive'),
       errors: count('error'),
-      note: kept
-        ? `Passing samples: the last ${kept.passed.length} the lifecycle kept (rollout.analysis.measurementRetention); failures and readouts: all.` +
-          (all.some((d) => d.dryRun) ? ' Dry run: measured, never enforced.' : '')
-        : null,
+      note: all.some((d) => d.dryRun) ? 'Dry run: measured and recorded, never enforced.' : null,
     };
   });
 }
@@ -109,6 +114,10 @@ export function lifecyclePage(record: LifecycleRecord, generatedAt: Date = new D
         "Each change is a weight table the lifecycle applied to the model's target (its setTrafficWeights activities in the workflow history), at the time the target took it.",
     },
     checks: checksOf(record),
+    checksNote:
+      'Each point is a sample or a stage readout of the check, coloured by its outcome; the dashed line is its threshold. ' +
+      "Failures and readouts are all recorded; of the passing samples, the lifecycle keeps each check's last few " +
+      '(rollout.analysis.measurementRetention).',
     approvals: s.approvals.map((a) => ({
       gate: a.gate,
       opening: a.opening ?? null,
