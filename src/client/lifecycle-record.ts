@@ -32,7 +32,14 @@ export interface LifecycleRecord {
 const SET_WEIGHTS = 'setTrafficWeights';
 
 /** The part of a `setTrafficWeights` input a traffic change is read from (src/activities/gateway.ts). */
-const WeightsInput = z.object({ model: z.string(), weights: z.record(z.string(), z.number()) });
+const WeightsInput = z.object({
+  model: z.string(),
+  target: z.unknown().optional(),
+  weights: z.record(z.string(), z.number()),
+});
+
+/** The production target of the lifecycle, from its start input (`{ spec }`): absent on the gateway. */
+const StartInput = z.object({ spec: z.object({ deployment: z.object({ target: z.unknown().optional() }) }) });
 
 type History = temporal.api.history.v1.IHistory;
 type HistoryEvent = temporal.api.history.v1.IHistoryEvent;
@@ -43,20 +50,42 @@ function eventMs(event: HistoryEvent): number {
   return Number(t?.seconds?.toString() ?? 0) * 1000 + Math.floor((t?.nanos ?? 0) / 1e6);
 }
 
+/** JSON with every object's keys sorted: two targets are the same target whatever order their keys were written in. */
+function canonical(value: unknown): string {
+  return JSON.stringify(value, (_key, v: unknown) =>
+    v !== null && typeof v === 'object' && !Array.isArray(v)
+      ? Object.fromEntries(Object.entries(v).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)))
+      : v,
+  );
+}
+
+const firstArg = (payloads: { payloads?: temporal.api.common.v1.IPayload[] | null } | null | undefined): unknown => {
+  const payload = payloads?.payloads?.[0];
+  return payload ? defaultPayloadConverter.fromPayload(payload) : undefined;
+};
+
 /**
  * The candidate's traffic changes in a lifecycle's history, oldest first: each completed `setTrafficWeights` activity
- * on `model` (not a staging route, which has a model name of its own), at the time it completed. A failed attempt
- * that never completed changed nothing the lifecycle relied on, and is left out.
+ * on `model` at the production target (not staging, a route or target of its own), at the time it completed. A failed
+ * attempt that never completed changed nothing the lifecycle relied on, and is left out.
  */
 export function trafficFromHistory(history: History, model: string, version: string): TrafficPoint[] {
   const scheduled = new Map<string, z.infer<typeof WeightsInput>>();
   const out: TrafficPoint[] = [];
+  let production = canonical(null);
   for (const event of history.events ?? []) {
+    const started = event.workflowExecutionStartedEventAttributes;
+    if (started) {
+      const input = StartInput.safeParse(firstArg(started.input));
+      if (input.success) production = canonical(input.data.spec.deployment.target ?? null);
+      continue;
+    }
     const s = event.activityTaskScheduledEventAttributes;
     if (s && s.activityType?.name === SET_WEIGHTS) {
-      const payload = s.input?.payloads?.[0];
-      const parsed = payload ? WeightsInput.safeParse(defaultPayloadConverter.fromPayload(payload)) : null;
-      if (parsed?.success && parsed.data.model === model) scheduled.set(String(event.eventId), parsed.data);
+      const input = WeightsInput.safeParse(firstArg(s.input));
+      if (input.success && input.data.model === model && canonical(input.data.target ?? null) === production) {
+        scheduled.set(String(event.eventId), input.data);
+      }
       continue;
     }
     const c = event.activityTaskCompletedEventAttributes;

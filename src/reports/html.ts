@@ -40,7 +40,7 @@ export function chartJsSource(): string {
 const sha256 = (text: string) => `'sha256-${createHash('sha256').update(text, 'utf8').digest('base64')}'`;
 
 export interface ReportPage {
-  /** The page title: a fixed text (values from the data are rendered by the script, never written here). */
+  /** The page's first title, a fixed text (escaped all the same); its script sets the title with the data's names. */
   title: string;
   /** Serialized with {@link embedJson} into `<script type="application/json" id="report-data">`. */
   data: unknown;
@@ -68,7 +68,7 @@ export function reportHtml(page: ReportPage): string {
     '<meta charset="utf-8">',
     `<meta http-equiv="Content-Security-Policy" content="${csp}">`,
     '<meta name="viewport" content="width=device-width, initial-scale=1">',
-    `<title>${page.title}</title>`,
+    `<title>${page.title.replace(/[<>&"]/g, (c) => `&#${c.charCodeAt(0)};`)}</title>`,
     `<style>${STYLE}</style>`,
     '</head>',
     '<body>',

@@ -74,17 +74,26 @@ describe('traffic from a lifecycle history', () => {
   });
 
   it("reads the candidate's share of each completed weight change of the model, at its completion", () => {
+    const nginx = { kind: 'nginx', name: 'edge' };
     const events: Event[] = [
-      scheduled(1, { model: 'churn', weights: { v2: 10, v1: 90 }, opId: 'a' }),
+      {
+        eventId: 0 as unknown as Event['eventId'],
+        workflowExecutionStartedEventAttributes: {
+          input: { payloads: [defaultPayloadConverter.toPayload({ spec: { deployment: { target: nginx } } })] },
+        },
+      },
+      scheduled(1, { model: 'churn', target: nginx, weights: { v2: 10, v1: 90 }, opId: 'a' }),
       completed(2, 1),
-      // A staging route has a model name of its own.
-      scheduled(3, { model: 'churn-staging', weights: { v2: 100 }, opId: 'b' }),
+      // Staging: a route of its own, or the same model name on a target of its own.
+      scheduled(3, { model: 'churn-staging', target: nginx, weights: { v2: 100 }, opId: 'b' }),
       completed(4, 3),
-      scheduled(5, { model: 'churn' }, 'readTelemetry'),
+      scheduled(5, { model: 'churn', weights: { v2: 100 }, opId: 'b2' }),
       completed(6, 5),
+      scheduled(10, { model: 'churn', target: nginx }, 'readTelemetry'),
+      completed(11, 10),
       // Never completed: it changed nothing the lifecycle relied on.
-      scheduled(7, { model: 'churn', weights: { v2: 50, v1: 50 }, opId: 'c' }),
-      scheduled(8, { model: 'churn', weights: { v1: 100 }, opId: 'd' }),
+      scheduled(7, { model: 'churn', target: nginx, weights: { v2: 50, v1: 50 }, opId: 'c' }),
+      scheduled(8, { model: 'churn', target: nginx, weights: { v1: 100 }, opId: 'd' }),
       completed(9, 8),
     ];
     expect(trafficFromHistory({ events }, 'churn', 'v2')).toEqual([
