@@ -185,6 +185,7 @@ describe('HTML reports in headless Chromium', () => {
       expect(text.stdout).toContain(`${model} v2: rolled-back`);
       expect(text.stdout).toContain('traffic:   25% → 0%');
       expect(text.stdout).toContain('--html');
+      expect((await mlctl(stack.address, 'report', `${id}-none`, '--html', file)).code).toBe(3);
     });
   });
 });
