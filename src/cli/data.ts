@@ -1,3 +1,4 @@
+import { writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { Client } from '@temporalio/client';
 import type { Command } from 'commander';
@@ -13,6 +14,7 @@ import { loadYamlFile } from '../config/yaml-file';
 import {
   buildProfile,
   checkData,
+  checkDataWithDistributions,
   DriftOptions,
   loadReference,
   readData,
@@ -24,6 +26,7 @@ import { checkDuration, formatDurationMs } from '../shared/duration';
 import { intArg, numberArg } from './options';
 import type { DataCheckResult } from '../shared/data-check';
 import { table } from './format';
+import { dataCheckHtml } from '../reports/data-check';
 
 export interface DataCommandDeps {
   print: (cmd: Command, json: unknown, text: string) => void;
@@ -160,6 +163,7 @@ export function addDataCommands(program: Command, deps: DataCommandDeps): void {
     )
     .option('--label <column>', 'the label column (when the reference is a data file)')
     .option('--identifier <columns>', 'identifier columns (when the reference is a data file)', list)
+    .option('--html <file>', 'also write a self-contained HTML report: distributions, statistics, verdicts, problems')
     .option('--json', 'machine-readable output')
     .action(async (o: CheckFlags, cmd: Command) => {
       let options: DriftOptions = {};
@@ -173,13 +177,19 @@ export function addDataCommands(program: Command, deps: DataCommandDeps): void {
       });
       let report: DriftReport;
       try {
-        report = await checkData(reference, o.current, options);
+        if (o.html) {
+          const checked = await checkDataWithDistributions(reference, o.current, options);
+          report = checked.report;
+          writeFileSync(o.html, dataCheckHtml(report, checked.distributions));
+        } else {
+          report = await checkData(reference, o.current, options);
+        }
       } catch (err) {
         if (err instanceof RangeError) deps.invalid(`${o.options ?? 'options'}: ${err.message}`);
         throw err;
       }
       if (!report.ok) deps.problemsFound();
-      deps.print(cmd, report, formatReport(report));
+      deps.print(cmd, report, formatReport(report) + (o.html ? `\nHTML report: ${o.html}` : ''));
     });
 
   addScheduleCommands(data, deps);
@@ -357,6 +367,7 @@ interface ProfileFlags {
 }
 
 interface CheckFlags {
+  html?: string;
   reference: string;
   current: string;
   options?: string;

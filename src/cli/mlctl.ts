@@ -20,6 +20,7 @@ import { addDataCommands } from './data';
 import { addHardwareCommands } from './hardware';
 import { addKeysCommands } from './keys';
 import { addQuotaCommands } from './quota';
+import { addReportCommand } from './report';
 
 /** mlctl exit codes (DESIGN.md §4). */
 export const Exit = { Ok: 0, Failure: 1, Invalid: 2, NotFound: 3, Refused: 4, ProblemsFound: 5 } as const;
@@ -315,6 +316,7 @@ export function buildProgram(): Command {
   addDataCommands(program, commandDeps);
   addAlertsCommands(program, commandDeps);
   addKeysCommands(program, commandDeps);
+  addReportCommand(program, commandDeps);
   return program;
 }
 

@@ -139,7 +139,8 @@ const MAX_NEW_COLUMNS = 20;
 const share = (part: number, whole: number) => (whole > 0 ? part / whole : 0);
 const fmt = (x: number) => (Number.isInteger(x) ? String(x) : String(Number(x.toPrecision(6))));
 
-function binLabel(edges: readonly number[], i: number): string {
+/** The label of bin `i` of a numeric profile's bins: `(lo, hi]`. */
+export function binLabel(edges: readonly number[], i: number): string {
   const lo = i === 0 ? '-inf' : fmt(edges[i - 1]!);
   const hi = i === edges.length ? 'inf' : fmt(edges[i]!);
   return `(${lo}, ${hi}]`;
@@ -288,7 +289,7 @@ const unseenEntry = (u: { value: string; count: number }): UnseenCategory => ({
 });
 
 /** A category as a label of `moved`: cut, with its length when cut. */
-const categoryLabel = (value: string) =>
+export const categoryLabel = (value: string) =>
   value.length > MAX_EXAMPLE_CHARS ? `${clip(value)} (${value.length} chars)` : value;
 
 /**

@@ -1,7 +1,14 @@
 import { mapOf } from '../shared/own';
 import { parseDriftOptions, type DriftOptions } from '../shared/drift';
 import type { CategoricalColumn, ColumnarData, NumericColumn } from './columns';
-import { judge, observeCategorical, observeNumericBinned, type DriftReport, type Observation } from './compare';
+import {
+  judge,
+  observeCategorical,
+  observeNumericBinned,
+  type CurrentData,
+  type DriftReport,
+  type Observation,
+} from './compare';
 import type { NumericComparison } from './kernels';
 import { autoWorkers, runKernels, type KernelTask } from './parallel';
 import type { NumericProfile, Reference } from './profile';
@@ -22,6 +29,19 @@ export async function compareData(
   current: ColumnarData,
   options: DriftOptions = {},
 ): Promise<DriftReport> {
+  const seen = await observeData(reference, current, options);
+  return judge(reference.profile, seen.observations, seen.current, options);
+}
+
+/**
+ * What `compareData` judges: each compared feature's observation (counts on the reference's bins and categories, cell
+ * problems, exact statistics) and the facts about the current data as a whole.
+ */
+export async function observeData(
+  reference: Reference,
+  current: ColumnarData,
+  options: DriftOptions = {},
+): Promise<{ observations: Map<string, Observation>; current: CurrentData }> {
   const s = parseDriftOptions(options);
   const overrides = mapOf(s.features);
   const observations = new Map<string, Observation>();
@@ -75,10 +95,9 @@ export async function compareData(
       exact: c,
     });
   });
-  return judge(
-    reference.profile,
+  return {
     observations,
-    {
+    current: {
       rows: current.rows,
       columns: [...current.columns.map((c) => c.name), ...current.ignoredColumns],
       malformedRows: current.malformedRows,
@@ -86,6 +105,5 @@ export async function compareData(
       ...(current.source.path ? { source: current.source.path } : {}),
       typeMismatches,
     },
-    options,
-  );
+  };
 }

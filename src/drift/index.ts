@@ -1,8 +1,9 @@
 import { extname } from 'node:path';
 import { InvalidFileError } from '../config/yaml-file';
 import type { ColumnarData, ColumnType } from './columns';
-import type { DriftReport } from './compare';
-import { compareData } from './engine';
+import { judge, type DriftReport } from './compare';
+import { distributionsOf, type FeatureDistribution } from './distribution';
+import { compareData, observeData } from './engine';
 import type { DriftOptions } from '../shared/drift';
 import { readCsvColumns, type ReadOptions } from './csv';
 import { readJsonlColumns } from './jsonl';
@@ -17,6 +18,7 @@ import {
 
 export * from './columns';
 export * from './compare';
+export * from './distribution';
 export * from './engine';
 export * from '../shared/drift';
 export * from './sketch';
@@ -57,4 +59,18 @@ export async function checkData(
 ): Promise<DriftReport> {
   const current = await readData(currentPath, { types: schemaOf(reference.profile), onlyTyped: true });
   return compareData(reference, current, options);
+}
+
+/** As {@link checkData}, with each compared feature's reference and current distribution (the HTML report's plots). */
+export async function checkDataWithDistributions(
+  reference: Reference,
+  currentPath: string,
+  options: DriftOptions = {},
+): Promise<{ report: DriftReport; distributions: FeatureDistribution[] }> {
+  const current = await readData(currentPath, { types: schemaOf(reference.profile), onlyTyped: true });
+  const seen = await observeData(reference, current, options);
+  return {
+    report: judge(reference.profile, seen.observations, seen.current, options),
+    distributions: distributionsOf(reference.profile, seen.observations),
+  };
 }
