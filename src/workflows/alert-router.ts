@@ -40,6 +40,7 @@ import {
 import { describeIssues } from '../shared/spec';
 import { z } from 'zod';
 import { cut } from '../shared/text';
+import { failureMessage } from './failures';
 import { guardedSignal, guardedUpdate, guardedValidator, parseInput, refuse } from './handlers';
 import { rollbackWorkflowId } from '../shared/registry';
 import { NonceLedger, OperationTarget } from '../shared/signed-operation';
@@ -393,7 +394,7 @@ export async function alertRouterWorkflow(input: AlertRouterInput = {}): Promise
         event: 'delivery-failed',
         incident: a.dedupKey,
         ...about(a),
-        summary: `${resend ? 're-send: ' : ''}${sink}: ${err instanceof Error ? (err.cause instanceof Error ? err.cause.message : err.message) : String(err)}`,
+        summary: `${resend ? 're-send: ' : ''}${sink}: ${failureMessage(err)}`,
         sinks: [sink],
       });
     const run = async () => {
@@ -656,8 +657,7 @@ export async function alertRouterWorkflow(input: AlertRouterInput = {}): Promise
         dedupKey: `${incidentId}:action:${pending.kind}`,
       });
     } catch (err) {
-      const message =
-        err instanceof Error ? (err.cause instanceof Error ? err.cause.message : err.message) : String(err);
+      const message = failureMessage(err);
       log.warn('monitor action failed', { incident: incidentId, action: pending.kind, error: message });
       record({
         event: 'action-failed',

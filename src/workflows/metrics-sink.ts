@@ -1,4 +1,5 @@
-import { ApplicationFailure, TemporalFailure, isCancellation, proxySinks, type Sinks } from '@temporalio/workflow';
+import { TemporalFailure, isCancellation, proxySinks, type Sinks } from '@temporalio/workflow';
+import { failureKind } from './failures';
 import { Stage } from '../shared/status';
 
 /** A lifecycle left `stage` after `durationMs` of workflow time. */
@@ -96,11 +97,4 @@ function reasonOf(lc: LifecycleView): string {
   if (lc.abort) return 'Aborted';
   if (lc.decisions.some((d) => d.outcome === 'fail' && !d.tolerated)) return 'CheckFailed';
   return lc.error?.type ?? 'Unknown';
-}
-
-/** The application failure type under activity or child-workflow wrappers, else the failure's class name. */
-function failureKind(err: TemporalFailure): string {
-  let e: Error = err;
-  while (e instanceof TemporalFailure && !(e instanceof ApplicationFailure) && e.cause) e = e.cause;
-  return e instanceof ApplicationFailure ? (e.type ?? 'ApplicationFailure') : e.name;
 }

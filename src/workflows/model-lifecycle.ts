@@ -27,7 +27,7 @@ import { MlModel, MlStage, MlVersion } from '../shared/search-attributes';
 import { LifecycleSpec, describeIssues } from '../shared/spec';
 import { OperatorAction, Stage, type LifecycleResult } from '../shared/status';
 import { guardedSignal, guardedUpdate, guardedValidator } from './handlers';
-import { control, failureOf, LifecycleContext, type LifecycleInput } from './lifecycle/context';
+import { control, LifecycleContext, type LifecycleInput } from './lifecycle/context';
 import { gate } from './lifecycle/gate';
 import { legacyLifecycle } from './lifecycle/legacy';
 import {
@@ -57,6 +57,7 @@ import { train } from './lifecycle/train';
 import { validate } from './lifecycle/validate';
 import { reportLifecycleError, reportStageChange } from './metrics-sink';
 import { setLogContext } from './log-context';
+import { failureMessage, failureOf } from './failures';
 
 export type { LifecycleInput } from './lifecycle/context';
 
@@ -154,7 +155,7 @@ async function stopEarly(ctx: LifecycleContext, reason: string, type: string): P
     await rollback(ctx, reason);
     return true;
   }
-  await ctx.comp.unwind((name, err) => lc.event(`undo "${name}" failed: ${failureOf(err).message}`));
+  await ctx.comp.unwind((name, err) => lc.event(`undo "${name}" failed: ${failureMessage(err)}`));
   if (type === 'Aborted') {
     if (!lc.error) lc.fail(type, reason);
     if (lc.stage !== Stage.Rejected) lc.enter(Stage.Rejected, reason);
@@ -198,7 +199,7 @@ async function runLifecycle(ctx: LifecycleContext): Promise<void> {
       lc.fail(ErrorType.GatewayRefused, deployStop.message);
       await CancellationScope.nonCancellable(() => rollback(ctx, deployStop.message));
     } else {
-      await ctx.comp.unwind((name, err) => lc.event(`undo "${name}" failed: ${failureOf(err).message}`));
+      await ctx.comp.unwind((name, err) => lc.event(`undo "${name}" failed: ${failureMessage(err)}`));
     }
     return;
   }

@@ -4,7 +4,8 @@ import { formatDurationMs } from '../../shared/duration';
 import { own } from '../../shared/own';
 import { OperationTarget } from '../../shared/signed-operation';
 import { Stage } from '../../shared/status';
-import { control, failureOf, type LifecycleContext } from './context';
+import { control, type LifecycleContext } from './context';
+import { failureMessage } from '../failures';
 
 /** Marks lifecycles that raise `approval-requested`, addressed to the approvers, when a gate opens. */
 export const APPROVAL_REQUESTED = 'approval-requested';
@@ -120,7 +121,7 @@ async function loadKeyring(ctx: LifecycleContext, approvers: string[]): Promise<
     keyring = await control.approverKeys({ approvers });
   } catch (err) {
     if (isCancellation(err)) throw err;
-    lc.event(`approver keyring unreadable: ${failureOf(err).message}`);
+    lc.event(`approver keyring unreadable: ${failureMessage(err)}`);
   }
   // Under the platform policy the keyring is replaced, never merged, so a key removed from the file is gone here too.
   lc.keyring = lc.enforced ? keyring : { ...lc.keyring, ...keyring };

@@ -45,6 +45,7 @@ import { reportLifecycleError, reportStageChange } from '../metrics-sink';
 import { setLogContext } from '../log-context';
 
 import type { LifecycleInput } from './context';
+import { failureMessage, failureOf } from '../failures';
 
 // Control-plane activities: short calls to the gateway, registry and quota pools. Retried with backoff for up to a
 // few minutes so a restarting gateway or server does not fail a rollout; refusals are non-retryable failures.
@@ -466,7 +467,7 @@ export async function legacyLifecycle(input: LifecycleInput): Promise<LifecycleR
       keyring = await control.approverKeys({ approvers });
     } catch (err) {
       if (isCancellation(err)) throw err;
-      lc.event(`approver keyring unreadable: ${failureOf(err).message}`);
+      lc.event(`approver keyring unreadable: ${failureMessage(err)}`);
     }
     lc.keyring = { ...lc.keyring, ...keyring };
     const missing = approvers.filter((a) => !own(keyring, a));
@@ -544,7 +545,7 @@ export async function legacyLifecycle(input: LifecycleInput): Promise<LifecycleR
         try {
           await step();
         } catch (err) {
-          lc.event(`staging teardown step "${name}" failed: ${failureOf(err).message}`);
+          lc.event(`staging teardown step "${name}" failed: ${failureMessage(err)}`);
         }
       }
       lc.event(`staging on "${where.model}" taken down`);
@@ -573,7 +574,7 @@ export async function legacyLifecycle(input: LifecycleInput): Promise<LifecycleR
         await CancellationScope.nonCancellable(teardown);
         throw err;
       }
-      outcome = new RolloutStop('deploy-failed', `staging deployment failed: ${failureOf(err).message}`);
+      outcome = new RolloutStop('deploy-failed', `staging deployment failed: ${failureMessage(err)}`);
     }
     await CancellationScope.nonCancellable(teardown);
     inStaging = false;
@@ -887,7 +888,7 @@ export async function legacyLifecycle(input: LifecycleInput): Promise<LifecycleR
         await step();
         if (name === 'weights') lc.setTraffic(0);
       } catch (err) {
-        lc.event(`rollback step "${name}" failed: ${failureOf(err).message}`);
+        lc.event(`rollback step "${name}" failed: ${failureMessage(err)}`);
       }
     }
     if (!lc.error) lc.fail('RolledBack', reason);
@@ -1120,15 +1121,4 @@ export async function legacyLifecycle(input: LifecycleInput): Promise<LifecycleR
 /** `check=value (rule)` of each failed decision, for failure messages and alerts. */
 function describeFailures(failed: readonly Decision[]): string {
   return failed.map((d) => `${d.check}=${d.value} (${d.rule})`).join('; ');
-}
-
-/** The innermost failure's message and details (activity failures wrap an ApplicationFailure). */
-function failureOf(err: unknown): { message: string; details?: Record<string, unknown> } {
-  let e: unknown = err;
-  while (e instanceof Error && 'cause' in e && e.cause instanceof Error) e = e.cause;
-  if (e instanceof ApplicationFailure) {
-    const d = e.details?.[0];
-    return { message: e.message, details: d && typeof d === 'object' ? (d as Record<string, unknown>) : undefined };
-  }
-  return { message: e instanceof Error ? e.message : String(e) };
 }
