@@ -1,6 +1,7 @@
 import { TemporalFailure, isCancellation, proxySinks, type Sinks } from '@temporalio/workflow';
 import { failureKind } from './failures';
 import { Stage } from '../shared/status';
+import { LifecycleEndReason } from '../shared/errors';
 
 /** A lifecycle left `stage` after `durationMs` of workflow time. */
 export interface StageEnded {
@@ -93,8 +94,8 @@ export function reportLifecycleError(lc: LifecycleView, err: unknown): void {
 
 function reasonOf(lc: LifecycleView): string {
   // A rollback records the generic `RolledBack` unless an earlier step named the error.
-  if (lc.error && lc.error.type !== 'RolledBack') return lc.error.type;
-  if (lc.abort) return 'Aborted';
-  if (lc.decisions.some((d) => d.outcome === 'fail' && !d.tolerated)) return 'CheckFailed';
-  return lc.error?.type ?? 'Unknown';
+  if (lc.error && lc.error.type !== LifecycleEndReason.RolledBack) return lc.error.type;
+  if (lc.abort) return LifecycleEndReason.Aborted;
+  if (lc.decisions.some((d) => d.outcome === 'fail' && !d.tolerated)) return LifecycleEndReason.CheckFailed;
+  return lc.error?.type ?? LifecycleEndReason.Unknown;
 }

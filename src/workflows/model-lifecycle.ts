@@ -10,7 +10,7 @@ import {
   workflowInfo,
 } from '@temporalio/workflow';
 import { buildRampPlan, stageWeights } from '../domain/ramp-plan';
-import { ErrorType } from '../shared/errors';
+import { ErrorType, LifecycleEndReason, relayedFailureType, type LifecycleFailureType } from '../shared/errors';
 import {
   abortSignal,
   abortUpdate,
@@ -111,7 +111,8 @@ export async function modelLifecycleWorkflow(input: LifecycleInput): Promise<Lif
   lc.runId = info.runId;
   registerHandlers(lc);
   const ctx = new LifecycleContext(spec, input, lc, info.runId);
-  ctx.stopAborted = () => CancellationScope.nonCancellable(() => stopEarly(ctx, ctx.abortMessage(), 'Aborted'));
+  ctx.stopAborted = () =>
+    CancellationScope.nonCancellable(() => stopEarly(ctx, ctx.abortMessage(), LifecycleEndReason.Aborted));
   events?.start(ctx);
 
   try {
@@ -121,7 +122,7 @@ export async function modelLifecycleWorkflow(input: LifecycleInput): Promise<Lif
     if (isCancellation(err)) {
       // Cancelled from outside (UI or API): undo whatever is held, then let the cancellation stand.
       lc.requestAbort({ by: 'system', reason: 'workflow cancelled' });
-      await CancellationScope.nonCancellable(() => stopEarly(ctx, 'workflow cancelled', 'Aborted'));
+      await CancellationScope.nonCancellable(() => stopEarly(ctx, 'workflow cancelled', LifecycleEndReason.Aborted));
       await events?.flush();
       reportLifecycleError(lc, err);
       throw err;
@@ -129,7 +130,7 @@ export async function modelLifecycleWorkflow(input: LifecycleInput): Promise<Lif
     const failure = failureOf(err);
     const message = `${lc.stage} could not go on: ${failure.message}`;
     const rolledBack = await CancellationScope.nonCancellable(() =>
-      stopEarly(ctx, message, failure.type ?? ErrorType.LifecycleError),
+      stopEarly(ctx, message, failure.type !== undefined ? relayedFailureType(failure.type) : ErrorType.LifecycleError),
     );
     if (!rolledBack) {
       // Nothing had reached traffic: the leases are back, and the workflow fails with the error.
@@ -148,7 +149,7 @@ export async function modelLifecycleWorkflow(input: LifecycleInput): Promise<Lif
  * Ends a lifecycle that cannot go on. Once the candidate is on the target this is a rollback (true); before that the
  * stack is unwound (leases back), the error recorded and alerted on, and the lifecycle ends `failed` (false).
  */
-async function stopEarly(ctx: LifecycleContext, reason: string, type: string): Promise<boolean> {
+async function stopEarly(ctx: LifecycleContext, reason: string, type: LifecycleFailureType): Promise<boolean> {
   const { lc, spec } = ctx;
   if (ctx.comp.has(CANDIDATE)) {
     if (!lc.error) lc.fail(type, reason);
@@ -156,7 +157,7 @@ async function stopEarly(ctx: LifecycleContext, reason: string, type: string): P
     return true;
   }
   await ctx.comp.unwind((name, err) => lc.event(`undo "${name}" failed: ${failureMessage(err)}`));
-  if (type === 'Aborted') {
+  if (type === LifecycleEndReason.Aborted) {
     if (!lc.error) lc.fail(type, reason);
     if (lc.stage !== Stage.Rejected) lc.enter(Stage.Rejected, reason);
     return false;
@@ -237,7 +238,7 @@ async function runLifecycle(ctx: LifecycleContext): Promise<void> {
 async function stoppedBeforeDeploy(ctx: LifecycleContext): Promise<boolean> {
   const { lc } = ctx;
   if (!lc.abort) return false;
-  await CancellationScope.nonCancellable(() => stopEarly(ctx, ctx.abortMessage(), 'Aborted'));
+  await CancellationScope.nonCancellable(() => stopEarly(ctx, ctx.abortMessage(), LifecycleEndReason.Aborted));
   return true;
 }
 

@@ -6,6 +6,7 @@ import { Stage, type Decision } from '../../shared/status';
 import type { DeploymentTargetSpec } from '../../targets/spec';
 import { Compensations } from './compensations';
 import type { LifecycleState } from './state';
+import type { LifecycleFailureType } from '../../shared/errors';
 
 export interface LifecycleInput {
   /** The spec as validated at the edge; validated again here, since anyone may start the workflow. */
@@ -120,7 +121,7 @@ export class LifecycleContext {
 
   /** Ends the lifecycle `failed`: the error recorded, an alert raised, the stage entered. */
   async endFailed(
-    type: string,
+    type: LifecycleFailureType,
     message: string,
     alert?: Omit<Alert, 'model' | 'version' | 'lifecycleId' | 'dedupKey' | 'summary'> & { summary?: string },
   ): Promise<void> {

@@ -19,7 +19,7 @@ import { judgeSample, type FailureStreaks } from '../../domain/check-tolerance';
 import { buildRampPlan, stageWeights, type RampStage } from '../../domain/ramp-plan';
 import { evaluateOffline } from '../../domain/validation';
 import type { Alert } from '../../shared/alerts';
-import { ErrorType } from '../../shared/errors';
+import { ErrorType, LifecycleEndReason } from '../../shared/errors';
 import {
   abortSignal,
   abortUpdate,
@@ -380,7 +380,7 @@ export async function legacyLifecycle(input: LifecycleInput): Promise<LifecycleR
   /** Before anything is deployed, an abort ends the lifecycle `rejected`. */
   async function stoppedBeforeDeploy(): Promise<boolean> {
     if (!lc.abort) return false;
-    lc.fail('Aborted', `aborted by ${lc.abort.by}${lc.abort.reason ? `: ${lc.abort.reason}` : ''}`);
+    lc.fail(LifecycleEndReason.Aborted, `aborted by ${lc.abort.by}${lc.abort.reason ? `: ${lc.abort.reason}` : ''}`);
     lc.enter(Stage.Rejected, lc.error!.message);
     return true;
   }
@@ -440,7 +440,7 @@ export async function legacyLifecycle(input: LifecycleInput): Promise<LifecycleR
     if (!decided) {
       lc.recordGateTimeout(name);
       lc.closeGate();
-      lc.fail('ApprovalTimeout', `gate "${name}" was not decided within ${timeout} ms`);
+      lc.fail(LifecycleEndReason.ApprovalTimeout, `gate "${name}" was not decided within ${timeout} ms`);
       await alert({
         kind: 'approval-timeout',
         severity: 'warning',
@@ -449,10 +449,16 @@ export async function legacyLifecycle(input: LifecycleInput): Promise<LifecycleR
     } else if (outcome === 'rejected') {
       lc.closeGate();
       const last = [...lc.approvals].reverse().find((a) => a.gate === name && a.decision === 'rejected');
-      lc.fail('Rejected', `gate "${name}" rejected by ${last?.by}${last?.reason ? `: ${last.reason}` : ''}`);
+      lc.fail(
+        LifecycleEndReason.Rejected,
+        `gate "${name}" rejected by ${last?.by}${last?.reason ? `: ${last.reason}` : ''}`,
+      );
     } else {
       lc.closeGate();
-      lc.fail('Aborted', `aborted by ${lc.abort?.by}${lc.abort?.reason ? `: ${lc.abort.reason}` : ''}`);
+      lc.fail(
+        LifecycleEndReason.Aborted,
+        `aborted by ${lc.abort?.by}${lc.abort?.reason ? `: ${lc.abort.reason}` : ''}`,
+      );
     }
     // Once traffic has moved the caller rolls back; before that, the lifecycle simply ends rejected (after staging is
     // taken down, when it is staging).
@@ -579,7 +585,11 @@ export async function legacyLifecycle(input: LifecycleInput): Promise<LifecycleR
     await CancellationScope.nonCancellable(teardown);
     inStaging = false;
     if (outcome === null) return true;
-    if (!lc.error) lc.fail(outcome.kind === 'failed-check' ? 'StagingFailed' : 'Aborted', outcome.message);
+    if (!lc.error)
+      lc.fail(
+        outcome.kind === 'failed-check' ? LifecycleEndReason.StagingFailed : LifecycleEndReason.Aborted,
+        outcome.message,
+      );
     if (outcome.kind === 'failed-check') {
       await alert({
         kind: 'rollback',
@@ -891,7 +901,7 @@ export async function legacyLifecycle(input: LifecycleInput): Promise<LifecycleR
         lc.event(`rollback step "${name}" failed: ${failureMessage(err)}`);
       }
     }
-    if (!lc.error) lc.fail('RolledBack', reason);
+    if (!lc.error) lc.fail(LifecycleEndReason.RolledBack, reason);
     await alert({
       kind: 'rollback',
       severity: 'critical',

@@ -1,5 +1,5 @@
 import { ApplicationFailure, sleep } from '@temporalio/workflow';
-import { ErrorType } from '../../shared/errors';
+import { ErrorType, LifecycleEndReason, type LifecycleFailureType } from '../../shared/errors';
 import { Stage } from '../../shared/status';
 import { control, rollbackControl, type LifecycleContext } from './context';
 import { failureMessage } from '../failures';
@@ -89,7 +89,11 @@ export async function restoreTraffic(ctx: LifecycleContext): Promise<void> {
  * model's traffic returned; then an alert and `rolled-back`. When traffic cannot be put back, the rest stays held and
  * the lifecycle ends `rollback-stuck` (it has paged).
  */
-export async function rollback(ctx: LifecycleContext, reason: string, errorType = 'RolledBack'): Promise<void> {
+export async function rollback(
+  ctx: LifecycleContext,
+  reason: string,
+  errorType: LifecycleFailureType = LifecycleEndReason.RolledBack,
+): Promise<void> {
   const { spec, lc } = ctx;
   lc.enter(Stage.RollingBack, `rolling back: ${reason}`);
   ctx.details(`rolling back: ${reason}`);

@@ -45,6 +45,7 @@ import { reserveServing } from './provision';
 import { restoreTraffic } from './rollback';
 import { gate } from './gate';
 import { failureMessage } from '../failures';
+import { LifecycleEndReason } from '../../shared/errors';
 
 /** Samples of a bake at most; a longer bake samples less often than its `interval`. */
 const MAX_SAMPLES_PER_BAKE = 120;
@@ -183,7 +184,11 @@ export async function runStaging(ctx: LifecycleContext, staging: StagingSpec): P
   }
   await CancellationScope.nonCancellable(() => takeDownStaging(ctx, mark, where.model));
   if (outcome === null) return true;
-  if (!lc.error) lc.fail(outcome.kind === 'failed-check' ? 'StagingFailed' : 'Aborted', outcome.message);
+  if (!lc.error)
+    lc.fail(
+      outcome.kind === 'failed-check' ? LifecycleEndReason.StagingFailed : LifecycleEndReason.Aborted,
+      outcome.message,
+    );
   if (outcome.kind === 'failed-check') {
     await ctx.alert({
       kind: 'rollback',
