@@ -199,9 +199,9 @@ export function createEvaluationActivities(deps: {
             }).catch(() => undefined);
       const input = { ...requested, artifactDir, referenceArtifactDir };
       const metricsFile = join(input.artifactDir, 'metrics.json');
-      let reported: Record<string, unknown>;
+      let reported: unknown;
       try {
-        reported = JSON.parse(await readFile(metricsFile, 'utf8')) as Record<string, unknown>;
+        reported = JSON.parse(await readFile(metricsFile, 'utf8'));
       } catch (err) {
         throw ApplicationFailure.create({
           type: ErrorType.ArtifactInvalid,
@@ -209,6 +209,9 @@ export function createEvaluationActivities(deps: {
           nonRetryable: true,
         });
       }
+      // The artifact's bytes say this on every attempt: reading them again cannot help.
+      if (reported === null || typeof reported !== 'object' || Array.isArray(reported))
+        throw failure(ErrorType.ArtifactInvalid, `${metricsFile} is not a JSON object of metric names and values`);
       // `__proto__` is no metric name: passed on as an own key, a later Object.assign would make it a prototype.
       const metrics = Object.fromEntries(
         Object.entries(reported).filter(

@@ -4,7 +4,7 @@ import { OperationTarget } from '../shared/signed-operation';
 import { WorkflowNotFoundError, WorkflowUpdateFailedError, type Client } from '@temporalio/client';
 import { Option, type Command } from 'commander';
 import { MONITOR_ACTIONS, type AlertRouterState, type MonitorAction } from '../shared/alerts';
-import { signingKeyArg, durationArg, intArg } from './options';
+import { signingKeyArg, durationArg, intArg, parseIdentity } from './options';
 import {
   ALERT_ROUTER_WORKFLOW_ID,
   AlertHistoryQuery,
@@ -14,14 +14,11 @@ import {
   SilenceInput,
   silenceModelUpdate,
 } from '../shared/monitoring';
-import { Identity } from '../shared/spec';
 import { updateRefusal } from '../client/lifecycle-client';
 
 export interface AlertsCommandDeps {
   connect: () => Promise<Client>;
   print: (cmd: Command, json: unknown, text: string) => void;
-  invalid: (message: string) => never;
-  refused: (message: string) => never;
   notFound: (message: string) => never;
 }
 
@@ -54,11 +51,6 @@ export function formatAlerts(state: AlertRouterState, options: { openOnly?: bool
 /** `mlctl alerts`: the alert history and open incidents, silences and overrides of automated actions. */
 export function addAlertsCommands(program: Command, deps: AlertsCommandDeps): void {
   const router = async () => (await deps.connect()).workflow.getHandle(ALERT_ROUTER_WORKFLOW_ID);
-  const who = (value: string) => {
-    const parsed = Identity.safeParse(value);
-    if (!parsed.success) deps.invalid(`--as: "${value}" is not a valid identity (${parsed.error.issues[0]?.message})`);
-    return value;
-  };
   const routerCall = async <T>(call: () => Promise<T>): Promise<T> => {
     try {
       return await call();
@@ -105,7 +97,7 @@ export function addAlertsCommands(program: Command, deps: AlertsCommandDeps): vo
     .option('--json', 'machine-readable output')
     .action(async (model: string, o: { for: number; as: string; reason: string; key?: string }, cmd: Command) => {
       const input = signed(
-        SilenceInput.parse({ model, forMs: o.for, by: who(o.as), reason: o.reason }),
+        SilenceInput.parse({ model, forMs: o.for, by: parseIdentity(o.as), reason: o.reason }),
         'alert-silence',
         OperationTarget.silence(model, o.for),
         o.key,
@@ -123,7 +115,7 @@ export function addAlertsCommands(program: Command, deps: AlertsCommandDeps): vo
     .option('--json', 'machine-readable output')
     .action(async (model: string, o: { as: string; key?: string }, cmd: Command) => {
       const input = signed(
-        SilenceInput.parse({ model, forMs: 0, by: who(o.as) }),
+        SilenceInput.parse({ model, forMs: 0, by: parseIdentity(o.as) }),
         'alert-silence',
         OperationTarget.silence(model, 0),
         o.key,
@@ -150,7 +142,7 @@ export function addAlertsCommands(program: Command, deps: AlertsCommandDeps): vo
         cmd: Command,
       ) => {
         const input = signed(
-          OverrideInput.parse({ incident, action: o.action, by: who(o.as), reason: o.reason }),
+          OverrideInput.parse({ incident, action: o.action, by: parseIdentity(o.as), reason: o.reason }),
           'alert-override',
           OperationTarget.incident(incident, o.action),
           o.key,

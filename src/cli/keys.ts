@@ -2,7 +2,7 @@ import { chmodSync, writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { Command } from 'commander';
 import { generateApproverKey } from '../client/approval-signing';
-import { Identity } from '../shared/spec';
+import { parseIdentity } from './options';
 
 export interface KeysCommandDeps {
   print: (cmd: Command, json: unknown, text: string) => void;
@@ -26,9 +26,7 @@ export function addKeysCommands(program: Command, deps: KeysCommandDeps): void {
     .requiredOption('--out <file>', 'where to write the private key (PKCS#8 PEM, mode 0600; never overwritten)')
     .option('--json', 'machine-readable output')
     .action((o: { as: string; out: string }, cmd: Command) => {
-      const identity = Identity.safeParse(o.as);
-      if (!identity.success)
-        deps.invalid(`--as: "${o.as}" is not a valid identity (${identity.error.issues[0]?.message})`);
+      const by = parseIdentity(o.as);
       const file = resolve(o.out);
       const key = generateApproverKey();
       try {
@@ -43,7 +41,6 @@ export function addKeysCommands(program: Command, deps: KeysCommandDeps): void {
         );
       }
       chmodSync(file, 0o600); // the umask may have narrowed it further, never widened; make it exact
-      const by = identity.data;
       deps.print(
         cmd,
         { identity: by, keyId: key.keyId, publicKey: key.publicKey, privateKeyFile: file },

@@ -6,12 +6,11 @@ import { servingMonitorQuery, servingMonitorWorkflowId, type ServingMonitorState
 import { PlanInputError } from '../client/hardware-planning';
 import { UnknownPoolError } from '../client/quota-client';
 import { loadSpecFile } from '../client/spec-file';
-import { durationArg, intArg, OptionError, signingKeyArg } from './options';
+import { durationArg, intArg, OptionError, parseIdentity, signingKeyArg } from './options';
 import { validRollbackSteps } from '../shared/registry';
 import { InvalidFileError } from '../config/yaml-file';
 import { connectClient } from '../config/temporal';
 import { registerSearchAttributes } from '../dev/register-search-attributes';
-import { Identity } from '../shared/spec';
 import { formatAudit, formatHistory, formatList, formatMonitor, formatStatus } from './format';
 import { auditModel } from '../client/audit';
 import { ModelName } from '../shared/names';
@@ -39,13 +38,6 @@ let client: Client | undefined;
 async function lifecycles(): Promise<LifecycleClient> {
   client = await connectClient();
   return new LifecycleClient(client);
-}
-
-function identity(value: string, flag: string): string {
-  const parsed = Identity.safeParse(value);
-  if (!parsed.success)
-    throw new InputError(`${flag}: "${value}" is not a valid identity (${parsed.error.issues[0]?.message})`);
-  return parsed.data;
 }
 
 function print(opts: GlobalOptions, json: unknown, text: string): void {
@@ -128,7 +120,7 @@ export function buildProgram(): Command {
         o: { to?: string; as: string; reason: string; key?: string; steps?: string; stepInterval: number },
         cmd: Command,
       ) => {
-        const by = identity(o.as, '--as');
+        const by = parseIdentity(o.as);
         const steps = o.steps?.split(',').map((p) => (/^\s*\d+(\.\d+)?\s*$/.test(p) ? Number(p) : NaN));
         if (steps && !validRollbackSteps(steps)) {
           throw new InputError(`--steps: "${o.steps}" must be increasing percentages in (0, 100] ending at 100`);
@@ -224,7 +216,7 @@ export function buildProgram(): Command {
       .option('--reason <text>', 'recorded with the decision', '')
       .option('--key <file>', 'sign with this private key (default: $MLCTL_SIGNING_KEY); required by signed gates')
       .action(async (id: string, o: { as: string; gate?: string; reason: string; key?: string }, cmd: Command) => {
-        const by = identity(o.as, '--as');
+        const by = parseIdentity(o.as);
         const key = signingKey(o.key);
         const client = await lifecycles();
         const input = { by, gate: o.gate, reason: o.reason };
@@ -245,7 +237,7 @@ export function buildProgram(): Command {
     .option('--reason <text>', 'recorded with the request', '')
     .option('--key <file>', 'sign with this private key (default: $MLCTL_SIGNING_KEY)')
     .action(async (id: string, o: { as: string; reason: string; key?: string }, cmd: Command) => {
-      const by = identity(o.as, '--as');
+      const by = parseIdentity(o.as);
       const key = signingKey(o.key);
       const ack = await (await lifecycles()).promoteNow(id, { by, reason: o.reason }, key);
       print(
@@ -263,7 +255,7 @@ export function buildProgram(): Command {
     .option('--reason <text>', 'recorded with the action', '')
     .option('--key <file>', 'sign with this private key (default: $MLCTL_SIGNING_KEY); required by the default policy')
     .action(async (id: string, o: { as: string; reason: string; key?: string }, cmd: Command) => {
-      const by = identity(o.as, '--as');
+      const by = parseIdentity(o.as);
       const key = signingKey(o.key);
       const ack = await (await lifecycles()).abort(id, { by, reason: o.reason }, key);
       print(merged(cmd), { id, by, ...ack }, `${id}: abort accepted in stage ${ack.stage}${key ? ' (signed)' : ''}`);
@@ -279,7 +271,7 @@ export function buildProgram(): Command {
         'sign with this private key (default: $MLCTL_SIGNING_KEY); required by the default policy',
       )
       .action(async (id: string, o: { as: string; reason: string; key?: string }, cmd: Command) => {
-        const by = identity(o.as, '--as');
+        const by = parseIdentity(o.as);
         const key = signingKey(o.key);
         const client = await lifecycles();
         const ack = await client[action](id, { by, reason: o.reason }, key);

@@ -1,5 +1,6 @@
 import { KeyFileError, readPrivateKey } from '../client/approval-signing';
 import { checkDuration } from '../shared/duration';
+import { Identity } from '../shared/names';
 import { clipped } from '../shared/text';
 
 /**
@@ -55,6 +56,14 @@ export function durationArg(flag: string, options: { positive?: boolean } = {}):
       );
     return checked.ms;
   };
+}
+
+/** The identity an operator acts as (`--as alice`); a value that is none fails the command with exit 2. */
+export function parseIdentity(value: string, flag = '--as'): string {
+  const parsed = Identity.safeParse(value);
+  if (!parsed.success)
+    throw new OptionError(`${flag}: "${value}" is not a valid identity (${parsed.error.issues[0]?.message})`);
+  return parsed.data;
 }
 
 /** The signer's private key: `--key <file>`, else MLCTL_SIGNING_KEY; undefined (unsigned) when neither is set. */

@@ -7,8 +7,7 @@ import { checkPool, estimateLifecycle, estimateRun, type LifecycleEstimate } fro
 import { loadSpecFile } from '../client/spec-file';
 import { loadQuotaPools, quotaPoolsPath } from '../config/env';
 import type { RunEstimate } from '../domain/quota';
-import { durationArg, intArg, numberArg, signingKeyArg } from './options';
-import { Identity } from '../shared/names';
+import { durationArg, intArg, numberArg, parseIdentity, signingKeyArg } from './options';
 import { OperationTarget } from '../shared/signed-operation';
 import {
   PipelineKind,
@@ -372,12 +371,11 @@ export function addQuotaCommands(program: Command, ctx: QuotaCommandContext): vo
     op: 'quota-renew' | 'quota-release',
     o: { as: string; key?: string },
   ): { by: string; signed?: unknown } => {
-    const who = Identity.safeParse(o.as);
-    if (!who.success) ctx.invalid(`--as: "${o.as}" is not a valid identity (${who.error.issues[0]?.message})`);
+    const by = parseIdentity(o.as);
     const key = signingKeyArg(o.key);
-    if (!key) return { by: who.data };
-    const claim = operationClaim({ op, target: OperationTarget.lease(pool, lease), by: who.data });
-    return { by: who.data, signed: signOperation(claim, key) };
+    if (!key) return { by };
+    const claim = operationClaim({ op, target: OperationTarget.lease(pool, lease), by });
+    return { by, signed: signOperation(claim, key) };
   };
   const refusals = async <T>(call: () => Promise<T>): Promise<T> => {
     try {

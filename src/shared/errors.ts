@@ -34,3 +34,37 @@ export const ErrorType = {
   PolicyInvalid: 'PolicyInvalid',
 } as const;
 export type ErrorType = (typeof ErrorType)[keyof typeof ErrorType];
+
+/**
+ * How a lifecycle ended, where no error type says it: recorded as its status's `error.type` (the first five) and as
+ * the `reason` label of its failed-lifecycle metric (all of them). Tests, dashboards and alerts match on these strings.
+ */
+export const LifecycleEndReason = {
+  /** An operator aborted it (or it was cancelled from outside). */
+  Aborted: 'Aborted',
+  /** A gate was not decided within its timeout. */
+  ApprovalTimeout: 'ApprovalTimeout',
+  /** A gate was rejected. */
+  Rejected: 'Rejected',
+  /** The staging deployment failed its checks or was aborted there. */
+  StagingFailed: 'StagingFailed',
+  /** The rollout was rolled back (a check, a guard or an operator; its decisions say which). */
+  RolledBack: 'RolledBack',
+  /** Metrics only: a rollback whose cause was a failed check. */
+  CheckFailed: 'CheckFailed',
+  /** Metrics only: an end nothing recorded a reason for. */
+  Unknown: 'Unknown',
+} as const;
+export type LifecycleEndReason = (typeof LifecycleEndReason)[keyof typeof LifecycleEndReason];
+
+/**
+ * A failure type a lifecycle records without choosing it: the type an activity or a child workflow failed with, kept
+ * as it came. Only {@link relayedFailureType} makes one, so a new literal cannot slip into a lifecycle's record.
+ */
+export type RelayedFailureType = string & { readonly relayedFailureType: unique symbol };
+export function relayedFailureType(type: string): RelayedFailureType {
+  return type as RelayedFailureType;
+}
+
+/** The type of the error a lifecycle records when it ends without promoting. */
+export type LifecycleFailureType = ErrorType | LifecycleEndReason | RelayedFailureType;

@@ -1,5 +1,4 @@
 import {
-  ActivityFailure,
   ApplicationFailure,
   log,
   proxyActivities,
@@ -7,6 +6,7 @@ import {
   type SearchAttributeValue,
 } from '@temporalio/workflow';
 import type { Activities } from '../activities';
+import { activityFailure } from './failures';
 import { dataCheckObservations } from '../domain/data-check';
 import type { DriftReport } from '../drift/compare';
 import {
@@ -37,12 +37,6 @@ const invalid = (message: string) =>
     message: `invalid data check input: ${message}`,
     nonRetryable: true,
   });
-
-/** A failed activity's ApplicationFailure of `type`, if that is what it failed with. */
-function failureOf(err: unknown, type: string): ApplicationFailure | null {
-  const cause = err instanceof ActivityFailure ? err.cause : undefined;
-  return cause instanceof ApplicationFailure && cause.type === type ? cause : null;
-}
 
 /**
  * The date a run checks (YYYY-MM-DD, UTC): the time its schedule meant it for (`TemporalScheduledStartTime`, set by
@@ -86,7 +80,7 @@ export async function dataCheckWorkflow(input: DataCheckInput): Promise<DataChec
       options: { ...settings.options, driftShare: settings.driftShare },
     });
   } catch (err) {
-    const bad = failureOf(err, ErrorType.DataInvalid);
+    const bad = activityFailure(err, ErrorType.DataInvalid);
     if (!bad) throw err;
     // The drift engine names option problems by their path (`features.age.method: …`); anything else is the data.
     if (/^features\./.test(bad.message)) throw invalid(`options.${bad.message}`);
@@ -100,7 +94,7 @@ export async function dataCheckWorkflow(input: DataCheckInput): Promise<DataChec
       // A summary: the check reads the pool's usage and burn only, not its leases.
       pool = await control.readPoolState({ pool: settings.pool, summary: true });
     } catch (err) {
-      const refused = failureOf(err, ErrorType.QuotaRefused);
+      const refused = activityFailure(err, ErrorType.QuotaRefused);
       if (!refused) throw err;
       // An unknown pool (the only refusal of a read).
       poolError = refused.message;

@@ -1,6 +1,8 @@
-import { ApplicationFailure, TemporalFailure, isCancellation, proxySinks } from '@temporalio/workflow';
+import { TemporalFailure, isCancellation, proxySinks } from '@temporalio/workflow';
 import type { LifecycleMetricsSinks } from '../shared/metrics-sink';
+import { failureKind } from './failures';
 import { Stage } from '../shared/status';
+import { LifecycleEndReason } from '../shared/errors';
 
 const { lifecycleMetrics } = proxySinks<LifecycleMetricsSinks>();
 
@@ -67,15 +69,8 @@ export function reportLifecycleError(lc: LifecycleView, err: unknown): void {
 
 function reasonOf(lc: LifecycleView): string {
   // A rollback records the generic `RolledBack` unless an earlier step named the error.
-  if (lc.error && lc.error.type !== 'RolledBack') return lc.error.type;
-  if (lc.abort) return 'Aborted';
-  if (lc.decisions.some((d) => d.outcome === 'fail' && !d.tolerated)) return 'CheckFailed';
-  return lc.error?.type ?? 'Unknown';
-}
-
-/** The application failure type under activity or child-workflow wrappers, else the failure's class name. */
-function failureKind(err: TemporalFailure): string {
-  let e: Error = err;
-  while (e instanceof TemporalFailure && !(e instanceof ApplicationFailure) && e.cause) e = e.cause;
-  return e instanceof ApplicationFailure ? (e.type ?? 'ApplicationFailure') : e.name;
+  if (lc.error && lc.error.type !== LifecycleEndReason.RolledBack) return lc.error.type;
+  if (lc.abort) return LifecycleEndReason.Aborted;
+  if (lc.decisions.some((d) => d.outcome === 'fail' && !d.tolerated)) return LifecycleEndReason.CheckFailed;
+  return lc.error?.type ?? LifecycleEndReason.Unknown;
 }

@@ -10,7 +10,7 @@ import {
   workflowInfo,
 } from '@temporalio/workflow';
 import { buildRampPlan, stageWeights } from '../domain/ramp-plan';
-import { ErrorType } from '../shared/errors';
+import { ErrorType, LifecycleEndReason, relayedFailureType, type LifecycleFailureType } from '../shared/errors';
 import {
   abortSignal,
   abortUpdate,
@@ -27,7 +27,7 @@ import { MlModel, MlStage, MlVersion } from '../shared/search-attributes';
 import { LifecycleSpec, describeIssues } from '../shared/spec';
 import { OperatorAction, Stage, type LifecycleResult } from '../shared/status';
 import { guardedSignal, guardedUpdate, guardedValidator } from './handlers';
-import { control, failureOf, LifecycleContext, type LifecycleInput } from './lifecycle/context';
+import { control, LifecycleContext, type LifecycleInput } from './lifecycle/context';
 import { gate } from './lifecycle/gate';
 import { legacyLifecycle } from './lifecycle/legacy';
 import {
@@ -57,6 +57,7 @@ import { train } from './lifecycle/train';
 import { validate } from './lifecycle/validate';
 import { reportLifecycleError, reportStageChange } from './metrics-sink';
 import { setLogContext } from './log-context';
+import { failureMessage, failureOf } from './failures';
 
 export type { LifecycleInput } from './lifecycle/context';
 
@@ -110,7 +111,8 @@ export async function modelLifecycleWorkflow(input: LifecycleInput): Promise<Lif
   lc.runId = info.runId;
   registerHandlers(lc);
   const ctx = new LifecycleContext(spec, input, lc, info.runId);
-  ctx.stopAborted = () => CancellationScope.nonCancellable(() => stopEarly(ctx, ctx.abortMessage(), 'Aborted'));
+  ctx.stopAborted = () =>
+    CancellationScope.nonCancellable(() => stopEarly(ctx, ctx.abortMessage(), LifecycleEndReason.Aborted));
   events?.start(ctx);
 
   try {
@@ -120,7 +122,7 @@ export async function modelLifecycleWorkflow(input: LifecycleInput): Promise<Lif
     if (isCancellation(err)) {
       // Cancelled from outside (UI or API): undo whatever is held, then let the cancellation stand.
       lc.requestAbort({ by: 'system', reason: 'workflow cancelled' });
-      await CancellationScope.nonCancellable(() => stopEarly(ctx, 'workflow cancelled', 'Aborted'));
+      await CancellationScope.nonCancellable(() => stopEarly(ctx, 'workflow cancelled', LifecycleEndReason.Aborted));
       await events?.flush();
       reportLifecycleError(lc, err);
       throw err;
@@ -128,7 +130,7 @@ export async function modelLifecycleWorkflow(input: LifecycleInput): Promise<Lif
     const failure = failureOf(err);
     const message = `${lc.stage} could not go on: ${failure.message}`;
     const rolledBack = await CancellationScope.nonCancellable(() =>
-      stopEarly(ctx, message, failure.type ?? ErrorType.LifecycleError),
+      stopEarly(ctx, message, failure.type !== undefined ? relayedFailureType(failure.type) : ErrorType.LifecycleError),
     );
     if (!rolledBack) {
       // Nothing had reached traffic: the leases are back, and the workflow fails with the error.
@@ -147,15 +149,15 @@ export async function modelLifecycleWorkflow(input: LifecycleInput): Promise<Lif
  * Ends a lifecycle that cannot go on. Once the candidate is on the target this is a rollback (true); before that the
  * stack is unwound (leases back), the error recorded and alerted on, and the lifecycle ends `failed` (false).
  */
-async function stopEarly(ctx: LifecycleContext, reason: string, type: string): Promise<boolean> {
+async function stopEarly(ctx: LifecycleContext, reason: string, type: LifecycleFailureType): Promise<boolean> {
   const { lc, spec } = ctx;
   if (ctx.comp.has(CANDIDATE)) {
     if (!lc.error) lc.fail(type, reason);
     await rollback(ctx, reason);
     return true;
   }
-  await ctx.comp.unwind((name, err) => lc.event(`undo "${name}" failed: ${failureOf(err).message}`));
-  if (type === 'Aborted') {
+  await ctx.comp.unwind((name, err) => lc.event(`undo "${name}" failed: ${failureMessage(err)}`));
+  if (type === LifecycleEndReason.Aborted) {
     if (!lc.error) lc.fail(type, reason);
     if (lc.stage !== Stage.Rejected) lc.enter(Stage.Rejected, reason);
     return false;
@@ -198,7 +200,7 @@ async function runLifecycle(ctx: LifecycleContext): Promise<void> {
       lc.fail(ErrorType.GatewayRefused, deployStop.message);
       await CancellationScope.nonCancellable(() => rollback(ctx, deployStop.message));
     } else {
-      await ctx.comp.unwind((name, err) => lc.event(`undo "${name}" failed: ${failureOf(err).message}`));
+      await ctx.comp.unwind((name, err) => lc.event(`undo "${name}" failed: ${failureMessage(err)}`));
     }
     return;
   }
@@ -236,7 +238,7 @@ async function runLifecycle(ctx: LifecycleContext): Promise<void> {
 async function stoppedBeforeDeploy(ctx: LifecycleContext): Promise<boolean> {
   const { lc } = ctx;
   if (!lc.abort) return false;
-  await CancellationScope.nonCancellable(() => stopEarly(ctx, ctx.abortMessage(), 'Aborted'));
+  await CancellationScope.nonCancellable(() => stopEarly(ctx, ctx.abortMessage(), LifecycleEndReason.Aborted));
   return true;
 }
 

@@ -1,5 +1,4 @@
 import {
-  ActivityFailure,
   allHandlersFinished,
   ApplicationFailure,
   condition,
@@ -68,6 +67,7 @@ import {
   type ReserveQuotaRequest,
   type ReserveQuotaResult,
 } from '../shared/quota';
+import { activityFailure } from './failures';
 import { guardedUpdate, guardedValidator, parseInput, refuse } from './handlers';
 import { setLogContext } from './log-context';
 
@@ -554,7 +554,7 @@ export async function quotaPoolWorkflow(input: QuotaPoolInput): Promise<void> {
       });
     } catch (err) {
       // The policy or keyring cannot be used (PolicyInvalid), or the worker did not answer: nothing is done.
-      const cause = err instanceof ActivityFailure && err.cause instanceof ApplicationFailure ? err.cause : undefined;
+      const cause = activityFailure(err);
       const why = cause?.message ?? (err instanceof Error ? err.message : String(err));
       throw refuse(
         `pool "${config.name}": cannot check ${op} of lease ${req.leaseId}: ${why}`,

@@ -1,10 +1,4 @@
-import {
-  ApplicationFailure,
-  log,
-  proxyActivities,
-  setCurrentDetails,
-  type ActivityOptions,
-} from '@temporalio/workflow';
+import { log, proxyActivities, setCurrentDetails, type ActivityOptions } from '@temporalio/workflow';
 import type { Activities } from '../../activities';
 import type { Alert } from '../../shared/alerts';
 import type { LifecycleSpec } from '../../shared/spec';
@@ -12,6 +6,7 @@ import { Stage, type Decision } from '../../shared/status';
 import type { DeploymentTargetSpec } from '../../shared/deployment-target';
 import { Compensations } from './compensations';
 import type { LifecycleState } from './state';
+import type { LifecycleFailureType } from '../../shared/errors';
 
 export interface LifecycleInput {
   /** The spec as validated at the edge; validated again here, since anyone may start the workflow. */
@@ -126,7 +121,7 @@ export class LifecycleContext {
 
   /** Ends the lifecycle `failed`: the error recorded, an alert raised, the stage entered. */
   async endFailed(
-    type: string,
+    type: LifecycleFailureType,
     message: string,
     alert?: Omit<Alert, 'model' | 'version' | 'lifecycleId' | 'dedupKey' | 'summary'> & { summary?: string },
   ): Promise<void> {
@@ -164,19 +159,4 @@ export function describeFailures(failed: readonly Decision[]): string {
         : `${d.check}=${d.value} (${d.rule})`,
     )
     .join('; ');
-}
-
-/** The innermost failure's type, message and details (activity failures wrap an ApplicationFailure). */
-export function failureOf(err: unknown): { type?: string; message: string; details?: Record<string, unknown> } {
-  let e: unknown = err;
-  while (e instanceof Error && 'cause' in e && e.cause instanceof Error) e = e.cause;
-  if (e instanceof ApplicationFailure) {
-    const d = e.details?.[0];
-    return {
-      ...(e.type ? { type: e.type } : {}),
-      message: e.message,
-      details: d && typeof d === 'object' ? (d as Record<string, unknown>) : undefined,
-    };
-  }
-  return { message: e instanceof Error ? e.message : String(e) };
 }

@@ -4,7 +4,9 @@ import { formatDurationMs } from '../../shared/duration';
 import { own } from '../../shared/own';
 import { OperationTarget } from '../../shared/signed-operation';
 import { Stage } from '../../shared/status';
-import { control, failureOf, type LifecycleContext } from './context';
+import { control, type LifecycleContext } from './context';
+import { failureMessage } from '../failures';
+import { LifecycleEndReason } from '../../shared/errors';
 
 /** Marks lifecycles that raise `approval-requested`, addressed to the approvers, when a gate opens. */
 export const APPROVAL_REQUESTED = 'approval-requested';
@@ -97,7 +99,7 @@ export async function gate(ctx: LifecycleContext, name: string): Promise<boolean
     return true;
   }
   if (!decided) {
-    lc.fail('ApprovalTimeout', `gate "${name}" was not decided within ${timeout} ms`);
+    lc.fail(LifecycleEndReason.ApprovalTimeout, `gate "${name}" was not decided within ${timeout} ms`);
     await ctx.alert({
       kind: 'approval-timeout',
       severity: 'warning',
@@ -105,9 +107,12 @@ export async function gate(ctx: LifecycleContext, name: string): Promise<boolean
     });
   } else if (outcome === 'rejected') {
     const last = [...lc.approvals].reverse().find((a) => a.gate === name && a.decision === 'rejected');
-    lc.fail('Rejected', `gate "${name}" rejected by ${last?.by}${last?.reason ? `: ${last.reason}` : ''}`);
+    lc.fail(
+      LifecycleEndReason.Rejected,
+      `gate "${name}" rejected by ${last?.by}${last?.reason ? `: ${last.reason}` : ''}`,
+    );
   } else {
-    lc.fail('Aborted', ctx.abortMessage());
+    lc.fail(LifecycleEndReason.Aborted, ctx.abortMessage());
   }
   return false;
 }
@@ -120,7 +125,7 @@ async function loadKeyring(ctx: LifecycleContext, approvers: string[]): Promise<
     keyring = await control.approverKeys({ approvers });
   } catch (err) {
     if (isCancellation(err)) throw err;
-    lc.event(`approver keyring unreadable: ${failureOf(err).message}`);
+    lc.event(`approver keyring unreadable: ${failureMessage(err)}`);
   }
   // Under the platform policy the keyring is replaced, never merged, so a key removed from the file is gone here too.
   lc.keyring = lc.enforced ? keyring : { ...lc.keyring, ...keyring };

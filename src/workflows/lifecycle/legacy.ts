@@ -20,7 +20,7 @@ import { judgeSample, type FailureStreaks } from '../../domain/check-tolerance';
 import { buildRampPlan, stageWeights, type RampStage } from '../../domain/ramp-plan';
 import { evaluateOffline } from '../../domain/validation';
 import type { Alert } from '../../shared/alerts';
-import { ErrorType } from '../../shared/errors';
+import { ErrorType, LifecycleEndReason } from '../../shared/errors';
 import {
   abortSignal,
   abortUpdate,
@@ -46,6 +46,7 @@ import { reportLifecycleError, reportStageChange } from '../metrics-sink';
 import { setLogContext } from '../log-context';
 
 import type { LifecycleInput } from './context';
+import { failureMessage, failureOf } from '../failures';
 
 // Control-plane activities: short calls to the gateway, registry and quota pools. Retried with backoff for up to a
 // few minutes so a restarting gateway or server does not fail a rollout; refusals are non-retryable failures.
@@ -382,7 +383,7 @@ export async function legacyLifecycle(input: LifecycleInput): Promise<LifecycleR
   /** Before anything is deployed, an abort ends the lifecycle `rejected`. */
   async function stoppedBeforeDeploy(): Promise<boolean> {
     if (!lc.abort) return false;
-    lc.fail('Aborted', `aborted by ${lc.abort.by}${lc.abort.reason ? `: ${lc.abort.reason}` : ''}`);
+    lc.fail(LifecycleEndReason.Aborted, `aborted by ${lc.abort.by}${lc.abort.reason ? `: ${lc.abort.reason}` : ''}`);
     lc.enter(Stage.Rejected, lc.error!.message);
     return true;
   }
@@ -442,7 +443,7 @@ export async function legacyLifecycle(input: LifecycleInput): Promise<LifecycleR
     if (!decided) {
       lc.recordGateTimeout(name);
       lc.closeGate();
-      lc.fail('ApprovalTimeout', `gate "${name}" was not decided within ${timeout} ms`);
+      lc.fail(LifecycleEndReason.ApprovalTimeout, `gate "${name}" was not decided within ${timeout} ms`);
       await alert({
         kind: 'approval-timeout',
         severity: 'warning',
@@ -451,10 +452,16 @@ export async function legacyLifecycle(input: LifecycleInput): Promise<LifecycleR
     } else if (outcome === 'rejected') {
       lc.closeGate();
       const last = [...lc.approvals].reverse().find((a) => a.gate === name && a.decision === 'rejected');
-      lc.fail('Rejected', `gate "${name}" rejected by ${last?.by}${last?.reason ? `: ${last.reason}` : ''}`);
+      lc.fail(
+        LifecycleEndReason.Rejected,
+        `gate "${name}" rejected by ${last?.by}${last?.reason ? `: ${last.reason}` : ''}`,
+      );
     } else {
       lc.closeGate();
-      lc.fail('Aborted', `aborted by ${lc.abort?.by}${lc.abort?.reason ? `: ${lc.abort.reason}` : ''}`);
+      lc.fail(
+        LifecycleEndReason.Aborted,
+        `aborted by ${lc.abort?.by}${lc.abort?.reason ? `: ${lc.abort.reason}` : ''}`,
+      );
     }
     // Once traffic has moved the caller rolls back; before that, the lifecycle simply ends rejected (after staging is
     // taken down, when it is staging).
@@ -469,7 +476,7 @@ export async function legacyLifecycle(input: LifecycleInput): Promise<LifecycleR
       keyring = await control.approverKeys({ approvers });
     } catch (err) {
       if (isCancellation(err)) throw err;
-      lc.event(`approver keyring unreadable: ${failureOf(err).message}`);
+      lc.event(`approver keyring unreadable: ${failureMessage(err)}`);
     }
     lc.keyring = { ...lc.keyring, ...keyring };
     const missing = approvers.filter((a) => !own(keyring, a));
@@ -547,7 +554,7 @@ export async function legacyLifecycle(input: LifecycleInput): Promise<LifecycleR
         try {
           await step();
         } catch (err) {
-          lc.event(`staging teardown step "${name}" failed: ${failureOf(err).message}`);
+          lc.event(`staging teardown step "${name}" failed: ${failureMessage(err)}`);
         }
       }
       lc.event(`staging on "${where.model}" taken down`);
@@ -576,12 +583,16 @@ export async function legacyLifecycle(input: LifecycleInput): Promise<LifecycleR
         await CancellationScope.nonCancellable(teardown);
         throw err;
       }
-      outcome = new RolloutStop('deploy-failed', `staging deployment failed: ${failureOf(err).message}`);
+      outcome = new RolloutStop('deploy-failed', `staging deployment failed: ${failureMessage(err)}`);
     }
     await CancellationScope.nonCancellable(teardown);
     inStaging = false;
     if (outcome === null) return true;
-    if (!lc.error) lc.fail(outcome.kind === 'failed-check' ? 'StagingFailed' : 'Aborted', outcome.message);
+    if (!lc.error)
+      lc.fail(
+        outcome.kind === 'failed-check' ? LifecycleEndReason.StagingFailed : LifecycleEndReason.Aborted,
+        outcome.message,
+      );
     if (outcome.kind === 'failed-check') {
       await alert({
         kind: 'rollback',
@@ -890,10 +901,10 @@ export async function legacyLifecycle(input: LifecycleInput): Promise<LifecycleR
         await step();
         if (name === 'weights') lc.setTraffic(0);
       } catch (err) {
-        lc.event(`rollback step "${name}" failed: ${failureOf(err).message}`);
+        lc.event(`rollback step "${name}" failed: ${failureMessage(err)}`);
       }
     }
-    if (!lc.error) lc.fail('RolledBack', reason);
+    if (!lc.error) lc.fail(LifecycleEndReason.RolledBack, reason);
     await alert({
       kind: 'rollback',
       severity: 'critical',
@@ -1123,15 +1134,4 @@ export async function legacyLifecycle(input: LifecycleInput): Promise<LifecycleR
 /** `check=value (rule)` of each failed decision, for failure messages and alerts. */
 function describeFailures(failed: readonly Decision[]): string {
   return failed.map((d) => `${d.check}=${d.value} (${d.rule})`).join('; ');
-}
-
-/** The innermost failure's message and details (activity failures wrap an ApplicationFailure). */
-function failureOf(err: unknown): { message: string; details?: Record<string, unknown> } {
-  let e: unknown = err;
-  while (e instanceof Error && 'cause' in e && e.cause instanceof Error) e = e.cause;
-  if (e instanceof ApplicationFailure) {
-    const d = e.details?.[0];
-    return { message: e.message, details: d && typeof d === 'object' ? (d as Record<string, unknown>) : undefined };
-  }
-  return { message: e instanceof Error ? e.message : String(e) };
 }

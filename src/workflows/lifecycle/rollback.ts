@@ -1,7 +1,8 @@
 import { ApplicationFailure, sleep } from '@temporalio/workflow';
-import { ErrorType } from '../../shared/errors';
+import { ErrorType, LifecycleEndReason, type LifecycleFailureType } from '../../shared/errors';
 import { Stage } from '../../shared/status';
-import { control, failureOf, rollbackControl, type LifecycleContext } from './context';
+import { control, rollbackControl, type LifecycleContext } from './context';
+import { failureMessage } from '../failures';
 
 /** Waits between attempts: doubling from the first, capped at the last. */
 const RETRY_FIRST_MS = 5_000;
@@ -53,7 +54,7 @@ export async function restoreTraffic(ctx: LifecycleContext): Promise<void> {
       }
       problem = `the target routes ${show(got)} instead of ${show(want)}`;
     } catch (err) {
-      problem = failureOf(err).message;
+      problem = failureMessage(err);
     }
     if (!paged && elapsed() >= spec.rollout.rollback.stuckAfter) {
       paged = true;
@@ -88,13 +89,17 @@ export async function restoreTraffic(ctx: LifecycleContext): Promise<void> {
  * model's traffic returned; then an alert and `rolled-back`. When traffic cannot be put back, the rest stays held and
  * the lifecycle ends `rollback-stuck` (it has paged).
  */
-export async function rollback(ctx: LifecycleContext, reason: string, errorType = 'RolledBack'): Promise<void> {
+export async function rollback(
+  ctx: LifecycleContext,
+  reason: string,
+  errorType: LifecycleFailureType = LifecycleEndReason.RolledBack,
+): Promise<void> {
   const { spec, lc } = ctx;
   lc.enter(Stage.RollingBack, `rolling back: ${reason}`);
   ctx.details(`rolling back: ${reason}`);
   if (!lc.error) lc.fail(errorType, reason);
   const { stuck } = await ctx.comp.unwind((name, err) =>
-    lc.event(`rollback step "${name}" failed: ${failureOf(err).message}`),
+    lc.event(`rollback step "${name}" failed: ${failureMessage(err)}`),
   );
   if (stuck) {
     // Production keeps the candidate's quota and the model's traffic lease: it may still serve.
@@ -102,8 +107,8 @@ export async function rollback(ctx: LifecycleContext, reason: string, errorType 
     ctx.stopRenewing.get(lease)?.();
     await control
       .renewQuota({ pool: spec.quota.pool, leaseId: lease, ttlMs: null })
-      .catch((err: unknown) => lc.event(`could not keep the serving lease: ${failureOf(err).message}`));
-    lc.fail(ErrorType.RollbackStuck, `${reason}; rollback stuck: ${failureOf(stuck.error).message}`);
+      .catch((err: unknown) => lc.event(`could not keep the serving lease: ${failureMessage(err)}`));
+    lc.fail(ErrorType.RollbackStuck, `${reason}; rollback stuck: ${failureMessage(stuck.error)}`);
     await ctx.alert({
       kind: 'rollback-stuck',
       severity: 'critical',

@@ -27,7 +27,6 @@ import {
   control,
   CONTROL_OPTIONS,
   describeFailures,
-  failureOf,
   type LifecycleContext,
   type RolloutStop,
   type Where,
@@ -46,6 +45,8 @@ import {
 import { reserveServing } from './provision';
 import { restoreTraffic } from './rollback';
 import { gate } from './gate';
+import { failureMessage } from '../failures';
+import { LifecycleEndReason } from '../../shared/errors';
 
 /** Samples of a bake at most; a longer bake samples less often than its `interval`. */
 const MAX_SAMPLES_PER_BAKE = 120;
@@ -136,7 +137,7 @@ export async function deploy(ctx: LifecycleContext, production: PromotionRecord 
     return null;
   } catch (err) {
     if (isCancellation(err)) throw err;
-    return { kind: 'deploy-failed', message: `deployment failed: ${failureOf(err).message}` };
+    return { kind: 'deploy-failed', message: `deployment failed: ${failureMessage(err)}` };
   }
 }
 
@@ -180,11 +181,15 @@ export async function runStaging(ctx: LifecycleContext, staging: StagingSpec): P
     }
   } catch (err) {
     if (isCancellation(err)) throw err;
-    outcome = { kind: 'deploy-failed', message: `staging deployment failed: ${failureOf(err).message}` };
+    outcome = { kind: 'deploy-failed', message: `staging deployment failed: ${failureMessage(err)}` };
   }
   await CancellationScope.nonCancellable(() => takeDownStaging(ctx, mark, where.model));
   if (outcome === null) return true;
-  if (!lc.error) lc.fail(outcome.kind === 'failed-check' ? 'StagingFailed' : 'Aborted', outcome.message);
+  if (!lc.error)
+    lc.fail(
+      outcome.kind === 'failed-check' ? LifecycleEndReason.StagingFailed : LifecycleEndReason.Aborted,
+      outcome.message,
+    );
   if (outcome.kind === 'failed-check') {
     await ctx.alert({
       kind: 'rollback',
@@ -198,7 +203,7 @@ export async function runStaging(ctx: LifecycleContext, staging: StagingSpec): P
 
 async function takeDownStaging(ctx: LifecycleContext, mark: number, route: string): Promise<void> {
   await ctx.comp.unwind(
-    (name, err) => ctx.lc.event(`staging teardown step "${name}" failed: ${failureOf(err).message}`),
+    (name, err) => ctx.lc.event(`staging teardown step "${name}" failed: ${failureMessage(err)}`),
     mark,
   );
   ctx.lc.event(`staging on "${route}" taken down`);

@@ -25,7 +25,7 @@ import {
   TERMINAL_STAGES,
 } from '../../shared/status';
 import type { ApprovalAck, OperatorAck, PromoteNowAck } from '../../shared/messages';
-import { ErrorType } from '../../shared/errors';
+import { ErrorType, type LifecycleFailureType } from '../../shared/errors';
 import { parseInput, refuse } from '../handlers';
 
 /** How old a signed approval may be when it arrives. */
@@ -122,7 +122,7 @@ export class LifecycleState {
     keepMeasurements(this.measurements, decisions, keep);
   }
 
-  fail(type: string, message: string): void {
+  fail(type: LifecycleFailureType, message: string): void {
     this.error = { type, message };
   }
 

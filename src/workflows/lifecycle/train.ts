@@ -4,8 +4,9 @@ import { describeSlowTrainingLimit, NO_SLOW_ALERT_MARGIN, slowTrainingLimit } fr
 import { formatDurationMs } from '../../shared/duration';
 import { ErrorType } from '../../shared/errors';
 import { Stage } from '../../shared/status';
-import { control, failureOf, runTag, type LifecycleContext } from './context';
+import { control, runTag, type LifecycleContext } from './context';
 import { keepRenewing, releaseLease, type PickedHardware } from './provision';
+import { failureOf } from '../failures';
 
 export type Trained = Awaited<ReturnType<Activities['trainModel']>>;
 
