@@ -33,6 +33,7 @@ import { guardedSignal, guardedUpdate, guardedValidator, parseInput, refuse } fr
 import { rollbackWorkflowId, type ModelRollbackInput, type ModelRollbackResult } from '../shared/registry';
 import { NonceLedger, OperationTarget } from '../shared/signed-operation';
 import { AlertDesk, type CarriedRouterState, type Incident } from './alert-router-state';
+import { backoff, FAIL_FAST_OPTIONS, QUICK_OPTIONS } from './activity-options';
 
 export interface AlertRouterInput {
   /** How long the first alert of a group waits for others before one notification carries them all (default 10 s). */
@@ -50,10 +51,7 @@ const DEFAULT_GROUP_WAIT_MS = 10_000;
 const ITEMS_PER_RUN = 2000;
 
 /** Quick calls: visibility lookups, signals to lifecycles. */
-const quick = proxyActivities<Activities>({
-  startToCloseTimeout: '30 seconds',
-  retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '30 seconds', maximumAttempts: 10 },
-});
+const quick = proxyActivities<Activities>(QUICK_OPTIONS);
 /**
  * Delivery to a sink keeps trying for hours: a receiver down for maintenance gets its alerts when it comes back, while
  * the other sinks of the group have theirs already (at-least-once; receivers deduplicate on the incident key).
@@ -61,16 +59,13 @@ const quick = proxyActivities<Activities>({
 const delivery = proxyActivities<Activities>({
   startToCloseTimeout: '1 minute',
   scheduleToCloseTimeout: '6 hours',
-  retry: { initialInterval: '2 seconds', backoffCoefficient: 2, maximumInterval: '5 minutes' },
+  retry: backoff('2 seconds', '5 minutes'),
 });
 /**
  * A re-send of open incidents is retried briefly, not for hours: the next one follows an interval later, and the
  * incidents' `endsAt` (3 intervals ahead) outlasts two lost ones.
  */
-const resendDelivery = proxyActivities<Activities>({
-  startToCloseTimeout: '30 seconds',
-  retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumAttempts: 3 },
-});
+const resendDelivery = proxyActivities<Activities>(FAIL_FAST_OPTIONS);
 
 /** Marks routers that authorize silences and overrides with the platform policy before applying them. */
 const AUTHORIZED_OPERATORS = 'authorized-operators';

@@ -19,17 +19,15 @@ import {
 import { ErrorType } from '../shared/errors';
 import type { QuotaPoolState } from '../shared/quota';
 import { setLogContext } from './log-context';
+import { backoff, QUICK_OPTIONS } from './activity-options';
 
 /** Reading and comparing a batch: a large file takes a while; bad data fails at once (non-retryable DataInvalid). */
 const data = proxyActivities<Activities>({
   startToCloseTimeout: '10 minutes',
-  retry: { initialInterval: '2 seconds', backoffCoefficient: 2, maximumInterval: '1 minute', maximumAttempts: 3 },
+  retry: backoff('2 seconds', '1 minute', 3),
 });
 /** The pool's state (a query) and the hand-over to the router (a signal-with-start): quick, retried a while. */
-const control = proxyActivities<Activities>({
-  startToCloseTimeout: '30 seconds',
-  retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '30 seconds', maximumAttempts: 10 },
-});
+const control = proxyActivities<Activities>(QUICK_OPTIONS);
 
 const invalid = (message: string) =>
   ApplicationFailure.create({

@@ -25,6 +25,7 @@ import {
 } from '../shared/registry';
 import { guardedUpdate, guardedValidator, parseInput, refuse } from './handlers';
 import { setLogContext } from './log-context';
+import { backoff } from './activity-options';
 
 export interface ModelRegistryInput {
   model: string;
@@ -38,7 +39,7 @@ const VERIFIED_RECORDS = 'verified-records';
 
 const control = proxyActivities<Activities>({
   startToCloseTimeout: '1 minute',
-  retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '20 seconds', maximumAttempts: 10 },
+  retry: backoff('1 second', '20 seconds', 10),
 });
 
 /**

@@ -19,11 +19,9 @@ import { ALERT_ROUTER_WORKFLOW_ID } from '../shared/monitoring';
 import { OperationTarget } from '../shared/signed-operation';
 import { parseInput } from './handlers';
 import { setLogContext } from './log-context';
+import { CONTROL_OPTIONS } from './activity-options';
 
-const control = proxyActivities<Activities>({
-  startToCloseTimeout: '1 minute',
-  retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '20 seconds', maximumAttempts: 15 },
-});
+const control = proxyActivities<Activities>(CONTROL_OPTIONS);
 
 export type { ModelRollbackInput, ModelRollbackResult } from '../shared/registry';
 

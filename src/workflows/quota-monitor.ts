@@ -15,6 +15,7 @@ import type { QuotaAlertState, QuotaMonitorState } from '../shared/quota';
 import { PoolName } from '../shared/names';
 import { parseInput } from './handlers';
 import { setLogContext } from './log-context';
+import { backoff } from './activity-options';
 
 export interface QuotaMonitorInput {
   pool: string;
@@ -23,7 +24,7 @@ export interface QuotaMonitorInput {
 
 const control = proxyActivities<Activities>({
   startToCloseTimeout: '30 seconds',
-  retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '1 minute', maximumAttempts: 10 },
+  retry: backoff('1 second', '1 minute', 10),
 });
 
 /**

@@ -70,6 +70,7 @@ import {
 import { activityFailure } from './failures';
 import { guardedUpdate, guardedValidator, parseInput, refuse } from './handlers';
 import { setLogContext } from './log-context';
+import { backoff } from './activity-options';
 
 /** Entity state carried across continue-as-new (plain JSON). */
 export interface QuotaPoolCarried {
@@ -151,7 +152,7 @@ const ReserveQuotaInputBefore = ReserveQuotaInput.extend({
 
 const policyCheck = proxyActivities<Activities>({
   startToCloseTimeout: '30 seconds',
-  retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '10 seconds', maximumAttempts: 5 },
+  retry: backoff('1 second', '10 seconds', 5),
 });
 
 const RUNS_LIMIT = 500;

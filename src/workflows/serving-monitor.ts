@@ -11,6 +11,7 @@ import { ModelName } from '../shared/names';
 import { MonitoringSpec } from '../shared/spec';
 import { guardedSignal, parseInput } from './handlers';
 import { setLogContext } from './log-context';
+import { backoff } from './activity-options';
 
 export interface ServingMonitorInput {
   model: string;
@@ -28,7 +29,7 @@ const CHECKS_PER_RUN = 50;
 
 const monitor = proxyActivities<Activities>({
   startToCloseTimeout: '1 minute',
-  retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '30 seconds', maximumAttempts: 5 },
+  retry: backoff('1 second', '30 seconds', 5),
 });
 
 /**

@@ -7,18 +7,14 @@ import type { DeploymentTargetSpec } from '../../shared/deployment-target';
 import { Compensations } from './compensations';
 import type { LifecycleState } from './state';
 import type { LifecycleFailureType } from '../../shared/errors';
+import { CONTROL_OPTIONS, FAIL_FAST_OPTIONS } from '../activity-options';
 
 export interface LifecycleInput {
   /** The spec as validated at the edge; validated again here, since anyone may start the workflow. */
   spec: unknown;
 }
 
-// Control-plane activities: short calls to the gateway, registry and quota pools. Retried with backoff for up to a
-// few minutes so a restarting gateway or server does not fail a rollout; refusals are non-retryable failures.
-export const CONTROL_OPTIONS: ActivityOptions = {
-  startToCloseTimeout: '1 minute',
-  retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '20 seconds', maximumAttempts: 15 },
-};
+export { CONTROL_OPTIONS };
 export const control = proxyActivities<Activities>(CONTROL_OPTIONS);
 
 // Stage analysis waits for the minimum sample; it heartbeats while it waits, so a dead worker is noticed quickly.
@@ -31,10 +27,7 @@ export const analysis = proxyActivities<Activities>(ANALYSIS_OPTIONS);
 
 // The rollback's calls fail fast: the rollback itself retries them from workflow timers until traffic holds, so it
 // can tell (and page) when it is stuck instead of waiting inside one activity's retries.
-export const rollbackControl = proxyActivities<Activities>({
-  startToCloseTimeout: '30 seconds',
-  retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumAttempts: 3 },
-});
+export const rollbackControl = proxyActivities<Activities>(FAIL_FAST_OPTIONS);
 
 /** Where production traffic is served: the spec's deployment target, or the worker's gateway. */
 export interface Where {
