@@ -109,6 +109,38 @@ export function judgeSample(
 }
 
 /** What a stage has seen of one check so far (Argo Rollouts' measurement counts). */
+/**
+ * A bake sample's verdict on its window: the whole readout when it is `complete` (every check it waits for had enough
+ * traffic) or fails anyway; otherwise the outage check alone, judged on the interval, while the window keeps growing
+ * into the next interval. `advance`: the next window starts after this sample.
+ */
+export function judgeWindow(
+  decisions: readonly Decision[],
+  complete: boolean,
+  streaks: FailureStreaks,
+  rules: AnalysisRules,
+): { verdict: SampleVerdict; advance: boolean } {
+  const whole = judgeSample(decisions, streaks, rules);
+  if (complete || whole.outcome === 'fail') return { verdict: whole, advance: true };
+  return {
+    verdict: judgeSample(
+      decisions.filter((d) => d.check === 'outage'),
+      streaks,
+      rules,
+    ),
+    advance: false,
+  };
+}
+
+/** What a judged sample leaves on record: its failures, tolerated or not, with its number (a pass leaves none). */
+export function sampleEvidence(verdict: SampleVerdict, sample: number): Decision[] {
+  return [...verdict.tolerated, ...verdict.failed].map((d) => ({
+    ...d,
+    sample,
+    ...(verdict.tolerated.includes(d) ? { tolerated: true } : {}),
+  }));
+}
+
 export interface CheckCounts {
   failed: number;
   consecutiveFailed: number;

@@ -3,7 +3,9 @@ import { buildProfile, columnsFromArrays, DataSketcher, sketchPlanOf, type DataP
 import {
   failureLimitOf,
   judgeSample,
+  judgeWindow,
   minSamplesOf,
+  sampleEvidence,
   requiredSamples,
   type FailureStreaks,
   type SampleVerdict,
@@ -891,6 +893,27 @@ describe('per-check minimum samples and failure tolerance', () => {
     expect(run(['fail', 'pass', 'fail'])).toBe('pass');
     expect(run(['fail', 'inconclusive', 'fail'])).toBe('fail');
     expect(run(['inconclusive'])).toBe('inconclusive');
+  });
+
+  it('judges an incomplete window on its outage check alone, and keeps it growing unless it fails', () => {
+    const rules = AnalysisSpec.parse({ errorRate: { max: 0.01, failureLimit: 1 } });
+    const readout = [decision('errorRate', 'fail'), decision('latencyP99RatioToStable', 'inconclusive')];
+    // Complete: the whole readout counts (a tolerated failure) and the next window starts after it.
+    const whole = judgeWindow([...readout, decision('outage', 'pass')], true, {}, rules);
+    expect(whole.advance).toBe(true);
+    expect(whole.verdict.tolerated.map((d) => d.check)).toEqual(['errorRate']);
+    // Incomplete: only the outage check counts now; the error rate waits for a fuller window.
+    const partial = judgeWindow([...readout, decision('outage', 'pass')], false, {}, rules);
+    expect(partial).toMatchObject({ advance: false, verdict: { outcome: 'pass', tolerated: [], failed: [] } });
+    expect(partial.verdict.streaks).toEqual({ outage: 0 });
+    // Incomplete but failing beyond tolerance: it counts at once, and the window moves on.
+    const failing = judgeWindow(readout, false, { errorRate: 1 }, rules);
+    expect(failing).toMatchObject({ advance: true, verdict: { outcome: 'fail' } });
+    expect(sampleEvidence(failing.verdict, 4)).toEqual([{ ...decision('errorRate', 'fail'), sample: 4 }]);
+    expect(sampleEvidence(whole.verdict, 3)).toEqual([
+      { ...decision('errorRate', 'fail'), sample: 3, tolerated: true },
+    ]);
+    expect(sampleEvidence(partial.verdict, 2)).toEqual([]);
   });
 });
 

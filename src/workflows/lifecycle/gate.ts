@@ -3,7 +3,10 @@ import type { Activities } from '../../activities';
 import { formatDurationMs } from '../../shared/duration';
 import { own } from '../../shared/own';
 import { OperationTarget } from '../../shared/signed-operation';
-import { Stage } from '../../shared/status';
+import { Stage, type PendingGate } from '../../shared/status';
+import type { Alert } from '../../shared/alerts';
+import type { LifecycleSpec } from '../../shared/spec';
+import type { GatePolicy } from '../../domain/approval-policy';
 import { control, type LifecycleContext } from './context';
 import { failureMessage } from '../failures';
 import { LifecycleEndReason } from '../../shared/errors';
@@ -67,22 +70,7 @@ export async function gate(ctx: LifecycleContext, name: string): Promise<boolean
     });
     if (!decided) {
       lc.markEscalated();
-      const pending = lc.pendingGate;
-      await ctx.alert({
-        kind: 'approval-escalation',
-        severity: 'warning',
-        summary:
-          `gate "${name}" of ${spec.model} ${spec.version} is still waiting after ${escalateAfter} ms` +
-          `${spec.approval.escalateTo.length ? `; escalated to ${spec.approval.escalateTo.join(', ')}` : ''}`,
-        details: {
-          gate: name,
-          approvers: rules.approvers,
-          approvedBy: pending?.approvedBy ?? [],
-          quorum: rules.quorum,
-          escalateTo: spec.approval.escalateTo,
-          deadline: pending?.deadline,
-        },
-      });
+      await ctx.alert(escalationAlert(spec, name, rules, lc.pendingGate, escalateAfter));
       decided = await condition(done, Math.max(0, timeout - escalateAfter), {
         summary: `${waiting} (escalated), expires in ${formatDurationMs(Math.max(0, timeout - escalateAfter))}`,
       });
@@ -115,6 +103,31 @@ export async function gate(ctx: LifecycleContext, name: string): Promise<boolean
     lc.fail(LifecycleEndReason.Aborted, ctx.abortMessage());
   }
   return false;
+}
+
+/** The alert of a gate still open after `escalateAfter`: to the approvers and whoever the spec escalates to. */
+export function escalationAlert(
+  spec: LifecycleSpec,
+  name: string,
+  rules: GatePolicy,
+  pending: PendingGate | null,
+  escalateAfter: number,
+): Omit<Alert, 'model' | 'version' | 'lifecycleId' | 'dedupKey'> {
+  return {
+    kind: 'approval-escalation',
+    severity: 'warning',
+    summary:
+      `gate "${name}" of ${spec.model} ${spec.version} is still waiting after ${escalateAfter} ms` +
+      `${spec.approval.escalateTo.length ? `; escalated to ${spec.approval.escalateTo.join(', ')}` : ''}`,
+    details: {
+      gate: name,
+      approvers: rules.approvers,
+      approvedBy: pending?.approvedBy ?? [],
+      quorum: rules.quorum,
+      escalateTo: spec.approval.escalateTo,
+      deadline: pending?.deadline,
+    },
+  };
 }
 
 /** The approvers' public keys from the worker's keyring (ML_APPROVER_KEYS), for gates that need signatures. */

@@ -16,7 +16,7 @@ import {
 } from '@temporalio/workflow';
 import type { Activities } from '../../activities';
 import { gatePolicy } from '../../domain/approval-policy';
-import { judgeSample, type FailureStreaks } from '../../domain/check-tolerance';
+import { judgeSample, judgeWindow, sampleEvidence, type FailureStreaks } from '../../domain/check-tolerance';
 import { buildRampPlan, stageWeights, type RampStage } from '../../domain/ramp-plan';
 import { evaluateOffline } from '../../domain/validation';
 import type { Alert } from '../../shared/alerts';
@@ -32,7 +32,7 @@ import {
   statusQuery,
 } from '../../shared/messages';
 import type { TrainingOption } from '../../shared/hardware';
-import type { QuotaLease, ReleaseQuotaInput, ReserveQuotaInput, ReserveQuotaResult } from '../../shared/quota';
+import type { QuotaLease, ReleaseQuotaInput, ReserveQuotaInput } from '../../shared/quota';
 import type { PromotionRecord } from '../../shared/registry';
 import { MlModel, MlStage, MlVersion } from '../../shared/search-attributes';
 import { own } from '../../shared/own';
@@ -46,6 +46,8 @@ import { reportLifecycleError, reportStageChange } from '../metrics-sink';
 import { setLogContext } from '../log-context';
 
 import type { LifecycleInput } from './context';
+import { escalationAlert } from './gate';
+import { plannedHardware, refusalsDetails, refusalsMessage, trainingLeaseRequest, type Refusal } from './provision';
 import { failureMessage, failureOf } from '../failures';
 
 // Control-plane activities: short calls to the gateway, registry and quota pools. Retried with backoff for up to a
@@ -409,22 +411,7 @@ export async function legacyLifecycle(input: LifecycleInput): Promise<LifecycleR
       decided = await condition(done, escalateAfter);
       if (!decided) {
         lc.markEscalated();
-        const pending = lc.pendingGate;
-        await alert({
-          kind: 'approval-escalation',
-          severity: 'warning',
-          summary:
-            `gate "${name}" of ${spec.model} ${spec.version} is still waiting after ${escalateAfter} ms` +
-            `${spec.approval.escalateTo.length ? `; escalated to ${spec.approval.escalateTo.join(', ')}` : ''}`,
-          details: {
-            gate: name,
-            approvers: rules.approvers,
-            approvedBy: pending?.approvedBy ?? [],
-            quorum: rules.quorum,
-            escalateTo: spec.approval.escalateTo,
-            deadline: pending?.deadline,
-          },
-        });
+        await alert(escalationAlert(spec, name, rules, lc.pendingGate, escalateAfter));
         decided = await condition(done, Math.max(0, timeout - escalateAfter));
       }
     } else {
@@ -691,27 +678,15 @@ export async function legacyLifecycle(input: LifecycleInput): Promise<LifecycleR
       const result = await read(windowStart, false, lastSample);
       const snapshot = result.telemetry ?? (await control.readTelemetry(where));
       lastSample = snapshot;
-      let verdict = judgeSample(result.decisions, streaks, rules);
       // A sample in which some check had too little traffic to judge is not over yet: its window keeps growing into
       // the next interval (so a low-traffic canary is still judged, on longer windows), and only the outage check,
       // judged on the interval alone, counts now. A breach beyond tolerance stops the rollout either way.
       const complete = !result.decisions.some((d) => d.outcome === 'inconclusive' && d.check !== 'outage');
-      if (complete || verdict.outcome === 'fail') windowStart = snapshot;
-      else
-        verdict = judgeSample(
-          result.decisions.filter((d) => d.check === 'outage'),
-          streaks,
-          rules,
-        );
+      const { verdict, advance } = judgeWindow(result.decisions, complete, streaks, rules);
+      if (advance) windowStart = snapshot;
       streaks = verdict.streaks;
       // Passing samples leave no record; a failed one is evidence, tolerated or not.
-      lc.addDecisions(
-        [...verdict.tolerated, ...verdict.failed].map((d) => ({
-          ...d,
-          sample,
-          ...(verdict.tolerated.includes(d) ? { tolerated: true } : {}),
-        })),
-      );
+      lc.addDecisions(sampleEvidence(verdict, sample));
       if (verdict.outcome === 'fail') {
         return new RolloutStop('failed-check', `${label} failed: ${describeFailures(verdict.failed)}`);
       }
@@ -983,32 +958,15 @@ export async function legacyLifecycle(input: LifecycleInput): Promise<LifecycleR
       return null;
     }
     const label = (o: TrainingOption) => `${o.count > 1 ? `${o.count}× ` : ''}${o.device}`;
-    lc.hardware = {
-      training: label(first),
-      serving: `${plan.serving.replicas}× ${plan.serving.count > 1 ? `${plan.serving.count}× ` : ''}${plan.serving.device}`,
-      rationale: plan.rationale,
-    };
+    lc.hardware = plannedHardware(plan, first);
     lc.event(plan.rationale);
     if (plan.calibration)
       lc.event(
         `estimates calibrated by ${plan.calibration.runs} earlier run(s): ×${plan.calibration.factor.toFixed(3)}`,
       );
-    const refusals: { option: TrainingOption; result: ReserveQuotaResult & { granted: false } }[] = [];
+    const refusals: Refusal[] = [];
     for (const [i, option] of plan.training.entries()) {
-      const request = {
-        pool: option.pool,
-        leaseId,
-        holder: lc.id,
-        kind: 'training' as const,
-        resources: option.quota,
-        profile: {
-          model: spec.model,
-          family: spec.hardware.architecture,
-          device: option.device,
-          estimatedMs: Math.round(option.rawHours * 3_600_000),
-        },
-        expectedDurationMs: Math.min(Math.round(option.hours * 3_600_000), spec.training.timeout),
-      };
+      const request = trainingLeaseRequest(spec, lc.id, leaseId, option);
       const waitMs = spec.quota.wait;
       const last = i === plan.training.length - 1;
       // Waiting is for the preferred option, and only once every option was refused at once.
@@ -1034,27 +992,13 @@ export async function legacyLifecycle(input: LifecycleInput): Promise<LifecycleR
         return waited ? chosen(preferred, waited, label) : null;
       }
     }
-    const message = `no training hardware could be reserved: ${refusals
-      .map(
-        (r) =>
-          `${label(r.option)} (${r.result.reason}: ${r.result.shortfalls.map((s) => `${s.resource} needs ${s.requested}, ${Math.round(s.available * 100) / 100} of ${Math.round(s.limit * 100) / 100}`).join(', ')})`,
-      )
-      .join('; ')}`;
+    const message = refusalsMessage(refusals);
     lc.fail(ErrorType.QuotaRefused, message);
     await alert({
       kind: 'quota-refused',
       severity: 'warning',
       summary: message,
-      details: {
-        refusals: refusals.map((r) => ({
-          device: r.option.device,
-          count: r.option.count,
-          pool: r.option.pool,
-          reason: r.result.reason,
-          shortfalls: r.result.shortfalls,
-          earliestRelease: r.result.earliestRelease,
-        })),
-      },
+      details: refusalsDetails(refusals),
     });
     lc.enter(Stage.Failed, message);
     return null;

@@ -12,8 +12,16 @@ import {
 import type { Activities } from '../../activities';
 import { ErrorType } from '../../shared/errors';
 import { quotaDecidedSignal } from '../../shared/messages';
-import type { TrainingOption } from '../../shared/hardware';
-import type { QuotaLease, ReleaseQuotaInput, ReserveQuotaInput, ReserveQuotaResult } from '../../shared/quota';
+import type { HardwareSelection, TrainingOption } from '../../shared/hardware';
+import type { LifecycleSpec } from '../../shared/spec';
+import type { LifecycleStatus } from '../../shared/status';
+import type {
+  QuotaLease,
+  ReleaseQuotaInput,
+  ReserveQuotaInput,
+  ReserveQuotaResult,
+  RunProfile,
+} from '../../shared/quota';
 import { control, type LifecycleContext } from './context';
 
 /**
@@ -30,6 +38,68 @@ export interface PickedHardware {
 }
 
 const label = (o: TrainingOption) => `${o.count > 1 ? `${o.count}× ` : ''}${o.device}`;
+
+/** A training option refused by its pool, and the refusal. */
+export type Refusal = { option: TrainingOption; result: ReserveQuotaResult & { granted: false } };
+
+/** What the lifecycle's status shows of a plan before any lease: its first training option, serving and rationale. */
+export function plannedHardware(
+  plan: HardwareSelection,
+  first: TrainingOption,
+): NonNullable<LifecycleStatus['hardware']> {
+  return {
+    training: label(first),
+    serving: `${plan.serving.replicas}× ${plan.serving.count > 1 ? `${plan.serving.count}× ` : ''}${plan.serving.device}`,
+    rationale: plan.rationale,
+  };
+}
+
+/** The reservation of a training option: the lease the lifecycle trains under, with the run's profile for the pool. */
+export function trainingLeaseRequest(
+  spec: LifecycleSpec,
+  holder: string,
+  leaseId: string,
+  option: TrainingOption,
+): ReserveQuotaInput & { pool: string; profile: RunProfile; expectedDurationMs: number } {
+  return {
+    pool: option.pool,
+    leaseId,
+    holder,
+    kind: 'training' as const,
+    resources: option.quota,
+    profile: {
+      model: spec.model,
+      family: spec.hardware.architecture,
+      device: option.device,
+      estimatedMs: Math.round(option.rawHours * 3_600_000),
+    },
+    expectedDurationMs: Math.min(Math.round(option.hours * 3_600_000), spec.training.timeout),
+  };
+}
+
+/** Why no training hardware could be had: every option's refusal and shortfalls, in one line. */
+export function refusalsMessage(refusals: readonly Refusal[]): string {
+  return `no training hardware could be reserved: ${refusals
+    .map(
+      (r) =>
+        `${label(r.option)} (${r.result.reason}: ${r.result.shortfalls.map((s) => `${s.resource} needs ${s.requested}, ${Math.round(s.available * 100) / 100} of ${Math.round(s.limit * 100) / 100}`).join(', ')})`,
+    )
+    .join('; ')}`;
+}
+
+/** The `quota-refused` alert's details: each refused option and what it lacked. */
+export function refusalsDetails(refusals: readonly Refusal[]): Record<string, unknown> {
+  return {
+    refusals: refusals.map((r) => ({
+      device: r.option.device,
+      count: r.option.count,
+      pool: r.option.pool,
+      reason: r.result.reason,
+      shortfalls: r.result.shortfalls,
+      earliestRelease: r.result.earliestRelease,
+    })),
+  };
+}
 
 function formatHours(h: number): string {
   return h < 1 / 60 ? `${Math.round(h * 3600)} s` : h < 1 ? `${Math.round(h * 60)} min` : `${h.toFixed(1)} h`;
@@ -48,30 +118,13 @@ export async function provision(ctx: LifecycleContext, leaseId: string): Promise
     await ctx.endFailed(ErrorType.InvalidSpec, 'the hardware planner found no way to train this model');
     return null;
   }
-  lc.hardware = {
-    training: label(first),
-    serving: `${plan.serving.replicas}× ${plan.serving.count > 1 ? `${plan.serving.count}× ` : ''}${plan.serving.device}`,
-    rationale: plan.rationale,
-  };
+  lc.hardware = plannedHardware(plan, first);
   lc.event(plan.rationale);
   if (plan.calibration)
     lc.event(`estimates calibrated by ${plan.calibration.runs} earlier run(s): ×${plan.calibration.factor.toFixed(3)}`);
-  const refusals: { option: TrainingOption; result: ReserveQuotaResult & { granted: false } }[] = [];
+  const refusals: Refusal[] = [];
   for (const [i, option] of plan.training.entries()) {
-    const request = {
-      pool: option.pool,
-      leaseId,
-      holder: lc.id,
-      kind: 'training' as const,
-      resources: option.quota,
-      profile: {
-        model: spec.model,
-        family: spec.hardware.architecture,
-        device: option.device,
-        estimatedMs: Math.round(option.rawHours * 3_600_000),
-      },
-      expectedDurationMs: Math.min(Math.round(option.hours * 3_600_000), spec.training.timeout),
-    };
+    const request = trainingLeaseRequest(spec, lc.id, leaseId, option);
     const last = i === plan.training.length - 1;
     // Waiting is for the preferred option, and only once every option was refused at once.
     const result = await control.reserveQuota(request);
@@ -90,25 +143,11 @@ export async function provision(ctx: LifecycleContext, leaseId: string): Promise
       return waited ? chosen(ctx, preferred, waited, leaseId) : null;
     }
   }
-  const message = `no training hardware could be reserved: ${refusals
-    .map(
-      (r) =>
-        `${label(r.option)} (${r.result.reason}: ${r.result.shortfalls.map((s) => `${s.resource} needs ${s.requested}, ${Math.round(s.available * 100) / 100} of ${Math.round(s.limit * 100) / 100}`).join(', ')})`,
-    )
-    .join('; ')}`;
+  const message = refusalsMessage(refusals);
   await ctx.endFailed(ErrorType.QuotaRefused, message, {
     kind: 'quota-refused',
     severity: 'warning',
-    details: {
-      refusals: refusals.map((r) => ({
-        device: r.option.device,
-        count: r.option.count,
-        pool: r.option.pool,
-        reason: r.result.reason,
-        shortfalls: r.result.shortfalls,
-        earliestRelease: r.result.earliestRelease,
-      })),
-    },
+    details: refusalsDetails(refusals),
   });
   return null;
 }

@@ -11,6 +11,8 @@ import {
   dryRunOf,
   foldSample,
   judgeSample,
+  judgeWindow,
+  sampleEvidence,
   type AnalysisRules,
   type FailureStreaks,
   type LedgerVerdict,
@@ -575,23 +577,11 @@ export async function bake(
     const complete = !result.decisions.some(
       (d) => d.outcome === 'inconclusive' && d.check !== 'outage' && d.provider === undefined,
     );
-    let verdict = judgeSample(result.decisions, streaks, rules);
-    if (complete || verdict.outcome === 'fail') windowStart = snapshot;
-    else
-      verdict = judgeSample(
-        result.decisions.filter((d) => d.check === 'outage'),
-        streaks,
-        rules,
-      );
+    const { verdict, advance } = judgeWindow(result.decisions, complete, streaks, rules);
+    if (advance) windowStart = snapshot;
     streaks = verdict.streaks;
     // Passing samples leave no record; a failed one is evidence, tolerated or not.
-    lc.addDecisions(
-      [...verdict.tolerated, ...verdict.failed].map((d) => ({
-        ...d,
-        sample,
-        ...(verdict.tolerated.includes(d) ? { tolerated: true } : {}),
-      })),
-    );
+    lc.addDecisions(sampleEvidence(verdict, sample));
     if (verdict.outcome === 'fail') {
       return { kind: 'failed-check', message: `${label} failed: ${describeFailures(verdict.failed)}` };
     }
