@@ -111,7 +111,7 @@ const LEASE_OWNERS = 'lease-owners';
  */
 export const QUOTA_DECISION_SIGNALS = 'quota-decision-signals';
 /**
- * Marks pools that stay bounded (issue 19): they continue as new with their state packed (src/domain/quota-carry.ts,
+ * Marks pools that stay bounded: they continue as new with their state packed (src/domain/quota-carry.ts,
  * about 70 bytes a lease instead of 317), trimmed to CARRY_BUDGET_BYTES by dropping their oldest history if need be,
  * and refuse a reservation past `maxLeases` or past HELD_BUDGET_BYTES with `pool-full`. Runs before it carried the plain
  * state, unbounded: past about 5,900 leases a stock server refused it (2 MB) and the pool stalled.
@@ -181,7 +181,7 @@ export async function quotaPoolWorkflow(input: QuotaPoolInput): Promise<void> {
   const tellsWaiters = patched(QUOTA_DECISION_SIGNALS);
   const bounded = patched(BOUNDED_STATE);
   const carried = readCarried(config.name, input.carried);
-  // Leases with their usage and times kept as they change: no operation walks every lease (issue 19).
+  // Leases with their usage and times kept as they change: no operation walks every lease.
   const leases = new LeaseBook(carried?.leases ?? []);
   const journal: QuotaJournalEntry[] = carried?.journal ?? [];
   const runs: QuotaRun[] = carried?.runs ?? [];
