@@ -1,4 +1,4 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { bundleWorkflowCode } from '@temporalio/worker';
@@ -15,6 +15,7 @@ declare module 'vitest' {
 }
 
 let servers: DevServer[] = [];
+let bundleDir: string | undefined;
 
 /**
  * Real Temporal dev servers (in memory), one for each test file that runs at once, and one workflow bundle for the
@@ -31,8 +32,8 @@ export async function setup(project: TestProject): Promise<void> {
     workflowInterceptorModules: [join(projectRoot(), 'src', 'workflows', 'interceptors.ts')],
     logger: quiet,
   });
-  const dir = mkdtempSync(join(tmpdir(), 'mll-bundle-'));
-  const codePath = join(dir, 'workflows.js');
+  bundleDir = mkdtempSync(join(tmpdir(), 'mll-bundle-'));
+  const codePath = join(bundleDir, 'workflows.js');
   writeFileSync(codePath, code);
   project.provide(
     'temporalAddresses',
@@ -43,6 +44,7 @@ export async function setup(project: TestProject): Promise<void> {
 
 export async function teardown(): Promise<void> {
   await Promise.all(servers.map((s) => s.stop()));
+  if (bundleDir) rmSync(bundleDir, { recursive: true, force: true });
 }
 
 const noop = () => undefined;

@@ -104,14 +104,25 @@ export interface Gateway {
 export async function startGateway(
   options: { dataDir?: string; artifactRoot?: string } & Partial<Omit<GatewayOptions, 'dataDir' | 'artifactRoot'>> = {},
 ): Promise<Gateway> {
-  const dataDir = options.dataDir ?? mkdtempSync(join(tmpdir(), 'mll-gw-'));
-  const artifactRoot = options.artifactRoot ?? mkdtempSync(join(tmpdir(), 'mll-gw-art-'));
+  // Folders made here are removed when the gateway closes; a caller's own are left to it (a restart reuses them).
+  const made: string[] = [];
+  const temp = (prefix: string) => {
+    const dir = mkdtempSync(join(tmpdir(), prefix));
+    made.push(dir);
+    return dir;
+  };
+  const dataDir = options.dataDir ?? temp('mll-gw-');
+  const artifactRoot = options.artifactRoot ?? temp('mll-gw-art-');
+  const removeMade = () => {
+    for (const dir of made) rmSync(dir, { recursive: true, force: true });
+  };
   const adminToken = options.adminToken ?? newToken();
   const labelsToken = options.labelsToken ?? newToken();
   const server = await createGateway({ ...options, dataDir, artifactRoot, adminToken, labelsToken });
   const loopback = { port: 0, host: '127.0.0.1' };
   const urls = await server.listen({ public: loopback, admin: loopback }).catch(async (err: unknown) => {
     await server.close();
+    removeMade();
     throw err;
   });
   const admin = (path: string, init: RequestInit = {}) =>
@@ -129,7 +140,10 @@ export async function startGateway(
     dataDir,
     artifactRoot,
     admin,
-    close: () => server.close(),
+    close: async () => {
+      await server.close();
+      removeMade();
+    },
   };
 }
 
