@@ -2,6 +2,7 @@ import type { Client } from '@temporalio/client';
 import { defaultPayloadConverter } from '@temporalio/common';
 import type { temporal } from '@temporalio/proto';
 import { z } from 'zod';
+import { canonicalJson } from '../shared/signed-operation';
 import type { LifecycleStatus } from '../shared/status';
 import { LifecycleClient } from './lifecycle-client';
 
@@ -50,15 +51,6 @@ function eventMs(event: HistoryEvent): number {
   return Number(t?.seconds?.toString() ?? 0) * 1000 + Math.floor((t?.nanos ?? 0) / 1e6);
 }
 
-/** JSON with every object's keys sorted: two targets are the same target whatever order their keys were written in. */
-function canonical(value: unknown): string {
-  return JSON.stringify(value, (_key, v: unknown) =>
-    v !== null && typeof v === 'object' && !Array.isArray(v)
-      ? Object.fromEntries(Object.entries(v).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)))
-      : v,
-  );
-}
-
 const firstArg = (payloads: { payloads?: temporal.api.common.v1.IPayload[] | null } | null | undefined): unknown => {
   const payload = payloads?.payloads?.[0];
   return payload ? defaultPayloadConverter.fromPayload(payload) : undefined;
@@ -72,18 +64,18 @@ const firstArg = (payloads: { payloads?: temporal.api.common.v1.IPayload[] | nul
 export function trafficFromHistory(history: History, model: string, version: string): TrafficPoint[] {
   const scheduled = new Map<string, z.infer<typeof WeightsInput>>();
   const out: TrafficPoint[] = [];
-  let production = canonical(null);
+  let production = canonicalJson(null);
   for (const event of history.events ?? []) {
     const started = event.workflowExecutionStartedEventAttributes;
     if (started) {
       const input = StartInput.safeParse(firstArg(started.input));
-      if (input.success) production = canonical(input.data.spec.deployment.target ?? null);
+      if (input.success) production = canonicalJson(input.data.spec.deployment.target ?? null);
       continue;
     }
     const s = event.activityTaskScheduledEventAttributes;
     if (s && s.activityType?.name === SET_WEIGHTS) {
       const input = WeightsInput.safeParse(firstArg(s.input));
-      if (input.success && input.data.model === model && canonical(input.data.target ?? null) === production) {
+      if (input.success && input.data.model === model && canonicalJson(input.data.target ?? null) === production) {
         scheduled.set(String(event.eventId), input.data);
       }
       continue;

@@ -492,7 +492,7 @@ export const PoolStateRead = z
   .object({
     summary: z.boolean().optional(),
     runsOf: z
-      .object({ kind: PipelineKind, family: z.string().min(1).max(200).optional() })
+      .object({ kind: PipelineKind, family: z.string().min(1).max(256).optional() })
       .strict()
       .optional(),
     holder: HolderName.optional(),

@@ -14,7 +14,6 @@ export interface LifecycleInput {
   spec: unknown;
 }
 
-export { CONTROL_OPTIONS };
 export const control = proxyActivities<Activities>(CONTROL_OPTIONS);
 
 // Stage analysis waits for the minimum sample; it heartbeats while it waits, so a dead worker is noticed quickly.

@@ -25,14 +25,8 @@ import type { PinRule } from '../../shared/gateway-api';
 import type { ShadowCompare, StagingSpec } from '../../shared/spec';
 import { Stage, type Decision } from '../../shared/status';
 import type { ModelTelemetry } from '../../shared/telemetry';
-import {
-  control,
-  CONTROL_OPTIONS,
-  describeFailures,
-  type LifecycleContext,
-  type RolloutStop,
-  type Where,
-} from './context';
+import { control, describeFailures, type LifecycleContext, type RolloutStop, type Where } from './context';
+import { CONTROL_OPTIONS } from '../activity-options';
 import {
   analyze,
   bakeSegmentWorkflow,
