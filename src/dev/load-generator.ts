@@ -175,6 +175,13 @@ export class LoadGenerator {
   private readonly otherClass: Map<Label, Label>;
   private readonly agent = new Agent({ connections: 16, keepAliveTimeout: 10_000 });
   private next = 0;
+  /**
+   * Picks each request's user (mulberry32, fixed seed: the same sequence every run). Not a function of the row: with
+   * `user = f(i)` and `row = i mod rows`, a user would only ever send the few rows of one residue class, and the users
+   * a split sends to the candidate would see other rows than the stable version's for a whole run, so every
+   * candidate-vs-stable comparison would compare two fixed samples of the test set, not the two models.
+   */
+  private userState = 0x6d2b79f5;
   private corrupt: ShareCounter;
   private readonly labelPick: ShareCounter;
   private labelFlip: ShareCounter;
@@ -317,15 +324,24 @@ export class LoadGenerator {
     this.inFlight.add(p);
   }
 
+  /** The next number in [0, 1) of the users' sequence (mulberry32). */
+  private nextUnit(): number {
+    this.userState = (this.userState + 0x6d2b79f5) | 0;
+    let t = this.userState;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  }
+
   private fire(): void {
     const i = this.next++;
     let row = this.rows[i % this.rows.length]!;
-    const user = `user-${(i * 7919) % (this.options.users ?? 5000)}`;
+    const user = `user-${Math.floor(this.nextUnit() * (this.options.users ?? 5000))}`;
     const corrupt = this.corrupt.next();
     if (corrupt) row = corruptRow(row, this.stats.corruptSent++);
     this.stats.sent++;
     const urls = this.options.gatewayUrls;
-    // Not i mod n alone: a user's requests come at indices of one parity, and would all reach one replica of two.
+    // Spread over the replicas by index, whatever users the requests carry.
     const gatewayUrl =
       urls && urls.length > 0
         ? (urls[(i + Math.floor(i / urls.length)) % urls.length] as string)
