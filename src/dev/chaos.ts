@@ -142,11 +142,17 @@ export class ChaosStack {
     }
     stack.gatewayUrl = stack.gatewayUrls[0]!;
     stack.gatewayAdminUrl = stack.gatewayAdminUrls[0]!;
-    await stack.startServer();
-    await Promise.all(stack.gatewayPorts.map((_, i) => stack.startGateway(i)));
-    for (let i = 0; i < (options.workers ?? 1); i++) stack.startWorker(i);
-    stack.client = new Client({ connection: await Connection.connect({ address: stack.address }) });
-    stack.lifecycles = new LifecycleClient(stack.client);
+    try {
+      await stack.startServer();
+      await Promise.all(stack.gatewayPorts.map((_, i) => stack.startGateway(i)));
+      for (let i = 0; i < (options.workers ?? 1); i++) stack.startWorker(i);
+      stack.client = new Client({ connection: await Connection.connect({ address: stack.address }) });
+      stack.lifecycles = new LifecycleClient(stack.client);
+    } catch (err) {
+      // Nothing of a stack that did not start outlives it: no caller holds it to close.
+      await stack.close().catch(() => undefined);
+      throw err;
+    }
     return stack;
   }
 

@@ -176,30 +176,7 @@ describe('serving monitor and alert router', () => {
     (await stack.client.workflow.getHandle(servingMonitorWorkflowId(model)).query(servingMonitorQuery)).checks;
 
   it('fires each condition once per incident after 3 of 5 bad checks, routes it, and resolves it once', async () => {
-    const model = uniqueName('mon-conditions');
-    const load = new LoadGenerator({
-      gatewayUrl: stack.gateway.url,
-      model,
-      rowsCsv: join(EXAMPLE, 'data', 'test.csv'),
-      labelColumn: 'churned',
-      dropColumns: ['customer_id'],
-      ratePerSecond: 40,
-      // Ground truth arrives a little after each prediction, as a labelling pipeline would send it.
-      labelDelayMs: 200,
-      labelsToken: stack.gateway.labelsToken,
-    });
-    load.start();
-    loads.push(load);
-    await promote(
-      monitoredSpec(model, 'v1', (s) => {
-        s.monitoring.quality = { minAccuracy: 0.6, minLabels: 20, severity: 'warning' };
-      }),
-    );
-    await expect.poll(() => monitorChecks(model), { timeout: 30_000 }).toBeGreaterThanOrEqual(3);
-    expect(await events(model, 'fired')).toEqual([]);
-
-    let traffic = load;
-    const labelled = (rowsCsv: string) => {
+    const labelled = (model: string, rowsCsv: string) => {
       const generator = new LoadGenerator({
         gatewayUrl: stack.gateway.url,
         model,
@@ -207,6 +184,7 @@ describe('serving monitor and alert router', () => {
         labelColumn: 'churned',
         dropColumns: ['customer_id'],
         ratePerSecond: 40,
+        // Ground truth arrives a little after each prediction, as a labelling pipeline would send it.
         labelDelayMs: 200,
         labelsToken: stack.gateway.labelsToken,
       });
@@ -214,98 +192,134 @@ describe('serving monitor and alert router', () => {
       loads.push(generator);
       return generator;
     };
+    const testCsv = join(EXAMPLE, 'data', 'test.csv');
     const quota = new QuotaClient(stack.client, QuotaPoolsFile.parse({ pools: [DEFAULT_POOL] }));
-    const conditions: { kinds: string[]; inject: () => Promise<void>; clear: () => Promise<void> }[] = [
-      {
-        kinds: ['serving-latency'],
-        inject: () => inject(model, 'v1', { delayMs: 250 }),
-        clear: () => inject(model, 'v1', null),
-      },
-      {
-        kinds: ['serving-outage'],
-        inject: () => inject(model, 'v1', { down: true }),
-        clear: () => inject(model, 'v1', null),
-      },
-      {
-        kinds: ['input-quality'],
-        inject: async () => traffic.setCorruptShare(0.3),
-        clear: async () => traffic.setCorruptShare(0),
-      },
-      {
-        kinds: ['model-quality'],
-        inject: async () => traffic.setLabelFlipShare(0.9),
-        clear: async () => traffic.setLabelFlipShare(0),
-      },
-      {
-        // Another population arrives (only customers who churn): its features skew from the training profile and
-        // the model's predictions drift from those it gave the test set at validation.
-        kinds: ['serving-skew', 'prediction-drift'],
-        inject: async () => {
-          await traffic.stop();
-          traffic = labelled(churnersCsv());
-        },
-        clear: async () => {
-          await traffic.stop();
-          traffic = labelled(join(EXAMPLE, 'data', 'test.csv'));
-        },
-      },
-      {
-        // The serving pool fills up (another pipeline takes most of it).
-        kinds: ['serving-quota'],
-        inject: async () => {
-          const cpu = (await quota.state(DEFAULT_POOL.name))!.resources.find((r) => r.resource === 'cpu')!;
-          const take = Math.ceil((0.95 * cpu.capacity - cpu.used) * 2) / 2;
-          const grant = await quota.reserve(DEFAULT_POOL.name, {
-            leaseId: `hog-${model}`,
-            holder: `hog-${model}`,
-            kind: 'data',
-            resources: { cpu: take },
-          });
-          expect(grant.granted, JSON.stringify(grant)).toBe(true);
-        },
-        clear: async () => {
-          await quota.release(DEFAULT_POOL.name, { leaseId: `hog-${model}` });
-        },
-      },
-    ];
-    for (const c of conditions) {
-      const count = async (event: AlertRecord['event']) =>
-        Object.fromEntries(await Promise.all(c.kinds.map(async (k) => [k, (await events(model, event, k)).length])));
-      const alerted = (resolved: boolean) =>
-        Object.fromEntries(
-          c.kinds.map((k) => [
-            k,
-            stack.alerts.filter((a) => a.model === model && a.kind === k && Boolean(a.resolved) === resolved).length,
-          ]),
-        );
-      const plusOne = (before: Record<string, number>) =>
-        Object.fromEntries(Object.entries(before).map(([k, n]) => [k, n + 1]));
-      const firedBefore = await count('fired');
-      const resolvedBefore = await count('resolved');
-      const [alertedBefore, resolvesBefore] = [alerted(false), alerted(true)];
-      const injectedAt = Date.now();
-      await c.inject();
-      await expect.poll(() => count('fired'), { timeout: 30_000, interval: 250 }).toEqual(plusOne(firedBefore));
-      const firedMs = Date.now() - injectedAt;
-      // The condition stays bad for several more checks: still one incident, one notification.
-      const checksAtFire = await monitorChecks(model);
-      await expect.poll(() => monitorChecks(model), { timeout: 30_000 }).toBeGreaterThanOrEqual(checksAtFire + 3);
-      expect(await count('fired')).toEqual(plusOne(firedBefore));
-      for (const k of c.kinds)
-        expect((await events(model, 'fired', k)).at(-1)!.incident).toBe(`serving:${model}:${k}#${firedBefore[k]! + 1}`);
-      await expect.poll(() => alerted(false)).toEqual(plusOne(alertedBefore));
-      const these = stack.alerts.filter((a) => a.model === model && c.kinds.includes(a.kind));
-      expect(these.every((a) => a.version === 'v1')).toBe(true);
-
-      const clearedAt = Date.now();
-      await c.clear();
-      await expect.poll(() => count('resolved'), { timeout: 30_000, interval: 250 }).toEqual(plusOne(resolvedBefore));
-      const resolvedMs = Date.now() - clearedAt;
-      await expect.poll(() => alerted(true)).toEqual(plusOne(resolvesBefore));
-      console.log(
-        `${c.kinds.join(' + ')}: injected → fired in ${firedMs} ms; cleared → resolved in ${resolvedMs} ms (1 s checks, 3 of 5)`,
-      );
+    interface Condition {
+      kinds: string[];
+      inject: () => Promise<void>;
+      clear: () => Promise<void>;
     }
+    /**
+     * Three models, each promoted with its serving monitor under traffic of its own, take two conditions each, one
+     * after the other; the models go side by side (a condition of one model does not touch another's checks).
+     */
+    const groups: ((model: string, traffic: { load: LoadGenerator }) => Condition[])[] = [
+      (model) => [
+        {
+          kinds: ['serving-latency'],
+          inject: () => inject(model, 'v1', { delayMs: 250 }),
+          clear: () => inject(model, 'v1', null),
+        },
+        {
+          kinds: ['serving-outage'],
+          inject: () => inject(model, 'v1', { down: true }),
+          clear: () => inject(model, 'v1', null),
+        },
+      ],
+      (_, traffic) => [
+        {
+          kinds: ['input-quality'],
+          inject: async () => traffic.load.setCorruptShare(0.3),
+          clear: async () => traffic.load.setCorruptShare(0),
+        },
+        {
+          kinds: ['model-quality'],
+          inject: async () => traffic.load.setLabelFlipShare(0.9),
+          clear: async () => traffic.load.setLabelFlipShare(0),
+        },
+      ],
+      (model, traffic) => [
+        {
+          // Another population arrives (only customers who churn): its features skew from the training profile and
+          // the model's predictions drift from those it gave the test set at validation.
+          kinds: ['serving-skew', 'prediction-drift'],
+          inject: async () => {
+            await traffic.load.stop();
+            traffic.load = labelled(model, churnersCsv());
+          },
+          clear: async () => {
+            await traffic.load.stop();
+            traffic.load = labelled(model, testCsv);
+          },
+        },
+        {
+          // The serving pool fills up (another pipeline takes most of it).
+          kinds: ['serving-quota'],
+          inject: async () => {
+            const cpu = (await quota.state(DEFAULT_POOL.name))!.resources.find((r) => r.resource === 'cpu')!;
+            const take = Math.ceil((0.95 * cpu.capacity - cpu.used) * 2) / 2;
+            const grant = await quota.reserve(DEFAULT_POOL.name, {
+              leaseId: `hog-${model}`,
+              holder: `hog-${model}`,
+              kind: 'data',
+              resources: { cpu: take },
+            });
+            expect(grant.granted, JSON.stringify(grant)).toBe(true);
+          },
+          clear: async () => {
+            await quota.release(DEFAULT_POOL.name, { leaseId: `hog-${model}` });
+          },
+        },
+      ],
+    ];
+    const models = groups.map(() => uniqueName('mon-conditions'));
+    const takeConditions = async (model: string, conditions: Condition[]) => {
+      for (const c of conditions) {
+        const count = async (event: AlertRecord['event']) =>
+          Object.fromEntries(await Promise.all(c.kinds.map(async (k) => [k, (await events(model, event, k)).length])));
+        const alerted = (resolved: boolean) =>
+          Object.fromEntries(
+            c.kinds.map((k) => [
+              k,
+              stack.alerts.filter((a) => a.model === model && a.kind === k && Boolean(a.resolved) === resolved).length,
+            ]),
+          );
+        const plusOne = (before: Record<string, number>) =>
+          Object.fromEntries(Object.entries(before).map(([k, n]) => [k, n + 1]));
+        const firedBefore = await count('fired');
+        const resolvedBefore = await count('resolved');
+        const [alertedBefore, resolvesBefore] = [alerted(false), alerted(true)];
+        const injectedAt = Date.now();
+        await c.inject();
+        await expect.poll(() => count('fired'), { timeout: 30_000, interval: 250 }).toEqual(plusOne(firedBefore));
+        const firedMs = Date.now() - injectedAt;
+        // The condition stays bad for several more checks: still one incident, one notification.
+        const checksAtFire = await monitorChecks(model);
+        await expect.poll(() => monitorChecks(model), { timeout: 30_000 }).toBeGreaterThanOrEqual(checksAtFire + 3);
+        expect(await count('fired')).toEqual(plusOne(firedBefore));
+        for (const k of c.kinds)
+          expect((await events(model, 'fired', k)).at(-1)!.incident).toBe(
+            `serving:${model}:${k}#${firedBefore[k]! + 1}`,
+          );
+        await expect.poll(() => alerted(false)).toEqual(plusOne(alertedBefore));
+        const these = stack.alerts.filter((a) => a.model === model && c.kinds.includes(a.kind));
+        expect(these.every((a) => a.version === 'v1')).toBe(true);
+
+        const clearedAt = Date.now();
+        await c.clear();
+        await expect.poll(() => count('resolved'), { timeout: 30_000, interval: 250 }).toEqual(plusOne(resolvedBefore));
+        const resolvedMs = Date.now() - clearedAt;
+        await expect.poll(() => alerted(true)).toEqual(plusOne(resolvesBefore));
+        console.log(
+          `${c.kinds.join(' + ')}: injected → fired in ${firedMs} ms; cleared → resolved in ${resolvedMs} ms (1 s checks, 3 of 5)`,
+        );
+      }
+    };
+    await Promise.all(
+      groups.map(async (group, g) => {
+        const model = models[g]!;
+        const traffic = { load: labelled(model, testCsv) };
+        await promote(
+          monitoredSpec(model, 'v1', (s) => {
+            s.monitoring.quality = { minAccuracy: 0.6, minLabels: 20, severity: 'warning' };
+          }),
+        );
+        await expect.poll(() => monitorChecks(model), { timeout: 30_000 }).toBeGreaterThanOrEqual(3);
+        expect(await events(model, 'fired')).toEqual([]);
+        await takeConditions(model, group(model, traffic));
+      }),
+    );
+    const model = models[0]!;
     // Latency was routed to its owner's sink (firing and resolve); outage took the catch-all route to both hooks.
     const latency = stack.alerts.find((a) => a.model === model && a.kind === 'serving-latency' && !a.resolved);
     expect(latency).toMatchObject({ severity: 'warning', owner: 'team-serving' });
@@ -629,13 +643,17 @@ describe('serving monitor and alert router', () => {
     expect(mine('/flaky').every((r) => r.body.owner === 'team-grp')).toBe(true);
     // Slack was not posted again by the webhook's retries.
     expect(mine('/slack')).toHaveLength(1);
-    const delivered = await events(model, 'delivered');
-    expect(delivered.map((d) => `${d.kind} ${d.sinks?.join(',')}`).sort()).toEqual([
-      'input-quality flaky-hook',
-      'input-quality grp-slack',
-      'serving-skew flaky-hook',
-      'serving-skew grp-slack',
-    ]);
+    // The router records a delivery once the sink's activity has returned, a moment after the receiver has the POST.
+    const delivered = async () =>
+      (await events(model, 'delivered')).map((d) => `${d.kind} ${d.sinks?.join(',')}`).sort();
+    await expect
+      .poll(delivered)
+      .toEqual([
+        'input-quality flaky-hook',
+        'input-quality grp-slack',
+        'serving-skew flaky-hook',
+        'serving-skew grp-slack',
+      ]);
   });
 
   it('records a compact router history for the replay test (fire, deliver, resolve, raise, silence, override)', async () => {
