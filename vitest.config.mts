@@ -13,6 +13,8 @@ export default defineConfig({
     testTimeout: 120_000,
     hookTimeout: 180_000,
     globalSetup: ['test/global-setup.ts'],
+    // Removes the temp folders a file made with tempDir (test/helpers/temp.ts) once it ends.
+    setupFiles: ['test/setup.ts'],
     // Polls wait on real workflows and deliveries of a loaded 2-core machine: seconds, not the default 1 s.
     expect: { poll: { timeout: 15_000, interval: 100 } },
   },

@@ -9,5 +9,7 @@ export default defineConfig({
     pool: 'forks',
     include: ['test/unit/**/*.test.ts'],
     testTimeout: 60_000,
+    // Removes the temp folders a file made with tempDir (test/helpers/temp.ts) once it ends.
+    setupFiles: ['test/setup.ts'],
   },
 });

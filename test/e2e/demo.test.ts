@@ -1,11 +1,11 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, statSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { freePort, portOpen } from '../../src/dev/ports';
 import { takeUiScreenshots, type UiScreenshots } from '../../src/dev/ui-screenshots';
 import { ROOT } from '../helpers/harness';
+import { tempDir } from '../helpers/temp';
 
 interface Demo {
   child: ChildProcess;
@@ -57,7 +57,7 @@ async function until(what: string, check: () => boolean, timeoutMs: number): Pro
 
 describe('the demo (main job)', () => {
   it('promotes the good candidate, rolls back the bad one, and resumes from its persisted state', async () => {
-    const dataDir = mkdtempSync(join(tmpdir(), 'mll-demo-'));
+    const dataDir = tempDir('mll-demo-');
     const first = await startDemo(dataDir, '--exit');
     expect(await first.exited, first.output()).toBe(0);
     const out = first.output();
@@ -76,7 +76,7 @@ describe('the demo (main job)', () => {
       90_000,
     );
     // What an operator sees of the first run in the UI this start serves: the list by stage, the rolled-back page.
-    const shotsDir = mkdtempSync(join(tmpdir(), 'mll-ui-'));
+    const shotsDir = tempDir('mll-ui-');
     let shots: UiScreenshots;
     try {
       shots = await takeUiScreenshots({

@@ -1,9 +1,9 @@
-import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EXAMPLE, ROOT, startStack, uniqueName, type Stack } from '../helpers/harness';
 import { mlctl } from '../helpers/mlctl';
+import { tempDir } from '../helpers/temp';
 
 // `mlctl data` needs no server: it reads files.
 const run = (...args: string[]) => mlctl('127.0.0.1:1', 'data', ...args);
@@ -43,7 +43,7 @@ function skewedBatch(file: string): void {
 }
 
 describe('mlctl data', () => {
-  const dir = mkdtempSync(join(tmpdir(), 'mll-data-'));
+  const dir = tempDir('mll-data-');
   const profile = join(dir, 'profile.json');
 
   it('profiles the training set into a profile and its sorted values', async () => {
@@ -161,7 +161,7 @@ describe('mlctl data', () => {
 
 describe('mlctl data schedule against a real dev server', () => {
   let stack: Stack;
-  const dir = mkdtempSync(join(tmpdir(), 'mll-data-schedule-'));
+  const dir = tempDir('mll-data-schedule-');
   const profile = join(dir, 'profile.json');
   const name = uniqueName('cli-batches');
   const schedule = (...args: string[]) => mlctl(stack.address, 'data', 'schedule', ...args);

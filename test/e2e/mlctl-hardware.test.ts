@@ -1,10 +1,10 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { describe, expect, it } from 'vitest';
 import { EXAMPLE, testSpec } from '../helpers/harness';
 import { mlctl } from '../helpers/mlctl';
+import { tempDir } from '../helpers/temp';
 
 // `mlctl hardware plan` needs no server: it reads the spec, the catalog and the training data.
 const run = (...args: string[]) => mlctl('127.0.0.1:1', 'hardware', 'plan', ...args);
@@ -24,7 +24,7 @@ interface Plan {
 }
 
 describe('mlctl hardware plan', () => {
-  const dir = mkdtempSync(join(tmpdir(), 'mll-hw-'));
+  const dir = tempDir('mll-hw-');
   const write = (name: string, patch: (s: ReturnType<typeof testSpec>) => void) => {
     const spec = testSpec('hw', 'v1');
     patch(spec);

@@ -1,17 +1,17 @@
-import { mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { readPrivateKey, signApproval } from '../../src/client/approval-signing';
 import { loadApproverKeyring } from '../../src/config/approver-keys';
 import { verifySignedApproval } from '../../src/shared/signed-approval';
 import { mlctl } from '../helpers/mlctl';
+import { tempDir } from '../helpers/temp';
 
 // `mlctl keys` needs no server: it writes a file.
 const run = (...args: string[]) => mlctl('127.0.0.1:1', 'keys', ...args);
 
 describe('mlctl keys generate', () => {
-  const dir = mkdtempSync(join(tmpdir(), 'mll-keys-e2e-'));
+  const dir = tempDir('mll-keys-e2e-');
 
   it('writes the private key with mode 0600 and prints the keyring entry that verifies its signatures', async () => {
     const out = join(dir, 'alice.pem');

@@ -1,5 +1,4 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -7,10 +6,11 @@ import { artifactDigest } from '../../src/artifacts/digest';
 import type { QuotaPoolConfigInput } from '../../src/shared/quota';
 import { EXAMPLE, liveTraffic, startStack, testSpec, uniqueName, waitForStatus, type Stack } from '../helpers/harness';
 import { mlctl } from '../helpers/mlctl';
+import { tempDir } from '../helpers/temp';
 
 describe('mlctl quota against a real dev server', () => {
   let stack: Stack;
-  const dir = mkdtempSync(join(tmpdir(), 'mll-quota-cli-'));
+  const dir = tempDir('mll-quota-cli-');
   const POOL = uniqueName('cli-pool');
   const PLAN = uniqueName('plan-pool');
   const poolConfigs: QuotaPoolConfigInput[] = [

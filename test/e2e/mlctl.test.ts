@@ -1,16 +1,16 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mlctl } from '../helpers/mlctl';
 import type { Observation } from '../../src/shared/alerts';
 import { liveTraffic, observe, startStack, testSpec, uniqueName, waitForStatus, type Stack } from '../helpers/harness';
+import { tempDir } from '../helpers/temp';
 
 describe('mlctl against a real dev server', () => {
   let stack: Stack;
   const model = uniqueName('cli');
-  const dir = mkdtempSync(join(tmpdir(), 'mll-cli-'));
+  const dir = tempDir('mll-cli-');
 
   /** The keyring the worker trusts; written by the signed-approval test before its gate opens. */
   const keyring = join(dir, 'approvers.yaml');

@@ -1,5 +1,4 @@
-import { appendFileSync, chmodSync, mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { appendFileSync, chmodSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { WithStartWorkflowOperation } from '@temporalio/client';
 import { stringify } from 'yaml';
@@ -23,6 +22,7 @@ import { OperationTarget } from '../../src/shared/signed-operation';
 import { LIFECYCLE_TASK_QUEUE } from '../../src/shared/task-queues';
 import { liveTraffic, observe, startStack, testSpec, uniqueName, waitForStatus, type Stack } from '../helpers/harness';
 import { mlctl } from '../helpers/mlctl';
+import { tempDir } from '../helpers/temp';
 
 /**
  * The attacks of the security review (C1, C2, H6, H7, H8, M3, M4, M6, M9) against a real stack under a strict
@@ -32,7 +32,7 @@ import { mlctl } from '../helpers/mlctl';
 describe('trust: the platform policy holds against hostile callers', () => {
   let stack: Stack;
   const model = uniqueName('sec');
-  const dir = mkdtempSync(join(tmpdir(), 'mll-sec-'));
+  const dir = tempDir('mll-sec-');
   const policyFile = join(dir, 'policy.yaml');
   const keyringFile = join(dir, 'keyring.yaml');
   const people = ['alice', 'bob', 'ops', 'mallory'] as const;

@@ -1,5 +1,4 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadAlertConfig } from '../../src/config/alert-sinks';
@@ -13,6 +12,7 @@ import {
 } from '../../src/shared/monitoring';
 import { LIFECYCLE_TASK_QUEUE } from '../../src/shared/task-queues';
 import { ALERT_GROUP_WAIT_MS, observe, recordHistory, startStack, uniqueName, type Stack } from '../helpers/harness';
+import { tempDir } from '../helpers/temp';
 
 /** Alertmanager's `resolve_timeout`: an alert nobody re-sends resolves this long after it was last posted. */
 const RESOLVE_TIMEOUT_MS = Number(process.env.MLL_ALERTMANAGER_RESOLVE_TIMEOUT_MS ?? 4_000);
@@ -42,7 +42,7 @@ describe('alert router and a real Alertmanager', () => {
   beforeAll(async () => {
     am = await startAlertmanager({ resolveTimeoutMs: RESOLVE_TIMEOUT_MS });
     // Through the sinks file, as an operator configures it.
-    dir = mkdtempSync(join(tmpdir(), 'mll-am-sinks-'));
+    dir = tempDir('mll-am-sinks-');
     const file = join(dir, 'alert-sinks.yaml');
     writeFileSync(
       file,

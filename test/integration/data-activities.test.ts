@@ -1,5 +1,4 @@
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ApplicationFailure } from '@temporalio/common';
 import { MockActivityEnvironment } from '@temporalio/testing';
@@ -8,12 +7,13 @@ import { createDataActivities, type CheckDataInput } from '../../src/activities/
 import type { DriftReport } from '../../src/drift';
 import { ErrorType } from '../../src/shared/errors';
 import { EXAMPLE, ROOT } from '../helpers/harness';
+import { tempDir } from '../helpers/temp';
 
 /** The data activities as a worker runs them: real files, the activity context of the SDK's test environment. */
 describe('data activities', () => {
   const activities = createDataActivities({ root: ROOT });
   const env = new MockActivityEnvironment();
-  const dir = mkdtempSync(join(tmpdir(), 'data-activities-'));
+  const dir = tempDir('data-activities-');
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
   it('profiles a data set, then checks batches against the profile or a folder holding it', async () => {

@@ -1,5 +1,4 @@
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ApplicationFailure } from '@temporalio/common';
 import { WorkflowFailedError } from '@temporalio/client';
@@ -19,6 +18,7 @@ import { ALERT_ROUTER_WORKFLOW_ID, alertRouterQuery } from '../../src/shared/mon
 import { QuotaPoolsFile, type QuotaPoolConfigInput } from '../../src/shared/quota';
 import { LIFECYCLE_TASK_QUEUE } from '../../src/shared/task-queues';
 import { EXAMPLE, startStack, uniqueName, type Stack } from '../helpers/harness';
+import { tempDir } from '../helpers/temp';
 
 const TEST = join(EXAMPLE, 'data', 'test.csv');
 const POOL: QuotaPoolConfigInput = { name: uniqueName('etl'), capacity: { cpu: 10, memoryGiB: 40 } };
@@ -47,7 +47,7 @@ function batch(file: string, change: { drift?: boolean; wrongType?: boolean } = 
 describe('scheduled data checks', () => {
   let stack: Stack;
   let schedules: DataScheduleClient;
-  const dir = mkdtempSync(join(tmpdir(), 'mll-data-check-'));
+  const dir = tempDir('mll-data-check-');
   const profile = join(dir, 'profile.json');
   const created: string[] = [];
 

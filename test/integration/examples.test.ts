@@ -1,8 +1,7 @@
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LoadGenerator } from '../../src/dev/load-generator';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { SERVING_ALERT_KINDS, type AlertRecord } from '../../src/shared/alerts';
 import {
   ALERT_ROUTER_WORKFLOW_ID,
@@ -11,6 +10,7 @@ import {
   servingMonitorWorkflowId,
 } from '../../src/shared/monitoring';
 import { approveAll, ROOT, startStack, testSpec, uniqueName, type Stack } from '../helpers/harness';
+import { tempDir } from '../helpers/temp';
 
 /**
  * The regression (demand, LightGBM) and multiclass (routing, XGBoost) examples through their whole lifecycles on a real
@@ -46,7 +46,7 @@ function subsetCsv(example: string, keep: (row: Record<string, string>) => boole
     const cells = line.split(',');
     return keep(Object.fromEntries(names.map((n, i) => [n, cells[i] ?? ''])));
   });
-  const file = join(mkdtempSync(join(tmpdir(), 'mll-subset-')), 'drifted.csv');
+  const file = join(tempDir('mll-subset-'), 'drifted.csv');
   writeFileSync(file, `${header}\n${kept.join('\n')}\n`);
   return file;
 }

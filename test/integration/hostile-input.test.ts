@@ -1,5 +1,4 @@
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ApplicationFailure } from '@temporalio/common';
 import { WorkflowFailedError, WorkflowUpdateFailedError } from '@temporalio/client';
@@ -31,6 +30,7 @@ import {
   type Stack,
 } from '../helpers/harness';
 import { mlctl } from '../helpers/mlctl';
+import { tempDir } from '../helpers/temp';
 
 /**
  * Each hostile input of the security review (C3, H1, H2, H9, L2, L4 and the data-check header) sent to a real stack
@@ -44,7 +44,7 @@ describe('hostile input on a real stack', () => {
   const model = uniqueName('hostile');
   const POOL = uniqueName('hostile-pool');
   const pools: QuotaPoolConfigInput[] = [{ name: POOL, capacity: { cpu: 8, memoryGiB: 32 } }];
-  const dir = mkdtempSync(join(tmpdir(), 'mll-hostile-'));
+  const dir = tempDir('mll-hostile-');
   const poolsFile = join(dir, 'pools.yaml');
   let baseline: SandboxProbe;
 

@@ -1,6 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ErrorType } from '../../src/shared/errors';
@@ -18,6 +17,7 @@ import {
   waitForStatus,
   type Stack,
 } from '../helpers/harness';
+import { tempDir } from '../helpers/temp';
 
 /** Lifecycles end to end on a real dev server, with the real trainer, gateway and live HTTP traffic. */
 describe('model lifecycle on a real Temporal dev server', () => {
@@ -106,7 +106,7 @@ describe('model lifecycle on a real Temporal dev server', () => {
   it('rolls back a candidate whose live inputs are not what it was trained on (training-serving skew)', async () => {
     // The candidate's pipeline trained on charges in another unit (×1.6): validation on its own test split is
     // consistent, but live traffic carries the charges as they are.
-    const dataDir = mkdtempSync(join(tmpdir(), 'skewed-data-'));
+    const dataDir = tempDir('skewed-data-');
     for (const name of ['train.csv', 'test.csv']) {
       const [header, ...rows] = readFileSync(join(EXAMPLE, 'data', name), 'utf8')
         .trim()

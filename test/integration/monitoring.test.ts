@@ -1,5 +1,4 @@
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -35,6 +34,7 @@ import {
   waitForStatus,
   type Stack,
 } from '../helpers/harness';
+import { tempDir } from '../helpers/temp';
 
 const WATCH_POOL = { name: 'train-watch', capacity: { cpu: 64, memoryGiB: 256 } };
 /** The harness's default pool, where the test lifecycles' serving quota is held. */
@@ -46,7 +46,7 @@ function churnersCsv(): string {
     .trim()
     .split('\n');
   const churners = [rows[0], ...rows.slice(1).filter((r) => r.endsWith(',1'))].join('\n');
-  const file = join(mkdtempSync(join(tmpdir(), 'mll-drift-')), 'churners.csv');
+  const file = join(tempDir('mll-drift-'), 'churners.csv');
   writeFileSync(file, `${churners}\n`);
   return file;
 }

@@ -3,17 +3,7 @@
  * a shared mount): a control-plane worker that trains nothing, a training-only worker serving `train-gpu` (the GPU
  * host), and a gateway, each with a data dir of its own. Needs `npm run build`.
  */
-import {
-  existsSync,
-  mkdirSync,
-  mkdtempSync,
-  readdirSync,
-  readFileSync,
-  renameSync,
-  rmSync,
-  writeFileSync,
-} from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { Client, Connection } from '@temporalio/client';
@@ -36,11 +26,12 @@ import {
   waitForStatus,
   WORKER_SECRET,
 } from '../helpers/harness';
+import { tempDir } from '../helpers/temp';
 
 const WORKER_MAIN = join(ROOT, 'dist', 'src', 'workers', 'main.js');
 const HOLD_TRAINER = join(ROOT, 'test', 'fixtures', 'trainers', 'hold-first-attempt-trainer.py');
 
-const work = mkdtempSync(join(tmpdir(), 'mll-multi-host-'));
+const work = tempDir('mll-multi-host-');
 const storeDir = join(work, 'shared-store');
 const controlData = join(work, 'control-host');
 const gpuData = join(work, 'gpu-host');

@@ -1,5 +1,4 @@
-import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { chmodSync, existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parse as parseCsv } from 'csv-parse/sync';
 import { ApplicationFailure } from '@temporalio/common';
@@ -17,6 +16,7 @@ import { createNginxTargets, type NginxTarget } from '../../src/targets/nginx';
 import type { DeploymentTarget } from '../../src/targets/contract';
 import { GATEWAY_MAIN, startGatewayProcess } from '../helpers/gateway-process';
 import { approveAll, EXAMPLE, startStack, testSpec, uniqueName, waitForStatus, type Stack } from '../helpers/harness';
+import { tempDir } from '../helpers/temp';
 
 const USER_HEADER = 'x-ml-user';
 const ROUTER = 'edge';
@@ -122,7 +122,7 @@ describe('nginx deployment target', () => {
 
   beforeAll(async () => {
     if (!existsSync(GATEWAY_MAIN)) throw new Error(`${GATEWAY_MAIN} is missing: run npm run build first`);
-    workDir = mkdtempSync(join(tmpdir(), 'mll-nginx-target-'));
+    workDir = tempDir('mll-nginx-target-');
     // nginx started as root runs its workers as nobody: they must reach the temp folders under the router's folder.
     chmodSync(workDir, 0o755);
     stack = await startStack({ nginxTargets: routers });

@@ -1,6 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ApplicationFailure } from '@temporalio/common';
 import { WorkflowUpdateFailedError } from '@temporalio/client';
@@ -31,8 +30,9 @@ import {
   WORKER_SECRET,
   type Stack,
 } from '../helpers/harness';
+import { tempDir } from '../helpers/temp';
 
-const dir = mkdtempSync(join(tmpdir(), 'mll-quota-owners-'));
+const dir = tempDir('mll-quota-owners-');
 const policyFile = join(dir, 'policy.yaml');
 const keyringFile = join(dir, 'approvers.yaml');
 const poolsFile = join(dir, 'pools.yaml');

@@ -1,5 +1,4 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { historyToJSON } from '@temporalio/common/lib/proto-utils';
@@ -22,6 +21,7 @@ import {
   type ReserveQuotaResult,
 } from '../../src/shared/quota';
 import { recordHistory, ROOT, startStack, testSpec, uniqueName, waitForStatus, type Stack } from '../helpers/harness';
+import { tempDir } from '../helpers/temp';
 
 /** Pools of this file: each test has its own, so their histories are theirs alone. */
 const pools: QuotaPoolConfigInput[] = [];
@@ -54,7 +54,7 @@ const PACKED = pool({ capacity: { cpu: 4, memoryGiB: 8 }, maxLeases: 5, continue
  * The shipped catalog plus two devices for the fallback test: `cpu-small` draws on the SMALL pool, `cpu-big` on the
  * lifecycle's own. Other tests keep planning on the shipped devices (cpu-4 stays the cheapest).
  */
-const CATALOG = join(mkdtempSync(join(tmpdir(), 'mll-catalog-')), 'catalog.yaml');
+const CATALOG = join(tempDir('mll-catalog-'), 'catalog.yaml');
 writeFileSync(
   CATALOG,
   stringify({

@@ -1,5 +1,4 @@
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Browser } from 'puppeteer-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -19,6 +18,7 @@ import {
 } from '../helpers/harness';
 import { mlctl } from '../helpers/mlctl';
 import { inspectReport, launchChromium, type ReportPageFacts } from '../helpers/report-page';
+import { tempDir } from '../helpers/temp';
 
 /** A feature name and values that are markup: the reports must show them as text, never run or render them. */
 const HOSTILE_FEATURE = '</script><img src=x onerror=alert(1)>';
@@ -72,7 +72,7 @@ function expectRendered(page: ReportPageFacts, charts: number): void {
 
 describe('HTML reports in headless Chromium', () => {
   let browser: Browser;
-  const dir = mkdtempSync(join(tmpdir(), 'mll-reports-'));
+  const dir = tempDir('mll-reports-');
   const DATA_SHOT = shotPath('report-data-check.png', dir);
   const LIFECYCLE_SHOT = shotPath('report-lifecycle.png', dir);
 

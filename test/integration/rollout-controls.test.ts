@@ -1,5 +1,4 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import Fastify from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -20,6 +19,7 @@ import {
   waitForStatus,
   type Stack,
 } from '../helpers/harness';
+import { tempDir } from '../helpers/temp';
 
 /**
  * Rollout analysis and controls on the real stack: each check breached by a real fault on the gateway (or real bad
@@ -34,7 +34,7 @@ describe('rollout analysis and controls', () => {
   const mallory = generateApproverKey();
 
   beforeAll(async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'mll-keys-'));
+    const dir = tempDir('mll-keys-');
     const keyring = join(dir, 'approvers.yaml');
     writeFileSync(
       keyring,

@@ -1,5 +1,4 @@
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -20,6 +19,7 @@ import {
   waitForStatus,
   type Stack,
 } from '../helpers/harness';
+import { tempDir } from '../helpers/temp';
 
 /**
  * Traffic and integrations of a rollout on the real stack: the gateway copies production requests to the candidate
@@ -68,7 +68,7 @@ describe('rollout traffic: shadow, pinned routes, hooks and confirm callbacks', 
   const routing = async () => (await (await stack.gateway.admin(`/admin/models/${model}`)).json()) as ModelRouting;
 
   beforeAll(async () => {
-    const keyring = join(mkdtempSync(join(tmpdir(), 'mll-keys-')), 'approvers.yaml');
+    const keyring = join(tempDir('mll-keys-'), 'approvers.yaml');
     writeFileSync(keyring, `approvers:\n  ci-bot: { keys: ["${ciBot.publicKey}"] }\n`);
     stack = await startStack({ approverKeysFile: keyring });
     // CI's endpoints: a smoke test that reaches the candidate through its pinned route, and one that fails.

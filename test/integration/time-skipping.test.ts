@@ -1,7 +1,4 @@
 import { QuotaPoolsFile } from '../../src/shared/quota';
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { Worker } from '@temporalio/worker';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
@@ -27,6 +24,7 @@ import {
   WORKER_SECRET,
   type Gateway,
 } from '../helpers/harness';
+import { tempDir } from '../helpers/temp';
 
 const HOUR = 3_600_000;
 const MINUTE = 60_000;
@@ -55,7 +53,7 @@ describe('a rollout whose stages bake for hours', () => {
     });
     await registerSearchAttributes(env.connection, 'default');
     // The worker trains into the gateway's artifact root, as in a deployment.
-    const artifactsDir = mkdtempSync(join(tmpdir(), 'mll-skip-'));
+    const artifactsDir = tempDir('mll-skip-');
     gateway = await startGateway({ artifactRoot: artifactsDir });
     load = liveTraffic(gateway.url, model);
     const { trainModel, ...control } = createActivities({

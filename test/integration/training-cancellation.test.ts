@@ -1,5 +1,4 @@
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { ApplicationFailure, CancelledFailure, type LogLevel, type LogMetadata, type Logger } from '@temporalio/common';
 import { MockActivityEnvironment } from '@temporalio/testing';
@@ -8,6 +7,7 @@ import { createTrainingActivities, type TrainModelInput } from '../../src/activi
 import { projectRoot } from '../../src/config/paths';
 import { trainerPython } from '../../src/config/toolchain';
 import { ErrorType } from '../../src/shared/errors';
+import { tempDir } from '../helpers/temp';
 
 const ROOT = projectRoot();
 const TRAINER = join(ROOT, 'test', 'fixtures', 'trainers', 'forking-trainer.py');
@@ -48,7 +48,7 @@ function running(pid: number): boolean {
  * worker process: stopping the trainer must stop both.
  */
 describe('trainModel stops the trainer process group', () => {
-  const dir = mkdtempSync(join(tmpdir(), 'training-cancellation-'));
+  const dir = tempDir('training-cancellation-');
   const started: number[] = [];
   afterAll(() => {
     // A failed assertion must not leave sleepers behind.

@@ -1,14 +1,4 @@
-import {
-  existsSync,
-  mkdirSync,
-  mkdtempSync,
-  rmSync,
-  symlinkSync,
-  writeFileSync,
-  copyFileSync,
-  appendFileSync,
-} from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, mkdirSync, rmSync, symlinkSync, writeFileSync, copyFileSync, appendFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ApplicationFailure } from '@temporalio/common';
 import { MockActivityEnvironment } from '@temporalio/testing';
@@ -27,6 +17,7 @@ import {
 import { projectRoot } from '../../src/config/paths';
 import { trainerPython } from '../../src/config/toolchain';
 import { ErrorType } from '../../src/shared/errors';
+import { tempDir } from '../helpers/temp';
 
 const ROOT = projectRoot();
 const PROBE = join(ROOT, 'test', 'fixtures', 'trainers', 'env-probe-trainer.py');
@@ -69,7 +60,7 @@ function envNamesIn(tail: string[]): string[] {
  * and the digest of what it produced.
  */
 describe('trainModel runs the trainer with least privilege', () => {
-  const dir = mkdtempSync(join(tmpdir(), 'training-isolation-'));
+  const dir = tempDir('training-isolation-');
   let runs = 0;
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
 

@@ -1,5 +1,4 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ApplicationFailure } from '@temporalio/common';
 import { describe, expect, it } from 'vitest';
@@ -17,6 +16,7 @@ import { loadAlertConfig, loadAlertSinks, routeAlert } from '../../src/config/al
 import { InvalidFileError } from '../../src/config/yaml-file';
 import type { Alert } from '../../src/shared/alerts';
 import { ErrorType } from '../../src/shared/errors';
+import { tempDir } from '../helpers/temp';
 
 const NOW = new Date('2025-03-01T12:00:00.000Z');
 
@@ -225,7 +225,7 @@ describe('severity filter', () => {
 });
 
 describe('alert sinks file', () => {
-  const dir = mkdtempSync(join(tmpdir(), 'alert-sinks-'));
+  const dir = tempDir('alert-sinks-');
   const write = (name: string, text: string) => {
     const file = join(dir, name);
     writeFileSync(file, text);
@@ -451,7 +451,7 @@ describe('alert routes and groups', () => {
   });
 
   it('refuses a route naming a sink the file does not declare, naming the route', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'alert-routes-'));
+    const dir = tempDir('alert-routes-');
     const file = join(dir, 'sinks.yaml');
     writeFileSync(
       file,

@@ -1,7 +1,6 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { conditionProblem, judgeResult } from '../../src/analysis/conditions';
@@ -11,6 +10,7 @@ import { foldSample, type CheckLedger } from '../../src/domain/check-tolerance';
 import { fillPlaceholders, MetricCheck, promDuration } from '../../src/shared/analysis';
 import { AnalysisSpec } from '../../src/shared/spec';
 import type { Decision } from '../../src/shared/status';
+import { tempDir } from '../helpers/temp';
 
 const decision = (check: string, outcome: Decision['outcome'], extra: Partial<Decision> = {}): Decision => ({
   stage: 'canary',
@@ -157,7 +157,7 @@ describe('placeholders', () => {
 });
 
 describe('analysis templates', () => {
-  const dir = mkdtempSync(join(tmpdir(), 'mll-templates-'));
+  const dir = tempDir('mll-templates-');
   writeFileSync(
     join(dir, 'conversion.yaml'),
     [

@@ -1,5 +1,4 @@
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { dataCheckObservations } from '../../src/domain/data-check';
@@ -16,12 +15,13 @@ import {
 } from '../../src/drift';
 import { DriftOptions, issueText } from '../../src/shared/drift';
 import { DataCheckInput } from '../../src/shared/data-check';
+import { tempDir } from '../helpers/temp';
 
 /**
  * A data batch is hostile input: whatever it holds, a check's report (an activity result, then workflow history and
  * alerts) stays small, quotes no cell whole and names the line of what it could not read.
  */
-const dir = mkdtempSync(join(tmpdir(), 'drift-bounds-'));
+const dir = tempDir('drift-bounds-');
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 let fileNo = 0;
 function file(content: string, ext = 'csv'): string {

@@ -1,5 +1,4 @@
-import { existsSync, mkdtempSync, rmSync, truncateSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, rmSync, truncateSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import {
@@ -17,8 +16,9 @@ import {
 } from '../../src/drift';
 import { quantileEdges, quantileOfSorted } from '../../src/drift/kernels';
 import { PARALLEL_MIN_VALUES } from '../../src/drift/parallel';
+import { tempDir } from '../helpers/temp';
 
-const dir = mkdtempSync(join(tmpdir(), 'drift-engine-'));
+const dir = tempDir('drift-engine-');
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 /** Deterministic uniform [0, 1). */

@@ -1,5 +1,4 @@
-import { mkdtempSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parse as parseCsv } from 'csv-parse/sync';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -9,8 +8,9 @@ import { readCsvColumns } from '../../src/drift/csv';
 import { readJsonlColumns } from '../../src/drift/jsonl';
 import { finiteValues } from '../../src/drift/kernels';
 import { finishSort, sortedFinite, sortFloat64, SortScratch } from '../../src/drift/sort';
+import { tempDir } from '../helpers/temp';
 
-const dir = mkdtempSync(join(tmpdir(), 'drift-io-'));
+const dir = tempDir('drift-io-');
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 let fileNo = 0;
 function file(content: string | Buffer, ext = 'csv'): string {

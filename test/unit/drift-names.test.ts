@@ -1,14 +1,14 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { checkData, loadReference, type CategoricalProfile, type DriftReport } from '../../src/drift';
+import { tempDir } from '../helpers/temp';
 
 /**
  * Column names and category values are the caller's: names that Object.prototype has (`constructor`, `toString`,
  * `hasOwnProperty`, `valueOf`) and the value `__proto__` are data like any other, read from CSV and JSON Lines alike.
  */
-const dir = mkdtempSync(join(tmpdir(), 'drift-names-'));
+const dir = tempDir('drift-names-');
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 let fileNo = 0;
 function file(content: string, ext: string): string {

@@ -1,10 +1,10 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ApplicationFailure } from '@temporalio/common';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createEvaluationActivities } from '../../src/activities/evaluation';
 import { ErrorType } from '../../src/shared/errors';
+import { tempDir } from '../helpers/temp';
 
 const dirs: string[] = [];
 afterEach(() => {
@@ -13,7 +13,7 @@ afterEach(() => {
 
 /** An artifact folder whose metrics.json holds `metrics`, beside a test set (nothing else: the check comes first). */
 function artifactWithMetrics(metrics: string): string {
-  const dir = mkdtempSync(join(tmpdir(), 'evaluation-failures-'));
+  const dir = tempDir('evaluation-failures-');
   dirs.push(dir);
   writeFileSync(join(dir, 'metrics.json'), metrics);
   writeFileSync(join(dir, 'test.csv'), 'age,churned\n30,1\n');

@@ -1,8 +1,8 @@
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { projectRoot } from '../../src/config/paths';
+import { tempDir } from '../helpers/temp';
 
 const ROOT = projectRoot();
 
@@ -11,7 +11,7 @@ const load = async () =>
   ((await import(join(ROOT, 'scripts', 'import-cycles.mjs'))) as { importCycles: ImportCycles }).importCycles;
 
 describe('the import-cycle check', () => {
-  const scratch = mkdtempSync(join(tmpdir(), 'import-cycles-'));
+  const scratch = tempDir('import-cycles-');
   afterAll(() => rmSync(scratch, { recursive: true, force: true }));
 
   const tree = (name: string, files: Record<string, string>) => {

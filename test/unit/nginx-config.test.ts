@@ -1,5 +1,4 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ApplicationFailure } from '@temporalio/common';
 import fc from 'fast-check';
@@ -17,6 +16,7 @@ import {
 import { createNginxTargets } from '../../src/targets/nginx';
 import { DeploymentTargetSpec, targetLabel } from '../../src/shared/deployment-target';
 import { resolveTarget } from '../../src/targets/target';
+import { tempDir } from '../helpers/temp';
 
 const router: NginxConfigRouter = {
   name: 'edge',
@@ -184,7 +184,7 @@ describe('nginx config writer', () => {
 });
 
 describe('ML_NGINX_TARGETS file', () => {
-  const dir = mkdtempSync(join(tmpdir(), 'mll-nginx-targets-'));
+  const dir = tempDir('mll-nginx-targets-');
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
   /** An executable that stands for nginx: the loader only checks that the binary can be run. */
   const nginx = process.execPath;

@@ -1,5 +1,4 @@
-import { mkdtempSync, utimesSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { generateApproverKey, operationClaim, signOperation } from '../../src/client/approval-signing';
@@ -22,6 +21,7 @@ import {
   specDigest,
   verifySignedOperation,
 } from '../../src/shared/signed-operation';
+import { tempDir } from '../helpers/temp';
 
 const POLICY = PolicyFile.parse({
   version: 1,
@@ -168,7 +168,7 @@ describe('platform policy', () => {
   });
 
   it('reports a bad policy file with the field and its line', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'mll-policy-'));
+    const dir = tempDir('mll-policy-');
     const file = join(dir, 'policy.yaml');
     writeFileSync(file, 'version: 1\ndefaults:\n  signatures:\n    required: maybe\n');
     expect(() => loadPolicyFile(file)).toThrow(InvalidFileError);
@@ -176,7 +176,7 @@ describe('platform policy', () => {
   });
 
   it('re-reads the files when they change, and refuses everything while the policy file is invalid', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'mll-policy-'));
+    const dir = tempDir('mll-policy-');
     const file = join(dir, 'policy.yaml');
     writeFileSync(file, 'version: 1\ndefaults:\n  approval: { approvers: [alice] }\n');
     const source = new PolicySource(file, undefined, dir);
@@ -190,7 +190,7 @@ describe('platform policy', () => {
   });
 
   it('keeps training programs under the allowed roots without saying whether a file exists', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'mll-policy-'));
+    const dir = tempDir('mll-policy-');
     const file = join(dir, 'policy.yaml');
     writeFileSync(file, 'version: 1\ndefaults:\n  training: { roots: [trainers] }\n');
     const source = new PolicySource(file, undefined, dir);

@@ -1,6 +1,5 @@
 import { createHash, createHmac } from 'node:crypto';
-import { mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Client } from '@temporalio/client';
 import { describe, expect, it } from 'vitest';
@@ -19,6 +18,7 @@ import {
 } from '../../src/shared/quota';
 import { authorizeOperation, OperationTarget } from '../../src/shared/signed-operation';
 import { describeIssues } from '../../src/shared/spec';
+import { tempDir } from '../helpers/temp';
 
 const lease = (leaseId: string, resources: Resources, holder = leaseId): QuotaLease => ({
   leaseId,
@@ -136,7 +136,7 @@ describe('owner keys', () => {
   });
 
   it('reads the worker secret from ML_WORKER_SECRET, its file, or makes one in the data folder once', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'mll-secret-'));
+    const dir = tempDir('mll-secret-');
     expect(loadWorkerSecret({ ML_WORKER_SECRET: 'x'.repeat(32) })).toBe('x'.repeat(32));
     expect(() => loadWorkerSecret({ ML_WORKER_SECRET: 'x'.repeat(31) })).toThrow(/ML_WORKER_SECRET: .*at least 32/);
     const file = join(dir, 'secret');

@@ -1,5 +1,4 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import {
@@ -21,6 +20,7 @@ import {
   type ApproverKeyring,
   type SignedApproval,
 } from '../../src/shared/signed-approval';
+import { tempDir } from '../helpers/temp';
 
 const NOW = Date.parse('2025-06-01T12:00:00.000Z');
 const alice = generateApproverKey();
@@ -206,7 +206,7 @@ describe('signed approvals', () => {
 });
 
 describe('approver private key files', () => {
-  const dir = mkdtempSync(join(tmpdir(), 'mll-keys-'));
+  const dir = tempDir('mll-keys-');
 
   it('reads an ed25519 PKCS#8 PEM', () => {
     const file = join(dir, 'alice.pem');
@@ -228,7 +228,7 @@ describe('approver private key files', () => {
 });
 
 describe('approver keyring file', () => {
-  const dir = mkdtempSync(join(tmpdir(), 'mll-keyring-'));
+  const dir = tempDir('mll-keyring-');
   const write = (name: string, text: string) => {
     const file = join(dir, name);
     writeFileSync(file, text);

@@ -1,13 +1,13 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { rmSync, writeFileSync } from 'node:fs';
 import { join, relative, resolve } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { loadSpecFile, SpecError } from '../../src/client/spec-file';
 import { Duration } from '../../src/shared/duration';
 import { describeIssues, LifecycleSpec } from '../../src/shared/spec';
+import { tempDir } from '../helpers/temp';
 
 const EXAMPLE_DIR = resolve(__dirname, '../../examples/churn');
-const dir = mkdtempSync(join(tmpdir(), 'ml-lifecycle-spec-test-'));
+const dir = tempDir('ml-lifecycle-spec-test-');
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 let counter = 0;
