@@ -132,7 +132,16 @@ describe('the regression and multiclass examples through their lifecycles', () =
       );
       // Offline it looked as good as the good one; live, its inputs and its answers are not what stable's are.
       expect(bad.decisions.filter((d) => d.stage === 'validating' && d.outcome === 'fail')).toEqual([]);
-      expect(failed.map((d) => d.stage)).toContain('canary');
+      const canaryDrift = bad.decisions.filter(
+        (d) => d.stage === 'canary' && (d.check === 'predictionDrift' || d.check === 'featureSkew'),
+      );
+      console.log(
+        `${example.name} bad candidate at canary: ${canaryDrift.map((d) => `${d.check} ${d.outcome} ${d.value} n=${d.sampleSize} ${d.detail ?? ''}`).join('; ')}`,
+      );
+      expect(
+        failed.map((d) => d.stage),
+        JSON.stringify(canaryDrift),
+      ).toContain('canary');
       expect(failed.map((d) => d.check)).toEqual(
         expect.arrayContaining([expect.stringMatching(/^(featureSkew|predictionDrift)$/)]),
       );
