@@ -17,6 +17,7 @@ import { closeSync, openSync, readFileSync, readSync, writeFileSync, writeSync }
 import { endianness } from 'node:os';
 import { join } from 'node:path';
 import { sharedFloat64 } from '../src/drift/columns';
+import { mulberry32 } from '../src/dev/random';
 
 export const META_FORMAT = 'ml-lifecycle/bench-drift-data@1';
 
@@ -63,17 +64,6 @@ const KINDS: NumericKind[] = ['normal', 'lognormal', 'uniform', 'count', 'price'
 const DECIMALS: Record<NumericKind, number> = { normal: 4, lognormal: 3, uniform: 3, count: 0, price: 2 };
 /** Categories per categorical feature. */
 const CATEGORIES = [3, 5, 8, 12, 20, 30, 50, 4, 10, 25];
-
-/** mulberry32: 32-bit state, uniform doubles in [0, 1) with 32 random bits. */
-export function mulberry32(seed: number): () => number {
-  let a = seed | 0;
-  return () => {
-    a = (a + 0x6d2b79f5) | 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Probabilities ∝ 1/(k+1)^s over k categories. */
 function zipf(k: number, s: number): number[] {

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { parse as parseCsv } from 'csv-parse/sync';
 import { Agent, request } from 'undici';
+import { mulberry32 } from './random';
 import { ShareCounter } from '../serving/faults';
 import { own } from '../shared/own';
 import type { LabelsResponse } from '../shared/quality';
@@ -181,7 +182,7 @@ export class LoadGenerator {
    * a split sends to the candidate would see other rows than the stable version's for a whole run, so every
    * candidate-vs-stable comparison would compare two fixed samples of the test set, not the two models.
    */
-  private userState = 0x6d2b79f5;
+  private readonly nextUnit = mulberry32(0x6d2b79f5);
   private corrupt: ShareCounter;
   private readonly labelPick: ShareCounter;
   private labelFlip: ShareCounter;
@@ -322,15 +323,6 @@ export class LoadGenerator {
       .catch((err: unknown) => failLabels(`labels: ${String(err)}`))
       .finally(() => this.inFlight.delete(p));
     this.inFlight.add(p);
-  }
-
-  /** The next number in [0, 1) of the users' sequence (mulberry32). */
-  private nextUnit(): number {
-    this.userState = (this.userState + 0x6d2b79f5) | 0;
-    let t = this.userState;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   }
 
   private fire(): void {

@@ -3,6 +3,7 @@
  * in Python: a mulberry32 stream of 32-bit integers, each turned into a 21-bit fraction u = (r >>> 11) / 2^21, so
  * every value is a short dyadic number that both languages compute exactly.
  */
+import { mulberry32 as mulberry32Unit } from '../../src/dev/random';
 
 export type SampleSpec =
   /** shift + scale·u */
@@ -14,15 +15,10 @@ export type SampleSpec =
   /** shift + floor(scale·(u_1 + … + u_terms − terms/2)): a bell shape on integers */
   | { kind: 'bellTies'; seed: number; n: number; shift: number; scale: number; terms: number };
 
-/** mulberry32: a 32-bit state advanced by a constant and mixed by multiplications modulo 2^32. */
+/** mulberry32 as 32-bit unsigned integers (the doubles of src/dev/random.ts times 2^32, exactly). */
 export function mulberry32(seed: number): () => number {
-  let a = seed | 0;
-  return () => {
-    a = (a + 0x6d2b79f5) | 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return (t ^ (t >>> 14)) >>> 0;
-  };
+  const unit = mulberry32Unit(seed);
+  return () => unit() * 4294967296;
 }
 
 const FRACTION = 2 ** 21;

@@ -1,8 +1,7 @@
 import type { Logger } from '@temporalio/common';
 import { randomBytes } from 'node:crypto';
 import { historyToJSON } from '@temporalio/common/lib/proto-utils';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import { NativeConnection, Runtime, type TelemetryOptions, type Worker } from '@temporalio/worker';
@@ -33,6 +32,7 @@ import type { AlertRouteSpec } from '../../src/config/alert-sinks';
 import type { LifecycleStatus } from '../../src/shared/status';
 import type { GatewayAdminAccess } from '../../src/targets/target';
 import { createWorkers } from '../../src/workers/workers';
+import { tempDir } from './temp';
 
 export const ROOT = projectRoot();
 /** The policy of test stacks that are not about policy: open and unsigned (see the file). */
@@ -107,7 +107,7 @@ export async function startGateway(
   // Folders made here are removed when the gateway closes; a caller's own are left to it (a restart reuses them).
   const made: string[] = [];
   const temp = (prefix: string) => {
-    const dir = mkdtempSync(join(tmpdir(), prefix));
+    const dir = tempDir(prefix);
     made.push(dir);
     return dir;
   };
@@ -193,7 +193,7 @@ export async function startStack(
   const address = temporalAddress();
   const client = new Client({ connection: await Connection.connect({ address }) });
   // The workers train into artifactsDir: the gateway's artifact root, as in a deployment.
-  const artifactsDir = mkdtempSync(join(tmpdir(), 'mll-art-'));
+  const artifactsDir = tempDir('mll-art-');
   const gateway = await startGateway({ artifactRoot: artifactsDir });
   const alerts: Alert[] = [];
   const quotaPools = QuotaPoolsFile.parse({
