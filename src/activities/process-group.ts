@@ -1,6 +1,8 @@
 // Signals for a process group: a child spawned with `detached: true` leads its own group (its pid is the group id),
 // and everything it forks joins that group unless it leaves it on purpose (setsid/setpgid).
+import { accessSync, constants } from 'node:fs';
 import { readdir, readFile } from 'node:fs/promises';
+import { delimiter, isAbsolute, join } from 'node:path';
 
 /** How often a stopping group is checked for processes still running. */
 const POLL_MS = 100;
@@ -151,4 +153,50 @@ export function killGroupOnExit(pgid: number): () => void {
   }
   live.add(pgid);
   return () => live.delete(pgid);
+}
+
+let setpriv: string | null | undefined;
+
+/** util-linux's `setpriv` on the search path (or in /usr/bin, /bin), found once; null when there is none. */
+function findSetpriv(): string | null {
+  if (setpriv !== undefined) return setpriv;
+  const dirs = [...(process.env.PATH ?? '').split(delimiter).filter(isAbsolute), '/usr/bin', '/bin'];
+  setpriv = null;
+  for (const dir of dirs) {
+    try {
+      accessSync(join(dir, 'setpriv'), constants.X_OK);
+      setpriv = join(dir, 'setpriv');
+      break;
+    } catch {
+      // not here
+    }
+  }
+  return setpriv;
+}
+
+/**
+ * `command args`, run so that it gets SIGTERM when this process dies, however it dies (SIGKILL, OOM killer): the
+ * kernel's parent-death signal (PR_SET_PDEATHSIG), set by util-linux's `setpriv`, which then execs the command (same
+ * pid, same process group). Without it, a trainer whose worker was killed would run on, holding its accelerator,
+ * until it next wrote to its closed stdout. `guarded` is false when this host has no `setpriv` (the command runs
+ * as is). The signal reaches the command itself, not the processes it forked: stopping those on SIGTERM is part of
+ * the trainer's contract.
+ */
+export function underParentDeathSignal(
+  command: string,
+  args: readonly string[],
+): { command: string; args: string[]; guarded: boolean } {
+  const bin = process.platform === 'linux' ? findSetpriv() : null;
+  if (bin === null) return { command, args: [...args], guarded: false };
+  return { command: bin, args: ['--pdeathsig', 'TERM', '--', command, ...args], guarded: true };
+}
+
+/** Whether process `pid` exists (EPERM: it does, though it is not ours). */
+export function processExists(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
 }

@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, readFile, realpath, rename, rm, stat } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, realpath, rename, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, delimiter, dirname, isAbsolute, join, relative, sep } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -14,7 +14,14 @@ import { lineRedactor, MIN_KNOWN_SECRET_LENGTH } from '../shared/redact';
 import { clipped } from '../shared/text';
 import { PROFILE_FILE } from '../drift/profile';
 import { writeTrainingProfile } from './data';
-import { killGroupOnExit, killLeftovers, terminateGroup, type GroupStop } from './process-group';
+import {
+  killGroupOnExit,
+  killLeftovers,
+  processExists,
+  terminateGroup,
+  underParentDeathSignal,
+  type GroupStop,
+} from './process-group';
 import { countCsvRows } from '../drift/csv';
 import { watchProcess, type ProcessUsage } from './process-usage';
 
@@ -218,6 +225,28 @@ async function allowedProgram(program: string, named: string, roots: readonly st
   return real;
 }
 
+/** A trainer's working folder in the temp dir: `ml-train-<worker pid>-<model>-<random>`. */
+const WORK_DIR_PREFIX = 'ml-train-';
+const WORK_DIR_OWNER = /^ml-train-(\d+)-/;
+
+/**
+ * Removes the trainers' working folders in `dir` (default: the temp dir) whose worker process no longer exists: a
+ * worker killed mid-training never got to remove its trainer's folder. A folder of a live process (this one or
+ * another worker on the host) stays, and so does one whose pid was reused since. Returns the folders removed.
+ */
+export async function removeOrphanedWorkDirs(dir: string = tmpdir()): Promise<string[]> {
+  const removed: string[] = [];
+  for (const name of await readdir(dir).catch(() => [] as string[])) {
+    const owner = WORK_DIR_OWNER.exec(name);
+    if (!owner) continue;
+    const pid = Number(owner[1]);
+    if (pid === process.pid || processExists(pid)) continue;
+    await rm(join(dir, name), { recursive: true, force: true });
+    removed.push(join(dir, name));
+  }
+  return removed;
+}
+
 export function createTrainingActivities(deps: TrainingDeps) {
   const resolve = (p: string) => (isAbsolute(p) ? p : join(deps.root, p));
   const artifactsDir = resolve(deps.artifactsDir);
@@ -316,7 +345,7 @@ export function createTrainingActivities(deps: TrainingDeps) {
       ];
       const env = trainerEnv(policy.env);
       const known = workerSecrets(env);
-      const workDir = await mkdtemp(join(tmpdir(), `ml-train-${input.model}-`));
+      const workDir = await mkdtemp(join(tmpdir(), `${WORK_DIR_PREFIX}${process.pid}-${input.model}-`));
       log.info('starting training', {
         program,
         attempt: ctx.info.attempt,
@@ -333,8 +362,12 @@ export function createTrainingActivities(deps: TrainingDeps) {
       let progress: unknown = { step: 'start' };
 
       // detached: the trainer leads its own process group, so that stopping it reaches every process it forked (data
-      // loaders, workers). Not unref'd: the worker still waits for the trainer and reads its output.
-      const child = spawn(deps.python, args, {
+      // loaders, workers). Not unref'd: the worker still waits for the trainer and reads its output. Under the
+      // parent-death signal: a worker killed outright takes its trainer with it (SIGTERM), rather than leaving it on
+      // the accelerator while Temporal retries the training on another host.
+      const run = underParentDeathSignal(deps.python, args);
+      if (!run.guarded) log.warn('no setpriv here: this trainer outlives its worker if the worker is killed', {});
+      const child = spawn(run.command, run.args, {
         cwd: workDir,
         env,
         stdio: ['ignore', 'pipe', 'pipe'],
@@ -414,15 +447,22 @@ export function createTrainingActivities(deps: TrainingDeps) {
       if (exit.error || exit.code !== 0) {
         await rm(attemptDir, { recursive: true, force: true });
         if (ctx.cancellationSignal.aborted) throw ctx.cancellationSignal.reason;
+        // setpriv reports a program it cannot execute as exit 126/127 and one stderr line.
+        const notStarted =
+          run.guarded && (exit.code === 126 || exit.code === 127)
+            ? tail.find((line) => line.startsWith('setpriv: failed to execute'))
+            : undefined;
         const why = exit.error
           ? `cannot start ${deps.python}: ${exit.error.message}`
-          : exit.signal
-            ? `trainer killed by ${exit.signal}`
-            : `trainer exited with code ${exit.code}`;
+          : notStarted
+            ? `cannot start ${deps.python}: ${notStarted}`
+            : exit.signal
+              ? `trainer killed by ${exit.signal}`
+              : `trainer exited with code ${exit.code}`;
         const lastLine = tail.at(-1);
         throw ApplicationFailure.create({
           type: exit.code === BAD_INPUT_EXIT ? ErrorType.TrainingBadInput : ErrorType.TrainingFailed,
-          message: lastLine ? `${why}: ${lastLine}` : why,
+          message: lastLine && !notStarted ? `${why}: ${lastLine}` : why,
           nonRetryable: exit.code === BAD_INPUT_EXIT,
           details: [{ exitCode: exit.code, signal: exit.signal, logTail: tail, attempt: ctx.info.attempt }],
         });

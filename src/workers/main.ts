@@ -19,6 +19,7 @@ import { startMetricsServer, temporalPrometheusTelemetry, type MetricsServer } f
 import { temporalSettings } from '../config/temporal';
 import { createLogger, PinoTemporalLogger } from './logger';
 import { createWorkers, workerRolesFromEnv, WorkerRolesError } from './workers';
+import { removeOrphanedWorkDirs } from '../activities/training';
 import { callbackAddressFromEnv, createCallbackServer } from '../client/callback-server';
 import { LifecycleClient } from '../client/lifecycle-client';
 
@@ -74,6 +75,11 @@ async function main(): Promise<void> {
     metrics,
   });
   const workers = await createWorkers({ connection, namespace, activities, trainingClasses, controlPlane, metrics });
+  // A worker of this host killed mid-training left its trainer's working folder behind.
+  if (trainingClasses.length > 0) {
+    const orphaned = await removeOrphanedWorkDirs();
+    if (orphaned.length > 0) logger.info({ removed: orphaned }, 'removed working folders of trainers of dead workers');
+  }
   let metricsServer: MetricsServer | null = null;
   if (metricsConfig.port !== undefined) {
     metricsServer = await startMetricsServer(metrics, { port: metricsConfig.port, host: metricsConfig.host });

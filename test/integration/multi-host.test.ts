@@ -9,6 +9,7 @@ import { pathToFileURL } from 'node:url';
 import { Client, Connection } from '@temporalio/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LifecycleClient } from '../../src/client/lifecycle-client';
+import { runningMembers } from '../../src/activities/process-group';
 import { startNode, type ManagedProcess } from '../../src/dev/processes';
 import type { LoadGenerator } from '../../src/dev/load-generator';
 import type { ModelRouting } from '../../src/shared/gateway-api';
@@ -36,6 +37,8 @@ const storeDir = join(work, 'shared-store');
 const controlData = join(work, 'control-host');
 const gpuData = join(work, 'gpu-host');
 const gatewayHome = join(work, 'gateway-host');
+// The GPU host's temp dir, where its trainers get their working folders.
+const gpuTmp = join(work, 'gpu-host-tmp');
 const pool = uniqueName('mh-pool');
 const model = uniqueName('mh');
 const adminToken = newToken();
@@ -85,7 +88,7 @@ async function startGpuHost(): Promise<ManagedProcess> {
   const proc = startNode(
     `gpu-host-${gpuRestarts}`,
     WORKER_MAIN,
-    { ...workerEnv(), ML_DATA_DIR: gpuData, WORKER_CONTROL_PLANE: 'false', TRAINING_CLASSES: 'gpu' },
+    { ...workerEnv(), ML_DATA_DIR: gpuData, WORKER_CONTROL_PLANE: 'false', TRAINING_CLASSES: 'gpu', TMPDIR: gpuTmp },
     logFile,
   );
   await logged(proc, logFile, 'worker running');
@@ -135,6 +138,7 @@ describe('a control plane, a GPU training host and a gateway on separate hosts',
   beforeAll(async () => {
     if (!existsSync(WORKER_MAIN)) throw new Error(`${WORKER_MAIN} is missing: run npm run build first`);
     mkdirSync(storeDir, { recursive: true });
+    mkdirSync(gpuTmp, { recursive: true });
     gateway = await startGatewayProcess(
       'gateway',
       {
@@ -229,12 +233,23 @@ describe('a control plane, a GPU training host and a gateway on separate hosts',
         s.training.params = { ...s.training.params, holdMarker: marker };
       }),
     );
-    // The trainer of the first attempt is running (it wrote the marker): the GPU host dies under it.
-    await expect.poll(() => existsSync(marker), { timeout: 60_000, interval: 200 }).toBe(true);
+    // The trainer of the first attempt is running (it wrote its pid to the marker): the GPU host dies under it.
+    const pidIn = () => (existsSync(marker) ? Number(readFileSync(marker, 'utf8')) : 0);
+    await expect.poll(pidIn, { timeout: 60_000, interval: 200 }).toBeGreaterThan(0);
+    const trainer = pidIn();
+    const deadHost = gpu.child.pid!;
+    const workDirsOf = (pid: number) => readdirSync(gpuTmp).filter((n) => n.startsWith(`ml-train-${pid}-`));
+    expect(await runningMembers(trainer)).toEqual([trainer]);
     const gone = new Promise((r) => gpu.child.once('exit', r));
     gpu.child.kill('SIGKILL');
     await gone;
+    // The trainer (silent for two minutes, so no write to its closed stdout would end it) went with its worker: the
+    // parent-death signal. Only its working folder is left.
+    await expect.poll(() => runningMembers(trainer), { timeout: 5_000, interval: 100 }).toEqual([]);
+    expect(workDirsOf(deadHost)).toHaveLength(1);
     gpu = await startGpuHost();
+    // The new host removed it when it started.
+    expect(workDirsOf(deadHost)).toEqual([]);
 
     // The attempt is lost with its worker; Temporal retries it on the new host once its heartbeat times out.
     const after = await waitForStatus(lifecycles, id, (s) => !['provisioning', 'training'].includes(s.stage), 90_000);

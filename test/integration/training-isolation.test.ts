@@ -1,5 +1,15 @@
-import { existsSync, mkdirSync, rmSync, symlinkSync, writeFileSync, copyFileSync, appendFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { spawnSync } from 'node:child_process';
+import {
+  appendFileSync,
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
+import { basename, join } from 'node:path';
 import { ApplicationFailure } from '@temporalio/common';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { DefaultLogger } from '@temporalio/worker';
@@ -8,6 +18,7 @@ import { ARTIFACT_DIGEST_PATTERN, artifactDigest } from '../../src/artifacts/dig
 import {
   createTrainingActivities,
   DEFAULT_TRAINER_ENV,
+  removeOrphanedWorkDirs,
   type TrainerPolicy,
   type TrainModelInput,
   type TrainModelResult,
@@ -131,6 +142,8 @@ describe('trainModel runs the trainer with least privilege', () => {
     const cwd = tail.find((l) => l.startsWith('cwd: '))!.slice('cwd: '.length);
     expect(cwd).not.toBe(ROOT);
     expect(cwd.startsWith(ROOT)).toBe(false);
+    // Named for its worker, so that a worker of the host that starts after this one was killed can remove it.
+    expect(basename(cwd)).toMatch(new RegExp(`^ml-train-${process.pid}-probe-`));
     expect(existsSync(cwd)).toBe(false);
   }, 30_000);
 
@@ -226,4 +239,44 @@ describe('trainModel runs the trainer with least privilege', () => {
     expect(reused.reused).toBe(true);
     expect(reused.artifactDigest).toBe(changed);
   }, 120_000);
+  it('names the interpreter it cannot start, and leaves nothing behind', async () => {
+    const missing = join(dir, 'no-such-python');
+    const { trainModel } = createTrainingActivities({
+      artifactsDir: join(dir, 'artifacts'),
+      python: missing,
+      root: ROOT,
+    });
+    const failure = await failureOf(
+      new MockActivityEnvironment(undefined, { logger: new DefaultLogger('ERROR') }).run(trainModel, {
+        lifecycleId: 'no-python',
+        model: 'probe',
+        version: 'v1',
+        program: PROBE,
+        dataDir: dir,
+        params: {},
+      }),
+    );
+    expect(failure.type).toBe(ErrorType.TrainingFailed);
+    expect(failure.message).toMatch(new RegExp(`^cannot start ${missing}: .*${missing}`));
+    expect(readdirSync(join(dir, 'artifacts', 'probe', 'v1')).filter((n) => n.startsWith('no-python'))).toEqual([]);
+  });
+
+  it('removes the working folders of dead workers only', async () => {
+    const tmp = tempDir('orphaned-work-dirs-');
+    // A pid that no longer runs: a process that has exited and been reaped.
+    const exited = spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], {
+      encoding: 'utf8',
+    });
+    const dead = Number(exited.stdout);
+    const names = [
+      `ml-train-${dead}-churn-a1b2c3`,
+      `ml-train-${process.pid}-churn-d4e5f6`,
+      `ml-train-1-churn-g7h8i9`,
+      'ml-train-churn-j0k1l2',
+      'other-folder',
+    ];
+    for (const name of names) mkdirSync(join(tmp, name, 'nested'), { recursive: true });
+    expect(await removeOrphanedWorkDirs(tmp)).toEqual([join(tmp, names[0]!)]);
+    expect(readdirSync(tmp).sort()).toEqual(names.slice(1).sort());
+  });
 });
