@@ -79,6 +79,11 @@ export function formatStatus(s: LifecycleStatus): string {
       ),
     );
   }
+  for (const o of s.omittedDecisions ?? []) {
+    lines.push(
+      `  (${o.stage} ${o.check}: ${o.count} more tolerated or dry-run failures after the first 20; last ones below)`,
+    );
+  }
   const measured = Object.entries(s.measurements ?? {});
   if (measured.length) {
     // The last samples each check kept, passing and failing: what a check read over the rollout, not only its breaches.

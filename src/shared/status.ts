@@ -147,6 +147,11 @@ export interface LifecycleStatus {
   pendingGate: PendingGate | null;
   approvals: ApprovalRecord[];
   decisions: Decision[];
+  /**
+   * Tolerated and dry-run sample decisions left out of `decisions` past the first 20 of a stage's check, counted (absent:
+   * none left out). The check's last samples are in `measurements`.
+   */
+  omittedDecisions?: { stage: string; check: string; count: number }[];
   /** Per check, its last passing and failing samples (absent: started before measurements were kept). */
   measurements?: Record<string, CheckMeasurements>;
   events: LifecycleEvent[];

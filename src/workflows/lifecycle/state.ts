@@ -35,6 +35,13 @@ const PROMOTE_NOW = 'promote-now';
 const PROMOTABLE: readonly Stage[] = [Stage.Canary, Stage.Ramping];
 
 const EVENTS_LIMIT = 200;
+/**
+ * Sample decisions kept per stage and check of the kinds that recur without ending the rollout: tolerated failures
+ * and errors, and dry-run failures. A dry-run check failing on every sample of a 24 h bake would otherwise add 1,440
+ * decisions to every status read. The rest are counted in `omittedDecisions`; the check's last samples stay in
+ * `measurements`, and a decision that stops the rollout is always kept.
+ */
+export const RECURRING_DECISIONS_KEPT = 20;
 
 /**
  * The state machine of one lifecycle, kept apart from the workflow's wiring: handlers and the business logic both go
@@ -51,6 +58,8 @@ export class LifecycleState {
   pendingGate: PendingGate | null = null;
   readonly approvals: ApprovalRecord[] = [];
   readonly decisions: Decision[] = [];
+  /** Recurring sample decisions left out of `decisions`, per stage and check (see RECURRING_DECISIONS_KEPT). */
+  private readonly recurring = new Map<string, { stage: string; check: string; kept: number; omitted: number }>();
   /** Per check, its last passing and last failing samples (`analysis.measurementRetention` of each). */
   readonly measurements = new Map<string, CheckMeasurements>();
   readonly events: LifecycleEvent[] = [];
@@ -113,8 +122,32 @@ export class LifecycleState {
   }
 
   addDecisions(decisions: readonly Decision[]): void {
-    this.decisions.push(...decisions);
+    for (const d of decisions) {
+      if (d.sample === undefined || !(d.tolerated || d.dryRun)) {
+        this.decisions.push(d);
+        continue;
+      }
+      const key = `${d.stage}\u0000${d.check}`;
+      let seen = this.recurring.get(key);
+      if (!seen) {
+        seen = { stage: d.stage, check: d.check, kept: 0, omitted: 0 };
+        this.recurring.set(key, seen);
+      }
+      if (seen.kept < RECURRING_DECISIONS_KEPT) {
+        seen.kept++;
+        this.decisions.push(d);
+      } else {
+        seen.omitted++;
+      }
+    }
     this.updatedAt = this.now();
+  }
+
+  /** How many recurring sample decisions each stage and check left out of `decisions`. */
+  omittedDecisions(): { stage: string; check: string; count: number }[] {
+    return [...this.recurring.values()]
+      .filter((r) => r.omitted > 0)
+      .map((r) => ({ stage: r.stage, check: r.check, count: r.omitted }));
   }
 
   /** Keeps the last `keep` passing and failing (or errored) samples of each check of `decisions`. */
@@ -495,6 +528,7 @@ export class LifecycleState {
       pendingGate: this.gateOutcome === null ? this.pendingGate : null,
       approvals: this.approvals,
       decisions: this.decisions,
+      ...(this.omittedDecisions().length > 0 ? { omittedDecisions: this.omittedDecisions() } : {}),
       ...(this.measurements.size > 0 ? { measurements: Object.fromEntries(this.measurements) } : {}),
       events: this.events,
       error: this.error,
