@@ -59,8 +59,10 @@ function parseResources(text: string, ctx: QuotaCommandContext): Resources {
 
 export function formatPool(s: QuotaPoolState, alerts: readonly QuotaAlertState[] = []): string {
   const now = Date.parse(s.at);
+  const held = s.counts?.leases ?? s.leases.length;
+  const waiting = s.counts?.waiting ?? s.waiting.length;
   const lines = [
-    `pool ${s.name}   leases ${s.leases.length}   waiting ${s.waiting.length}   ` +
+    `pool ${s.name}   leases ${held}   waiting ${waiting}   ` +
       `grants ${s.stats.grants}  refusals ${s.stats.refusals}  expired ${s.stats.expirations}`,
     '',
     table(
@@ -93,6 +95,11 @@ export function formatPool(s: QuotaPoolState, alerts: readonly QuotaAlertState[]
       ),
     );
   }
+  if (held > s.leases.length) {
+    lines.push(
+      `… ${held - s.leases.length} more leases (the ${s.leases.length} soonest to expire shown: --limit, --all)`,
+    );
+  }
   if (s.waiting.length > 0) {
     lines.push(
       '',
@@ -108,6 +115,11 @@ export function formatPool(s: QuotaPoolState, alerts: readonly QuotaAlertState[]
           until(w.deadline, now),
         ]),
       ),
+    );
+  }
+  if (waiting > s.waiting.length) {
+    lines.push(
+      `… ${waiting - s.waiting.length} more waiting (the first ${s.waiting.length} in line shown: --limit, --all)`,
     );
   }
   for (const a of alerts) lines.push(`ALERT [${a.severity}] ${a.summary} (since ${a.since})`);
@@ -162,14 +174,27 @@ export function addQuotaCommands(program: Command, ctx: QuotaCommandContext): vo
   };
 
   withJson(quota.command('show [pool]'))
-    .description('usage per resource, kind and pipeline, burn rate, leases, queue, alerts (every pool by default)')
-    .action(async (pool: string | undefined, _o: unknown, cmd: Command) => {
+    .description('usage per resource and kind, burn rate, leases, queue, alerts (every pool by default)')
+    .addOption(
+      new Option('--limit <n>', 'leases (the soonest to expire), waiting reservations and journal entries listed')
+        .default(50)
+        .argParser(intArg('--limit', 1, 1000)),
+    )
+    .option(
+      '--all',
+      "the pool's whole state: every lease, reservation and journal entry, and usage per pipeline " +
+        '(past about 8,000 leases it is more than the server answers)',
+    )
+    .action(async (pool: string | undefined, o: { limit: number; all?: boolean }, cmd: Command) => {
       const client = await connect(cmd);
       const names = pool ? [pool] : client.poolNames;
       const states = [];
       for (const name of names) {
         client.config(name);
-        const state = await client.state(name);
+        // A summary with bounded lists: its size does not grow with the pool's leases.
+        const state = o.all
+          ? await client.state(name)
+          : await client.state(name, { summary: true, list: { limit: o.limit } });
         const alerts = state ? ((await client.monitor(name))?.alerts ?? []) : [];
         states.push({ name, state, alerts });
       }
@@ -272,7 +297,9 @@ export function addQuotaCommands(program: Command, ctx: QuotaCommandContext): vo
         estimates.push(
           await estimateLifecycle(client, s, { gatewayUrl: (o.gateway ?? 'http://127.0.0.1:8701').replace(/\/$/, '') }),
         );
-      const check = checkPool(config, await client.state(name), estimates);
+      // The running experiments, as a summary lists them (the rest, if more than it lists, as one line).
+      const state = await client.state(name, { summary: true, list: { limit: 1000, kind: 'experiment' } });
+      const check = checkPool(config, state, estimates);
       if (!check.fits) ctx.problemsFound();
       const lines = [
         `pool ${name}: ${check.fits ? 'can run every pipeline below at once' : 'CANNOT run every pipeline below at once'}`,

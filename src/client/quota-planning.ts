@@ -3,6 +3,8 @@ import { countCsvRows } from '../drift/csv';
 import { readToken } from '../config/tokens';
 import {
   checkCapacity,
+  ResourceSums,
+  usedResources,
   estimateFromRuns,
   estimateServing,
   type CapacityCheck,
@@ -10,6 +12,7 @@ import {
   type ServingEstimate,
 } from '../domain/quota';
 import { quantileFromBuckets } from '../domain/guardrails';
+import { own } from '../shared/own';
 import type { PipelineKind, QuotaPoolConfig, QuotaPoolState, Resources } from '../shared/quota';
 import type { LifecycleSpec } from '../shared/spec';
 import { ModelTelemetry } from '../shared/telemetry';
@@ -147,11 +150,29 @@ export function checkPool(
   state: QuotaPoolState | null,
   lifecycles: readonly LifecycleEstimate[],
 ): PoolCheck {
+  const listed = (state?.leases ?? []).filter((l) => l.kind === 'experiment');
+  const experiments: PoolCheck['pipelines'] = listed.map((l) => ({
+    name: l.holder,
+    kind: l.kind,
+    resources: l.resources,
+    source: `running (${l.leaseId})`,
+  }));
+  // A summary lists at most its limit: the experiments it left out count with what they hold together.
+  const more = (state?.counts?.matching ?? listed.length) - listed.length;
+  if (more > 0) {
+    experiments.push({
+      name: `${more} more running experiments`,
+      kind: 'experiment',
+      resources: new ResourceSums()
+        .add(own(state?.byKind ?? {}, 'experiment') ?? {})
+        .add(usedResources(listed), -1)
+        .toJSON(),
+      source: 'running (not listed)',
+    });
+  }
   const pipelines: PoolCheck['pipelines'] = [
     ...config.pipelines.map((p) => ({ name: p.name, kind: p.kind, resources: p.resources, source: 'registered' })),
-    ...(state?.leases ?? [])
-      .filter((l) => l.kind === 'experiment')
-      .map((l) => ({ name: l.holder, kind: l.kind, resources: l.resources, source: `running (${l.leaseId})` })),
+    ...experiments,
   ];
   for (const e of lifecycles) {
     pipelines.push({

@@ -966,3 +966,11 @@ export function checkCapacity(
     problems,
   };
 }
+
+/** The first `limit` of `leases` to expire, soonest first (leases that never expire last, then by lease id). */
+export function soonestToExpire(leases: readonly QuotaLease[], limit: number): QuotaLease[] {
+  const at = (l: QuotaLease) => (l.expiresAt === null ? Infinity : Date.parse(l.expiresAt));
+  return [...leases]
+    .sort((a, b) => at(a) - at(b) || (a.leaseId < b.leaseId ? -1 : a.leaseId > b.leaseId ? 1 : 0))
+    .slice(0, limit);
+}

@@ -496,10 +496,19 @@ export const PoolStateRead = z
       .strict()
       .optional(),
     holder: HolderName.optional(),
+    /**
+     * Adds bounded lists to a summary: the first `limit` leases to expire (of `kind` only, when given; leases that never
+     * expire last), the first `limit` waiting reservations in queue order, and the last `limit` journal entries.
+     * `counts.listed` then says how many leases matched, so a reader knows what it was not shown.
+     */
+    list: z
+      .object({ limit: z.number().int().min(1).max(1000), kind: PipelineKind.optional() })
+      .strict()
+      .optional(),
   })
   .strict()
-  .refine((r) => r.summary === true || (r.runsOf === undefined && r.holder === undefined), {
-    message: 'runsOf and holder narrow a summary: ask for { summary: true } with them',
+  .refine((r) => r.summary === true || (r.runsOf === undefined && r.holder === undefined && r.list === undefined), {
+    message: 'runsOf, holder and list narrow a summary: ask for { summary: true } with them',
   });
 export type PoolStateRead = z.infer<typeof PoolStateRead>;
 
@@ -523,10 +532,15 @@ export interface QuotaPoolState {
   journal: QuotaJournalEntry[];
   /**
    * Present in a summary (`{ summary: true }`) only: how many leases and waiting reservations the pool holds. A
-   * summary leaves `leases`, `waiting` and `journal` empty; `byPipeline` holds only the `holder` it was asked about,
-   * and `runs` only those that ended `expired` plus those of `runsOf`, oldest first.
+   * summary leaves `leases`, `waiting` and `journal` empty (or as long as its `list` allows); `byPipeline` holds only
+   * the `holder` it was asked about and the holders of the leases it lists, and `runs` only those that ended `expired` plus those of `runsOf`, oldest first.
    */
-  counts?: { leases: number; waiting: number };
+  counts?: {
+    leases: number;
+    waiting: number;
+    /** With a read's `list`: how many leases matched it (of its kind, or all), listed or not. */
+    matching?: number;
+  };
   stats: {
     grants: number;
     refusals: number;

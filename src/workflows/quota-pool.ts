@@ -21,6 +21,7 @@ import {
   poolFullBySize,
   resourceUsage,
   runOf,
+  soonestToExpire,
   type UsageSample,
 } from '../domain/quota';
 import {
@@ -730,22 +731,32 @@ export async function quotaPoolWorkflow(input: QuotaPoolInput): Promise<void> {
     const faulty = faultyPipelines(capRefusals, config, now);
     if (read.summary) {
       const used = leases.used();
+      const list = read.list;
+      const matching = list ? [...leases.values()].filter((l) => list.kind === undefined || l.kind === list.kind) : [];
+      const listed = list ? soonestToExpire(matching, list.limit) : [];
+      // The pipelines asked about: `holder`, and those of the leases listed.
+      const pipelines = new Set(listed.map((l) => l.holder));
+      if (read.holder !== undefined) pipelines.add(read.holder);
       return {
         name: config.name,
         config,
         capacity: config.capacity,
         at: iso(now),
-        leases: [],
+        leases: listed,
         used,
         resources: resourceUsage(config.capacity, used, samples, now, config.alerts.burnWindow),
         byKind: leases.byKind(),
-        byPipeline: read.holder === undefined ? {} : Object.fromEntries([[read.holder, leases.heldBy(read.holder)]]),
-        waiting: [],
+        byPipeline: Object.fromEntries([...pipelines].map((h) => [h, leases.heldBy(h)])),
+        waiting: list
+          ? ordered()
+              .slice(0, list.limit)
+              .map((w) => w.entry)
+          : [],
         faulty: faulty.map((f) => ({ holder: f.holder, capRefusals: f.capRefusals, since: iso(f.sinceMs) })),
         runs: runs.filter((r) => r.ended === 'expired' || (read.runsOf !== undefined && runOf(r, read.runsOf))),
-        journal: [],
+        journal: list ? journal.slice(-list.limit) : [],
         stats: { ...stats, opsThisRun: ops },
-        counts: { leases: leases.size, waiting: queue.length },
+        counts: { leases: leases.size, waiting: queue.length, ...(list ? { matching: matching.length } : {}) },
       };
     }
     const { used, byKind, byPipeline } = breakdown(leases.values());

@@ -3,8 +3,18 @@ import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { artifactDigest } from '../../src/artifacts/digest';
-import type { QuotaPoolConfigInput } from '../../src/shared/quota';
-import { EXAMPLE, liveTraffic, startStack, testSpec, uniqueName, waitForStatus, type Stack } from '../helpers/harness';
+import { QuotaClient } from '../../src/client/quota-client';
+import { QuotaPoolsFile, type QuotaPoolConfigInput, type QuotaPoolState } from '../../src/shared/quota';
+import {
+  EXAMPLE,
+  liveTraffic,
+  startStack,
+  testSpec,
+  uniqueName,
+  waitForStatus,
+  WORKER_SECRET,
+  type Stack,
+} from '../helpers/harness';
 import { mlctl } from '../helpers/mlctl';
 import { tempDir } from '../helpers/temp';
 
@@ -13,6 +23,7 @@ describe('mlctl quota against a real dev server', () => {
   const dir = tempDir('mll-quota-cli-');
   const POOL = uniqueName('cli-pool');
   const PLAN = uniqueName('plan-pool');
+  const BIG = uniqueName('big-pool');
   const poolConfigs: QuotaPoolConfigInput[] = [
     { name: POOL, capacity: { cpu: 8, memoryGiB: 32, 'gpu:t4': 2 }, caps: { perPipeline: { 'gpu:*': 0.5 } } },
     {
@@ -24,6 +35,7 @@ describe('mlctl quota against a real dev server', () => {
         { name: 'churn-serving', kind: 'serving', resources: { cpu: 2, memoryGiB: 2 } },
       ],
     },
+    { name: BIG, capacity: { cpu: 1000 } },
   ];
   const poolsFile = join(dir, 'pools.yaml');
   const run = (...args: string[]) => mlctl(stack.address, ...args, '--pools', poolsFile);
@@ -258,5 +270,59 @@ describe('mlctl quota against a real dev server', () => {
     expect(json.fits).toBe(false);
     expect(json.problems).toContainEqual(expect.objectContaining({ resource: 'cpu', scope: 'pool' }));
     for (const lease of ['exp-a', 'exp-b']) await run('quota', 'release', PLAN, lease, '--as', 'ops');
+  });
+  it('shows a pool of many leases as a summary with bounded lists, and its whole state with --all', async () => {
+    const quota = new QuotaClient(stack.client, QuotaPoolsFile.parse({ pools: poolConfigs }), {
+      maxInFlight: 4,
+      ownerSecret: WORKER_SECRET,
+    });
+    // Lease job-i expires in i + 1 minutes; six pipelines hold them in turn.
+    const reserve = (from: number, to: number) =>
+      Promise.all(
+        Array.from({ length: to - from }, (_, k) => from + k).map(async (i) => {
+          const r = await quota.reserve(BIG, {
+            leaseId: `job-${i}`,
+            holder: `etl-${i % 6}`,
+            kind: 'data',
+            resources: { cpu: 1 },
+            ttlMs: (i + 1) * 60_000,
+          });
+          expect(r.granted, `job-${i}`).toBe(true);
+        }),
+      );
+    const shownBytes = async (...args: string[]) => (await run('quota', 'show', BIG, '--json', ...args)).stdout.length;
+
+    await reserve(0, 60);
+    const summaryAt60 = await shownBytes();
+    const wholeAt60 = await shownBytes('--all');
+    await reserve(60, 120);
+
+    const text = (await run('quota', 'show', BIG)).stdout;
+    expect(text).toMatch(new RegExp(`pool ${BIG}\\s+leases 120\\s+waiting 0`));
+    expect(text.match(/^job-\d+\s+etl-\d/gm)).toHaveLength(50);
+    expect(text).toMatch(/^job-0\s+etl-0\s+data\s+cpu=1\s+in \d/m);
+    expect(text).toContain('… 70 more leases (the 50 soonest to expire shown: --limit, --all)');
+
+    const five = JSON.parse((await run('quota', 'show', BIG, '--json', '--limit', '5')).stdout) as QuotaPoolState;
+    expect(five.counts).toEqual({ leases: 120, waiting: 0, matching: 120 });
+    expect(five.leases.map((l) => l.leaseId)).toEqual(['job-0', 'job-1', 'job-2', 'job-3', 'job-4']);
+    expect(five.used).toEqual({ cpu: 120 });
+    // The pipelines of the leases listed, with all they hold.
+    expect(Object.keys(five.byPipeline).sort()).toEqual(['etl-0', 'etl-1', 'etl-2', 'etl-3', 'etl-4']);
+    expect(five.byPipeline['etl-0']).toEqual({ cpu: 20 });
+    expect(five.journal).toHaveLength(5);
+
+    const whole = JSON.parse((await run('quota', 'show', BIG, '--json', '--all')).stdout) as QuotaPoolState;
+    expect(whole.leases).toHaveLength(120);
+    expect(whole.counts).toBeUndefined();
+    expect(Object.keys(whole.byPipeline)).toHaveLength(6);
+
+    // What a summary carries does not grow with the pool's leases; the whole state does.
+    const summaryAt120 = await shownBytes();
+    expect(summaryAt120).toBeLessThan(summaryAt60 * 1.1);
+    expect(await shownBytes('--all')).toBeGreaterThan(wholeAt60 * 1.7);
+    expect((await run('quota', 'show', BIG, '--limit', '0')).stderr).toContain(
+      '--limit: "0" is not an integer from 1 to 1000',
+    );
   });
 });

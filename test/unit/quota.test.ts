@@ -11,9 +11,11 @@ import {
   faultyPipelines,
   poolAlerts,
   resourceUsage,
+  soonestToExpire,
   usedResources,
   type UsageSample,
 } from '../../src/domain/quota';
+import { checkPool } from '../../src/client/quota-planning';
 import { describeIssues } from '../../src/shared/spec';
 import {
   QuotaPoolConfig,
@@ -21,6 +23,7 @@ import {
   ReserveQuotaInput,
   type PipelineKind,
   type QuotaLease,
+  type QuotaPoolState,
   type QuotaRun,
   type Resources,
 } from '../../src/shared/quota';
@@ -301,6 +304,42 @@ describe('checkCapacity', () => {
       { resource: 'cpu', scope: 'kind', who: 'experiment', need: 6, limit: expect.closeTo(4.8) as number },
       { resource: 'cpu', scope: 'pool', who: 'all pipelines', need: 18, limit: 16 },
     ]);
+  });
+});
+
+describe('soonestToExpire and a check on a summary that lists some experiments', () => {
+  it('lists the leases soonest to expire first, never-expiring ones last, ties by lease id', () => {
+    const at = (id: string, expiresAt: string | null) => ({ ...lease(id, { cpu: 1 }), expiresAt });
+    const leases = [
+      at('c', null),
+      at('b', '2025-01-01T00:05:00.000Z'),
+      at('a', '2025-01-01T00:05:00.000Z'),
+      at('d', '2025-01-01T00:01:00.000Z'),
+      at('e', null),
+    ];
+    expect(soonestToExpire(leases, 10).map((l) => l.leaseId)).toEqual(['d', 'a', 'b', 'c', 'e']);
+    expect(soonestToExpire(leases, 2).map((l) => l.leaseId)).toEqual(['d', 'a']);
+    expect(leases.map((l) => l.leaseId)).toEqual(['c', 'b', 'a', 'd', 'e']);
+  });
+
+  it('counts the experiments a summary did not list as one pipeline holding the rest of their usage', () => {
+    const listed = [lease('x1', { cpu: 1 }, 'x1', 'experiment'), lease('x2', { cpu: 1.5 }, 'x2', 'experiment')];
+    const state = {
+      leases: listed,
+      byKind: { experiment: { cpu: 5.5 }, training: { cpu: 8 } },
+      counts: { leases: 9, waiting: 0, matching: 5 },
+    } as unknown as QuotaPoolState;
+    const check = checkPool(POOL, state, []);
+    expect(check.pipelines).toEqual([
+      { name: 'x1', kind: 'experiment', resources: { cpu: 1 }, source: 'running (x1)' },
+      { name: 'x2', kind: 'experiment', resources: { cpu: 1.5 }, source: 'running (x2)' },
+      { name: '3 more running experiments', kind: 'experiment', resources: { cpu: 3 }, source: 'running (not listed)' },
+    ]);
+    // 5.5 cpu of experiments against the 30 % kind cap of 16 cpu (4.8).
+    expect(check.fits).toBe(false);
+    expect(check.problems).toContainEqual(expect.objectContaining({ scope: 'kind', who: 'experiment', need: 5.5 }));
+    // A whole state (no counts) lists every experiment: nothing is added.
+    expect(checkPool(POOL, { leases: listed, byKind: {} } as unknown as QuotaPoolState, []).pipelines).toHaveLength(2);
   });
 });
 
