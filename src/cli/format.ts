@@ -3,7 +3,7 @@ import type { LifecycleSummary } from '../client/lifecycle-client';
 import { own } from '../shared/own';
 import type { RegistryState } from '../shared/registry';
 import { TASK_METRICS } from '../shared/task';
-import type { LifecycleStatus } from '../shared/status';
+import { RECURRING_DECISIONS_KEPT, type LifecycleStatus } from '../shared/status';
 import type { ServingMonitorState } from '../shared/monitoring';
 
 export function table(headers: string[], rows: string[][]): string {
@@ -81,7 +81,8 @@ export function formatStatus(s: LifecycleStatus): string {
   }
   for (const o of s.omittedDecisions ?? []) {
     lines.push(
-      `  (${o.stage} ${o.check}: ${o.count} more tolerated or dry-run failures after the first 20; last ones below)`,
+      `  (${o.stage} ${o.check}: ${o.count} more tolerated or dry-run failures after the first ` +
+        `${RECURRING_DECISIONS_KEPT}; last ones below)`,
     );
   }
   const measured = Object.entries(s.measurements ?? {});

@@ -499,7 +499,7 @@ export const PoolStateRead = z
     /**
      * Adds bounded lists to a summary: the first `limit` leases to expire (of `kind` only, when given; leases that never
      * expire last), the first `limit` waiting reservations in queue order, and the last `limit` journal entries.
-     * `counts.listed` then says how many leases matched, so a reader knows what it was not shown.
+     * `counts.matching` then says how many leases matched, so a reader knows what it was not shown.
      */
     list: z
       .object({ limit: z.number().int().min(1).max(1000), kind: PipelineKind.optional() })
@@ -533,7 +533,8 @@ export interface QuotaPoolState {
   /**
    * Present in a summary (`{ summary: true }`) only: how many leases and waiting reservations the pool holds. A
    * summary leaves `leases`, `waiting` and `journal` empty (or as long as its `list` allows); `byPipeline` holds only
-   * the `holder` it was asked about and the holders of the leases it lists, and `runs` only those that ended `expired` plus those of `runsOf`, oldest first.
+   * the `holder` it was asked about and the holders of the leases it lists, and `runs` only those that ended `expired`
+   * plus those of `runsOf`, oldest first.
    */
   counts?: {
     leases: number;

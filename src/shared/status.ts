@@ -129,6 +129,14 @@ export interface LifecycleEvent {
   message: string;
 }
 
+/**
+ * Sample decisions a lifecycle keeps per stage and check of the kinds that recur without ending the rollout: tolerated
+ * failures and errors, and dry-run failures. A dry-run check failing on every sample of a 24 h bake would otherwise add
+ * 1,440 decisions to every status read. The rest are counted in `omittedDecisions`; the check's last samples stay in
+ * `measurements`, and a decision that stops the rollout is always kept.
+ */
+export const RECURRING_DECISIONS_KEPT = 20;
+
 /** What `statusQuery` returns and `mlctl status --json` prints. */
 export interface LifecycleStatus {
   id: string;
@@ -148,8 +156,8 @@ export interface LifecycleStatus {
   approvals: ApprovalRecord[];
   decisions: Decision[];
   /**
-   * Tolerated and dry-run sample decisions left out of `decisions` past the first 20 of a stage's check, counted (absent:
-   * none left out). The check's last samples are in `measurements`.
+   * Tolerated and dry-run sample decisions left out of `decisions` past the first RECURRING_DECISIONS_KEPT of a stage's
+   * check, counted (absent: none left out). The check's last samples are in `measurements`.
    */
   omittedDecisions?: { stage: string; check: string; count: number }[];
   /** Per check, its last passing and failing samples (absent: started before measurements were kept). */

@@ -13,6 +13,7 @@ import type { LifecycleSpec } from '../../shared/spec';
 import {
   GateDecisionInput,
   OperatorAction,
+  RECURRING_DECISIONS_KEPT,
   type ApprovalRecord,
   type CheckMeasurements,
   type Decision,
@@ -35,13 +36,6 @@ const PROMOTE_NOW = 'promote-now';
 const PROMOTABLE: readonly Stage[] = [Stage.Canary, Stage.Ramping];
 
 const EVENTS_LIMIT = 200;
-/**
- * Sample decisions kept per stage and check of the kinds that recur without ending the rollout: tolerated failures
- * and errors, and dry-run failures. A dry-run check failing on every sample of a 24 h bake would otherwise add 1,440
- * decisions to every status read. The rest are counted in `omittedDecisions`; the check's last samples stay in
- * `measurements`, and a decision that stops the rollout is always kept.
- */
-export const RECURRING_DECISIONS_KEPT = 20;
 
 /**
  * The state machine of one lifecycle, kept apart from the workflow's wiring: handlers and the business logic both go
@@ -511,6 +505,7 @@ export class LifecycleState {
   }
 
   status(): LifecycleStatus {
+    const omitted = this.omittedDecisions();
     return {
       id: this.id,
       model: this.spec.model,
@@ -528,7 +523,7 @@ export class LifecycleState {
       pendingGate: this.gateOutcome === null ? this.pendingGate : null,
       approvals: this.approvals,
       decisions: this.decisions,
-      ...(this.omittedDecisions().length > 0 ? { omittedDecisions: this.omittedDecisions() } : {}),
+      ...(omitted.length > 0 ? { omittedDecisions: omitted } : {}),
       ...(this.measurements.size > 0 ? { measurements: Object.fromEntries(this.measurements) } : {}),
       events: this.events,
       error: this.error,
